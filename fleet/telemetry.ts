@@ -1,0 +1,46 @@
+// Telemetry a device publishes on fleetlm/{thing}/telemetry (QoS 1). Shared by the agent
+// (producer), the local hub's sink and the cloud IoT rule (consumers) and the CLI (reader).
+import { z } from 'zod';
+import { parseWith } from '../common/validate.ts';
+
+const Percentiles = z.object({ p50: z.number().nonnegative(), p95: z.number().nonnegative() }).strict();
+
+export const TelemetrySchema = z
+  .object({
+    schema: z.literal('fleetlm/telemetry@1'),
+    thingName: z.string().min(1).max(128),
+    /** Milliseconds since the epoch, device clock. */
+    timestamp: z.number().int().nonnegative(),
+    /** Monotonic per device, so a consumer can spot gaps and duplicates. */
+    seq: z.number().int().nonnegative(),
+    event: z.enum(['periodic', 'startup', 'install', 'rollback', 'health-check']),
+    model: z.object({ modelId: z.string(), version: z.string() }).strict().nullable(),
+    inference: z
+      .object({
+        requests: z.number().int().nonnegative(),
+        firstTokenMs: Percentiles.nullable(),
+        tokensPerSecond: Percentiles.nullable(),
+      })
+      .strict(),
+    system: z
+      .object({
+        rssBytes: z.number().nonnegative(),
+        cpuLoad1m: z.number().nonnegative(),
+        temperatureC: z.number().nullable(),
+        powerW: z.number().nonnegative().nullable(),
+        energyJ: z.number().nonnegative(),
+        /** True when energy is estimated from CPU time and a configured wattage, not measured. */
+        energyEstimated: z.boolean(),
+      })
+      .strict(),
+    /** Messages dropped from the offline buffer because it was full. */
+    dropped: z.number().int().nonnegative().default(0),
+  })
+  .strict();
+
+export type Telemetry = z.output<typeof TelemetrySchema>;
+
+/** Validates one telemetry message. */
+export function parseTelemetry(value: unknown): Telemetry {
+  return parseWith(TelemetrySchema, value, 'telemetry message');
+}
