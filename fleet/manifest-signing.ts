@@ -5,10 +5,13 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 import { ValidationError } from '../common/errors.ts';
 import type { ManifestSignature } from './manifest.ts';
 
-/** Something that signs a sha256 digest with ECDSA P-256 and returns a DER signature. */
+/**
+ * Signs message bytes with ECDSA P-256 over SHA-256 and returns a DER signature.
+ * A KMS-backed signer hashes locally and sends only the digest (MessageType DIGEST).
+ */
 export interface ManifestSigner {
   readonly keyId: string;
-  signDigest(digest: Uint8Array): Promise<Uint8Array>;
+  sign(message: Uint8Array): Promise<Uint8Array>;
 }
 
 /** sha256 of bytes, hex. */
@@ -42,13 +45,7 @@ export class LocalKeySigner implements ManifestSigner {
     }
     this.keyId = `local:${keyFingerprint(createPublicKey(this.key))}`;
   }
-  async signDigest(digest: Uint8Array): Promise<Uint8Array> {
-    // sign(null, ...) with a precomputed digest is not supported for EC, so sign the digest
-    // through the "prehashed" path: node signs sha256(message); we pass the message instead.
-    throw new Error(`LocalKeySigner.signDigest is not used; call signManifestBytes (${digest.length})`);
-  }
-  /** Signs message bytes directly (node hashes them with sha256). */
-  signMessage(message: Uint8Array): Uint8Array {
+  async sign(message: Uint8Array): Promise<Uint8Array> {
     return sign('sha256', message, { key: this.key, dsaEncoding: 'der' });
   }
 }
@@ -56,10 +53,7 @@ export class LocalKeySigner implements ManifestSigner {
 /** Signs manifest.json bytes and returns the detached signature document. */
 export async function signManifestBytes(manifestBytes: Uint8Array, signer: ManifestSigner): Promise<ManifestSignature> {
   const digestHex = sha256Hex(manifestBytes);
-  const der =
-    signer instanceof LocalKeySigner
-      ? signer.signMessage(manifestBytes)
-      : await signer.signDigest(Buffer.from(digestHex, 'hex'));
+  const der = await signer.sign(manifestBytes);
   return {
     format: 'fleetlm/manifest-signature@1',
     algorithm: 'ECDSA_SHA_256',
