@@ -1,3 +1,84 @@
-// `fleetlm-agent --config agent.json`: not implemented yet.
-console.error('fleetlm-agent: not implemented yet');
-process.exitCode = 1;
+// `fleetlm-agent --config agent.json`: loads and validates the config, starts the agent, and shuts it
+// down cleanly on SIGTERM/SIGINT (systemd stops it with SIGTERM).
+import { Command, CommanderError } from 'commander';
+import { FleetError, ValidationError, describeError } from '../common/errors.ts';
+import { Agent } from './agent.ts';
+import { loadAgentConfig, type AgentConfig } from './config.ts';
+import { createLogger } from './log.ts';
+import { CrtMqttConnection } from './mqtt-connection.ts';
+import { OnnxModelRuntime } from './onnx-model-runtime.ts';
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** Parses argv, runs the agent until a signal; resolves with the exit code. */
+export async function runAgent(argv: string[]): Promise<number> {
+  const program = new Command('fleetlm-agent')
+    .description('FleetLM device agent: takes IoT Jobs, installs models safely, serves them on 127.0.0.1, reports telemetry.')
+    .option('-c, --config <path>', 'JSON config file (env FLEETLM_AGENT_* and --set override it)')
+    .option('--set <key=value>', 'override one config key, e.g. --set http.port=8081 (repeatable)', collect, [])
+    .option('-v, --verbose', 'print the effective config to stderr and log at debug level')
+    .option('--print-config', 'print the effective config as JSON and exit')
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(str) });
+  let opts: { config?: string; set: string[]; verbose?: boolean; printConfig?: boolean };
+  try {
+    program.parse(argv);
+    opts = program.opts();
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    throw err;
+  }
+  let config: AgentConfig;
+  try {
+    config = loadAgentConfig({ configPath: opts.config, env: process.env, overrides: opts.set });
+  } catch (err) {
+    process.stderr.write(`fleetlm-agent: error: ${err instanceof ValidationError ? err.message : describeError(err)}\n`);
+    return 2;
+  }
+  if (opts.printConfig) {
+    process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+    return 0;
+  }
+  if (opts.verbose) {
+    config = { ...config, logLevel: 'debug' };
+    process.stderr.write(`fleetlm-agent: effective config ${JSON.stringify(config, null, 2)}\n`);
+  }
+  const log = createLogger(config.logLevel);
+  const transport = new CrtMqttConnection({ clientId: config.thingName, log, ...config.mqtt });
+  const killOn = config.testHooks.killOnPhase;
+  const agent = new Agent({
+    config,
+    transport,
+    runtime: new OnnxModelRuntime(config.runtime.threads, config.runtime.allowSpinning),
+    log,
+    onPhase: killOn
+      ? (phase) => {
+          if (phase === killOn) {
+            log.warn('test hook: killing the agent', { phase });
+            process.kill(process.pid, 'SIGKILL');
+          }
+        }
+      : undefined,
+  });
+  try {
+    await agent.start();
+  } catch (err) {
+    log.error('agent failed to start', { error: describeError(err) });
+    await agent.stop().catch(() => {});
+    return err instanceof FleetError && err.code.startsWith('VALIDATION') ? 2 : 1;
+  }
+  log.info('agent started', { thingName: config.thingName, httpPort: agent.httpPort });
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  log.info('stopping', { signal });
+  await agent.stop();
+  return 0;
+}
+
+process.exitCode = await runAgent(process.argv);
+// aws-crt keeps native handles alive; exit once shutdown is done.
+process.exit();

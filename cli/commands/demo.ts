@@ -1,5 +1,81 @@
-// `fleetlm demo`: not implemented yet.
-import type { Command } from 'commander';
+// `fleetlm demo`: the whole system on one machine in one command (README's first command).
+// Ctrl-C or SIGTERM stops the pipeline and every process it started before exiting.
+import path from 'node:path';
+import { Command } from 'commander';
+import { ValidationError } from '../../common/errors.ts';
+import { DEFAULT_DEMO, runDemo } from '../../local-demo/demo.ts';
+import { killAllAgentsSync } from '../../local-demo/agents.ts';
 
-/** Registers this command on the program. */
-export function register(_program: Command): void {}
+function int(value: string, flag: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n < min || n > max) throw new ValidationError(`${flag} must be an integer in ${min}..${max}; got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** Registers `fleetlm demo`. */
+export function register(program: Command): void {
+  program
+    .command('demo')
+    .description('run the local demo: hub, 3 devices, search, build, compress, evaluate, publish, rollout, report, broken rollout, rollback')
+    .option('--dir <dir>', 'keep everything in this directory (default: a temp directory, removed at the end)')
+    .option('--keep', 'keep the temp directory (hub state, device logs, bundles) for inspection')
+    .option('--devices <n>', `number of devices (default ${DEFAULT_DEMO.devices})`)
+    .option('--device-class <id>', `device class for the search: jetson-nano, jetson-orin-nano, rpi4, rpi5 (default ${DEFAULT_DEMO.deviceClass})`)
+    .option('--seed <n>', `search and weight seed (default ${DEFAULT_DEMO.seed})`)
+    .option('--no-broken', 'skip the broken rollout and rollback')
+    .option('--stay', 'keep the hub and devices running after the demo, for trying fleetlm commands with --local, until Ctrl-C')
+    .option('--json', 'print the result as JSON on stdout (progress goes to stderr)')
+    .action(async (o: { dir?: string; keep?: boolean; devices?: string; deviceClass?: string; seed?: string; broken: boolean; json?: boolean; stay?: boolean }) => {
+      // Node 20 is supported here; the SDK's notice about its 2027 releases is noise in a demo.
+      process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+      const controller = new AbortController();
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals) => {
+        signals += 1;
+        process.stderr.write(`\nfleetlm demo: ${sig}, stopping devices and hub...\n`);
+        controller.abort();
+        // A second Ctrl-C does not wait for a graceful stop.
+        if (signals > 1) {
+          killAllAgentsSync();
+          process.exit(130);
+        }
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      process.on('exit', killAllAgentsSync);
+      let completed = false;
+      const log = (line: string) => (o.json ? process.stderr : process.stdout).write(`${line}\n`);
+      try {
+        const result = await runDemo({
+          ...DEFAULT_DEMO,
+          dir: o.dir,
+          keep: o.keep === true || o.dir !== undefined,
+          devices: o.devices ? int(o.devices, '--devices', 1, 20) : DEFAULT_DEMO.devices,
+          deviceClass: o.deviceClass ?? DEFAULT_DEMO.deviceClass,
+          seed: o.seed ? int(o.seed, '--seed', 0, 2 ** 31) : DEFAULT_DEMO.seed,
+          broken: o.broken,
+          log,
+          signal: controller.signal,
+          inspect: o.stay
+            ? async (live) => {
+                const hubDir = path.join(live.result.dir, 'hub');
+                log(`\nHub and devices keep running. In another terminal try:\n  node bin/fleetlm.js devices --local ${hubDir}\n  node bin/fleetlm.js telemetry --local ${hubDir}\n  node bin/fleetlm.js rollback --group ${live.group} --local ${hubDir} --watch\n  curl -s ${live.agents[0]!.httpUrl}/v1/generate -d '{"prompt":"Call me Ishmael","maxTokens":16}'\nPress Ctrl-C to stop.`);
+                await new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), { once: true }));
+              }
+            : undefined,
+        });
+        completed = true;
+        if (o.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        else if (o.keep || o.dir) log(`\nKept ${result.dir}; its hub is stopped. Inspect with e.g. ls ${result.dir}/devices/*/agent.log`);
+      } catch (err) {
+        // After Ctrl-C the pipeline's own error is only a consequence; everything is already stopped.
+        if (!controller.signal.aborted) throw err;
+        process.stderr.write('fleetlm demo: interrupted; devices and hub stopped\n');
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        process.off('exit', killAllAgentsSync);
+      }
+      if (controller.signal.aborted && !completed) process.exitCode = 130;
+    });
+}

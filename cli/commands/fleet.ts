@@ -1,5 +1,377 @@
-// `fleetlm fleet`: not implemented yet.
-import type { Command } from 'commander';
+// Operator commands: publish, rollout, status, cancel, rollback, devices, telemetry, keygen.
+// Each works against the local hub (`--local [dir]`) or AWS (profile file, SDK credential chain).
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { ListThingsCommand, ListThingsInThingGroupCommand, type IoTClient } from '@aws-sdk/client-iot';
+import { ValidationError } from '../../common/errors.ts';
+import { writeFileAtomic } from '../../common/atomic-file.ts';
+import { generateSigningKeyPair, LocalKeySigner, type ManifestSigner } from '../../fleet/manifest-signing.ts';
+import { KmsSigner, exportKmsPublicKeyPem } from '../../fleet/kms-signer.ts';
+import {
+  createIotClient,
+  createKmsClient,
+  createS3Client,
+  describeProfile,
+  resolveProfile,
+  type FleetProfile,
+  type ProfileFlags,
+} from '../../fleet/profile.ts';
+import { publishBundle } from '../../fleet/publisher.ts';
+import {
+  DEFAULT_ROLLOUT,
+  cancelRollout,
+  createRollout,
+  parsePercent,
+  rollbackGroup,
+  type RolloutSettings,
+} from '../../fleet/rollout.ts';
+import { formatProgress, getJobProgress, watchJob, type JobProgress } from '../../fleet/fleet-status.ts';
+import { latestByDevice, readTelemetry, summarise, type TelemetrySummary } from '../../fleet/telemetry-reader.ts';
 
-/** Registers this command on the program. */
-export function register(_program: Command): void {}
+interface CommonOpts extends ProfileFlags {
+  json?: boolean;
+  verbose?: boolean;
+}
+
+/** Adds the profile, --json and --verbose options every fleet command shares. */
+function withProfile(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--local [dir]', 'use the local hub whose endpoints.json is in dir (default .fleetlm/local)'))
+    .option('--profile <file>', 'AWS profile file (default ~/.fleetlm/profile.json)')
+    .option('--region <region>', 'AWS region (overrides the profile and AWS_REGION)')
+    .option('--bucket <bucket>', 'artifact bucket (overrides the profile)')
+    .option('--role-arn <arn>', 'role IoT assumes to presign artifact URLs (overrides the profile)')
+    .option('--json', 'machine-readable output on stdout')
+    .option('--verbose', 'print the resolved profile on stderr');
+}
+
+function profileFrom(opts: CommonOpts): FleetProfile {
+  // Node 20 is supported here; the SDK's notice about its 2027 releases would clutter every command.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const profile = resolveProfile(opts);
+  if (opts.verbose) process.stderr.write(`profile: ${JSON.stringify(describeProfile(profile), null, 2)}\n`);
+  return profile;
+}
+
+function out(opts: CommonOpts, value: unknown, human: () => string): void {
+  process.stdout.write(opts.json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
+}
+
+function showBars(opts: CommonOpts): boolean {
+  return !opts.json && process.stderr.isTTY === true;
+}
+
+function intFlag(value: string, flag: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || !Number.isInteger(n) || n < min || n > max) {
+    throw new ValidationError(`${flag} must be an integer in ${min}..${max}; got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/** Table with padded columns; numbers right-aligned. */
+export function table(head: string[], rows: (string | number | null | undefined)[][]): string {
+  const cells = rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : typeof c === 'number' ? fmtNum(c) : c)));
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]!.length)));
+  const line = (r: string[], numeric: boolean[]) => r.map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const numeric = head.map((_, i) => rows.some((r) => typeof r[i] === 'number'));
+  return [line(head, numeric), line(widths.map((w) => '-'.repeat(w)), numeric), ...cells.map((r) => line(r, numeric))].join('\n');
+}
+
+function fmtNum(n: number): string {
+  if (Number.isInteger(n)) return String(n);
+  return Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2);
+}
+
+function signerFor(opts: { key?: string; kmsKey?: string }, profile: FleetProfile): ManifestSigner {
+  if (opts.key && opts.kmsKey) throw new ValidationError('pass either --key or --kms-key, not both');
+  if (opts.key) {
+    let pem: string;
+    try {
+      pem = readFileSync(opts.key, 'utf8');
+    } catch (err) {
+      throw new ValidationError(`cannot read signing key ${opts.key}: ${(err as Error).message}`, { cause: err });
+    }
+    return new LocalKeySigner(pem);
+  }
+  const kmsKey = opts.kmsKey ?? profile.kmsKeyId;
+  if (kmsKey) return new KmsSigner(createKmsClient(profile), kmsKey);
+  throw new ValidationError('publishing needs a signing key: --key key.pem (local) or --kms-key ARN (or kmsKeyId in the profile)');
+}
+
+function rolloutSettings(o: Record<string, string | boolean | undefined>): Partial<RolloutSettings> {
+  const s: Partial<RolloutSettings> = {};
+  if (typeof o.canary === 'string') s.canary = parsePercent(o.canary, '--canary');
+  if (typeof o.maxPerMinute === 'string') s.maxPerMinute = intFlag(o.maxPerMinute, '--max-per-minute', 1, 1000);
+  if (typeof o.abortThreshold === 'string') s.abortThresholdPercent = parsePercent(o.abortThreshold, '--abort-threshold') * 100;
+  if (typeof o.abortMinExecuted === 'string') s.abortMinExecuted = intFlag(o.abortMinExecuted, '--abort-min-executed', 1, 1_000_000);
+  if (typeof o.timeoutMinutes === 'string') s.timeoutMinutes = intFlag(o.timeoutMinutes, '--timeout-minutes', 1, 10080);
+  if (typeof o.retries === 'string') s.retries = intFlag(o.retries, '--retries', 0, 10);
+  if (typeof o.presignExpires === 'string') s.presignExpiresInSec = intFlag(o.presignExpires, '--presign-expires', 60, 3600);
+  if (o.continuous === true) s.targetSelection = 'CONTINUOUS';
+  const hc: NonNullable<RolloutSettings['healthCheck']> = {};
+  if (typeof o.healthPrompt === 'string') hc.prompt = o.healthPrompt;
+  if (typeof o.maxFirstTokenMs === 'string') hc.maxFirstTokenMs = intFlag(o.maxFirstTokenMs, '--max-first-token-ms', 1, 3_600_000);
+  if (typeof o.minTokensPerSecond === 'string') {
+    const v = Number(o.minTokensPerSecond);
+    if (!Number.isFinite(v) || v < 0) throw new ValidationError(`--min-tokens-per-second must be a number >= 0; got ${JSON.stringify(o.minTokensPerSecond)}`);
+    hc.minTokensPerSecond = v;
+  }
+  if (Object.keys(hc).length) s.healthCheck = hc;
+  return s;
+}
+
+function addRolloutFlags(cmd: Command): Command {
+  return cmd
+    .option('--canary <percent>', 'first wave as a share of the group, e.g. 5%; the rest follow once it succeeds')
+    .option('--max-per-minute <n>', `notifications per minute, 1..1000 (default ${DEFAULT_ROLLOUT.maxPerMinute})`)
+    .option('--abort-threshold <percent>', `cancel when this share of finished devices failed (default ${DEFAULT_ROLLOUT.abortThresholdPercent}%)`)
+    .option('--abort-min-executed <n>', 'apply the abort threshold only after n devices finished (default: canary size or 1)')
+    .option('--timeout-minutes <n>', `minutes a device may stay IN_PROGRESS (default ${DEFAULT_ROLLOUT.timeoutMinutes})`)
+    .option('--retries <n>', `retries of a FAILED or TIMED_OUT execution, 0..10 (default ${DEFAULT_ROLLOUT.retries})`)
+    .option('--presign-expires <sec>', `validity of presigned artifact URLs, 60..3600 (default ${DEFAULT_ROLLOUT.presignExpiresInSec})`)
+    .option('--continuous', 'also deploy to devices added to the group later')
+    .option('--health-prompt <text>', 'prompt of the on-device health check')
+    .option('--max-first-token-ms <ms>', 'health check: slowest acceptable first token')
+    .option('--min-tokens-per-second <n>', 'health check: slowest acceptable decode speed')
+    .option('--watch', 'follow the job until it is done');
+}
+
+async function follow(iot: IoTClient, jobId: string, opts: CommonOpts): Promise<JobProgress> {
+  const tty = process.stdout.isTTY === true && !opts.json;
+  let lastText = '';
+  let lines = 0;
+  return watchJob(iot, jobId, {
+    intervalMs: 1000,
+    onUpdate: (p) => {
+      if (opts.json) return;
+      const text = formatProgress(p);
+      if (text === lastText) return;
+      lastText = text;
+      if (tty && lines > 0) process.stdout.write(`\x1b[${lines}A\x1b[J`);
+      process.stdout.write(`${text}\n`);
+      lines = text.split('\n').length;
+    },
+  });
+}
+
+async function listThings(iot: IoTClient, group?: string): Promise<string[]> {
+  const names: string[] = [];
+  let nextToken: string | undefined;
+  do {
+    if (group) {
+      const page = await iot.send(new ListThingsInThingGroupCommand({ thingGroupName: group, nextToken, maxResults: 250 }));
+      names.push(...(page.things ?? []));
+      nextToken = page.nextToken;
+    } else {
+      const page = await iot.send(new ListThingsCommand({ nextToken, maxResults: 250 }));
+      names.push(...(page.things ?? []).map((t) => t.thingName!).filter(Boolean));
+      nextToken = page.nextToken;
+    }
+  } while (nextToken);
+  return names.sort();
+}
+
+/** Registers the operator commands on the program. */
+export function register(program: Command): void {
+  // `publish`/`rollout` take `--version V`; without positional options the root's `--version` would swallow it.
+  program.enablePositionalOptions();
+  withProfile(
+    program
+      .command('publish')
+      .description('sign and upload a model bundle to S3 under models/{id}/{version}/ (versions are immutable)')
+      .requiredOption('--model-dir <dir>', 'directory with model.onnx (+ external data, tokenizer.json, arch.json, evaluation.json, ...)')
+      .requiredOption('--model-id <id>', 'model id, [a-z0-9-]')
+      .requiredOption('--version <version>', 'version, [A-Za-z0-9._-]')
+      .option('--entry <file>', 'entry ONNX file in the directory (default model.onnx)')
+      .option('--key <pem>', 'EC P-256 private key file that signs the manifest (local mode)')
+      .option('--kms-key <arn>', 'AWS KMS ECC_NIST_P256 key that signs the manifest (cloud)'),
+  ).action(async (o: CommonOpts & { modelDir: string; modelId: string; version: string; entry?: string; key?: string; kmsKey?: string }) => {
+    const profile = profileFrom(o);
+    const signer = signerFor(o, profile);
+    const bar = showBars(o) ? new cliProgress.SingleBar({ format: 'upload [{bar}] {percentage}% {file}', stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
+    let started = false;
+    const result = await publishBundle({
+      s3: createS3Client(profile),
+      bucket: profile.s3.bucket,
+      signer,
+      modelDir: o.modelDir,
+      modelId: o.modelId,
+      version: o.version,
+      entry: o.entry,
+      onProgress: (done, total, file) => {
+        if (!bar) return;
+        if (!started) bar.start(total, 0, { file });
+        started = true;
+        bar.update(done, { file });
+      },
+    });
+    bar?.stop();
+    out(o, result, () =>
+      [
+        `published ${result.modelId}@${result.version} to s3://${result.bucket}/${result.prefix}`,
+        table(
+          ['file', 'role', 'bytes', 'sha256'],
+          result.files.map((f) => [f.name, f.role, f.size, f.sha256.slice(0, 16)]),
+        ),
+        `manifest sha256 ${result.manifestSha256}  signed by ${result.signature.keyId}`,
+        ...(result.ignored.length ? [`not shipped: ${result.ignored.join(', ')}`] : []),
+      ].join('\n'),
+    );
+  });
+
+  addRolloutFlags(
+    withProfile(
+      program
+        .command('rollout')
+        .description('deploy a published version to a thing group as an IoT Job')
+        .requiredOption('--model <id>', 'model id')
+        .requiredOption('--version <version>', 'published version')
+        .option('--group <group>', 'thing group to deploy to')
+        .option('--thing <name...>', 'individual things to deploy to')
+        .option('--job-id <id>', 'job id (default fleetlm-{model}-{version}-{time})'),
+    ),
+  ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { model: string; version: string; group?: string; thing?: string[]; jobId?: string }) => {
+    const profile = profileFrom(o);
+    const iot = createIotClient(profile);
+    const result = await createRollout(iot, createS3Client(profile), profile, {
+      modelId: o.model,
+      version: o.version,
+      group: o.group,
+      things: o.thing,
+      jobId: o.jobId,
+      settings: rolloutSettings(o),
+    });
+    if (!o.json) process.stdout.write(`created job ${result.jobId}: ${result.modelId}@${result.version} -> ${result.targetCount} device(s)\n`);
+    if (o.watch) {
+      const final = await follow(iot, result.jobId, o);
+      if (o.json) out(o, { ...result, final }, () => '');
+      return;
+    }
+    if (o.json) out(o, result, () => '');
+  });
+
+  withProfile(program.command('status').description('per-device progress of a rollout job').argument('<job>', 'job id').option('--watch', 'refresh until the job is done')).action(
+    async (jobId: string, o: CommonOpts & { watch?: boolean }) => {
+      const iot = createIotClient(profileFrom(o));
+      const p = o.watch ? await follow(iot, jobId, o) : await getJobProgress(iot, jobId, { details: true });
+      if (o.json) out(o, p, () => '');
+      else if (!o.watch) process.stdout.write(`${formatProgress(p)}\n`);
+    },
+  );
+
+  withProfile(
+    program.command('cancel').description('cancel a rollout job').argument('<job>', 'job id').option('--force', 'also cancel executions already IN_PROGRESS'),
+  ).action(async (jobId: string, o: CommonOpts & { force?: boolean }) => {
+    const iot = createIotClient(profileFrom(o));
+    await cancelRollout(iot, jobId, { force: o.force, comment: 'canceled with fleetlm cancel' });
+    const p = await getJobProgress(iot, jobId);
+    out(o, p, () => `canceled ${jobId}: ${p.status} ${JSON.stringify(p.counts)}`);
+  });
+
+  addRolloutFlags(
+    withProfile(
+      program
+        .command('rollback')
+        .description('roll the group back to the last version that succeeded on it before the current one')
+        .requiredOption('--group <group>', 'thing group')
+        .option('--model <id>', 'only consider deployments of this model'),
+    ),
+  ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { group: string; model?: string }) => {
+    const profile = profileFrom(o);
+    const iot = createIotClient(profile);
+    const rb = await rollbackGroup(iot, createS3Client(profile), profile, o.group, { modelId: o.model, settings: rolloutSettings(o) });
+    const result = rb.rollout;
+    if (!o.json) {
+      process.stdout.write(
+        `rolling ${o.group} back from ${rb.from.modelId}@${rb.from.version} (${rb.from.jobId}, ${rb.from.status}${rb.canceled ? ', canceled' : ''}) to ${rb.to.version} (last succeeded in ${rb.to.jobId}): job ${result.jobId}\n`,
+      );
+    }
+    const final = o.watch ? await follow(iot, result.jobId, o) : undefined;
+    if (o.json) out(o, { from: rb.from, to: rb.to, canceled: rb.canceled, jobId: result.jobId, final }, () => '');
+  });
+
+  withProfile(program.command('devices').description('things with their current model version and latest telemetry').option('--group <group>', 'only this thing group')).action(
+    async (o: CommonOpts & { group?: string }) => {
+      const profile = profileFrom(o);
+      const things = await listThings(createIotClient(profile), o.group);
+      const latest = latestByDevice(await readTelemetry(profile));
+      const rows = things.map((name) => {
+        const t = latest.get(name);
+        return {
+          thingName: name,
+          model: t?.model ? `${t.model.modelId}@${t.model.version}` : null,
+          lastSeen: t ? new Date(t.timestamp).toISOString() : null,
+          event: t?.event ?? null,
+          requests: t?.inference.requests ?? null,
+          firstTokenMsP50: t?.inference.firstTokenMs?.p50 ?? null,
+          tokensPerSecondP50: t?.inference.tokensPerSecond?.p50 ?? null,
+          rssMb: t ? t.system.rssBytes / 2 ** 20 : null,
+          energyJ: t?.system.energyJ ?? null,
+          energyEstimated: t?.system.energyEstimated ?? null,
+        };
+      });
+      out(o, rows, () =>
+        table(
+          ['device', 'model', 'last seen', 'requests', 'first token ms', 'tokens/s', 'RSS MB', 'energy J'],
+          rows.map((r) => [r.thingName, r.model, r.lastSeen, r.requests, r.firstTokenMsP50, r.tokensPerSecondP50, r.rssMb, r.energyJ === null ? null : `${fmtNum(r.energyJ)}${r.energyEstimated ? ' (est)' : ''}`]),
+        ),
+      );
+    },
+  );
+
+  withProfile(
+    program
+      .command('telemetry')
+      .description('latency, tokens/s, memory and energy per device and per model version')
+      .option('--since <minutes>', 'only messages from the last n minutes'),
+  ).action(async (o: CommonOpts & { since?: string }) => {
+    const profile = profileFrom(o);
+    let messages = await readTelemetry(profile);
+    if (o.since) {
+      const cutoff = Date.now() - intFlag(o.since, '--since', 1, 10_000_000) * 60_000;
+      messages = messages.filter((m) => m.timestamp >= cutoff);
+    }
+    const byDevice = summarise(messages, 'device');
+    const byVersion = summarise(messages, 'version');
+    const render = (title: string, s: TelemetrySummary[]) =>
+      `${title}\n${table(
+        [title.startsWith('per device') ? 'device' : 'model version', 'msgs', 'devices', 'requests', 'first token ms p50', 'p95', 'tokens/s p50', 'RSS MB', 'energy J'],
+        s.map((x) => [x.key, x.messages, x.devices, x.requests, x.firstTokenMsP50, x.firstTokenMsP95, x.tokensPerSecondP50, x.rssMb, `${fmtNum(x.energyJ)}${x.energyEstimated ? ' (est)' : ''}`]),
+      )}`;
+    out(o, { messages: messages.length, byDevice, byVersion }, () => `${render('per device', byDevice)}\n\n${render('per model version', byVersion)}`);
+  });
+
+  program
+    .command('keygen')
+    .description('create an ECDSA P-256 key pair for signing manifests in local mode')
+    .requiredOption('--out-dir <dir>', 'writes fleet-signing-key.pem and fleet-public-key.pem here')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { outDir: string; json?: boolean }) => {
+      const pair = generateSigningKeyPair();
+      const priv = path.join(o.outDir, 'fleet-signing-key.pem');
+      const pub = path.join(o.outDir, 'fleet-public-key.pem');
+      await writeFileAtomic(priv, pair.privateKeyPem);
+      await writeFileAtomic(pub, pair.publicKeyPem);
+      const { chmod } = await import('node:fs/promises');
+      await chmod(priv, 0o600);
+      out(o, { privateKey: priv, publicKey: pub }, () => `wrote ${priv} (keep secret) and ${pub} (give to agents)`);
+    });
+
+  withProfile(
+    program
+      .command('kms-public-key')
+      .description("export the KMS manifest-signing key's public key as PEM for agents")
+      .option('--kms-key <arn>', 'KMS key (default: kmsKeyId in the profile)')
+      .requiredOption('--out <file>', 'PEM file to write'),
+  ).action(async (o: CommonOpts & { kmsKey?: string; out: string }) => {
+    const profile = profileFrom(o);
+    const keyId = o.kmsKey ?? profile.kmsKeyId;
+    if (!keyId) throw new ValidationError('pass --kms-key ARN or set kmsKeyId in the profile');
+    const pem = await exportKmsPublicKeyPem(createKmsClient(profile), keyId);
+    await writeFileAtomic(o.out, pem);
+    out(o, { keyId, publicKey: o.out }, () => `wrote ${o.out}`);
+  });
+}

@@ -1,5 +1,140 @@
-// `fleetlm local`: not implemented yet.
+// `fleetlm local`: run the local fleet hub (MQTT + IoT Jobs + IoT control plane + S3 + telemetry)
+// in the foreground, or print the endpoints of one. Settings: defaults < FLEETLM_LOCAL_* env < flags.
+import { readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
+import { z } from 'zod';
+import { ValidationError } from '../../common/errors.ts';
+import { parseJsonWith, parseWith } from '../../common/validate.ts';
+import { startHub, type HubEndpoints } from '../../local-hub/hub.ts';
+
+const DEFAULT_DIR = '.fleetlm/local';
+
+const Port = z.coerce.number().int().min(0).max(65535);
+const UpSettingsSchema = z
+  .object({
+    dir: z.string().min(1),
+    mqttPort: Port.optional(),
+    httpPort: Port.optional(),
+    s3Port: Port.optional(),
+    minuteMs: z.coerce.number().int().min(10).optional(),
+    allowUnregistered: z.boolean(),
+    json: z.boolean(),
+    verbose: z.boolean(),
+  })
+  .strict();
+type UpSettings = z.output<typeof UpSettingsSchema>;
+
+const EndpointsFileSchema = z
+  .object({
+    region: z.string(),
+    mqtt: z.object({ host: z.string(), port: z.number().int(), url: z.string() }),
+    iotEndpoint: z.string().url(),
+    s3: z.object({ endpoint: z.string().url(), bucket: z.string(), forcePathStyle: z.literal(true) }),
+    credentials: z.object({ accessKeyId: z.string(), secretAccessKey: z.string() }),
+    telemetryDir: z.string(),
+  })
+  .strict();
+
+interface UpFlags {
+  dir?: string;
+  mqttPort?: string;
+  httpPort?: string;
+  s3Port?: string;
+  minuteMs?: string;
+  allowUnregistered?: boolean;
+  json?: boolean;
+  verbose?: boolean;
+}
+
+/** Resolves `local up` settings: defaults < FLEETLM_LOCAL_DIR / FLEETLM_LOCAL_*_PORT < flags. */
+export function resolveUpSettings(flags: UpFlags, env: NodeJS.ProcessEnv = process.env): UpSettings {
+  return parseWith(
+    UpSettingsSchema,
+    {
+      dir: flags.dir ?? env.FLEETLM_LOCAL_DIR ?? DEFAULT_DIR,
+      mqttPort: flags.mqttPort ?? env.FLEETLM_LOCAL_MQTT_PORT,
+      httpPort: flags.httpPort ?? env.FLEETLM_LOCAL_HTTP_PORT,
+      s3Port: flags.s3Port ?? env.FLEETLM_LOCAL_S3_PORT,
+      minuteMs: flags.minuteMs ?? env.FLEETLM_LOCAL_MINUTE_MS,
+      allowUnregistered: flags.allowUnregistered ?? false,
+      json: flags.json ?? false,
+      verbose: flags.verbose ?? false,
+    },
+    '`fleetlm local up` settings',
+  );
+}
+
+function describeEndpoints(e: HubEndpoints): string {
+  return [
+    `MQTT            ${e.mqtt.url}`,
+    `IoT endpoint    ${e.iotEndpoint}`,
+    `S3              ${e.s3.endpoint} (bucket ${e.s3.bucket}, path-style)`,
+    `Region          ${e.region}`,
+    `Credentials     ${e.credentials.accessKeyId} / ${e.credentials.secretAccessKey}`,
+    `Telemetry dir   ${e.telemetryDir}`,
+  ].join('\n');
+}
+
+async function up(flags: UpFlags): Promise<void> {
+  const s = resolveUpSettings(flags);
+  if (s.verbose) process.stderr.write(`fleetlm local up settings: ${JSON.stringify(s)}\n`);
+  const hub = await startHub({
+    dir: s.dir,
+    mqttPort: s.mqttPort,
+    httpPort: s.httpPort,
+    s3Port: s.s3Port,
+    clock: s.minuteMs === undefined ? undefined : { minuteMs: s.minuteMs },
+    allowUnregisteredThings: s.allowUnregistered,
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  if (s.json) process.stdout.write(`${JSON.stringify(hub.endpoints, null, 2)}\n`);
+  else {
+    process.stdout.write(`${describeEndpoints(hub.endpoints)}\nEndpoints written to ${hub.endpointsFile}\n`);
+    process.stdout.write(`Press Ctrl-C to stop.\n`);
+  }
+  await new Promise<void>((resolve) => {
+    const onSignal = () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  await hub.stop();
+  if (!s.json) process.stderr.write('local hub stopped\n');
+}
+
+function endpoints(flags: { dir?: string; json?: boolean }): void {
+  const dir = flags.dir ?? process.env.FLEETLM_LOCAL_DIR ?? DEFAULT_DIR;
+  const file = path.resolve(dir, 'endpoints.json');
+  if (!existsSync(file)) {
+    throw new ValidationError(`no endpoints at ${file}: start a hub with \`fleetlm local up --dir ${dir}\``);
+  }
+  const e = parseJsonWith(EndpointsFileSchema, readFileSync(file, 'utf8'), `endpoints file ${file}`);
+  process.stdout.write(flags.json ? `${JSON.stringify(e, null, 2)}\n` : `${describeEndpoints(e)}\n`);
+}
 
 /** Registers this command on the program. */
-export function register(_program: Command): void {}
+export function register(program: Command): void {
+  const local = program.command('local').description('Run the local fleet hub (AWS IoT + Jobs + S3 on loopback).');
+  local
+    .command('up')
+    .description('Start the hub in the foreground until Ctrl-C; writes DIR/endpoints.json and prints it.')
+    .option('--dir <dir>', `state directory (default ${DEFAULT_DIR}, env FLEETLM_LOCAL_DIR)`)
+    .option('--mqtt-port <port>', 'MQTT port on 127.0.0.1 (default: a free port)')
+    .option('--http-port <port>', 'IoT control-plane port (default: a free port)')
+    .option('--s3-port <port>', 'S3 port (default: a free port)')
+    .option('--minute-ms <ms>', 'test/demo knob: real milliseconds per job "minute" (default 60000)')
+    .option('--allow-unregistered', 'accept MQTT client ids that are not registered things')
+    .option('--json', 'print endpoints as JSON')
+    .option('--verbose', 'print resolved settings')
+    .action((flags: UpFlags) => up(flags));
+  local
+    .command('endpoints')
+    .description('Print the endpoints of a hub started with `fleetlm local up`.')
+    .option('--dir <dir>', `state directory (default ${DEFAULT_DIR})`)
+    .option('--json', 'print JSON')
+    .action((flags: { dir?: string; json?: boolean }) => endpoints(flags));
+}

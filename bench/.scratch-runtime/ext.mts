@@ -1,0 +1,15 @@
+import { TINY } from '../../models/arch/presets.ts';
+import { buildModelFile } from '../../models/onnx/build-model-file.ts';
+import { loadLanguageModel } from '../../models/runtime/index.ts';
+import { promises as fs } from 'node:fs';
+const r = await buildModelFile(TINY, { outPath: '/tmp/rt/ext/tiny.onnx', fused: false, seed: 1, externalData: 'always' });
+console.log(r.externalDataPath, r.externalDataBytes);
+const m = await loadLanguageModel('/tmp/rt/ext/tiny.onnx', { intraOpNumThreads: 1 }).catch((e) => e);
+console.log('ok load:', m.constructor.name, m.message);
+const data = await fs.readFile(r.externalDataPath!);
+await fs.writeFile(r.externalDataPath!, data.subarray(0, data.length / 2));
+const e1 = await loadLanguageModel('/tmp/rt/ext/tiny.onnx').catch((e) => e);
+console.log('truncated data:', e1.constructor.name, e1.message);
+await fs.rm(r.externalDataPath!);
+const e2 = await loadLanguageModel('/tmp/rt/ext/tiny.onnx').catch((e) => e);
+console.log('missing data:', e2.constructor.name, e2.message);

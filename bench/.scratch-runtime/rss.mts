@@ -1,0 +1,10 @@
+import * as ort from 'onnxruntime-node';
+const [path, mode] = [process.argv[2]!, process.argv[3]!];
+const extra: Record<string, string> = { 'session.intra_op.allow_spinning': '0' };
+const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', intraOpNumThreads: 2, executionProviders: ['cpu'] };
+if (mode === 'noprepack') extra['session.disable_prepacking'] = '1';
+if (mode === 'noarena') opts.enableCpuMemArena = false;
+if (mode === 'basic') opts.graphOptimizationLevel = 'basic';
+(opts as any).extra = { session: { intra_op: { allow_spinning: '0' }, ...(mode === 'noprepack' ? { disable_prepacking: '1' } : {}) } };
+const s = await ort.InferenceSession.create(path, opts);
+console.log(mode, 'rss after create MiB', (process.memoryUsage().rss / 2 ** 20).toFixed(0), 'peak', (process.resourceUsage().maxRSS / 1024).toFixed(0));

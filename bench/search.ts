@@ -1,0 +1,91 @@
+// Times the full default MeRino search (100,000 iterations, population 512, parent set 64) and
+// compares the best design's entropy with the uniform GPT-2-style design of the same parameter budget.
+// Run: npx tsx bench/search.ts
+import os from 'node:os';
+import { writeJsonAtomic } from '../common/atomic-file.ts';
+import { formatCount } from '../common/units.ts';
+import { countForwardFlops, countParameters } from '../models/arch/accounting.ts';
+import { networkEntropy } from '../models/entropy/network-entropy.ts';
+import { uniformGpt2Design } from '../models/search/baselines.ts';
+import { computeUnitOf, deviceProfile } from '../models/search/device-profiles.ts';
+import { predictLatencyMs, RooflineLatencyModel } from '../models/search/latency-model.ts';
+import { searchArchitecture, type SearchOptions } from '../models/search/search.ts';
+
+const PARAMS = 64e6;
+const FLOPS = 160e9;
+const DEVICE = 'jetson-nano';
+const RUNS = 5;
+
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  return s[s.length >> 1]!;
+}
+
+const shape = (blocks: ReadonlyArray<{ width: number; layers: number; ffnRatio: number; heads: number }>): string =>
+  blocks.map((b) => `${b.width}x${b.layers} (R ${b.ffnRatio}, ${b.heads} heads)`).join(' | ');
+
+const scenarios: Array<{ name: string; options: SearchOptions }> = [
+  { name: `params ${formatCount(PARAMS)} + FLOPs ${formatCount(FLOPS)} on ${DEVICE}`, options: { budgets: { params: PARAMS, flops: FLOPS }, device: DEVICE } },
+  { name: `params ${formatCount(PARAMS)} only`, options: { budgets: { params: PARAMS } } },
+];
+
+const latencyModel = new RooflineLatencyModel(computeUnitOf(deviceProfile(DEVICE)).unit, { seqLen: 1024 });
+const baseline = uniformGpt2Design(PARAMS)!;
+const baselineFigures = {
+  spec: shape(baseline.blocks),
+  params: countParameters(baseline),
+  flops: countForwardFlops(baseline, 1024),
+  entropy: networkEntropy(baseline).entropy,
+  latencyMs: predictLatencyMs(baseline, latencyModel),
+};
+console.log(`uniform GPT-2-style design within ${formatCount(PARAMS)} params: ${baselineFigures.spec}`);
+console.log(
+  `  params ${formatCount(baselineFigures.params)}, FLOPs ${formatCount(baselineFigures.flops)}, entropy ${baselineFigures.entropy.toFixed(0)} nats, ${baselineFigures.latencyMs.toFixed(2)} ms/token on ${DEVICE}`,
+);
+
+const results = [];
+for (const sc of scenarios) {
+  const times: number[] = [];
+  let best = searchArchitecture({ ...sc.options, seed: 1 }); // warm-up (JIT), not timed
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    best = searchArchitecture({ ...sc.options, seed: 1 });
+    times.push(performance.now() - t0);
+  }
+  const seeds = [1, 2, 3, 4, 5].map((seed) => searchArchitecture({ ...sc.options, seed }).entropy);
+  const row = {
+    scenario: sc.name,
+    iterations: best.settings.iterations,
+    population: best.settings.population,
+    parentSetSize: best.settings.parentSetSize,
+    medianMs: median(times),
+    timesMs: times,
+    bestEntropy: best.entropy,
+    bestSpec: shape(best.spec.blocks),
+    params: best.params,
+    flops: best.flops,
+    rho: best.rho,
+    latencyMs: best.latencyMs,
+    entropyBySeed: seeds,
+    entropyVsUniformGpt2: best.entropy / baselineFigures.entropy,
+  };
+  results.push(row);
+  console.log(`\n${sc.name}: ${row.iterations} iterations, population ${row.population}, parents ${row.parentSetSize}`);
+  console.log(`  time: median ${row.medianMs.toFixed(1)} ms over ${RUNS} runs (${times.map((t) => t.toFixed(0)).join(', ')} ms)`);
+  console.log(`  best entropy ${row.bestEntropy.toFixed(0)} nats = ${row.entropyVsUniformGpt2.toFixed(2)}x the uniform GPT-2-style design`);
+  console.log(`  design ${row.bestSpec}; params ${formatCount(row.params)}, FLOPs ${formatCount(row.flops)}, rho ${row.rho.toFixed(3)}`);
+  console.log(`  best entropy by seed 1..5: ${seeds.map((e) => e.toFixed(0)).join(', ')}`);
+}
+
+await writeJsonAtomic('bench/results/search.json', {
+  bench: 'search',
+  date: new Date().toISOString(),
+  node: process.version,
+  cpus: os.cpus().length,
+  cpuModel: os.cpus()[0]?.model,
+  loadAverage1m: os.loadavg()[0],
+  baseline: baselineFigures,
+  results,
+});
+console.log(`\nmachine: ${os.cpus().length} CPUs, load average ${os.loadavg()[0]!.toFixed(1)} (other processes share the cores)`);
+console.log('wrote bench/results/search.json');

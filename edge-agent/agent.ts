@@ -1,0 +1,562 @@
+// The agent: wires MQTT, the jobs client, the install state machine, the model store, the local API and
+// telemetry, and drives one deploy job at a time through download -> verify -> install -> health check.
+import { readFileSync, promises as fs } from 'node:fs';
+import { writeFileAtomic } from '../common/atomic-file.ts';
+import { FleetError, TransportError, ValidationError, describeError } from '../common/errors.ts';
+import { parseDeployModelDocument, type DeployModelDocument } from '../fleet/job-document.ts';
+import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, parseManifestBytes, type Manifest } from '../fleet/manifest.ts';
+import type { AgentConfig } from './config.ts';
+import { checkFreeSpace, confinedPath, downloadFile, redact, verifyFileOnDisk } from './downloader.ts';
+import { runHealthCheck } from './health-check.ts';
+import { InferenceServer, labelValue } from './inference-server.ts';
+import { InferenceStats } from './inference-stats.ts';
+import { InstallStateStore, type ActiveJob, type Outcome, type Phase } from './install-state-machine.ts';
+import { JobsClient, type JobExecution, type StatusDetails } from './jobs-client.ts';
+import type { Logger } from './log.ts';
+import { ModelHolder } from './model-holder.ts';
+import type { ModelRuntime, ServedModel } from './model-runtime.ts';
+import { ModelStore, refString, sameRef, type ModelRef } from './model-store.ts';
+import type { MqttTransport } from './mqtt-connection.ts';
+import { TelemetryOutbox, TelemetryReporter } from './telemetry.ts';
+import { verifyManifest, verifyManifestFiles } from './verifier.ts';
+
+/** Update rejections meaning the service no longer wants this execution (canceled, removed, timed out). */
+const CANCELED_CODES: ReadonlySet<string> = new Set(['InvalidStateTransition', 'ResourceNotFound', 'TerminalStateReached']);
+
+/** AWS IoT caps statusDetails values; keep reasons well inside the limit. */
+const MAX_DETAIL = 1000;
+
+function details(d: Record<string, string | number | undefined>): StatusDetails {
+  const out: StatusDetails = {};
+  for (const [k, v] of Object.entries(d)) {
+    if (v === undefined) continue;
+    // The Jobs API refuses control characters in statusDetails values (multi-line error messages have them).
+    const s = typeof v === 'number' ? String(Math.round(v * 100) / 100) : v.replace(/[\u0000-\u001f\u007f]+/g, ' ');
+    out[k] = s.length > MAX_DETAIL ? `${s.slice(0, MAX_DETAIL - 1)}…` : s;
+  }
+  return out;
+}
+
+/** A validation message already names the rule and value; its zod cause would only add noise. */
+function reasonOf(err: unknown): string {
+  return err instanceof ValidationError ? err.message : describeError(err);
+}
+
+function failed(step: string, err: unknown): Outcome {
+  const code = err instanceof FleetError ? err.code : 'ERROR';
+  return { status: 'FAILED', statusDetails: details({ step, reason: reasonOf(err), code }) };
+}
+
+export interface AgentDeps {
+  config: AgentConfig;
+  transport: MqttTransport;
+  runtime: ModelRuntime;
+  log: Logger;
+  /** Test hook wiring: called when a phase is entered (main.ts uses it to crash on purpose). */
+  onPhase?: (phase: Phase) => void;
+}
+
+/** One device agent. `start` brings everything up; `stop` shuts down cleanly. */
+export class Agent {
+  private readonly cfg: AgentConfig;
+  private readonly log: Logger;
+  private readonly transport: MqttTransport;
+  private readonly runtime: ModelRuntime;
+  private readonly store: ModelStore;
+  private readonly holder = new ModelHolder();
+  private readonly stats = new InferenceStats();
+  private readonly jobs: JobsClient;
+  private state!: InstallStateStore;
+  private server!: InferenceServer;
+  private telemetry!: TelemetryReporter;
+  private outbox!: TelemetryOutbox;
+  private publicKeyPem = '';
+  private running: Promise<void> | null = null;
+  private rerun = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly abort = new AbortController();
+  /** Aborted when the service cancels or removes the active job, or the agent stops. */
+  private jobAbort = new AbortController();
+  private readonly canceled = new Set<string>();
+  /** Port the local API is bound to (useful when the config asked for port 0). */
+  httpPort = 0;
+
+  constructor(private readonly deps: AgentDeps) {
+    this.cfg = deps.config;
+    this.log = deps.log;
+    this.transport = deps.transport;
+    this.runtime = deps.runtime;
+    this.store = new ModelStore(this.cfg.modelDir, this.cfg.models.keepVersions);
+    this.jobs = new JobsClient(this.transport, this.cfg.thingName, this.log, this.cfg.mqtt.requestTimeoutMs);
+  }
+
+  async start(): Promise<void> {
+    try {
+      this.publicKeyPem = readFileSync(this.cfg.fleetPublicKeyPath, 'utf8');
+    } catch (err) {
+      throw new ValidationError(`cannot read fleetPublicKeyPath ${this.cfg.fleetPublicKeyPath}: ${(err as Error).message}`);
+    }
+    await fs.mkdir(this.cfg.modelDir, { recursive: true });
+    this.state = await InstallStateStore.open(this.cfg.stateDir);
+    const active = await this.state.resumeAfterRestart('the agent restarted during the health check');
+    if (active) this.log.info('resuming job after restart', { jobId: active.jobId, phase: active.phase, resumes: active.resumes });
+    // Decide what serves before anything listens: never an unchecked model.
+    if (active?.phase === 'rolling-back') await this.store.setCurrent(active.previous);
+    const serving = active?.phase === 'installing' ? active.previous : await this.store.current();
+    if (serving) await this.loadServing(serving);
+
+    this.server = new InferenceServer({
+      host: this.cfg.http.host,
+      port: this.cfg.http.port,
+      maxConcurrent: this.cfg.http.maxConcurrent,
+      holder: this.holder,
+      stats: this.stats,
+      extraMetrics: () => this.extraMetrics(),
+    });
+    this.httpPort = await this.server.start();
+    this.log.info('local API listening', { host: this.cfg.http.host, port: this.httpPort });
+
+    this.outbox = await TelemetryOutbox.open(`${this.cfg.stateDir}/telemetry-outbox`, this.cfg.telemetry.bufferMaxMessages);
+    this.telemetry = new TelemetryReporter({
+      thingName: this.cfg.thingName,
+      transport: this.transport,
+      outbox: this.outbox,
+      stats: this.stats,
+      currentModel: () => this.holder.current?.ref ?? null,
+      intervalMs: this.cfg.telemetry.intervalMs,
+      cpuWatts: this.cfg.telemetry.cpuWatts,
+      sysfsRoot: this.cfg.telemetry.sysfsRoot,
+      log: this.log,
+    });
+    this.telemetry.start();
+    void this.telemetry.emit('startup');
+
+    this.jobs.setNotifyListener((exec) => {
+      this.log.info('notify-next', { jobId: exec?.jobId ?? null });
+      const active = this.state.active;
+      // The next job is no longer ours: the active one may have been canceled or removed.
+      if (active && exec?.jobId !== active.jobId) void this.checkStillWanted(active.jobId);
+      if (exec) this.kick();
+    });
+    await this.jobs.init();
+    // On every (re)connect ask for work: notifications sent while offline are gone.
+    this.transport.on('connected', () => this.kick());
+    this.transport.start();
+    if (this.state.active) this.kick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.abort.abort(new TransportError('agent stopping'));
+    this.jobAbort.abort(new TransportError('agent stopping'));
+    await this.running?.catch(() => {});
+    await this.telemetry?.stop();
+    await this.server?.stop();
+    await this.transport.stop();
+    this.holder.swap(null);
+  }
+
+  private extraMetrics(): string {
+    const ref = this.holder.current?.ref;
+    const lines = [
+      '# HELP fleetlm_model_info The model version serving requests.',
+      '# TYPE fleetlm_model_info gauge',
+    ];
+    if (ref) lines.push(`fleetlm_model_info{model_id="${labelValue(ref.modelId)}",version="${labelValue(ref.version)}"} 1`);
+    lines.push(
+      '# HELP process_resident_memory_bytes Resident set size.',
+      '# TYPE process_resident_memory_bytes gauge',
+      `process_resident_memory_bytes ${process.memoryUsage.rss()}`,
+      '# HELP fleetlm_mqtt_connected 1 while the MQTT link is up.',
+      '# TYPE fleetlm_mqtt_connected gauge',
+      `fleetlm_mqtt_connected ${this.transport.connected ? 1 : 0}`,
+      '# HELP fleetlm_telemetry_dropped_total Telemetry messages dropped from the full offline buffer.',
+      '# TYPE fleetlm_telemetry_dropped_total counter',
+      `fleetlm_telemetry_dropped_total ${this.outbox?.dropped ?? 0}`,
+    );
+    return `${lines.join('\n')}\n`;
+  }
+
+  private async readInstalledManifest(ref: ModelRef): Promise<Manifest> {
+    return parseManifestBytes(await fs.readFile(confinedPath(this.store.versionDir(ref), MANIFEST_FILE)));
+  }
+
+  private async loadServing(ref: ModelRef): Promise<void> {
+    try {
+      const model = await this.runtime.load(this.store.versionDir(ref), await this.readInstalledManifest(ref), ref);
+      this.holder.swap(model);
+      this.log.info('serving model', { model: refString(ref) });
+    } catch (err) {
+      this.log.error('could not load the installed model; the local API answers 503 until a deploy succeeds', {
+        model: refString(ref),
+        error: describeError(err),
+      });
+    }
+  }
+
+  /** Runs the job loop unless it is running; a call while running makes it go round once more. */
+  private kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.rerun = true;
+      return;
+    }
+    this.running = (async () => {
+      do {
+        this.rerun = false;
+        try {
+          await this.jobLoop();
+        } catch (err) {
+          this.log.warn('job loop paused; retrying shortly', { error: describeError(err) });
+          clearTimeout(this.retryTimer);
+          this.retryTimer = setTimeout(() => this.kick(), 5000);
+          this.retryTimer.unref();
+        }
+      } while (this.rerun && !this.stopped);
+    })().finally(() => {
+      this.running = null;
+    });
+  }
+
+  private async jobLoop(): Promise<void> {
+    let lastOffered: string | undefined;
+    while (!this.stopped) {
+      const active = this.state.active;
+      if (active) {
+        await this.drive(active);
+        continue;
+      }
+      if (!this.transport.connected) return;
+      const exec = await this.jobs.startNext(details({ step: 'starting' }));
+      if (!exec) return;
+      const done = this.state.finished(exec.jobId);
+      if (done) {
+        // Redelivery of a job this device already finished (its final update was lost): report again, never reinstall.
+        if (lastOffered === exec.jobId) return;
+        lastOffered = exec.jobId;
+        this.log.info('duplicate delivery of a finished job; re-sending its outcome', { jobId: exec.jobId, status: done.outcome.status });
+        const res = await this.jobs.update(exec.jobId, done.outcome.status, done.outcome.statusDetails);
+        if (!res.ok) this.log.warn('re-sent outcome rejected', { jobId: exec.jobId, code: res.code });
+        continue;
+      }
+      const document = exec.jobDocument !== undefined ? exec.jobDocument : (await this.jobs.describe(exec.jobId))?.jobDocument;
+      this.log.info('job received', { jobId: exec.jobId });
+      await this.state.begin(exec.jobId, document ?? null, await this.store.current());
+      this.deps.onPhase?.('received');
+    }
+  }
+
+  private async enter(phase: Phase, patch: Parameters<InstallStateStore['transition']>[1] = {}): Promise<ActiveJob> {
+    const next = await this.state.transition(phase, patch);
+    this.log.info('install phase', { jobId: next.jobId, phase, ...(patch.outcome ? { status: patch.outcome.status } : {}) });
+    this.deps.onPhase?.(phase);
+    return next;
+  }
+
+  /** Best-effort IN_PROGRESS update: the final status is what must not be lost, and it is persisted. */
+  private async progress(jobId: string, d: Record<string, string | number | undefined>): Promise<void> {
+    if (!this.transport.connected) return;
+    try {
+      const res = await this.jobs.update(jobId, 'IN_PROGRESS', details(d));
+      if (!res.ok) {
+        this.log.warn('progress update rejected', { jobId, code: res.code, message: res.message });
+        if (CANCELED_CODES.has(res.code)) this.markCanceled(jobId, `${res.code}: ${res.message}`);
+      }
+    } catch (err) {
+      this.log.debug('progress update not delivered', { jobId, error: describeError(err) });
+    }
+  }
+
+  /** Asks the service whether the active job still stands; cancels local work when it does not. */
+  private async checkStillWanted(jobId: string): Promise<void> {
+    try {
+      const exec = await this.jobs.describe(jobId);
+      if (!exec) this.markCanceled(jobId, 'the job execution no longer exists');
+      else if (!['QUEUED', 'IN_PROGRESS'].includes(exec.status)) this.markCanceled(jobId, `the job execution is ${exec.status}`);
+    } catch (err) {
+      this.log.debug('could not check the active job', { jobId, error: describeError(err) });
+    }
+  }
+
+  private markCanceled(jobId: string, why: string): void {
+    if (this.state.active?.jobId !== jobId || this.canceled.has(jobId)) return;
+    this.canceled.add(jobId);
+    this.log.warn('job canceled by the service; stopping its work', { jobId, why });
+    this.jobAbort.abort(new ValidationError(`job ${jobId} was canceled by the service (${why})`, { code: 'VALIDATION_CANCELED' }));
+  }
+
+  /** Before install, a canceled job just stops; after it, the normal path finishes (the model is healthy or rolled back). */
+  private async stopIfCanceled(job: ActiveJob): Promise<boolean> {
+    if (!this.canceled.has(job.jobId)) return false;
+    await fs.rm(this.store.stagingDir(job.jobId), { recursive: true, force: true });
+    await this.enter('reporting', { outcome: { status: 'FAILED', statusDetails: details({ step: job.phase, reason: 'canceled by the service', code: 'CANCELED' }) } });
+    return true;
+  }
+
+  /** Advances the active job by one phase (the loop calls it until the job is finished). */
+  private async drive(job: ActiveJob): Promise<void> {
+    if (this.jobAbort.signal.aborted && !this.stopped) this.jobAbort = new AbortController();
+    if (['received', 'downloading', 'verifying'].includes(job.phase) && (await this.stopIfCanceled(job))) return;
+    switch (job.phase) {
+      case 'received':
+        return this.onReceived(job);
+      case 'downloading':
+        return this.onDownloading(job);
+      case 'verifying':
+        return this.onVerifying(job);
+      case 'installing':
+        return this.onInstalling(job);
+      case 'health-checking':
+        return this.onHealthChecking(job);
+      case 'committing':
+        return this.onCommitting(job);
+      case 'rolling-back':
+        return this.onRollingBack(job);
+      case 'reporting':
+        return this.onReporting(job);
+    }
+  }
+
+  private document(job: ActiveJob): DeployModelDocument {
+    return parseDeployModelDocument(job.document);
+  }
+
+  private async onReceived(job: ActiveJob): Promise<void> {
+    let doc: DeployModelDocument;
+    try {
+      doc = this.document(job);
+    } catch (err) {
+      await this.enter('reporting', { outcome: { status: 'REJECTED', statusDetails: details({ step: 'validating', reason: reasonOf(err) }) } });
+      return;
+    }
+    const target: ModelRef = { modelId: doc.modelId, version: doc.version };
+    if (sameRef(this.holder.current?.ref, target)) {
+      await this.enter('reporting', {
+        target,
+        outcome: { status: 'SUCCEEDED', statusDetails: details({ step: 'done', note: `${refString(target)} is already installed and serving` }) },
+      });
+      return;
+    }
+    await this.enter('downloading', { target });
+  }
+
+  private async onDownloading(job: ActiveJob): Promise<void> {
+    const doc = this.document(job);
+    const staging = this.store.stagingDir(job.jobId);
+    const dl = this.cfg.download;
+    try {
+      const total = doc.artifacts.reduce((s, a) => s + a.size, 0) + doc.manifest.size;
+      let onDisk = 0;
+      for (const a of doc.artifacts) {
+        if (a.size > dl.maxArtifactBytes) {
+          throw new ValidationError(`artifact ${a.name} is ${a.size} bytes; maxArtifactBytes is ${dl.maxArtifactBytes}`, { code: 'VALIDATION_TOO_LARGE' });
+        }
+        const p = confinedPath(staging, a.name);
+        onDisk += (await fs.stat(p).then((s) => s.size, () => 0)) || (await fs.stat(`${p}.part`).then((s) => s.size, () => 0));
+      }
+      await checkFreeSpace(this.cfg.modelDir, Math.max(0, total - onDisk), dl.reserveFreeBytes);
+      await this.progress(job.jobId, { step: 'downloading', progress: '0%' });
+
+      const common = {
+        maxBytes: dl.maxArtifactBytes,
+        retries: dl.retries,
+        retryBaseMs: dl.retryBaseMs,
+        idleTimeoutMs: dl.idleTimeoutMs,
+        throttleBytesPerSec: dl.throttleBytesPerSec,
+        log: this.log,
+        signal: this.jobAbort.signal,
+      };
+      // Manifest and signature first: a bad signature fails before the big files move.
+      const manifestPath = confinedPath(staging, MANIFEST_FILE);
+      await downloadFile({ url: doc.manifest.url, destPath: manifestPath, expectedSize: doc.manifest.size, expectedSha256: doc.manifest.sha256 }, common);
+      const sigText = await fetchSmall(doc.signature.url, 64 * 1024, this.jobAbort.signal);
+      const manifest = verifyManifest(doc, await fs.readFile(manifestPath), sigText, this.publicKeyPem);
+      await writeFileAtomic(confinedPath(staging, MANIFEST_SIGNATURE_FILE), sigText);
+
+      let done = doc.manifest.size;
+      let lastReported = 0;
+      let lastAt = 0;
+      let resumedBytes = 0;
+      let rangeRequests = 0;
+      let fetched = 0;
+      for (const a of doc.artifacts) {
+        const base = done;
+        const r = await downloadFile(
+          { url: a.url, destPath: confinedPath(staging, a.name), expectedSize: a.size, expectedSha256: a.sha256 },
+          {
+            ...common,
+            onProgress: (n) => {
+              const pct = Math.floor(((base + n) / total) * 100);
+              const now = Date.now();
+              if (pct >= lastReported + 10 && now - lastAt >= 1000) {
+                lastReported = pct;
+                lastAt = now;
+                void this.progress(job.jobId, { step: 'downloading', progress: `${pct}%` });
+              }
+            },
+          },
+        );
+        if (r.resumedFrom > 0) this.log.info('download resumed', { file: a.name, resumedFrom: r.resumedFrom, rangeRequests: r.rangeRequests });
+        resumedBytes += r.resumedFrom;
+        rangeRequests += r.rangeRequests;
+        fetched += r.bytesFetched;
+        done += a.size;
+      }
+      this.log.info('download complete', { jobId: job.jobId, bytesFetched: fetched, resumedBytes, rangeRequests, entry: manifest.entry });
+      await writeFileAtomic(confinedPath(staging, '.download-stats.json'), JSON.stringify({ fetched, resumedBytes, rangeRequests }));
+      await this.enter('verifying');
+    } catch (err) {
+      if (this.stopped) throw err;
+      if (this.canceled.has(job.jobId)) return; // drive() reports it on the next turn
+      const step = err instanceof ValidationError && err.code === 'VALIDATION_SIGNATURE' ? 'verifying' : 'downloading';
+      this.log.warn('download failed', { jobId: job.jobId, error: describeError(err) });
+      await fs.rm(staging, { recursive: true, force: true });
+      await this.enter('reporting', { outcome: failed(step, err) });
+    }
+  }
+
+  private async onVerifying(job: ActiveJob): Promise<void> {
+    const doc = this.document(job);
+    const staging = this.store.stagingDir(job.jobId);
+    await this.progress(job.jobId, { step: 'verifying' });
+    try {
+      // Re-checked from disk: after a restart the bytes are whatever survived, not what was streamed.
+      await verifyManifestFiles(doc, confinedPath(staging, MANIFEST_FILE), confinedPath(staging, MANIFEST_SIGNATURE_FILE), this.publicKeyPem);
+      for (const a of doc.artifacts) await verifyFileOnDisk(confinedPath(staging, a.name), a.size, a.sha256);
+      await this.enter('installing');
+    } catch (err) {
+      await fs.rm(staging, { recursive: true, force: true });
+      await this.enter('reporting', { outcome: failed('verifying', err) });
+    }
+  }
+
+  private async onInstalling(job: ActiveJob): Promise<void> {
+    const target = job.target!;
+    await this.progress(job.jobId, { step: 'installing' });
+    try {
+      await this.store.install(this.store.stagingDir(job.jobId), target);
+      await this.store.setCurrent(target);
+      await this.enter('health-checking');
+    } catch (err) {
+      await this.enter('rolling-back', { outcome: failed('installing', err) });
+    }
+  }
+
+  private async onHealthChecking(job: ActiveJob): Promise<void> {
+    const doc = this.document(job);
+    const target = job.target!;
+    await this.progress(job.jobId, { step: 'health-checking' });
+    let manifest: Manifest;
+    try {
+      manifest = await this.readInstalledManifest(target);
+    } catch (err) {
+      await this.enter('rolling-back', { outcome: failed('health-check', err) });
+      return;
+    }
+    const r = await runHealthCheck(this.runtime, this.store.versionDir(target), manifest, target, doc.healthCheck, this.cfg.healthCheck.timeoutMs);
+    void this.telemetry.emit('health-check');
+    if (!r.ok) {
+      this.log.warn('health check failed', { jobId: job.jobId, reason: r.reason });
+      await this.enter('rolling-back', {
+        outcome: {
+          status: 'FAILED',
+          statusDetails: details({
+            step: 'health-check',
+            reason: r.reason,
+            rolledBackTo: refString(job.previous),
+            firstTokenMs: r.stats?.firstTokenMs,
+            tokensPerSecond: r.stats?.tokensPerSecond,
+          }),
+        },
+      });
+      return;
+    }
+    // The new model passed: it takes over new requests; in-flight ones finish on the old one.
+    this.holder.swap(r.model);
+    const dlStats = await fs.readFile(confinedPath(this.store.versionDir(target), '.download-stats.json'), 'utf8').then(
+      (t) => JSON.parse(t) as { fetched?: number; resumedBytes?: number; rangeRequests?: number },
+      () => ({}) as { fetched?: number; resumedBytes?: number; rangeRequests?: number },
+    );
+    await this.enter('committing', {
+      outcome: {
+        status: 'SUCCEEDED',
+        statusDetails: details({
+          step: 'done',
+          model: refString(target),
+          firstTokenMs: r.stats.firstTokenMs,
+          tokensPerSecond: r.stats.tokensPerSecond,
+          tokens: r.stats.tokens,
+          loadMs: r.loadMs,
+          bytesFetched: dlStats.fetched,
+          resumedBytes: dlStats.resumedBytes,
+          rangeRequests: dlStats.rangeRequests,
+        }),
+      },
+    });
+  }
+
+  private async onCommitting(job: ActiveJob): Promise<void> {
+    const target = job.target!;
+    if (!sameRef(this.holder.current?.ref, target)) await this.loadServing(target); // resumed after a restart
+    await this.store.setCurrent(target);
+    const removed = await this.store.prune([job.previous, target]);
+    if (removed.length > 0) this.log.info('pruned old versions', { removed: removed.map(refString) });
+    await this.store.cleanStaging(null);
+    await this.telemetry.emit('install'); // on disk before the phase moves on, so a crash cannot lose it
+    await this.enter('reporting');
+  }
+
+  private async onRollingBack(job: ActiveJob): Promise<void> {
+    await this.store.setCurrent(job.previous);
+    const serving = this.holder.current?.ref ?? null;
+    if (!sameRef(serving, job.previous)) {
+      if (job.previous) await this.loadServing(job.previous);
+      else this.holder.swap(null);
+    }
+    if (job.target && !sameRef(job.target, job.previous)) {
+      await fs.rm(this.store.versionDir(job.target), { recursive: true, force: true });
+    }
+    await this.store.cleanStaging(null);
+    this.log.warn('rolled back', { jobId: job.jobId, to: refString(job.previous) });
+    await this.telemetry.emit('rollback');
+    await this.enter('reporting');
+  }
+
+  private async onReporting(job: ActiveJob): Promise<void> {
+    const outcome = job.outcome!;
+    if (!this.transport.connected) throw new TransportError('offline; the final status will be sent on reconnect', { code: 'TRANSPORT_OFFLINE' });
+    let res = await this.jobs.update(job.jobId, outcome.status, outcome.statusDetails);
+    if (!res.ok && res.code === 'InvalidRequest') {
+      // Details the service will not store must not keep the job open: send the status with a plain reason.
+      this.log.warn('final status details refused; retrying with minimal details', { jobId: job.jobId, message: res.message });
+      res = await this.jobs.update(job.jobId, outcome.status, details({ step: outcome.statusDetails.step ?? 'unknown', reason: 'details refused by the jobs service' }));
+    }
+    if (!res.ok) {
+      // The service will never accept this update (job canceled, removed, already terminal): stop trying.
+      this.log.warn('final status rejected by the jobs service', { jobId: job.jobId, code: res.code, message: res.message });
+    } else {
+      this.log.info('job finished', { jobId: job.jobId, status: outcome.status, details: outcome.statusDetails });
+    }
+    await this.state.finish();
+    this.canceled.delete(job.jobId);
+  }
+}
+
+
+/** GETs a small document (the manifest signature), refusing anything above `maxBytes`. */
+async function fetchSmall(url: string, maxBytes: number, signal: AbortSignal): Promise<string> {
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(30_000)]) });
+  } catch (err) {
+    throw new TransportError(`GET ${redact(url)} failed: ${describeError(err)}`, { cause: err });
+  }
+  if (!res.ok) throw new TransportError(`GET ${redact(url)} returned HTTP ${res.status}`);
+  const buf = Buffer.from(await res.arrayBuffer());
+  if (buf.length > maxBytes) throw new ValidationError(`${redact(url)} is ${buf.length} bytes; at most ${maxBytes} allowed`);
+  return buf.toString('utf8');
+}
+
+export type { JobExecution, ServedModel };

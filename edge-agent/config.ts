@@ -1,0 +1,258 @@
+// Agent configuration: defaults in code < JSON file < FLEETLM_AGENT_* environment < command-line flags,
+// validated once with zod. Test hooks (download throttle, sysfs root) are ordinary config keys.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { ValidationError } from '../common/errors.ts';
+import { parseJsonWith, parseWith } from '../common/validate.ts';
+import { isThingName } from '../fleet/jobs-topics.ts';
+import { PHASES } from './install-state-machine.ts';
+
+const Port = z.number().int().min(0).max(65535);
+const PositiveMs = z.number().int().positive();
+
+export const AgentConfigSchema = z
+  .object({
+    thingName: z.string().refine(isThingName, 'must be 1-128 of [a-zA-Z0-9:_-]'),
+    mqtt: z
+      .object({
+        host: z.string().min(1),
+        port: Port.default(8883),
+        /** Mutual TLS to AWS IoT Core; absent = plain TCP, allowed only for loopback brokers. */
+        tls: z
+          .object({
+            certPath: z.string().min(1),
+            keyPath: z.string().min(1),
+            caPath: z.string().min(1).optional(),
+          })
+          .strict()
+          .optional(),
+        keepAliveSec: z.number().int().min(5).max(1200).default(30),
+        reconnectMinMs: PositiveMs.default(1000),
+        reconnectMaxMs: PositiveMs.default(60_000),
+        /** Seconds an MQTT request (jobs API round trip) may take before it is treated as lost. */
+        requestTimeoutMs: PositiveMs.default(15_000),
+      })
+      .strict(),
+    modelDir: z.string().min(1),
+    stateDir: z.string().min(1),
+    fleetPublicKeyPath: z.string().min(1),
+    http: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: Port.default(8080),
+        maxConcurrent: z.number().int().positive().default(4),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 8080, maxConcurrent: 4 }),
+    download: z
+      .object({
+        maxArtifactBytes: z.number().int().positive().default(4 * 1024 ** 3),
+        /** Free space that must remain on the model volume after every artifact is downloaded. */
+        reserveFreeBytes: z.number().int().nonnegative().default(64 * 1024 ** 2),
+        retries: z.number().int().nonnegative().default(5),
+        retryBaseMs: PositiveMs.default(500),
+        /** Idle time on an HTTP response before the attempt is abandoned and retried. */
+        idleTimeoutMs: PositiveMs.default(30_000),
+        /** Test and bandwidth hook: caps download speed; 0 = unlimited. */
+        throttleBytesPerSec: z.number().int().nonnegative().default(0),
+      })
+      .strict()
+      .default({
+        maxArtifactBytes: 4 * 1024 ** 3,
+        reserveFreeBytes: 64 * 1024 ** 2,
+        retries: 5,
+        retryBaseMs: 500,
+        idleTimeoutMs: 30_000,
+        throttleBytesPerSec: 0,
+      }),
+    models: z
+      .object({ keepVersions: z.number().int().min(1).max(20).default(2) })
+      .strict()
+      .default({ keepVersions: 2 }),
+    runtime: z
+      .object({
+        /** onnxruntime intra-op threads; 0 = every core. */
+        threads: z.number().int().nonnegative().default(0),
+        allowSpinning: z.boolean().default(false),
+      })
+      .strict()
+      .default({ threads: 0, allowSpinning: false }),
+    healthCheck: z
+      .object({
+        /** Ceiling on a whole health check (load + generate). */
+        timeoutMs: PositiveMs.default(120_000),
+      })
+      .strict()
+      .default({ timeoutMs: 120_000 }),
+    telemetry: z
+      .object({
+        intervalMs: PositiveMs.default(60_000),
+        /** Messages kept on disk while offline; the oldest are dropped beyond this. */
+        bufferMaxMessages: z.number().int().positive().default(1000),
+        /** Watts per fully busy CPU core, for energy estimates where no power rail can be read. */
+        cpuWatts: z.number().positive().default(2.5),
+        /** Test hook: where /sys lives (thermal zones, INA3221 rails). */
+        sysfsRoot: z.string().default('/sys'),
+      })
+      .strict()
+      .default({ intervalMs: 60_000, bufferMaxMessages: 1000, cpuWatts: 2.5, sysfsRoot: '/sys' }),
+    logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    /** Fault injection for tests: the process kills itself (SIGKILL) on entering this install phase. */
+    testHooks: z
+      .object({ killOnPhase: z.enum(PHASES).optional() })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (!c.mqtt.tls && !isLoopback(c.mqtt.host)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['mqtt', 'tls'],
+        message: `is required for non-loopback host ${c.mqtt.host} (plain TCP is allowed only for 127.0.0.1, ::1, localhost)`,
+      });
+    }
+    if (c.mqtt.reconnectMinMs > c.mqtt.reconnectMaxMs) {
+      ctx.addIssue({ code: 'custom', path: ['mqtt', 'reconnectMinMs'], message: 'must be <= reconnectMaxMs' });
+    }
+  });
+
+export type AgentConfig = z.output<typeof AgentConfigSchema>;
+export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
+
+/** True for hosts that never leave the machine. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+type Kind = 'string' | 'number' | 'boolean';
+/** Every leaf key settable from the environment or `--set`, with its type. */
+export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
+  thingName: 'string',
+  'mqtt.host': 'string',
+  'mqtt.port': 'number',
+  'mqtt.tls.certPath': 'string',
+  'mqtt.tls.keyPath': 'string',
+  'mqtt.tls.caPath': 'string',
+  'mqtt.keepAliveSec': 'number',
+  'mqtt.reconnectMinMs': 'number',
+  'mqtt.reconnectMaxMs': 'number',
+  'mqtt.requestTimeoutMs': 'number',
+  modelDir: 'string',
+  stateDir: 'string',
+  fleetPublicKeyPath: 'string',
+  'http.host': 'string',
+  'http.port': 'number',
+  'http.maxConcurrent': 'number',
+  'download.maxArtifactBytes': 'number',
+  'download.reserveFreeBytes': 'number',
+  'download.retries': 'number',
+  'download.retryBaseMs': 'number',
+  'download.idleTimeoutMs': 'number',
+  'download.throttleBytesPerSec': 'number',
+  'models.keepVersions': 'number',
+  'runtime.threads': 'number',
+  'runtime.allowSpinning': 'boolean',
+  'healthCheck.timeoutMs': 'number',
+  'telemetry.intervalMs': 'number',
+  'telemetry.bufferMaxMessages': 'number',
+  'telemetry.cpuWatts': 'number',
+  'telemetry.sysfsRoot': 'string',
+  logLevel: 'string',
+  'testHooks.killOnPhase': 'string',
+};
+
+/** `mqtt.tls.certPath` -> `FLEETLM_AGENT_MQTT_TLS_CERT_PATH`. */
+export function envNameFor(key: string): string {
+  return `FLEETLM_AGENT_${key
+    .split('.')
+    .map((s) => s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase())
+    .join('_')}`;
+}
+
+function coerce(key: string, raw: string, source: string): string | number | boolean {
+  const kind = CONFIG_KEYS[key];
+  if (kind === undefined) {
+    throw new ValidationError(`unknown config key ${key} in ${source}; allowed: ${Object.keys(CONFIG_KEYS).join(', ')}`);
+  }
+  if (kind === 'number') {
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n)) throw new ValidationError(`${source}: ${key} must be a number, got ${JSON.stringify(raw)}`);
+    return n;
+  }
+  if (kind === 'boolean') {
+    if (raw !== 'true' && raw !== 'false') throw new ValidationError(`${source}: ${key} must be true or false, got ${JSON.stringify(raw)}`);
+    return raw === 'true';
+  }
+  return raw;
+}
+
+function setPath(target: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[part] = {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts[parts.length - 1]!] = value;
+}
+
+function resolvePaths(raw: Record<string, unknown>, baseDir: string): void {
+  const abs = (v: unknown) => (typeof v === 'string' && v.length > 0 ? path.resolve(baseDir, v) : v);
+  for (const key of ['modelDir', 'stateDir', 'fleetPublicKeyPath']) if (raw[key] !== undefined) raw[key] = abs(raw[key]);
+  const mqtt = raw.mqtt as Record<string, unknown> | undefined;
+  const tls = mqtt?.tls as Record<string, unknown> | undefined;
+  if (tls) for (const key of ['certPath', 'keyPath', 'caPath']) if (tls[key] !== undefined) tls[key] = abs(tls[key]);
+}
+
+export interface ConfigSources {
+  /** Path of the JSON config file (relative paths inside it resolve against its directory). */
+  configPath?: string;
+  env?: NodeJS.ProcessEnv;
+  /** `key.path=value` overrides from `--set`, applied last. */
+  overrides?: readonly string[];
+}
+
+/** Merges the config layers and validates the result once. */
+export function loadAgentConfig(sources: ConfigSources): AgentConfig {
+  let raw: Record<string, unknown> = {};
+  if (sources.configPath) {
+    let text: string;
+    try {
+      text = readFileSync(sources.configPath, 'utf8');
+    } catch (err) {
+      throw new ValidationError(`cannot read config file ${sources.configPath}: ${(err as Error).message}`, { cause: err });
+    }
+    raw = parseJsonWith(z.record(z.string(), z.unknown()), text, `agent config file ${sources.configPath}`);
+    resolvePaths(raw, path.dirname(path.resolve(sources.configPath)));
+  }
+  const env = sources.env ?? {};
+  const layered: Record<string, unknown> = {};
+  for (const key of Object.keys(CONFIG_KEYS)) {
+    const value = env[envNameFor(key)];
+    if (value !== undefined) setPath(layered, key, coerce(key, value, `environment ${envNameFor(key)}`));
+  }
+  for (const item of sources.overrides ?? []) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new ValidationError(`--set expects key.path=value, got ${JSON.stringify(item)}`);
+    const key = item.slice(0, eq);
+    setPath(layered, key, coerce(key, item.slice(eq + 1), '--set'));
+  }
+  resolvePaths(layered, process.cwd());
+  const merged = deepMerge(raw, layered);
+  return parseWith(AgentConfigSchema, merged, 'agent config');
+}
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] =
+      typeof v === 'object' && v !== null && !Array.isArray(v) && typeof b === 'object' && b !== null && !Array.isArray(b)
+        ? deepMerge(b as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
+}

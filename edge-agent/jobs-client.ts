@@ -1,0 +1,210 @@
+// Device side of the AWS IoT Jobs MQTT API: start-next, get, describe, update and notify-next, with
+// clientToken correlation and the execution's versionNumber tracked so every update sends the right
+// expectedVersion. https://docs.aws.amazon.com/iot/latest/developerguide/jobs-mqtt-api.html
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { TransportError, describeError } from '../common/errors.ts';
+import { jobsTopics } from '../fleet/jobs-topics.ts';
+import type { Logger } from './log.ts';
+import type { MqttTransport } from './mqtt-connection.ts';
+
+export type JobStatus = 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' | 'REJECTED' | 'REMOVED' | 'CANCELED' | 'TIMED_OUT';
+/** AWS caps statusDetails at string keys and string values. */
+export type StatusDetails = Record<string, string>;
+
+const JobExecutionSchema = z
+  .object({
+    jobId: z.string(),
+    thingName: z.string().optional(),
+    status: z.string(),
+    statusDetails: z.record(z.string(), z.string()).nullish(),
+    versionNumber: z.number().int(),
+    executionNumber: z.number().int().optional(),
+    jobDocument: z.unknown().optional(),
+    queuedAt: z.number().optional(),
+    startedAt: z.number().optional(),
+    lastUpdatedAt: z.number().optional(),
+  })
+  .passthrough();
+export type JobExecution = z.output<typeof JobExecutionSchema>;
+
+const SummarySchema = z.object({ jobId: z.string(), versionNumber: z.number().int().optional(), executionNumber: z.number().int().optional() }).passthrough();
+const ExecStateSchema = z.object({ status: z.string(), statusDetails: z.record(z.string(), z.string()).nullish(), versionNumber: z.number().int() }).passthrough();
+const RejectedSchema = z
+  .object({ code: z.string(), message: z.string().optional(), clientToken: z.string().optional(), executionState: ExecStateSchema.optional() })
+  .passthrough();
+
+export type UpdateResult =
+  | { ok: true; versionNumber: number; status: string }
+  | { ok: false; code: string; message: string };
+
+interface Pending {
+  resolve: (v: { accepted: boolean; body: Record<string, unknown> }) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** Client for one thing's jobs topics over an MqttTransport. */
+export class JobsClient {
+  private readonly topics;
+  private readonly pending = new Map<string, Pending>();
+  private readonly versions = new Map<string, number>();
+  private notifyListener: ((execution: JobExecution | null) => void) | undefined;
+  private counter = 0;
+  private readonly tokenPrefix = randomBytes(4).toString('hex');
+
+  constructor(
+    private readonly transport: MqttTransport,
+    thingName: string,
+    private readonly log: Logger,
+    private readonly timeoutMs: number,
+  ) {
+    this.topics = jobsTopics(thingName);
+  }
+
+  /** Subscribes to the response and notification topics (kept across reconnects by the transport). */
+  async init(): Promise<void> {
+    const t = this.topics;
+    const filters: Array<[string, boolean]> = [
+      [t.getAccepted, true],
+      [t.getRejected, false],
+      [t.startNextAccepted, true],
+      [t.startNextRejected, false],
+      [`${t.base}/+/get/accepted`, true],
+      [`${t.base}/+/get/rejected`, false],
+      [`${t.base}/+/update/accepted`, true],
+      [`${t.base}/+/update/rejected`, false],
+    ];
+    for (const [filter, accepted] of filters) {
+      await this.transport.subscribe(filter, (_topic, payload) => this.onResponse(payload, accepted));
+    }
+    await this.transport.subscribe(t.notifyNext, (_topic, payload) => this.handleNotifyNext(payload));
+  }
+
+  /** Called with the next pending execution (or null) whenever the service announces a change. */
+  setNotifyListener(listener: (execution: JobExecution | null) => void): void {
+    this.notifyListener = listener;
+  }
+
+  /** The versionNumber the next update will send as expectedVersion. */
+  trackedVersion(jobId: string): number | undefined {
+    return this.versions.get(jobId);
+  }
+
+  /** StartNextPendingJobExecution: the in-progress or next queued execution, now IN_PROGRESS; null if none. */
+  async startNext(statusDetails?: StatusDetails): Promise<JobExecution | null> {
+    const res = await this.request(this.topics.startNext, statusDetails ? { statusDetails } : {});
+    if (!res.accepted) throw this.rejectedError('start-next', res.body);
+    return this.readExecution(res.body.execution);
+  }
+
+  /** DescribeJobExecution with the job document; null when the service no longer knows it. */
+  async describe(jobId: string): Promise<JobExecution | null> {
+    const res = await this.request(this.topics.describe(jobId), { includeJobDocument: true });
+    if (!res.accepted) {
+      const rej = RejectedSchema.safeParse(res.body);
+      if (rej.success && rej.data.code === 'ResourceNotFound') return null;
+      throw this.rejectedError(`describe ${jobId}`, res.body);
+    }
+    return this.readExecution(res.body.execution);
+  }
+
+  /** GetPendingJobExecutions: ids of in-progress and queued executions. */
+  async getPending(): Promise<{ inProgress: string[]; queued: string[] }> {
+    const res = await this.request(this.topics.get, {});
+    if (!res.accepted) throw this.rejectedError('get', res.body);
+    const list = (v: unknown) => z.array(SummarySchema).catch([]).parse(v ?? []).map((s) => s.jobId);
+    return { inProgress: list(res.body.inProgressJobs), queued: list(res.body.queuedJobs) };
+  }
+
+  /**
+   * UpdateJobExecution with expectedVersion = the tracked version. A VersionMismatch refreshes the
+   * version with describe and retries once, since only this agent writes the execution.
+   */
+  async update(jobId: string, status: JobStatus, statusDetails: StatusDetails): Promise<UpdateResult> {
+    for (let attempt = 0; ; attempt++) {
+      const expectedVersion = this.versions.get(jobId);
+      const body: Record<string, unknown> = { status, statusDetails, includeJobExecutionState: true };
+      if (expectedVersion !== undefined) body.expectedVersion = expectedVersion;
+      const res = await this.request(this.topics.update(jobId), body);
+      if (res.accepted) {
+        const state = ExecStateSchema.safeParse(res.body.executionState);
+        if (state.success) this.versions.set(jobId, state.data.versionNumber);
+        else if (expectedVersion !== undefined) this.versions.set(jobId, expectedVersion + 1);
+        return { ok: true, versionNumber: this.versions.get(jobId) ?? 0, status: state.success ? state.data.status : status };
+      }
+      const rej = RejectedSchema.safeParse(res.body);
+      const code = rej.success ? rej.data.code : 'Unknown';
+      const message = rej.success ? (rej.data.message ?? '') : JSON.stringify(res.body);
+      if (code === 'VersionMismatch' && attempt === 0) {
+        if (rej.success && rej.data.executionState) this.versions.set(jobId, rej.data.executionState.versionNumber);
+        else await this.describe(jobId);
+        continue;
+      }
+      return { ok: false, code, message };
+    }
+  }
+
+  private readExecution(value: unknown): JobExecution | null {
+    if (value === undefined || value === null) return null;
+    const exec = JobExecutionSchema.parse(value);
+    this.versions.set(exec.jobId, exec.versionNumber);
+    return exec;
+  }
+
+  private rejectedError(what: string, body: Record<string, unknown>): TransportError {
+    return new TransportError(`jobs ${what} rejected: ${String(body.code ?? '?')} ${String(body.message ?? '')}`.trim(), {
+      code: 'TRANSPORT_JOBS_REJECTED',
+    });
+  }
+
+  private async request(topic: string, body: Record<string, unknown>): Promise<{ accepted: boolean; body: Record<string, unknown> }> {
+    const clientToken = `${this.tokenPrefix}-${++this.counter}`;
+    const result = new Promise<{ accepted: boolean; body: Record<string, unknown> }>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(clientToken);
+        reject(new TransportError(`no response on ${topic} within ${this.timeoutMs} ms`, { code: 'TRANSPORT_TIMEOUT' }));
+      }, this.timeoutMs);
+      this.pending.set(clientToken, { resolve, reject, timer });
+    });
+    try {
+      await this.transport.publish(topic, JSON.stringify({ ...body, clientToken }), 1);
+    } catch (err) {
+      const p = this.pending.get(clientToken);
+      if (p) {
+        clearTimeout(p.timer);
+        this.pending.delete(clientToken);
+      }
+      throw err;
+    }
+    return result;
+  }
+
+  private onResponse(payload: Buffer, accepted: boolean): void {
+    let body: Record<string, unknown>;
+    try {
+      body = z.record(z.string(), z.unknown()).parse(JSON.parse(payload.toString('utf8')));
+    } catch (err) {
+      this.log.warn('unparseable jobs response', { error: describeError(err) });
+      return;
+    }
+    const token = typeof body.clientToken === 'string' ? body.clientToken : undefined;
+    const p = token ? this.pending.get(token) : undefined;
+    if (!p || !token) return; // Another client's or a timed-out request.
+    clearTimeout(p.timer);
+    this.pending.delete(token);
+    p.resolve({ accepted, body });
+  }
+
+  private handleNotifyNext(payload: Buffer): void {
+    let execution: JobExecution | null = null;
+    try {
+      const body = z.record(z.string(), z.unknown()).parse(JSON.parse(payload.toString('utf8')));
+      execution = this.readExecution(body.execution);
+    } catch (err) {
+      this.log.warn('unparseable notify-next', { error: describeError(err) });
+      return;
+    }
+    this.notifyListener?.(execution);
+  }
+}

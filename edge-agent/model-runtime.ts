@@ -1,0 +1,33 @@
+// The seam between the agent and the model runtime: what serving and health checks need from a loaded
+// model. The production implementation wraps models/runtime; nothing else in the agent imports it.
+import type { Manifest } from '../fleet/manifest.ts';
+import type { ModelRef } from './model-store.ts';
+
+export interface GenerateRequest {
+  prompt: string;
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  /** Keep going past an end-of-text token (health checks want a fixed token count). */
+  ignoreEos?: boolean;
+}
+
+export interface GenerationStats {
+  tokens: number;
+  firstTokenMs: number;
+  tokensPerSecond: number;
+  totalMs: number;
+}
+
+/** A model loaded and ready to generate. */
+export interface ServedModel {
+  readonly ref: ModelRef;
+  /** Streams text pieces to `onToken`; resolves with timing once generation ends. */
+  generate(req: GenerateRequest, onToken: (text: string) => void, signal?: AbortSignal): Promise<GenerationStats>;
+  dispose(): Promise<void>;
+}
+
+/** Loads an installed version directory described by its manifest. */
+export interface ModelRuntime {
+  load(dir: string, manifest: Manifest, ref: ModelRef): Promise<ServedModel>;
+}

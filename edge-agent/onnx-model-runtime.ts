@@ -1,0 +1,70 @@
+// ModelRuntime backed by models/runtime (onnxruntime-node): loads a bundle's entry file and streams
+// tokens, timing first-token latency and decode speed the same way for serving and health checks.
+import path from 'node:path';
+import { ModelError } from '../common/errors.ts';
+import type { Manifest } from '../fleet/manifest.ts';
+import type { LanguageModel } from '../models/runtime/index.ts';
+import { confinedPath } from './downloader.ts';
+import type { GenerateRequest, GenerationStats, ModelRuntime, ServedModel } from './model-runtime.ts';
+import type { ModelRef } from './model-store.ts';
+
+class OnnxServedModel implements ServedModel {
+  constructor(
+    readonly ref: ModelRef,
+    private readonly lm: LanguageModel,
+  ) {}
+
+  async generate(req: GenerateRequest, onToken: (text: string) => void, signal?: AbortSignal): Promise<GenerationStats> {
+    const start = performance.now();
+    let first = 0;
+    let last = 0;
+    let tokens = 0;
+    for await (const t of this.lm.generate(req.prompt, {
+      maxTokens: req.maxTokens,
+      temperature: req.temperature,
+      topP: req.topP,
+      ignoreEos: req.ignoreEos ?? false,
+      signal,
+    })) {
+      last = performance.now();
+      if (tokens === 0) first = last;
+      tokens++;
+      if (t.text) onToken(t.text);
+    }
+    const end = performance.now();
+    const decodeMs = last - first;
+    return {
+      tokens,
+      firstTokenMs: (tokens > 0 ? first : end) - start,
+      tokensPerSecond: tokens > 1 && decodeMs > 0 ? ((tokens - 1) * 1000) / decodeMs : 0,
+      totalMs: end - start,
+    };
+  }
+
+  async dispose(): Promise<void> {
+    await this.lm.dispose();
+  }
+}
+
+/** Loads bundles with the FleetLM ONNX runtime; `threads` 0 lets the runtime choose. */
+export class OnnxModelRuntime implements ModelRuntime {
+  constructor(
+    private readonly threads = 0,
+    private readonly allowSpinning = false,
+  ) {}
+
+  async load(dir: string, manifest: Manifest, ref: ModelRef): Promise<ServedModel> {
+    if (manifest.tokenizer.kind !== 'gpt2-bpe') {
+      throw new ModelError(`tokenizer kind ${manifest.tokenizer.kind} is not supported by this agent; supported: gpt2-bpe`);
+    }
+    const entry = confinedPath(path.resolve(dir), manifest.entry);
+    // Imported on first use: a device without a model yet does not pay for onnxruntime's memory.
+    const { loadLanguageModel } = await import('../models/runtime/index.ts');
+    // No spinning by default: the agent shares the device's cores with the application it serves.
+    const lm = await loadLanguageModel(entry, {
+      allowSpinning: this.allowSpinning,
+      ...(this.threads > 0 ? { intraOpNumThreads: this.threads } : {}),
+    });
+    return new OnnxServedModel(ref, lm);
+  }
+}

@@ -1,0 +1,43 @@
+// Trust checks before install: the manifest's ECDSA P-256 signature against the fleet public key, the
+// manifest naming the job's model, and the manifest's file list matching the job's artifacts exactly.
+import { promises as fs } from 'node:fs';
+import { ValidationError } from '../common/errors.ts';
+import type { DeployModelDocument } from '../fleet/job-document.ts';
+import { parseManifestBytes, parseManifestSignature, type Manifest } from '../fleet/manifest.ts';
+import { verifyManifestBytes } from '../fleet/manifest-signing.ts';
+
+/** Verifies manifest bytes + signature text for `doc`; returns the parsed manifest or throws ValidationError. */
+export function verifyManifest(doc: DeployModelDocument, manifestBytes: Uint8Array, signatureText: string, publicKeyPem: string): Manifest {
+  const sig = parseManifestSignature(signatureText);
+  if (!verifyManifestBytes(manifestBytes, sig, publicKeyPem)) {
+    throw new ValidationError(`manifest signature (key ${sig.keyId}) does not verify against the fleet public key`, {
+      code: 'VALIDATION_SIGNATURE',
+    });
+  }
+  const manifest = parseManifestBytes(manifestBytes);
+  if (manifest.modelId !== doc.modelId || manifest.version !== doc.version) {
+    throw new ValidationError(
+      `manifest is for ${manifest.modelId}@${manifest.version} but the job deploys ${doc.modelId}@${doc.version}`,
+      { code: 'VALIDATION_MANIFEST_MISMATCH' },
+    );
+  }
+  const byName = new Map(manifest.files.map((f) => [f.name, f]));
+  const problems: string[] = [];
+  for (const a of doc.artifacts) {
+    const f = byName.get(a.name);
+    if (!f) problems.push(`${a.name} is not in the manifest`);
+    else if (f.sha256 !== a.sha256 || f.size !== a.size) problems.push(`${a.name} differs (manifest ${f.size} B ${f.sha256.slice(0, 12)}…, job ${a.size} B ${a.sha256.slice(0, 12)}…)`);
+    byName.delete(a.name);
+  }
+  for (const name of byName.keys()) problems.push(`${name} is in the manifest but not in the job`);
+  if (problems.length > 0) {
+    throw new ValidationError(`manifest files do not match the job artifacts: ${problems.join('; ')}`, { code: 'VALIDATION_MANIFEST_MISMATCH' });
+  }
+  return manifest;
+}
+
+/** Reads and verifies the manifest saved in an install directory. */
+export async function verifyManifestFiles(doc: DeployModelDocument, manifestPath: string, signaturePath: string, publicKeyPem: string): Promise<Manifest> {
+  const [bytes, sig] = await Promise.all([fs.readFile(manifestPath), fs.readFile(signaturePath, 'utf8')]);
+  return verifyManifest(doc, bytes, sig, publicKeyPem);
+}

@@ -1,0 +1,299 @@
+// Publishing a model bundle: collect the files a device needs from a model directory, write a
+// manifest listing each with size and sha256, sign it, and upload everything to S3 under
+// models/{modelId}/{version}/. A version, once its manifest.json exists, never changes.
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { z } from 'zod';
+import { TransportError, ValidationError } from '../common/errors.ts';
+import { parseJsonWith, parseWith } from '../common/validate.ts';
+import {
+  GenerationDefaultsSchema,
+  MANIFEST_FILE,
+  MANIFEST_SIGNATURE_FILE,
+  ManifestSchema,
+  ModelIdSchema,
+  ModelVersionSchema,
+  modelPrefix,
+  parseManifestBytes,
+  parseManifestSignature,
+  type Manifest,
+  type ManifestFile,
+  type ManifestInput,
+  type ManifestSignature,
+} from './manifest.ts';
+import { sha256Hex, signManifestBytes, type ManifestSigner } from './manifest-signing.ts';
+
+/** Files in a model directory that carry metadata for the manifest rather than bytes for the device. */
+export const BUNDLE_METADATA_FILES = {
+  arch: 'arch.json',
+  compression: ['compression-report.json', 'compression.json'],
+  evaluation: 'evaluation.json',
+  lineage: 'lineage.json',
+  generation: 'generation.json',
+  tokenizer: 'tokenizer.json',
+} as const;
+
+const LineageSchema = z
+  .object({ searchSeed: z.number().int().optional(), sourceModel: z.string().optional(), parentVersion: z.string().optional() })
+  .strict();
+const JsonObjectSchema = z.record(z.string(), z.unknown());
+
+/** A bundle ready to upload: the manifest bytes and the local file behind each entry. */
+export interface PreparedBundle {
+  manifest: Manifest;
+  manifestBytes: Buffer;
+  /** manifest file name -> absolute local path */
+  paths: Map<string, string>;
+  /** Files in the model directory that were neither shipped nor used as metadata. */
+  ignored: string[];
+}
+
+export interface PrepareOptions {
+  modelDir: string;
+  modelId: string;
+  version: string;
+  /** Entry ONNX file (default: model.onnx, or the only .onnx file). */
+  entry?: string;
+  /** Extra manifest fields that override the files in the directory. */
+  overrides?: Partial<Pick<ManifestInput, 'arch' | 'compression' | 'evaluation' | 'lineage' | 'generation'>>;
+  now?: Date;
+}
+
+async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function readJsonObject<S extends z.ZodType>(file: string, schema: S): Promise<z.output<S> | undefined> {
+  if (!existsSync(file)) return undefined;
+  return parseJsonWith(schema, await fs.readFile(file, 'utf8'), path.basename(file));
+}
+
+function roleOf(name: string): ManifestFile['role'] | undefined {
+  if (name.endsWith('.onnx')) return 'model';
+  if (/\.(onnx\.data|onnx_data|data|bin)$/.test(name)) return 'model-data';
+  return undefined;
+}
+
+/**
+ * Builds the manifest for a model directory: every .onnx and external-data file is shipped, a
+ * tokenizer.json (byte-level BPE) is shipped when present (else the GPT-2 BPE is referenced), and
+ * arch/compression/evaluation/lineage/generation JSON files become manifest fields.
+ */
+export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundle> {
+  parseWith(ModelIdSchema, opts.modelId, 'model id');
+  parseWith(ModelVersionSchema, opts.version, 'model version');
+  const dir = path.resolve(opts.modelDir);
+  let names: string[];
+  try {
+    names = (await fs.readdir(dir, { withFileTypes: true })).filter((d) => d.isFile()).map((d) => d.name).sort();
+  } catch (err) {
+    throw new ValidationError(`model directory ${dir} cannot be read`, { cause: err });
+  }
+  const onnx = names.filter((n) => n.endsWith('.onnx'));
+  const entry = opts.entry ?? (names.includes('model.onnx') ? 'model.onnx' : onnx.length === 1 ? onnx[0] : undefined);
+  if (!entry || !names.includes(entry)) {
+    throw new ValidationError(
+      `model directory ${dir} must hold the entry ONNX file ${opts.entry ?? 'model.onnx'}; it has ${onnx.length ? onnx.join(', ') : 'no .onnx files'}`,
+    );
+  }
+  const metadataNames = new Set<string>([
+    BUNDLE_METADATA_FILES.arch,
+    ...BUNDLE_METADATA_FILES.compression,
+    BUNDLE_METADATA_FILES.evaluation,
+    BUNDLE_METADATA_FILES.lineage,
+    BUNDLE_METADATA_FILES.generation,
+  ]);
+  const files: ManifestFile[] = [];
+  const paths = new Map<string, string>();
+  const ignored: string[] = [];
+  for (const name of names) {
+    const role = name === BUNDLE_METADATA_FILES.tokenizer ? 'tokenizer' : roleOf(name);
+    if (!role) {
+      if (!metadataNames.has(name) && name !== MANIFEST_FILE && name !== MANIFEST_SIGNATURE_FILE) ignored.push(name);
+      continue;
+    }
+    // Only the chosen entry among several ONNX files ships; the others are build leftovers.
+    if (role === 'model' && name !== entry) {
+      ignored.push(name);
+      continue;
+    }
+    const full = path.join(dir, name);
+    const stat = await fs.stat(full);
+    files.push({ name, size: stat.size, sha256: await sha256File(full), role });
+    paths.set(name, full);
+  }
+  let compression: Record<string, unknown> | undefined;
+  for (const c of BUNDLE_METADATA_FILES.compression) compression ??= await readJsonObject(path.join(dir, c), JsonObjectSchema);
+  const input: ManifestInput = {
+    format: 'fleetlm/manifest@1',
+    modelId: opts.modelId,
+    version: opts.version,
+    createdAt: (opts.now ?? new Date()).toISOString(),
+    entry,
+    files,
+    tokenizer: paths.has(BUNDLE_METADATA_FILES.tokenizer) ? { kind: 'bpe', file: BUNDLE_METADATA_FILES.tokenizer } : { kind: 'gpt2-bpe' },
+    generation: opts.overrides?.generation ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.generation), GenerationDefaultsSchema)) ?? {},
+    arch: opts.overrides?.arch ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.arch), JsonObjectSchema)),
+    compression: opts.overrides?.compression ?? compression,
+    evaluation: opts.overrides?.evaluation ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.evaluation), JsonObjectSchema)),
+    lineage: opts.overrides?.lineage ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.lineage), LineageSchema)) ?? {},
+  };
+  const manifest = parseWith(ManifestSchema, input, 'model manifest');
+  return { manifest, manifestBytes: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), paths, ignored };
+}
+
+export interface PublishOptions extends PrepareOptions {
+  s3: S3Client;
+  bucket: string;
+  signer: ManifestSigner;
+  /** Called as bytes go up, for progress bars. */
+  onProgress?: (uploadedBytes: number, totalBytes: number, file: string) => void;
+}
+
+export interface PublishResult {
+  modelId: string;
+  version: string;
+  bucket: string;
+  prefix: string;
+  manifest: Manifest;
+  manifestSha256: string;
+  manifestSize: number;
+  signature: ManifestSignature;
+  files: ManifestFile[];
+  totalBytes: number;
+  ignored: string[];
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === 'NotFound' || e?.name === 'NoSuchKey' || e?.$metadata?.httpStatusCode === 404;
+}
+
+function isPreconditionFailed(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === 'PreconditionFailed' || e?.$metadata?.httpStatusCode === 412;
+}
+
+function versionExists(modelId: string, version: string, bucket: string): ValidationError {
+  return new ValidationError(
+    `model ${modelId} version ${version} is already published in s3://${bucket}/${modelPrefix(modelId, version)}: versions are immutable, publish a new version`,
+    { code: 'VALIDATION_VERSION_EXISTS' },
+  );
+}
+
+/** True when models/{id}/{version}/manifest.json exists in the bucket. */
+export async function isPublished(s3: S3Client, bucket: string, modelId: string, version: string): Promise<boolean> {
+  try {
+    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: modelPrefix(modelId, version) + MANIFEST_FILE }));
+    return true;
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw new TransportError(`cannot check s3://${bucket}/${modelPrefix(modelId, version)}${MANIFEST_FILE}`, { cause: err });
+  }
+}
+
+/**
+ * Publishes a bundle. Order matters: the bundle files and the signature go first and manifest.json
+ * last, so a version is visible only when complete. manifest.json is written with `If-None-Match: *`
+ * (S3 conditional writes) so two racing publishers cannot both win on AWS; the local S3-protocol
+ * server ignores that header, so a HeadObject check runs first as well.
+ */
+export async function publishBundle(opts: PublishOptions): Promise<PublishResult> {
+  const { s3, bucket } = opts;
+  if (await isPublished(s3, bucket, opts.modelId, opts.version)) throw versionExists(opts.modelId, opts.version, bucket);
+  const bundle = await prepareBundle(opts);
+  const signature = await signManifestBytes(bundle.manifestBytes, opts.signer);
+  const prefix = modelPrefix(opts.modelId, opts.version);
+  const totalBytes = bundle.manifest.files.reduce((s, f) => s + f.size, 0) + bundle.manifestBytes.length;
+  let uploaded = 0;
+  for (const f of bundle.manifest.files) {
+    const local = bundle.paths.get(f.name)!;
+    try {
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: prefix + f.name,
+          Body: createReadStream(local),
+          ContentLength: f.size,
+          ContentType: 'application/octet-stream',
+          Metadata: { sha256: f.sha256 },
+        }),
+      );
+    } catch (err) {
+      throw new TransportError(`upload of ${f.name} to s3://${bucket}/${prefix}${f.name} failed`, { cause: err });
+    }
+    uploaded += f.size;
+    opts.onProgress?.(uploaded, totalBytes, f.name);
+  }
+  const sigBytes = Buffer.from(`${JSON.stringify(signature, null, 2)}\n`);
+  try {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + MANIFEST_SIGNATURE_FILE, Body: sigBytes, ContentType: 'application/json' }));
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: prefix + MANIFEST_FILE,
+        Body: bundle.manifestBytes,
+        ContentType: 'application/json',
+        IfNoneMatch: '*',
+      }),
+    );
+  } catch (err) {
+    if (isPreconditionFailed(err)) throw versionExists(opts.modelId, opts.version, bucket);
+    throw new TransportError(`upload of the manifest to s3://${bucket}/${prefix} failed`, { cause: err });
+  }
+  uploaded += bundle.manifestBytes.length;
+  opts.onProgress?.(uploaded, totalBytes, MANIFEST_FILE);
+  return {
+    modelId: opts.modelId,
+    version: opts.version,
+    bucket,
+    prefix,
+    manifest: bundle.manifest,
+    manifestSha256: signature.manifestSha256,
+    manifestSize: bundle.manifestBytes.length,
+    signature,
+    files: bundle.manifest.files,
+    totalBytes,
+    ignored: bundle.ignored,
+  };
+}
+
+/** A published version as read back from S3. */
+export interface PublishedVersion {
+  manifest: Manifest;
+  manifestBytes: Buffer;
+  manifestSha256: string;
+  signature: ManifestSignature;
+}
+
+async function getObjectBytes(s3: S3Client, bucket: string, key: string): Promise<Buffer> {
+  const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  if (!out.Body) throw new TransportError(`s3://${bucket}/${key} has no body`);
+  return Buffer.from(await out.Body.transformToByteArray());
+}
+
+/** Reads and validates a published version's manifest and signature. */
+export async function readPublishedVersion(s3: S3Client, bucket: string, modelId: string, version: string): Promise<PublishedVersion> {
+  const prefix = modelPrefix(modelId, version);
+  let manifestBytes: Buffer;
+  let sigText: string;
+  try {
+    manifestBytes = await getObjectBytes(s3, bucket, prefix + MANIFEST_FILE);
+    sigText = (await getObjectBytes(s3, bucket, prefix + MANIFEST_SIGNATURE_FILE)).toString('utf8');
+  } catch (err) {
+    if (isNotFound(err)) {
+      throw new ValidationError(`model ${modelId} version ${version} is not published in s3://${bucket}/${prefix}: publish it first with \`fleetlm publish\``);
+    }
+    throw new TransportError(`cannot read s3://${bucket}/${prefix}`, { cause: err });
+  }
+  return {
+    manifest: parseManifestBytes(manifestBytes),
+    manifestBytes,
+    manifestSha256: sha256Hex(manifestBytes),
+    signature: parseManifestSignature(sigText),
+  };
+}

@@ -1,0 +1,45 @@
+// Step "evaluate": perplexity of the built and the compressed model on the same text, so the
+// quality gate can compare them. The only step that runs onnxruntime (through models/runtime).
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { loadLanguageModel, perplexity } from '../models/runtime/index.ts';
+import { CompressOutputSchema, type EvaluateOutput } from './shared/events.ts';
+import { defineHandler } from './shared/handler.ts';
+import { DEFAULT_EVAL_TEXT } from './shared/eval-text.ts';
+import { s3Client } from './shared/env.ts';
+import { downloadPrefix, getBytes, scratchDir } from './shared/s3.ts';
+
+async function perplexityOf(modelPath: string, text: string, maxTokens: number): Promise<{ perplexity: number; tokens: number }> {
+  const model = await loadLanguageModel(modelPath, { allowSpinning: false });
+  try {
+    const r = await perplexity(model, text, { maxTokens });
+    return { perplexity: r.perplexity, tokens: r.scoredTokens };
+  } finally {
+    await model.dispose();
+  }
+}
+
+export const handler = defineHandler('evaluate', CompressOutputSchema, async (input, env): Promise<EvaluateOutput> => {
+  const s3 = s3Client(env);
+  const text = input.evalTextKey ? (await getBytes(s3, env.ARTIFACTS_BUCKET, input.evalTextKey)).toString('utf8') : DEFAULT_EVAL_TEXT;
+  const baseDir = await scratchDir(env.FLEETLM_TMP, 'eval-base');
+  const compDir = await scratchDir(env.FLEETLM_TMP, 'eval-compressed');
+  try {
+    await downloadPrefix(s3, env.ARTIFACTS_BUCKET, input.build.modelPrefix, baseDir);
+    await downloadPrefix(s3, env.ARTIFACTS_BUCKET, input.compress.modelPrefix, compDir);
+    const base = await perplexityOf(path.join(baseDir, 'model.onnx'), text, input.evalTokens);
+    const comp = await perplexityOf(path.join(compDir, 'model.onnx'), text, input.evalTokens);
+    return {
+      ...input,
+      evaluate: {
+        tokens: base.tokens,
+        baselinePerplexity: base.perplexity,
+        compressedPerplexity: comp.perplexity,
+        qualityDrop: (comp.perplexity - base.perplexity) / base.perplexity,
+      },
+    };
+  } finally {
+    await fs.rm(baseDir, { recursive: true, force: true });
+    await fs.rm(compDir, { recursive: true, force: true });
+  }
+});

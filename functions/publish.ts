@@ -1,0 +1,53 @@
+// Step "publish": for each candidate that passed the gate, signs its manifest with the KMS key and
+// uploads the bundle to models/{modelId}/{version}/ (fleet/publisher.ts). Idempotent: a version
+// already published by an earlier attempt of this step is read back, not published again.
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { ValidationError } from '../common/errors.ts';
+import { writeJsonAtomic } from '../common/atomic-file.ts';
+import { KmsSigner } from '../fleet/kms-signer.ts';
+import { modelPrefix } from '../fleet/manifest.ts';
+import { isPublished, publishBundle, readPublishedVersion } from '../fleet/publisher.ts';
+import { MergeOutputSchema, type PublishOutput } from './shared/events.ts';
+import { defineHandler } from './shared/handler.ts';
+import { kmsClient, s3Client } from './shared/env.ts';
+import { downloadPrefix, scratchDir } from './shared/s3.ts';
+
+export const handler = defineHandler('publish', MergeOutputSchema, async (input, env): Promise<PublishOutput> => {
+  if (!env.MANIFEST_KEY_ARN) throw new ValidationError('MANIFEST_KEY_ARN is not set: the publish function needs the manifest-signing KMS key');
+  const s3 = s3Client(env);
+  const signer = new KmsSigner(kmsClient(env), env.MANIFEST_KEY_ARN);
+  const published: PublishOutput['published'] = [];
+  for (const c of input.candidates) {
+    if (await isPublished(s3, env.ARTIFACTS_BUCKET, c.modelId, c.version)) {
+      const v = await readPublishedVersion(s3, env.ARTIFACTS_BUCKET, c.modelId, c.version);
+      published.push({
+        deviceClass: c.deviceClass,
+        modelId: c.modelId,
+        version: c.version,
+        prefix: modelPrefix(c.modelId, c.version),
+        manifestSha256: v.manifestSha256,
+        totalBytes: v.manifest.files.reduce((n, f) => n + f.size, 0) + v.manifestBytes.length,
+      });
+      continue;
+    }
+    const dir = await scratchDir(env.FLEETLM_TMP, 'publish');
+    try {
+      await downloadPrefix(s3, env.ARTIFACTS_BUCKET, c.modelPrefix, dir);
+      await writeJsonAtomic(path.join(dir, 'evaluation.json'), { ...c.evaluate, deviceClass: c.deviceClass, runId: input.request.runId });
+      const r = await publishBundle({
+        modelDir: dir,
+        modelId: c.modelId,
+        version: c.version,
+        s3,
+        bucket: env.ARTIFACTS_BUCKET,
+        signer,
+        overrides: { lineage: { searchSeed: c.seed, sourceModel: `run ${input.request.runId} shard ${c.shardId}` } },
+      });
+      published.push({ deviceClass: c.deviceClass, modelId: r.modelId, version: r.version, prefix: r.prefix, manifestSha256: r.manifestSha256, totalBytes: r.totalBytes });
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }
+  return { request: input.request, published };
+});

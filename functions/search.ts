@@ -1,0 +1,44 @@
+// Step "search": MeRino entropy search for one shard's budget; the result is stored in S3 and
+// only its figures travel on in the state.
+import { DEVICE_IDS } from '../models/search/device-profiles.ts';
+import { searchArchitecture, type SearchResult } from '../models/search/search.ts';
+import { ShardSchema, shardPrefix, type SearchOutput, type Shard } from './shared/events.ts';
+import { defineHandler } from './shared/handler.ts';
+import { s3Client } from './shared/env.ts';
+import { putJson } from './shared/s3.ts';
+
+/** Runs the search a shard asks for (synchronous and seeded: a retry finds the same spec). */
+export function searchShard(shard: Shard): SearchResult {
+  const cls = shard.budget.deviceClass;
+  return searchArchitecture({
+    budgets: { decodeMemoryBytes: shard.budget.memoryBudgetBytes, flops: shard.budget.flopsBudget, latencyMs: shard.budget.latencyMs },
+    // A class named like a shipped device profile gets latency predictions for that device.
+    device: DEVICE_IDS.includes(cls) ? cls : undefined,
+    seed: shard.seed,
+    vocabSize: shard.vocabSize,
+    contextLength: shard.contextLength,
+    iterations: shard.search.iterations,
+    population: shard.search.population,
+    blocks: shard.search.blocks,
+    maxLayersPerBlock: shard.search.maxLayersPerBlock,
+    widths: shard.search.widths,
+    headDim: shard.search.headDim,
+  });
+}
+
+export const handler = defineHandler('search', ShardSchema, async (shard, env): Promise<SearchOutput> => {
+  const result = searchShard(shard);
+  const specKey = `${shardPrefix(shard.runId, shard.shardId)}search-result.json`;
+  await putJson(s3Client(env), env.ARTIFACTS_BUCKET, specKey, result);
+  return {
+    ...shard,
+    search: {
+      specKey,
+      parameters: result.params,
+      forwardFlops: result.flops,
+      decodeMemoryBytes: result.decodeMemoryBytes,
+      entropy: result.entropy,
+      latencyMs: result.latencyMs,
+    },
+  };
+});

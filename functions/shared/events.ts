@@ -1,0 +1,210 @@
+// Event schemas of the pipeline's Lambda steps. Each step takes the previous step's output, so the
+// Step Functions state stays small: S3 keys and a few numbers, never model bytes.
+import { z } from 'zod';
+import { ModelIdSchema, ModelVersionSchema } from '../../fleet/manifest.ts';
+import { ArchSpecSchema } from '../../models/arch/spec.ts';
+
+const NAME = /^[a-z][a-z0-9-]{0,30}$/;
+/** S3 keys written by the pipeline live under runs/{runId}/ (expired by a lifecycle rule). */
+export const RunIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,80}$/, 'must be 1-80 of [A-Za-z0-9_-]');
+export const S3KeySchema = z
+  .string()
+  .min(1)
+  .max(1024)
+  .refine((k) => !k.startsWith('/') && !k.split('/').includes('..'), 'must be a relative key without .. segments');
+
+export const BudgetSchema = z
+  .object({
+    deviceClass: z.string().regex(NAME, 'must be 1-31 of [a-z0-9-], starting with a letter'),
+    /** Peak decode memory (weights + KV cache at the context length), bytes. */
+    memoryBudgetBytes: z.number().int().positive(),
+    /** Forward FLOPs over one context-length sequence. */
+    flopsBudget: z.number().positive(),
+    /** Predicted per-token latency bound on the class's device profile (models/search/device-profiles.ts). */
+    latencyMs: z.number().positive().optional(),
+  })
+  .strict();
+
+/** Search settings a request may tune (the rest are the search's defaults). */
+export const SearchSettingsSchema = z
+  .object({
+    iterations: z.number().int().positive().max(1_000_000).default(20_000),
+    population: z.number().int().min(1).max(10_000).default(256),
+    blocks: z.number().int().min(1).max(8).default(3),
+    maxLayersPerBlock: z.number().int().min(1).max(64).default(16),
+    widths: z.array(z.number().int().positive()).min(1).max(256).optional(),
+    headDim: z.number().int().positive().max(256).default(64),
+  })
+  .strict();
+
+/** Embedding compression (models/compression/auto.ts) at a target ratio. */
+export const CompressionSettingsSchema = z
+  .object({
+    method: z.enum(['tt-row', 'tt-matrix', 'svd', 'auto']).default('tt-row'),
+    ratio: z.number().min(1).max(10_000).default(4),
+  })
+  .strict();
+export type Budget = z.output<typeof BudgetSchema>;
+
+/** What starts a pipeline execution. */
+export const PipelineRequestSchema = z
+  .object({
+    runId: RunIdSchema,
+    modelId: ModelIdSchema,
+    /** Base version; each device class publishes `{version}-{deviceClass}`. */
+    version: ModelVersionSchema,
+    seed: z.number().int().nonnegative().default(1),
+    vocabSize: z.number().int().positive().max(1_000_000).default(50257),
+    contextLength: z.number().int().positive().max(32768).default(256),
+    /** Budgets to search; defaults to the deployment's device classes. */
+    budgets: z.array(BudgetSchema).min(1).max(200).optional(),
+    /** Candidates per budget searched in different shards (different seeds). */
+    seedsPerBudget: z.number().int().min(1).max(16).default(1),
+    search: SearchSettingsSchema.default({ iterations: 20_000, population: 256, blocks: 3, maxLayersPerBlock: 16, headDim: 64 }),
+    compression: CompressionSettingsSchema.default({ method: 'tt-row', ratio: 4 }),
+    /** Evaluation text in the artifacts bucket; absent means the bundled default text. */
+    evalTextKey: S3KeySchema.optional(),
+    evalTokens: z.number().int().min(16).max(100_000).default(512),
+    rollout: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** deviceClass -> thing group, overriding the deployment's groups. */
+        thingGroups: z.record(z.string(), z.string().min(1).max(128)).optional(),
+      })
+      .strict()
+      .default({ enabled: true }),
+  })
+  .strict();
+export type PipelineRequest = z.output<typeof PipelineRequestSchema>;
+export type PipelineRequestInput = z.input<typeof PipelineRequestSchema>;
+
+/** One unit of Distributed Map work: one budget, one seed. */
+export const ShardSchema = z
+  .object({
+    runId: RunIdSchema,
+    shardId: z.string().regex(/^[a-z0-9-]{1,80}$/),
+    modelId: ModelIdSchema,
+    version: ModelVersionSchema,
+    budget: BudgetSchema,
+    seed: z.number().int().nonnegative(),
+    vocabSize: z.number().int().positive(),
+    contextLength: z.number().int().positive(),
+    search: SearchSettingsSchema,
+    compression: CompressionSettingsSchema,
+    evalTextKey: S3KeySchema.optional(),
+    evalTokens: z.number().int().positive(),
+  })
+  .strict();
+export type Shard = z.output<typeof ShardSchema>;
+
+export const PlanOutputSchema = z
+  .object({ request: PipelineRequestSchema, shards: z.array(ShardSchema).min(1) })
+  .strict();
+export type PlanOutput = z.output<typeof PlanOutputSchema>;
+
+export const SearchSummarySchema = z
+  .object({
+    specKey: S3KeySchema,
+    parameters: z.number().nonnegative(),
+    forwardFlops: z.number().nonnegative(),
+    decodeMemoryBytes: z.number().nonnegative(),
+    /** Network entropy (nats), what MeRino maximises. */
+    entropy: z.number(),
+    latencyMs: z.number().nullable(),
+  })
+  .strict();
+export const SearchOutputSchema = ShardSchema.extend({ search: SearchSummarySchema }).strict();
+export type SearchOutput = z.output<typeof SearchOutputSchema>;
+
+export const BuildSummarySchema = z
+  .object({ modelPrefix: S3KeySchema, modelBytes: z.number().int().nonnegative(), files: z.array(z.string()).min(1) })
+  .strict();
+export const BuildOutputSchema = SearchOutputSchema.extend({ build: BuildSummarySchema }).strict();
+export type BuildOutput = z.output<typeof BuildOutputSchema>;
+
+export const CompressSummarySchema = z
+  .object({
+    modelPrefix: S3KeySchema,
+    modelBytes: z.number().int().nonnegative(),
+    files: z.array(z.string()).min(1),
+    method: z.string(),
+    /** Dense embedding elements / stored elements. */
+    embeddingCompressionRatio: z.number().positive(),
+    relativeError: z.number().nonnegative(),
+  })
+  .strict();
+export const CompressOutputSchema = BuildOutputSchema.extend({ compress: CompressSummarySchema }).strict();
+export type CompressOutput = z.output<typeof CompressOutputSchema>;
+
+export const EvaluateSummarySchema = z
+  .object({
+    tokens: z.number().int().positive(),
+    baselinePerplexity: z.number().positive(),
+    compressedPerplexity: z.number().positive(),
+    /** (compressed - baseline) / baseline; the gate compares it with the configured threshold. */
+    qualityDrop: z.number(),
+  })
+  .strict();
+export const EvaluateOutputSchema = CompressOutputSchema.extend({ evaluate: EvaluateSummarySchema }).strict();
+export type EvaluateOutput = z.output<typeof EvaluateOutputSchema>;
+
+export const MergeInputSchema = z.object({ request: PipelineRequestSchema, shards: z.array(EvaluateOutputSchema).min(1) }).passthrough();
+export type MergeInput = z.output<typeof MergeInputSchema>;
+
+export const CandidateSchema = z
+  .object({
+    deviceClass: z.string(),
+    modelId: ModelIdSchema,
+    version: ModelVersionSchema,
+    shardId: z.string(),
+    specKey: S3KeySchema,
+    modelPrefix: S3KeySchema,
+    parameters: z.number().nonnegative(),
+    evaluate: EvaluateSummarySchema,
+    embeddingCompressionRatio: z.number().positive(),
+    seed: z.number().int().nonnegative(),
+  })
+  .strict();
+export type Candidate = z.output<typeof CandidateSchema>;
+
+export const MergeOutputSchema = z
+  .object({
+    request: PipelineRequestSchema,
+    candidates: z.array(CandidateSchema).min(1),
+    /** Worst quality drop among the chosen candidates (what the gate checks). */
+    maxQualityDrop: z.number(),
+    summaryKey: S3KeySchema,
+  })
+  .strict();
+export type MergeOutput = z.output<typeof MergeOutputSchema>;
+
+export const PublishedSchema = z
+  .object({
+    deviceClass: z.string(),
+    modelId: ModelIdSchema,
+    version: ModelVersionSchema,
+    prefix: S3KeySchema,
+    manifestSha256: z.string(),
+    totalBytes: z.number().int().nonnegative(),
+  })
+  .strict();
+export const PublishOutputSchema = z
+  .object({ request: PipelineRequestSchema, published: z.array(PublishedSchema).min(1) })
+  .strict();
+export type PublishOutput = z.output<typeof PublishOutputSchema>;
+
+export const RolloutJobSchema = z
+  .object({ deviceClass: z.string(), jobId: z.string(), jobArn: z.string(), targets: z.array(z.string()).min(1) })
+  .strict();
+export const RolloutOutputSchema = z
+  .object({ runId: RunIdSchema, jobs: z.array(RolloutJobSchema), skipped: z.string().optional() })
+  .strict();
+export type RolloutOutput = z.output<typeof RolloutOutputSchema>;
+
+/** The architecture stored at SearchSummary.specKey. */
+export const StoredSpecSchema = ArchSpecSchema;
+
+/** S3 prefix of a shard's scratch files. */
+export function shardPrefix(runId: string, shardId: string): string {
+  return `runs/${runId}/${shardId}/`;
+}

@@ -1,0 +1,80 @@
+// S3 helpers for handlers: JSON objects and whole directories moved between /tmp and a key prefix.
+import { createReadStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { z } from 'zod';
+import { TransportError } from '../../common/errors.ts';
+import { parseJsonWith } from '../../common/validate.ts';
+import { writeFileAtomic } from '../../common/atomic-file.ts';
+
+/** Writes `value` as JSON to s3://bucket/key. */
+export async function putJson(s3: S3Client, bucket: string, key: string, value: unknown): Promise<void> {
+  try {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: `${JSON.stringify(value, null, 2)}\n`, ContentType: 'application/json' }));
+  } catch (err) {
+    throw new TransportError(`PutObject s3://${bucket}/${key} failed`, { cause: err });
+  }
+}
+
+/** Reads s3://bucket/key as bytes. */
+export async function getBytes(s3: S3Client, bucket: string, key: string): Promise<Buffer> {
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    if (!out.Body) throw new Error('empty body');
+    return Buffer.from(await out.Body.transformToByteArray());
+  } catch (err) {
+    throw new TransportError(`GetObject s3://${bucket}/${key} failed`, { cause: err });
+  }
+}
+
+/** Reads and validates a JSON object. */
+export async function getJson<S extends z.ZodType>(s3: S3Client, bucket: string, key: string, schema: S): Promise<z.output<S>> {
+  return parseJsonWith(schema, (await getBytes(s3, bucket, key)).toString('utf8'), `s3://${bucket}/${key}`);
+}
+
+/** Uploads every regular file of `dir` (not recursive) under `prefix`; returns names and total bytes. */
+export async function uploadDir(s3: S3Client, bucket: string, dir: string, prefix: string): Promise<{ files: string[]; bytes: number }> {
+  const entries = (await fs.readdir(dir, { withFileTypes: true })).filter((d) => d.isFile()).map((d) => d.name).sort();
+  let bytes = 0;
+  for (const name of entries) {
+    const full = path.join(dir, name);
+    const { size } = await fs.stat(full);
+    try {
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + name, Body: createReadStream(full), ContentLength: size }));
+    } catch (err) {
+      throw new TransportError(`upload of ${full} to s3://${bucket}/${prefix}${name} failed`, { cause: err });
+    }
+    bytes += size;
+  }
+  return { files: entries, bytes };
+}
+
+/** Downloads every object directly under `prefix` into `dir`; returns the file names. */
+export async function downloadPrefix(s3: S3Client, bucket: string, prefix: string, dir: string): Promise<string[]> {
+  const names: string[] = [];
+  let token: string | undefined;
+  do {
+    let out;
+    try {
+      out = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    } catch (err) {
+      throw new TransportError(`ListObjectsV2 s3://${bucket}/${prefix} failed`, { cause: err });
+    }
+    for (const obj of out.Contents ?? []) {
+      const rest = obj.Key!.slice(prefix.length);
+      if (!rest || rest.includes('/')) continue;
+      await writeFileAtomic(path.join(dir, rest), await getBytes(s3, bucket, obj.Key!));
+      names.push(rest);
+    }
+    token = out.IsTruncated ? out.NextContinuationToken : undefined;
+  } while (token);
+  return names.sort();
+}
+
+/** A fresh scratch directory under the Lambda's /tmp. */
+export async function scratchDir(root: string, name: string): Promise<string> {
+  const dir = path.join(root, `fleetlm-${name}-${process.pid}-${Date.now().toString(36)}`);
+  await fs.rm(dir, { recursive: true, force: true });
+  await fs.mkdir(dir, { recursive: true });
+  return dir;
+}

@@ -1,0 +1,123 @@
+// What an operator looks at: one dashboard (pipeline runs, rollout progress, failures, device
+// latency and tokens/s per model version) and alarms on failed runs and latency regressions.
+import { Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import type { Construct } from 'constructs';
+import type { InfraConfig } from '../config.ts';
+import { DEVICE_METRICS_NAMESPACE } from './fleet-stack.ts';
+
+export interface ObservabilityStackProps extends StackProps {
+  config: InfraConfig;
+  stateMachine: sfn.IStateMachine;
+  functions: Record<string, lambda.IFunction>;
+  topic: sns.ITopic;
+  telemetryRuleName: string;
+}
+
+const FIVE_MIN = Duration.minutes(5);
+
+/** A SEARCH over every series of a metric, so new model versions and jobs appear without a deploy. */
+function search(expression: string, label: string, stat = 'Average'): cloudwatch.MathExpression {
+  return new cloudwatch.MathExpression({ expression: `SEARCH('${expression}', '${stat}', 300)`, label, period: FIVE_MIN, usingMetrics: {} });
+}
+
+export class ObservabilityStack extends Stack {
+  readonly dashboard: cloudwatch.Dashboard;
+  readonly failedRunsAlarm: cloudwatch.Alarm;
+  readonly latencyAlarm: cloudwatch.Alarm;
+  readonly latencyAnomalyAlarm: cloudwatch.AnomalyDetectionAlarm;
+
+  constructor(scope: Construct, id: string, props: ObservabilityStackProps) {
+    super(scope, id, props);
+    const { config, stateMachine, topic } = props;
+    const alarmAction = new actions.SnsAction(topic);
+
+    const fleetLatency = new cloudwatch.Metric({ namespace: DEVICE_METRICS_NAMESPACE, metricName: 'FirstTokenMsP50', statistic: 'Average', period: FIVE_MIN });
+    const fleetTps = new cloudwatch.Metric({ namespace: DEVICE_METRICS_NAMESPACE, metricName: 'TokensPerSecondP50', statistic: 'Average', period: FIVE_MIN });
+
+    this.failedRunsAlarm = stateMachine
+      .metricFailed({ period: FIVE_MIN, statistic: 'Sum' })
+      .createAlarm(this, 'FailedRuns', {
+        alarmDescription: 'A FleetLM pipeline execution failed (including quality-gate rejections)',
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    this.latencyAlarm = fleetLatency.createAlarm(this, 'LatencyAboveLimit', {
+      alarmDescription: `Fleet p50 first-token latency above ${config.latencyAlarmMs} ms for 15 minutes`,
+      threshold: config.latencyAlarmMs,
+      evaluationPeriods: 3,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    // A regression is latency above what this fleet usually shows, whatever the absolute level.
+    this.latencyAnomalyAlarm = new cloudwatch.AnomalyDetectionAlarm(this, 'LatencyRegression', {
+      metric: fleetLatency,
+      stdDevs: 3,
+      evaluationPeriods: 3,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
+      alarmDescription: 'Fleet p50 first-token latency above its anomaly band (likely a model or runtime regression)',
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    for (const alarm of [this.failedRunsAlarm, this.latencyAlarm, this.latencyAnomalyAlarm]) alarm.addAlarmAction(alarmAction);
+
+    const lambdaErrors = Object.entries(props.functions).map(([name, f]) => f.metricErrors({ period: FIVE_MIN, label: name }));
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      dashboardName: `${config.prefix}-fleet`,
+      defaultInterval: Duration.days(1),
+      widgets: [
+        [
+          new cloudwatch.TextWidget({ markdown: '# FleetLM\nPipeline runs, rollouts (IoT Jobs) and what devices report.', width: 24, height: 2 }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Pipeline executions',
+            left: [stateMachine.metricSucceeded({ period: FIVE_MIN }), stateMachine.metricFailed({ period: FIVE_MIN }), stateMachine.metricStarted({ period: FIVE_MIN })],
+            width: 8,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Rollout progress (job executions by job)',
+            left: [
+              search(`{AWS/IoT,JobId} MetricName="SuccededJobExecutionCount"`, 'succeeded', 'Sum'),
+              search(`{AWS/IoT,JobId} MetricName="InProgressJobExecutionCount"`, 'in progress', 'Sum'),
+              search(`{AWS/IoT,JobId} MetricName="QueuedJobExecutionCount"`, 'queued', 'Sum'),
+            ],
+            width: 8,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Failures',
+            left: [
+              search(`{AWS/IoT,JobId} MetricName="FailedJobExecutionCount"`, 'job executions failed', 'Sum'),
+              search(`{AWS/IoT,JobId} MetricName="TimedOutJobExecutionCount"`, 'job executions timed out', 'Sum'),
+              new cloudwatch.Metric({ namespace: 'AWS/IoT', metricName: 'Failure', dimensionsMap: { RuleName: props.telemetryRuleName }, statistic: 'Sum', period: FIVE_MIN, label: 'telemetry rule failures' }),
+            ],
+            right: lambdaErrors,
+            width: 8,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Device first-token latency p50 (ms) by model version',
+            left: [search(`{${DEVICE_METRICS_NAMESPACE},ModelId,ModelVersion} MetricName="FirstTokenMsP50ByVersion"`, 'first token ms')],
+            leftAnnotations: [{ value: config.latencyAlarmMs, label: 'alarm', color: '#d62728' }],
+            width: 12,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Device tokens/s p50 by model version',
+            left: [search(`{${DEVICE_METRICS_NAMESPACE},ModelId,ModelVersion} MetricName="TokensPerSecondP50ByVersion"`, 'tokens/s')],
+            width: 12,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({ title: 'Fleet-wide p50 (all versions)', left: [fleetLatency], right: [fleetTps], width: 12 }),
+          new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: [this.failedRunsAlarm, this.latencyAlarm, this.latencyAnomalyAlarm], width: 12 }),
+        ],
+      ],
+    });
+  }
+}

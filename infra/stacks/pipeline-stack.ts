@@ -1,0 +1,222 @@
+// The model pipeline: one Lambda per step and the Step Functions state machine that runs
+// plan -> Distributed Map over shards (search -> build -> compress -> evaluate) -> merge ->
+// quality gate -> publish -> rollout, with retries, and a failure path that notifies and fails.
+import { CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, Token, type StackProps } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { suppress } from '../nag.ts';
+import type { Construct } from 'constructs';
+import { thingGroupName, type InfraConfig } from '../config.ts';
+import { fleetFunction } from '../lambda.ts';
+import { exportNames, importValue } from '../exports.ts';
+
+export interface PipelineStackProps extends StackProps {
+  config: InfraConfig;
+}
+
+/** Errors worth retrying: the network, S3/IoT throttling (TransportError) and Lambda's own hiccups. */
+export const RETRYABLE_ERRORS = ['TransportError', 'Lambda.TooManyRequestsException', 'Lambda.ServiceException', 'Lambda.SdkClientException'];
+
+/** Step names as they appear in the state machine (tests and the local runner use them). */
+export const STEP = {
+  plan: 'Plan',
+  shards: 'Shards',
+  search: 'Search',
+  build: 'Build',
+  compress: 'Compress',
+  evaluate: 'Evaluate',
+  merge: 'Merge',
+  gate: 'QualityGate',
+  publish: 'Publish',
+  rolloutEnabled: 'RolloutEnabled',
+  rollout: 'Rollout',
+  done: 'Done',
+  notifyFailure: 'NotifyFailure',
+  failed: 'PipelineFailed',
+  notifyRejected: 'NotifyRejected',
+  rejected: 'QualityGateRejected',
+} as const;
+
+export class PipelineStack extends Stack {
+  readonly stateMachine: sfn.StateMachine;
+  readonly functions: Record<string, NodejsFunction> = {};
+  readonly notifications: sns.Topic;
+
+  constructor(scope: Construct, id: string, props: PipelineStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+    // Other stacks' resources come in through fixed export names (see infra/exports.ts).
+    const names = exportNames(config.prefix);
+    const bucket = s3.Bucket.fromBucketAttributes(this, 'Artifacts', { bucketArn: importValue(names.bucketArn), bucketName: importValue(names.bucketName) });
+    const signingKeyArn = importValue(names.signingKeyArn);
+    const presignRoleArn = importValue(names.presignRoleArn);
+    const jobTemplateArn = importValue(names.jobTemplateArn);
+    const baseEnv = { ARTIFACTS_BUCKET: bucket.bucketName };
+    const modelStep = { memoryMb: config.modelFunctionMemoryMb, timeout: Duration.minutes(15), ephemeralStorageMb: 4096 };
+
+    const fn = (name: string, f: NodejsFunction) => (this.functions[name] = f);
+    const budgets = config.deviceClasses.map((c) => ({ deviceClass: c.name, memoryBudgetBytes: c.memoryBudgetBytes, flopsBudget: c.flopsBudget }));
+    const plan = fn('plan', fleetFunction(this, 'PlanFn', { entry: 'plan.ts', description: 'Expands a request into shards', environment: { ...baseEnv, DEFAULT_BUDGETS: JSON.stringify(budgets) } }));
+    const search = fn('search', fleetFunction(this, 'SearchFn', { entry: 'search.ts', description: 'MeRino architecture search for one shard', ...modelStep, environment: baseEnv }));
+    const build = fn('build', fleetFunction(this, 'BuildFn', { entry: 'build.ts', description: 'Builds the ONNX decoder', ...modelStep, environment: baseEnv }));
+    const compress = fn('compress', fleetFunction(this, 'CompressFn', { entry: 'compress.ts', description: 'Tensor-train compresses the embeddings', ...modelStep, environment: baseEnv }));
+    const evaluate = fn('evaluate', fleetFunction(this, 'EvaluateFn', { entry: 'evaluate.ts', description: 'Perplexity of baseline and compressed models', ...modelStep, onnxRuntime: true, environment: baseEnv }));
+    const merge = fn('merge', fleetFunction(this, 'MergeFn', { entry: 'merge.ts', description: 'Chooses the best shard per device class', environment: baseEnv }));
+    const publish = fn('publish', fleetFunction(this, 'PublishFn', { entry: 'publish.ts', description: 'Signs and publishes bundles', timeout: Duration.minutes(15), memoryMb: 1024, ephemeralStorageMb: 4096, environment: { ...baseEnv, MANIFEST_KEY_ARN: signingKeyArn } }));
+    // The same defaults as the job template, so console-made and pipeline-made jobs behave alike.
+    const rolloutSettings = {
+      maxPerMinute: config.jobs.maximumPerMinute,
+      abortThresholdPercent: config.jobs.abortFailedPercent,
+      abortMinExecuted: config.jobs.abortMinExecuted,
+      timeoutMinutes: config.jobs.inProgressTimeoutMinutes,
+      retries: config.jobs.retries,
+      presignExpiresInSec: config.jobs.presignedUrlExpirySec,
+      targetSelection: 'SNAPSHOT',
+    };
+    const thingGroups = Object.fromEntries(config.deviceClasses.map((c) => [c.name, thingGroupName(config, c.name)]));
+    const rollout = fn('rollout', fleetFunction(this, 'RolloutFn', { entry: 'rollout.ts', description: 'Creates the IoT deployment jobs', environment: { ...baseEnv, PRESIGN_ROLE_ARN: presignRoleArn, JOB_TEMPLATE_ARN: jobTemplateArn, THING_GROUPS: JSON.stringify(thingGroups), ROLLOUT_SETTINGS: JSON.stringify(rolloutSettings) } }));
+
+    // Least privilege per step: exact actions on fixed prefixes (scratch under runs/, bundles under models/).
+    const allow = (f: NodejsFunction, actions: string[], prefixes: string[]) =>
+      f.addToRolePolicy(new iam.PolicyStatement({ actions, resources: prefixes.map((p) => bucket.arnForObjects(p)) }));
+    const list = (f: NodejsFunction, prefixes: string[]) =>
+      f.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucket.bucketArn], conditions: { StringLike: { 's3:prefix': prefixes } } }));
+    for (const f of [search, build, compress, evaluate]) {
+      allow(f, ['s3:GetObject', 's3:PutObject'], ['runs/*']);
+      list(f, ['runs/*']);
+    }
+    allow(evaluate, ['s3:GetObject'], ['eval/*']);
+    allow(merge, ['s3:PutObject'], ['runs/*']);
+    allow(publish, ['s3:GetObject'], ['runs/*', 'models/*']);
+    allow(publish, ['s3:PutObject'], ['models/*']);
+    // Without ListBucket a HeadObject on a missing key is 403, not 404, and "already published?" cannot be told apart.
+    list(publish, ['runs/*', 'models/*']);
+    publish.addToRolePolicy(new iam.PolicyStatement({ actions: ['kms:Sign', 'kms:GetPublicKey'], resources: [signingKeyArn] }));
+    allow(rollout, ['s3:GetObject'], ['models/*']);
+    rollout.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['iot:CreateJob'],
+        resources: [
+          this.formatArn({ service: 'iot', resource: 'job', resourceName: '*' }),
+          this.formatArn({ service: 'iot', resource: 'thinggroup', resourceName: `${config.prefix}-*` }),
+          jobTemplateArn,
+        ],
+      }),
+    );
+    rollout.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['iot:DescribeThingGroup', 'iot:ListThingsInThingGroup'],
+        resources: [this.formatArn({ service: 'iot', resource: 'thinggroup', resourceName: `${config.prefix}-*` })],
+      }),
+    );
+    rollout.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:DescribeJobTemplate'], resources: [jobTemplateArn] }));
+    rollout.addToRolePolicy(new iam.PolicyStatement({ actions: ['iam:PassRole'], resources: [presignRoleArn] }));
+
+    this.notifications = new sns.Topic(this, 'Notifications', { displayName: 'FleetLM pipeline and fleet alarms', enforceSSL: true });
+    if (config.alarmEmail) this.notifications.addSubscription(new subs.EmailSubscription(config.alarmEmail));
+
+    const invoke = (name: string, f: NodejsFunction, comment: string) => {
+      const task = new tasks.LambdaInvoke(this, name, { lambdaFunction: f, payloadResponseOnly: true, comment, retryOnServiceExceptions: false });
+      task.addRetry({ errors: RETRYABLE_ERRORS, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 3, jitterStrategy: sfn.JitterType.FULL });
+      return task;
+    };
+
+    const notifyFailure = new tasks.SnsPublish(this, STEP.notifyFailure, {
+      topic: this.notifications,
+      subject: 'FleetLM pipeline failed',
+      message: sfn.TaskInput.fromObject({ execution: sfn.JsonPath.executionId, error: sfn.JsonPath.stringAt('$.error.Error'), cause: sfn.JsonPath.stringAt('$.error.Cause') }),
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    const failed = new sfn.Fail(this, STEP.failed, { error: 'PipelineFailed', causePath: '$.error.Cause' });
+    const failurePath = notifyFailure.next(failed);
+    const onError = <T extends sfn.TaskStateBase | sfn.DistributedMap>(state: T): T => {
+      state.addCatch(failurePath, { errors: ['States.ALL'], resultPath: '$.error' });
+      return state;
+    };
+
+    const shardChain = invoke(STEP.search, search, 'Search an architecture within the shard budget')
+      .next(invoke(STEP.build, build, 'Build the ONNX decoder with seeded weights'))
+      .next(invoke(STEP.compress, compress, 'Tensor-train compress the token embedding'))
+      .next(invoke(STEP.evaluate, evaluate, 'Perplexity before and after compression'));
+    const shards = new sfn.DistributedMap(this, STEP.shards, {
+      comment: 'One child execution per shard (budget x seed); too much work for one Lambda',
+      itemsPath: '$.shards',
+      maxConcurrency: config.maxShardConcurrency,
+      mapExecutionType: sfn.StateMachineType.STANDARD,
+      resultPath: '$.shards',
+    });
+    shards.itemProcessor(shardChain);
+
+    const notifyRejected = new tasks.SnsPublish(this, STEP.notifyRejected, {
+      topic: this.notifications,
+      subject: 'FleetLM quality gate stopped a release',
+      message: sfn.TaskInput.fromObject({ execution: sfn.JsonPath.executionId, maxQualityDrop: sfn.JsonPath.numberAt('$.maxQualityDrop'), threshold: config.maxQualityDrop, summaryKey: sfn.JsonPath.stringAt('$.summaryKey') }),
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    const rejected = new sfn.Fail(this, STEP.rejected, { error: 'QualityGateRejected', cause: `compressed model perplexity grew by more than ${config.maxQualityDrop}` });
+    const done = new sfn.Succeed(this, STEP.done);
+
+    const rolloutChoice = new sfn.Choice(this, STEP.rolloutEnabled)
+      .when(sfn.Condition.booleanEquals('$.request.rollout.enabled', true), onError(invoke(STEP.rollout, rollout, 'Create one IoT job per device class')).next(done))
+      .otherwise(done);
+    const gate = new sfn.Choice(this, STEP.gate, { comment: `Publish only when perplexity grows by at most ${config.maxQualityDrop}` })
+      .when(sfn.Condition.numberLessThanEquals('$.maxQualityDrop', config.maxQualityDrop), onError(invoke(STEP.publish, publish, 'Sign and upload bundles')).next(rolloutChoice))
+      .otherwise(notifyRejected.next(rejected));
+
+    const definition = onError(invoke(STEP.plan, plan, 'Expand the request into shards'))
+      .next(onError(shards))
+      .next(onError(invoke(STEP.merge, merge, 'Best shard per device class')))
+      .next(gate);
+
+    const logGroup = new logs.LogGroup(this, 'StateMachineLogs', { retention: logs.RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY });
+    this.stateMachine = new sfn.StateMachine(this, 'Pipeline', {
+      stateMachineName: `${config.prefix}-pipeline`,
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      timeout: Duration.hours(6),
+      tracingEnabled: true,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
+    });
+
+    // cdk-nag findings name resources as rendered; these are built the same way so they stay exact.
+    const account = Token.isUnresolved(this.account) ? '<AWS::AccountId>' : this.account;
+    const region = Token.isUnresolved(this.region) ? '<AWS::Region>' : this.region;
+    const logicalId = (c: Construct) => this.getLogicalId(c.node.defaultChild as CfnElement);
+    const objects = (prefix: string) => `Resource::${names.bucketArn}/${prefix}`;
+    const xray = { id: 'AwsSolutions-IAM5', reason: 'X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions.', finding: 'Resource::*' };
+    suppress(this, [
+      { id: 'AwsSolutions-IAM4', reason: 'Functions use the AWS-managed basic execution role only to write their own logs.', finding: 'Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole' },
+      { id: 'AwsSolutions-SNS2', reason: 'Notifications carry run ids and error text only; alarms cannot publish to the AWS-managed SNS key and a CMK costs $1/month.' },
+    ]);
+    for (const f of Object.values(this.functions)) suppress(f, [xray]);
+    for (const f of [search, build, compress, evaluate, merge, publish]) {
+      suppress(f, [{ id: 'AwsSolutions-IAM5', reason: 'Per-run scratch objects are created under runs/ with names known only at run time.', finding: objects('runs/*') }]);
+    }
+    suppress(evaluate, [{ id: 'AwsSolutions-IAM5', reason: 'Evaluation texts are read from the eval/ prefix only.', finding: objects('eval/*') }]);
+    for (const f of [publish, rollout]) {
+      suppress(f, [{ id: 'AwsSolutions-IAM5', reason: 'Bundles live under models/{modelId}/{version}/, one prefix per published version.', finding: objects('models/*') }]);
+    }
+    suppress(rollout, [
+      { id: 'AwsSolutions-IAM5', reason: 'CreateJob needs job/* because job ids are minted per run.', finding: `Resource::arn:<AWS::Partition>:iot:${region}:${account}:job/*` },
+      { id: 'AwsSolutions-IAM5', reason: 'Jobs may target any of this deployment\'s thing groups, which share its prefix.', finding: `Resource::arn:<AWS::Partition>:iot:${region}:${account}:thinggroup/${config.prefix}-*` },
+    ]);
+    suppress(this.stateMachine, [
+      xray,
+      ...Object.values(this.functions).map((f) => ({ id: 'AwsSolutions-IAM5', reason: 'LambdaInvoke may call any version of its own function (qualifier :*).', finding: `Resource::<${logicalId(f)}.Arn>:*` })),
+      ...[':*', '/*:*'].map((tail) => ({
+        id: 'AwsSolutions-IAM5',
+        reason: 'The Distributed Map starts, describes and stops child executions of this same state machine.',
+        finding: `Resource::arn:<AWS::Partition>:states:${region}:${account}:execution:{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"${logicalId(this.stateMachine)}"}]}]}${tail}`,
+      })),
+    ]);
+
+    new CfnOutput(this, 'StateMachineArn', { value: this.stateMachine.stateMachineArn });
+    new CfnOutput(this, 'NotificationsTopicArn', { value: this.notifications.topicArn });
+  }
+}

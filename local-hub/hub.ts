@@ -1,0 +1,202 @@
+// The local fleet hub: MQTT broker + IoT Jobs device API + IoT control plane + S3 store + telemetry
+// sink, all on loopback, started by one call. Devices and the operator CLI use the same code as
+// against AWS; only endpoints and credentials change.
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { writeJsonAtomic } from '../common/atomic-file.ts';
+import { ValidationError, describeError } from '../common/errors.ts';
+import { TELEMETRY_TOPIC_FILTER } from '../fleet/jobs-topics.ts';
+import { startBroker, type Broker } from './broker.ts';
+import { startControlPlane, type ControlPlane } from './control-plane.ts';
+import { JobEngine } from './job-engine.ts';
+import { JobStore, type JobRecord } from './job-store.ts';
+import { createJobsService } from './jobs-service.ts';
+import { startS3Store, type S3Store } from './s3-store.ts';
+import { REJECTED_FILE, openTelemetrySink, type TelemetrySink } from './telemetry-sink.ts';
+
+export interface HubEndpoints {
+  region: string;
+  mqtt: { host: string; port: number; url: string };
+  /** http URL of the IoT control plane, for the @aws-sdk/client-iot `endpoint` override. */
+  iotEndpoint: string;
+  s3: { endpoint: string; bucket: string; forcePathStyle: true };
+  /** Accepted by the control plane and S3; as MQTT username/password they make an operator connection. */
+  credentials: { accessKeyId: string; secretAccessKey: string };
+  /** Directory of telemetry JSON-lines files (read with queryTelemetry). */
+  telemetryDir: string;
+}
+
+export interface HubOptions {
+  /** State, S3 objects, telemetry and endpoints.json live here. */
+  dir: string;
+  mqttPort?: number;
+  httpPort?: number;
+  s3Port?: number;
+  region?: string;
+  bucket?: string;
+  /**
+   * Test/demo knob: how many real milliseconds a "minute" lasts for job timeouts and rollout rates
+   * (default 60000). Protocol behaviour is unchanged; only the time scale shrinks.
+   */
+  clock?: { minuteMs?: number };
+  /** Accept MQTT client ids that are not registered things (default false, as AWS IoT policies would). */
+  allowUnregisteredThings?: boolean;
+  /** Diagnostics (internal errors, startup lines). */
+  log?: (line: string) => void;
+}
+
+export interface LocalHub {
+  endpoints: HubEndpoints;
+  /** Path of the endpoints.json this hub wrote. */
+  endpointsFile: string;
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_REGION = 'us-east-1';
+export const DEFAULT_BUCKET = 'fleetlm-artifacts';
+export const LOCAL_ACCOUNT_ID = '123456789012';
+export const LOCAL_CREDENTIALS = { accessKeyId: 'FLEETLMLOCAL', secretAccessKey: 'fleetlm-local-secret' } as const;
+
+const PLACEHOLDER = /\$\{aws:iot:s3-presigned-url:([^}]+)\}/g;
+
+/** Writes `endpoints` as `{dir}/endpoints.json` (atomically); returns the path. */
+export async function writeEndpointsFile(dir: string, endpoints: HubEndpoints): Promise<string> {
+  const file = path.join(dir, 'endpoints.json');
+  await writeJsonAtomic(file, endpoints);
+  return file;
+}
+
+/** Replaces `${aws:iot:s3-presigned-url:URL}` placeholders with presigned GETs, as IoT Jobs does. */
+async function substitutePresigned(job: JobRecord, s3: S3Store): Promise<string> {
+  const config = job.presignedUrlConfig;
+  if (!config) return job.document;
+  const urls = new Map<string, string>();
+  for (const m of job.document.matchAll(PLACEHOLDER)) {
+    const target = s3.parseS3Url(m[1]!);
+    if (target && !urls.has(m[0])) urls.set(m[0], await s3.presignGet(target.bucket, target.key, config.expiresInSec));
+  }
+  // URLs hold no quotes or backslashes, so they drop into JSON strings as they are.
+  return job.document.replace(PLACEHOLDER, (whole) => urls.get(whole) ?? whole);
+}
+
+/** Starts every hub service on 127.0.0.1 and writes `{dir}/endpoints.json`. */
+export async function startHub(options: HubOptions): Promise<LocalHub> {
+  const dir = path.resolve(options.dir);
+  const minuteMs = options.clock?.minuteMs ?? 60_000;
+  if (!Number.isFinite(minuteMs) || minuteMs < 10) {
+    throw new ValidationError(`clock.minuteMs must be a number >= 10, got ${minuteMs}`);
+  }
+  const region = options.region ?? DEFAULT_REGION;
+  const bucket = options.bucket ?? DEFAULT_BUCKET;
+  const log = options.log ?? (() => {});
+  const onInternalError = (err: unknown) => log(`hub internal error: ${describeError(err)}`);
+  await mkdir(dir, { recursive: true });
+
+  const stoppers: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stoppers.reverse()) {
+      try {
+        await stop();
+      } catch (err) {
+        onInternalError(err);
+      }
+    }
+  };
+
+  try {
+    const store = await JobStore.open(dir);
+    const s3 = await startS3Store({ directory: path.join(dir, 's3'), bucket, port: options.s3Port, region, credentials: LOCAL_CREDENTIALS });
+    stoppers.push(() => s3.close());
+    const telemetryDir = path.join(dir, 'telemetry');
+    const sink: TelemetrySink = await openTelemetrySink(telemetryDir, path.join(dir, REJECTED_FILE), onInternalError);
+    stoppers.push(() => sink.close());
+    stoppers.push(() => store.drain());
+
+    let broker: Broker | null = null;
+    const publish = async (topic: string, payload: string) => {
+      if (broker) await broker.publish(topic, payload);
+    };
+    const engine = new JobEngine(store, {
+      region,
+      accountId: LOCAL_ACCOUNT_ID,
+      minuteMs,
+      publish,
+      renderDocument: async (job) => JSON.parse(await substitutePresigned(job, s3)) as unknown,
+    });
+    const jobs = createJobsService({ engine, commit: () => store.commit(), publish, onInternalError });
+    const telemetryPattern = new RegExp(`^${TELEMETRY_TOPIC_FILTER.replace('+', '([^/]+)')}$`);
+    broker = await startBroker({
+      port: options.mqttPort,
+      isKnownThing: (name) => options.allowUnregisteredThings === true || engine.hasThing(name),
+      operatorCredentials: { username: LOCAL_CREDENTIALS.accessKeyId, password: LOCAL_CREDENTIALS.secretAccessKey },
+      onDevicePublish(thingName, topic, payload) {
+        if (topic.startsWith('$aws/things/')) jobs.handle(thingName, topic, payload);
+        else if (telemetryPattern.test(topic)) sink.accept(thingName, payload);
+      },
+    });
+    const brokerRef = broker;
+    stoppers.push(async () => {
+      await jobs.idle();
+      await brokerRef.close();
+    });
+
+    const afterChange = async () => {
+      if (engine.hasPendingNotifications()) {
+        await store.commit();
+        await engine.sendNotifications();
+      }
+    };
+    const control: ControlPlane = await startControlPlane({
+      engine,
+      port: options.httpPort,
+      credentials: LOCAL_CREDENTIALS,
+      commit: () => store.commit(),
+      afterChange,
+      onInternalError,
+    });
+    stoppers.push(() => control.close());
+
+    // Timers and rollout windows: resolution of 1/50 of a "minute" (1.2 s at real time).
+    const tickMs = Math.max(5, Math.min(1000, Math.floor(minuteMs / 50)));
+    let ticking = false;
+    const timer = setInterval(() => {
+      if (ticking) return;
+      ticking = true;
+      try {
+        engine.tick();
+      } catch (err) {
+        onInternalError(err);
+      }
+      afterChange()
+        .catch(onInternalError)
+        .finally(() => {
+          ticking = false;
+        });
+    }, tickMs);
+    stoppers.push(async () => {
+      clearInterval(timer);
+      while (ticking) await new Promise((r) => setTimeout(r, 5));
+    });
+    // Stop runs in reverse: timers, control plane, broker (after in-flight requests), store, sink, S3.
+
+    const endpoints: HubEndpoints = {
+      region,
+      mqtt: { host: brokerRef.host, port: brokerRef.port, url: brokerRef.url },
+      iotEndpoint: control.url,
+      s3: { endpoint: s3.endpoint, bucket, forcePathStyle: true },
+      credentials: { ...LOCAL_CREDENTIALS },
+      telemetryDir,
+    };
+    const endpointsFile = await writeEndpointsFile(dir, endpoints);
+    log(`local hub up: mqtt ${brokerRef.url}, iot ${control.url}, s3 ${s3.endpoint}/${bucket}`);
+    let stopped: Promise<void> | null = null;
+    return {
+      endpoints,
+      endpointsFile,
+      stop: () => (stopped ??= stopAll()),
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,47 @@
+// Entropy of a whole decoder: alpha_att * H_attention + alpha_ffn * H_ffn summed over every layer,
+// the objective the architecture search maximises (models/entropy/README.md explains it).
+import { attentionWidthOf, ffnWidthOf, type ArchSpec } from '../arch/spec.ts';
+import { matrixEntropy, type MatrixEntropyOptions } from './matrix-entropy.ts';
+import { networkEffectiveness } from './effectiveness.ts';
+
+/** Weights of the two parts of a layer and the matrix entropy's scale. */
+export interface EntropyOptions extends MatrixEntropyOptions {
+  /** Weight of the attention entropy (default 1). */
+  alphaAttention?: number;
+  /** Weight of the FFN entropy (default 1). */
+  alphaFfn?: number;
+}
+
+/** Entropy of one layer's attention: Q, K, V (E x A) and output (A x E) projections. */
+export function attentionEntropy(width: number, attentionWidth: number, options: MatrixEntropyOptions = {}): number {
+  return 4 * matrixEntropy(width, attentionWidth, options);
+}
+
+/** Entropy of one layer's FFN: up (E x F) and down (F x E) projections. */
+export function ffnEntropy(width: number, ffnWidth: number, options: MatrixEntropyOptions = {}): number {
+  return 2 * matrixEntropy(width, ffnWidth, options);
+}
+
+/** Network entropy and its parts, plus rho. */
+export interface NetworkEntropy {
+  /** alphaAttention * attention + alphaFfn * ffn, in nats. */
+  entropy: number;
+  attention: number;
+  ffn: number;
+  rho: number;
+}
+
+/**
+ * Network entropy of a spec. Every layer counts, including the layers of a shared-weight block:
+ * each still applies its transform to the signal, which is what the entropy measures.
+ */
+export function networkEntropy(spec: ArchSpec, options: EntropyOptions = {}): NetworkEntropy {
+  let attention = 0;
+  let ffn = 0;
+  for (const b of spec.blocks) {
+    attention += b.layers * attentionEntropy(b.width, attentionWidthOf(b), options);
+    ffn += b.layers * ffnEntropy(b.width, ffnWidthOf(b), options);
+  }
+  const entropy = (options.alphaAttention ?? 1) * attention + (options.alphaFfn ?? 1) * ffn;
+  return { entropy, attention, ffn, rho: networkEffectiveness(spec.blocks) };
+}

@@ -1,0 +1,299 @@
+// Loading and saving ONNX ModelProto files (onnx-proto's generated protobufjs code), including
+// tensors kept in an external data file once a model would pass protobuf's 2 GB message limit.
+import { promises as fs, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import onnxProto from 'onnx-proto';
+import { ModelError } from '../../common/errors.ts';
+
+/** The onnx protobuf namespace (ModelProto, TensorProto, ...). */
+export const onnx = onnxProto.onnx;
+export type ModelProto = onnxProto.onnx.IModelProto;
+export type GraphProto = onnxProto.onnx.IGraphProto;
+export type NodeProto = onnxProto.onnx.INodeProto;
+export type TensorProto = onnxProto.onnx.ITensorProto;
+export type ValueInfoProto = onnxProto.onnx.IValueInfoProto;
+export type AttributeProto = onnxProto.onnx.IAttributeProto;
+
+/** TensorProto.DataType values used by FleetLM graphs. */
+export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10 } as const;
+
+/** Protobuf messages cannot exceed 2 GiB - 1 bytes; ONNX files above it need external data. */
+export const PROTOBUF_LIMIT_BYTES = 2 ** 31 - 1;
+/** Headroom left under the limit for the graph structure itself when deciding by tensor bytes. */
+const GRAPH_HEADROOM_BYTES = 64 * 1024 * 1024;
+/** External tensors start on 4 KiB boundaries so onnxruntime can memory-map them. */
+const EXTERNAL_ALIGNMENT = 4096;
+
+/** How saveOnnxModel stored the tensors. */
+export interface SaveResult {
+  modelPath: string;
+  /** Path of the external data file, or null when everything is in one file. */
+  externalDataPath: string | null;
+  modelBytes: number;
+  externalDataBytes: number;
+}
+
+export interface SaveOptions {
+  /** 'auto' (default) moves tensors out only when a single file would pass the protobuf limit. */
+  externalData?: 'auto' | 'always' | 'never';
+  /** Tensors smaller than this stay inline when data goes external (default 1 KiB). */
+  externalMinBytes?: number;
+  /** 'auto' goes external above this many tensor bytes (default: protobuf limit minus 64 MiB for the graph). */
+  singleFileLimitBytes?: number;
+}
+
+export interface LoadOptions {
+  /** Read external tensor data into rawData (needs a path, or baseDir for bytes). Default true. */
+  resolveExternalData?: boolean;
+  /** Directory external data locations are relative to when loading from bytes. */
+  baseDir?: string;
+}
+
+/** Number of bytes a tensor's data occupies, counting rawData or the typed repeated fields. */
+export function tensorDataBytes(t: TensorProto): number {
+  if (t.rawData && t.rawData.length > 0) return t.rawData.length;
+  if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
+    const len = t.externalData?.find((e) => e.key === 'length')?.value;
+    return len ? Number(len) : 0;
+  }
+  return (
+    (t.floatData?.length ?? 0) * 4 +
+    (t.int32Data?.length ?? 0) * 4 +
+    (t.int64Data?.length ?? 0) * 8 +
+    (t.doubleData?.length ?? 0) * 8 +
+    (t.uint64Data?.length ?? 0) * 8
+  );
+}
+
+/** Total bytes of all initializer data in the model. */
+export function initializerBytes(model: ModelProto): number {
+  return (model.graph?.initializer ?? []).reduce((n, t) => n + tensorDataBytes(t), 0);
+}
+
+/** Serialises a model to one protobuf buffer; throws ModelError if it would pass the 2 GB limit. */
+export function encodeOnnxModel(model: ModelProto): Uint8Array {
+  const estimate = initializerBytes(model);
+  if (estimate > PROTOBUF_LIMIT_BYTES) {
+    throw new ModelError(
+      `ONNX model holds ${estimate} bytes of tensors, over the protobuf limit of ${PROTOBUF_LIMIT_BYTES} bytes; save it with external data`,
+    );
+  }
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** Decodes and sanity-checks ONNX bytes; truncated or foreign bytes give a ModelError. */
+export function decodeOnnxModel(bytes: Uint8Array, what = 'ONNX model'): ModelProto {
+  if (bytes.length === 0) throw new ModelError(`${what} is empty (0 bytes); expected an ONNX ModelProto`);
+  let model: onnxProto.onnx.ModelProto;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch (err) {
+    throw new ModelError(
+      `${what} is not a readable ONNX ModelProto (${(err as Error).message}); the file is truncated or not ONNX`,
+      { cause: err, code: 'MODEL_CORRUPT' },
+    );
+  }
+  const ir = Number(model.irVersion ?? 0);
+  if (!model.graph || ir <= 0 || ir > 64 || (model.opsetImport ?? []).length === 0) {
+    throw new ModelError(
+      `${what} does not look like an ONNX model: ir_version=${ir}, graph=${model.graph ? 'present' : 'missing'}, opset_import entries=${(model.opsetImport ?? []).length}; expected ir_version 1..64, a graph and at least one opset`,
+      { code: 'MODEL_CORRUPT' },
+    );
+  }
+  for (const t of model.graph.initializer ?? []) {
+    const dims = (t.dims ?? []).map(Number);
+    if (dims.some((d) => !Number.isSafeInteger(d) || d < 0)) {
+      throw new ModelError(`${what}: initializer "${t.name}" has invalid dims [${dims.join(', ')}]`, { code: 'MODEL_CORRUPT' });
+    }
+  }
+  return model;
+}
+
+/** Loads an ONNX model from a path or bytes; external data is read into the tensors by default. */
+export function loadOnnxModel(source: string | Uint8Array, options: LoadOptions = {}): ModelProto {
+  let bytes: Uint8Array;
+  let baseDir = options.baseDir;
+  const what = typeof source === 'string' ? `ONNX model ${source}` : 'ONNX model bytes';
+  if (typeof source === 'string') {
+    try {
+      bytes = readFileSync(source);
+    } catch (err) {
+      throw new ModelError(`cannot read ONNX model ${source}: ${(err as Error).message}`, { cause: err });
+    }
+    baseDir ??= path.dirname(source);
+  } else {
+    bytes = source;
+  }
+  const model = decodeOnnxModel(bytes, what);
+  if (options.resolveExternalData !== false) resolveExternalData(model, baseDir, what);
+  return model;
+}
+
+function externalField(t: TensorProto, key: string): string | undefined {
+  return t.externalData?.find((e) => e.key === key)?.value ?? undefined;
+}
+
+/** Reads every external tensor of `model` into rawData, checking its location stays inside baseDir. */
+export function resolveExternalData(model: ModelProto, baseDir: string | undefined, what = 'ONNX model'): void {
+  const files = new Map<string, Buffer>();
+  for (const t of model.graph?.initializer ?? []) {
+    if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
+    const location = externalField(t, 'location');
+    if (!location) throw new ModelError(`${what}: external tensor "${t.name}" has no location`, { code: 'MODEL_CORRUPT' });
+    if (baseDir === undefined) {
+      throw new ModelError(`${what}: tensor "${t.name}" lives in external file ${location}; load the model from a path or pass baseDir`);
+    }
+    const file = path.resolve(baseDir, location);
+    if (path.relative(path.resolve(baseDir), file).startsWith('..') || path.isAbsolute(location)) {
+      throw new ModelError(`${what}: external data location "${location}" of tensor "${t.name}" leaves the model directory`, { code: 'MODEL_CORRUPT' });
+    }
+    let data = files.get(file);
+    if (!data) {
+      try {
+        data = readFileSync(file);
+      } catch (err) {
+        throw new ModelError(`${what}: cannot read external data ${file} for tensor "${t.name}": ${(err as Error).message}`, { cause: err });
+      }
+      files.set(file, data);
+    }
+    const offset = Number(externalField(t, 'offset') ?? 0);
+    const lengthField = externalField(t, 'length');
+    const length = lengthField === undefined ? data.length - offset : Number(lengthField);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > data.length) {
+      throw new ModelError(
+        `${what}: external tensor "${t.name}" claims bytes ${offset}..${offset + length} of ${location}, which has ${data.length} bytes`,
+        { code: 'MODEL_CORRUPT' },
+      );
+    }
+    t.rawData = data.subarray(offset, offset + length);
+    t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
+    t.externalData = [];
+  }
+}
+
+function tempPath(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+async function writeChunksAtomic(target: string, chunks: Iterable<Uint8Array>): Promise<number> {
+  const tmp = tempPath(target);
+  const handle = await fs.open(tmp, 'w');
+  let written = 0;
+  try {
+    for (const chunk of chunks) {
+      let off = 0;
+      while (off < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, off, chunk.length - off, written);
+        off += bytesWritten;
+        written += bytesWritten;
+      }
+    }
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await fs.rename(tmp, target);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  return written;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Writes `model` to `modelPath` atomically. With external data, initializers of at least
+ * externalMinBytes go to `<model file name>.data` beside it (ONNX external-data convention:
+ * location/offset/length entries), so the protobuf stays far below its 2 GB limit.
+ * The input model is not modified.
+ */
+export async function saveOnnxModel(model: ModelProto, modelPath: string, options: SaveOptions = {}): Promise<SaveResult> {
+  const mode = options.externalData ?? 'auto';
+  const tensorBytes = initializerBytes(model);
+  const limit = options.singleFileLimitBytes ?? PROTOBUF_LIMIT_BYTES - GRAPH_HEADROOM_BYTES;
+  const external = mode === 'always' || (mode === 'auto' && tensorBytes > limit);
+  await fs.mkdir(path.dirname(path.resolve(modelPath)), { recursive: true });
+  if (!external) {
+    const bytes = encodeOnnxModel(model);
+    await writeChunksAtomic(modelPath, [bytes]);
+    await fsyncDir(path.dirname(path.resolve(modelPath)));
+    return { modelPath, externalDataPath: null, modelBytes: bytes.length, externalDataBytes: 0 };
+  }
+  const minBytes = options.externalMinBytes ?? 1024;
+  const dataName = `${path.basename(modelPath)}.data`;
+  const dataPath = path.join(path.dirname(modelPath), dataName);
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  const initializers = (model.graph?.initializer ?? []).map((t) => {
+    const raw = t.rawData;
+    if (!raw || raw.length < minBytes) return t;
+    const pad = (EXTERNAL_ALIGNMENT - (offset % EXTERNAL_ALIGNMENT)) % EXTERNAL_ALIGNMENT;
+    if (pad > 0) chunks.push(new Uint8Array(pad));
+    offset += pad;
+    chunks.push(raw);
+    const entry: TensorProto = {
+      ...t,
+      rawData: null,
+      dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+      externalData: [
+        { key: 'location', value: dataName },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(raw.length) },
+      ],
+    };
+    offset += raw.length;
+    return entry;
+  });
+  const slim: ModelProto = { ...model, graph: { ...model.graph, initializer: initializers } };
+  const bytes = encodeOnnxModel(slim);
+  const dataBytes = await writeChunksAtomic(dataPath, chunks);
+  await writeChunksAtomic(modelPath, [bytes]);
+  await fsyncDir(path.dirname(path.resolve(modelPath)));
+  return { modelPath, externalDataPath: dataPath, modelBytes: bytes.length, externalDataBytes: dataBytes };
+}
+
+/** Element count of a tensor's dims. */
+export function tensorElementCount(t: TensorProto): number {
+  return (t.dims ?? []).reduce<number>((n, d) => n * Number(d), 1);
+}
+
+/** The float32 values of an initializer (rawData or floatData), copied into an aligned array. */
+export function tensorToFloat32(t: TensorProto): Float32Array {
+  if (t.dataType !== DataType.FLOAT) {
+    throw new ModelError(`tensor "${t.name}" has data type ${t.dataType}; expected FLOAT (1)`);
+  }
+  const count = tensorElementCount(t);
+  if (t.rawData && t.rawData.length > 0) {
+    if (t.rawData.length !== count * 4) {
+      throw new ModelError(`tensor "${t.name}" has ${t.rawData.length} raw bytes; dims [${(t.dims ?? []).join(', ')}] need ${count * 4}`, { code: 'MODEL_CORRUPT' });
+    }
+    const out = new Float32Array(count);
+    new Uint8Array(out.buffer).set(t.rawData);
+    return out;
+  }
+  if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
+    throw new ModelError(`tensor "${t.name}" is stored externally; load the model with resolveExternalData`);
+  }
+  const data = t.floatData ?? [];
+  if (data.length !== count) {
+    throw new ModelError(`tensor "${t.name}" has ${data.length} floats; dims [${(t.dims ?? []).join(', ')}] need ${count}`, { code: 'MODEL_CORRUPT' });
+  }
+  return Float32Array.from(data);
+}
+
+/** Finds an initializer by name, or throws a ModelError listing what the graph has. */
+export function getInitializer(model: ModelProto, name: string): TensorProto {
+  const t = (model.graph?.initializer ?? []).find((x) => x.name === name);
+  if (!t) throw new ModelError(`initializer "${name}" not found in the ONNX graph`);
+  return t;
+}

@@ -1,0 +1,193 @@
+// Decoder weights under FleetLM's native tensor names: the expected names and shapes for a spec,
+// a seeded GPT-2-scheme initialisation, and validation of weights that came from elsewhere.
+//
+// Native names (all linear weights are stored [in, out], so y = x @ W + b):
+//   embed_tokens.weight [V, Eemb]                embed_positions.weight [contextLength + positionOffset, Eemb]
+//   project_in.weight [Eemb, E0]   (only when Eemb != E0, no bias)
+//   layers.{k}.ln1.weight|bias [E]               layers.{k}.attn.{q,k,v}.weight [E, A], .bias [A]
+//   layers.{k}.attn.out.weight [A, E], .bias [E] layers.{k}.ln2.weight|bias [E]
+//   layers.{k}.ffn.up.weight [E, F], .bias [F]   layers.{k}.ffn.down.weight [F, E], .bias [E]
+//   block_proj.{b}.weight [E_{b-1}, E_b], .bias [E_b]   (before block b when widths differ)
+//   final_ln.weight|bias [E_last]
+//   project_out.weight [E_last, Eemb]  (tied head with E_last != Eemb, no bias)
+//   lm_head.weight [E_last, V]          (untied head, no bias)
+// k is the global index of the layer; layers of a shareWeights block all use the first layer's k.
+import { ModelError } from '../../common/errors.ts';
+import { attentionWidthOf, embeddingWidthOf, ffnWidthOf, type ArchSpec } from '../arch/spec.ts';
+
+/** One tensor: row-major float32 data and its shape. */
+export interface WeightTensor {
+  data: Float32Array;
+  shape: number[];
+}
+
+/** All weights of a decoder keyed by native name. */
+export type DecoderWeights = Map<string, WeightTensor>;
+
+/** Where one transformer layer gets its weights and how wide it is. */
+export interface LayerPlan {
+  /** Global layer index 0..totalLayers-1 (also the KV-cache index). */
+  index: number;
+  block: number;
+  /** Native name prefix of its weights, e.g. "layers.3" (shared layers repeat the first one's). */
+  prefix: string;
+  width: number;
+  heads: number;
+  headDim: number;
+  ffn: number;
+  /** True for the layer that owns the weights (the first of a shared block, or any unshared layer). */
+  ownsWeights: boolean;
+}
+
+/** Layer-by-layer plan of a spec. */
+export function layerPlan(spec: ArchSpec): LayerPlan[] {
+  const plan: LayerPlan[] = [];
+  let index = 0;
+  spec.blocks.forEach((block, b) => {
+    const first = index;
+    for (let l = 0; l < block.layers; l++, index++) {
+      const owner = block.shareWeights ? first : index;
+      plan.push({
+        index,
+        block: b,
+        prefix: `layers.${owner}`,
+        width: block.width,
+        heads: block.heads,
+        headDim: block.headDim,
+        ffn: ffnWidthOf(block),
+        ownsWeights: owner === index,
+      });
+    }
+  });
+  return plan;
+}
+
+/** Residual-output projections, scaled by 1/sqrt(2 * nLayers) at init (GPT-2 paper, section 2.3). */
+export function isResidualProjection(name: string): boolean {
+  return name.endsWith('.attn.out.weight') || name.endsWith('.ffn.down.weight');
+}
+
+/** Every native tensor name of a spec with its shape, in a fixed canonical order. */
+export function expectedWeightShapes(spec: ArchSpec): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  const eEmb = embeddingWidthOf(spec);
+  const V = spec.vocabSize;
+  shapes.set('embed_tokens.weight', [V, eEmb]);
+  shapes.set('embed_positions.weight', [spec.contextLength + spec.positionOffset, eEmb]);
+  const first = spec.blocks[0]!.width;
+  if (eEmb !== first) shapes.set('project_in.weight', [eEmb, first]);
+  const plan = layerPlan(spec);
+  for (const layer of plan) {
+    const block = spec.blocks[layer.block]!;
+    if (layer.index > 0 && plan[layer.index - 1]!.block !== layer.block) {
+      const prevWidth = spec.blocks[layer.block - 1]!.width;
+      if (prevWidth !== layer.width) {
+        shapes.set(`block_proj.${layer.block}.weight`, [prevWidth, layer.width]);
+        shapes.set(`block_proj.${layer.block}.bias`, [layer.width]);
+      }
+    }
+    if (!layer.ownsWeights) continue;
+    const E = layer.width;
+    const A = attentionWidthOf(block);
+    const F = layer.ffn;
+    const p = layer.prefix;
+    shapes.set(`${p}.ln1.weight`, [E]);
+    shapes.set(`${p}.ln1.bias`, [E]);
+    for (const x of ['q', 'k', 'v']) {
+      shapes.set(`${p}.attn.${x}.weight`, [E, A]);
+      shapes.set(`${p}.attn.${x}.bias`, [A]);
+    }
+    shapes.set(`${p}.attn.out.weight`, [A, E]);
+    shapes.set(`${p}.attn.out.bias`, [E]);
+    shapes.set(`${p}.ln2.weight`, [E]);
+    shapes.set(`${p}.ln2.bias`, [E]);
+    shapes.set(`${p}.ffn.up.weight`, [E, F]);
+    shapes.set(`${p}.ffn.up.bias`, [F]);
+    shapes.set(`${p}.ffn.down.weight`, [F, E]);
+    shapes.set(`${p}.ffn.down.bias`, [E]);
+  }
+  const last = spec.blocks[spec.blocks.length - 1]!.width;
+  shapes.set('final_ln.weight', [last]);
+  shapes.set('final_ln.bias', [last]);
+  if (spec.tiedHead) {
+    if (last !== eEmb) shapes.set('project_out.weight', [last, eEmb]);
+  } else {
+    shapes.set('lm_head.weight', [last, V]);
+  }
+  return shapes;
+}
+
+/** Number of parameters the native weights of a spec hold (same conventions as the accounting). */
+export function countWeightElements(spec: ArchSpec): number {
+  let n = 0;
+  for (const shape of expectedWeightShapes(spec).values()) n += shape.reduce((a, b) => a * b, 1);
+  return n;
+}
+
+/** Small fast seeded PRNG (mulberry32); returns uniform floats in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function fillNormal(out: Float32Array, std: number, rand: () => number): void {
+  // Box-Muller, two values per pair of uniforms.
+  for (let i = 0; i < out.length; i += 2) {
+    const u1 = 1 - rand();
+    const u2 = rand();
+    const r = Math.sqrt(-2 * Math.log(u1)) * std;
+    const th = 2 * Math.PI * u2;
+    out[i] = r * Math.cos(th);
+    if (i + 1 < out.length) out[i + 1] = r * Math.sin(th);
+  }
+}
+
+/**
+ * Seeded GPT-2-scheme initialisation (Radford et al. 2019; HF GPT2PreTrainedModel._init_weights):
+ * weights ~ N(0, 0.02), residual projections ~ N(0, 0.02/sqrt(2 * nLayers)), LayerNorm gains 1,
+ * all biases and LayerNorm shifts 0. Same spec and seed give the same bytes.
+ */
+export function initWeights(spec: ArchSpec, seed = 0): DecoderWeights {
+  const rand = mulberry32(seed);
+  const nLayers = layerPlan(spec).length;
+  const residualStd = 0.02 / Math.sqrt(2 * nLayers);
+  const weights: DecoderWeights = new Map();
+  for (const [name, shape] of expectedWeightShapes(spec)) {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    if (/\.(ln1|ln2)\.weight$|^final_ln\.weight$/.test(name)) data.fill(1);
+    else if (name.endsWith('.bias')) {
+      // zeros
+    } else fillNormal(data, isResidualProjection(name) ? residualStd : 0.02, rand);
+    weights.set(name, { data, shape });
+  }
+  return weights;
+}
+
+/** Checks that `weights` has exactly the spec's tensors with the right shapes; names the first offender. */
+export function validateWeights(spec: ArchSpec, weights: DecoderWeights): void {
+  const expected = expectedWeightShapes(spec);
+  for (const [name, shape] of expected) {
+    const w = weights.get(name);
+    if (!w) {
+      throw new ModelError(`weights are missing tensor "${name}" (shape [${shape.join(', ')}]) that the spec needs`, { code: 'MODEL_WEIGHTS' });
+    }
+    if (w.shape.length !== shape.length || w.shape.some((d, i) => d !== shape[i])) {
+      throw new ModelError(`tensor "${name}" has shape [${w.shape.join(', ')}]; the spec needs [${shape.join(', ')}]`, { code: 'MODEL_WEIGHTS' });
+    }
+    const count = shape.reduce((a, b) => a * b, 1);
+    if (w.data.length !== count) {
+      throw new ModelError(`tensor "${name}" holds ${w.data.length} values; shape [${shape.join(', ')}] needs ${count}`, { code: 'MODEL_WEIGHTS' });
+    }
+  }
+  for (const name of weights.keys()) {
+    if (!expected.has(name)) {
+      throw new ModelError(`weights have tensor "${name}" that the spec does not use; expected only: ${[...expected.keys()].slice(0, 8).join(', ')}, ...`, { code: 'MODEL_WEIGHTS' });
+    }
+  }
+}

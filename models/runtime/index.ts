@@ -1,0 +1,20 @@
+// The FleetLM runtime: load an ONNX causal LM, generate text, measure perplexity.
+// Other areas (edge agent, CLI, evaluation, demo) import from here only.
+export {
+  loadLanguageModel,
+  LanguageModel,
+  DecodeState,
+  GenerateOptionsSchema,
+  parseGenerateOptions,
+  type LanguageModelOptions,
+  type ModelInfo,
+  type GenerateOptions,
+  type GenerateOptionsInput,
+  type GeneratedToken,
+  type GenerationResult,
+  type StopReason,
+} from './language-model.ts';
+export { perplexity, PerplexityOptionsSchema, type PerplexityOptionsInput, type PerplexityResult } from './perplexity.ts';
+export { Sampler, SamplingOptionsSchema, createRng, argmax, type SamplingOptions, type SamplingOptionsInput } from './sampling.ts';
+export { gpt2Tokenizer, tokenizerByName, StreamingDecoder, ByteVocabulary, type Tokenizer } from './tokenizer.ts';
+export { defaultThreadCount, type BackendOptions } from './onnx-backend.ts';

@@ -1,0 +1,104 @@
+// Measured per-layer decode latencies of one device (the format edge telemetry fills), and a
+// latency model that uses them, falling back to a roofline calibrated on the measured entries.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { parseJsonWith, parseWith } from '../../common/validate.ts';
+import { ValidationError } from '../../common/errors.ts';
+import type { LatencyModel } from './latency-model.ts';
+
+const positiveInt = z.number().int().positive();
+const ms = z.number().positive();
+
+/**
+ * `fleetlm/layer-latency@1`: median milliseconds of one decode step's operators at context
+ * `seqLen`, batch 1, on `device`. Layers are keyed by (width, ffnWidth, heads, headDim).
+ */
+export const LayerLatencyTableSchema = z
+  .object({
+    format: z.literal('fleetlm/layer-latency@1'),
+    device: z.string().min(1),
+    unit: z.enum(['gpu', 'cpu']).optional(),
+    seqLen: positiveInt,
+    bytesPerWeight: z.number().positive().default(4),
+    measuredAt: z.string().optional(),
+    layers: z
+      .array(z.object({ width: positiveInt, ffnWidth: positiveInt, heads: positiveInt, headDim: positiveInt.default(64), ms, samples: positiveInt.optional() }).strict())
+      .default([]),
+    heads: z.array(z.object({ width: positiveInt, vocabSize: positiveInt, ms, samples: positiveInt.optional() }).strict()).default([]),
+    projections: z.array(z.object({ inWidth: positiveInt, outWidth: positiveInt, ms, samples: positiveInt.optional() }).strict()).default([]),
+  })
+  .strict();
+
+export type LayerLatencyTable = z.output<typeof LayerLatencyTableSchema>;
+
+/** Validates a table given as a value. */
+export function parseLatencyTable(value: unknown): LayerLatencyTable {
+  return parseWith(LayerLatencyTableSchema, value, 'layer latency table');
+}
+
+/** Reads and validates a table file. */
+export function loadLatencyTable(path: string): LayerLatencyTable {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ValidationError(`cannot read layer latency table '${path}': ${(err as Error).message}`, { cause: err });
+  }
+  return parseJsonWith(LayerLatencyTableSchema, text, `layer latency table ${path}`);
+}
+
+function median(values: number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+/**
+ * Uses measured entries where the table has them; elsewhere the roofline times the median ratio
+ * measured / roofline over all measured entries, so a few measurements correct the whole model.
+ */
+export class MeasuredLatencyModel implements LatencyModel {
+  readonly kind = 'measured' as const;
+  readonly seqLen: number;
+  /** Median measured / roofline ratio applied to entries not in the table. */
+  readonly calibration: number;
+  private readonly layers = new Map<string, number>();
+  private readonly heads = new Map<string, number>();
+  private readonly projections = new Map<string, number>();
+
+  constructor(
+    table: LayerLatencyTable,
+    private readonly fallback: LatencyModel,
+  ) {
+    if (fallback.seqLen !== table.seqLen) {
+      throw new ValidationError(`layer latency table was measured at seqLen ${table.seqLen} but the search uses seqLen ${fallback.seqLen}; they must match`);
+    }
+    this.seqLen = table.seqLen;
+    const ratios: number[] = [];
+    for (const l of table.layers) {
+      this.layers.set(`${l.width}/${l.ffnWidth}/${l.heads}/${l.headDim}`, l.ms);
+      ratios.push(l.ms / fallback.layerMs(l.width, l.ffnWidth, l.heads, l.headDim));
+    }
+    for (const h of table.heads) {
+      this.heads.set(`${h.width}/${h.vocabSize}`, h.ms);
+      ratios.push(h.ms / fallback.headMs(h.width, h.vocabSize));
+    }
+    for (const p of table.projections) {
+      this.projections.set(`${p.inWidth}/${p.outWidth}`, p.ms);
+      ratios.push(p.ms / fallback.projectionMs(p.inWidth, p.outWidth));
+    }
+    this.calibration = ratios.length > 0 ? median(ratios) : 1;
+  }
+
+  layerMs(width: number, ffnWidth: number, heads: number, headDim: number): number {
+    return this.layers.get(`${width}/${ffnWidth}/${heads}/${headDim}`) ?? this.calibration * this.fallback.layerMs(width, ffnWidth, heads, headDim);
+  }
+
+  projectionMs(inWidth: number, outWidth: number): number {
+    return this.projections.get(`${inWidth}/${outWidth}`) ?? this.calibration * this.fallback.projectionMs(inWidth, outWidth);
+  }
+
+  headMs(width: number, vocabSize: number): number {
+    return this.heads.get(`${width}/${vocabSize}`) ?? this.calibration * this.fallback.headMs(width, vocabSize);
+  }
+}

@@ -1,0 +1,522 @@
+// MeRino's evolutionary architecture search (Zhao et al., AAAI 2025, Algorithm 1): maximise the
+// network entropy of a block-wise decoder subject to parameter, FLOP, decode-memory, latency and
+// effectiveness budgets. Genomes live in typed arrays and every cost comes from precomputed tables,
+// so 100,000 mutate-evaluate-insert steps allocate nothing and take tens of milliseconds.
+import { z } from 'zod';
+import { parseWith } from '../../common/validate.ts';
+import { ValidationError } from '../../common/errors.ts';
+import { formatBytes, formatCount } from '../../common/units.ts';
+import { parseArchSpec, type ArchSpec } from '../arch/spec.ts';
+import { countForwardFlops, countParameters, decodeMemoryBytes, layerParameters } from '../arch/accounting.ts';
+import { attentionEntropy, ffnEntropy, networkEntropy } from '../entropy/network-entropy.ts';
+import { DEFAULT_RHO_MAX } from '../entropy/effectiveness.ts';
+import { computeUnitOf, deviceProfile, DeviceProfileSchema, type DeviceProfile } from './device-profiles.ts';
+import { predictLatencyMs, RooflineLatencyModel, type LatencyModel } from './latency-model.ts';
+import { LayerLatencyTableSchema, MeasuredLatencyModel } from './latency-table.ts';
+import { Rng } from './rng.ts';
+
+const positiveInt = z.number().int().positive();
+
+/** Upper bounds the design must meet; any may be left out. */
+export const SearchBudgetsSchema = z
+  .object({
+    params: z.number().positive().finite().optional(),
+    flops: z.number().positive().finite().optional(),
+    decodeMemoryBytes: z.number().positive().finite().optional(),
+    latencyMs: z.number().positive().finite().optional(),
+  })
+  .strict();
+
+function range(lo: number, hi: number, step: number): number[] {
+  const out: number[] = [];
+  for (let v = lo; v <= hi + 1e-9; v += step) out.push(Number(v.toFixed(6)));
+  return out;
+}
+
+/** Default search space: widths 64..2048 by 64, FFN ratios 1..6 by 0.5. */
+export const DEFAULT_WIDTHS: readonly number[] = range(64, 2048, 64);
+export const DEFAULT_FFN_RATIOS: readonly number[] = range(1, 6, 0.5);
+
+/** Everything the search reads; validated once. */
+export const SearchOptionsSchema = z
+  .object({
+    budgets: SearchBudgetsSchema.default({}),
+    /** A shipped device id (see device-profiles.ts) or a full profile. */
+    device: z.union([z.string().min(1), DeviceProfileSchema]).optional(),
+    computeUnit: z.enum(['gpu', 'cpu']).optional(),
+    /** Measured per-layer latencies; replaces the roofline where it has entries. */
+    latencyTable: LayerLatencyTableSchema.optional(),
+    seed: z.number().int().nonnegative().max(0xffffffff).default(1),
+    iterations: z.number().int().nonnegative().max(100_000_000).default(100_000),
+    population: z.number().int().min(1).max(100_000).default(512),
+    parentSetSize: z.number().int().min(1).max(100_000).default(64),
+    blocks: z.number().int().min(1).max(16).default(3),
+    /** Fixed width of token/position embeddings (and of the tied head); default: the first block's width. */
+    embeddingWidth: positiveInt.optional(),
+    vocabSize: positiveInt.default(50257),
+    contextLength: positiveInt.default(1024),
+    /** Sequence length of the FLOP count, the KV cache and the latency model (default contextLength). */
+    seqLen: positiveInt.optional(),
+    bytesPerWeight: z.number().positive().max(8).default(4),
+    rhoMax: z.number().positive().default(DEFAULT_RHO_MAX),
+    alphaAttention: z.number().nonnegative().default(1),
+    alphaFfn: z.number().nonnegative().default(1),
+    sigma: z.number().positive().default(1),
+    eps: z.number().positive().default(1),
+    widths: z.array(positiveInt).min(1).max(1024).optional(),
+    ffnRatios: z.array(z.number().positive().max(64)).min(1).max(256).optional(),
+    maxLayersPerBlock: z.number().int().min(1).max(256).default(32),
+    maxHeads: z.number().int().min(1).max(1024).default(32),
+    headDim: positiveInt.default(64),
+    weightSharing: z.enum(['never', 'always', 'search']).default('never'),
+    tiedHead: z.boolean().default(true),
+  })
+  .strict();
+
+export type SearchBudgets = z.output<typeof SearchBudgetsSchema>;
+type ParsedOptions = z.output<typeof SearchOptionsSchema>;
+/** Options as a caller writes them; `onProgress` is called every few thousand iterations. */
+export type SearchOptions = z.input<typeof SearchOptionsSchema> & { onProgress?: (done: number, total: number) => void };
+
+/** The settings a result was produced with (enough to reproduce it). */
+export interface SearchSettings {
+  iterations: number;
+  population: number;
+  parentSetSize: number;
+  blocks: number;
+  embeddingWidth: number | null;
+  vocabSize: number;
+  contextLength: number;
+  seqLen: number;
+  bytesPerWeight: number;
+  rhoMax: number;
+  alphaAttention: number;
+  alphaFfn: number;
+  sigma: number;
+  eps: number;
+  widths: number[];
+  ffnRatios: number[];
+  maxLayersPerBlock: number;
+  maxHeads: number;
+  headDim: number;
+  weightSharing: 'never' | 'always' | 'search';
+  tiedHead: boolean;
+}
+
+/** What the search found, with every figure recomputed from the spec by the accounting code. */
+export interface SearchResult {
+  format: 'fleetlm/search-result@1';
+  spec: ArchSpec;
+  params: number;
+  flops: number;
+  decodeMemoryBytes: number;
+  /** Network entropy in nats (models/entropy/README.md). */
+  entropy: number;
+  entropyAttention: number;
+  entropyFfn: number;
+  rho: number;
+  /** Predicted per-token decode latency at seqLen on the device; null without a device. */
+  latencyMs: number | null;
+  budgets: SearchBudgets & { rhoMax: number };
+  device: { id: string; name: string; unit: 'gpu' | 'cpu'; latencyModel: 'roofline' | 'measured' } | null;
+  settings: SearchSettings;
+  seed: number;
+  stats: { evaluated: number; feasible: number; inserted: number; populationSize: number; elapsedMs: number };
+}
+
+const MAX_GENES = 4; // genes changed per step: 1, then each further one with probability MULTI_GENE_P
+const MULTI_GENE_P = 0.6;
+const G = 5; // genes per block: width index, ffn ratio index, layers, heads, shared (0/1)
+
+/** Precomputed per-choice costs and the allocation-free evaluator of a genome. */
+class Evaluator {
+  readonly nw: number;
+  readonly nr: number;
+  readonly mh: number;
+  readonly widths: Float64Array;
+  readonly ffnWidths: Float64Array; // [w * nr + r]
+  readonly maxHeadsFor: Int32Array; // [w]
+  readonly attH: Float64Array; // [w * mh + h - 1], alpha applied
+  readonly ffnH: Float64Array; // [w * nr + r], alpha applied
+  readonly layerMs: Float64Array | null; // [(w * nr + r) * mh + h - 1]
+  readonly projMs: Float64Array | null; // [w1 * nw + w2]
+  readonly headMs: Float64Array | null; // [w]
+  // With a fixed embedding width: project_in from it, project_out to it, and the tied head.
+  readonly projInMs: Float64Array | null = null;
+  readonly projOutMs: Float64Array | null = null;
+  readonly headEmbMs: number = 0;
+  // Outputs of the last evaluate().
+  params = 0;
+  flops = 0;
+  memory = 0;
+  latency = 0;
+  entropy = 0;
+  rho = 0;
+
+  constructor(
+    private readonly o: ParsedOptions & { seqLen: number; widths: number[]; ffnRatios: number[] },
+    readonly latencyModel: LatencyModel | null,
+  ) {
+    const nw = (this.nw = o.widths.length);
+    const nr = (this.nr = o.ffnRatios.length);
+    const mh = (this.mh = o.maxHeads);
+    this.widths = Float64Array.from(o.widths);
+    this.ffnWidths = new Float64Array(nw * nr);
+    this.maxHeadsFor = new Int32Array(nw);
+    this.attH = new Float64Array(nw * mh);
+    this.ffnH = new Float64Array(nw * nr);
+    const mat = { sigma: o.sigma, eps: o.eps };
+    for (let w = 0; w < nw; w++) {
+      const e = o.widths[w]!;
+      this.maxHeadsFor[w] = Math.max(1, Math.min(mh, Math.floor(e / o.headDim)));
+      for (let r = 0; r < nr; r++) {
+        const f = Math.round(o.ffnRatios[r]! * e);
+        this.ffnWidths[w * nr + r] = f;
+        this.ffnH[w * nr + r] = o.alphaFfn * ffnEntropy(e, f, mat);
+      }
+      for (let h = 1; h <= mh; h++) this.attH[w * mh + h - 1] = o.alphaAttention * attentionEntropy(e, h * o.headDim, mat);
+    }
+    if (latencyModel) {
+      this.layerMs = new Float64Array(nw * nr * mh);
+      this.projMs = new Float64Array(nw * nw);
+      this.headMs = new Float64Array(nw);
+      if (o.embeddingWidth !== undefined) this.headEmbMs = latencyModel.headMs(o.embeddingWidth, o.vocabSize);
+      for (let w = 0; w < nw; w++) {
+        const e = o.widths[w]!;
+        this.headMs[w] = latencyModel.headMs(e, o.vocabSize);
+        if (o.embeddingWidth !== undefined) {
+          this.projInMs ??= new Float64Array(nw);
+          this.projOutMs ??= new Float64Array(nw);
+          this.projInMs[w] = latencyModel.projectionMs(o.embeddingWidth, e);
+          this.projOutMs[w] = latencyModel.projectionMs(e, o.embeddingWidth);
+        }
+        for (let w2 = 0; w2 < nw; w2++) this.projMs[w * nw + w2] = latencyModel.projectionMs(e, o.widths[w2]!);
+        for (let r = 0; r < nr; r++) {
+          for (let h = 1; h <= this.maxHeadsFor[w]!; h++) {
+            this.layerMs[(w * nr + r) * mh + h - 1] = latencyModel.layerMs(e, this.ffnWidths[w * nr + r]!, h, o.headDim);
+          }
+        }
+      }
+    } else {
+      this.layerMs = this.projMs = this.headMs = null;
+    }
+  }
+
+  /** Computes every cost of the genome at `off` into this object's fields (no allocation). */
+  evaluate(g: Int32Array, off: number): void {
+    const o = this.o;
+    const nb = o.blocks;
+    const s = o.seqLen;
+    const hd = o.headDim;
+    const w0 = g[off]!;
+    const e0 = this.widths[w0]!;
+    const fixedEmb = o.embeddingWidth;
+    const eEmb = fixedEmb ?? e0;
+    let params = (o.vocabSize + o.contextLength) * eEmb;
+    let flops = 0;
+    let kv = 0;
+    let ms = 0;
+    if (eEmb !== e0) {
+      params += eEmb * e0;
+      flops += 2 * s * eEmb * e0;
+      if (this.projInMs) ms += this.projInMs[w0]!;
+    }
+    let entropy = 0;
+    let layers = 0;
+    let widthSum = 0;
+    let prevW = -1;
+    for (let b = 0; b < nb; b++) {
+      const p = off + b * G;
+      const w = g[p]!;
+      const r = g[p + 1]!;
+      const l = g[p + 2]!;
+      const h = g[p + 3]!;
+      const e = this.widths[w]!;
+      const a = h * hd;
+      const f = this.ffnWidths[w * this.nr + r]!;
+      if (prevW >= 0 && prevW !== w) {
+        const pe = this.widths[prevW]!;
+        params += pe * e + e;
+        flops += 2 * s * pe * e;
+        if (this.projMs) ms += this.projMs[prevW * this.nw + w]!;
+      }
+      params += layerParameters(e, a, f) * (g[p + 4] ? 1 : l);
+      flops += l * 2 * s * (4 * e * a) + l * 2 * (2 * s * s * a) + l * 2 * s * (2 * e * f);
+      kv += l * 2 * s * a;
+      if (this.layerMs) ms += l * this.layerMs[(w * this.nr + r) * this.mh + h - 1]!;
+      entropy += l * (this.attH[w * this.mh + h - 1]! + this.ffnH[w * this.nr + r]!);
+      layers += l;
+      widthSum += l * e;
+      prevW = w;
+    }
+    const eLast = this.widths[prevW]!;
+    params += 2 * eLast;
+    if (o.tiedHead) {
+      if (eLast !== eEmb) {
+        params += eLast * eEmb;
+        flops += 2 * s * eLast * eEmb;
+        if (this.projMs) ms += fixedEmb === undefined ? this.projMs[prevW * this.nw + w0]! : this.projOutMs![prevW]!;
+      }
+      flops += 2 * s * eEmb * o.vocabSize;
+      if (this.headMs) ms += fixedEmb === undefined ? this.headMs[w0]! : this.headEmbMs;
+    } else {
+      params += eLast * o.vocabSize;
+      flops += 2 * s * eLast * o.vocabSize;
+      if (this.headMs) ms += this.headMs[prevW]!;
+    }
+    this.params = params;
+    this.flops = flops;
+    this.memory = params * o.bytesPerWeight + kv * o.bytesPerWeight;
+    this.latency = ms;
+    this.entropy = entropy;
+    this.rho = layers / (16 * Math.log2(widthSum / layers));
+  }
+
+  /** Whether the last evaluated genome meets every budget. */
+  feasible(): boolean {
+    const bu = this.o.budgets;
+    return (
+      (bu.params === undefined || this.params <= bu.params) &&
+      (bu.flops === undefined || this.flops <= bu.flops) &&
+      (bu.decodeMemoryBytes === undefined || this.memory <= bu.decodeMemoryBytes) &&
+      (bu.latencyMs === undefined || this.latency <= bu.latencyMs) &&
+      this.rho <= this.o.rhoMax
+    );
+  }
+}
+
+function resolveLatencyModel(o: ParsedOptions, seqLen: number): { model: LatencyModel | null; device: SearchResult['device'] } {
+  let profile: DeviceProfile | undefined;
+  if (typeof o.device === 'string') profile = deviceProfile(o.device);
+  else if (o.device) profile = o.device;
+  else if (o.latencyTable) profile = deviceProfile(o.latencyTable.device);
+  if (!profile) {
+    if (o.budgets.latencyMs !== undefined) {
+      throw new ValidationError('a latency budget needs a device: pass device (jetson-nano, jetson-orin-nano, rpi4, rpi5) or a latency table');
+    }
+    return { model: null, device: null };
+  }
+  if (o.latencyTable && o.latencyTable.device !== profile.id) {
+    throw new ValidationError(`layer latency table is for device '${o.latencyTable.device}' but the search targets '${profile.id}'`);
+  }
+  const { kind, unit } = computeUnitOf(profile, o.computeUnit ?? o.latencyTable?.unit);
+  const roofline = new RooflineLatencyModel(unit, { seqLen, bytesPerWeight: o.bytesPerWeight });
+  const model = o.latencyTable ? new MeasuredLatencyModel(o.latencyTable, roofline) : roofline;
+  return { model, device: { id: profile.id, name: profile.name, unit: kind, latencyModel: model.kind } };
+}
+
+function sortedUnique(values: readonly number[]): number[] {
+  return [...new Set(values)].sort((a, b) => a - b);
+}
+
+/** Builds the spec a genome describes. */
+function genomeToSpec(g: Int32Array, off: number, o: ParsedOptions & { widths: number[]; ffnRatios: number[] }, name: string): ArchSpec {
+  const blocks = [];
+  for (let b = 0; b < o.blocks; b++) {
+    const p = off + b * G;
+    blocks.push({
+      width: o.widths[g[p]!]!,
+      ffnRatio: o.ffnRatios[g[p + 1]!]!,
+      layers: g[p + 2]!,
+      heads: g[p + 3]!,
+      headDim: o.headDim,
+      shareWeights: g[p + 4] === 1 && g[p + 2]! > 1,
+    });
+  }
+  return parseArchSpec({ name, vocabSize: o.vocabSize, contextLength: o.contextLength, embeddingWidth: o.embeddingWidth, blocks, tiedHead: o.tiedHead });
+}
+
+/** One line per budget the smallest design in the space already breaks, naming the smallest feasible value. */
+function infeasibility(ev: Evaluator, o: ParsedOptions, smallest: string): string[] {
+  const b = o.budgets;
+  const out: string[] = [];
+  if (b.params !== undefined && ev.params > b.params) out.push(`params budget ${formatCount(b.params)} is below the smallest feasible value ${formatCount(ev.params)} (${ev.params} parameters)`);
+  if (b.flops !== undefined && ev.flops > b.flops) out.push(`FLOPs budget ${formatCount(b.flops)} is below the smallest feasible value ${formatCount(ev.flops)} (${ev.flops} FLOPs)`);
+  if (b.decodeMemoryBytes !== undefined && ev.memory > b.decodeMemoryBytes) {
+    out.push(`decode memory budget ${formatBytes(b.decodeMemoryBytes)} is below the smallest feasible value ${formatBytes(ev.memory)} (${ev.memory} bytes)`);
+  }
+  if (b.latencyMs !== undefined && ev.latency > b.latencyMs) out.push(`latency budget ${b.latencyMs} ms is below the smallest feasible value ${ev.latency.toFixed(3)} ms`);
+  if (ev.rho > o.rhoMax) out.push(`rhoMax ${o.rhoMax} is below the smallest feasible value ${ev.rho.toFixed(4)}`);
+  return out.length > 0 ? [...out.slice(0, -1), `${out[out.length - 1]} (the smallest design in the search space is ${smallest})`] : out;
+}
+
+/**
+ * Searches for the highest-entropy architecture within the budgets. Synchronous and seeded: the
+ * same options give the same result. Throws ValidationError (code VALIDATION_INFEASIBLE_BUDGET)
+ * when even the smallest architecture breaks a budget, naming the smallest feasible value.
+ */
+export function searchArchitecture(options: SearchOptions = {}): SearchResult {
+  const started = performance.now();
+  const { onProgress, ...rest } = options;
+  const parsed = parseWith(SearchOptionsSchema, rest, 'search options');
+  const seqLen = parsed.seqLen ?? parsed.contextLength;
+  const o = { ...parsed, seqLen, widths: sortedUnique(parsed.widths ?? DEFAULT_WIDTHS), ffnRatios: sortedUnique(parsed.ffnRatios ?? DEFAULT_FFN_RATIOS) };
+  if (o.widths.some((w) => w < o.headDim)) {
+    throw new ValidationError(`every width must be at least headDim ${o.headDim}; got widths ${o.widths.join(', ')}`);
+  }
+  const { model, device } = resolveLatencyModel(parsed, seqLen);
+  const ev = new Evaluator(o, model);
+  const nb = o.blocks;
+  const P = o.population;
+  const share = o.weightSharing === 'always' ? 1 : 0;
+
+  const pop = new Int32Array(P * G * nb);
+  const score = new Float64Array(P);
+  const child = new Int32Array(G * nb);
+  for (let b = 0; b < nb; b++) child.set([0, 0, 1, 1, share], b * G);
+  ev.evaluate(child, 0);
+  if (!ev.feasible()) {
+    const emb = o.embeddingWidth === undefined ? '' : `, embedding width ${o.embeddingWidth}`;
+    const s = `${nb} block(s) of width ${o.widths[0]}, FFN ratio ${o.ffnRatios[0]}, 1 layer and 1 head each${emb}, vocab ${o.vocabSize}, context ${o.contextLength}`;
+    throw new ValidationError(`no architecture meets the budgets: ${infeasibility(ev, o, s).join('; ')}`, { code: 'VALIDATION_INFEASIBLE_BUDGET' });
+  }
+  const GL = G * nb;
+  pop.set(child, 0);
+  score[0] = ev.entropy;
+  let size = 1;
+
+  const rng = new Rng(o.seed);
+  const geneCount = o.weightSharing === 'search' ? 5 : 4;
+  const maxL = o.maxLayersPerBlock;
+  let evaluated = 1;
+  let feasibleCount = 1;
+  let inserted = 1;
+  const progressEvery = 4096;
+
+  // Small steps refine, uniform jumps explore; half of the mutations do each.
+  const mutateInt = (cur: number, lo: number, hi: number): number => {
+    if (lo >= hi) return lo;
+    if (rng.next() < 0.5) {
+      const step = 1 + rng.int(2);
+      let v = cur + (rng.next() < 0.5 ? -step : step);
+      if (v < lo) v = lo;
+      if (v > hi) v = hi;
+      return v;
+    }
+    return rng.range(lo, hi);
+  };
+
+  for (let it = 0; it < o.iterations; it++) {
+    if (onProgress && it % progressEvery === 0) onProgress(it, o.iterations);
+    const parent = rng.int(size < o.parentSetSize ? size : o.parentSetSize);
+    for (let k = 0, src = parent * GL; k < GL; k++) child[k] = pop[src + k]!;
+    const b = rng.int(nb);
+    const p = b * G;
+    // One block per step (as MeRino); sometimes several of its genes, so a width increase can
+    // come with a depth cut that keeps a budget-tight design feasible.
+    let genes = 1;
+    while (genes < MAX_GENES && rng.next() < MULTI_GENE_P) genes++;
+    for (let k = 0; k < genes; k++) {
+      switch (rng.int(geneCount)) {
+        case 0: {
+          const lo = b > 0 ? child[p - G]! : 0;
+          const hi = b < nb - 1 ? child[p + G]! : ev.nw - 1;
+          const w = mutateInt(child[p]!, lo, hi);
+          child[p] = w;
+          if (child[p + 3]! > ev.maxHeadsFor[w]!) child[p + 3] = ev.maxHeadsFor[w]!;
+          break;
+        }
+        case 1:
+          child[p + 1] = mutateInt(child[p + 1]!, 0, ev.nr - 1);
+          break;
+        case 2:
+          child[p + 2] = mutateInt(child[p + 2]!, 1, maxL);
+          break;
+        case 3:
+          child[p + 3] = mutateInt(child[p + 3]!, 1, ev.maxHeadsFor[child[p]!]!);
+          break;
+        default:
+          child[p + 4] = 1 - child[p + 4]!;
+      }
+    }
+    // A one-layer block is the same design shared or not; keep one spelling so duplicates are caught.
+    if (geneCount === 5 && child[p + 2] === 1) child[p + 4] = 0;
+    ev.evaluate(child, 0);
+    evaluated++;
+    if (!ev.feasible()) continue;
+    feasibleCount++;
+    const sc = ev.entropy;
+    if (size === P && sc <= score[P - 1]!) continue;
+    // Descending order; a newcomer goes after members of equal entropy.
+    let lo = 0;
+    let hi = size;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (score[mid]! >= sc) lo = mid + 1;
+      else hi = mid;
+    }
+    let dup = false;
+    for (let i = lo - 1; i >= 0 && score[i] === sc; i--) {
+      let same = true;
+      for (let k = 0; k < GL; k++) {
+        if (pop[i * GL + k] !== child[k]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) {
+        dup = true;
+        break;
+      }
+    }
+    if (dup) continue;
+    if (size === P) size--;
+    score.copyWithin(lo + 1, lo, size);
+    pop.copyWithin((lo + 1) * GL, lo * GL, size * GL);
+    score[lo] = sc;
+    pop.set(child, lo * GL);
+    size++;
+    inserted++;
+  }
+  onProgress?.(o.iterations, o.iterations);
+
+  const spec = genomeToSpec(pop, 0, o, `fleetlm-search-seed${o.seed}`);
+  const params = countParameters(spec);
+  const flops = countForwardFlops(spec, seqLen);
+  const memory = decodeMemoryBytes(spec, seqLen, o.bytesPerWeight);
+  const latencyMs = model ? predictLatencyMs(spec, model) : null;
+  const ent = networkEntropy(spec, { sigma: o.sigma, eps: o.eps, alphaAttention: o.alphaAttention, alphaFfn: o.alphaFfn });
+  ev.evaluate(pop, 0);
+  if (params !== ev.params || flops !== ev.flops || memory !== ev.memory || (latencyMs !== null && latencyMs !== ev.latency)) {
+    throw new Error(`search evaluator disagrees with the accounting for ${JSON.stringify(spec)}`);
+  }
+  return {
+    format: 'fleetlm/search-result@1',
+    spec,
+    params,
+    flops,
+    decodeMemoryBytes: memory,
+    entropy: ent.entropy,
+    entropyAttention: ent.attention,
+    entropyFfn: ent.ffn,
+    rho: ent.rho,
+    latencyMs,
+    budgets: { ...o.budgets, rhoMax: o.rhoMax },
+    device,
+    settings: {
+      iterations: o.iterations,
+      population: o.population,
+      parentSetSize: o.parentSetSize,
+      blocks: o.blocks,
+      embeddingWidth: o.embeddingWidth ?? null,
+      vocabSize: o.vocabSize,
+      contextLength: o.contextLength,
+      seqLen,
+      bytesPerWeight: o.bytesPerWeight,
+      rhoMax: o.rhoMax,
+      alphaAttention: o.alphaAttention,
+      alphaFfn: o.alphaFfn,
+      sigma: o.sigma,
+      eps: o.eps,
+      widths: o.widths,
+      ffnRatios: o.ffnRatios,
+      maxLayersPerBlock: o.maxLayersPerBlock,
+      maxHeads: o.maxHeads,
+      headDim: o.headDim,
+      weightSharing: o.weightSharing,
+      tiedHead: o.tiedHead,
+    },
+    seed: o.seed,
+    stats: { evaluated, feasible: feasibleCount, inserted, populationSize: size, elapsedMs: performance.now() - started },
+  };
+}

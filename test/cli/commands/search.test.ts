@@ -1,0 +1,88 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it, vi } from 'vitest';
+import { runCli } from '../../../cli/main.ts';
+import { countParameters } from '../../../models/arch/accounting.ts';
+import { parseArchSpec } from '../../../models/arch/spec.ts';
+
+const run = promisify(execFile);
+const bin = path.resolve('bin/fleetlm.js');
+
+async function fleetlm(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [bin, 'search', ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** Runs the CLI in this process (fast), capturing what it writes. */
+async function fleetlmInProcess(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
+  try {
+    const code = await runCli(['node', 'fleetlm', 'search', ...args]);
+    return { code, stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+describe('fleetlm search', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fleetlm-search-'));
+
+  it('writes the result and a Hugging Face config', async () => {
+    const out = path.join(dir, 'arch.json');
+    const hf = path.join(dir, 'config.json');
+    const r = await fleetlm(['--params', '64M', '--flops', '160G', '--device', 'jetson-nano', '--seed', '1', '--iterations', '3000', '--out', out, '--hf-config', hf]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/params +[\d.]+M \([\d,]+\) of 64M/);
+    expect(r.stdout).toMatch(/latency +[\d.]+ ms\/token on jetson-nano \(gpu, roofline\)/);
+    const result = JSON.parse(readFileSync(out, 'utf8'));
+    expect(result.format).toBe('fleetlm/search-result@1');
+    expect(result.seed).toBe(1);
+    expect(result.settings.iterations).toBe(3000);
+    expect(result.params).toBe(countParameters(parseArchSpec(result.spec)));
+    expect(result.params).toBeLessThanOrEqual(64e6);
+    expect(result.flops).toBeLessThanOrEqual(160e9);
+    const config = JSON.parse(readFileSync(hf, 'utf8'));
+    expect(config.vocab_size).toBe(50257);
+    expect(config.num_hidden_layers ?? config.n_layer).toBe(result.spec.blocks.reduce((n: number, b: { layers: number }) => n + b.layers, 0));
+  });
+
+  it('prints machine output with --json and layers config file < env < flags', async () => {
+    const config = path.join(dir, 'search.json');
+    writeFileSync(config, JSON.stringify({ params: '20M', seed: 5, iterations: 500, vocab: 8000 }));
+    process.env.FLEETLM_SEARCH_SEED = '6';
+    const r = await fleetlmInProcess(['--config', config, '--json', '--iterations', '700']).finally(() => delete process.env.FLEETLM_SEARCH_SEED);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout);
+    expect(result.seed).toBe(6);
+    expect(result.settings.iterations).toBe(700);
+    expect(result.settings.vocabSize).toBe(8000);
+    expect(result.budgets.params).toBe(20e6);
+  });
+
+  it.each([
+    [['--params', '64X'], /--params has unknown suffix 'X' in '64X'/],
+    [['--flops', '-5G'], /--flops must not be negative/],
+    [['--params', 'NaN'], /--params must be a number/],
+    [['--params', '0'], /--params must be greater than zero/],
+    [['--device', 'pi9'], /--device must be one of jetson-nano, jetson-orin-nano, rpi4, rpi5/],
+    [['--params', '1M'], /params budget 1M is below the smallest feasible value 3\.36M/],
+    [['--iterations', '1.5'], /--iterations must be a whole number/],
+  ])('fails with exit 2 and a clear message for %j', async (args, message) => {
+    const r = await fleetlmInProcess([...args, '--iterations', String(args.includes('--iterations') ? args[args.indexOf('--iterations') + 1] : 10)]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+});

@@ -1,0 +1,49 @@
+// Config layering: defaults < file < FLEETLM_AGENT_* env < --set, validated once.
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { envNameFor, loadAgentConfig } from '../../edge-agent/config.ts';
+
+async function file(obj: unknown): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetlm-cfg-'));
+  const p = path.join(dir, 'agent.json');
+  await fs.writeFile(p, JSON.stringify(obj));
+  return p;
+}
+
+const base = { thingName: 'dev-1', mqtt: { host: '127.0.0.1', port: 1883 }, modelDir: 'models', stateDir: 'state', fleetPublicKeyPath: 'fleet.pem' };
+
+describe('loadAgentConfig', () => {
+  it('fills defaults and resolves paths against the file', async () => {
+    const p = await file(base);
+    const c = loadAgentConfig({ configPath: p });
+    expect(c.http).toEqual({ host: '127.0.0.1', port: 8080, maxConcurrent: 4 });
+    expect(c.modelDir).toBe(path.join(path.dirname(p), 'models'));
+    expect(c.download.throttleBytesPerSec).toBe(0);
+  });
+
+  it('lets env override the file and --set override env', async () => {
+    const p = await file(base);
+    const env = { [envNameFor('http.port')]: '9001', [envNameFor('download.throttleBytesPerSec')]: '1000' };
+    expect(envNameFor('download.throttleBytesPerSec')).toBe('FLEETLM_AGENT_DOWNLOAD_THROTTLE_BYTES_PER_SEC');
+    const c = loadAgentConfig({ configPath: p, env, overrides: ['http.port=9002'] });
+    expect(c.http.port).toBe(9002);
+    expect(c.download.throttleBytesPerSec).toBe(1000);
+  });
+
+  it('demands TLS for a broker that is not on loopback', async () => {
+    const p = await file({ ...base, mqtt: { host: 'abc-ats.iot.eu-west-1.amazonaws.com' } });
+    expect(() => loadAgentConfig({ configPath: p })).toThrow(/mqtt.tls: is required for non-loopback host/);
+    const q = await file({ ...base, mqtt: { host: 'abc-ats.iot.eu-west-1.amazonaws.com', port: 443, tls: { certPath: 'c.pem', keyPath: 'k.pem' } } });
+    expect(loadAgentConfig({ configPath: q }).mqtt.port).toBe(443);
+  });
+
+  it('names the bad key and value', async () => {
+    const p = await file(base);
+    expect(() => loadAgentConfig({ configPath: p, overrides: ['http.port=abc'] })).toThrow(/http.port must be a number, got "abc"/);
+    expect(() => loadAgentConfig({ configPath: p, overrides: ['nope=1'] })).toThrow(/unknown config key nope/);
+    const bad = await file({ ...base, thingName: 'bad name' });
+    expect(() => loadAgentConfig({ configPath: bad })).toThrow(/thingName/);
+  });
+});

@@ -1,0 +1,105 @@
+// The operator commands end to end against a real local hub (IoT control plane, S3 store), as
+// `fleetlm ... --local DIR --json` runs them. No agents: executions stay QUEUED, which is enough
+// to check publish, rollout settings, status, cancel, devices and rollback's refusal.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { DescribeJobCommand, GetJobDocumentCommand } from '@aws-sdk/client-iot';
+import { startHub, type LocalHub } from '../../local-hub/hub.ts';
+import { runCli } from '../../cli/main.ts';
+import { createIotClient, readLocalProfile } from '../../fleet/profile.ts';
+import { provisionThings } from '../../local-demo/provision.ts';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
+let hub: LocalHub;
+let dir: string;
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
+  try {
+    const code = await runCli(['node', 'fleetlm', ...args]);
+    return { code, out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-cli-'));
+  hub = await startHub({ dir: path.join(dir, 'hub') });
+  await provisionThings(createIotClient(readLocalProfile(path.join(dir, 'hub'))), 'lab', ['pi-1', 'pi-2']);
+  const model = path.join(dir, 'model');
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(model);
+  writeFileSync(path.join(model, 'model.onnx'), Buffer.alloc(2048, 1));
+  expect((await cli('keygen', '--out-dir', path.join(dir, 'keys'))).code).toBe(0);
+});
+
+afterAll(async () => {
+  await hub?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('fleetlm operator commands on the local hub', () => {
+  it('publishes once, and refuses the same version again with exit code 2', async () => {
+    const args = ['publish', '--local', path.join(dir, 'hub'), '--model-dir', path.join(dir, 'model'), '--model-id', 'tiny', '--version', '1.0', '--key', path.join(dir, 'keys', 'fleet-signing-key.pem')];
+    const first = await cli(...args, '--json');
+    expect(first.code).toBe(0);
+    expect(JSON.parse(first.out)).toMatchObject({ modelId: 'tiny', version: '1.0', prefix: 'models/tiny/1.0/' });
+    const again = await cli(...args);
+    expect(again.code).toBe(2);
+    expect(again.err).toMatch(/already published/);
+  });
+
+  it('rolls out with canary, abort, timeout and retry settings from flags', async () => {
+    const r = await cli('rollout', '--local', path.join(dir, 'hub'), '--model', 'tiny', '--version', '1.0', '--group', 'lab', '--canary', '50%', '--abort-threshold', '10%', '--timeout-minutes', '7', '--retries', '2', '--json');
+    expect(r.code).toBe(0);
+    const { jobId } = JSON.parse(r.out) as { jobId: string };
+    const iot = createIotClient(readLocalProfile(path.join(dir, 'hub')));
+    const job = (await iot.send(new DescribeJobCommand({ jobId }))).job!;
+    expect(job.jobExecutionsRolloutConfig?.exponentialRate).toMatchObject({ baseRatePerMinute: 1, rateIncreaseCriteria: { numberOfSucceededThings: 1 } });
+    expect(job.abortConfig?.criteriaList?.[0]).toMatchObject({ failureType: 'ALL', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 1 });
+    expect(job.timeoutConfig?.inProgressTimeoutInMinutes).toBe(7);
+    expect(job.jobExecutionsRetryConfig?.criteriaList).toHaveLength(2);
+    const doc = JSON.parse((await iot.send(new GetJobDocumentCommand({ jobId }))).document!) as { schema: string; artifacts: { url: string }[] };
+    expect(doc.schema).toBe('fleetlm/deploy-model@1');
+    expect(doc.artifacts[0]!.url).toMatch(/^\$\{aws:iot:s3-presigned-url:http:\/\/127\.0\.0\.1:\d+\/fleetlm-artifacts\/models\/tiny\/1\.0\/model\.onnx\}$/);
+
+    const status = await cli('status', jobId, '--local', path.join(dir, 'hub'), '--json');
+    const p = JSON.parse(status.out) as { status: string; devices: { thingName: string; status: string }[] };
+    expect(p.status).toBe('IN_PROGRESS');
+    // The canary (50% of 2 = 1 device per minute until it succeeds) holds the second device back:
+    // like AWS, the hub creates an execution only when the rollout reaches the thing.
+    expect(p.devices.map((d) => d.thingName)).toEqual(['pi-1']);
+
+    const cancel = await cli('cancel', jobId, '--local', path.join(dir, 'hub'), '--json');
+    expect(cancel.code).toBe(0);
+    expect((JSON.parse(cancel.out) as { status: string }).status).toBe('CANCELED');
+  });
+
+  it('lists devices and refuses a rollback when no earlier version succeeded', async () => {
+    const devices = await cli('devices', '--local', path.join(dir, 'hub'), '--group', 'lab', '--json');
+    expect((JSON.parse(devices.out) as { thingName: string; model: string | null }[]).map((d) => [d.thingName, d.model])).toEqual([
+      ['pi-1', null],
+      ['pi-2', null],
+    ]);
+    const rb = await cli('rollback', '--local', path.join(dir, 'hub'), '--group', 'lab');
+    expect(rb.code).toBe(2);
+    expect(rb.err).toMatch(/no earlier version succeeded on group lab/);
+  });
+
+  it('rejects malformed flags with the rule and the value', async () => {
+    const r = await cli('rollout', '--local', path.join(dir, 'hub'), '--model', 'tiny', '--version', '1.0', '--group', 'lab', '--canary', 'lots');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--canary must be a percentage .* got "lots"/);
+    const missing = await cli('status', 'x', '--local', path.join(dir, 'nohub'));
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/no local hub endpoints/);
+  });
+});

@@ -1,0 +1,208 @@
+// The four stacks, synthesized once: key resources, the IoT policy's exact statements, bucket
+// settings and the state machine definition, asserted on the CloudFormation they produce.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { Match } from 'aws-cdk-lib/assertions';
+import { onlyResource, render, renderDeep, synthApp, type Synthesized } from './synth.ts';
+
+let s: Synthesized;
+beforeAll(() => {
+  s = synthApp();
+});
+
+describe('artifacts stack', () => {
+  it('given the defaults, when synthesized, then the bundle bucket is versioned, SSE-encrypted, private, logged and expires old versions', () => {
+    const t = s.templates.artifacts;
+    t.resourceCountIs('AWS::S3::Bucket', 2);
+    t.hasResourceProperties('AWS::S3::Bucket', {
+      VersioningConfiguration: { Status: 'Enabled' },
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+      LoggingConfiguration: { DestinationBucketName: { Ref: Match.stringLikeRegexp('^AccessLogs') }, LogFilePrefix: 'artifacts/' },
+      LifecycleConfiguration: {
+        Rules: Match.arrayWith([Match.objectLike({ Id: 'expire-noncurrent-versions', Status: 'Enabled', NoncurrentVersionExpiration: { NoncurrentDays: 30 } })]),
+      },
+    });
+  });
+
+  it('given enforceSSL, when synthesized, then both bucket policies deny requests without TLS', () => {
+    const policies = s.templates.artifacts.findResources('AWS::S3::BucketPolicy');
+    const denies = Object.values(policies).map((p) =>
+      (p as { Properties: { PolicyDocument: { Statement: Array<Record<string, unknown>> } } }).Properties.PolicyDocument.Statement.find(
+        (st) => st.Effect === 'Deny',
+      ),
+    );
+    expect(denies).toHaveLength(2);
+    for (const d of denies) expect(d).toMatchObject({ Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } });
+  });
+
+  it('given manifest signing, when synthesized, then the KMS key is ECC_NIST_P256 SIGN_VERIFY and its public key is exported by a custom resource', () => {
+    const t = s.templates.artifacts;
+    t.hasResourceProperties('AWS::KMS::Key', { KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' });
+    const key = onlyResource(t, 'AWS::KMS::Key');
+    t.hasResourceProperties('AWS::CloudFormation::CustomResource', { KeyArn: { 'Fn::GetAtt': [key.logicalId, 'Arn'] } });
+    t.hasOutput('ManifestPublicKeyObject', {});
+    t.hasOutput('ArtifactsBucketArn', { Export: { Name: 'fleetlm-artifacts-bucket-arn' } });
+  });
+});
+
+describe('fleet stack', () => {
+  it('given the device policy, when synthesized, then it has exactly the four least-privilege statements', () => {
+    const { props } = onlyResource(s.templates.fleet, 'AWS::IoT::Policy');
+    const doc = renderDeep(props.PolicyDocument);
+    const arn = (r: string) => `arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:${r}`;
+    const attached = { Bool: { 'iot:Connection.Thing.IsAttached': 'true' } };
+    expect(doc).toEqual({
+      Version: '2012-10-17',
+      Statement: [
+        { Sid: 'ConnectAsOwnThing', Effect: 'Allow', Action: 'iot:Connect', Resource: arn('client/${iot:Connection.Thing.ThingName}'), Condition: attached },
+        {
+          Sid: 'PublishOwnJobsAndTelemetry',
+          Effect: 'Allow',
+          Action: 'iot:Publish',
+          Resource: [arn('topic/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*'), arn('topic/fleetlm/${iot:Connection.Thing.ThingName}/telemetry')],
+          Condition: attached,
+        },
+        { Sid: 'ReceiveOwnJobs', Effect: 'Allow', Action: 'iot:Receive', Resource: arn('topic/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*'), Condition: attached },
+        { Sid: 'SubscribeOwnJobs', Effect: 'Allow', Action: 'iot:Subscribe', Resource: arn('topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*'), Condition: attached },
+      ],
+    });
+    expect(props.PolicyName).toBe('fleetlm-device');
+  });
+
+  it('given two default device classes, when synthesized, then each has a thing group', () => {
+    const groups = Object.values(s.templates.fleet.findResources('AWS::IoT::ThingGroup')).map((g) => (g as { Properties: { ThingGroupName: string } }).Properties.ThingGroupName);
+    expect(groups.sort()).toEqual(['fleetlm-jetson-orin-nano', 'fleetlm-rpi5']);
+  });
+
+  it('given the job template, when synthesized, then it carries rollout, abort, timeout, retry and presigned-URL settings', () => {
+    const { props } = onlyResource(s.templates.fleet, 'AWS::IoT::JobTemplate');
+    expect(props).toMatchObject({
+      JobTemplateId: 'fleetlm-deploy-model',
+      JobExecutionsRolloutConfig: { ExponentialRolloutRate: { BaseRatePerMinute: 10, IncrementFactor: 2, RateIncreaseCriteria: { NumberOfNotifiedThings: 20 } }, MaximumPerMinute: 100 },
+      AbortConfig: { CriteriaList: [{ Action: 'CANCEL', FailureType: 'FAILED', MinNumberOfExecutedThings: 10, ThresholdPercentage: 10 }, { Action: 'CANCEL', FailureType: 'TIMED_OUT' }] },
+      TimeoutConfig: { InProgressTimeoutInMinutes: 60 },
+      JobExecutionsRetryConfig: { RetryCriteriaList: [{ FailureType: 'FAILED', NumberOfRetries: 2 }, { FailureType: 'TIMED_OUT', NumberOfRetries: 2 }] },
+      PresignedUrlConfig: { ExpiresInSec: 3600 },
+    });
+    expect(render((props.PresignedUrlConfig as { RoleArn: unknown }).RoleArn)).toMatch(/^<JobsPresignRole[0-9A-F]+\.Arn>$/);
+  });
+
+  it('given the presign role, when synthesized, then IoT may assume it and it reads only models/*', () => {
+    const t = s.templates.fleet;
+    t.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: { Statement: [Match.objectLike({ Principal: { Service: 'iot.amazonaws.com' }, Action: 'sts:AssumeRole' })] },
+      Description: Match.stringLikeRegexp('presign'),
+    });
+    const policies = Object.values(t.findResources('AWS::IAM::Policy')).map((p) => renderDeep((p as { Properties: unknown }).Properties)) as Array<{ PolicyName: string; PolicyDocument: { Statement: unknown[] } }>;
+    const presign = policies.find((p) => p.PolicyName.startsWith('JobsPresignRole'))!;
+    expect(presign.PolicyDocument.Statement).toEqual([{ Action: 's3:GetObject', Effect: 'Allow', Resource: '<import:fleetlm-artifacts-bucket-arn>/models/*' }]);
+  });
+
+  it('given the telemetry rule, when synthesized, then it routes fleetlm/+/telemetry to DynamoDB, logs and metrics, with an error action', () => {
+    const { props } = onlyResource(s.templates.fleet, 'AWS::IoT::TopicRule');
+    const payload = props.TopicRulePayload as { Sql: string; Actions: Array<Record<string, unknown>>; ErrorAction: Record<string, unknown> };
+    expect(payload.Sql).toBe("SELECT *, topic(2) AS thingName, timestamp() AS receivedAt FROM 'fleetlm/+/telemetry' WHERE schema = 'fleetlm/telemetry@1'");
+    expect(payload.Actions.map((a) => Object.keys(a)[0])).toEqual(['DynamoDBv2', 'CloudwatchLogs', 'CloudwatchMetric', 'CloudwatchMetric']);
+    expect(payload.Actions[2]).toMatchObject({ CloudwatchMetric: { MetricNamespace: 'FleetLM/Devices', MetricName: 'FirstTokenMsP50', MetricValue: '${inference.firstTokenMs.p50}' } });
+    expect(Object.keys(payload.ErrorAction)).toEqual(['CloudwatchLogs']);
+    s.templates.fleet.hasResourceProperties('AWS::DynamoDB::Table', { KeySchema: [{ AttributeName: 'thingName', KeyType: 'HASH' }], BillingMode: 'PAY_PER_REQUEST' });
+    s.templates.fleet.hasResourceProperties('AWS::Logs::MetricFilter', {
+      MetricTransformations: [Match.objectLike({ MetricName: 'TokensPerSecondP50ByVersion', Dimensions: Match.arrayWith([{ Key: 'ModelVersion', Value: '$.model.version' }]) })],
+    });
+  });
+});
+
+interface SfnState {
+  Type: string;
+  Next?: string;
+  End?: boolean;
+  Resource?: string;
+  Retry?: Array<{ ErrorEquals: string[]; MaxAttempts: number }>;
+  Catch?: Array<{ ErrorEquals: string[]; Next: string; ResultPath: string }>;
+  Choices?: Array<Record<string, unknown>>;
+  Default?: string;
+  ItemsPath?: string;
+  MaxConcurrency?: number;
+  ItemProcessor?: { ProcessorConfig: { Mode: string }; StartAt: string; States: Record<string, SfnState> };
+  Error?: string;
+}
+
+describe('pipeline stack', () => {
+  let def: { StartAt: string; States: Record<string, SfnState> };
+  beforeAll(() => {
+    const { props } = onlyResource(s.templates.pipeline, 'AWS::StepFunctions::StateMachine');
+    def = JSON.parse(render(props.DefinitionString)) as typeof def;
+  });
+
+  it('given eight steps, when synthesized, then each is an arm64 Node 24 function', () => {
+    const fns = Object.values(s.templates.pipeline.findResources('AWS::Lambda::Function')).map((f) => (f as { Properties: Record<string, unknown> }).Properties);
+    expect(fns).toHaveLength(8);
+    for (const f of fns) expect(f).toMatchObject({ Runtime: 'nodejs24.x', Architectures: ['arm64'], Handler: 'index.handler', TracingConfig: { Mode: 'Active' } });
+  });
+
+  it('given the definition, when read top-down, then plan -> distributed map -> merge -> gate -> publish -> rollout', () => {
+    const next = (name: string) => def.States[name]!.Next;
+    expect(def.StartAt).toBe('Plan');
+    expect(next('Plan')).toBe('Shards');
+    expect(next('Shards')).toBe('Merge');
+    expect(next('Merge')).toBe('QualityGate');
+    const shards = def.States.Shards!;
+    expect(shards).toMatchObject({ Type: 'Map', ItemsPath: '$.shards', MaxConcurrency: 10, ItemProcessor: { ProcessorConfig: { Mode: 'DISTRIBUTED' }, StartAt: 'Search' } });
+    const inner = shards.ItemProcessor!.States;
+    expect([inner.Search!.Next, inner.Build!.Next, inner.Compress!.Next, inner.Evaluate!.End]).toEqual(['Build', 'Compress', 'Evaluate', true]);
+    expect(def.States.Publish!.Next).toBe('RolloutEnabled');
+    expect(def.States.Rollout!.Next).toBe('Done');
+  });
+
+  it('given the quality gate, when synthesized, then publishing needs maxQualityDrop <= the configured 0.15, else notify and fail', () => {
+    const gate = def.States.QualityGate!;
+    expect(gate.Type).toBe('Choice');
+    expect(gate.Choices).toEqual([{ Variable: '$.maxQualityDrop', NumericLessThanEquals: 0.15, Next: 'Publish' }]);
+    expect(gate.Default).toBe('NotifyRejected');
+    expect(def.States.NotifyRejected!.Next).toBe('QualityGateRejected');
+    expect(def.States.QualityGateRejected).toMatchObject({ Type: 'Fail', Error: 'QualityGateRejected' });
+  });
+
+  it('given every task, when synthesized, then transport errors are retried and any error goes to the failure path', () => {
+    const tasks = { ...def.States, ...def.States.Shards!.ItemProcessor!.States };
+    const lambdaTasks = Object.entries(tasks).filter(([, st]) => st.Type === 'Task' && st.Resource?.includes('Fn'));
+    expect(lambdaTasks.map(([n]) => n).sort()).toEqual(['Build', 'Compress', 'Evaluate', 'Merge', 'Plan', 'Publish', 'Rollout', 'Search']);
+    for (const [, st] of lambdaTasks) expect(st.Retry?.[0]?.ErrorEquals).toContain('TransportError');
+    for (const name of ['Plan', 'Shards', 'Merge', 'Publish', 'Rollout']) {
+      expect(def.States[name]!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'NotifyFailure' }]);
+    }
+    expect(def.States.NotifyFailure!.Next).toBe('PipelineFailed');
+    expect(def.States.PipelineFailed!.Type).toBe('Fail');
+  });
+
+  it('given the rollout function, when synthesized, then it may create jobs only for this deployment and pass only the presign role', () => {
+    const policies = Object.values(s.templates.pipeline.findResources('AWS::IAM::Policy')).map((p) => renderDeep((p as { Properties: unknown }).Properties)) as Array<{ PolicyName: string; PolicyDocument: { Statement: Array<Record<string, unknown>> } }>;
+    const rollout = policies.find((p) => p.PolicyName.startsWith('RolloutFn'))!.PolicyDocument.Statement;
+    expect(rollout).toContainEqual({
+      Action: 'iot:CreateJob',
+      Effect: 'Allow',
+      Resource: ['<import:fleetlm-deploy-job-template-arn>', 'arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:job/*', 'arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:thinggroup/fleetlm-*'],
+    });
+    expect(rollout).toContainEqual({ Action: 'iam:PassRole', Effect: 'Allow', Resource: '<import:fleetlm-jobs-presign-role-arn>' });
+    const publish = policies.find((p) => p.PolicyName.startsWith('PublishFn'))!.PolicyDocument.Statement;
+    expect(publish).toContainEqual({ Action: ['kms:GetPublicKey', 'kms:Sign'], Effect: 'Allow', Resource: '<import:fleetlm-manifest-signing-key-arn>' });
+  });
+});
+
+describe('observability stack', () => {
+  it('given the state machine and device metrics, when synthesized, then there are alarms on failed runs and latency regressions', () => {
+    const t = s.templates.observability;
+    t.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ExecutionsFailed', Namespace: 'AWS/States', Threshold: 1 });
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'FirstTokenMsP50', Namespace: 'FleetLM/Devices', Threshold: 2000 });
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', { ComparisonOperator: 'GreaterThanUpperThreshold', ThresholdMetricId: Match.anyValue() });
+  });
+
+  it('given the dashboard, when synthesized, then it graphs rollout progress, failures and per-version latency and tokens/s', () => {
+    const { props } = onlyResource(s.templates.observability, 'AWS::CloudWatch::Dashboard');
+    const body = render(props.DashboardBody);
+    for (const title of ['Rollout progress', 'Failures', 'first-token latency p50 (ms) by model version', 'tokens/s p50 by model version']) expect(body).toContain(title);
+    expect(body).toContain('FirstTokenMsP50ByVersion');
+    expect(body).toContain('SuccededJobExecutionCount');
+  });
+});

@@ -1,0 +1,66 @@
+// `fleetlm local up` / `fleetlm local endpoints` as an operator runs them (child processes).
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CreateThingCommand, IoTClient, ListThingsCommand } from '@aws-sdk/client-iot';
+import type { HubEndpoints } from '../../local-hub/hub.ts';
+import { resolveUpSettings } from '../../cli/commands/local.ts';
+import { removeDir, tempDir } from './helpers.ts';
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/fleetlm.js');
+const env = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+
+describe('fleetlm local', () => {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    for (const d of dirs) await removeDir(d);
+  });
+
+  it('resolves settings: defaults < environment < flags, validated', () => {
+    expect(resolveUpSettings({}, {})).toMatchObject({ dir: '.fleetlm/local', allowUnregistered: false });
+    expect(resolveUpSettings({}, { FLEETLM_LOCAL_DIR: '/x', FLEETLM_LOCAL_MQTT_PORT: '1883' })).toMatchObject({ dir: '/x', mqttPort: 1883 });
+    expect(resolveUpSettings({ dir: '/y', mqttPort: '2000' }, { FLEETLM_LOCAL_DIR: '/x', FLEETLM_LOCAL_MQTT_PORT: '1883' })).toMatchObject({ dir: '/y', mqttPort: 2000 });
+    expect(() => resolveUpSettings({ mqttPort: '70000' }, {})).toThrow(/mqttPort/);
+  });
+
+  it('runs a hub in the foreground, writes endpoints.json, and stops on SIGINT', async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const child = spawn(process.execPath, [BIN, 'local', 'up', '--dir', dir, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const endpoints = await new Promise<HubEndpoints>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no endpoints printed: ${out}`)), 30_000);
+      child.stdout.on('data', () => {
+        try {
+          const parsed = JSON.parse(out) as HubEndpoints;
+          clearTimeout(timer);
+          resolve(parsed);
+        } catch {
+          // not complete yet
+        }
+      });
+    });
+    expect(JSON.parse(readFileSync(path.join(dir, 'endpoints.json'), 'utf8'))).toEqual(endpoints);
+    const iot = new IoTClient({ region: endpoints.region, endpoint: endpoints.iotEndpoint, credentials: { ...endpoints.credentials }, maxAttempts: 1 });
+    await iot.send(new CreateThingCommand({ thingName: 'cli-thing' }));
+    expect((await iot.send(new ListThingsCommand({}))).things?.map((t) => t.thingName)).toEqual(['cli-thing']);
+    iot.destroy();
+
+    const shown = spawnSync(process.execPath, [BIN, 'local', 'endpoints', '--dir', dir, '--json'], { env, encoding: 'utf8' });
+    expect(shown.status).toBe(0);
+    expect(JSON.parse(shown.stdout)).toEqual(endpoints);
+
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+  });
+
+  it('says how to start a hub when there is none', () => {
+    const r = spawnSync(process.execPath, [BIN, 'local', 'endpoints', '--dir', '/nonexistent-fleetlm'], { env, encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/fleetlm local up --dir/);
+  });
+});
