@@ -54,6 +54,22 @@ try {
   await sleep(3000);
   const idleRssServing = await rssOf(agent.proc.pid!);
   const d = exec.statusDetails?.detailsMap ?? {};
+  // Phase durations from the agent's own log timestamps.
+  const at = (match: (l: { msg: string; [k: string]: unknown }) => boolean) => {
+    const l = agent!.logs.find(match);
+    return l ? Date.parse(String(l.t)) : NaN;
+  };
+  const phaseAt = (p: string) => at((l) => l.msg === 'install phase' && l.phase === p);
+  const received = at((l) => l.msg === 'job received');
+  const finished = at((l) => l.msg === 'job finished');
+  const phasesMs = {
+    download: phaseAt('verifying') - phaseAt('downloading'),
+    verify: phaseAt('installing') - phaseAt('verifying'),
+    install: phaseAt('health-checking') - phaseAt('installing'),
+    healthCheck: phaseAt('committing') - phaseAt('health-checking'),
+    commitAndReport: finished - phaseAt('committing'),
+    receivedToFinished: finished - received,
+  };
   const result = {
     bench: 'agent',
     date: new Date().toISOString(),
@@ -64,12 +80,14 @@ try {
     idleRssNoModelBytes: idleRssNoModel,
     idleRssServingBytes: idleRssServing,
     jobCreateToSucceededMs: Math.round(jobMs),
+    phasesMs,
     healthCheck: { loadMs: Number(d.loadMs), firstTokenMs: Number(d.firstTokenMs), tokensPerSecond: Number(d.tokensPerSecond) },
   };
   console.log(`model: ${mb(modelBytes)} MB (built in ${result.modelBuildMs} ms)`);
   console.log(`idle RSS, no model:      ${mb(idleRssNoModel)} MB`);
   console.log(`idle RSS, serving model: ${mb(idleRssServing)} MB`);
   console.log(`CreateJob -> SUCCEEDED:  ${result.jobCreateToSucceededMs} ms`);
+  console.log(`  phases (agent clock): ${Object.entries(phasesMs).map(([k, v]) => `${k} ${v} ms`).join(', ')}`);
   console.log(`  health check: load ${d.loadMs} ms, first token ${d.firstTokenMs} ms, ${d.tokensPerSecond} tokens/s`);
   const out = path.join(import.meta.dirname, 'results', 'agent.json');
   await fs.mkdir(path.dirname(out), { recursive: true });

@@ -161,7 +161,7 @@ async function gpt2Shape(): Promise<void> {
     const res = await runMethod(m, V, d, method, 2);
     if ('skipped' in res) log(`${method} 2x skipped: ${res.skipped}`);
     else log(`${formatReport(res.report)}`);
-    baselines.push('skipped' in res ? { method, skipped: res.skipped } : res.report);
+    baselines.push('skipped' in res ? { method, skipped: res.skipped } : { ...res.report });
   }
   results.gpt2Shape = { V, d, selection: { plan: sel.plan, why: sel.why, seconds: tSel }, ttRow: runs, numpy, baselines };
 }

@@ -228,12 +228,14 @@ interface TorchResult {
 }
 
 /** Runs bench/decode_torch.py on one spec in its own process (peak RSS per shape). */
-function runTorch(python: string, spec: ArchSpec, args: string[]): Promise<TorchResult> {
+function runTorch(python: string, spec: ArchSpec, args: string[], spin: boolean): Promise<TorchResult> {
   const specPath = path.join(CACHE, `${spec.name ?? 'spec'}.torch.json`);
   mkdirSync(CACHE, { recursive: true });
   writeFileSync(specPath, JSON.stringify(spec));
   return new Promise((resolve, reject) => {
-    const p = spawn(python, [path.join(HERE, 'decode_torch.py'), '--spec', specPath, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // Same waiting policy as onnxruntime's: without spinning, OpenMP workers sleep between regions.
+    const env = { ...process.env, OMP_WAIT_POLICY: spin ? 'ACTIVE' : 'PASSIVE' };
+    const p = spawn(python, [path.join(HERE, 'decode_torch.py'), '--spec', specPath, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env });
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.on('error', reject);
@@ -301,9 +303,10 @@ async function main(): Promise<void> {
       `${(bwLoop / 1e9).toFixed(1)} GB/s (JS Float64Array loop); bound uses ${(bandwidth / 1e9).toFixed(1)} GB/s`,
   );
 
-  const merino = await merinoSpec(values['merino-spec']);
+  const wanted = values.shapes!.split(',');
+  const merino = wanted.includes('merino') ? await merinoSpec(values['merino-spec']) : { spec: MERINO_LIKE_64M, source: 'hand-written wide-shallow 64M spec (bench/decode.ts)' };
   const catalogue: Record<string, ArchSpec> = { merino: merino.spec, 'merino-hand': MERINO_LIKE_64M, 'gpt2-small': GPT2_SMALL, 'opt-350m': OPT_350M };
-  const shapes = values.shapes!.split(',').map((s) => {
+  const shapes = wanted.map((s) => {
     const spec = catalogue[s];
     if (!spec) throw new Error(`unknown shape ${s}; allowed: ${Object.keys(catalogue).join(', ')}`);
     return [s, spec] as const;
@@ -377,7 +380,7 @@ async function main(): Promise<void> {
     console.log('\nPyTorch anchor (bench/decode_torch.py, same specs, KV cache, greedy):');
     for (const [shape, spec] of shapes) {
       try {
-        const t = await runTorch(values.python!, spec, ['--tokens', String(tokens), '--prompt', String(promptLen), '--repeats', String(repeats), '--threads', String(threads)]);
+        const t = await runTorch(values.python!, spec, ['--tokens', String(tokens), '--prompt', String(promptLen), '--repeats', String(repeats), '--threads', String(threads)], values.spin === true);
         const bound = bandwidth / decodeBytesPerToken(spec, promptLen + tokens / 2);
         torchRows.push({ ...t, shape, boundTokensPerSecond: bound, fractionOfBound: t.tokensPerSecondMedian / bound });
         console.log(

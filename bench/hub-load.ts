@@ -1,6 +1,5 @@
-// Load benchmark of the local hub: N lightweight mqtt.js things (default 500) in this process take
-// one job through start-next and SUCCEEDED against a hub running in a child process. Prints wall
-// time, messages per second and the hub's CPU and RSS; writes bench/results/hub-load.json.
+// Load benchmark: N mqtt.js things (default 500) take one job through start-next and SUCCEEDED against
+// a hub in a child process; prints wall time, msg/s, hub CPU and RSS, writes bench/results/hub-load.json.
 // Run: npx tsx bench/hub-load.ts [--things 500] [--group-size 50]
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';

@@ -17,7 +17,7 @@ interface WorkerJob {
 }
 
 const job = JSON.parse(process.argv[2] ?? '{}') as WorkerJob;
-const log = createLogger('warn');
+const log = createLogger('error');
 const agents: Agent[] = [];
 for (const thingName of job.things) {
   const dir = path.join(job.baseDir, thingName);
@@ -33,7 +33,7 @@ for (const thingName of job.things) {
       runtime: { threads: 1, allowSpinning: false },
       healthCheck: { timeoutMs: 600_000 },
       telemetry: { intervalMs: 600_000, bufferMaxMessages: 100, cpuWatts: 2.5, sysfsRoot: '/sys' },
-      logLevel: 'warn',
+      logLevel: 'error',
     },
     'bench agent config',
   );

@@ -82,6 +82,8 @@ try {
   op.on('message', () => messages++);
   await op.subscribeAsync(['$aws/things/+/jobs/#', 'fleetlm/+/telemetry']);
 
+  // Other work on the machine skews every figure; record how busy it was when the rollout began.
+  const loadAverage1m = os.loadavg()[0]!;
   const cpu0 = process.cpuUsage();
   const r0 = performance.now();
   const rollout = await createRollout(iot, s3, profile, {
@@ -117,7 +119,7 @@ try {
     mqttMessagesPerSecond: Math.round((messages / rolloutMs) * 1000),
     bytesDownloaded: N * built.modelBytes,
     hubProcess: { cpuSeconds: (cpu.user + cpu.system) / 1e6, rssMb: Math.round(process.memoryUsage().rss / 2 ** 20) },
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '?' },
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '?', loadAverage1mAtStart: loadAverage1m },
     date: new Date().toISOString(),
   };
   console.log(`rollout of one ${(built.modelBytes / 2 ** 20).toFixed(1)} MB model to ${N} agents (${WORKERS} processes)`);
@@ -127,6 +129,7 @@ try {
   console.log(`  all SUCCEEDED after        ${(rolloutMs / 1000).toFixed(1)} s`);
   console.log(`  hub MQTT messages          ${messages} (${result.mqttMessagesPerSecond}/s over the rollout)`);
   console.log(`  hub process CPU            ${result.hubProcess.cpuSeconds.toFixed(1)} s, RSS ${result.hubProcess.rssMb} MB`);
+  console.log(`  machine load (1 min avg)   ${loadAverage1m.toFixed(1)} on ${os.cpus().length} cores at the start`);
   await writeJsonAtomic(path.join(here, 'results', 'rollout.json'), result);
   console.log(`wrote bench/results/rollout.json`);
 } finally {

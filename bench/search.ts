@@ -46,11 +46,15 @@ console.log(
 const results = [];
 for (const sc of scenarios) {
   const times: number[] = [];
+  const cpuTimes: number[] = [];
   let best = searchArchitecture({ ...sc.options, seed: 1 }); // warm-up (JIT), not timed
   for (let i = 0; i < RUNS; i++) {
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     best = searchArchitecture({ ...sc.options, seed: 1 });
+    const c = process.cpuUsage(c0);
     times.push(performance.now() - t0);
+    cpuTimes.push((c.user + c.system) / 1000);
   }
   const seeds = [1, 2, 3, 4, 5].map((seed) => searchArchitecture({ ...sc.options, seed }).entropy);
   const row = {
@@ -60,6 +64,7 @@ for (const sc of scenarios) {
     parentSetSize: best.settings.parentSetSize,
     medianMs: median(times),
     timesMs: times,
+    medianCpuMs: median(cpuTimes),
     bestEntropy: best.entropy,
     bestSpec: shape(best.spec.blocks),
     params: best.params,
@@ -71,7 +76,7 @@ for (const sc of scenarios) {
   };
   results.push(row);
   console.log(`\n${sc.name}: ${row.iterations} iterations, population ${row.population}, parents ${row.parentSetSize}`);
-  console.log(`  time: median ${row.medianMs.toFixed(1)} ms over ${RUNS} runs (${times.map((t) => t.toFixed(0)).join(', ')} ms)`);
+  console.log(`  time: median ${row.medianMs.toFixed(1)} ms wall, ${row.medianCpuMs.toFixed(1)} ms CPU over ${RUNS} runs (wall ${times.map((t) => t.toFixed(0)).join(', ')} ms)`);
   console.log(`  best entropy ${row.bestEntropy.toFixed(0)} nats = ${row.entropyVsUniformGpt2.toFixed(2)}x the uniform GPT-2-style design`);
   console.log(`  design ${row.bestSpec}; params ${formatCount(row.params)}, FLOPs ${formatCount(row.flops)}, rho ${row.rho.toFixed(3)}`);
   console.log(`  best entropy by seed 1..5: ${seeds.map((e) => e.toFixed(0)).join(', ')}`);

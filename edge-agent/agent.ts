@@ -11,7 +11,7 @@ import { runHealthCheck } from './health-check.ts';
 import { InferenceServer, labelValue } from './inference-server.ts';
 import { InferenceStats } from './inference-stats.ts';
 import { InstallStateStore, type ActiveJob, type Outcome, type Phase } from './install-state-machine.ts';
-import { JobsClient, type JobExecution, type StatusDetails } from './jobs-client.ts';
+import { JobsClient, JobsRejectedError, type JobExecution, type StatusDetails } from './jobs-client.ts';
 import type { Logger } from './log.ts';
 import { ModelHolder } from './model-holder.ts';
 import type { ModelRuntime, ServedModel } from './model-runtime.ts';
@@ -79,6 +79,8 @@ export class Agent {
   /** Aborted when the service cancels or removes the active job, or the agent stops. */
   private jobAbort = new AbortController();
   private readonly canceled = new Set<string>();
+  /** Jobs whose artifacts were hashed while streaming in this process (a restart forgets them). */
+  private readonly hashedThisRun = new Set<string>();
   /** Port the local API is bound to (useful when the config asked for port 0). */
   httpPort = 0;
 
@@ -104,7 +106,7 @@ export class Agent {
     // Decide what serves before anything listens: never an unchecked model.
     if (active?.phase === 'rolling-back') await this.store.setCurrent(active.previous);
     const serving = active?.phase === 'installing' ? active.previous : await this.store.current();
-    if (serving) await this.loadServing(serving);
+    if (serving) await this.loadServingOrFallback(serving, !active);
 
     this.server = new InferenceServer({
       host: this.cfg.http.host,
@@ -183,17 +185,30 @@ export class Agent {
     return parseManifestBytes(await fs.readFile(confinedPath(this.store.versionDir(ref), MANIFEST_FILE)));
   }
 
-  private async loadServing(ref: ModelRef): Promise<void> {
+  private async loadServing(ref: ModelRef): Promise<boolean> {
     try {
       const model = await this.runtime.load(this.store.versionDir(ref), await this.readInstalledManifest(ref), ref);
       this.holder.swap(model);
       this.log.info('serving model', { model: refString(ref) });
+      return true;
     } catch (err) {
-      this.log.error('could not load the installed model; the local API answers 503 until a deploy succeeds', {
-        model: refString(ref),
-        error: describeError(err),
-      });
+      this.log.error('could not load the installed model', { model: refString(ref), error: describeError(err) });
+      return false;
     }
+  }
+
+  /** At startup: serve `ref`, or else the newest older version that still loads (and point `current` at it). */
+  private async loadServingOrFallback(ref: ModelRef, movePointer: boolean): Promise<void> {
+    if (await this.loadServing(ref)) return;
+    for (const older of await this.store.history()) {
+      if (sameRef(older, ref) || !(await this.store.has(older))) continue;
+      if (await this.loadServing(older)) {
+        this.log.warn('fell back to an older installed version', { broken: refString(ref), serving: refString(older) });
+        if (movePointer) await this.store.setCurrent(older);
+        return;
+      }
+    }
+    this.log.error('no installed model loads; the local API answers 503 until a deploy succeeds');
   }
 
   /** Runs the job loop unless it is running; a call while running makes it go round once more. */
@@ -231,7 +246,7 @@ export class Agent {
       if (!this.transport.connected) return;
       const exec = await this.jobs.startNext(details({ step: 'starting' }));
       if (!exec) return;
-      const done = this.state.finished(exec.jobId);
+      const done = this.state.finished(exec.jobId, exec.executionNumber ?? null);
       if (done) {
         // Redelivery of a job this device already finished (its final update was lost): report again, never reinstall.
         if (lastOffered === exec.jobId) return;
@@ -243,7 +258,7 @@ export class Agent {
       }
       const document = exec.jobDocument !== undefined ? exec.jobDocument : (await this.jobs.describe(exec.jobId))?.jobDocument;
       this.log.info('job received', { jobId: exec.jobId });
-      await this.state.begin(exec.jobId, document ?? null, await this.store.current());
+      await this.state.begin(exec.jobId, document ?? null, await this.store.current(), exec.executionNumber ?? null);
       this.deps.onPhase?.('received');
     }
   }
@@ -276,7 +291,8 @@ export class Agent {
       if (!exec) this.markCanceled(jobId, 'the job execution no longer exists');
       else if (!['QUEUED', 'IN_PROGRESS'].includes(exec.status)) this.markCanceled(jobId, `the job execution is ${exec.status}`);
     } catch (err) {
-      this.log.debug('could not check the active job', { jobId, error: describeError(err) });
+      if (err instanceof JobsRejectedError && CANCELED_CODES.has(err.jobsCode)) this.markCanceled(jobId, err.message);
+      else this.log.debug('could not check the active job', { jobId, error: describeError(err) });
     }
   }
 
@@ -406,6 +422,7 @@ export class Agent {
       }
       this.log.info('download complete', { jobId: job.jobId, bytesFetched: fetched, resumedBytes, rangeRequests, entry: manifest.entry });
       await writeFileAtomic(confinedPath(staging, '.download-stats.json'), JSON.stringify({ fetched, resumedBytes, rangeRequests }));
+      this.hashedThisRun.add(job.jobId);
       await this.enter('verifying');
     } catch (err) {
       if (this.stopped) throw err;
@@ -424,7 +441,11 @@ export class Agent {
     try {
       // Re-checked from disk: after a restart the bytes are whatever survived, not what was streamed.
       await verifyManifestFiles(doc, confinedPath(staging, MANIFEST_FILE), confinedPath(staging, MANIFEST_SIGNATURE_FILE), this.publicKeyPem);
-      for (const a of doc.artifacts) await verifyFileOnDisk(confinedPath(staging, a.name), a.size, a.sha256);
+      // Hashing again is only needed when the bytes were not streamed through the hash in this process.
+      if (!this.hashedThisRun.has(job.jobId)) {
+        for (const a of doc.artifacts) await verifyFileOnDisk(confinedPath(staging, a.name), a.size, a.sha256);
+      }
+      this.hashedThisRun.delete(job.jobId);
       await this.enter('installing');
     } catch (err) {
       await fs.rm(staging, { recursive: true, force: true });
@@ -516,7 +537,7 @@ export class Agent {
       else this.holder.swap(null);
     }
     if (job.target && !sameRef(job.target, job.previous)) {
-      await fs.rm(this.store.versionDir(job.target), { recursive: true, force: true });
+      await this.store.remove(job.target);
     }
     await this.store.cleanStaging(null);
     this.log.warn('rolled back', { jobId: job.jobId, to: refString(job.previous) });

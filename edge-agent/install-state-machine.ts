@@ -57,6 +57,8 @@ export type Outcome = z.output<typeof OutcomeSchema>;
 const ActiveJobSchema = z
   .object({
     jobId: z.string(),
+    /** Distinguishes a retried execution of the same job (AWS IoT Jobs retry config) from a redelivery. */
+    executionNumber: z.number().int().nullable().default(null),
     phase: z.enum(PHASES),
     /** The raw job document as received; re-validated on resume. */
     document: z.unknown(),
@@ -70,7 +72,9 @@ const ActiveJobSchema = z
   .strict();
 export type ActiveJob = z.output<typeof ActiveJobSchema>;
 
-const FinishedJobSchema = z.object({ jobId: z.string(), outcome: OutcomeSchema, finishedAt: z.string() }).strict();
+const FinishedJobSchema = z
+  .object({ jobId: z.string(), executionNumber: z.number().int().nullable().default(null), outcome: OutcomeSchema, finishedAt: z.string() })
+  .strict();
 export type FinishedJob = z.output<typeof FinishedJobSchema>;
 
 export const STATE_SCHEMA_VERSION = 1;
@@ -115,16 +119,19 @@ export class InstallStateStore {
     return this.record.active;
   }
 
-  /** The recorded outcome of a job this device already finished, if any. */
-  finished(jobId: string): FinishedJob | undefined {
-    return this.record.finished.find((f) => f.jobId === jobId);
+  /** The recorded outcome of a job execution this device already finished, if any. */
+  finished(jobId: string, executionNumber: number | null = null): FinishedJob | undefined {
+    return this.record.finished.find(
+      (f) => f.jobId === jobId && (executionNumber === null || f.executionNumber === null || f.executionNumber === executionNumber),
+    );
   }
 
   /** Records a new job in `received`. */
-  async begin(jobId: string, document: unknown, previous: ActiveJob['previous']): Promise<ActiveJob> {
+  async begin(jobId: string, document: unknown, previous: ActiveJob['previous'], executionNumber: number | null = null): Promise<ActiveJob> {
     if (this.record.active) throw new FleetError('STATE_BUSY', `job ${this.record.active.jobId} is still active; cannot begin ${jobId}`);
     const active: ActiveJob = {
       jobId,
+      executionNumber,
       phase: 'received',
       document,
       previous,
@@ -167,7 +174,7 @@ export class InstallStateStore {
   async finish(): Promise<FinishedJob> {
     const cur = this.requireActive();
     if (cur.phase !== 'reporting' || !cur.outcome) throw new IllegalTransitionError(cur.phase, 'reporting');
-    const done: FinishedJob = { jobId: cur.jobId, outcome: cur.outcome, finishedAt: new Date().toISOString() };
+    const done: FinishedJob = { jobId: cur.jobId, executionNumber: cur.executionNumber, outcome: cur.outcome, finishedAt: new Date().toISOString() };
     const finished = [...this.record.finished.filter((f) => f.jobId !== cur.jobId), done].slice(-FINISHED_KEPT);
     await this.save({ schemaVersion: STATE_SCHEMA_VERSION, active: null, finished });
     return done;

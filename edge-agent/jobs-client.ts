@@ -38,6 +38,17 @@ export type UpdateResult =
   | { ok: true; versionNumber: number; status: string }
   | { ok: false; code: string; message: string };
 
+/** The jobs service answered on a `/rejected` topic; `jobsCode` is its error code (e.g. TerminalStateReached). */
+export class JobsRejectedError extends TransportError {
+  constructor(
+    what: string,
+    readonly jobsCode: string,
+    detail: string,
+  ) {
+    super(`jobs ${what} rejected: ${jobsCode} ${detail}`.trim(), { code: 'TRANSPORT_JOBS_REJECTED' });
+  }
+}
+
 interface Pending {
   resolve: (v: { accepted: boolean; body: Record<string, unknown> }) => void;
   reject: (err: Error) => void;
@@ -51,6 +62,7 @@ export class JobsClient {
   private readonly versions = new Map<string, number>();
   private notifyListener: ((execution: JobExecution | null) => void) | undefined;
   private counter = 0;
+  private updateQueue: Promise<void> = Promise.resolve();
   private readonly tokenPrefix = randomBytes(4).toString('hex');
 
   constructor(
@@ -121,7 +133,17 @@ export class JobsClient {
    * UpdateJobExecution with expectedVersion = the tracked version. A VersionMismatch refreshes the
    * version with describe and retries once, since only this agent writes the execution.
    */
-  async update(jobId: string, status: JobStatus, statusDetails: StatusDetails): Promise<UpdateResult> {
+  update(jobId: string, status: JobStatus, statusDetails: StatusDetails): Promise<UpdateResult> {
+    // Serialised: two updates in flight would carry the same expectedVersion and one would be refused.
+    const run = this.updateQueue.then(() => this.updateNow(jobId, status, statusDetails));
+    this.updateQueue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private async updateNow(jobId: string, status: JobStatus, statusDetails: StatusDetails): Promise<UpdateResult> {
     for (let attempt = 0; ; attempt++) {
       const expectedVersion = this.versions.get(jobId);
       const body: Record<string, unknown> = { status, statusDetails, includeJobExecutionState: true };
@@ -137,6 +159,7 @@ export class JobsClient {
       const code = rej.success ? rej.data.code : 'Unknown';
       const message = rej.success ? (rej.data.message ?? '') : JSON.stringify(res.body);
       if (code === 'VersionMismatch' && attempt === 0) {
+        this.log.warn('expectedVersion was stale; refreshing it', { jobId, expectedVersion, message });
         if (rej.success && rej.data.executionState) this.versions.set(jobId, rej.data.executionState.versionNumber);
         else await this.describe(jobId);
         continue;
@@ -152,10 +175,8 @@ export class JobsClient {
     return exec;
   }
 
-  private rejectedError(what: string, body: Record<string, unknown>): TransportError {
-    return new TransportError(`jobs ${what} rejected: ${String(body.code ?? '?')} ${String(body.message ?? '')}`.trim(), {
-      code: 'TRANSPORT_JOBS_REJECTED',
-    });
+  private rejectedError(what: string, body: Record<string, unknown>): JobsRejectedError {
+    return new JobsRejectedError(what, String(body.code ?? 'Unknown'), String(body.message ?? ''));
   }
 
   private async request(topic: string, body: Record<string, unknown>): Promise<{ accepted: boolean; body: Record<string, unknown> }> {

@@ -68,6 +68,11 @@ export class ModelStore {
     return (await this.readPointer()).current;
   }
 
+  /** Installed versions, most recent first (candidates when the current one will not load). */
+  async history(): Promise<ModelRef[]> {
+    return (await this.readPointer()).history.map(({ modelId, version }) => ({ modelId, version })).reverse();
+  }
+
   /** True when the version's directory exists. */
   async has(ref: ModelRef): Promise<boolean> {
     try {
@@ -84,6 +89,14 @@ export class ModelStore {
       ? [...p.history.filter((h) => !sameRef(h, ref)), { ...ref, installedAt: new Date().toISOString() }]
       : p.history;
     await writeJsonAtomic(this.pointerPath, { schema: 'fleetlm/current@1', current: ref, history });
+  }
+
+  /** Deletes a version's directory and its history entry (a version that failed its health check). */
+  async remove(ref: ModelRef): Promise<void> {
+    await fs.rm(this.versionDir(ref), { recursive: true, force: true });
+    const p = await this.readPointer();
+    const history = p.history.filter((h) => !sameRef(h, ref));
+    if (history.length !== p.history.length) await writeJsonAtomic(this.pointerPath, { ...p, history });
   }
 
   /**

@@ -165,14 +165,14 @@ export function createDynamoClient(profile: FleetProfile): DynamoDBClient {
 }
 
 /**
- * The URL of an object as an IoT Jobs presigned-URL placeholder expects it: virtual-hosted
- * `https://bucket.s3.region.amazonaws.com/key` on AWS, the path-style URL of the local store otherwise.
+ * The URL of an object as an IoT Jobs presigned-URL placeholder expects it: the documented
+ * `https://s3.REGION.amazonaws.com/BUCKET/KEY` on AWS, the path-style URL of the local store otherwise.
  * https://docs.aws.amazon.com/iot/latest/developerguide/create-manage-jobs.html#create-manage-jobs-presigned-URLs
  */
 export function objectUrl(profile: FleetProfile, key: string): string {
   const encodedKey = key.split('/').map(encodeURIComponent).join('/');
   if (profile.s3.endpoint) return `${profile.s3.endpoint.replace(/\/$/, '')}/${profile.s3.bucket}/${encodedKey}`;
-  return `https://${profile.s3.bucket}.s3.${profile.region}.amazonaws.com/${encodedKey}`;
+  return `https://s3.${profile.region}.amazonaws.com/${profile.s3.bucket}/${encodedKey}`;
 }
 
 /** Wraps an object URL in the IoT Jobs presigned-URL placeholder. */

@@ -3,7 +3,7 @@
 // Summaries per device and per model version feed `fleetlm devices` and `fleetlm telemetry`.
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ScanCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ScanCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { TelemetrySchema, type Telemetry } from './telemetry.ts';
 import { createDynamoClient, type FleetProfile } from './profile.ts';
 
@@ -65,9 +65,9 @@ function pushIf(out: Telemetry[], t: Telemetry | undefined): void {
 /** Latest telemetry per device from the DynamoDB table (attribute `payload` holds the message JSON, or the item is the message). */
 export async function readTelemetryTable(ddb: DynamoDBClient, table: string): Promise<Telemetry[]> {
   const out: Telemetry[] = [];
-  let start: Record<string, unknown> | undefined;
+  let start: Record<string, AttributeValue> | undefined;
   do {
-    const page = await ddb.send(new ScanCommand({ TableName: table, ExclusiveStartKey: start as never }));
+    const page = await ddb.send(new ScanCommand({ TableName: table, ExclusiveStartKey: start }));
     for (const item of page.Items ?? []) {
       const payload = item.payload?.S ?? item.telemetry?.S;
       pushIf(out, extract(payload ? safeJson(payload) : unmarshallLoose(item)));

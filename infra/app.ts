@@ -32,7 +32,7 @@ export function buildApp(app: App = new App(), env: NodeJS.ProcessEnv = process.
     description: 'FleetLM search/build/compress/evaluate/publish/rollout pipeline',
   });
   pipeline.addStackDependency(artifacts, 'imports the bucket and signing key');
-  pipeline.addStackDependency(fleet, 'imports the presign role and job template');
+  pipeline.addStackDependency(fleet, 'imports the presign role');
   const observability = new ObservabilityStack(app, name('Observability'), {
     env: stackEnv,
     config,

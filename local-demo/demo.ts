@@ -45,6 +45,8 @@ export interface DemoOptions {
   contextLength: number;
   compressionRatio: number;
   evalChars: number;
+  /** Trained model to ship instead of a searched, randomly initialised one. */
+  trained?: { archPath: string; weightsPath: string };
   /** Also roll out a broken version and roll back. */
   broken: boolean;
   /** Milliseconds to wait for a job to finish. */
@@ -72,8 +74,8 @@ export const DEFAULT_DEMO: Omit<DemoOptions, 'log'> = {
   modelId: 'merino-demo',
   deviceClass: 'rpi4',
   seed: 1,
-  searchIterations: 2000,
-  searchPopulation: 64,
+  searchIterations: 100_000,
+  searchPopulation: 512,
   maxParams: 6_000_000,
   contextLength: 128,
   compressionRatio: 2,
@@ -229,7 +231,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }, () => `${things.join(', ')} in group ${opts.group}, agents answering on ${agents.map((a) => a.httpUrl.replace('http://127.0.0.1:', ':')).join(' ')}`);
     aborted();
 
-    const design = await clock.stage(`search (${opts.deviceClass})`, () =>
+    const design = await clock.stage(opts.trained ? `architecture (${opts.trained.archPath})` : `search (${opts.deviceClass})`, () =>
       designArchitecture({
         deviceClass: opts.deviceClass,
         seed: opts.seed,
@@ -237,10 +239,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         population: opts.searchPopulation,
         maxParams: opts.maxParams,
         contextLength: opts.contextLength,
+        archPath: opts.trained?.archPath,
       }), (d) => JSON.stringify(d.spec.blocks.map((b) => `${b.layers}x(E=${b.width},R=${b.ffnRatio},H=${b.heads})`)));
     aborted();
     const workDir = path.join(dir, 'build');
-    const built = await clock.stage('build ONNX', () => buildModel(design.spec, workDir, opts.seed), (b) => `${b.build.parameters.toLocaleString('en-US')} parameters, ${(b.build.modelBytes / 2 ** 20).toFixed(1)} MB`);
+    const built = await clock.stage('build ONNX', () => buildModel(design.spec, workDir, opts.seed, opts.trained?.weightsPath), (b) => `${b.build.parameters.toLocaleString('en-US')} parameters, ${(b.build.modelBytes / 2 ** 20).toFixed(1)} MB`);
     aborted();
     const bundleDir = path.join(dir, 'bundle-v1');
     await fs.mkdir(bundleDir, { recursive: true });
@@ -249,7 +252,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       return `${r.method} at ${r.ratio?.toFixed(2)}x, relative error ${r.relativeError?.toFixed(3)}, mean row cosine ${r.meanCosine?.toFixed(3)}; file ${((r.denseFileBytes ?? 0) / 2 ** 20).toFixed(1)} -> ${((r.compressedFileBytes ?? 0) / 2 ** 20).toFixed(1)} MB`;
     });
     aborted();
-    const evaluation = await clock.stage('evaluate', () => evaluateModels(built.modelPath, compressed.modelPath, opts.evalChars, opts.contextLength), (e) =>
+    const evaluation = await clock.stage('evaluate', () => evaluateModels(built.modelPath, compressed.modelPath, opts.evalChars, design.spec.contextLength), (e) =>
       `perplexity on ${e.tokens} tokens of Moby-Dick: dense ${e.before.perplexity.toFixed(1)}, compressed ${e.after.perplexity.toFixed(1)}`);
     await writeBundleMetadata(bundleDir, design, built.build, compressed, evaluation, opts.seed);
     aborted();

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
 import type { ArchSpec } from '../models/arch/spec.ts';
 import { searchArchitecture } from '../models/search/search.ts';
-import { buildModelFile, type BuildModelFileResult } from '../models/onnx/build-model-file.ts';
+import { buildModelFile, loadArchSpec, type BuildModelFileResult } from '../models/onnx/build-model-file.ts';
 import { loadOnnxModel, saveOnnxModel } from '../models/onnx/proto.ts';
 import { compressEmbedding } from '../models/compression/auto.ts';
 import { extractEmbedding, rewriteEmbedding } from '../models/compression/onnx-rewrite.ts';
@@ -34,6 +34,8 @@ export interface DesignOptions {
   /** Parameter budget; small so that three agents and a build fit a 2-core machine. */
   maxParams: number;
   contextLength: number;
+  /** Use this architecture (spec or search-result JSON) instead of searching. */
+  archPath?: string;
 }
 
 export interface DesignResult {
@@ -43,22 +45,25 @@ export interface DesignResult {
 }
 
 /**
- * Runs the MeRino entropy search for a device class with demo-sized settings: a small width menu
- * and few iterations keep it to well under a second, and the parameter budget keeps the model small
- * enough for three agents on one machine.
+ * Runs the MeRino entropy search for a device class with the paper's population and iteration
+ * count (a fraction of a second here); the parameter budget and two blocks of at most 8 layers keep
+ * the model small enough for three agents on one machine.
  */
 export async function designArchitecture(opts: DesignOptions): Promise<DesignResult> {
+  if (opts.archPath) {
+    // A trained checkpoint fixes the architecture: take it as given instead of searching.
+    return { spec: await loadArchSpec(opts.archPath), summary: { source: opts.archPath } };
+  }
   const r = searchArchitecture({
     device: opts.deviceClass,
     budgets: { params: opts.maxParams },
     seed: opts.seed,
     iterations: opts.iterations,
     population: opts.population,
-    parentSetSize: Math.max(1, Math.min(16, opts.population >> 2)),
+    parentSetSize: Math.max(1, Math.min(64, opts.population >> 3)),
     blocks: 2,
     contextLength: opts.contextLength,
-    widths: [64, 128, 192, 256],
-    maxLayersPerBlock: 4,
+    maxLayersPerBlock: 8,
     headDim: 32,
   });
   const { spec, ...summary } = r;
@@ -71,11 +76,11 @@ export interface BuiltModel {
   build: BuildModelFileResult;
 }
 
-/** Builds the ONNX model into `dir/model.onnx` with seeded random weights. */
-export async function buildModel(spec: ArchSpec, dir: string, seed: number): Promise<BuiltModel> {
+/** Builds the ONNX model into `dir/model.onnx`: seeded random weights, or a FleetLM-layout safetensors checkpoint. */
+export async function buildModel(spec: ArchSpec, dir: string, seed: number, weightsPath?: string): Promise<BuiltModel> {
   await fs.mkdir(dir, { recursive: true });
   const modelPath = path.join(dir, 'model.onnx');
-  const build = await buildModelFile(spec, { outPath: modelPath, seed, fused: false, externalData: 'never' });
+  const build = await buildModelFile(spec, { outPath: modelPath, seed, fused: false, externalData: 'never', weightsPath });
   return { dir, modelPath, build };
 }
 
@@ -149,6 +154,7 @@ export async function writeBundleMetadata(
     perplexityCompressed: evaluation.after.perplexity,
     window: evaluation.before.window,
   });
-  await writeJsonAtomic(path.join(dir, 'lineage.json'), { searchSeed: seed, sourceModel: `random-init(seed=${seed})` });
+  const source = build.weights.source === 'checkpoint' ? `checkpoint ${path.basename(build.weights.path)}` : `random-init(seed=${build.weights.seed})`;
+  await writeJsonAtomic(path.join(dir, 'lineage.json'), { ...(design.summary.source ? {} : { searchSeed: seed }), sourceModel: source });
   await writeJsonAtomic(path.join(dir, 'generation.json'), { maxTokens: 32, temperature: 0.8, topP: 0.95, topK: 0, stopTokens: [] });
 }

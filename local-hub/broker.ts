@@ -1,6 +1,5 @@
-// Embedded MQTT 3.1.1 broker (aedes) on loopback with AWS IoT-style authorization: the client id is
-// the thing name, and a device may only use its own `$aws/things/{thing}/jobs/...` and
-// `fleetlm/{thing}/...` topics (as an IoT policy with ${iot:Connection.Thing.ThingName} would allow).
+// Embedded MQTT 3.1.1 broker (aedes) on loopback, authorizing like an AWS IoT policy would: client id =
+// thing name, and a device uses only its own `$aws/things/{thing}/jobs/...` and `fleetlm/{thing}/...` topics.
 import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
@@ -119,5 +118,61 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
+  };
+}
+
+export interface ExternalBrokerOptions {
+  /** mqtt://host:port or mqtts://host:port of a broker the hub joins as a client (e.g. mosquitto). */
+  url: string;
+  username?: string;
+  password?: string;
+  /** PEM CA bundle for mqtts. */
+  ca?: string;
+  /** Called for every device publish on a jobs request topic or a telemetry topic. */
+  onDevicePublish(thingName: string, topic: string, payload: Buffer): void;
+}
+
+// Topics the hub itself publishes; its own messages come back through its subscription.
+function isHubReply(topic: string): boolean {
+  const m = /^\$aws\/things\/[^/]+\/jobs\/(.+)$/.exec(topic);
+  return m !== null && isReservedResponseTopic(m[1]!);
+}
+
+/**
+ * Joins an external broker instead of embedding aedes (MQTT 5 clients, TLS). That broker's ACL must
+ * enforce client id = thing name, e.g. mosquitto `pattern readwrite $aws/things/%c/jobs/#`.
+ */
+export async function connectExternalBroker(options: ExternalBrokerOptions): Promise<Broker> {
+  const mqtt = (await import('mqtt')).default;
+  const url = new URL(options.url);
+  const client = await mqtt
+    .connectAsync(options.url, {
+      clientId: `fleetlm-hub-${process.pid}-${Date.now().toString(36)}`,
+      username: options.username,
+      password: options.password,
+      ca: options.ca,
+      protocolVersion: 4,
+      clean: true,
+      reconnectPeriod: 1000,
+    })
+    .catch((err: unknown) => {
+      throw new TransportError(`could not connect to external broker ${options.url}`, { cause: err });
+    });
+  client.on('message', (topic, payload) => {
+    const thing = /^(?:\$aws\/things|fleetlm)\/([^/]+)\//.exec(topic)?.[1];
+    if (thing === undefined || isHubReply(topic)) return;
+    options.onDevicePublish(thing, topic, payload);
+  });
+  await client.subscribeAsync(['$aws/things/+/jobs/#', 'fleetlm/+/telemetry'], { qos: 1 });
+  const port = Number(url.port || (url.protocol === 'mqtts:' ? 8883 : 1883));
+  return {
+    host: url.hostname,
+    port,
+    url: options.url,
+    publish: async (topic, payload) => {
+      await client.publishAsync(topic, payload, { qos: 1 });
+    },
+    connectedClients: () => Number.NaN,
+    close: () => client.endAsync(),
   };
 }

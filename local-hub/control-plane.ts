@@ -1,6 +1,5 @@
-// HTTP server speaking the AWS IoT control-plane REST-JSON protocol that @aws-sdk/client-iot sends
-// (paths, methods and field names taken from the client's operation schemas), so the operator CLI
-// runs unchanged against the hub with an endpoint override. Errors carry x-amzn-ErrorType + {message}.
+// The AWS IoT control plane as REST-JSON, with the paths, methods and fields @aws-sdk/client-iot's
+// operation schemas use, so the CLI runs unchanged with an endpoint override.
 // https://docs.aws.amazon.com/iot/latest/apireference/API_Operations_AWS_IoT.html
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';

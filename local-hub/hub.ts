@@ -1,12 +1,11 @@
-// The local fleet hub: MQTT broker + IoT Jobs device API + IoT control plane + S3 store + telemetry
-// sink, all on loopback, started by one call. Devices and the operator CLI use the same code as
-// against AWS; only endpoints and credentials change.
+// The local fleet hub: MQTT broker, IoT Jobs device API, IoT control plane, S3 store and telemetry sink
+// on loopback, started by one call; devices and the CLI run the same code as against AWS.
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
 import { ValidationError, describeError } from '../common/errors.ts';
 import { TELEMETRY_TOPIC_FILTER } from '../fleet/jobs-topics.ts';
-import { startBroker, type Broker } from './broker.ts';
+import { connectExternalBroker, startBroker, type Broker } from './broker.ts';
 import { startControlPlane, type ControlPlane } from './control-plane.ts';
 import { JobEngine } from './job-engine.ts';
 import { JobStore, type JobRecord } from './job-store.ts';
@@ -39,6 +38,11 @@ export interface HubOptions {
    * (default 60000). Protocol behaviour is unchanged; only the time scale shrinks.
    */
   clock?: { minuteMs?: number };
+  /**
+   * Use this broker (e.g. mosquitto for MQTT 5 / TLS) instead of the embedded one; its ACL must then
+   * enforce client id = thing name. `mqttPort` and `allowUnregisteredThings` do not apply.
+   */
+  externalBroker?: { url: string; username?: string; password?: string; ca?: string };
   /** Accept MQTT client ids that are not registered things (default false, as AWS IoT policies would). */
   allowUnregisteredThings?: boolean;
   /** Diagnostics (internal errors, startup lines). */
@@ -125,15 +129,18 @@ export async function startHub(options: HubOptions): Promise<LocalHub> {
     });
     const jobs = createJobsService({ engine, commit: () => store.commit(), publish, onInternalError });
     const telemetryPattern = new RegExp(`^${TELEMETRY_TOPIC_FILTER.replace('+', '([^/]+)')}$`);
-    broker = await startBroker({
-      port: options.mqttPort,
-      isKnownThing: (name) => options.allowUnregisteredThings === true || engine.hasThing(name),
-      operatorCredentials: { username: LOCAL_CREDENTIALS.accessKeyId, password: LOCAL_CREDENTIALS.secretAccessKey },
-      onDevicePublish(thingName, topic, payload) {
-        if (topic.startsWith('$aws/things/')) jobs.handle(thingName, topic, payload);
-        else if (telemetryPattern.test(topic)) sink.accept(thingName, payload);
-      },
-    });
+    const onDevicePublish = (thingName: string, topic: string, payload: Buffer) => {
+      if (topic.startsWith('$aws/things/')) jobs.handle(thingName, topic, payload);
+      else if (telemetryPattern.test(topic)) sink.accept(thingName, payload);
+    };
+    broker = options.externalBroker
+      ? await connectExternalBroker({ ...options.externalBroker, onDevicePublish })
+      : await startBroker({
+          port: options.mqttPort,
+          isKnownThing: (name) => options.allowUnregisteredThings === true || engine.hasThing(name),
+          operatorCredentials: { username: LOCAL_CREDENTIALS.accessKeyId, password: LOCAL_CREDENTIALS.secretAccessKey },
+          onDevicePublish,
+        });
     const brokerRef = broker;
     stoppers.push(async () => {
       await jobs.idle();

@@ -1,5 +1,5 @@
-// The IoT registry and Jobs state machine behind both the control plane (HTTP) and the device
-// MQTT API: things, groups, jobs, executions, rollout rates, abort, timeouts, retries, CONTINUOUS.
+// Registry and Jobs state machine behind the control plane and the device API: things, groups, jobs,
+// executions, rollout rates, abort, timeouts, retries, CONTINUOUS targets.
 // Semantics follow https://docs.aws.amazon.com/iot/latest/developerguide/jobs-api.html
 import { randomUUID } from 'node:crypto';
 import {

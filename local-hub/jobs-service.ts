@@ -1,5 +1,4 @@
-// The AWS IoT Jobs device MQTT API: requests on `$aws/things/{thing}/jobs/...`, replies on their
-// /accepted and /rejected topics, with the documented payloads and error codes.
+// The AWS IoT Jobs device MQTT API: requests on `$aws/things/{thing}/jobs/...`, replies on /accepted or /rejected.
 // https://docs.aws.amazon.com/iot/latest/developerguide/jobs-mqtt-api.html
 // https://docs.aws.amazon.com/iot/latest/developerguide/jobs-api.html#jobs-mqtt-and-http-api
 import { z } from 'zod';

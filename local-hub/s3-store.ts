@@ -16,6 +16,8 @@ interface KoaContext {
   req: IncomingMessage | NodeJS.ReadableStream;
   method: string;
   originalUrl: string;
+  path: string;
+  query: Record<string, string | string[] | undefined>;
   status: number;
   type: string;
   body: unknown;
@@ -23,6 +25,7 @@ interface KoaContext {
 type KoaMiddleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void>;
 interface S3rverInstance {
   middleware: KoaMiddleware[];
+  store: { existsObject(bucket: string, key: string): Promise<boolean> };
   run(): Promise<AddressInfo>;
   close(): Promise<void>;
 }
@@ -147,10 +150,33 @@ function requireSigV4(credentials: S3StoreOptions['credentials']): KoaMiddleware
       { service: 's3', singleEncodePath: true, secretFor: (id) => (id === credentials.accessKeyId ? credentials.secretAccessKey : undefined) },
     );
     if (!result.ok) {
-      ctx.status = 403;
-      ctx.type = 'application/xml';
-      ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${S3_ERROR_CODES[result.reason]}</Code><Message>${escapeXml(result.message)}</Message></Error>`;
+      s3Error(ctx, 403, S3_ERROR_CODES[result.reason], result.message);
       return;
+    }
+    await next();
+  };
+}
+
+function s3Error(ctx: KoaContext, status: number, code: string, message: string): void {
+  ctx.status = status;
+  ctx.type = 'application/xml';
+  ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${escapeXml(message)}</Message></Error>`;
+}
+
+/**
+ * Conditional writes (PutObject with `If-None-Match: *`), which s3rver predates: refuse with 412 when
+ * the key exists. https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
+ */
+function conditionalPut(store: S3rverInstance['store']): KoaMiddleware {
+  return async (ctx, next) => {
+    const req = ctx.req as IncomingMessage;
+    if (ctx.method === 'PUT' && req.headers['if-none-match'] === '*' && ctx.query.uploadId === undefined) {
+      const [, bucket, ...rest] = ctx.path.split('/');
+      const key = rest.map((seg) => decodeURIComponent(seg)).join('/');
+      if (bucket && key && (await store.existsObject(decodeURIComponent(bucket), key))) {
+        s3Error(ctx, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+        return;
+      }
     }
     await next();
   };
@@ -171,7 +197,7 @@ export async function startS3Store(options: S3StoreOptions): Promise<S3Store> {
     vhostBuckets: false,
     configureBuckets: [{ name: options.bucket }],
   });
-  server.middleware.unshift(requireSigV4(options.credentials), decodeAwsChunked);
+  server.middleware.unshift(requireSigV4(options.credentials), conditionalPut(server.store), decodeAwsChunked);
   let address: AddressInfo;
   try {
     address = await server.run();

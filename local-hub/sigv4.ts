@@ -1,5 +1,4 @@
-// Verifies AWS Signature Version 4 on incoming requests (Authorization header or presigned query),
-// so the hub's S3 store and control plane accept only callers holding the hub's credentials.
+// Verifies AWS Signature Version 4 (Authorization header or presigned query) for the S3 store and control plane.
 // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html
 // https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';

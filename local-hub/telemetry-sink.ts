@@ -1,6 +1,5 @@
-// Durable store for `fleetlm/{thing}/telemetry`: each valid message is appended to a JSON-lines
-// file and fsynced (grouped); invalid ones go to a separate file and are counted. Also the query
-// function the CLI reads it back with.
+// Durable store for `fleetlm/{thing}/telemetry` (JSON lines, grouped fsync; invalid messages kept apart
+// and counted) and `queryTelemetry`, which the CLI reads it back with.
 import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';

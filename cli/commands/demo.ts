@@ -16,16 +16,18 @@ function int(value: string, flag: string, min: number, max: number): number {
 export function register(program: Command): void {
   program
     .command('demo')
-    .description('run the local demo: hub, 3 devices, search, build, compress, evaluate, publish, rollout, report, broken rollout, rollback')
+    .description('Run the local demo: hub, 3 devices, search, build, compress, evaluate, publish, rollout, report, broken rollout, rollback')
     .option('--dir <dir>', 'keep everything in this directory (default: a temp directory, removed at the end)')
     .option('--keep', 'keep the temp directory (hub state, device logs, bundles) for inspection')
     .option('--devices <n>', `number of devices (default ${DEFAULT_DEMO.devices})`)
     .option('--device-class <id>', `device class for the search: jetson-nano, jetson-orin-nano, rpi4, rpi5 (default ${DEFAULT_DEMO.deviceClass})`)
     .option('--seed <n>', `search and weight seed (default ${DEFAULT_DEMO.seed})`)
+    .option('--arch <file>', 'ship a trained model: its architecture (spec or search result JSON); needs --weights')
+    .option('--weights <ckpt>', 'ship a trained model: its FleetLM-layout safetensors checkpoint; needs --arch')
     .option('--no-broken', 'skip the broken rollout and rollback')
     .option('--stay', 'keep the hub and devices running after the demo, for trying fleetlm commands with --local, until Ctrl-C')
     .option('--json', 'print the result as JSON on stdout (progress goes to stderr)')
-    .action(async (o: { dir?: string; keep?: boolean; devices?: string; deviceClass?: string; seed?: string; broken: boolean; json?: boolean; stay?: boolean }) => {
+    .action(async (o: { dir?: string; keep?: boolean; devices?: string; deviceClass?: string; seed?: string; broken: boolean; json?: boolean; stay?: boolean; arch?: string; weights?: string }) => {
       // Node 20 is supported here; the SDK's notice about its 2027 releases is noise in a demo.
       process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
       const controller = new AbortController();
@@ -43,6 +45,7 @@ export function register(program: Command): void {
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       process.on('exit', killAllAgentsSync);
+      if ((o.arch === undefined) !== (o.weights === undefined)) throw new ValidationError('--arch and --weights go together: pass both to ship a trained model, or neither');
       let completed = false;
       const log = (line: string) => (o.json ? process.stderr : process.stdout).write(`${line}\n`);
       try {
@@ -54,6 +57,7 @@ export function register(program: Command): void {
           deviceClass: o.deviceClass ?? DEFAULT_DEMO.deviceClass,
           seed: o.seed ? int(o.seed, '--seed', 0, 2 ** 31) : DEFAULT_DEMO.seed,
           broken: o.broken,
+          trained: o.arch && o.weights ? { archPath: o.arch, weightsPath: o.weights } : undefined,
           log,
           signal: controller.signal,
           inspect: o.stay
@@ -76,6 +80,7 @@ export function register(program: Command): void {
         process.off('SIGTERM', onSignal);
         process.off('exit', killAllAgentsSync);
       }
-      if (controller.signal.aborted && !completed) process.exitCode = 130;
+      // 128 + SIGINT, as shells report it; everything this command started is already stopped.
+      if (controller.signal.aborted && !completed) process.exit(130);
     });
 }

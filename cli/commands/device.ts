@@ -1,5 +1,240 @@
-// `fleetlm device`: not implemented yet.
-import type { Command } from 'commander';
+// `fleetlm device register`: creates a device's IoT identity and writes the agent's config.
+// On AWS: thing, keys + certificate, policy and thing-principal attachments, group membership,
+// and an agent.json for mutual TLS to the account's ATS endpoint. On the local hub (which has no
+// certificate API) the thing and group are created the same way and the config uses plain TCP.
+// https://docs.aws.amazon.com/iot/latest/developerguide/single-thing-provisioning.html
+import { chmod, copyFile, mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import {
+  AddThingToThingGroupCommand,
+  AttachPolicyCommand,
+  AttachThingPrincipalCommand,
+  CreateKeysAndCertificateCommand,
+  CreateThingCommand,
+  CreateThingGroupCommand,
+  DescribeEndpointCommand,
+  type IoTClient,
+} from '@aws-sdk/client-iot';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { TransportError, ValidationError } from '../../common/errors.ts';
+import { writeFileAtomic, writeJsonAtomic } from '../../common/atomic-file.ts';
+import { parseWith } from '../../common/validate.ts';
+import { AgentConfigSchema, type AgentConfig, type AgentConfigInput } from '../../edge-agent/config.ts';
+import { isThingName } from '../../fleet/jobs-topics.ts';
+import { createIotClient, createS3Client, describeProfile, resolveProfile, type FleetProfile, type ProfileFlags } from '../../fleet/profile.ts';
+import { PUBLIC_KEY_OBJECT } from '../../functions/shared/constants.ts';
+
+/** Policy the fleet stack creates (`${prefix}-device`). */
+export const DEFAULT_DEVICE_POLICY = 'fleetlm-device';
+
+export interface RegisterOptions {
+  thing: string;
+  group?: string;
+  /** agent.json path; certificate, key and public key are written beside it. */
+  out: string;
+  policy?: string;
+  /** PEM to copy as the agent's fleet public key; default: the deployment's key from the bucket (AWS) or `<hub dir>/fleet-public-key.pem` (local). */
+  fleetPublicKey?: string;
+  modelDir?: string;
+  stateDir?: string;
+  httpPort?: number;
+  /** Local hub directory, to find its default fleet public key. */
+  localDir?: string;
+}
+
+export interface RegisterResult {
+  mode: 'aws' | 'local';
+  thingName: string;
+  group: string | null;
+  certificateArn: string | null;
+  files: { config: string; certificate: string | null; privateKey: string | null; fleetPublicKey: string };
+  mqtt: { host: string; port: number; tls: boolean };
+  /** What local mode could not do, so nobody mistakes it for an AWS registration. */
+  notes: string[];
+}
+
+function awsName(err: unknown): string | undefined {
+  return (err as { name?: string })?.name;
+}
+
+async function call<T>(what: string, fn: () => Promise<T>, tolerate?: string): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (tolerate && awsName(err) === tolerate) return undefined;
+    throw new TransportError(`${what} failed: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function ensureThingInGroup(iot: IoTClient, thing: string, group: string | undefined): Promise<void> {
+  // CreateThing is idempotent for an existing thing with the same attributes; re-registering is allowed.
+  await call(`CreateThing ${thing}`, () => iot.send(new CreateThingCommand({ thingName: thing })), 'ResourceAlreadyExistsException');
+  if (!group) return;
+  await call(`CreateThingGroup ${group}`, () => iot.send(new CreateThingGroupCommand({ thingGroupName: group })), 'ResourceAlreadyExistsException');
+  await call(`AddThingToThingGroup ${thing} -> ${group}`, () => iot.send(new AddThingToThingGroupCommand({ thingName: thing, thingGroupName: group })));
+}
+
+async function fleetPublicKey(profile: FleetProfile, opts: RegisterOptions, target: string): Promise<void> {
+  if (opts.fleetPublicKey) {
+    if (!existsSync(opts.fleetPublicKey)) throw new ValidationError(`--fleet-public-key ${opts.fleetPublicKey} does not exist`);
+    await copyFile(opts.fleetPublicKey, target);
+    return;
+  }
+  if (profile.kind === 'local') {
+    const candidate = path.join(opts.localDir ?? '.', 'fleet-public-key.pem');
+    if (!existsSync(candidate)) {
+      throw new ValidationError(
+        `no fleet public key: pass --fleet-public-key PEM, or create ${candidate} with \`fleetlm keygen --out-dir ${opts.localDir ?? '.'}\``,
+      );
+    }
+    await copyFile(candidate, target);
+    return;
+  }
+  // Written by the artifacts stack's custom resource at deploy time.
+  let pem: string;
+  try {
+    const obj = await createS3Client(profile).send(new GetObjectCommand({ Bucket: profile.s3.bucket, Key: PUBLIC_KEY_OBJECT }));
+    pem = await obj.Body!.transformToString();
+  } catch (err) {
+    throw new TransportError(
+      `cannot read s3://${profile.s3.bucket}/${PUBLIC_KEY_OBJECT} (deploy the artifacts stack, or pass --fleet-public-key PEM)`,
+      { cause: err },
+    );
+  }
+  await writeFileAtomic(target, pem);
+}
+
+/** Registers one device and writes its agent config (and credentials) next to `opts.out`. */
+export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts: RegisterOptions): Promise<RegisterResult> {
+  if (!isThingName(opts.thing)) throw new ValidationError(`--thing must be 1-128 of [a-zA-Z0-9:_-]; got ${JSON.stringify(opts.thing)}`);
+  if (opts.group !== undefined && !isThingName(opts.group)) throw new ValidationError(`--group must be 1-128 of [a-zA-Z0-9:_-]; got ${JSON.stringify(opts.group)}`);
+  const out = path.resolve(opts.out);
+  const dir = path.dirname(out);
+  const files: RegisterResult['files'] = { config: out, certificate: null, privateKey: null, fleetPublicKey: path.join(dir, 'fleet-public-key.pem') };
+  const notes: string[] = [];
+  await mkdir(dir, { recursive: true });
+  await ensureThingInGroup(iot, opts.thing, opts.group);
+
+  let mqtt: AgentConfigInput['mqtt'];
+  let certificateArn: string | null = null;
+  if (profile.kind === 'local') {
+    if (!profile.mqtt) throw new ValidationError(`local profile ${profile.source} has no MQTT endpoint`);
+    mqtt = { host: profile.mqtt.host, port: profile.mqtt.port };
+    notes.push('local hub: no certificate was created (the hub has no CreateKeysAndCertificate); the agent connects over plain TCP on loopback, identified by its client id');
+  } else {
+    const policy = opts.policy ?? DEFAULT_DEVICE_POLICY;
+    const keys = await call('CreateKeysAndCertificate', () => iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true })));
+    if (!keys?.certificateArn || !keys.certificatePem || !keys.keyPair?.PrivateKey) throw new TransportError('CreateKeysAndCertificate returned no certificate or key');
+    certificateArn = keys.certificateArn;
+    files.certificate = path.join(dir, `${opts.thing}.cert.pem`);
+    files.privateKey = path.join(dir, `${opts.thing}.private.key`);
+    // The private key exists only in this response; write it before anything else can fail.
+    await writeFileAtomic(files.privateKey, keys.keyPair.PrivateKey);
+    await chmod(files.privateKey, 0o600);
+    await writeFileAtomic(files.certificate, keys.certificatePem);
+    await call(`AttachPolicy ${policy}`, () => iot.send(new AttachPolicyCommand({ policyName: policy, target: certificateArn! })));
+    await call(`AttachThingPrincipal ${opts.thing}`, () => iot.send(new AttachThingPrincipalCommand({ thingName: opts.thing, principal: certificateArn! })));
+    const endpoint = await call('DescribeEndpoint iot:Data-ATS', () => iot.send(new DescribeEndpointCommand({ endpointType: 'iot:Data-ATS' })));
+    if (!endpoint?.endpointAddress) throw new TransportError('DescribeEndpoint returned no address');
+    // No caPath: the ATS endpoint chains to Amazon Root CA 1, which Node's bundled CA list includes.
+    mqtt = { host: endpoint.endpointAddress, port: 8883, tls: { certPath: files.certificate, keyPath: files.privateKey } };
+  }
+  await fleetPublicKey(profile, opts, files.fleetPublicKey);
+
+  const config: AgentConfig = parseWith(
+    AgentConfigSchema,
+    {
+      thingName: opts.thing,
+      mqtt,
+      modelDir: path.resolve(opts.modelDir ?? path.join(dir, 'models')),
+      stateDir: path.resolve(opts.stateDir ?? path.join(dir, 'state')),
+      fleetPublicKeyPath: files.fleetPublicKey,
+      ...(opts.httpPort !== undefined ? { http: { host: '127.0.0.1', port: opts.httpPort, maxConcurrent: 4 } } : {}),
+    } satisfies AgentConfigInput,
+    'agent config',
+  );
+  await writeJsonAtomic(out, config);
+  return {
+    mode: profile.kind,
+    thingName: opts.thing,
+    group: opts.group ?? null,
+    certificateArn,
+    files,
+    mqtt: { host: config.mqtt.host, port: config.mqtt.port, tls: Boolean(config.mqtt.tls) },
+    notes,
+  };
+}
+
+interface CliOpts extends ProfileFlags {
+  thing: string;
+  group?: string;
+  out: string;
+  policy?: string;
+  fleetPublicKey?: string;
+  modelDir?: string;
+  stateDir?: string;
+  httpPort?: string;
+  json?: boolean;
+  verbose?: boolean;
+}
 
 /** Registers this command on the program. */
-export function register(_program: Command): void {}
+export function register(program: Command): void {
+  const device = program.command('device').description('register devices with the fleet');
+  device
+    .command('register')
+    .description('create a thing (certificate, policy, group) and write its agent config')
+    .requiredOption('--thing <name>', 'thing name (also the MQTT client id)')
+    .option('--group <group>', 'thing group to add it to (e.g. fleetlm-rpi5)')
+    .requiredOption('--out <file>', 'agent config to write; credentials go beside it')
+    .option('--policy <name>', `IoT policy to attach (default ${DEFAULT_DEVICE_POLICY})`)
+    .option('--fleet-public-key <pem>', 'manifest public key for the agent (default: from the deployment)')
+    .option('--model-dir <dir>', 'agent model directory (default: models/ beside --out)')
+    .option('--state-dir <dir>', 'agent state directory (default: state/ beside --out)')
+    .option('--http-port <port>', 'agent local API port (default 8080)')
+    .addOption(new Option('--local [dir]', 'use the local hub whose endpoints.json is in dir (default .fleetlm/local)'))
+    .option('--profile <file>', 'AWS profile file (default ~/.fleetlm/profile.json)')
+    .option('--region <region>', 'AWS region (overrides the profile and AWS_REGION)')
+    .option('--bucket <bucket>', 'artifact bucket (overrides the profile)')
+    .option('--json', 'machine-readable output on stdout')
+    .option('--verbose', 'print the resolved profile on stderr')
+    .action(async (o: CliOpts) => {
+      process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+      const profile = resolveProfile(o);
+      if (o.verbose) process.stderr.write(`profile: ${JSON.stringify(describeProfile(profile), null, 2)}\n`);
+      let httpPort: number | undefined;
+      if (o.httpPort !== undefined) {
+        httpPort = Number(o.httpPort);
+        if (!/^\d+$/.test(o.httpPort) || httpPort > 65535) throw new ValidationError(`--http-port must be an integer in 0..65535; got ${JSON.stringify(o.httpPort)}`);
+      }
+      const localDir = profile.kind === 'local' ? path.dirname(profile.source) : undefined;
+      const result = await registerDevice(profile, createIotClient(profile), {
+        thing: o.thing,
+        group: o.group,
+        out: o.out,
+        policy: o.policy,
+        fleetPublicKey: o.fleetPublicKey,
+        modelDir: o.modelDir,
+        stateDir: o.stateDir,
+        httpPort,
+        localDir,
+      });
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        return;
+      }
+      const lines = [
+        `registered ${result.thingName}${result.group ? ` in ${result.group}` : ''} (${result.mode})`,
+        result.certificateArn ? `certificate ${result.certificateArn}` : null,
+        `agent config ${result.files.config}`,
+        result.files.certificate ? `certificate ${result.files.certificate}, private key ${result.files.privateKey} (mode 600)` : null,
+        `fleet public key ${result.files.fleetPublicKey}`,
+        `mqtt ${result.mqtt.host}:${result.mqtt.port}${result.mqtt.tls ? ' (mutual TLS)' : ' (plain TCP, loopback only)'}`,
+        ...result.notes.map((n) => `note: ${n}`),
+        `start it with: node bin/fleetlm-agent.js --config ${result.files.config}`,
+      ].filter((l): l is string => l !== null);
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+}

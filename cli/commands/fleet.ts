@@ -181,7 +181,7 @@ export function register(program: Command): void {
   withProfile(
     program
       .command('publish')
-      .description('sign and upload a model bundle to S3 under models/{id}/{version}/ (versions are immutable)')
+      .description('Sign and upload a model bundle to S3 under models/{id}/{version}/ (versions are immutable)')
       .requiredOption('--model-dir <dir>', 'directory with model.onnx (+ external data, tokenizer.json, arch.json, evaluation.json, ...)')
       .requiredOption('--model-id <id>', 'model id, [a-z0-9-]')
       .requiredOption('--version <version>', 'version, [A-Za-z0-9._-]')
@@ -226,7 +226,7 @@ export function register(program: Command): void {
     withProfile(
       program
         .command('rollout')
-        .description('deploy a published version to a thing group as an IoT Job')
+        .description('Deploy a published version to a thing group as an IoT Job')
         .requiredOption('--model <id>', 'model id')
         .requiredOption('--version <version>', 'published version')
         .option('--group <group>', 'thing group to deploy to')
@@ -253,7 +253,7 @@ export function register(program: Command): void {
     if (o.json) out(o, result, () => '');
   });
 
-  withProfile(program.command('status').description('per-device progress of a rollout job').argument('<job>', 'job id').option('--watch', 'refresh until the job is done')).action(
+  withProfile(program.command('status').description('Per-device progress of a rollout job').argument('<job>', 'job id').option('--watch', 'refresh until the job is done')).action(
     async (jobId: string, o: CommonOpts & { watch?: boolean }) => {
       const iot = createIotClient(profileFrom(o));
       const p = o.watch ? await follow(iot, jobId, o) : await getJobProgress(iot, jobId, { details: true });
@@ -263,7 +263,7 @@ export function register(program: Command): void {
   );
 
   withProfile(
-    program.command('cancel').description('cancel a rollout job').argument('<job>', 'job id').option('--force', 'also cancel executions already IN_PROGRESS'),
+    program.command('cancel').description('Cancel a rollout job').argument('<job>', 'job id').option('--force', 'also cancel executions already IN_PROGRESS'),
   ).action(async (jobId: string, o: CommonOpts & { force?: boolean }) => {
     const iot = createIotClient(profileFrom(o));
     await cancelRollout(iot, jobId, { force: o.force, comment: 'canceled with fleetlm cancel' });
@@ -275,7 +275,7 @@ export function register(program: Command): void {
     withProfile(
       program
         .command('rollback')
-        .description('roll the group back to the last version that succeeded on it before the current one')
+        .description('Roll the group back to the last version that succeeded on it before the current one')
         .requiredOption('--group <group>', 'thing group')
         .option('--model <id>', 'only consider deployments of this model'),
     ),
@@ -293,7 +293,7 @@ export function register(program: Command): void {
     if (o.json) out(o, { from: rb.from, to: rb.to, canceled: rb.canceled, jobId: result.jobId, final }, () => '');
   });
 
-  withProfile(program.command('devices').description('things with their current model version and latest telemetry').option('--group <group>', 'only this thing group')).action(
+  withProfile(program.command('devices').description('Things with their current model version and latest telemetry').option('--group <group>', 'only this thing group')).action(
     async (o: CommonOpts & { group?: string }) => {
       const profile = profileFrom(o);
       const things = await listThings(createIotClient(profile), o.group);
@@ -325,7 +325,7 @@ export function register(program: Command): void {
   withProfile(
     program
       .command('telemetry')
-      .description('latency, tokens/s, memory and energy per device and per model version')
+      .description('Latency, tokens/s, memory and energy per device and per model version')
       .option('--since <minutes>', 'only messages from the last n minutes'),
   ).action(async (o: CommonOpts & { since?: string }) => {
     const profile = profileFrom(o);
@@ -346,7 +346,7 @@ export function register(program: Command): void {
 
   program
     .command('keygen')
-    .description('create an ECDSA P-256 key pair for signing manifests in local mode')
+    .description('Create an ECDSA P-256 key pair for signing manifests in local mode')
     .requiredOption('--out-dir <dir>', 'writes fleet-signing-key.pem and fleet-public-key.pem here')
     .option('--json', 'machine-readable output')
     .action(async (o: { outDir: string; json?: boolean }) => {
@@ -363,7 +363,7 @@ export function register(program: Command): void {
   withProfile(
     program
       .command('kms-public-key')
-      .description("export the KMS manifest-signing key's public key as PEM for agents")
+      .description("Export the KMS manifest-signing key's public key as PEM for agents")
       .option('--kms-key <arn>', 'KMS key (default: kmsKeyId in the profile)')
       .requiredOption('--out <file>', 'PEM file to write'),
   ).action(async (o: CommonOpts & { kmsKey?: string; out: string }) => {

@@ -18,6 +18,9 @@ const UpSettingsSchema = z
     httpPort: Port.optional(),
     s3Port: Port.optional(),
     minuteMs: z.coerce.number().int().min(10).optional(),
+    brokerUrl: z.string().regex(/^mqtts?:\/\/[^/]+$/, 'must be mqtt://host:port or mqtts://host:port').optional(),
+    brokerUsername: z.string().min(1).optional(),
+    brokerPassword: z.string().min(1).optional(),
     allowUnregistered: z.boolean(),
     json: z.boolean(),
     verbose: z.boolean(),
@@ -42,12 +45,15 @@ interface UpFlags {
   httpPort?: string;
   s3Port?: string;
   minuteMs?: string;
+  brokerUrl?: string;
+  brokerUsername?: string;
+  brokerPassword?: string;
   allowUnregistered?: boolean;
   json?: boolean;
   verbose?: boolean;
 }
 
-/** Resolves `local up` settings: defaults < FLEETLM_LOCAL_DIR / FLEETLM_LOCAL_*_PORT < flags. */
+/** Resolves `local up` settings: defaults < FLEETLM_LOCAL_* environment < flags. */
 export function resolveUpSettings(flags: UpFlags, env: NodeJS.ProcessEnv = process.env): UpSettings {
   return parseWith(
     UpSettingsSchema,
@@ -57,6 +63,9 @@ export function resolveUpSettings(flags: UpFlags, env: NodeJS.ProcessEnv = proce
       httpPort: flags.httpPort ?? env.FLEETLM_LOCAL_HTTP_PORT,
       s3Port: flags.s3Port ?? env.FLEETLM_LOCAL_S3_PORT,
       minuteMs: flags.minuteMs ?? env.FLEETLM_LOCAL_MINUTE_MS,
+      brokerUrl: flags.brokerUrl ?? env.FLEETLM_LOCAL_BROKER_URL,
+      brokerUsername: flags.brokerUsername ?? env.FLEETLM_LOCAL_BROKER_USERNAME,
+      brokerPassword: flags.brokerPassword ?? env.FLEETLM_LOCAL_BROKER_PASSWORD,
       allowUnregistered: flags.allowUnregistered ?? false,
       json: flags.json ?? false,
       verbose: flags.verbose ?? false,
@@ -78,7 +87,7 @@ function describeEndpoints(e: HubEndpoints): string {
 
 async function up(flags: UpFlags): Promise<void> {
   const s = resolveUpSettings(flags);
-  if (s.verbose) process.stderr.write(`fleetlm local up settings: ${JSON.stringify(s)}\n`);
+  if (s.verbose) process.stderr.write(`fleetlm local up settings: ${JSON.stringify({ ...s, brokerPassword: s.brokerPassword && '***' })}\n`);
   const hub = await startHub({
     dir: s.dir,
     mqttPort: s.mqttPort,
@@ -86,6 +95,7 @@ async function up(flags: UpFlags): Promise<void> {
     s3Port: s.s3Port,
     clock: s.minuteMs === undefined ? undefined : { minuteMs: s.minuteMs },
     allowUnregisteredThings: s.allowUnregistered,
+    externalBroker: s.brokerUrl === undefined ? undefined : { url: s.brokerUrl, username: s.brokerUsername, password: s.brokerPassword },
     log: (line) => process.stderr.write(`${line}\n`),
   });
   if (s.json) process.stdout.write(`${JSON.stringify(hub.endpoints, null, 2)}\n`);
@@ -128,6 +138,9 @@ export function register(program: Command): void {
     .option('--s3-port <port>', 'S3 port (default: a free port)')
     .option('--minute-ms <ms>', 'test/demo knob: real milliseconds per job "minute" (default 60000)')
     .option('--allow-unregistered', 'accept MQTT client ids that are not registered things')
+    .option('--broker-url <url>', 'join this broker (e.g. mosquitto for MQTT 5/TLS) instead of the embedded one')
+    .option('--broker-username <name>', 'username for --broker-url')
+    .option('--broker-password <password>', 'password for --broker-url (env FLEETLM_LOCAL_BROKER_PASSWORD)')
     .option('--json', 'print endpoints as JSON')
     .option('--verbose', 'print resolved settings')
     .action((flags: UpFlags) => up(flags));

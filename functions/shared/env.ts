@@ -17,7 +17,6 @@ const HandlerEnvSchema = z.object({
   FLEETLM_KMS_ENDPOINT: z.string().url().optional(),
   MANIFEST_KEY_ARN: z.string().min(1).optional(),
   PRESIGN_ROLE_ARN: z.string().min(1).optional(),
-  JOB_TEMPLATE_ARN: z.string().min(1).optional(),
   /** JSON map deviceClass -> thing group name. */
   THING_GROUPS: z.string().optional(),
   /** JSON array of default budgets (device classes) for the plan step. */

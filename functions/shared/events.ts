@@ -13,6 +13,9 @@ export const S3KeySchema = z
   .max(1024)
   .refine((k) => !k.startsWith('/') && !k.split('/').includes('..'), 'must be a relative key without .. segments');
 
+/** Evaluation texts live under eval/, the only prefix the evaluate function may read besides runs/. */
+export const EvalTextKeySchema = S3KeySchema.refine((k) => k.startsWith('eval/'), 'must be under eval/ (the only prefix the evaluate function may read)');
+
 export const BudgetSchema = z
   .object({
     deviceClass: z.string().regex(NAME, 'must be 1-31 of [a-z0-9-], starting with a letter'),
@@ -63,7 +66,7 @@ export const PipelineRequestSchema = z
     search: SearchSettingsSchema.default({ iterations: 20_000, population: 256, blocks: 3, maxLayersPerBlock: 16, headDim: 64 }),
     compression: CompressionSettingsSchema.default({ method: 'tt-row', ratio: 4 }),
     /** Evaluation text in the artifacts bucket; absent means the bundled default text. */
-    evalTextKey: S3KeySchema.optional(),
+    evalTextKey: EvalTextKeySchema.optional(),
     evalTokens: z.number().int().min(16).max(100_000).default(512),
     rollout: z
       .object({
@@ -91,7 +94,7 @@ export const ShardSchema = z
     contextLength: z.number().int().positive(),
     search: SearchSettingsSchema,
     compression: CompressionSettingsSchema,
-    evalTextKey: S3KeySchema.optional(),
+    evalTextKey: EvalTextKeySchema.optional(),
     evalTokens: z.number().int().positive(),
   })
   .strict();

@@ -1,11 +1,12 @@
 // S3 helpers for handlers: JSON objects and whole directories moved between /tmp and a key prefix.
-import { createReadStream, promises as fs } from 'node:fs';
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { z } from 'zod';
 import { TransportError } from '../../common/errors.ts';
 import { parseJsonWith } from '../../common/validate.ts';
-import { writeFileAtomic } from '../../common/atomic-file.ts';
 
 /** Writes `value` as JSON to s3://bucket/key. */
 export async function putJson(s3: S3Client, bucket: string, key: string, value: unknown): Promise<void> {
@@ -49,6 +50,20 @@ export async function uploadDir(s3: S3Client, bucket: string, dir: string, prefi
   return { files: entries, bytes };
 }
 
+/** Streams one object to `file` (temp file + rename, so a failed download leaves nothing behind). */
+export async function downloadFile(s3: S3Client, bucket: string, key: string, file: string): Promise<void> {
+  const tmp = `${file}.part`;
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    if (!out.Body) throw new Error('empty body');
+    await pipeline(out.Body as Readable, createWriteStream(tmp));
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw new TransportError(`download of s3://${bucket}/${key} to ${file} failed`, { cause: err });
+  }
+}
+
 /** Downloads every object directly under `prefix` into `dir`; returns the file names. */
 export async function downloadPrefix(s3: S3Client, bucket: string, prefix: string, dir: string): Promise<string[]> {
   const names: string[] = [];
@@ -63,7 +78,7 @@ export async function downloadPrefix(s3: S3Client, bucket: string, prefix: strin
     for (const obj of out.Contents ?? []) {
       const rest = obj.Key!.slice(prefix.length);
       if (!rest || rest.includes('/')) continue;
-      await writeFileAtomic(path.join(dir, rest), await getBytes(s3, bucket, obj.Key!));
+      await downloadFile(s3, bucket, obj.Key!, path.join(dir, rest));
       names.push(rest);
     }
     token = out.IsTruncated ? out.NextContinuationToken : undefined;

@@ -56,7 +56,6 @@ export class PipelineStack extends Stack {
     const bucket = s3.Bucket.fromBucketAttributes(this, 'Artifacts', { bucketArn: importValue(names.bucketArn), bucketName: importValue(names.bucketName) });
     const signingKeyArn = importValue(names.signingKeyArn);
     const presignRoleArn = importValue(names.presignRoleArn);
-    const jobTemplateArn = importValue(names.jobTemplateArn);
     const baseEnv = { ARTIFACTS_BUCKET: bucket.bucketName };
     const modelStep = { memoryMb: config.modelFunctionMemoryMb, timeout: Duration.minutes(15), ephemeralStorageMb: 4096 };
 
@@ -69,7 +68,8 @@ export class PipelineStack extends Stack {
     const evaluate = fn('evaluate', fleetFunction(this, 'EvaluateFn', { entry: 'evaluate.ts', description: 'Perplexity of baseline and compressed models', ...modelStep, onnxRuntime: true, environment: baseEnv }));
     const merge = fn('merge', fleetFunction(this, 'MergeFn', { entry: 'merge.ts', description: 'Chooses the best shard per device class', environment: baseEnv }));
     const publish = fn('publish', fleetFunction(this, 'PublishFn', { entry: 'publish.ts', description: 'Signs and publishes bundles', timeout: Duration.minutes(15), memoryMb: 1024, ephemeralStorageMb: 4096, environment: { ...baseEnv, MANIFEST_KEY_ARN: signingKeyArn } }));
-    // The same defaults as the job template, so console-made and pipeline-made jobs behave alike.
+    // Abort, timeout, retry, presign and rate limit as in the job template, so console-made and
+    // pipeline-made jobs behave alike (fleet/rollout.ts sets them per job rather than via the template).
     const rolloutSettings = {
       maxPerMinute: config.jobs.maximumPerMinute,
       abortThresholdPercent: config.jobs.abortFailedPercent,
@@ -80,7 +80,7 @@ export class PipelineStack extends Stack {
       targetSelection: 'SNAPSHOT',
     };
     const thingGroups = Object.fromEntries(config.deviceClasses.map((c) => [c.name, thingGroupName(config, c.name)]));
-    const rollout = fn('rollout', fleetFunction(this, 'RolloutFn', { entry: 'rollout.ts', description: 'Creates the IoT deployment jobs', environment: { ...baseEnv, PRESIGN_ROLE_ARN: presignRoleArn, JOB_TEMPLATE_ARN: jobTemplateArn, THING_GROUPS: JSON.stringify(thingGroups), ROLLOUT_SETTINGS: JSON.stringify(rolloutSettings) } }));
+    const rollout = fn('rollout', fleetFunction(this, 'RolloutFn', { entry: 'rollout.ts', description: 'Creates the IoT deployment jobs', environment: { ...baseEnv, PRESIGN_ROLE_ARN: presignRoleArn, THING_GROUPS: JSON.stringify(thingGroups), ROLLOUT_SETTINGS: JSON.stringify(rolloutSettings) } }));
 
     // Least privilege per step: exact actions on fixed prefixes (scratch under runs/, bundles under models/).
     const allow = (f: NodejsFunction, actions: string[], prefixes: string[]) =>
@@ -105,7 +105,6 @@ export class PipelineStack extends Stack {
         resources: [
           this.formatArn({ service: 'iot', resource: 'job', resourceName: '*' }),
           this.formatArn({ service: 'iot', resource: 'thinggroup', resourceName: `${config.prefix}-*` }),
-          jobTemplateArn,
         ],
       }),
     );
@@ -115,7 +114,6 @@ export class PipelineStack extends Stack {
         resources: [this.formatArn({ service: 'iot', resource: 'thinggroup', resourceName: `${config.prefix}-*` })],
       }),
     );
-    rollout.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:DescribeJobTemplate'], resources: [jobTemplateArn] }));
     rollout.addToRolePolicy(new iam.PolicyStatement({ actions: ['iam:PassRole'], resources: [presignRoleArn] }));
 
     this.notifications = new sns.Topic(this, 'Notifications', { displayName: 'FleetLM pipeline and fleet alarms', enforceSSL: true });

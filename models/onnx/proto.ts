@@ -172,6 +172,68 @@ export function resolveExternalData(model: ModelProto, baseDir: string | undefin
   }
 }
 
+function varint(n: number): Uint8Array {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n % 0x80) | 0x80);
+    n = Math.floor(n / 0x80);
+  }
+  out.push(n);
+  return Uint8Array.from(out);
+}
+
+/** Protobuf key + length prefix of a length-delimited field. */
+function fieldHeader(field: number, length: number): Uint8Array {
+  const tag = varint(field * 8 + 2);
+  const len = varint(length);
+  const out = new Uint8Array(tag.length + len.length);
+  out.set(tag);
+  out.set(len, tag.length);
+  return out;
+}
+
+// Field numbers from onnx.proto: ModelProto.graph = 7, GraphProto.initializer = 5, TensorProto.raw_data = 9.
+const MODEL_GRAPH_FIELD = 7;
+const GRAPH_INITIALIZER_FIELD = 5;
+const TENSOR_RAW_DATA_FIELD = 9;
+
+/**
+ * Encodes a model as a sequence of chunks without first copying every tensor into one buffer:
+ * tensor raw data is emitted as views of the caller's arrays (peak memory stays near the model's
+ * own size). Fields may come in any order and repeated fields concatenate, so the graph's
+ * initializers are written after its other fields and the graph after the model's other fields.
+ */
+function streamEncodeModel(model: ModelProto): { graphBytes: number; chunks: () => Generator<Uint8Array> } {
+  const initializers = model.graph?.initializer ?? [];
+  const heads = initializers.map((t) => onnx.TensorProto.encode({ ...t, rawData: undefined }).finish());
+  const tensorLengths = initializers.map((t, i) => {
+    const raw = t.rawData?.length ?? 0;
+    return heads[i]!.length + (raw > 0 ? fieldHeader(TENSOR_RAW_DATA_FIELD, raw).length + raw : 0);
+  });
+  const graphRest = model.graph ? onnx.GraphProto.encode({ ...model.graph, initializer: [] }).finish() : new Uint8Array(0);
+  let graphBytes = graphRest.length;
+  tensorLengths.forEach((n) => (graphBytes += fieldHeader(GRAPH_INITIALIZER_FIELD, n).length + n));
+  const modelRest = onnx.ModelProto.encode({ ...model, graph: undefined }).finish();
+  return {
+    graphBytes,
+    *chunks() {
+      yield modelRest;
+      if (!model.graph) return;
+      yield fieldHeader(MODEL_GRAPH_FIELD, graphBytes);
+      yield graphRest;
+      for (let i = 0; i < initializers.length; i++) {
+        yield fieldHeader(GRAPH_INITIALIZER_FIELD, tensorLengths[i]!);
+        yield heads[i]!;
+        const raw = initializers[i]!.rawData;
+        if (raw && raw.length > 0) {
+          yield fieldHeader(TENSOR_RAW_DATA_FIELD, raw.length);
+          yield raw;
+        }
+      }
+    },
+  };
+}
+
 function tempPath(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
@@ -224,10 +286,15 @@ export async function saveOnnxModel(model: ModelProto, modelPath: string, option
   const external = mode === 'always' || (mode === 'auto' && tensorBytes > limit);
   await fs.mkdir(path.dirname(path.resolve(modelPath)), { recursive: true });
   if (!external) {
-    const bytes = encodeOnnxModel(model);
-    await writeChunksAtomic(modelPath, [bytes]);
+    const stream = streamEncodeModel(model);
+    if (stream.graphBytes > PROTOBUF_LIMIT_BYTES) {
+      throw new ModelError(
+        `ONNX graph of ${stream.graphBytes} bytes is over the protobuf limit of ${PROTOBUF_LIMIT_BYTES} bytes; save it with external data`,
+      );
+    }
+    const written = await writeChunksAtomic(modelPath, stream.chunks());
     await fsyncDir(path.dirname(path.resolve(modelPath)));
-    return { modelPath, externalDataPath: null, modelBytes: bytes.length, externalDataBytes: 0 };
+    return { modelPath, externalDataPath: null, modelBytes: written, externalDataBytes: 0 };
   }
   const minBytes = options.externalMinBytes ?? 1024;
   const dataName = `${path.basename(modelPath)}.data`;

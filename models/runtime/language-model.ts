@@ -278,6 +278,14 @@ export class DecodeState {
       this.buffers = [make(), make()];
     }
   }
+
+  /** Forgets the sequence so the buffers serve a new one. */
+  reset(): void {
+    this.length = 0;
+    this.tokens.length = 0;
+    this.front = 0;
+    this.past = [];
+  }
 }
 
 /** A loaded causal language model. */
@@ -361,20 +369,24 @@ export class LanguageModel {
     for (const t of tokens) {
       if (!Number.isInteger(t) || t < 0 || t >= V) throw new ValidationError(`token id must be an integer in [0, ${V}), got ${t}`);
     }
+    const L = this.io.numLayers;
+    // A model exported without a cache sees the whole sequence every step.
+    const fed = L === 0 ? [...state.tokens, ...tokens] : tokens;
+    const n = fed.length;
+    const start = L === 0 ? 0 : P;
     const feeds: Record<string, OrtTensor> = {};
-    const ids = s === 1 ? state.stepIds : new BigInt64Array(s);
-    for (let i = 0; i < s; i++) ids[i] = BigInt(tokens[i]!);
-    feeds.input_ids = int64Tensor(ids, [1, s]);
+    const ids = n === 1 ? state.stepIds : new BigInt64Array(n);
+    for (let i = 0; i < n; i++) ids[i] = BigInt(fed[i]!);
+    feeds.input_ids = int64Tensor(ids, [1, n]);
     if (this.io.hasAttentionMask) feeds.attention_mask = int64Tensor(state.mask.subarray(0, P + s), [1, P + s]);
     if (this.io.hasPositionIds) {
-      const pos = s === 1 ? state.stepPositions : new BigInt64Array(s);
-      for (let i = 0; i < s; i++) pos[i] = BigInt(P + i);
-      feeds.position_ids = int64Tensor(pos, [1, s]);
+      const pos = n === 1 ? state.stepPositions : new BigInt64Array(n);
+      for (let i = 0; i < n; i++) pos[i] = BigInt(start + i);
+      feeds.position_ids = int64Tensor(pos, [1, n]);
     }
     const fetches: Record<string, OrtTensor | null> = {};
-    const useStepLogits = s === 1 && state.stepLogits.length === V;
+    const useStepLogits = n === 1 && state.stepLogits.length === V;
     fetches.logits = useStepLogits ? float32Tensor(state.stepLogits, [1, 1, V]) : null;
-    const L = this.io.numLayers;
     const reuse = state.buffers !== undefined;
     for (let i = 0; i < L; i++) {
       const h = this.io.heads[i]!;
@@ -416,10 +428,11 @@ export class LanguageModel {
     for (const t of tokens) state.tokens.push(t);
     const logitsTensor = out.logits;
     if (logitsTensor === undefined) throw new ModelError(`model ${this.info.path} returned no logits`, { code: 'MODEL_RUN' });
-    const data = useStepLogits ? state.stepLogits : float32Data(logitsTensor);
-    if (data.length !== s * V) {
-      throw new ModelError(`model ${this.info.path} returned ${data.length} logits for ${s} tokens; expected ${s} x ${V}`, { code: 'MODEL_RUN' });
+    const all = useStepLogits ? state.stepLogits : float32Data(logitsTensor);
+    if (all.length !== n * V) {
+      throw new ModelError(`model ${this.info.path} returned ${all.length} logits for ${n} tokens; expected ${n} x ${V}`, { code: 'MODEL_RUN' });
     }
+    const data = n === s ? all : all.subarray((n - s) * V);
     return allLogits ? data : data.subarray((s - 1) * V, s * V);
   }
 

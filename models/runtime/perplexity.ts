@@ -94,8 +94,9 @@ export async function perplexity(model: LanguageModel, text: string | readonly n
   const totalScored = windows.reduce((n, w) => n + w.end - w.from, 0);
   let nll = 0;
   let scored = 0;
+  const state = model.createState(Math.max(...windows.map((w) => w.end - w.begin)));
   for (const w of windows) {
-    const state = model.createState(w.end - w.begin);
+    state.reset();
     for (let at = w.begin; at < w.end; at += opts.chunk) {
       const stop = Math.min(at + opts.chunk, w.end);
       const logits = await model.step(state, ids.slice(at, stop), true);

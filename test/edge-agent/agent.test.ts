@@ -2,6 +2,7 @@
 // IoT Jobs), installing tiny ONNX models built by the builder and serving them on 127.0.0.1.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { CancelJobCommand } from '@aws-sdk/client-iot';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTelemetryDir } from '../../fleet/telemetry-reader.ts';
@@ -66,6 +67,9 @@ describe('edge agent', () => {
     expect(metrics).toMatch(/fleetlm_model_info\{model_id="tiny",version="1.0.0"\} 1/);
     expect(metrics).toMatch(/fleetlm_requests_total 3/);
     expect(metrics).toMatch(/fleetlm_first_token_ms\{quantile="0.95"\} \d/);
+    // Every update carried the right expectedVersion: none needed a refresh.
+    expect(agent.count((l) => l.msg === 'expectedVersion was stale; refreshing it')).toBe(0);
+    expect(agent.count((l) => l.msg === 'progress update rejected')).toBe(0);
     await agent.stop();
   });
 
@@ -93,13 +97,34 @@ describe('edge agent', () => {
     const resumed = await second.waitLog((l) => l.msg === 'download resumed' && l.file === 'model.onnx');
     expect(Number(resumed.resumedFrom)).toBeGreaterThanOrEqual(partial);
     expect((await second.generate('Hi')).status).toBe(200);
+    expect(second.count((l) => l.msg === 'expectedVersion was stale; refreshing it')).toBe(0);
     await second.stop();
   });
 
-  it('rejects a malformed job document with a reason', async () => {
+  it('stops downloading when the operator cancels the job', async () => {
+    const thing = 'cancel-1';
+    const arn = await fleet.createThing(thing);
+    const dir = await tempDir('fleetlm-agent-cancel-');
+    const { agent } = await startAgent(thing, { FLEETLM_AGENT_DOWNLOAD_THROTTLE_BYTES_PER_SEC: '500000' }, dir);
+    await fleet.createJob('cancel-job-1', arn, await fleet.publish('cancel', '1', modelA));
+    await agent.waitLog((l) => l.msg === 'install phase' && l.phase === 'downloading');
+    await fleet.iot.send(new CancelJobCommand({ jobId: 'cancel-job-1', force: true }));
+    await agent.waitLog((l) => l.msg === 'job canceled by the service; stopping its work', 15_000);
+    await eventually(
+      async () => JSON.parse(await fs.readFile(path.join(dir, 'state', 'install-state.json'), 'utf8')).active === null,
+      15_000,
+      'the canceled job to be dropped',
+    );
+    expect((await fleet.execution('cancel-job-1', thing)).status).toBe('CANCELED');
+    expect(agent.count((l) => l.msg === 'install phase' && l.phase === 'installing')).toBe(0);
+    await expect(fs.readdir(path.join(dir, 'models', 'staging'))).resolves.toEqual([]);
+    await agent.stop();
+  });
+
+  it('rejects malformed job documents and fails oversized artifacts, with reasons', async () => {
     const thing = 'malformed-1';
     const arn = await fleet.createThing(thing);
-    const { agent } = await startAgent(thing);
+    const { agent } = await startAgent(thing, { FLEETLM_AGENT_DOWNLOAD_MAX_ARTIFACT_BYTES: '1000000' });
     await fleet.createJob('malformed-job-1', arn, { schema: 'fleetlm/deploy-model@1', modelId: 'Bad Id!', version: '1' });
     const exec = await fleet.waitTerminal('malformed-job-1', thing);
     expect(exec.status).toBe('REJECTED');
@@ -108,6 +133,19 @@ describe('edge agent', () => {
     const exec2 = await fleet.waitTerminal('malformed-job-2', thing);
     expect(exec2.status).toBe('REJECTED');
     expect(exec2.statusDetails?.detailsMap?.reason).toMatch(/schema/);
+
+    const good = await fleet.publish('limits', '1', modelA);
+    const escaping = { ...good, artifacts: good.artifacts.map((a) => ({ ...a, name: '../../etc/cron.d/x' })) };
+    await fleet.createJob('malformed-job-3', arn, escaping);
+    const exec3 = await fleet.waitTerminal('malformed-job-3', thing);
+    expect(exec3.status).toBe('REJECTED');
+    expect(exec3.statusDetails?.detailsMap?.reason).toMatch(/artifacts\.0\.name/);
+
+    await fleet.createJob('too-big-1', arn, good); // 3.2 MB model, 1 MB limit
+    const exec4 = await fleet.waitTerminal('too-big-1', thing);
+    expect(exec4.status).toBe('FAILED');
+    expect(exec4.statusDetails?.detailsMap).toMatchObject({ step: 'downloading', code: 'VALIDATION_TOO_LARGE' });
+    expect(agent.count((l) => l.msg === 'download complete')).toBe(0);
     await agent.stop();
   });
 
@@ -188,6 +226,18 @@ describe('edge agent', () => {
       expect(statuses.length).toBeGreaterThan(5);
       expect(statuses.filter((s) => s !== 200)).toEqual([]);
       expect([...versions].sort()).toEqual(['1', '5']);
+    });
+
+    it('falls back to the previous version when the current one no longer loads after a restart', async () => {
+      await agent.stop();
+      await fs.writeFile(path.join(dir, 'models', 'versions', 'rb', '5', 'model.onnx'), 'not an onnx file');
+      agent = await AgentProcess.start(fleet, thing, dir);
+      agents.push(agent);
+      const g = await agent.generate('Hi');
+      expect(g.status).toBe(200);
+      expect(g.body.model).toEqual({ modelId: 'rb', version: '1' });
+      expect(await currentPointer()).toEqual({ modelId: 'rb', version: '1' });
+      expect(agent.count((l) => l.msg === 'fell back to an older installed version')).toBe(1);
     });
   });
 

@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Phase } from '../../edge-agent/install-state-machine.ts';
-import { AgentProcess, TestFleet, buildTestModel, tempDir, type BuiltModel } from './agent-fixture.ts';
+import { AgentProcess, TestFleet, buildTestModel, eventually, tempDir, type BuiltModel } from './agent-fixture.ts';
 
 let fleet: TestFleet;
 let model: BuiltModel;
@@ -66,8 +66,12 @@ describe('crash recovery', () => {
       expect(g.body.model, `serving after a crash in ${c.phase}`).toEqual({ modelId: 'crash', version: serving });
       const pointer = JSON.parse(await fs.readFile(path.join(dir, 'models', 'current.json'), 'utf8'));
       expect(pointer.current).toEqual({ modelId: 'crash', version: serving });
-      const state = JSON.parse(await fs.readFile(path.join(dir, 'state', 'install-state.json'), 'utf8'));
-      expect(state.active).toBeNull();
+      // The service records the status before the agent writes `finished`: give it a moment.
+      await eventually(
+        async () => JSON.parse(await fs.readFile(path.join(dir, 'state', 'install-state.json'), 'utf8')).active === null,
+        5000,
+        'the install state to be finished',
+      );
       await expect(fs.readdir(path.join(dir, 'models', 'staging'))).resolves.toEqual([]);
       await agent.stop();
     }

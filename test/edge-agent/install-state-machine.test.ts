@@ -52,6 +52,15 @@ describe('InstallStateStore', () => {
     expect(again.finished('job-2')).toBeUndefined();
   });
 
+  it('tells a retried execution (new executionNumber) from a redelivery of the same one', async () => {
+    const s = await InstallStateStore.open(await tmp());
+    await s.begin('job-1', {}, null, 1);
+    await s.transition('reporting', { outcome: { status: 'FAILED', statusDetails: { reason: 'slow' } } });
+    await s.finish();
+    expect(s.finished('job-1', 1)?.outcome.status).toBe('FAILED');
+    expect(s.finished('job-1', 2)).toBeUndefined();
+  });
+
   it('has a resume target for every phase that the table can reach', () => {
     for (const p of PHASES) {
       const r = RESUME_PHASE[p];

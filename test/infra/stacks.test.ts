@@ -181,7 +181,7 @@ describe('pipeline stack', () => {
     expect(rollout).toContainEqual({
       Action: 'iot:CreateJob',
       Effect: 'Allow',
-      Resource: ['<import:fleetlm-deploy-job-template-arn>', 'arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:job/*', 'arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:thinggroup/fleetlm-*'],
+      Resource: ['arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:job/*', 'arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:thinggroup/fleetlm-*'],
     });
     expect(rollout).toContainEqual({ Action: 'iam:PassRole', Effect: 'Allow', Resource: '<import:fleetlm-jobs-presign-role-arn>' });
     const publish = policies.find((p) => p.PolicyName.startsWith('PublishFn'))!.PolicyDocument.Statement;

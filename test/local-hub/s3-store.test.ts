@@ -68,6 +68,15 @@ describe('local hub: S3 store', () => {
     expect(await tail.Body!.transformToString()).toBe('tail');
   });
 
+  it('honours If-None-Match: * on PutObject (conditional write)', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'once/manifest.json', Body: 'v1', IfNoneMatch: '*' }));
+    const again = await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'once/manifest.json', Body: 'v2', IfNoneMatch: '*' })).catch((e: unknown) => e);
+    expect((again as S3ServiceException).$metadata.httpStatusCode).toBe(412);
+    expect((again as S3ServiceException).name).toBe('PreconditionFailed');
+    const kept = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'once/manifest.json' }));
+    expect(await kept.Body!.transformToString()).toBe('v1');
+  });
+
   it('refuses unsigned, forged, wrongly keyed and expired requests', async () => {
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'secret.txt', Body: 'secret' }));
     const url = `${hub.endpoints.s3.endpoint}/${bucket}/secret.txt`;

@@ -243,3 +243,16 @@ describe('longer sequences (beyond small-kernel paths)', () => {
     });
   }
 });
+
+describe('graphs as written, without onnxruntime graph optimizations', () => {
+  for (const fused of [false, true]) {
+    it(`${fused ? 'fused' : 'plain'} TINY matches the reference with optimizations disabled`, async () => {
+      const weights = weightsFor(TINY);
+      const session = await sessionFor(buildDecoderModel(TINY, weights, { fused }), 'disabled');
+      const ids = [[5, 3, 9, 1]];
+      const out = await runStep(session, { inputIds: ids, positionIds: [range(0, 4)], attentionMask: [[1, 1, 1, 1]], past: emptyCache(TINY) });
+      expect(maxAbsDiff(out.logits, referenceForward(TINY, weights, { inputIds: ids }).logits)).toBeLessThan(TOL);
+      await session.release();
+    });
+  }
+});

@@ -19,9 +19,12 @@ export interface StepOutput {
   present: LayerCache[];
 }
 
-/** Creates a session from an in-memory model (ORT_ENABLE_ALL, 1 thread to stay light in tests). */
-export async function sessionFor(model: ModelProto | string): Promise<ort.InferenceSession> {
-  const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all' };
+/** Creates a session (1 thread to stay light in tests; all graph optimizations unless told). */
+export async function sessionFor(
+  model: ModelProto | string,
+  level: 'disabled' | 'basic' | 'extended' | 'all' = 'all',
+): Promise<ort.InferenceSession> {
+  const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: level };
   return typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(encodeOnnxModel(model), options);
 }
 

@@ -40,6 +40,9 @@ describe('saveOnnxModel / loadOnnxModel', () => {
     const loaded = loadOnnxModel(file);
     expect(loaded.graph!.node!.length).toBe(model.graph!.node!.length);
     expect(Array.from(tensorToFloat32(getInitializer(loaded, 'embed_tokens.weight')))).toEqual(Array.from(weights.get('embed_tokens.weight')!.data));
+    // The streamed file holds the same message as protobufjs's one-buffer encoding.
+    const reencoded = encodeOnnxModel(decodeOnnxModel(await readFile(file)));
+    expect(Buffer.compare(Buffer.from(reencoded), Buffer.from(encodeOnnxModel(model)))).toBe(0);
   });
 
   it('writes external data that onnxruntime loads and that loadOnnxModel resolves', async () => {

@@ -188,6 +188,54 @@ describe('generation', () => {
   });
 });
 
+describe('a model exported without a KV cache', () => {
+  it('recomputes the whole sequence each step', async () => {
+    // logits_t = (sum of embed[token_i] for i <= t) x W: every step depends on the whole history,
+    // so feeding only the new token would give different logits.
+    const V = 8;
+    const E = 4;
+    const embed = Float32Array.from({ length: V * E }, (_, i) => Math.sin(i + 1));
+    const w = Float32Array.from({ length: E * V }, (_, i) => Math.cos(3 * i));
+    const g = new GraphBuilder();
+    g.input('input_ids', DataType.INT64, ['batch_size', 'sequence_length']);
+    g.initFloat('embed_tokens.weight', embed, [V, E]);
+    g.initFloat('head', w, [E, V]);
+    const h = g.op('Gather', ['embed_tokens.weight', 'input_ids']);
+    const c = g.op('CumSum', [h, g.constInt64([1], [])]);
+    g.op('MatMul', [c, 'head'], {}, 'logits');
+    g.output('logits', DataType.FLOAT, ['batch_size', 'sequence_length', V]);
+    const p = path.join(dir, 'cumsum.onnx');
+    await saveOnnxModel(g.toModel({ graphName: 'cumsum', opsets: { '': 17 } }), p);
+    const tokenizer = { ...charTokenizer(), vocabSize: V, eosTokenId: undefined };
+    const m = await loadLanguageModel(p, { tokenizer, contextLength: 16 });
+    try {
+      expect(m.info.numLayers).toBe(0);
+      const sum = new Float64Array(E);
+      const next = (t: number) => {
+        for (let k = 0; k < E; k++) sum[k] += embed[t * E + k]!;
+        let best = 0;
+        let bestValue = -Infinity;
+        for (let j = 0; j < V; j++) {
+          let v = 0;
+          for (let k = 0; k < E; k++) v += sum[k]! * w[k * V + j]!;
+          if (v > bestValue) [best, bestValue] = [j, v];
+        }
+        return best;
+      };
+      next(1);
+      const expected: number[] = [];
+      let t = next(3);
+      for (let i = 0; i < 6; i++) {
+        expected.push(t);
+        t = next(t);
+      }
+      expect((await m.generateText([1, 3], { maxTokens: 6 })).tokens).toEqual(expected);
+    } finally {
+      await m.dispose();
+    }
+  });
+});
+
 describe('bad model files', () => {
   it('a missing file', async () => {
     await expect(loadLanguageModel(path.join(dir, 'nope.onnx'))).rejects.toMatchObject({ code: 'MODEL_NOT_FOUND' });
@@ -212,7 +260,10 @@ describe('bad model files', () => {
 
   it('a model whose graph bytes are corrupted', async () => {
     const bytes = Buffer.from(await fs.readFile(plainPath));
-    bytes.fill(0xff, Math.floor(bytes.length / 2), Math.floor(bytes.length / 2) + 64);
+    // Overwrite the first node (protobufjs writes GraphProto.node first), breaking tags and lengths.
+    const at = bytes.indexOf('input_ids');
+    expect(at).toBeGreaterThan(0);
+    bytes.fill(0xff, at - 8, at + 56);
     const p = path.join(dir, 'corrupt.onnx');
     await fs.writeFile(p, bytes);
     const err = await loadLanguageModel(p).catch((e: unknown) => e);

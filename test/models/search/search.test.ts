@@ -151,6 +151,7 @@ describe('searchArchitecture results', () => {
     expect(r.spec.embeddingWidth).toBe(256);
     expect(r.spec.vocabSize).toBe(8000);
     expect(r.params).toBeLessThanOrEqual(20e6);
+    expect(r.spec.blocks.some((b) => b.layers > 1)).toBe(true);
     expect(r.spec.blocks.filter((b) => b.layers > 1).every((b) => b.shareWeights)).toBe(true);
   });
 

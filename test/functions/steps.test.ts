@@ -1,0 +1,151 @@
+// The small steps (plan, merge, publish, rollout, public-key) against the local S3-protocol
+// server, the local hub's IoT control plane and the local KMS-protocol server.
+import { createPublicKey } from 'node:crypto';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateThingGroupCommand, IoTClient } from '@aws-sdk/client-iot';
+import type { CloudFormationCustomResourceCreateEvent } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handler as plan } from '../../functions/plan.ts';
+import { chooseCandidates, handler as merge } from '../../functions/merge.ts';
+import { handler as publish } from '../../functions/publish.ts';
+import { handler as rollout, pipelineJobId } from '../../functions/rollout.ts';
+import { handler as publicKey, PUBLIC_KEY_OBJECT } from '../../functions/public-key.ts';
+import { ValidationError } from '../../common/errors.ts';
+import type { EvaluateOutput, MergeOutput, PublishOutput } from '../../functions/shared/events.ts';
+import { startHandlerFixture, tinyShard, TINY_REQUEST, type HandlerFixture } from './fixture.ts';
+
+let fx: HandlerFixture;
+let s3: S3Client;
+let iot: IoTClient;
+beforeAll(async () => {
+  fx = await startHandlerFixture();
+  const common = { region: fx.hub.endpoints.region, credentials: fx.hub.endpoints.credentials };
+  s3 = new S3Client({ ...common, endpoint: fx.hub.endpoints.s3.endpoint, forcePathStyle: true });
+  iot = new IoTClient({ ...common, endpoint: fx.hub.endpoints.iotEndpoint });
+});
+afterAll(async () => {
+  await fx?.stop();
+});
+
+function evaluated(shardId: string, ppl: number, params: number, deviceClass = 'rpi5'): EvaluateOutput {
+  const base = tinyShard();
+  const prefix = `runs/test-run-1/${shardId}/`;
+  return {
+    ...base,
+    shardId,
+    budget: { ...base.budget, deviceClass },
+    version: `1.0.0-${deviceClass}`,
+    search: { specKey: `${prefix}search-result.json`, parameters: params, forwardFlops: 1, decodeMemoryBytes: 1, entropy: 1, latencyMs: null },
+    build: { modelPrefix: `${prefix}base/`, modelBytes: 1, files: ['model.onnx'] },
+    compress: { modelPrefix: `${prefix}compressed/`, modelBytes: 1, files: ['model.onnx'], method: 'tt-row', embeddingCompressionRatio: 2, relativeError: 0.1 },
+    evaluate: { tokens: 10, baselinePerplexity: 100, compressedPerplexity: ppl, qualityDrop: (ppl - 100) / 100 },
+  };
+}
+
+describe('plan', () => {
+  it('given no budgets in the request, when planned, then the deployment default budgets times seedsPerBudget make the shards', async () => {
+    const out = await plan({ ...TINY_REQUEST, seedsPerBudget: 3 });
+    expect(out.shards.map((s) => [s.shardId, s.seed, s.version])).toEqual([
+      ['rpi5-b0-s0', 1, '1.0.0-rpi5'],
+      ['rpi5-b0-s1', 2, '1.0.0-rpi5'],
+      ['rpi5-b0-s2', 3, '1.0.0-rpi5'],
+    ]);
+  });
+
+  it('given a request with an unknown field, when planned, then a ValidationError names it', async () => {
+    await expect(plan({ ...TINY_REQUEST, budget: 3 })).rejects.toThrow(/plan event: .*budget/);
+  });
+});
+
+describe('merge', () => {
+  it('given shards of two classes, when merged, then each class keeps its lowest-perplexity shard and the worst drop is reported', async () => {
+    const shards = [evaluated('rpi5-b0-s0', 120, 10), evaluated('rpi5-b0-s1', 110, 20), evaluated('orin-b1-s0', 105, 30, 'orin')];
+    const out = await merge({ request: { ...TINY_REQUEST, seedsPerBudget: 2 }, shards });
+    expect(out.candidates.map((c) => [c.deviceClass, c.shardId])).toEqual([
+      ['orin', 'orin-b1-s0'],
+      ['rpi5', 'rpi5-b0-s1'],
+    ]);
+    expect(out.maxQualityDrop).toBeCloseTo(0.1, 12);
+    const summary = await s3.send(new GetObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: out.summaryKey }));
+    expect(JSON.parse(await summary.Body!.transformToString()).shards).toHaveLength(3);
+  });
+
+  it('given equal perplexities, when choosing, then the smaller model wins', () => {
+    expect(chooseCandidates([evaluated('a', 110, 50), evaluated('b', 110, 40)])[0]!.shardId).toBe('b');
+  });
+
+  it('given a shard from another run, when merged, then it is rejected', async () => {
+    const foreign = { ...evaluated('rpi5-b0-s0', 120, 10), runId: 'other' };
+    await expect(merge({ request: TINY_REQUEST, shards: [foreign] })).rejects.toThrow(ValidationError);
+  });
+});
+
+describe('publish and rollout', () => {
+  let merged: MergeOutput;
+  let published: PublishOutput;
+
+  beforeAll(async () => {
+    // A compressed bundle as the compress step leaves it (the bytes need not be a real model here).
+    for (const [name, body] of [
+      ['model.onnx', 'onnx-bytes'],
+      ['arch.json', '{"vocabSize":4}'],
+      ['compression.json', '{"method":"tt-row"}'],
+    ] as const) {
+      await s3.send(new PutObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: `runs/test-run-1/rpi5-b0-s0/compressed/${name}`, Body: body }));
+    }
+    merged = { request: { ...(TINY_REQUEST as MergeOutput['request']), seedsPerBudget: 1, rollout: { enabled: true } }, candidates: chooseCandidates([evaluated('rpi5-b0-s0', 101, 10)]), maxQualityDrop: 0.01, summaryKey: 'runs/test-run-1/summary.json' };
+  });
+
+  it('given a candidate, when published, then the bundle is signed through KMS and uploaded; publishing again is a no-op', async () => {
+    published = await publish(merged);
+    expect(published.published).toEqual([
+      { deviceClass: 'rpi5', modelId: 'tiny-lm', version: '1.0.0-rpi5', prefix: 'models/tiny-lm/1.0.0-rpi5/', manifestSha256: expect.stringMatching(/^[0-9a-f]{64}$/), totalBytes: expect.any(Number) },
+    ]);
+    const manifest = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: 'models/tiny-lm/1.0.0-rpi5/manifest.json' }))).Body!.transformToString());
+    expect(manifest.evaluation).toMatchObject({ compressedPerplexity: 101, deviceClass: 'rpi5' });
+    expect(manifest.compression).toEqual({ method: 'tt-row' });
+    const signs = fx.kms.calls.filter((c) => c === 'TrentService.Sign').length;
+    const again = await publish(merged);
+    expect(again.published).toEqual(published.published);
+    expect(fx.kms.calls.filter((c) => c === 'TrentService.Sign').length).toBe(signs);
+  });
+
+  it('given an empty thing group, when rolled out, then no job is created and the class is reported as skipped', async () => {
+    await iot.send(new CreateThingGroupCommand({ thingGroupName: 'fleetlm-rpi5' }));
+    const out = await rollout(published);
+    expect(out).toEqual({ runId: 'test-run-1', jobs: [], skipped: 'rpi5: thing group fleetlm-rpi5 has no devices' });
+  });
+
+  it('given a class with no configured group, when rolled out, then it is skipped with the reason', async () => {
+    const other = { ...published, published: [{ ...published.published[0]!, deviceClass: 'orin' }] };
+    expect((await rollout(other)).skipped).toBe('orin: no thing group configured');
+  });
+
+  it('given run and class names, when making job ids, then they are valid IoT job ids', () => {
+    expect(pipelineJobId('run.1', 'rpi5')).toBe('fleetlm-run_1-rpi5');
+    expect(pipelineJobId('x'.repeat(80), 'rpi5')).toHaveLength(64);
+  });
+});
+
+describe('public-key custom resource', () => {
+  it('given the signing key, when the stack is created, then the PEM is returned and written to the bucket', async () => {
+    const event = {
+      RequestType: 'Create',
+      ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:x',
+      ResponseURL: 'https://example.invalid',
+      StackId: 'stack',
+      RequestId: 'req',
+      LogicalResourceId: 'ManifestPublicKey',
+      ResourceType: 'AWS::CloudFormation::CustomResource',
+      ResourceProperties: { ServiceToken: 'x', KeyArn: fx.kms.keyId },
+    } as CloudFormationCustomResourceCreateEvent;
+    const out = await publicKey(event);
+    if (!('Data' in out)) throw new Error('expected data');
+    const expected = fx.kms.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    expect(out.Data.PublicKeyPem).toBe(expected);
+    expect(createPublicKey(out.Data.PublicKeyPem).asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
+    const stored = await (await s3.send(new GetObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: PUBLIC_KEY_OBJECT }))).Body!.transformToString();
+    expect(stored).toBe(expected);
+    expect(await publicKey({ ...event, RequestType: 'Delete', PhysicalResourceId: 'manifest-public-key' } as never)).toEqual({ PhysicalResourceId: 'manifest-public-key' });
+  });
+});
