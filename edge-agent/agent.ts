@@ -23,6 +23,10 @@ import { verifyManifest, verifyManifestFiles } from './verifier.ts';
 /** Update rejections meaning the service no longer wants this execution (canceled, removed, timed out). */
 const CANCELED_CODES: ReadonlySet<string> = new Set(['InvalidStateTransition', 'ResourceNotFound', 'TerminalStateReached']);
 
+/** Written by the agent beside the model files; no artifact may take these names. */
+const DOWNLOAD_STATS_FILE = '.download-stats.json';
+const RESERVED_NAMES: ReadonlySet<string> = new Set([MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, DOWNLOAD_STATS_FILE]);
+
 /** AWS IoT caps statusDetails values; keep reasons well inside the limit. */
 const MAX_DETAIL = 1000;
 
@@ -343,6 +347,10 @@ export class Agent {
     let doc: DeployModelDocument;
     try {
       doc = this.document(job);
+      const clash = doc.artifacts.find((a) => RESERVED_NAMES.has(a.name));
+      if (clash) {
+        throw new ValidationError(`artifact name ${clash.name} is reserved for the agent's own files (${[...RESERVED_NAMES].join(', ')})`);
+      }
     } catch (err) {
       await this.enter('reporting', { outcome: { status: 'REJECTED', statusDetails: details({ step: 'validating', reason: reasonOf(err) }) } });
       return;
@@ -421,7 +429,7 @@ export class Agent {
         done += a.size;
       }
       this.log.info('download complete', { jobId: job.jobId, bytesFetched: fetched, resumedBytes, rangeRequests, entry: manifest.entry });
-      await writeFileAtomic(confinedPath(staging, '.download-stats.json'), JSON.stringify({ fetched, resumedBytes, rangeRequests }));
+      await writeFileAtomic(confinedPath(staging, DOWNLOAD_STATS_FILE), JSON.stringify({ fetched, resumedBytes, rangeRequests }));
       this.hashedThisRun.add(job.jobId);
       await this.enter('verifying');
     } catch (err) {
@@ -496,7 +504,7 @@ export class Agent {
     }
     // The new model passed: it takes over new requests; in-flight ones finish on the old one.
     this.holder.swap(r.model);
-    const dlStats = await fs.readFile(confinedPath(this.store.versionDir(target), '.download-stats.json'), 'utf8').then(
+    const dlStats = await fs.readFile(confinedPath(this.store.versionDir(target), DOWNLOAD_STATS_FILE), 'utf8').then(
       (t) => JSON.parse(t) as { fetched?: number; resumedBytes?: number; rangeRequests?: number },
       () => ({}) as { fetched?: number; resumedBytes?: number; rangeRequests?: number },
     );

@@ -43,7 +43,8 @@ export async function runHealthCheck(
   try {
     // Greedy decoding keeps the check reproducible.
     stats = await withDeadline(
-      model.generate({ prompt: hc.prompt, maxTokens: hc.maxTokens, temperature: 0, topP: 1 }, (t) => {
+      // ignoreEos: an early end-of-text must not make a healthy model look like it generated nothing.
+      model.generate({ prompt: hc.prompt, maxTokens: hc.maxTokens, temperature: 0, topP: 1, ignoreEos: true }, (t) => {
         sample += t;
       }),
       Math.max(1, timeoutMs - loadMs),

@@ -14,6 +14,11 @@ export interface BrokerOptions {
   operatorCredentials: { username: string; password: string };
   /** Called for every publish from a device client (not from the hub itself). */
   onDevicePublish(thingName: string, topic: string, payload: Buffer): void;
+  /**
+   * Runs before the broker acknowledges an authorized device publish (aedes sends PUBACK before
+   * delivering, so durability that must precede the PUBACK happens here).
+   */
+  beforeAck?(thingName: string, topic: string, payload: Buffer): Promise<void> | void;
 }
 
 export interface Broker {
@@ -81,7 +86,14 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     },
     authorizePublish(client, packet, done) {
       if (client === null || privileged.has(client)) return done(null);
-      if (mayPublish(client.id, packet.topic)) return done(null);
+      if (mayPublish(client.id, packet.topic)) {
+        const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+        Promise.resolve(options.beforeAck?.(client.id, packet.topic, payload)).then(
+          () => done(null),
+          (err: unknown) => done(err instanceof Error ? err : new Error(String(err))),
+        );
+        return;
+      }
       // MQTT 3.1.1 has no negative PUBACK; like AWS IoT, the broker drops the connection.
       done(new Error(`client "${client.id}" may not publish to "${packet.topic}"`));
     },

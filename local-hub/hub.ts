@@ -139,7 +139,15 @@ export async function startHub(options: HubOptions): Promise<LocalHub> {
           port: options.mqttPort,
           isKnownThing: (name) => options.allowUnregisteredThings === true || engine.hasThing(name),
           operatorCredentials: { username: LOCAL_CREDENTIALS.accessKeyId, password: LOCAL_CREDENTIALS.secretAccessKey },
-          onDevicePublish,
+          // Telemetry is on disk (fsync) before the device gets its PUBACK.
+          async beforeAck(thingName, topic, payload) {
+            if (!telemetryPattern.test(topic)) return;
+            sink.accept(thingName, payload);
+            await sink.flush();
+          },
+          onDevicePublish(thingName, topic, payload) {
+            if (topic.startsWith('$aws/things/')) jobs.handle(thingName, topic, payload);
+          },
         });
     const brokerRef = broker;
     stoppers.push(async () => {

@@ -161,8 +161,9 @@ export function createJobsService(options: JobsServiceOptions): JobsService {
       }
       if (rest === 'start-next') {
         const req = parseRequest(StartNextRequest, body);
+        const changes = engine.nextPending(thingName)?.status === 'QUEUED';
         const exec = engine.startNext(thingName, req.statusDetails, req.stepTimeoutInMinutes);
-        await options.commit();
+        if (changes) await options.commit();
         await reply('accepted', exec ? { execution: await engine.executionData(exec, true) } : {});
         return;
       }

@@ -1,11 +1,12 @@
 // Operator commands: publish, rollout, status, cancel, rollback, devices, telemetry, keygen.
 // Each works against the local hub (`--local [dir]`) or AWS (profile file, SDK credential chain).
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { ListThingsCommand, ListThingsInThingGroupCommand, type IoTClient } from '@aws-sdk/client-iot';
-import { ValidationError } from '../../common/errors.ts';
+import { TransportError, ValidationError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/atomic-file.ts';
 import { generateSigningKeyPair, LocalKeySigner, type ManifestSigner } from '../../fleet/manifest-signing.ts';
 import { KmsSigner, exportKmsPublicKeyPem } from '../../fleet/kms-signer.ts';
@@ -47,11 +48,32 @@ function withProfile(cmd: Command): Command {
     .option('--verbose', 'print the resolved profile on stderr');
 }
 
-function profileFrom(opts: CommonOpts): FleetProfile {
+/** True when something accepts TCP connections at the URL's host and port. */
+function answers(url: string): Promise<boolean> {
+  const u = new URL(url);
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: u.hostname, port: Number(u.port) || 80 });
+    socket.setTimeout(2000, () => socket.destroy());
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('close', () => resolve(false));
+  });
+}
+
+async function profileFrom(opts: CommonOpts): Promise<FleetProfile> {
   // Node 20 is supported here; the SDK's notice about its 2027 releases would clutter every command.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const profile = resolveProfile(opts);
   if (opts.verbose) process.stderr.write(`profile: ${JSON.stringify(describeProfile(profile), null, 2)}\n`);
+  // A stale endpoints.json outlives its hub; say so instead of failing later with ECONNREFUSED.
+  if (profile.kind === 'local' && profile.iotEndpoint && !(await answers(profile.iotEndpoint))) {
+    throw new TransportError(
+      `the local hub in ${profile.source} does not answer at ${profile.iotEndpoint}: start it with \`fleetlm local up --dir ${path.dirname(profile.source)}\``,
+    );
+  }
   return profile;
 }
 
@@ -189,7 +211,7 @@ export function register(program: Command): void {
       .option('--key <pem>', 'EC P-256 private key file that signs the manifest (local mode)')
       .option('--kms-key <arn>', 'AWS KMS ECC_NIST_P256 key that signs the manifest (cloud)'),
   ).action(async (o: CommonOpts & { modelDir: string; modelId: string; version: string; entry?: string; key?: string; kmsKey?: string }) => {
-    const profile = profileFrom(o);
+    const profile = await profileFrom(o);
     const signer = signerFor(o, profile);
     const bar = showBars(o) ? new cliProgress.SingleBar({ format: 'upload [{bar}] {percentage}% {file}', stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
     let started = false;
@@ -234,7 +256,7 @@ export function register(program: Command): void {
         .option('--job-id <id>', 'job id (default fleetlm-{model}-{version}-{time})'),
     ),
   ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { model: string; version: string; group?: string; thing?: string[]; jobId?: string }) => {
-    const profile = profileFrom(o);
+    const profile = await profileFrom(o);
     const iot = createIotClient(profile);
     const result = await createRollout(iot, createS3Client(profile), profile, {
       modelId: o.model,
@@ -255,7 +277,7 @@ export function register(program: Command): void {
 
   withProfile(program.command('status').description('Per-device progress of a rollout job').argument('<job>', 'job id').option('--watch', 'refresh until the job is done')).action(
     async (jobId: string, o: CommonOpts & { watch?: boolean }) => {
-      const iot = createIotClient(profileFrom(o));
+      const iot = createIotClient(await profileFrom(o));
       const p = o.watch ? await follow(iot, jobId, o) : await getJobProgress(iot, jobId, { details: true });
       if (o.json) out(o, p, () => '');
       else if (!o.watch) process.stdout.write(`${formatProgress(p)}\n`);
@@ -265,7 +287,7 @@ export function register(program: Command): void {
   withProfile(
     program.command('cancel').description('Cancel a rollout job').argument('<job>', 'job id').option('--force', 'also cancel executions already IN_PROGRESS'),
   ).action(async (jobId: string, o: CommonOpts & { force?: boolean }) => {
-    const iot = createIotClient(profileFrom(o));
+    const iot = createIotClient(await profileFrom(o));
     await cancelRollout(iot, jobId, { force: o.force, comment: 'canceled with fleetlm cancel' });
     const p = await getJobProgress(iot, jobId);
     out(o, p, () => `canceled ${jobId}: ${p.status} ${JSON.stringify(p.counts)}`);
@@ -280,7 +302,7 @@ export function register(program: Command): void {
         .option('--model <id>', 'only consider deployments of this model'),
     ),
   ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { group: string; model?: string }) => {
-    const profile = profileFrom(o);
+    const profile = await profileFrom(o);
     const iot = createIotClient(profile);
     const rb = await rollbackGroup(iot, createS3Client(profile), profile, o.group, { modelId: o.model, settings: rolloutSettings(o) });
     const result = rb.rollout;
@@ -295,7 +317,7 @@ export function register(program: Command): void {
 
   withProfile(program.command('devices').description('Things with their current model version and latest telemetry').option('--group <group>', 'only this thing group')).action(
     async (o: CommonOpts & { group?: string }) => {
-      const profile = profileFrom(o);
+      const profile = await profileFrom(o);
       const things = await listThings(createIotClient(profile), o.group);
       const latest = latestByDevice(await readTelemetry(profile));
       const rows = things.map((name) => {
@@ -328,7 +350,7 @@ export function register(program: Command): void {
       .description('Latency, tokens/s, memory and energy per device and per model version')
       .option('--since <minutes>', 'only messages from the last n minutes'),
   ).action(async (o: CommonOpts & { since?: string }) => {
-    const profile = profileFrom(o);
+    const profile = await profileFrom(o);
     let messages = await readTelemetry(profile);
     if (o.since) {
       const cutoff = Date.now() - intFlag(o.since, '--since', 1, 10_000_000) * 60_000;
@@ -367,7 +389,7 @@ export function register(program: Command): void {
       .option('--kms-key <arn>', 'KMS key (default: kmsKeyId in the profile)')
       .requiredOption('--out <file>', 'PEM file to write'),
   ).action(async (o: CommonOpts & { kmsKey?: string; out: string }) => {
-    const profile = profileFrom(o);
+    const profile = await profileFrom(o);
     const keyId = o.kmsKey ?? profile.kmsKeyId;
     if (!keyId) throw new ValidationError('pass --kms-key ARN or set kmsKeyId in the profile');
     const pem = await exportKmsPublicKeyPem(createKmsClient(profile), keyId);

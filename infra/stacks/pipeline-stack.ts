@@ -95,8 +95,9 @@ export class PipelineStack extends Stack {
     allow(merge, ['s3:PutObject'], ['runs/*']);
     allow(publish, ['s3:GetObject'], ['runs/*', 'models/*']);
     allow(publish, ['s3:PutObject'], ['models/*']);
-    // Without ListBucket a HeadObject on a missing key is 403, not 404, and "already published?" cannot be told apart.
-    list(publish, ['runs/*', 'models/*']);
+    // Without ListBucket a HeadObject on a missing key is 403, not 404, and "already published?" cannot
+    // be answered. HeadObject carries no s3:prefix, so this grant cannot have a prefix condition.
+    publish.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }));
     publish.addToRolePolicy(new iam.PolicyStatement({ actions: ['kms:Sign', 'kms:GetPublicKey'], resources: [signingKeyArn] }));
     allow(rollout, ['s3:GetObject'], ['models/*']);
     rollout.addToRolePolicy(

@@ -124,30 +124,70 @@ export function reconstructRows(e: CompressedEmbedding, start = 0, end = e.vocab
     }
     return out;
   }
-  const shape = e.method === 'tt-row' ? e.shape : e.dimShape;
-  // Scratch must hold the widest partial contraction, prod(I_1..I_k) * r_k, which for a TT-matrix
-  // (ranks bounded by vocab modes too) can exceed the row width.
-  let scratch = 1;
-  let lead = 1;
-  for (let k = 0; k < shape.length; k++) {
-    lead *= shape[k]!;
-    scratch = Math.max(scratch, lead * e.ranks[k + 1]!);
-  }
-  const a = new Float64Array(scratch);
-  const b = new Float64Array(scratch);
+  if (e.method === 'tt-matrix') return reconstructTtMatrixRows(e, start, end, out);
+  const shape = e.shape;
+  const width = e.paddedDim;
+  const a = new Float64Array(width);
+  const b = new Float64Array(width);
   const N = shape.length;
   const sizes = shape.map((len, k) => e.ranks[k]! * len * e.ranks[k + 1]!);
   const offsets = new Int32Array(N);
-  const digits = new Int32Array(N);
   for (let i = 0; i < n; i++) {
     const v = start + i;
-    if (e.method === 'tt-row') {
-      for (let k = 0; k < N; k++) offsets[k] = v * sizes[k]!;
-    } else {
-      tokenDigits(v, e.vocabShape, digits);
-      for (let k = 0; k < N; k++) offsets[k] = digits[k]! * sizes[k]!;
-    }
+    for (let k = 0; k < N; k++) offsets[k] = v * sizes[k]!;
     contractRow(e.cores, offsets, shape, e.ranks, e.dim, out, i * e.dim, a, b);
+  }
+  return out;
+}
+
+/**
+ * TT-matrix rows: consecutive tokens share leading digits, so the partial contraction of cores 0..k is
+ * kept per level and redone only when digit k (or an earlier one) changes. Without this every token
+ * would redo the r^2-sized middle products, ~10^5-10^6 multiply-adds each.
+ */
+function reconstructTtMatrixRows(e: TtMatrixEmbedding, start: number, end: number, out: Float32Array): Float32Array {
+  const ds = e.dimShape;
+  const N = ds.length;
+  const ranks = e.ranks;
+  const levels: Float64Array[] = [];
+  let lead = 1;
+  for (let k = 0; k < N; k++) {
+    lead *= ds[k]!;
+    levels.push(new Float64Array(lead * ranks[k + 1]!));
+  }
+  const sizes = ds.map((len, k) => ranks[k]! * len * ranks[k + 1]!);
+  const digits = new Int32Array(N);
+  const held = new Int32Array(N).fill(-1);
+  for (let v = start; v < end; v++) {
+    tokenDigits(v, e.vocabShape, digits);
+    let k0 = 0;
+    while (k0 < N && held[k0] === digits[k0]) k0++;
+    for (let k = k0; k < N; k++) {
+      const core = e.cores[k]!;
+      const oc = digits[k]! * sizes[k]!;
+      const dst = levels[k]!;
+      if (k === 0) {
+        for (let i = 0; i < sizes[0]!; i++) dst[i] = core[oc + i]!;
+      } else {
+        const src = levels[k - 1]!;
+        const rows = src.length / ranks[k]!;
+        const rk = ranks[k]!;
+        const cols = ds[k]! * ranks[k + 1]!;
+        dst.fill(0);
+        for (let i = 0; i < rows; i++)
+          for (let r = 0; r < rk; r++) {
+            const x = src[i * rk + r]!;
+            if (x === 0) continue;
+            const o = oc + r * cols;
+            const od = i * cols;
+            for (let c = 0; c < cols; c++) dst[od + c] = dst[od + c]! + x * core[o + c]!;
+          }
+      }
+      held[k] = digits[k]!;
+    }
+    const last = levels[N - 1]!;
+    const o = (v - start) * e.dim;
+    for (let j = 0; j < e.dim; j++) out[o + j] = last[j]!;
   }
   return out;
 }

@@ -2,7 +2,7 @@
 // Gather becomes Gathers of each core by token id plus a MatMul contraction to [..., d].
 import { ModelError, ValidationError } from '../../common/errors.ts';
 import { DataType, onnx, tensorToFloat32, type ModelProto, type NodeProto, type TensorProto } from '../onnx/proto.ts';
-import type { CompressedEmbedding } from './embedding.ts';
+import type { CompressedEmbedding, TtMatrixEmbedding } from './embedding.ts';
 
 /** Where a model keeps its token embedding. */
 export interface EmbeddingSite {
@@ -206,6 +206,39 @@ function emitLookup(em: Emitter, e: CompressedEmbedding, factors: string[], ids:
 }
 
 /**
+ * The whole [V, d] table of a TT-matrix from its cores, contracted core by core in the interleaved
+ * (v_1, d_1, v_2, d_2, ...) order and transposed once at the end. A per-token Gather of all V tokens would
+ * materialise V x r^2 x d_k floats per core (gigabytes at GPT-2 scale); this stays near V x d.
+ */
+function emitTtMatrixTable(em: Emitter, e: TtMatrixEmbedding, factors: string[]): string {
+  const N = e.vocabShape.length;
+  const vs = e.vocabShape;
+  const ds = e.dimShape;
+  let acc = em.op('Reshape', [factors[0]!, em.i64('tm_core0_shape', [vs[0]! * ds[0]!, e.ranks[1]!])], 'tm_acc0');
+  let rows = vs[0]! * ds[0]!;
+  for (let k = 1; k < N; k++) {
+    const r0 = e.ranks[k]!;
+    const r1 = e.ranks[k + 1]!;
+    const t = em.op('Transpose', [factors[k]!], `tm_core${k}_t`, { perm: [1, 0, 2, 3] });
+    const m = em.op('Reshape', [t, em.i64(`tm_core${k}_shape`, [r0, vs[k]! * ds[k]! * r1])], `tm_core${k}_mat`);
+    const prod = em.op('MatMul', [acc, m], `tm_contract${k}`);
+    rows *= vs[k]! * ds[k]!;
+    acc = em.op('Reshape', [prod, em.i64(`tm_contract${k}_shape`, [rows, r1])], `tm_acc${k}`);
+  }
+  const interleaved: number[] = [];
+  for (let k = 0; k < N; k++) interleaved.push(vs[k]!, ds[k]!);
+  const split = em.op('Reshape', [acc, em.i64('tm_split_shape', interleaved)], 'tm_split');
+  const perm = [...Array.from({ length: N }, (_, k) => 2 * k), ...Array.from({ length: N }, (_, k) => 2 * k + 1)];
+  const ordered = em.op('Transpose', [split], 'tm_ordered', { perm });
+  const width = ds.reduce((p, x) => p * x, 1);
+  let table = em.op('Reshape', [ordered, em.i64('tm_table_shape', [e.paddedVocab, width])], 'tm_table');
+  if (e.paddedVocab > e.vocab || width > e.dim) {
+    table = em.op('Slice', [table, em.i64('tm_start', [0, 0]), em.i64('tm_end', [e.vocab, e.dim]), em.i64('tm_axes', [0, 1])], 'tm_table_unpadded');
+  }
+  return table;
+}
+
+/**
  * Replaces the model's token-embedding Gather with a lookup through `e` and removes the dense table.
  * A tied LM head either keeps a dense copy of the table ('dense') or gets it rebuilt in-graph from the
  * factors ('reconstruct'): that subgraph reads only initializers, so onnxruntime constant-folds it
@@ -242,8 +275,14 @@ export function rewriteEmbedding(model: ModelProto, e: CompressedEmbedding, opti
   let keepDense = false;
   if (mode === 'reconstruct') {
     // Rebuild the whole table under the original initializer name for the head's consumers.
-    const all = em.op('Range', [em.i64('range_start', [0], []), em.i64('range_limit', [e.vocab], []), em.i64('range_delta', [1], [])], 'all_ids');
-    const table = emitLookup(em, e, factors, all);
+    let table: string;
+    if (e.method === 'tt-matrix') table = emitTtMatrixTable(em, e, factors);
+    else if (e.method === 'svd') table = em.op('MatMul', [factors[0]!, factors[1]!], 'svd_table');
+    else {
+      // Per-row TT: the Gather by all ids is a plain copy of each core, no bigger than the core itself.
+      const all = em.op('Range', [em.i64('range_start', [0], []), em.i64('range_limit', [e.vocab], []), em.i64('range_delta', [1], [])], 'all_ids');
+      table = emitLookup(em, e, factors, all);
+    }
     em.op('Reshape', [table, em.i64('table_shape', [e.vocab, e.dim])], 'table', {}, site.name);
     headNodes = em.nodes.splice(0);
   } else if (mode === 'dense') {

@@ -296,12 +296,21 @@ export class LanguageModel {
   private readonly io: Discovered;
   private reuse: boolean;
   private verifying = false;
+  // Cache input/output names by slot (layer*2 + 0 key | 1 value), built once.
+  private readonly pastNames: string[] = [];
+  private readonly presentNames: string[] = [];
 
   constructor(session: OnnxSession, io: Discovered, tokenizer: Tokenizer, reuse: boolean) {
     this.session = session;
     this.io = io;
     this.tokenizer = tokenizer;
     this.reuse = reuse && io.numLayers > 0;
+    for (let i = 0; i < io.numLayers; i++) {
+      for (const kind of ['key', 'value']) {
+        this.pastNames.push(`past_key_values.${i}.${kind}`);
+        this.presentNames.push(`present.${i}.${kind}`);
+      }
+    }
     const h = session.header;
     this.info = {
       path: session.path,
@@ -392,17 +401,16 @@ export class LanguageModel {
       const h = this.io.heads[i]!;
       const d = this.io.headDims[i]!;
       for (let k = 0; k < 2; k++) {
-        const kind = k === 0 ? 'key' : 'value';
         const slot = 2 * i + k;
         let past: OrtTensor;
         if (reuse) {
           past = float32Tensor(state.buffers![state.front][slot]!.subarray(0, h * P * d), [1, h, P, d]);
-          fetches[`present.${i}.${kind}`] = float32Tensor(state.buffers![1 - state.front]![slot]!.subarray(0, h * (P + s) * d), [1, h, P + s, d]);
+          fetches[this.presentNames[slot]!] = float32Tensor(state.buffers![1 - state.front]![slot]!.subarray(0, h * (P + s) * d), [1, h, P + s, d]);
         } else {
           past = P === 0 || state.past[slot] === undefined ? float32Tensor(new Float32Array(0), [1, h, 0, d]) : state.past[slot]!;
-          fetches[`present.${i}.${kind}`] = null;
+          fetches[this.presentNames[slot]!] = null;
         }
-        feeds[`past_key_values.${i}.${kind}`] = past;
+        feeds[this.pastNames[slot]!] = past;
       }
     }
     if (this.io.hasUseCacheBranch) feeds.use_cache_branch = boolTensor([P > 0], [1]);
@@ -422,7 +430,7 @@ export class LanguageModel {
       state.front = (1 - state.front) as 0 | 1;
     } else if (L > 0) {
       state.past = [];
-      for (let i = 0; i < L; i++) state.past.push(out[`present.${i}.key`]!, out[`present.${i}.value`]!);
+      for (let slot = 0; slot < 2 * L; slot++) state.past.push(out[this.presentNames[slot]!]!);
     }
     state.length = P + s;
     for (const t of tokens) state.tokens.push(t);

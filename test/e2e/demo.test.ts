@@ -73,7 +73,8 @@ describe('local demo pipeline', () => {
     const result = await runDemo({
       ...DEFAULT_DEMO,
       maxParams: 4_000_000,
-      searchIterations: 500,
+      searchIterations: 2000,
+      searchPopulation: 64,
       evalChars: 1200,
       log: (l) => lines.push(l),
       inspect,

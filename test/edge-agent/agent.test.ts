@@ -125,6 +125,9 @@ describe('edge agent', () => {
     const thing = 'malformed-1';
     const arn = await fleet.createThing(thing);
     const { agent } = await startAgent(thing, { FLEETLM_AGENT_DOWNLOAD_MAX_ARTIFACT_BYTES: '1000000' });
+    // Nothing installed yet: the local API says so instead of failing obscurely.
+    expect((await agent.generate('Hi')).status).toBe(503);
+    expect((await fetch(`http://127.0.0.1:${agent.httpPort}/healthz`)).status).toBe(503);
     await fleet.createJob('malformed-job-1', arn, { schema: 'fleetlm/deploy-model@1', modelId: 'Bad Id!', version: '1' });
     const exec = await fleet.waitTerminal('malformed-job-1', thing);
     expect(exec.status).toBe('REJECTED');
@@ -140,6 +143,12 @@ describe('edge agent', () => {
     const exec3 = await fleet.waitTerminal('malformed-job-3', thing);
     expect(exec3.status).toBe('REJECTED');
     expect(exec3.statusDetails?.detailsMap?.reason).toMatch(/artifacts\.0\.name/);
+
+    const clashing = { ...good, artifacts: good.artifacts.map((a) => ({ ...a, name: 'manifest.json' })) };
+    await fleet.createJob('malformed-job-4', arn, clashing);
+    const exec5 = await fleet.waitTerminal('malformed-job-4', thing);
+    expect(exec5.status).toBe('REJECTED');
+    expect(exec5.statusDetails?.detailsMap?.reason).toMatch(/reserved/);
 
     await fleet.createJob('too-big-1', arn, good); // 3.2 MB model, 1 MB limit
     const exec4 = await fleet.waitTerminal('too-big-1', thing);

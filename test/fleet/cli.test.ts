@@ -1,7 +1,8 @@
 // The operator commands end to end against a real local hub (IoT control plane, S3 store), as
 // `fleetlm ... --local DIR --json` runs them. No agents: executions stay QUEUED, which is enough
 // to check publish, rollout settings, status, cancel, devices and rollback's refusal.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -35,7 +36,6 @@ beforeAll(async () => {
   hub = await startHub({ dir: path.join(dir, 'hub') });
   await provisionThings(createIotClient(readLocalProfile(path.join(dir, 'hub'))), 'lab', ['pi-1', 'pi-2']);
   const model = path.join(dir, 'model');
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(model);
   writeFileSync(path.join(model, 'model.onnx'), Buffer.alloc(2048, 1));
   expect((await cli('keygen', '--out-dir', path.join(dir, 'keys'))).code).toBe(0);
@@ -101,5 +101,19 @@ describe('fleetlm operator commands on the local hub', () => {
     const missing = await cli('status', 'x', '--local', path.join(dir, 'nohub'));
     expect(missing.code).toBe(2);
     expect(missing.err).toMatch(/no local hub endpoints/);
+    // An endpoints.json left behind by a hub that has stopped: the command says so up front.
+    const stale = path.join(dir, 'stale');
+    mkdirSync(stale);
+    const e = JSON.parse(readFileSync(path.join(dir, 'hub', 'endpoints.json'), 'utf8')) as { iotEndpoint: string };
+    const closed = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(port));
+      });
+    });
+    writeFileSync(path.join(stale, 'endpoints.json'), JSON.stringify({ ...e, iotEndpoint: `http://127.0.0.1:${closed}` }));
+    const down = await cli('devices', '--local', stale);
+    expect(down.code).toBe(1);
+    expect(down.err).toMatch(/does not answer at http:\/\/127\.0\.0\.1:\d+: start it with `fleetlm local up --dir/);
   });
 });

@@ -185,6 +185,8 @@ describe('pipeline stack', () => {
     });
     expect(rollout).toContainEqual({ Action: 'iam:PassRole', Effect: 'Allow', Resource: '<import:fleetlm-jobs-presign-role-arn>' });
     const publish = policies.find((p) => p.PolicyName.startsWith('PublishFn'))!.PolicyDocument.Statement;
+    // Unconditioned ListBucket: HeadObject on a missing version must answer 404, not 403.
+    expect(publish).toContainEqual({ Action: 's3:ListBucket', Effect: 'Allow', Resource: '<import:fleetlm-artifacts-bucket-arn>' });
     expect(publish).toContainEqual({ Action: ['kms:GetPublicKey', 'kms:Sign'], Effect: 'Allow', Resource: '<import:fleetlm-manifest-signing-key-arn>' });
   });
 });
