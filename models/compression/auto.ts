@@ -140,6 +140,7 @@ export async function compressEmbedding(matrix: Float32Array, V: number, d: numb
       throw err;
     }
     const report = measureCompression(matrix, run.embedding, (performance.now() - t0) / 1000);
+    if (report.ratio < 1) run.why += `; note: ratio ${report.ratio.toFixed(2)}x < 1, this stores more than the dense table`;
     const score = o.evaluate ? await o.evaluate(run.embedding) : report.relativeError;
     candidates.push(o.evaluate ? { ...report, score } : report);
     if (!best || score < best.score) best = { e: run.embedding, report, why: run.why, score };

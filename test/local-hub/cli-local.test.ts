@@ -1,6 +1,6 @@
 // `fleetlm local up` / `fleetlm local endpoints` as an operator runs them (child processes).
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,9 @@ const env = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 
 
 describe('fleetlm local', () => {
   const dirs: string[] = [];
+  const children: ChildProcess[] = [];
   afterAll(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     for (const d of dirs) await removeDir(d);
   });
 
@@ -31,6 +33,7 @@ describe('fleetlm local', () => {
     const dir = await tempDir();
     dirs.push(dir);
     const child = spawn(process.execPath, [BIN, 'local', 'up', '--dir', dir, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const endpoints = await new Promise<HubEndpoints>((resolve, reject) => {

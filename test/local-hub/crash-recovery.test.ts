@@ -25,7 +25,7 @@ describe('local hub: crash recovery', () => {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
     cleanups.push(async () => {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
     let out = '';
     const endpoints = await new Promise<HubEndpoints>((resolve, reject) => {
