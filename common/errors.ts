@@ -35,7 +35,9 @@ export class ModelError extends FleetError {
 /** Turns anything thrown into a one-line message fit for a terminal. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
-    const cause = err.cause instanceof Error ? ` (cause: ${err.cause.message})` : '';
+    // Validation messages already name every bad field; their cause (a zod error) only repeats it.
+    const showCause = err.cause instanceof Error && !(err instanceof ValidationError);
+    const cause = showCause ? ` (cause: ${(err.cause as Error).message})` : '';
     return `${err.message}${cause}`;
   }
   return String(err);

@@ -1,5 +1,7 @@
 // Dense kernels of the trainer on typed arrays: one register-blocked GEMM (C = A · B^T, both
 // operands read along contiguous rows) plus transposes and row reductions. No allocation inside.
+// Float32 GEMMs with K divisible by 4 go to the WebAssembly SIMD kernel; the rest run here.
+import { wasmGemm } from './wasm-gemm.ts';
 
 /** The trainer runs in float32; gradient checks run the same code in float64. */
 export type FloatArray = Float32Array | Float64Array;
@@ -17,6 +19,22 @@ const JB = 64;
  * loop innermost: 16 multiply-adds per 8 loads, both operands walked contiguously.
  */
 export function gemmNT(A: FloatArray, B: FloatArray, C: FloatArray, M: number, N: number, K: number, accumulate = false): void {
+  if (K % 4 === 0 && M * N * K >= 4096 && A instanceof Float32Array && B instanceof Float32Array && C instanceof Float32Array) {
+    const wasm = wasmGemm();
+    if (wasm) {
+      const [M2, N4] = wasm.run(A, B, C, M, N, K, accumulate);
+      if (M2 > 0) {
+        for (let i = 0; i < M2; i++) for (let j = N4; j < N; j++) dotInto(A, i * K, B, j * K, K, C, i * N + j, accumulate);
+        for (let i = M2; i < M; i++) for (let j = 0; j < N; j++) dotInto(A, i * K, B, j * K, K, C, i * N + j, accumulate);
+        return;
+      }
+    }
+  }
+  gemmNTScalar(A, B, C, M, N, K, accumulate);
+}
+
+/** The portable kernel (float64 gradient checks, odd K, no WebAssembly SIMD). */
+export function gemmNTScalar(A: FloatArray, B: FloatArray, C: FloatArray, M: number, N: number, K: number, accumulate = false): void {
   for (let jj = 0; jj < N; jj += JB) {
     const jEnd = Math.min(N, jj + JB);
     let i = 0;
