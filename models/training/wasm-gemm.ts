@@ -108,16 +108,28 @@ function moduleBytes(): Uint8Array {
   return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...type, ...imports, ...funcs, ...exports, ...code]);
 }
 
+/** The slice of the WebAssembly JS API used here (the project's TS lib has no DOM types). */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  Memory: new (d: { initial: number }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+}
+const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
 type KernelFn = (a: number, b: number, c: number, m: number, n: number, k: number, ldc: number) => void;
 
 /** The compiled kernel and its growable memory; undefined where WebAssembly SIMD is unavailable. */
 class WasmGemm {
-  private readonly memory = new WebAssembly.Memory({ initial: 16 });
+  private readonly memory = new WA.Memory({ initial: 16 });
   private readonly fn: KernelFn;
   private f32: Float32Array;
 
   constructor() {
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes()), { env: { mem: this.memory } });
+    const instance = new WA.Instance(new WA.Module(moduleBytes()), { env: { mem: this.memory } });
     this.fn = instance.exports.gemm as KernelFn;
     this.f32 = new Float32Array(this.memory.buffer);
   }

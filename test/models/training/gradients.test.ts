@@ -17,7 +17,8 @@ import {
   linearForward,
   softmaxCrossEntropy,
 } from '../../../models/training/layers.ts';
-import { gemmNT, transpose } from '../../../models/training/kernels.ts';
+import { gemmNT, gemmNTScalar, transpose } from '../../../models/training/kernels.ts';
+import { wasmGemm } from '../../../models/training/wasm-gemm.ts';
 import { TrainableDecoder } from '../../../models/training/model.ts';
 
 const rand = mulberry32(1234);
@@ -63,6 +64,23 @@ describe('kernels', () => {
     const T = new Float64Array(M * K);
     transpose(A, T, M, K);
     expect(T[3 * M + 5]).toBe(A[5 * K + 3]);
+  });
+
+  it('the WebAssembly SIMD kernel agrees with the scalar one on float32, edges included', () => {
+    expect(wasmGemm()).not.toBeNull();
+    for (const [M, N, K] of [[33, 70, 16], [64, 130, 64], [2, 4, 4]] as const) {
+      const A = Float32Array.from(randn(M * K));
+      const B = Float32Array.from(randn(N * K));
+      const start = Float32Array.from(randn(M * N));
+      const viaWasm = Float32Array.from(start);
+      const scalar = Float32Array.from(start);
+      gemmNT(A, B, viaWasm, M, N, K, true);
+      gemmNTScalar(A, B, scalar, M, N, K, true);
+      let diff = 0;
+      for (let i = 0; i < M * N; i++) diff = Math.max(diff, Math.abs(viaWasm[i]! - scalar[i]!));
+      expect(diff, `${M}x${N}x${K}`).toBeLessThan(1e-5);
+      expect(viaWasm).not.toEqual(start);
+    }
   });
 
   it('erf agrees with known values (Abramowitz & Stegun table 7.1) to 2e-7', () => {
