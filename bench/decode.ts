@@ -2,7 +2,8 @@
 // shapes with random weights (a MeRino-like 64M design, GPT-2 small, OPT-350m), plain and fused
 // graphs, set against this machine's memory read bandwidth (the fp32 weight-streaming bound).
 // Run: npx tsx bench/decode.ts [--tokens 64 --prompt 32 --repeats 3 --threads N --shapes merino,gpt2-small,opt-350m
-//      --variants plain,fused --spin --no-prepack --compare-reuse --merino-spec file.json --quick]
+//      --variants plain,fused --spin --no-prepack --compare-reuse --merino-spec file.json --bandwidth-gbs N
+//      --torch --out file.json --quick]
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -44,6 +45,17 @@ interface ChildResult {
   threads: number;
 }
 
+/** VmHWM from /proc (Linux), else getrusage's maxRSS (which can include a spawning parent's peak). */
+function peakRssMiB(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) / 1024;
+  } catch {
+    // Not Linux: fall through.
+  }
+  return process.resourceUsage().maxRSS / 1024;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Child mode: measure one model in a fresh process so peak RSS belongs to that model alone.
 
@@ -73,7 +85,7 @@ async function child(modelPath: string, tokens: number, promptLen: number, repea
     firstTokenMs,
     tokensPerSecond,
     tokens,
-    maxRssMiB: process.resourceUsage().maxRSS / 1024,
+    maxRssMiB: peakRssMiB(),
     rssAfterLoadMiB,
     reusesBuffers: model.reusesBuffers,
     threads: model.info.threads,
@@ -275,6 +287,7 @@ async function main(): Promise<void> {
       torch: { type: 'boolean', default: false },
       python: { type: 'string', default: '/usr/bin/python3' },
       'bandwidth-gbs': { type: 'string' },
+      out: { type: 'string', default: RESULTS },
     },
   });
   const tokens = values.quick ? 16 : Number(values.tokens);
@@ -454,9 +467,10 @@ async function main(): Promise<void> {
     torch: torchRows,
     ratios,
   };
-  mkdirSync(path.dirname(RESULTS), { recursive: true });
-  writeFileSync(RESULTS, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(`\nwrote ${path.relative(process.cwd(), RESULTS)}`);
+  const outPath = values.out!;
+  mkdirSync(path.dirname(outPath), { recursive: true });
+  writeFileSync(outPath, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`\nwrote ${path.relative(process.cwd(), outPath)}`);
 }
 
 await main();

@@ -99,6 +99,18 @@ class Decoder(nn.Module):
         return logits, present
 
 
+def peak_rss_mib():
+    """VmHWM of this process (Linux); getrusage's maxrss can carry a spawning parent's high-water mark."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(spec, tokens, prompt_len, repeats):
     torch.manual_seed(0)
     model = Decoder(spec).eval()
@@ -144,7 +156,7 @@ def main():
             'tokensPerSecond': [r[1] for r in runs],
             'tokensPerSecondMedian': tps[len(tps) // 2],
             'tokensPerSecondBest': tps[-1],
-            'maxRssMiB': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            'maxRssMiB': peak_rss_mib(),
         }), flush=True)
 
 

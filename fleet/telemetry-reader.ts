@@ -70,14 +70,16 @@ export async function readTelemetryTable(ddb: DynamoDBClient, table: string): Pr
     const page = await ddb.send(new ScanCommand({ TableName: table, ExclusiveStartKey: start }));
     for (const item of page.Items ?? []) {
       const payload = item.payload?.S ?? item.telemetry?.S;
-      pushIf(out, extract(payload ? safeJson(payload) : unmarshallLoose(item)));
+      // The cloud IoT rule stores the message's own fields plus `receivedAt` (see infra/stacks/fleet-stack.ts).
+      const { receivedAt: _receivedAt, ...fields } = unmarshallLoose(item);
+      pushIf(out, extract(payload ? safeJson(payload) : fields));
     }
     start = page.LastEvaluatedKey;
   } while (start);
   return out;
 }
 
-function unmarshallLoose(item: Record<string, unknown>): unknown {
+function unmarshallLoose(item: Record<string, unknown>): Record<string, unknown> {
   const conv = (v: unknown): unknown => {
     const a = v as Record<string, unknown>;
     if ('S' in a) return a.S;

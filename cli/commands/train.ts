@@ -104,11 +104,15 @@ export function register(program: Command): void {
         );
       }
       let lastEval = '-';
+      let barStarted = false;
       let lastLine = 0;
       const onProgress = (p: TrainProgress): void => {
         if (p.evalLoss !== undefined) lastEval = p.evalLoss.toFixed(3);
         if (bar) {
-          if (p.step === 1 || !bar.getTotal()) bar.start(p.steps, p.step - 1, { loss: '-', evalLoss: '-', tps: '-' });
+          if (!barStarted) {
+            bar.start(p.steps, p.step - 1, { loss: '-', evalLoss: '-', tps: '-' });
+            barStarted = true;
+          }
           bar.update(p.step, { loss: p.loss.toFixed(3), evalLoss: lastEval, tps: Math.round(p.tokensPerSecond) });
         } else if (!opts.json && (Date.now() - lastLine > 10_000 || p.step === p.steps || p.evalLoss !== undefined)) {
           lastLine = Date.now();

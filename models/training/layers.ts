@@ -116,21 +116,26 @@ export function erf(x: number): number {
 const INV_SQRT2 = 1 / Math.SQRT2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
-/** Exact GELU, x Phi(x) (Hendrycks & Gimpel 2016), as the builder's plain graph computes it with Erf. */
-export function geluForward(u: FloatArray, a: FloatArray, n: number): void {
+/**
+ * Exact GELU, x Phi(x) (Hendrycks & Gimpel 2016), as the builder's plain graph computes it with Erf.
+ * Keeps Phi(u) in `cdf` so the backward pass needs one exp per element instead of two.
+ */
+export function geluForward(u: FloatArray, a: FloatArray, n: number, cdf?: FloatArray): void {
   for (let i = 0; i < n; i++) {
     const x = u[i]!;
-    a[i] = 0.5 * x * (1 + erf(x * INV_SQRT2));
+    const phi = 0.5 * (1 + erf(x * INV_SQRT2));
+    if (cdf) cdf[i] = phi;
+    a[i] = x * phi;
   }
 }
 
-/** du = da (Phi(u) + u phi(u)). */
-export function geluBackward(u: FloatArray, da: FloatArray, du: FloatArray, n: number): void {
+/** du = da (Phi(u) + u phi(u)); `cdf` is what geluForward saved (recomputed when absent). */
+export function geluBackward(u: FloatArray, da: FloatArray, du: FloatArray, n: number, cdf?: FloatArray): void {
   for (let i = 0; i < n; i++) {
     const x = u[i]!;
-    const cdf = 0.5 * (1 + erf(x * INV_SQRT2));
+    const phi = cdf ? cdf[i]! : 0.5 * (1 + erf(x * INV_SQRT2));
     const pdf = INV_SQRT_2PI * Math.exp(-0.5 * x * x);
-    du[i] = da[i]! * (cdf + x * pdf);
+    du[i] = da[i]! * (phi + x * pdf);
   }
 }
 
@@ -281,15 +286,23 @@ export function softmaxCrossEntropy(logits: FloatArray, targets: Int32Array, M: 
     const o = r * V;
     let max = -Infinity;
     for (let c = 0; c < V; c++) if (logits[o + c]! > max) max = logits[o + c]!;
-    let sum = 0;
-    for (let c = 0; c < V; c++) sum += Math.exp(logits[o + c]! - max);
     const t = targets[r]!;
-    const lse = Math.log(sum) + max;
-    total += lse - logits[o + t]!;
+    const target = logits[o + t]!;
+    let sum = 0;
     if (grad) {
-      for (let c = 0; c < V; c++) logits[o + c] = Math.exp(logits[o + c]! - lse) * invM;
+      // Keep exp(l - max) in place so the gradient needs no second exp.
+      for (let c = 0; c < V; c++) {
+        const e = Math.exp(logits[o + c]! - max);
+        logits[o + c] = e;
+        sum += e;
+      }
+      const scale = invM / sum;
+      for (let c = 0; c < V; c++) logits[o + c]! *= scale;
       logits[o + t]! -= invM;
+    } else {
+      for (let c = 0; c < V; c++) sum += Math.exp(logits[o + c]! - max);
     }
+    total += Math.log(sum) + max - target;
   }
   return total / M;
 }

@@ -173,7 +173,7 @@ export class TrainableDecoder {
     const u = a.get(`${key}.u`, M * F);
     linearForward(y2, this.p(`${pre}.ffn.up.weight`).transposed!, this.p(`${pre}.ffn.up.bias`).value, u, M, E, F);
     const g = a.get(`${key}.g`, M * F);
-    geluForward(u, g, M * F);
+    geluForward(u, g, M * F, a.get(`${key}.cdf`, M * F));
     const h2 = a.get(`${key}.h2`, M * E);
     linearForward(g, this.p(`${pre}.ffn.down.weight`).transposed!, this.p(`${pre}.ffn.down.bias`).value, h2, M, F, E);
     addInto(h2, h1, M * E);
@@ -299,7 +299,7 @@ export class TrainableDecoder {
     const dg = t.get('dg', M * F);
     linearBackward(a.get(`${key}.g`, M * F), down.value, dh2, down.grad, this.p(`${pre}.ffn.down.bias`).grad, dg, M, F, E, t);
     const du = t.get('du', M * F);
-    geluBackward(a.get(`${key}.u`, M * F), dg, du, M * F);
+    geluBackward(a.get(`${key}.u`, M * F), dg, du, M * F, a.get(`${key}.cdf`, M * F));
     const up = this.p(`${pre}.ffn.up.weight`);
     const dy2 = t.get('dy', M * E);
     linearBackward(a.get(`${key}.y2`, M * E), up.value, du, up.grad, this.p(`${pre}.ffn.up.bias`).grad, dy2, M, E, F, t);

@@ -170,6 +170,34 @@ describe('rewriteEmbedding', () => {
     });
   }
 
+  it('finds an Optimum-style table (transformer.wte.weight, ids through a Cast) and rewrites it', async () => {
+    const g = dense.graph!;
+    const site = findTokenEmbedding(dense);
+    const rename = (x: string): string => (x === site.name ? 'transformer.wte.weight' : x);
+    const nodes = (g.node ?? []).map((n, i) => ({
+      ...n,
+      input: (n.input ?? []).map((x, j) => (i === site.nodeIndex && j === 1 ? 'ids_cast' : rename(x))),
+    }));
+    const cast = { name: 'cast_ids', opType: 'Cast', input: ['input_ids'], output: ['ids_cast'], attribute: [{ name: 'to', type: 2, i: DataType.INT64 }] };
+    const optimum: ModelProto = {
+      ...dense,
+      graph: {
+        ...g,
+        node: [cast, ...nodes],
+        initializer: (g.initializer ?? []).map((t) => (t.name === site.name ? { ...t, name: 'transformer.wte.weight' } : t)),
+      },
+    };
+    const found = findTokenEmbedding(optimum);
+    expect(found.name).toBe('transformer.wte.weight');
+    expect(found.otherConsumers.length).toBe(1);
+    const e = await methods[0]![1]();
+    const res = rewriteEmbedding(optimum, e, { tiedHead: 'reconstruct' });
+    expect((res.model.graph!.initializer ?? []).some((t) => t.name === 'transformer.wte.weight')).toBe(false);
+    const got = await logitsOf(res.model, 'optimum-tt.onnx', tokens);
+    const want = await logitsOf(withTable(reconstructRows(e), true), 'optimum-ref.onnx', tokens);
+    expect(maxAbsDiff(got, want)).toBeLessThan(2e-4);
+  });
+
   it('rejects a model without a Gather-on-initializer embedding, naming what it found', () => {
     const site = findTokenEmbedding(dense);
     const g = dense.graph!;
