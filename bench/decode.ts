@@ -4,6 +4,7 @@
 // Run: npx tsx bench/decode.ts [--tokens 64 --prompt 32 --repeats 3 --threads N --shapes merino,gpt2-small,opt-350m
 //      --variants plain,fused --spin --no-prepack --compare-reuse --merino-spec file.json --bandwidth-gbs N
 //      --torch --out file.json --quick]
+import { mulberry32 } from '../models/random.ts';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -17,7 +18,7 @@ import { attentionWidthOf, embeddingWidthOf, ffnWidthOf, parseArchSpec, type Arc
 import { countParameters, layerParameters } from '../models/arch/accounting.ts';
 import { buildModelFile } from '../models/onnx/build-model-file.ts';
 import { defaultThreadCount, loadLanguageModel } from '../models/runtime/index.ts';
-import { createRng } from '../models/runtime/sampling.ts';
+
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const RESULTS = path.join(HERE, 'results', 'decode.json');
@@ -68,7 +69,7 @@ async function child(modelPath: string, tokens: number, promptLen: number, repea
     sessionConfig: prepack ? {} : { 'session.disable_prepacking': '1' },
   });
   const loadMs = performance.now() - t0;
-  const rng = createRng(1);
+  const rng = mulberry32(1);
   const V = Math.min(model.info.vocabSize, model.tokenizer.vocabSize);
   const prompt = Array.from({ length: promptLen }, () => Math.floor(rng() * V));
   await model.generateText(prompt, { maxTokens: 4, ignoreEos: true });

@@ -1,5 +1,6 @@
 // Chooses the TT shape (factorisation of the row width, padded when it factors badly) and the bond
 // ranks for per-row TT at a target compression ratio, by error on a seeded sample of rows.
+import { mulberry32 } from '../random.ts';
 import { ValidationError } from '../../common/errors.ts';
 import { EigenWorkspace, symmetricEigen } from './linalg.ts';
 import { TtSvdWorkspace, assertShape, maxTtRanks, ttSvdInto, ttStorage } from './tt-svd.ts';
@@ -68,22 +69,11 @@ export function candidateWidths(d: number, orders: readonly number[]): number[] 
   return widths;
 }
 
-/** Mulberry32: a small seeded PRNG so samples are reproducible. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Distinct row indices, seeded; all rows when there are fewer than `count`. */
 export function sampleRows(rows: number, count: number, seed: number): Int32Array {
   if (rows <= count) return Int32Array.from({ length: rows }, (_, i) => i);
-  const rnd = seededRandom(seed);
+  const rnd = mulberry32(seed);
   const picked = new Set<number>();
   while (picked.size < count) picked.add(Math.floor(rnd() * rows));
   return Int32Array.from([...picked].sort((a, b) => a - b));

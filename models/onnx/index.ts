@@ -31,7 +31,6 @@ export {
   expectedWeightShapes,
   countWeightElements,
   layerPlan,
-  mulberry32,
   type WeightTensor,
   type DecoderWeights,
   type LayerPlan,

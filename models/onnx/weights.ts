@@ -12,6 +12,7 @@
 //   project_out.weight [E_last, Eemb]  (tied head with E_last != Eemb, no bias)
 //   lm_head.weight [E_last, V]          (untied head, no bias)
 // k is the global index of the layer; layers of a shareWeights block all use the first layer's k.
+import { mulberry32 } from '../random.ts';
 import { ModelError } from '../../common/errors.ts';
 import { attentionWidthOf, embeddingWidthOf, ffnWidthOf, type ArchSpec } from '../arch/spec.ts';
 
@@ -124,17 +125,6 @@ export function countWeightElements(spec: ArchSpec): number {
   return n;
 }
 
-/** Small fast seeded PRNG (mulberry32); returns uniform floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function fillNormal(out: Float32Array, std: number, rand: () => number): void {
   // Box-Muller, two values per pair of uniforms.

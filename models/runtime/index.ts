@@ -15,6 +15,6 @@ export {
   type StopReason,
 } from './language-model.ts';
 export { perplexity, PerplexityOptionsSchema, type PerplexityOptionsInput, type PerplexityResult } from './perplexity.ts';
-export { Sampler, SamplingOptionsSchema, createRng, argmax, type SamplingOptions, type SamplingOptionsInput } from './sampling.ts';
+export { Sampler, SamplingOptionsSchema, argmax, type SamplingOptions, type SamplingOptionsInput } from './sampling.ts';
 export { gpt2Tokenizer, tokenizerByName, StreamingDecoder, ByteVocabulary, type Tokenizer } from './tokenizer.ts';
 export { defaultThreadCount, type BackendOptions } from './onnx-backend.ts';

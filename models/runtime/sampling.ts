@@ -1,5 +1,6 @@
 // Next-token selection from a row of logits: greedy, temperature, top-k and top-p (nucleus) sampling
 // with a seeded RNG. Used by the language model's decode loop; scratch buffers are reused per token.
+import { mulberry32 } from '../random.ts';
 import { z } from 'zod';
 import { parseWith } from '../../common/validate.ts';
 
@@ -24,20 +25,6 @@ export function parseSamplingOptions(value: unknown): SamplingOptions {
   return parseWith(SamplingOptionsSchema, value ?? {}, 'sampling options');
 }
 
-/**
- * Mulberry32: a tiny 32-bit-state generator, plenty for sampling and reproducible across platforms.
- * Returns floats in [0, 1).
- */
-export function createRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Index of the largest value in `logits[offset, offset+n)`, relative to `offset`; ties go to the lowest index. */
 export function argmax(logits: Float32Array, offset = 0, n = logits.length - offset): number {
@@ -76,7 +63,7 @@ export class Sampler {
   constructor(vocabSize: number, options: SamplingOptionsInput = {}) {
     this.options = parseSamplingOptions(options);
     this.vocabSize = vocabSize;
-    this.random = createRng(this.options.seed ?? ((Math.random() * 0x100000000) >>> 0));
+    this.random = mulberry32(this.options.seed ?? ((Math.random() * 0x100000000) >>> 0));
     const k = this.options.topK > 0 ? Math.min(this.options.topK, vocabSize) : vocabSize;
     const stochastic = this.options.temperature > 0;
     this.ids = new Int32Array(stochastic ? k : 0);

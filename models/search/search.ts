@@ -13,7 +13,7 @@ import { DEFAULT_RHO_MAX } from '../entropy/effectiveness.ts';
 import { computeUnitOf, deviceProfile, DeviceProfileSchema, type DeviceProfile } from './device-profiles.ts';
 import { predictLatencyMs, RooflineLatencyModel, type LatencyModel } from './latency-model.ts';
 import { LayerLatencyTableSchema, MeasuredLatencyModel } from './latency-table.ts';
-import { Rng } from './rng.ts';
+import { SeededRandom as Rng } from '../random.ts';
 
 const positiveInt = z.number().int().positive();
 

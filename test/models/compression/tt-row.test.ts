@@ -1,8 +1,9 @@
 // Whole-table per-row TT, shape selection, SVD and TT-matrix baselines, and the auto chooser.
+import { mulberry32 } from '../../../models/random.ts';
 import { describe, expect, it } from 'vitest';
 import { compressTtRow } from '../../../models/compression/tt-row.ts';
 import { reconstructRows, compressionRatio, storedElements } from '../../../models/compression/embedding.ts';
-import { factorizations, maximalRankTuples, selectTtRowPlan, seededRandom } from '../../../models/compression/shape-selection.ts';
+import { factorizations, maximalRankTuples, selectTtRowPlan } from '../../../models/compression/shape-selection.ts';
 import { ttReconstruct, ttSvd, ttStorage } from '../../../models/compression/tt-svd.ts';
 import { compressSvd, svdRankForRatio } from '../../../models/compression/svd-embedding.ts';
 import { compressTtMatrix, planTtMatrix, vocabShape } from '../../../models/compression/tt-matrix.ts';
@@ -12,7 +13,7 @@ import { ValidationError } from '../../../common/errors.ts';
 
 /** A low-rank table plus noise, like trained embeddings (seeded). */
 function table(V: number, d: number, seed: number, rank = 6, noise = 0.05): Float32Array {
-  const rnd = seededRandom(seed);
+  const rnd = mulberry32(seed);
   const a = Float64Array.from({ length: V * rank }, () => rnd() - 0.5);
   const b = Float64Array.from({ length: rank * d }, () => rnd() - 0.5);
   const out = new Float32Array(V * d);

@@ -1,12 +1,13 @@
 // TT-SVD on typed arrays against a plainly written reference (nested arrays, one-sided Jacobi SVD).
+import { mulberry32 } from '../../../models/random.ts';
 import { describe, expect, it } from 'vitest';
 import { ttReconstruct, ttStorage, ttSvd, maxTtRanks } from '../../../models/compression/tt-svd.ts';
 import { EigenWorkspace, gramSvd, symmetricEigen } from '../../../models/compression/linalg.ts';
-import { seededRandom } from '../../../models/compression/shape-selection.ts';
+
 import { ValidationError } from '../../../common/errors.ts';
 
 function randomVector(n: number, seed: number): Float64Array {
-  const rnd = seededRandom(seed);
+  const rnd = mulberry32(seed);
   return Float64Array.from({ length: n }, () => rnd() * 2 - 1);
 }
 

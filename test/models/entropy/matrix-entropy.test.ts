@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { mulberry32 } from '../../../models/random.ts';
 import { marchenkoPasturShannon, matrixEntropy } from '../../../models/entropy/matrix-entropy.ts';
 import { effectiveness, networkEffectiveness } from '../../../models/entropy/effectiveness.ts';
 import { networkEntropy } from '../../../models/entropy/network-entropy.ts';
@@ -6,16 +7,6 @@ import { GPT2_SMALL, TINY } from '../../../models/arch/presets.ts';
 
 // Reference: seeded Gaussian matrices, eigenvalues of W^T W by cyclic Jacobi rotations
 // (Golub & Van Loan, Matrix Computations, 4th ed., section 8.5), which are the squared singular values.
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gaussianMatrix(m: number, n: number, sigma: number, rand: () => number): Float64Array {
   const w = new Float64Array(m * n);

@@ -1,8 +1,9 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mulberry32 } from '../../../models/random.ts';
 import { promises as fs } from 'node:fs';
 import { loadLanguageModel, perplexity, type LanguageModel } from '../../../models/runtime/index.ts';
 import { slidingWindows, tokenNll } from '../../../models/runtime/perplexity.ts';
-import { createRng } from '../../../models/runtime/sampling.ts';
+
 import { ValidationError } from '../../../common/errors.ts';
 import { buildTiny, charTokenizer, tempDir } from './fixtures.ts';
 
@@ -36,7 +37,7 @@ describe('slidingWindows', () => {
 
 describe('tokenNll', () => {
   it('matches a plain log-softmax', () => {
-    const rng = createRng(3);
+    const rng = mulberry32(3);
     const row = Float32Array.from({ length: 50 }, () => (rng() - 0.5) * 20);
     for (const t of [0, 7, 49]) expect(tokenNll(row, 0, 50, t)).toBeCloseTo(refNll(row, t), 10);
   });
@@ -45,7 +46,7 @@ describe('tokenNll', () => {
 describe('perplexity', () => {
   const dir = tempDir('runtime-ppl');
   let model: LanguageModel;
-  const rng = createRng(11);
+  const rng = mulberry32(11);
   const ids = Array.from({ length: 60 }, () => Math.floor(rng() * 63));
 
   beforeAll(async () => {

@@ -1,9 +1,10 @@
 import { describe, it, expect } from 'vitest';
-import { Sampler, argmax, createRng, parseSamplingOptions } from '../../../models/runtime/sampling.ts';
+import { mulberry32 } from '../../../models/random.ts';
+import { Sampler, argmax, parseSamplingOptions } from '../../../models/runtime/sampling.ts';
 import { ValidationError } from '../../../common/errors.ts';
 
 function randomLogits(n: number, seed: number, scale = 3): Float32Array {
-  const rng = createRng(seed);
+  const rng = mulberry32(seed);
   return Float32Array.from({ length: n }, () => (rng() - 0.5) * 2 * scale);
 }
 
@@ -35,16 +36,16 @@ describe('argmax', () => {
   });
 });
 
-describe('createRng', () => {
+describe('mulberry32', () => {
   it('is reproducible and roughly uniform', () => {
-    const a = createRng(42);
-    const b = createRng(42);
+    const a = mulberry32(42);
+    const b = mulberry32(42);
     const xs = Array.from({ length: 10000 }, () => a());
     expect(xs.slice(0, 5)).toEqual(Array.from({ length: 5 }, () => b()));
     expect(xs.every((x) => x >= 0 && x < 1)).toBe(true);
     const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
     expect(Math.abs(mean - 0.5)).toBeLessThan(0.02);
-    expect(createRng(43)()).not.toBe(createRng(42)());
+    expect(mulberry32(43)()).not.toBe(mulberry32(42)());
   });
 });
 

@@ -8,7 +8,7 @@ import { computeUnitOf, deviceProfile, DEVICE_IDS } from '../../../models/search
 import { predictLatencyMs, RooflineLatencyModel } from '../../../models/search/latency-model.ts';
 import { uniformGpt2Design } from '../../../models/search/baselines.ts';
 import { ValidationError } from '../../../common/errors.ts';
-import { Rng } from '../../../models/search/rng.ts';
+import { SeededRandom as Rng } from '../../../models/random.ts';
 
 const logUniform = (rng: Rng, lo: number, hi: number): number => Math.exp(Math.log(lo) + rng.next() * (Math.log(hi) - Math.log(lo)));
 

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseArchSpec, type ArchSpecInput } from '../../../models/arch/spec.ts';
 import { initWeights } from '../../../models/onnx/weights.ts';
-import { mulberry32 } from '../../../models/onnx/weights.ts';
+import { mulberry32 } from '../../../models/random.ts';
 import {
   Scratch,
   attentionBackward,
