@@ -8,7 +8,8 @@ function tempPathFor(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
 
-async function fsyncDir(dir: string): Promise<void> {
+/** fsyncs a directory so a rename or a new entry in it survives a power cut. */
+export async function fsyncDir(dir: string): Promise<void> {
   const handle = await fs.open(dir, 'r');
   try {
     await handle.sync();
@@ -17,23 +18,44 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Atomically replaces `target` with `data` (temp file, fsync, rename, fsync dir). */
-export async function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
-  await fs.mkdir(path.dirname(target), { recursive: true });
+/**
+ * Writes `chunks` to a temp file beside `target`, fsyncs it and renames it over `target`; returns
+ * the bytes written. Streaming chunks keeps large files (ONNX weights) out of one big buffer.
+ * The caller fsyncs the directory (fsyncDir) once after a group of renames.
+ */
+export async function writeChunksAtomic(target: string, chunks: Iterable<Uint8Array>): Promise<number> {
   const tmp = tempPathFor(target);
   const handle = await fs.open(tmp, 'w');
+  let written = 0;
   try {
-    await handle.writeFile(data);
+    for (const chunk of chunks) {
+      let off = 0;
+      while (off < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, off, chunk.length - off, written);
+        off += bytesWritten;
+        written += bytesWritten;
+      }
+    }
     await handle.sync();
-  } finally {
+  } catch (err) {
     await handle.close();
+    await fs.rm(tmp, { force: true });
+    throw err;
   }
+  await handle.close();
   try {
     await fs.rename(tmp, target);
   } catch (err) {
     await fs.rm(tmp, { force: true });
     throw err;
   }
+  return written;
+}
+
+/** Atomically replaces `target` with `data` (temp file, fsync, rename, fsync dir). */
+export async function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
+  await fs.mkdir(path.dirname(target), { recursive: true });
+  await writeChunksAtomic(target, [typeof data === 'string' ? Buffer.from(data) : data]);
   await fsyncDir(path.dirname(target));
 }
 

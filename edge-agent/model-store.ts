@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { writeJsonAtomic } from '../common/atomic-file.ts';
+import { writeJsonAtomic, fsyncDir } from '../common/atomic-file.ts';
 import { parseJsonWith } from '../common/validate.ts';
 import { ModelIdSchema, ModelVersionSchema } from '../fleet/manifest.ts';
 
@@ -152,14 +152,5 @@ export class ModelStore {
     for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
       if (name !== keepJobId) await fs.rm(path.join(dir, name), { recursive: true, force: true });
     }
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const h = await fs.open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
   }
 }

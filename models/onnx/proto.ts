@@ -1,8 +1,8 @@
 // Loading and saving ONNX ModelProto files (onnx-proto's generated protobufjs code), including
 // tensors kept in an external data file once a model would pass protobuf's 2 GB message limit.
+import { fsyncDir, writeChunksAtomic } from '../../common/atomic-file.ts';
 import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import onnxProto from 'onnx-proto';
 import { ModelError } from '../../common/errors.ts';
 
@@ -234,44 +234,6 @@ function streamEncodeModel(model: ModelProto): { graphBytes: number; chunks: () 
   };
 }
 
-function tempPath(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-}
-
-async function writeChunksAtomic(target: string, chunks: Iterable<Uint8Array>): Promise<number> {
-  const tmp = tempPath(target);
-  const handle = await fs.open(tmp, 'w');
-  let written = 0;
-  try {
-    for (const chunk of chunks) {
-      let off = 0;
-      while (off < chunk.length) {
-        const { bytesWritten } = await handle.write(chunk, off, chunk.length - off, written);
-        off += bytesWritten;
-        written += bytesWritten;
-      }
-    }
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await fs.rename(tmp, target);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  return written;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 /**
  * Writes `model` to `modelPath` atomically. With external data, initializers of at least
