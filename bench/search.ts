@@ -1,5 +1,6 @@
 // Times the full default MeRino search (100,000 iterations, population 512, parent set 64) and
 // compares the best design's entropy with the uniform GPT-2-style design of the same parameter budget.
+// A third scenario turns the embedding and attention floors off to show what they cost in entropy.
 // Run: npx tsx bench/search.ts
 import os from 'node:os';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
@@ -27,6 +28,10 @@ const shape = (blocks: ReadonlyArray<{ width: number; layers: number; ffnRatio: 
 const scenarios: Array<{ name: string; options: SearchOptions }> = [
   { name: `params ${formatCount(PARAMS)} + FLOPs ${formatCount(FLOPS)} on ${DEVICE}`, options: { budgets: { params: PARAMS, flops: FLOPS }, device: DEVICE } },
   { name: `params ${formatCount(PARAMS)} only`, options: { budgets: { params: PARAMS } } },
+  {
+    name: `params ${formatCount(PARAMS)} + FLOPs ${formatCount(FLOPS)} on ${DEVICE}, floors off (minEmbeddingWidth 64, minAttentionRatio 0)`,
+    options: { budgets: { params: PARAMS, flops: FLOPS }, device: DEVICE, minEmbeddingWidth: 64, minAttentionRatio: 0 },
+  },
 ];
 
 const latencyModel = new RooflineLatencyModel(computeUnitOf(deviceProfile(DEVICE)).unit, { seqLen: 1024 });
@@ -67,6 +72,9 @@ for (const sc of scenarios) {
     medianCpuMs: median(cpuTimes),
     bestEntropy: best.entropy,
     bestSpec: shape(best.spec.blocks),
+    embeddingWidth: best.spec.embeddingWidth ?? best.spec.blocks[0]!.width,
+    minEmbeddingWidth: best.settings.minEmbeddingWidth,
+    minAttentionRatio: best.settings.minAttentionRatio,
     params: best.params,
     flops: best.flops,
     rho: best.rho,
@@ -78,7 +86,7 @@ for (const sc of scenarios) {
   console.log(`\n${sc.name}: ${row.iterations} iterations, population ${row.population}, parents ${row.parentSetSize}`);
   console.log(`  time: median ${row.medianMs.toFixed(1)} ms wall, ${row.medianCpuMs.toFixed(1)} ms CPU over ${RUNS} runs (wall ${times.map((t) => t.toFixed(0)).join(', ')} ms)`);
   console.log(`  best entropy ${row.bestEntropy.toFixed(0)} nats = ${row.entropyVsUniformGpt2.toFixed(2)}x the uniform GPT-2-style design`);
-  console.log(`  design ${row.bestSpec}; params ${formatCount(row.params)}, FLOPs ${formatCount(row.flops)}, rho ${row.rho.toFixed(3)}`);
+  console.log(`  design ${row.bestSpec}; embedding ${row.embeddingWidth}; params ${formatCount(row.params)}, FLOPs ${formatCount(row.flops)}, rho ${row.rho.toFixed(3)}`);
   console.log(`  best entropy by seed 1..5: ${seeds.map((e) => e.toFixed(0)).join(', ')}`);
 }
 

@@ -83,6 +83,8 @@ export class Agent {
   /** Aborted when the service cancels or removes the active job, or the agent stops. */
   private jobAbort = new AbortController();
   private readonly canceled = new Set<string>();
+  /** When the last IN_PROGRESS update went out (heartbeats are sent only after a quiet `jobs.heartbeatMs`). */
+  private lastProgressAt = 0;
   /** Jobs whose artifacts were hashed while streaming in this process (a restart forgets them). */
   private readonly hashedThisRun = new Set<string>();
   /** Port the local API is bound to (useful when the config asked for port 0). */
@@ -248,7 +250,7 @@ export class Agent {
         continue;
       }
       if (!this.transport.connected) return;
-      const exec = await this.jobs.startNext(details({ step: 'starting' }));
+      const exec = await this.jobs.startNext(details({ step: 'starting' }), this.cfg.jobs.stepTimeoutInMinutes);
       if (!exec) return;
       const done = this.state.finished(exec.jobId, exec.executionNumber ?? null);
       if (done) {
@@ -274,11 +276,15 @@ export class Agent {
     return next;
   }
 
-  /** Best-effort IN_PROGRESS update: the final status is what must not be lost, and it is persisted. */
+  /**
+   * Best-effort IN_PROGRESS update: the final status is what must not be lost, and it is persisted.
+   * Each one restarts the service's step timer (stepTimeoutInMinutes), so it doubles as a heartbeat.
+   */
   private async progress(jobId: string, d: Record<string, string | number | undefined>): Promise<void> {
     if (!this.transport.connected) return;
+    this.lastProgressAt = Date.now();
     try {
-      const res = await this.jobs.update(jobId, 'IN_PROGRESS', details(d));
+      const res = await this.jobs.update(jobId, 'IN_PROGRESS', details(d), this.cfg.jobs.stepTimeoutInMinutes);
       if (!res.ok) {
         this.log.warn('progress update rejected', { jobId, code: res.code, message: res.message });
         if (CANCELED_CODES.has(res.code)) this.markCanceled(jobId, `${res.code}: ${res.message}`);
@@ -290,6 +296,7 @@ export class Agent {
 
   /** Asks the service whether the active job still stands; cancels local work when it does not. */
   private async checkStillWanted(jobId: string): Promise<void> {
+    if (this.jobs.sentTerminal(jobId) !== undefined) return; // we ended it ourselves; nothing left to stop
     try {
       const exec = await this.jobs.describe(jobId);
       if (!exec) this.markCanceled(jobId, 'the job execution no longer exists');
@@ -300,8 +307,30 @@ export class Agent {
     }
   }
 
+  /**
+   * Runs a long step, sending a heartbeat update every `jobs.heartbeatMs` so the service's step timer
+   * does not expire while the device is busy (and does expire when the device dies).
+   */
+  private async withHeartbeat<T>(jobId: string, step: string, fn: () => Promise<T>): Promise<T> {
+    const timer = setInterval(() => {
+      if (Date.now() - this.lastProgressAt >= this.cfg.jobs.heartbeatMs) void this.progress(jobId, { step, heartbeat: 'alive' });
+    }, Math.max(50, Math.floor(this.cfg.jobs.heartbeatMs / 4)));
+    timer.unref();
+    try {
+      return await fn();
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
   private markCanceled(jobId: string, why: string): void {
     if (this.state.active?.jobId !== jobId || this.canceled.has(jobId)) return;
+    const own = this.jobs.sentTerminal(jobId);
+    if (own !== undefined) {
+      // The execution ended because this agent ended it (the reply or notification just raced the update's answer).
+      this.log.debug('job ended by this agent; not a cancel', { jobId, status: own, why });
+      return;
+    }
     this.canceled.add(jobId);
     this.log.warn('job canceled by the service; stopping its work', { jobId, why });
     this.jobAbort.abort(new ValidationError(`job ${jobId} was canceled by the service (${why})`, { code: 'VALIDATION_CANCELED' }));
@@ -414,7 +443,8 @@ export class Agent {
             onProgress: (n) => {
               const pct = Math.floor(((base + n) / total) * 100);
               const now = Date.now();
-              if (pct >= lastReported + 10 && now - lastAt >= 1000) {
+              // Every 10% (at most once a second), and a heartbeat for the step timer while bytes keep moving.
+              if ((pct >= lastReported + 10 && now - lastAt >= 1000) || now - this.lastProgressAt >= this.cfg.jobs.heartbeatMs) {
                 lastReported = pct;
                 lastAt = now;
                 void this.progress(job.jobId, { step: 'downloading', progress: `${pct}%` });
@@ -451,7 +481,9 @@ export class Agent {
       await verifyManifestFiles(doc, confinedPath(staging, MANIFEST_FILE), confinedPath(staging, MANIFEST_SIGNATURE_FILE), this.publicKeyPem);
       // Hashing again is only needed when the bytes were not streamed through the hash in this process.
       if (!this.hashedThisRun.has(job.jobId)) {
-        for (const a of doc.artifacts) await verifyFileOnDisk(confinedPath(staging, a.name), a.size, a.sha256);
+        await this.withHeartbeat(job.jobId, 'verifying', async () => {
+          for (const a of doc.artifacts) await verifyFileOnDisk(confinedPath(staging, a.name), a.size, a.sha256);
+        });
       }
       this.hashedThisRun.delete(job.jobId);
       await this.enter('installing');
@@ -465,7 +497,7 @@ export class Agent {
     const target = job.target!;
     await this.progress(job.jobId, { step: 'installing' });
     try {
-      await this.store.install(this.store.stagingDir(job.jobId), target);
+      await this.withHeartbeat(job.jobId, 'installing', () => this.store.install(this.store.stagingDir(job.jobId), target));
       await this.store.setCurrent(target);
       await this.enter('health-checking');
     } catch (err) {
@@ -484,7 +516,9 @@ export class Agent {
       await this.enter('rolling-back', { outcome: failed('health-check', err) });
       return;
     }
-    const r = await runHealthCheck(this.runtime, this.store.versionDir(target), manifest, target, doc.healthCheck, this.cfg.healthCheck.timeoutMs);
+    const r = await this.withHeartbeat(job.jobId, 'health-checking', () =>
+      runHealthCheck(this.runtime, this.store.versionDir(target), manifest, target, doc.healthCheck, this.cfg.healthCheck.timeoutMs),
+    );
     void this.telemetry.emit('health-check');
     if (!r.ok) {
       this.log.warn('health check failed', { jobId: job.jobId, reason: r.reason });
@@ -570,6 +604,7 @@ export class Agent {
     }
     await this.state.finish();
     this.canceled.delete(job.jobId);
+    this.jobs.forget(job.jobId);
   }
 }
 

@@ -66,6 +66,16 @@ export const AgentConfigSchema = z
         idleTimeoutMs: 30_000,
         throttleBytesPerSec: 0,
       }),
+    /** IoT Jobs step timer: https://docs.aws.amazon.com/iot/latest/developerguide/jobs-mqtt-api.html (UpdateJobExecution). */
+    jobs: z
+      .object({
+        /** Sent with start-next and every IN_PROGRESS update; the service times the execution out if no update comes in time. */
+        stepTimeoutInMinutes: z.number().int().min(1).max(10080).default(10),
+        /** Least time between heartbeat updates during long phases (download, health check); must be well under the step timeout. */
+        heartbeatMs: PositiveMs.default(60_000),
+      })
+      .strict()
+      .default({ stepTimeoutInMinutes: 10, heartbeatMs: 60_000 }),
     models: z
       .object({ keepVersions: z.number().int().min(1).max(20).default(2) })
       .strict()
@@ -113,6 +123,13 @@ export const AgentConfigSchema = z
         message: `is required for non-loopback host ${c.mqtt.host} (plain TCP is allowed only for 127.0.0.1, ::1, localhost)`,
       });
     }
+    if (c.jobs.heartbeatMs * 2 > c.jobs.stepTimeoutInMinutes * 60_000) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['jobs', 'heartbeatMs'],
+        message: `must be at most half of jobs.stepTimeoutInMinutes (${c.jobs.stepTimeoutInMinutes} min = ${c.jobs.stepTimeoutInMinutes * 60_000} ms), got ${c.jobs.heartbeatMs}`,
+      });
+    }
     if (c.mqtt.reconnectMinMs > c.mqtt.reconnectMaxMs) {
       ctx.addIssue({ code: 'custom', path: ['mqtt', 'reconnectMinMs'], message: 'must be <= reconnectMaxMs' });
     }
@@ -151,6 +168,8 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   'download.retryBaseMs': 'number',
   'download.idleTimeoutMs': 'number',
   'download.throttleBytesPerSec': 'number',
+  'jobs.stepTimeoutInMinutes': 'number',
+  'jobs.heartbeatMs': 'number',
   'models.keepVersions': 'number',
   'runtime.threads': 'number',
   'runtime.allowSpinning': 'boolean',

@@ -59,7 +59,13 @@ interface Pending {
 export class JobsClient {
   private readonly topics;
   private readonly pending = new Map<string, Pending>();
-  private readonly versions = new Map<string, number>();
+  /**
+   * Per job: the newest versionNumber seen and the execution it belongs to. Replies and notifications can
+   * arrive out of order (the service answers requests concurrently), so a read never moves it backwards.
+   */
+  private readonly versions = new Map<string, { version: number; executionNumber: number | undefined }>();
+  /** Terminal statuses this client has sent (in flight or accepted), so the agent never takes them for a cancel. */
+  private readonly ownTerminal = new Map<string, JobStatus>();
   private notifyListener: ((execution: JobExecution | null) => void) | undefined;
   private counter = 0;
   private updateQueue: Promise<void> = Promise.resolve();
@@ -100,12 +106,36 @@ export class JobsClient {
 
   /** The versionNumber the next update will send as expectedVersion. */
   trackedVersion(jobId: string): number | undefined {
-    return this.versions.get(jobId);
+    return this.versions.get(jobId)?.version;
+  }
+
+  /** The terminal status this client sent for the job, if it sent one. */
+  sentTerminal(jobId: string): JobStatus | undefined {
+    return this.ownTerminal.get(jobId);
+  }
+
+  /** Forgets a finished job's bookkeeping. */
+  forget(jobId: string): void {
+    this.versions.delete(jobId);
+    this.ownTerminal.delete(jobId);
+  }
+
+  /** Records a versionNumber read from the service; only a newer one (or a new execution) replaces it. */
+  private observe(jobId: string, version: number, executionNumber?: number): void {
+    const known = this.versions.get(jobId);
+    const newExecution = executionNumber !== undefined && known?.executionNumber !== undefined && executionNumber !== known.executionNumber;
+    if (newExecution) this.ownTerminal.delete(jobId); // a retry: our terminal status was for the previous execution
+    if (!known || newExecution || version > known.version) {
+      this.versions.set(jobId, { version, executionNumber: executionNumber ?? known?.executionNumber });
+    }
   }
 
   /** StartNextPendingJobExecution: the in-progress or next queued execution, now IN_PROGRESS; null if none. */
-  async startNext(statusDetails?: StatusDetails): Promise<JobExecution | null> {
-    const res = await this.request(this.topics.startNext, statusDetails ? { statusDetails } : {});
+  async startNext(statusDetails?: StatusDetails, stepTimeoutInMinutes?: number): Promise<JobExecution | null> {
+    const body: Record<string, unknown> = {};
+    if (statusDetails) body.statusDetails = statusDetails;
+    if (stepTimeoutInMinutes !== undefined) body.stepTimeoutInMinutes = stepTimeoutInMinutes;
+    const res = await this.request(this.topics.startNext, body);
     if (!res.accepted) throw this.rejectedError('start-next', res.body);
     return this.readExecution(res.body.execution);
   }
@@ -131,11 +161,12 @@ export class JobsClient {
 
   /**
    * UpdateJobExecution with expectedVersion = the tracked version. A VersionMismatch refreshes the
-   * version with describe and retries once, since only this agent writes the execution.
+   * version from the rejection's executionState and retries once, since only this agent writes the
+   * execution. `stepTimeoutInMinutes` (IN_PROGRESS only) restarts the service's step timer.
    */
-  update(jobId: string, status: JobStatus, statusDetails: StatusDetails): Promise<UpdateResult> {
+  update(jobId: string, status: JobStatus, statusDetails: StatusDetails, stepTimeoutInMinutes?: number): Promise<UpdateResult> {
     // Serialised: two updates in flight would carry the same expectedVersion and one would be refused.
-    const run = this.updateQueue.then(() => this.updateNow(jobId, status, statusDetails));
+    const run = this.updateQueue.then(() => this.updateNow(jobId, status, statusDetails, stepTimeoutInMinutes));
     this.updateQueue = run.then(
       () => undefined,
       () => undefined,
@@ -143,24 +174,28 @@ export class JobsClient {
     return run;
   }
 
-  private async updateNow(jobId: string, status: JobStatus, statusDetails: StatusDetails): Promise<UpdateResult> {
+  private async updateNow(jobId: string, status: JobStatus, statusDetails: StatusDetails, stepTimeoutInMinutes?: number): Promise<UpdateResult> {
+    if (status !== 'IN_PROGRESS') this.ownTerminal.set(jobId, status);
     for (let attempt = 0; ; attempt++) {
-      const expectedVersion = this.versions.get(jobId);
+      const expectedVersion = this.versions.get(jobId)?.version;
       const body: Record<string, unknown> = { status, statusDetails, includeJobExecutionState: true };
       if (expectedVersion !== undefined) body.expectedVersion = expectedVersion;
+      if (stepTimeoutInMinutes !== undefined && status === 'IN_PROGRESS') body.stepTimeoutInMinutes = stepTimeoutInMinutes;
       const res = await this.request(this.topics.update(jobId), body);
       if (res.accepted) {
         const state = ExecStateSchema.safeParse(res.body.executionState);
-        if (state.success) this.versions.set(jobId, state.data.versionNumber);
-        else if (expectedVersion !== undefined) this.versions.set(jobId, expectedVersion + 1);
-        return { ok: true, versionNumber: this.versions.get(jobId) ?? 0, status: state.success ? state.data.status : status };
+        if (state.success) this.observe(jobId, state.data.versionNumber);
+        else if (expectedVersion !== undefined) this.observe(jobId, expectedVersion + 1);
+        return { ok: true, versionNumber: this.trackedVersion(jobId) ?? 0, status: state.success ? state.data.status : status };
       }
       const rej = RejectedSchema.safeParse(res.body);
       const code = rej.success ? rej.data.code : 'Unknown';
       const message = rej.success ? (rej.data.message ?? '') : JSON.stringify(res.body);
       if (code === 'VersionMismatch' && attempt === 0) {
         this.log.warn('expectedVersion was stale; refreshing it', { jobId, expectedVersion, message });
-        if (rej.success && rej.data.executionState) this.versions.set(jobId, rej.data.executionState.versionNumber);
+        // The rejection carries the state at the moment our (serialised) update was refused: authoritative.
+        const known = this.versions.get(jobId);
+        if (rej.success && rej.data.executionState) this.versions.set(jobId, { version: rej.data.executionState.versionNumber, executionNumber: known?.executionNumber });
         else await this.describe(jobId);
         continue;
       }
@@ -171,7 +206,7 @@ export class JobsClient {
   private readExecution(value: unknown): JobExecution | null {
     if (value === undefined || value === null) return null;
     const exec = JobExecutionSchema.parse(value);
-    this.versions.set(exec.jobId, exec.versionNumber);
+    this.observe(exec.jobId, exec.versionNumber, exec.executionNumber);
     return exec;
   }
 

@@ -10,7 +10,7 @@ import { writeJsonAtomic } from '../../common/atomic-file.ts';
 import { formatBytes, formatCount, parseBytes, parseCount, parseDurationMs } from '../../common/units.ts';
 import { ffnWidthOf } from '../../models/arch/spec.ts';
 import { toHuggingFaceConfig } from '../../models/arch/hf-config.ts';
-import { DEFAULT_FFN_RATIOS, DEFAULT_WIDTHS, SearchOptionsSchema, searchArchitecture, type SearchOptions, type SearchResult } from '../../models/search/search.ts';
+import { DEFAULT_FFN_RATIOS, DEFAULT_MIN_EMBEDDING_WIDTH, DEFAULT_WIDTHS, SearchOptionsSchema, searchArchitecture, type SearchOptions, type SearchResult } from '../../models/search/search.ts';
 import { DEVICE_IDS, parseDeviceProfile } from '../../models/search/device-profiles.ts';
 import { loadLatencyTable } from '../../models/search/latency-table.ts';
 
@@ -30,6 +30,8 @@ interface Flags {
   parents?: string;
   blocks?: string;
   embeddingWidth?: string;
+  minEmbeddingWidth?: string;
+  minAttentionRatio?: string;
   vocab?: string;
   context?: string;
   seqLen?: string;
@@ -48,7 +50,7 @@ interface Flags {
 // Keys a config file or the environment may set; values as on the command line.
 const SETTING_KEYS = [
   'params', 'flops', 'memory', 'latency', 'device', 'deviceFile', 'unit', 'latencyTable', 'seed', 'iterations', 'population', 'parents',
-  'blocks', 'embeddingWidth', 'vocab', 'context', 'seqLen', 'bytesPerWeight', 'rhoMax', 'alphaAttention', 'alphaFfn', 'weightSharing',
+  'blocks', 'embeddingWidth', 'minEmbeddingWidth', 'minAttentionRatio', 'vocab', 'context', 'seqLen', 'bytesPerWeight', 'rhoMax', 'alphaAttention', 'alphaFfn', 'weightSharing',
 ] as const;
 type SettingKey = (typeof SETTING_KEYS)[number];
 
@@ -105,6 +107,11 @@ function positive(v: number | undefined, what: string, text: string | undefined)
   return v;
 }
 
+function atMostOne(v: number | undefined, what: string, text: string | undefined): number | undefined {
+  if (v !== undefined && v > 1) throw new ValidationError(`${what} must be between 0 and 1; got '${text}'`);
+  return v;
+}
+
 function oneOf<T extends string>(text: string | undefined, allowed: readonly T[], what: string): T | undefined {
   if (text === undefined) return undefined;
   if (!(allowed as readonly string[]).includes(text)) throw new ValidationError(`${what} must be one of ${allowed.join(', ')}; got '${text}'`);
@@ -133,6 +140,8 @@ export function searchOptionsFrom(s: Partial<Record<SettingKey, string>>, flags:
     parentSetSize: positive(integer(s.parents, '--parents'), '--parents', s.parents),
     blocks: positive(integer(s.blocks, '--blocks'), '--blocks', s.blocks),
     embeddingWidth: positive(integer(s.embeddingWidth, '--embedding-width'), '--embedding-width', s.embeddingWidth),
+    minEmbeddingWidth: positive(integer(s.minEmbeddingWidth, '--min-embedding-width'), '--min-embedding-width', s.minEmbeddingWidth),
+    minAttentionRatio: atMostOne(real(s.minAttentionRatio, '--min-attention-ratio'), '--min-attention-ratio', s.minAttentionRatio),
     vocabSize: positive(integer(s.vocab, '--vocab'), '--vocab', s.vocab),
     contextLength: positive(integer(s.context, '--context'), '--context', s.context),
     seqLen: positive(integer(s.seqLen, '--seq-len'), '--seq-len', s.seqLen),
@@ -159,7 +168,11 @@ export function describeResult(r: SearchResult): string {
     `searched ${fmtInt(st.iterations)} iterations (population ${st.population}, parents ${st.parentSetSize}, seed ${r.seed}) in ${r.stats.elapsedMs.toFixed(0)} ms`,
   );
   const emb = r.spec.embeddingWidth ?? r.spec.blocks[0]!.width;
-  lines.push(`design (${r.spec.blocks.length} blocks, embedding width ${emb}, vocab ${st.vocabSize}, context ${st.contextLength}, ${r.spec.tiedHead ? 'tied' : 'untied'} head):`);
+  const floor =
+    st.minEmbeddingWidth === null
+      ? ' (fixed)'
+      : ` (floor ${st.minEmbeddingWidth}${st.minEmbeddingWidthSource === 'lowered-to-fit' ? ', default lowered to fit the budgets' : ''})`;
+  lines.push(`design (${r.spec.blocks.length} blocks, embedding width ${emb}${floor}, vocab ${st.vocabSize}, context ${st.contextLength}, ${r.spec.tiedHead ? 'tied' : 'untied'} head):`);
   r.spec.blocks.forEach((b, i) => {
     lines.push(
       `  block ${i}: width ${b.width}, ${plural(b.layers, 'layer')}${b.shareWeights ? ' (shared weights)' : ''}, ${plural(b.heads, 'head')} x ${b.headDim}, FFN ${ffnWidthOf(b)} (ratio ${b.ffnRatio})`,
@@ -196,6 +209,8 @@ export function register(program: Command): void {
     .option('--parents <n>', 'parent set size (default 64)')
     .option('--blocks <n>', 'transformer blocks (default 3)')
     .option('--embedding-width <n>', 'fixed embedding (and tied head) width (default: first block width)')
+    .option('--min-embedding-width <n>', 'floor on the searched embedding (first block) width (default 128, lowered to fit)')
+    .option('--min-attention-ratio <x>', 'every block needs heads x head dim >= x times its width (default 0.25; 0 = off)')
     .option('--vocab <n>', 'vocabulary size (default 50257)')
     .option('--context <n>', 'context length (default 1024)')
     .option('--seq-len <n>', 'sequence length for FLOPs, KV cache and latency (default: context)')
@@ -219,6 +234,8 @@ export function register(program: Command): void {
           seqLen: resolved.seqLen ?? resolved.contextLength,
           widths: resolved.widths ?? `${DEFAULT_WIDTHS[0]}..${DEFAULT_WIDTHS[DEFAULT_WIDTHS.length - 1]} by 64`,
           ffnRatios: resolved.ffnRatios ?? DEFAULT_FFN_RATIOS,
+          minEmbeddingWidth:
+            resolved.embeddingWidth !== undefined ? 'none (embedding width fixed)' : (resolved.minEmbeddingWidth ?? `${DEFAULT_MIN_EMBEDDING_WIDTH} (default, lowered if the budgets need it)`),
           device: typeof resolved.device === 'object' ? resolved.device.id : resolved.device,
           latencyTable: resolved.latencyTable ? `${resolved.latencyTable.layers.length} layer entries for ${resolved.latencyTable.device}` : undefined,
         };

@@ -1,5 +1,13 @@
 // Public entry of the architecture search, for the CLI, the demo and the Lambda handler.
-export { searchArchitecture, SearchOptionsSchema, SearchBudgetsSchema, DEFAULT_WIDTHS, DEFAULT_FFN_RATIOS } from './search.ts';
+export {
+  searchArchitecture,
+  SearchOptionsSchema,
+  SearchBudgetsSchema,
+  DEFAULT_WIDTHS,
+  DEFAULT_FFN_RATIOS,
+  DEFAULT_MIN_EMBEDDING_WIDTH,
+  DEFAULT_MIN_ATTENTION_RATIO,
+} from './search.ts';
 export type { SearchOptions, SearchResult, SearchSettings, SearchBudgets } from './search.ts';
 export { DEVICE_PROFILES, DEVICE_IDS, deviceProfile, parseDeviceProfile, computeUnitOf } from './device-profiles.ts';
 export type { DeviceProfile, ComputeUnit, ComputeUnitKind } from './device-profiles.ts';

@@ -37,6 +37,23 @@ function range(lo: number, hi: number, step: number): number[] {
 export const DEFAULT_WIDTHS: readonly number[] = range(64, 2048, 64);
 export const DEFAULT_FFN_RATIOS: readonly number[] = range(1, 6, 0.5);
 
+/**
+ * Default floor on the embedding width when the search chooses it: 128, the narrowest embedding of
+ * published language models trained on a GPT-2-size vocabulary (Pythia-14m: 128 for 50,304 tokens;
+ * ALBERT's factorised embedding: 128 for 30,000). The tied embedding is also the LM head, and its
+ * width caps the rank of the logits (the softmax bottleneck, Yang et al., ICLR 2018), which the
+ * entropy objective cannot see. When even the smallest design at this floor breaks a budget, the
+ * default floor drops to the widest grid width that fits; a floor the caller sets is never lowered.
+ */
+export const DEFAULT_MIN_EMBEDDING_WIDTH = 128;
+/**
+ * Default floor on attention width relative to the block width: heads x headDim >= E / 4. Published
+ * decoders use heads x headDim = E; the entropy objective alone drifts to 1 head of 64 on 512-wide
+ * blocks, a rank-64 bottleneck on every token mix. A quarter keeps the search's room to trade
+ * attention for depth while excluding designs no one trains.
+ */
+export const DEFAULT_MIN_ATTENTION_RATIO = 0.25;
+
 /** Everything the search reads; validated once. */
 export const SearchOptionsSchema = z
   .object({
@@ -53,6 +70,14 @@ export const SearchOptionsSchema = z
     blocks: z.number().int().min(1).max(16).default(3),
     /** Fixed width of token/position embeddings (and of the tied head); default: the first block's width. */
     embeddingWidth: positiveInt.optional(),
+    /**
+     * Floor on the embedding width when it is not fixed, i.e. on the first block's width (and so on
+     * every block's). Default DEFAULT_MIN_EMBEDDING_WIDTH, lowered to fit the budgets; a value set
+     * here is a hard constraint.
+     */
+    minEmbeddingWidth: positiveInt.optional(),
+    /** Every block needs heads x headDim >= minAttentionRatio x width (0 turns the floor off). */
+    minAttentionRatio: z.number().nonnegative().max(1).default(DEFAULT_MIN_ATTENTION_RATIO),
     vocabSize: positiveInt.default(50257),
     contextLength: positiveInt.default(1024),
     /** Sequence length of the FLOP count, the KV cache and the latency model (default contextLength). */
@@ -85,6 +110,11 @@ export interface SearchSettings {
   parentSetSize: number;
   blocks: number;
   embeddingWidth: number | null;
+  /** Floor applied to the first block's width (null with a fixed embedding width). */
+  minEmbeddingWidth: number | null;
+  /** Why that floor: set by the caller, the default, or the default lowered so the budgets can be met. */
+  minEmbeddingWidthSource: 'option' | 'default' | 'lowered-to-fit' | null;
+  minAttentionRatio: number;
   vocabSize: number;
   contextLength: number;
   seqLen: number;
@@ -136,6 +166,7 @@ class Evaluator {
   readonly widths: Float64Array;
   readonly ffnWidths: Float64Array; // [w * nr + r]
   readonly maxHeadsFor: Int32Array; // [w]
+  readonly minHeadsFor: Int32Array; // [w]; above maxHeadsFor[w] when width w cannot meet the attention floor
   readonly attH: Float64Array; // [w * mh + h - 1], alpha applied
   readonly ffnH: Float64Array; // [w * nr + r], alpha applied
   readonly layerMs: Float64Array | null; // [(w * nr + r) * mh + h - 1]
@@ -152,6 +183,8 @@ class Evaluator {
   latency = 0;
   entropy = 0;
   rho = 0;
+  /** Whether every block meets the attention-width floor. */
+  attentionOk = true;
 
   constructor(
     private readonly o: ParsedOptions & { seqLen: number; widths: number[]; ffnRatios: number[] },
@@ -163,12 +196,15 @@ class Evaluator {
     this.widths = Float64Array.from(o.widths);
     this.ffnWidths = new Float64Array(nw * nr);
     this.maxHeadsFor = new Int32Array(nw);
+    this.minHeadsFor = new Int32Array(nw);
     this.attH = new Float64Array(nw * mh);
     this.ffnH = new Float64Array(nw * nr);
     const mat = { sigma: o.sigma, eps: o.eps };
     for (let w = 0; w < nw; w++) {
       const e = o.widths[w]!;
       this.maxHeadsFor[w] = Math.max(1, Math.min(mh, Math.floor(e / o.headDim)));
+      // The small tolerance keeps e.g. 0.25 x 256 / 64 = 1 from rounding up to 2.
+      this.minHeadsFor[w] = Math.max(1, Math.ceil((o.minAttentionRatio * e) / o.headDim - 1e-9));
       for (let r = 0; r < nr; r++) {
         const f = Math.round(o.ffnRatios[r]! * e);
         this.ffnWidths[w * nr + r] = f;
@@ -225,6 +261,7 @@ class Evaluator {
     let layers = 0;
     let widthSum = 0;
     let prevW = -1;
+    let attentionOk = true;
     for (let b = 0; b < nb; b++) {
       const p = off + b * G;
       const w = g[p]!;
@@ -234,6 +271,7 @@ class Evaluator {
       const e = this.widths[w]!;
       const a = h * hd;
       const f = this.ffnWidths[w * this.nr + r]!;
+      if (h < this.minHeadsFor[w]! || h > this.maxHeadsFor[w]!) attentionOk = false;
       if (prevW >= 0 && prevW !== w) {
         const pe = this.widths[prevW]!;
         params += pe * e + e;
@@ -269,7 +307,9 @@ class Evaluator {
     this.memory = params * o.bytesPerWeight + kv * o.bytesPerWeight;
     this.latency = ms;
     this.entropy = entropy;
+    // rho = L / (16 log2 E) with L all layers and E their mean width (models/entropy/effectiveness.ts).
     this.rho = layers / (16 * Math.log2(widthSum / layers));
+    this.attentionOk = attentionOk;
   }
 
   /** Whether the last evaluated genome meets every budget. */
@@ -280,7 +320,8 @@ class Evaluator {
       (bu.flops === undefined || this.flops <= bu.flops) &&
       (bu.decodeMemoryBytes === undefined || this.memory <= bu.decodeMemoryBytes) &&
       (bu.latencyMs === undefined || this.latency <= bu.latencyMs) &&
-      this.rho <= this.o.rhoMax
+      this.rho <= this.o.rhoMax &&
+      this.attentionOk
     );
   }
 }
@@ -337,7 +378,45 @@ function infeasibility(ev: Evaluator, o: ParsedOptions, smallest: string): strin
   }
   if (b.latencyMs !== undefined && ev.latency > b.latencyMs) out.push(`latency budget ${b.latencyMs} ms is below the smallest feasible value ${ev.latency.toFixed(3)} ms`);
   if (ev.rho > o.rhoMax) out.push(`rhoMax ${o.rhoMax} is below the smallest feasible value ${ev.rho.toFixed(4)}`);
+  if (!ev.attentionOk) {
+    out.push(`minAttentionRatio ${o.minAttentionRatio} needs more than maxHeads ${o.maxHeads} heads of ${o.headDim} (or more than the block width) at the smallest width`);
+  }
   return out.length > 0 ? [...out.slice(0, -1), `${out[out.length - 1]} (the smallest design in the search space is ${smallest})`] : out;
+}
+
+/**
+ * Resolves the floor on the first block's width as an index into the width grid. With a fixed
+ * embedding width there is none. A caller's floor is kept even if it makes the budgets unmeetable
+ * (the caller then gets the infeasibility error); the default floor steps down the grid until the
+ * smallest design at it meets every budget, so tight budgets (a 6M model with a 50k vocabulary)
+ * still get a design. `smallestAt` evaluates the smallest design at a grid index into `ev`.
+ */
+function embeddingFloor(
+  o: ParsedOptions & { widths: number[] },
+  ev: Evaluator,
+  smallestAt: (w0: number) => void,
+): { index: number; source: SearchSettings['minEmbeddingWidthSource'] } {
+  if (o.embeddingWidth !== undefined) {
+    if (o.minEmbeddingWidth !== undefined && o.embeddingWidth < o.minEmbeddingWidth) {
+      throw new ValidationError(`embeddingWidth ${o.embeddingWidth} is below minEmbeddingWidth ${o.minEmbeddingWidth}; fix one or the other`);
+    }
+    return { index: 0, source: null };
+  }
+  const wanted = o.minEmbeddingWidth ?? DEFAULT_MIN_EMBEDDING_WIDTH;
+  const index = o.widths.findIndex((w) => w >= wanted);
+  if (o.minEmbeddingWidth !== undefined) {
+    if (index < 0) {
+      throw new ValidationError(`minEmbeddingWidth ${wanted} is above the widest width in the search space (${o.widths[o.widths.length - 1]})`);
+    }
+    return { index, source: 'option' };
+  }
+  // The default is a target (capped at the grid): take the widest grid width at or below it that the budgets allow.
+  const top = index < 0 ? o.widths.length - 1 : index;
+  for (let w = top; w > 0; w--) {
+    smallestAt(w);
+    if (ev.feasible()) return { index: w, source: w === top ? 'default' : 'lowered-to-fit' };
+  }
+  return { index: 0, source: top === 0 ? 'default' : 'lowered-to-fit' };
 }
 
 /**
@@ -363,11 +442,19 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
   const pop = new Int32Array(P * G * nb);
   const score = new Float64Array(P);
   const child = new Int32Array(G * nb);
-  for (let b = 0; b < nb; b++) child.set([0, 0, 1, 1, share], b * G);
-  ev.evaluate(child, 0);
+  // The smallest design whose first block (and so every block) is at least `w0` wide.
+  const smallestAt = (w0: number): void => {
+    for (let b = 0; b < nb; b++) child.set([w0, 0, 1, ev.minHeadsFor[w0]!, share], b * G);
+    ev.evaluate(child, 0);
+  };
+  const floor = embeddingFloor(o, ev, smallestAt);
+  const w0Min = floor.index;
+  smallestAt(w0Min);
   if (!ev.feasible()) {
     const emb = o.embeddingWidth === undefined ? '' : `, embedding width ${o.embeddingWidth}`;
-    const s = `${nb} block(s) of width ${o.widths[0]}, FFN ratio ${o.ffnRatios[0]}, 1 layer and 1 head each${emb}, vocab ${o.vocabSize}, context ${o.contextLength}`;
+    const heads = ev.minHeadsFor[w0Min]!;
+    const why = floor.source === 'option' ? ` (minEmbeddingWidth ${o.minEmbeddingWidth})` : '';
+    const s = `${nb} block(s) of width ${o.widths[w0Min]}${why}, FFN ratio ${o.ffnRatios[0]}, 1 layer and ${heads} head${heads === 1 ? '' : 's'} each${emb}, vocab ${o.vocabSize}, context ${o.contextLength}`;
     throw new ValidationError(`no architecture meets the budgets: ${infeasibility(ev, o, s).join('; ')}`, { code: 'VALIDATION_INFEASIBLE_BUDGET' });
   }
   const GL = G * nb;
@@ -409,11 +496,12 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
     for (let k = 0; k < genes; k++) {
       switch (rng.int(geneCount)) {
         case 0: {
-          const lo = b > 0 ? child[p - G]! : 0;
+          const lo = b > 0 ? child[p - G]! : w0Min;
           const hi = b < nb - 1 ? child[p + G]! : ev.nw - 1;
           const w = mutateInt(child[p]!, lo, hi);
           child[p] = w;
           if (child[p + 3]! > ev.maxHeadsFor[w]!) child[p + 3] = ev.maxHeadsFor[w]!;
+          if (child[p + 3]! < ev.minHeadsFor[w]!) child[p + 3] = ev.minHeadsFor[w]!;
           break;
         }
         case 1:
@@ -423,7 +511,7 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
           child[p + 2] = mutateInt(child[p + 2]!, 1, maxL);
           break;
         case 3:
-          child[p + 3] = mutateInt(child[p + 3]!, 1, ev.maxHeadsFor[child[p]!]!);
+          child[p + 3] = mutateInt(child[p + 3]!, ev.minHeadsFor[child[p]!]!, ev.maxHeadsFor[child[p]!]!);
           break;
         default:
           child[p + 4] = 1 - child[p + 4]!;
@@ -477,9 +565,10 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
   const latencyMs = model ? predictLatencyMs(spec, model) : null;
   const ent = networkEntropy(spec, { sigma: o.sigma, eps: o.eps, alphaAttention: o.alphaAttention, alphaFfn: o.alphaFfn });
   ev.evaluate(pop, 0);
-  if (params !== ev.params || flops !== ev.flops || memory !== ev.memory || (latencyMs !== null && latencyMs !== ev.latency)) {
+  if (params !== ev.params || flops !== ev.flops || memory !== ev.memory || (latencyMs !== null && latencyMs !== ev.latency) || ent.rho !== ev.rho) {
     throw new Error(`search evaluator disagrees with the accounting for ${JSON.stringify(spec)}`);
   }
+  if (!(ent.rho <= o.rhoMax) || !ev.attentionOk) throw new Error(`search returned a design outside rhoMax or the attention floor: ${JSON.stringify(spec)}`);
   return {
     format: 'fleetlm/search-result@1',
     spec,
@@ -499,6 +588,9 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
       parentSetSize: o.parentSetSize,
       blocks: o.blocks,
       embeddingWidth: o.embeddingWidth ?? null,
+      minEmbeddingWidth: floor.source === null ? null : o.widths[w0Min]!,
+      minEmbeddingWidthSource: floor.source,
+      minAttentionRatio: o.minAttentionRatio,
       vocabSize: o.vocabSize,
       contextLength: o.contextLength,
       seqLen,

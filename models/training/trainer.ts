@@ -2,7 +2,8 @@
 // warm-up + cosine schedule, periodic held-out evaluation, progress reports and checkpoints.
 import { ValidationError } from '../../common/errors.ts';
 import type { ArchSpec } from '../arch/spec.ts';
-import { initWeights, type DecoderWeights } from '../onnx/weights.ts';
+import type { DecoderWeights } from '../onnx/weights.ts';
+import { trainingInitWeights } from './init.ts';
 import { loadTrainState, loadWeights, saveCheckpoint, type ResumeConfig } from './checkpoint.ts';
 import { BatchSampler, evaluationWindows } from './data.ts';
 import { TrainableDecoder } from './model.ts';
@@ -51,7 +52,7 @@ export interface TrainOptions {
   resume?: string;
   /** Stop after this many steps of this run (the schedule still spans all steps); for tests and time limits. */
   maxStepsThisRun?: number;
-  /** Initial weights (default: seeded GPT-2-scheme init). */
+  /** Initial weights (default: trainingInitWeights, the GPT-2 scheme with fan-in-scaled width projections). */
   initialWeights?: DecoderWeights;
   onProgress?: (p: TrainProgress) => void;
 }
@@ -124,7 +125,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainResult> {
     bestEvalLoss = snap.state.bestEvalLoss;
     sampler.seek(snap.state.cursor);
   } else {
-    model = new TrainableDecoder(o.spec, o.initialWeights ?? initWeights(o.spec, seed));
+    model = new TrainableDecoder(o.spec, o.initialWeights ?? trainingInitWeights(o.spec, seed));
     optimizer = new AdamW(model.params, adamOptions);
   }
   const evalWindows = evaluationWindows(o.validation, o.seq, o.evalTokens ?? 16384);

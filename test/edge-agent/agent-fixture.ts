@@ -71,10 +71,11 @@ export class TestFleet {
     this.publicKeyPath = path.join(workDir, 'fleet-public.pem');
   }
 
-  static async start(): Promise<TestFleet> {
+  /** `minuteMs` scales the hub's minutes (step timers, rollout rates) for tests of timeouts. */
+  static async start(opts: { minuteMs?: number } = {}): Promise<TestFleet> {
     const hubDir = await tempDir('fleetlm-agent-hub-');
     const workDir = await tempDir('fleetlm-agent-work-');
-    const hub = await startHub({ dir: hubDir, clock: { minuteMs: 60_000 } });
+    const hub = await startHub({ dir: hubDir, clock: { minuteMs: opts.minuteMs ?? 60_000 } });
     const fleet = new TestFleet(hub, hubDir, workDir);
     await fs.writeFile(fleet.publicKeyPath, fleet.keys.publicKeyPem);
     return fleet;

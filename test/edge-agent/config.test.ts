@@ -32,6 +32,16 @@ describe('loadAgentConfig', () => {
     expect(c.download.throttleBytesPerSec).toBe(1000);
   });
 
+  it('defaults the jobs step timer and refuses heartbeats too slow for it', async () => {
+    const p = await file(base);
+    expect(loadAgentConfig({ configPath: p }).jobs).toEqual({ stepTimeoutInMinutes: 10, heartbeatMs: 60_000 });
+    expect(envNameFor('jobs.stepTimeoutInMinutes')).toBe('FLEETLM_AGENT_JOBS_STEP_TIMEOUT_IN_MINUTES');
+    const env = { FLEETLM_AGENT_JOBS_STEP_TIMEOUT_IN_MINUTES: '2', FLEETLM_AGENT_JOBS_HEARTBEAT_MS: '61000' };
+    expect(() => loadAgentConfig({ configPath: p, env })).toThrow(/jobs.heartbeatMs: must be at most half of jobs.stepTimeoutInMinutes \(2 min = 120000 ms\), got 61000/);
+    expect(() => loadAgentConfig({ configPath: p, overrides: ['jobs.stepTimeoutInMinutes=0'] })).toThrow(/jobs.stepTimeoutInMinutes/);
+    expect(loadAgentConfig({ configPath: p, env: { ...env, FLEETLM_AGENT_JOBS_HEARTBEAT_MS: '60000' } }).jobs).toEqual({ stepTimeoutInMinutes: 2, heartbeatMs: 60_000 });
+  });
+
   it('demands TLS for a broker that is not on loopback', async () => {
     const p = await file({ ...base, mqtt: { host: 'abc-ats.iot.eu-west-1.amazonaws.com' } });
     expect(() => loadAgentConfig({ configPath: p })).toThrow(/mqtt.tls: is required for non-loopback host/);

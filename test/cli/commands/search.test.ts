@@ -47,6 +47,7 @@ describe('fleetlm search', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/params +[\d.]+M \([\d,]+\) of 64M/);
     expect(r.stdout).toMatch(/latency +[\d.]+ ms\/token on jetson-nano \(gpu, roofline\)/);
+    expect(r.stdout).toMatch(/embedding width \d+ \(floor 128\)/);
     const result = JSON.parse(readFileSync(out, 'utf8'));
     expect(result.format).toBe('fleetlm/search-result@1');
     expect(result.seed).toBe(1);
@@ -72,6 +73,17 @@ describe('fleetlm search', () => {
     expect(result.budgets.params).toBe(20e6);
   });
 
+  it('takes the floors from flags and says when the default embedding floor was lowered', async () => {
+    const floors = await fleetlmInProcess(['--params', '64M', '--min-embedding-width', '256', '--min-attention-ratio', '0.5', '--iterations', '2000', '--json']);
+    expect(floors.code).toBe(0);
+    const result = JSON.parse(floors.stdout);
+    expect(result.settings).toMatchObject({ minEmbeddingWidth: 256, minEmbeddingWidthSource: 'option', minAttentionRatio: 0.5 });
+    for (const b of result.spec.blocks) expect(b.heads * b.headDim).toBeGreaterThanOrEqual(b.width / 2);
+    const tight = await fleetlmInProcess(['--params', '6M', '--context', '128', '--iterations', '500']);
+    expect(tight.code).toBe(0);
+    expect(tight.stdout).toContain('embedding width 64 (floor 64, default lowered to fit the budgets)');
+  });
+
   it.each([
     [['--params', '64X'], /--params has unknown suffix 'X' in '64X'/],
     [['--flops', '-5G'], /--flops must not be negative/],
@@ -80,6 +92,9 @@ describe('fleetlm search', () => {
     [['--device', 'pi9'], /--device must be one of jetson-nano, jetson-orin-nano, rpi4, rpi5/],
     [['--params', '1M'], /params budget 1M is below the smallest feasible value 3\.36M/],
     [['--iterations', '1.5'], /--iterations must be a whole number/],
+    [['--min-attention-ratio', '2'], /--min-attention-ratio must be between 0 and 1; got '2'/],
+    [['--min-embedding-width', '0'], /--min-embedding-width must be greater than zero/],
+    [['--params', '6M', '--min-embedding-width', '128'], /params budget 6M is below the smallest feasible value 6\.76M .*width 128 \(minEmbeddingWidth 128\)/],
   ])('fails with exit 2 and a clear message for %j', async (args, message) => {
     const r = await fleetlmInProcess([...args, '--iterations', String(args.includes('--iterations') ? args[args.indexOf('--iterations') + 1] : 10)]);
     expect(r.code).toBe(2);

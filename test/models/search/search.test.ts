@@ -17,6 +17,7 @@ describe('searchArchitecture budgets', () => {
     const rng = new Rng(20240601);
     let feasible = 0;
     let infeasible = 0;
+    let lowered = 0;
     for (let draw = 0; draw < 1000; draw++) {
       const device = rng.next() < 0.7 ? DEVICE_IDS[rng.int(DEVICE_IDS.length)]! : undefined;
       const budgets: NonNullable<SearchOptions['budgets']> = {};
@@ -41,6 +42,25 @@ describe('searchArchitecture budgets', () => {
         bytesPerWeight: rng.next() < 0.5 ? 4 : 2,
         embeddingWidth: rng.next() < 0.2 ? 64 * (1 + rng.int(12)) : undefined,
       };
+      // Whether the smallest design with every block `width` wide breaks a budget (checked with the accounting code).
+      const smallestBreaks = (width: number): boolean => {
+        const o = options;
+        const smallest = parseArchSpec({
+          vocabSize: o.vocabSize,
+          contextLength,
+          embeddingWidth: o.embeddingWidth,
+          tiedHead: o.tiedHead,
+          blocks: Array.from({ length: o.blocks! }, () => ({ width, ffnRatio: 1, layers: 1, heads: Math.max(1, Math.ceil(width / 4 / 64)) })),
+        });
+        const lat = device ? predictLatencyMs(smallest, new RooflineLatencyModel(computeUnitOf(deviceProfile(device)).unit, { seqLen: contextLength, bytesPerWeight: o.bytesPerWeight })) : 0;
+        return (
+          (budgets.params !== undefined && countParameters(smallest) > budgets.params) ||
+          (budgets.flops !== undefined && countForwardFlops(smallest, contextLength) > budgets.flops) ||
+          (budgets.decodeMemoryBytes !== undefined && decodeMemoryBytes(smallest, contextLength, o.bytesPerWeight) > budgets.decodeMemoryBytes) ||
+          (budgets.latencyMs !== undefined && lat > budgets.latencyMs) ||
+          networkEffectiveness(smallest.blocks) > o.rhoMax!
+        );
+      };
       let result;
       try {
         result = searchArchitecture(options);
@@ -48,22 +68,7 @@ describe('searchArchitecture budgets', () => {
         expect(err).toBeInstanceOf(ValidationError);
         expect((err as ValidationError).code).toBe('VALIDATION_INFEASIBLE_BUDGET');
         // The refusal must be justified: the smallest design really breaks a budget.
-        const o = options;
-        const smallest = parseArchSpec({
-          vocabSize: o.vocabSize,
-          contextLength,
-          embeddingWidth: o.embeddingWidth,
-          tiedHead: o.tiedHead,
-          blocks: Array.from({ length: o.blocks! }, () => ({ width: 64, ffnRatio: 1, layers: 1, heads: 1 })),
-        });
-        const lat = device ? predictLatencyMs(smallest, new RooflineLatencyModel(computeUnitOf(deviceProfile(device)).unit, { seqLen: contextLength, bytesPerWeight: o.bytesPerWeight })) : 0;
-        const broken =
-          (budgets.params !== undefined && countParameters(smallest) > budgets.params) ||
-          (budgets.flops !== undefined && countForwardFlops(smallest, contextLength) > budgets.flops) ||
-          (budgets.decodeMemoryBytes !== undefined && decodeMemoryBytes(smallest, contextLength, o.bytesPerWeight) > budgets.decodeMemoryBytes) ||
-          (budgets.latencyMs !== undefined && lat > budgets.latencyMs) ||
-          networkEffectiveness(smallest.blocks) > o.rhoMax!;
-        expect(broken).toBe(true);
+        expect(smallestBreaks(64)).toBe(true);
         infeasible++;
         continue;
       }
@@ -79,11 +84,28 @@ describe('searchArchitecture budgets', () => {
       }
       expect(networkEffectiveness(spec.blocks)).toBeLessThanOrEqual(options.rhoMax!);
       expect(spec.blocks).toHaveLength(options.blocks!);
+      // Attention floor: heads x headDim >= width / 4 in every block.
+      for (const b of spec.blocks) expect(b.heads * b.headDim).toBeGreaterThanOrEqual(b.width / 4);
+      // Embedding floor: 128 unless the budgets forbid it, and then the widest width they allow.
+      if (options.embeddingWidth === undefined) {
+        const floor = result.settings.minEmbeddingWidth!;
+        expect(spec.blocks[0]!.width).toBeGreaterThanOrEqual(floor);
+        if (result.settings.minEmbeddingWidthSource === 'default') expect(floor).toBe(128);
+        else {
+          expect(result.settings.minEmbeddingWidthSource).toBe('lowered-to-fit');
+          expect(floor).toBeLessThan(128);
+          expect(smallestBreaks(floor + 64)).toBe(true);
+          lowered++;
+        }
+      } else {
+        expect(result.settings.minEmbeddingWidth).toBeNull();
+      }
       expect(result.params).toBe(countParameters(spec));
     }
     // Both outcomes must actually be exercised for the test to mean anything.
     expect(feasible).toBeGreaterThan(300);
     expect(infeasible).toBeGreaterThan(50);
+    expect(lowered).toBeGreaterThan(10);
   });
 
   it('names the smallest feasible value when no design can meet a budget', () => {
@@ -153,6 +175,47 @@ describe('searchArchitecture results', () => {
     expect(r.params).toBeLessThanOrEqual(20e6);
     expect(r.spec.blocks.some((b) => b.layers > 1)).toBe(true);
     expect(r.spec.blocks.filter((b) => b.layers > 1).every((b) => b.shareWeights)).toBe(true);
+  });
+
+  it('keeps the default embedding and attention floors and reports rho as L / (16 log2 E)', () => {
+    const r = searchArchitecture(opts);
+    expect(r.settings).toMatchObject({ minEmbeddingWidth: 128, minEmbeddingWidthSource: 'default', minAttentionRatio: 0.25, embeddingWidth: null });
+    expect(r.spec.embeddingWidth).toBeUndefined(); // the embedding is the first block's width
+    expect(r.spec.blocks[0]!.width).toBeGreaterThanOrEqual(128);
+    for (const b of r.spec.blocks) expect(b.heads * b.headDim).toBeGreaterThanOrEqual(b.width / 4);
+    // By hand: all layers, their mean width (the issue's formula; MeRino Table 1 for one block).
+    const layers = r.spec.blocks.reduce((n, b) => n + b.layers, 0);
+    const meanWidth = r.spec.blocks.reduce((n, b) => n + b.layers * b.width, 0) / layers;
+    expect(r.rho).toBeCloseTo(layers / (16 * Math.log2(meanWidth)), 12);
+    expect(r.rho).toBeLessThanOrEqual(0.5);
+    const tight = searchArchitecture({ ...opts, rhoMax: 0.2 });
+    expect(tight.rho).toBeLessThanOrEqual(0.2);
+    expect(networkEffectiveness(tight.spec.blocks)).toBe(tight.rho);
+  });
+
+  it('lowers the default embedding floor to fit a tight budget, but never a floor the caller set', () => {
+    // The local demo's search: 6M parameters cannot hold a 128-wide embedding of 50,257 tokens (6.43M).
+    const demo: SearchOptions = { device: 'rpi4', budgets: { params: 6e6 }, blocks: 2, contextLength: 128, maxLayersPerBlock: 8, headDim: 32, iterations: 5000, population: 64, parentSetSize: 8 };
+    const r = searchArchitecture(demo);
+    expect(r.settings).toMatchObject({ minEmbeddingWidth: 64, minEmbeddingWidthSource: 'lowered-to-fit' });
+    expect(r.params).toBeLessThanOrEqual(6e6);
+    expect(() => searchArchitecture({ ...demo, minEmbeddingWidth: 128 })).toThrow(/params budget 6M is below the smallest feasible value 6.5\d*M .*width 128 \(minEmbeddingWidth 128\)/);
+    const wide = searchArchitecture({ ...opts, minEmbeddingWidth: 320 });
+    expect(wide.settings).toMatchObject({ minEmbeddingWidth: 320, minEmbeddingWidthSource: 'option' });
+    expect(wide.spec.blocks[0]!.width).toBeGreaterThanOrEqual(320);
+    expect(() => searchArchitecture({ embeddingWidth: 64, minEmbeddingWidth: 128, iterations: 1 })).toThrow(/embeddingWidth 64 is below minEmbeddingWidth 128/);
+    expect(() => searchArchitecture({ minEmbeddingWidth: 4096, iterations: 1 })).toThrow(/minEmbeddingWidth 4096 is above the widest width in the search space \(2048\)/);
+  });
+
+  it('applies the attention floor only as configured', () => {
+    const strict = searchArchitecture({ ...opts, minAttentionRatio: 1 });
+    for (const b of strict.spec.blocks) expect(b.heads * b.headDim).toBeGreaterThanOrEqual(b.width);
+    // Without the floor the objective prefers thin attention somewhere (models/entropy/README.md).
+    // Seed 1 at the default 100,000 iterations gave 1 head of 64 on 512-wide blocks before the floor existed.
+    const off = searchArchitecture({ ...opts, seed: 1, iterations: 100_000, minAttentionRatio: 0, minEmbeddingWidth: 64 });
+    expect(off.spec.blocks[0]!.width).toBe(64);
+    expect(off.spec.blocks.some((b) => b.heads * b.headDim < b.width / 4)).toBe(true);
+    expect(() => searchArchitecture({ minAttentionRatio: 1, maxHeads: 1, widths: [128, 256], iterations: 1 })).toThrow(/minAttentionRatio 1 needs more than maxHeads 1 heads/);
   });
 
   it('reports progress up to the iteration count', () => {

@@ -12,6 +12,7 @@ import { loadWeights, saveCheckpoint, statePathFor } from '../../../models/train
 import { BatchSampler, splitDocuments, tokenizeDocuments } from '../../../models/training/data.ts';
 import { TrainableDecoder } from '../../../models/training/model.ts';
 import { learningRate } from '../../../models/training/optimizer.ts';
+import { trainingInitWeights } from '../../../models/training/init.ts';
 import { trainModel } from '../../../models/training/trainer.ts';
 import { gpt2Tokenizer } from '../../../models/runtime/tokenizer.ts';
 import { emptyCache, maxAbs, maxAbsDiff, runStep, sessionFor, testWeights } from '../onnx/ort-run.ts';
@@ -124,6 +125,19 @@ describe('trainer', () => {
 });
 
 describe('schedule and data', () => {
+  it('initialises width projections at std 1/sqrt(fan_in) and everything else as the builder does', () => {
+    const base = initWeights(mixed, 4);
+    const init = trainingInitWeights(mixed, 4);
+    for (const [name, t] of init) {
+      if (/^(project_in|project_out|block_proj\.\d+)\.weight$/.test(name)) {
+        const std = Math.sqrt(t.data.reduce((s, v) => s + v * v, 0) / t.data.length);
+        expect(std, name).toBeGreaterThan(0.8 / Math.sqrt(t.shape[0]!));
+        expect(std, name).toBeLessThan(1.2 / Math.sqrt(t.shape[0]!));
+      } else expect(t.data, name).toEqual(base.get(name)!.data);
+    }
+    expect([...init.keys()].filter((n) => /proj/.test(n))).toEqual(['project_in.weight', 'block_proj.1.weight', 'block_proj.1.bias', 'project_out.weight']);
+  });
+
   it('warms up linearly, then decays by cosine to the floor', () => {
     expect(learningRate(0, 1, 10, 110)).toBeCloseTo(0.1, 12);
     expect(learningRate(9, 1, 10, 110)).toBeCloseTo(1, 12);
