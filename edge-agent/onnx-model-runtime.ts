@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { ModelError } from '../common/errors.ts';
 import type { Manifest } from '../fleet/manifest.ts';
-import type { LanguageModel } from '../models/runtime/index.ts';
+import type { LanguageModel, Tokenizer } from '../models/runtime/index.ts';
 import { confinedPath } from './downloader.ts';
 import type { GenerateRequest, GenerationStats, ModelRuntime, ServedModel } from './model-runtime.ts';
 import type { ModelRef } from './model-store.ts';
@@ -54,14 +54,24 @@ export class OnnxModelRuntime implements ModelRuntime {
   ) {}
 
   async load(dir: string, manifest: Manifest, ref: ModelRef): Promise<ServedModel> {
-    if (manifest.tokenizer.kind !== 'gpt2-bpe') {
-      throw new ModelError(`tokenizer kind ${manifest.tokenizer.kind} is not supported by this agent; supported: gpt2-bpe`);
-    }
     const entry = confinedPath(path.resolve(dir), manifest.entry);
     // Imported on first use: a device without a model yet does not pay for onnxruntime's memory.
-    const { loadLanguageModel } = await import('../models/runtime/index.ts');
+    const { loadLanguageModel, loadTokenizer, gpt2Tokenizer } = await import('../models/runtime/index.ts');
+    let tokenizer: Tokenizer;
+    if (manifest.tokenizer.kind === 'gpt2-bpe') {
+      tokenizer = gpt2Tokenizer();
+    } else {
+      // The bundle's own byte-level BPE (fleetlm/bpe@1), verified with the other files before install.
+      const file = confinedPath(path.resolve(dir), manifest.tokenizer.file);
+      try {
+        tokenizer = await loadTokenizer(file);
+      } catch (err) {
+        throw new ModelError(`the bundle's tokenizer ${manifest.tokenizer.file} cannot be loaded: ${(err as Error).message}`, { cause: err });
+      }
+    }
     // No spinning by default: the agent shares the device's cores with the application it serves.
     const lm = await loadLanguageModel(entry, {
+      tokenizer,
       allowSpinning: this.allowSpinning,
       ...(this.threads > 0 ? { intraOpNumThreads: this.threads } : {}),
     });

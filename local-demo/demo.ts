@@ -26,7 +26,20 @@ import {
   type AgentProcess,
   type Completion,
 } from './agents.ts';
-import { buildModel, compressModel, designArchitecture, evaluateModels, writeBundleMetadata } from './model-pipeline.ts';
+import {
+  buildModel,
+  compressModel,
+  demoModel,
+  DEMO_MODEL_DIR,
+  DEMO_TRAIN_COMMAND,
+  designArchitecture,
+  evaluateModels,
+  writeBundleMetadata,
+  type DesignResult,
+  type TrainedModel,
+} from './model-pipeline.ts';
+import { loadArchSpec } from '../models/onnx/build-model-file.ts';
+import { TOKENIZER_FILE } from '../models/runtime/index.ts';
 import { provisionThings } from './provision.ts';
 import { StageClock, formatTimings, type DemoLog, type StageTiming } from './stages.ts';
 
@@ -45,8 +58,16 @@ export interface DemoOptions {
   contextLength: number;
   compressionRatio: number;
   evalChars: number;
-  /** Trained model to ship instead of a searched, randomly initialised one. */
-  trained?: { archPath: string; weightsPath: string };
+  /**
+   * What ships: 'trained' (default) the committed trained demo model (`demoModelDir`), after the
+   * search has shown the design for the device class; 'searched' the searched design with seeded
+   * random weights and GPT-2's tokenizer.
+   */
+  ship?: 'trained' | 'searched';
+  /** Directory of the trained demo model (default assets/demo-model). */
+  demoModelDir?: string;
+  /** A trained model given explicitly (--arch/--weights): shipped as is, no search. */
+  trained?: TrainedModel;
   /** Also roll out a broken version and roll back. */
   broken: boolean;
   /** Milliseconds to wait for a job to finish. */
@@ -84,6 +105,7 @@ export const DEFAULT_DEMO: Omit<DemoOptions, 'log'> = {
   jobTimeoutMs: 120_000,
   telemetryIntervalMs: 2000,
   prompt: 'Call me Ishmael. Some years ago',
+  ship: 'trained',
 };
 
 /** One row of the fleet report. */
@@ -111,7 +133,11 @@ export interface DemoResult {
   afterBroken?: Completion[];
   rollbackJob?: JobProgress;
   finalReport?: DeviceReport[];
-  evaluation: { perplexityDense: number; perplexityCompressed: number; tokens: number };
+  evaluation: { perplexityDense: number; perplexityCompressed: number; tokens: number; text: string };
+  /** What shipped: the trained model's files, or the searched design with random weights. */
+  shipped: { kind: 'trained'; archPath: string; weightsPath: string; tokenizerPath?: string } | { kind: 'searched' };
+  /** Compression method used and why (auto's comparison for a trained model). */
+  compression: { method: string; ratio: number; why: string };
   endpoints: LocalHub['endpoints'];
 }
 
@@ -231,6 +257,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }, () => `${things.join(', ')} in group ${opts.group}, agents answering on ${agents.map((a) => a.httpUrl.replace('http://127.0.0.1:', ':')).join(' ')}`);
     aborted();
 
+    // The search always runs for the device class (unless a trained architecture was given); by
+    // default the design it finds is shown, and the trained demo model is what ships.
     const design = await clock.stage(opts.trained ? `architecture (${opts.trained.archPath})` : `search (${opts.deviceClass})`, () =>
       designArchitecture({
         deviceClass: opts.deviceClass,
@@ -242,19 +270,46 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         archPath: opts.trained?.archPath,
       }), (d) => JSON.stringify(d.spec.blocks.map((b) => `${b.layers}x(E=${b.width},R=${b.ffnRatio},H=${b.heads})`)));
     aborted();
+    const trained: TrainedModel | undefined = opts.trained ?? ((opts.ship ?? 'trained') === 'trained' ? await demoModel(opts.demoModelDir ?? DEMO_MODEL_DIR) : undefined);
+    let shippedDesign: DesignResult = design;
+    if (trained && !opts.trained) {
+      const spec = await loadArchSpec(trained.archPath);
+      const searchedParams = (design.summary as { params?: number }).params;
+      shippedDesign = {
+        spec,
+        summary: {
+          source: path.relative(process.cwd(), trained.archPath) || trained.archPath,
+          trainedBy: DEMO_TRAIN_COMMAND,
+          searchedDesign: { deviceClass: opts.deviceClass, spec: design.spec, ...(searchedParams !== undefined ? { params: searchedParams } : {}) },
+        },
+      };
+    }
     const workDir = path.join(dir, 'build');
-    const built = await clock.stage('build ONNX', () => buildModel(design.spec, workDir, opts.seed, opts.trained?.weightsPath), (b) => `${b.build.parameters.toLocaleString('en-US')} parameters, ${(b.build.modelBytes / 2 ** 20).toFixed(1)} MB`);
+    const built = await clock.stage(trained ? 'build ONNX (trained weights)' : 'build ONNX (searched design, random weights)', async () => {
+      const b = await buildModel(shippedDesign.spec, workDir, opts.seed, trained?.weightsPath);
+      if (trained && !opts.trained) {
+        const ppl = trained.trainValidationPerplexity !== undefined ? `, validation perplexity ${trained.trainValidationPerplexity} at the end of training` : '';
+        log(`    shipping the trained demo model: ${(b.build.parameters / 1e6).toFixed(1)}M params${ppl}, trained by \`${DEMO_TRAIN_COMMAND}\` — see docs/training.md (--searched ships the searched design with random weights instead)`);
+      }
+      return b;
+    }, (b) => `${b.build.parameters.toLocaleString('en-US')} parameters, ${(b.build.modelBytes / 2 ** 20).toFixed(1)} MB`);
     aborted();
     const bundleDir = path.join(dir, 'bundle-v1');
     await fs.mkdir(bundleDir, { recursive: true });
-    const compressed = await clock.stage('compress embedding', () => compressModel(built.modelPath, path.join(bundleDir, 'model.onnx'), opts.compressionRatio), (c) => {
+    // A trained model: let auto compare the methods at the same ratio (on the demo model SVD wins, docs/training.md).
+    const method = trained ? 'auto' : 'tt-row';
+    const compressed = await clock.stage(`compress embedding (${method})`, () => compressModel(built.modelPath, path.join(bundleDir, 'model.onnx'), opts.compressionRatio, method), (c) => {
       const r = c.report as { method?: string; ratio?: number; relativeError?: number; meanCosine?: number; denseFileBytes?: number; compressedFileBytes?: number };
       return `${r.method} at ${r.ratio?.toFixed(2)}x, relative error ${r.relativeError?.toFixed(3)}, mean row cosine ${r.meanCosine?.toFixed(3)}; file ${((r.denseFileBytes ?? 0) / 2 ** 20).toFixed(1)} -> ${((r.compressedFileBytes ?? 0) / 2 ** 20).toFixed(1)} MB`;
     });
+    const compressionWhy = String((compressed.report as { why?: unknown }).why ?? '');
+    if (method === 'auto') log(`    ${compressionWhy.split('; ').slice(0, 1).join('')}`);
     aborted();
-    const evaluation = await clock.stage('evaluate', () => evaluateModels(built.modelPath, compressed.modelPath, opts.evalChars, design.spec.contextLength), (e) =>
-      `perplexity on ${e.tokens} tokens of Moby-Dick: dense ${e.before.perplexity.toFixed(1)}, compressed ${e.after.perplexity.toFixed(1)}`);
-    await writeBundleMetadata(bundleDir, design, built.build, compressed, evaluation, opts.seed);
+    // The tokenizer ships in the bundle (role 'tokenizer'); the agent loads it from the installed version.
+    if (trained?.tokenizerPath) await fs.copyFile(trained.tokenizerPath, path.join(bundleDir, TOKENIZER_FILE));
+    const evaluation = await clock.stage('evaluate', () => evaluateModels(built.modelPath, compressed.modelPath, opts.evalChars, shippedDesign.spec.contextLength, trained?.tokenizerPath), (e) =>
+      `perplexity on ${e.tokens} tokens of ${e.text}: dense ${e.before.perplexity.toFixed(1)}, compressed ${e.after.perplexity.toFixed(1)}`);
+    await writeBundleMetadata(bundleDir, shippedDesign, built.build, compressed, evaluation, opts.seed);
     aborted();
 
     const published: PublishResult[] = [];
@@ -288,7 +343,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       goodJob,
       completions,
       report,
-      evaluation: { perplexityDense: evaluation.before.perplexity, perplexityCompressed: evaluation.after.perplexity, tokens: evaluation.tokens },
+      evaluation: { perplexityDense: evaluation.before.perplexity, perplexityCompressed: evaluation.after.perplexity, tokens: evaluation.tokens, text: evaluation.text },
+      shipped: trained ? { kind: 'trained', archPath: trained.archPath, weightsPath: trained.weightsPath, ...(trained.tokenizerPath ? { tokenizerPath: trained.tokenizerPath } : {}) } : { kind: 'searched' },
+      compression: { method: String((compressed.report as { method?: unknown }).method), ratio: Number((compressed.report as { ratio?: unknown }).ratio), why: compressionWhy },
       endpoints: hub.endpoints,
     };
 

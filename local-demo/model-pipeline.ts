@@ -1,7 +1,9 @@
 // The demo's model half: design an architecture for a device class (MeRino search), build it as
 // ONNX, compress its token embedding, and evaluate perplexity before and after, leaving a model
-// directory that `fleetlm publish` ships as is.
+// directory that `fleetlm publish` ships as is. By default the shipped weights are the trained demo
+// model in assets/demo-model (with its byte-level BPE tokenizer), not the searched design's random init.
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
@@ -9,9 +11,10 @@ import type { ArchSpec } from '../models/arch/spec.ts';
 import { searchArchitecture } from '../models/search/search.ts';
 import { buildModelFile, loadArchSpec, type BuildModelFileResult } from '../models/onnx/build-model-file.ts';
 import { loadOnnxModel, saveOnnxModel } from '../models/onnx/proto.ts';
-import { compressEmbedding } from '../models/compression/auto.ts';
+import { compressEmbedding, type MethodChoice } from '../models/compression/auto.ts';
 import { extractEmbedding, rewriteEmbedding } from '../models/compression/onnx-rewrite.ts';
-import { loadLanguageModel, perplexity, type PerplexityResult } from '../models/runtime/index.ts';
+import { loadLanguageModel, loadTokenizer, perplexity, TOKENIZER_FILE, type PerplexityResult, type Tokenizer } from '../models/runtime/index.ts';
+import { loadDocuments, splitDocuments } from '../models/training/data.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -23,6 +26,45 @@ export function evaluationText(maxChars = 6000): string {
     .map((c) => c.text)
     .join('\n\n')
     .slice(0, maxChars);
+}
+
+/**
+ * Held-out Moby-Dick: the chapters `fleetlm train --text moby-dick` keeps for validation with its
+ * defaults (--val-fraction 0.1, --seed 0), so the demo model never saw them in training.
+ */
+export async function heldOutText(maxChars = 6000): Promise<string> {
+  const { validation } = splitDocuments(await loadDocuments(['moby-dick']), 0.1, 0);
+  return validation
+    .map((d) => d.text)
+    .join('\n\n')
+    .slice(0, maxChars);
+}
+
+/** Where the committed trained demo model lives (arch.json, weights.safetensors, tokenizer.json, train.log). */
+export const DEMO_MODEL_DIR = fileURLToPath(new URL('../assets/demo-model/', import.meta.url));
+
+/** How the committed demo model was made (docs/training.md has the full run). */
+export const DEMO_TRAIN_COMMAND = 'fleetlm train --arch models/training/demo-arch.json --text moby-dick --tokens 480000 --seq 128 --tokenizer bpe --vocab 4096 ...';
+
+/** A trained model to ship: architecture, FleetLM-layout weights and (optionally) its BPE tokenizer. */
+export interface TrainedModel {
+  archPath: string;
+  weightsPath: string;
+  tokenizerPath?: string;
+  /** Validation perplexity the trainer reported (from train.log), when known. */
+  trainValidationPerplexity?: number;
+}
+
+/** The trained demo model in `dir`; throws ValidationError (from the loaders) when a file is missing. */
+export async function demoModel(dir = DEMO_MODEL_DIR): Promise<TrainedModel> {
+  const log = await fs.readFile(path.join(dir, 'train.log'), 'utf8').catch(() => '');
+  const m = /validation loss:\s+[\d.]+ \(perplexity ([\d.]+)\)/.exec(log);
+  return {
+    archPath: path.join(dir, 'arch.json'),
+    weightsPath: path.join(dir, 'weights.safetensors'),
+    tokenizerPath: path.join(dir, TOKENIZER_FILE),
+    ...(m ? { trainValidationPerplexity: Number(m[1]) } : {}),
+  };
 }
 
 export interface DesignOptions {
@@ -94,10 +136,11 @@ export interface CompressionOutcome {
  * the rewritten graph to `outPath`. The head is tied, so it is rebuilt from the cores when the session
  * starts ('reconstruct'): the file holds only the cores, and that is what devices download.
  */
-export async function compressModel(inPath: string, outPath: string, ratio: number): Promise<CompressionOutcome> {
+export async function compressModel(inPath: string, outPath: string, ratio: number, method: MethodChoice = 'tt-row'): Promise<CompressionOutcome> {
   const model = loadOnnxModel(inPath);
   const { site, matrix } = extractEmbedding(model);
-  const outcome = await compressEmbedding(matrix, site.vocab, site.dim, { method: 'tt-row', ratio, seed: 1 });
+  // 'auto' tries every method at the same ratio and keeps the lowest relative error (`fleetlm compress --method auto`).
+  const outcome = await compressEmbedding(matrix, site.vocab, site.dim, { method, ratio, seed: 1 });
   const rewritten = rewriteEmbedding(model, outcome.embedding, { tiedHead: 'reconstruct' });
   const saved = await saveOnnxModel(rewritten.model, outPath, { externalData: 'never' });
   return {
@@ -105,6 +148,7 @@ export async function compressModel(inPath: string, outPath: string, ratio: numb
     report: {
       ...outcome.report,
       why: outcome.why,
+      ...(method === 'auto' ? { candidates: outcome.candidates.map((c) => ({ method: c.method, ratio: c.ratio, relativeError: c.relativeError })) } : {}),
       tiedHead: rewritten.tiedHeadMode,
       denseFileBytes: (await fs.stat(inPath)).size,
       compressedFileBytes: saved.modelBytes,
@@ -119,8 +163,8 @@ export interface Evaluation {
   after: PerplexityResult;
 }
 
-async function ppl(modelPath: string, text: string, window: number): Promise<PerplexityResult> {
-  const model = await loadLanguageModel(modelPath, { intraOpNumThreads: 2 });
+async function ppl(modelPath: string, text: string, window: number, tokenizer?: Tokenizer): Promise<PerplexityResult> {
+  const model = await loadLanguageModel(modelPath, { intraOpNumThreads: 2, tokenizer });
   try {
     return await perplexity(model, text, { window, stride: window });
   } finally {
@@ -128,12 +172,17 @@ async function ppl(modelPath: string, text: string, window: number): Promise<Per
   }
 }
 
-/** Perplexity of the dense and the compressed model on the same text. */
-export async function evaluateModels(densePath: string, compressedPath: string, maxChars: number, window: number): Promise<Evaluation> {
-  const text = evaluationText(maxChars);
-  const before = await ppl(densePath, text, window);
-  const after = await ppl(compressedPath, text, window);
-  return { text: `Moby-Dick, first ${maxChars} characters of the chapters`, tokens: before.totalTokens, before, after };
+/**
+ * Perplexity of the dense and the compressed model on the same text: with a BPE tokenizer file
+ * (a model trained here) the held-out chapters, else the opening chapters with GPT-2's tokenizer.
+ */
+export async function evaluateModels(densePath: string, compressedPath: string, maxChars: number, window: number, tokenizerPath?: string): Promise<Evaluation> {
+  const tokenizer = tokenizerPath ? await loadTokenizer(tokenizerPath) : undefined;
+  const text = tokenizer ? await heldOutText(maxChars) : evaluationText(maxChars);
+  const before = await ppl(densePath, text, window, tokenizer);
+  const after = await ppl(compressedPath, text, window, tokenizer);
+  const what = tokenizer ? `Moby-Dick held-out chapters (not trained on), first ${maxChars} characters, ${tokenizer.name} tokenizer` : `Moby-Dick, first ${maxChars} characters of the chapters`;
+  return { text: what, tokens: before.totalTokens, before, after };
 }
 
 /** Writes the metadata files `fleetlm publish` turns into manifest fields. */
@@ -154,7 +203,8 @@ export async function writeBundleMetadata(
     perplexityCompressed: evaluation.after.perplexity,
     window: evaluation.before.window,
   });
-  const source = build.weights.source === 'checkpoint' ? `checkpoint ${path.basename(build.weights.path)}` : `random-init(seed=${build.weights.seed})`;
+  const trainedBy = typeof design.summary.trainedBy === 'string' ? `, trained by ${design.summary.trainedBy}` : '';
+  const source = build.weights.source === 'checkpoint' ? `checkpoint ${path.basename(build.weights.path)}${trainedBy}` : `random-init(seed=${build.weights.seed})`;
   await writeJsonAtomic(path.join(dir, 'lineage.json'), { ...(design.summary.source ? {} : { searchSeed: seed }), sourceModel: source });
   await writeJsonAtomic(path.join(dir, 'generation.json'), { maxTokens: 32, temperature: 0.8, topP: 0.95, topK: 0, stopTokens: [] });
 }

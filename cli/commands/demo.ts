@@ -1,10 +1,12 @@
 // `fleetlm demo`: the whole system on one machine in one command (README's first command).
 // Ctrl-C or SIGTERM stops the pipeline and every process it started before exiting.
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { ValidationError } from '../../common/errors.ts';
 import { DEFAULT_DEMO, runDemo } from '../../local-demo/demo.ts';
 import { killAllAgentsSync } from '../../local-demo/agents.ts';
+import { tokenizerPathFor } from '../../models/training/bpe-trainer.ts';
 
 function int(value: string, flag: string, min: number, max: number): number {
   const n = Number(value);
@@ -22,12 +24,13 @@ export function register(program: Command): void {
     .option('--devices <n>', `number of devices (default ${DEFAULT_DEMO.devices})`)
     .option('--device-class <id>', `device class for the search: jetson-nano, jetson-orin-nano, rpi4, rpi5 (default ${DEFAULT_DEMO.deviceClass})`)
     .option('--seed <n>', `search and weight seed (default ${DEFAULT_DEMO.seed})`)
-    .option('--arch <file>', 'ship a trained model: its architecture (spec or search result JSON); needs --weights')
-    .option('--weights <ckpt>', 'ship a trained model: its FleetLM-layout safetensors checkpoint; needs --arch')
+    .option('--searched', 'ship the searched design with seeded random weights (GPT-2 tokenizer) instead of the trained demo model in assets/demo-model')
+    .option('--arch <file>', 'ship another trained model: its architecture (spec or search result JSON); needs --weights; skips the search')
+    .option('--weights <ckpt>', 'ship another trained model: its FleetLM-layout safetensors checkpoint (its X.tokenizer.json ships too when present); needs --arch')
     .option('--no-broken', 'skip the broken rollout and rollback')
     .option('--stay', 'keep the hub and devices running after the demo, for trying fleetlm commands with --local, until Ctrl-C')
     .option('--json', 'print the result as JSON on stdout (progress goes to stderr)')
-    .action(async (o: { dir?: string; keep?: boolean; devices?: string; deviceClass?: string; seed?: string; broken: boolean; json?: boolean; stay?: boolean; arch?: string; weights?: string }) => {
+    .action(async (o: { dir?: string; keep?: boolean; devices?: string; deviceClass?: string; seed?: string; broken: boolean; json?: boolean; stay?: boolean; arch?: string; weights?: string; searched?: boolean }) => {
       // Node 20 is supported here; the SDK's notice about its 2027 releases is noise in a demo.
       process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
       const controller = new AbortController();
@@ -46,6 +49,8 @@ export function register(program: Command): void {
       process.on('SIGTERM', onSignal);
       process.on('exit', killAllAgentsSync);
       if ((o.arch === undefined) !== (o.weights === undefined)) throw new ValidationError('--arch and --weights go together: pass both to ship a trained model, or neither');
+      if (o.searched && o.arch) throw new ValidationError('--searched ships the searched design with random weights; it cannot be combined with --arch/--weights');
+      const trainedTokenizer = o.weights && existsSync(tokenizerPathFor(o.weights)) ? tokenizerPathFor(o.weights) : undefined;
       let completed = false;
       const log = (line: string) => (o.json ? process.stderr : process.stdout).write(`${line}\n`);
       try {
@@ -57,7 +62,8 @@ export function register(program: Command): void {
           deviceClass: o.deviceClass ?? DEFAULT_DEMO.deviceClass,
           seed: o.seed ? int(o.seed, '--seed', 0, 2 ** 31) : DEFAULT_DEMO.seed,
           broken: o.broken,
-          trained: o.arch && o.weights ? { archPath: o.arch, weightsPath: o.weights } : undefined,
+          ship: o.searched ? 'searched' : 'trained',
+          trained: o.arch && o.weights ? { archPath: o.arch, weightsPath: o.weights, ...(trainedTokenizer ? { tokenizerPath: trainedTokenizer } : {}) } : undefined,
           log,
           signal: controller.signal,
           inspect: o.stay

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { parseWith } from '../../common/validate.ts';
-import { loadLanguageModel, tokenizerByName } from '../../models/runtime/index.ts';
+import { loadLanguageModel, tokenizerForModel } from '../../models/runtime/index.ts';
 
 const OptionsSchema = z
   .object({
@@ -17,7 +17,7 @@ const OptionsSchema = z
     ignoreEos: z.boolean().default(false),
     threads: z.coerce.number().int().min(1).max(256).optional(),
     contextLength: z.coerce.number().int().min(1).optional(),
-    tokenizer: z.enum(['gpt2']).default('gpt2'),
+    tokenizer: z.string().min(1).optional(),
     json: z.boolean().default(false),
   })
   .strict();
@@ -42,13 +42,14 @@ export function register(program: Command): void {
     .option('--ignore-eos', 'keep generating past <|endoftext|>')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
     .option('--context-length <n>', 'override the context length the model states')
-    .option('--tokenizer <name>', 'tokenizer: gpt2 (default)')
+    .option('--tokenizer <name|file>', 'gpt2, or a fleetlm/bpe@1 tokenizer file (default: tokenizer.json beside the model, else gpt2)')
     .option('--json', 'print one JSON object with the text and timings instead of streaming')
     .action(async (raw: Record<string, unknown>) => {
       const opts = parseWith(OptionsSchema, raw, 'generate options');
       const loadStart = performance.now();
+      const tok = await tokenizerForModel(opts.model, opts.tokenizer);
       const model = await loadLanguageModel(opts.model, {
-        tokenizer: tokenizerByName(opts.tokenizer),
+        tokenizer: tok.tokenizer,
         intraOpNumThreads: opts.threads,
         contextLength: opts.contextLength,
       });
@@ -66,7 +67,7 @@ export function register(program: Command): void {
         });
         if (opts.json) {
           const { info } = model;
-          const modelSummary = { path: info.path, variant: info.variant ?? null, vocabSize: info.vocabSize, layers: info.numLayers, contextLength: info.contextLength ?? null, threads: info.threads };
+          const modelSummary = { path: info.path, variant: info.variant ?? null, vocabSize: info.vocabSize, layers: info.numLayers, contextLength: info.contextLength ?? null, threads: info.threads, tokenizer: tok.source };
           process.stdout.write(`${JSON.stringify({ ...result, loadMs, model: modelSummary }, null, 2)}\n`);
           return;
         }

@@ -5,7 +5,7 @@ import cliProgress from 'cli-progress';
 import { z } from 'zod';
 import { ValidationError } from '../../common/errors.ts';
 import { parseWith } from '../../common/validate.ts';
-import { loadLanguageModel, perplexity, tokenizerByName } from '../../models/runtime/index.ts';
+import { loadLanguageModel, perplexity, tokenizerForModel } from '../../models/runtime/index.ts';
 
 const OptionsSchema = z
   .object({
@@ -17,7 +17,7 @@ const OptionsSchema = z
     maxTokens: z.coerce.number().int().min(2).optional(),
     threads: z.coerce.number().int().min(1).max(256).optional(),
     contextLength: z.coerce.number().int().min(1).optional(),
-    tokenizer: z.enum(['gpt2']).default('gpt2'),
+    tokenizer: z.string().min(1).optional(),
     json: z.boolean().default(false),
   })
   .strict();
@@ -35,7 +35,7 @@ export function register(program: Command): void {
     .option('--max-tokens <n>', 'score only the first n tokens of the text')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
     .option('--context-length <n>', 'override the context length the model states')
-    .option('--tokenizer <name>', 'tokenizer: gpt2 (default)')
+    .option('--tokenizer <name|file>', 'gpt2, or a fleetlm/bpe@1 tokenizer file (default: tokenizer.json beside the model, else gpt2)')
     .option('--json', 'print a JSON result')
     .action(async (raw: Record<string, unknown>) => {
       const opts = parseWith(OptionsSchema, raw, 'perplexity options');
@@ -46,7 +46,7 @@ export function register(program: Command): void {
         throw new ValidationError(`--text ${opts.text}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
       }
       const model = await loadLanguageModel(opts.model, {
-        tokenizer: tokenizerByName(opts.tokenizer),
+        tokenizer: (await tokenizerForModel(opts.model, opts.tokenizer)).tokenizer,
         intraOpNumThreads: opts.threads,
         contextLength: opts.contextLength,
       });

@@ -17,4 +17,5 @@ export {
 export { perplexity, PerplexityOptionsSchema, type PerplexityOptionsInput, type PerplexityResult } from './perplexity.ts';
 export { Sampler, SamplingOptionsSchema, argmax, type SamplingOptions, type SamplingOptionsInput } from './sampling.ts';
 export { gpt2Tokenizer, tokenizerByName, StreamingDecoder, ByteVocabulary, type Tokenizer } from './tokenizer.ts';
+export { loadTokenizer, findTokenizerBeside, tokenizerForModel, TOKENIZER_FILE } from './tokenizer-file.ts';
 export { defaultThreadCount, type BackendOptions } from './onnx-backend.ts';

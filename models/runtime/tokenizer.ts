@@ -89,7 +89,7 @@ export function gpt2Tokenizer(): Tokenizer {
   return gpt2;
 }
 
-/** Tokenizers by name, for CLI flags and config files. */
+/** Built-in tokenizers by name (file-based BPE tokenizers load with `loadTokenizer` in tokenizer-file.ts). */
 export function tokenizerByName(name: string): Tokenizer {
   if (name === 'gpt2') return gpt2Tokenizer();
   throw new ValidationError(`unknown tokenizer "${name}"; allowed: gpt2`);

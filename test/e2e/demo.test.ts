@@ -1,13 +1,27 @@
 // The demo pipeline end to end with small settings: a real hub, three agent processes, search,
 // build, evaluate, signed publish, IoT Job rollout, a broken version and a rollback. Assertions
 // read only what devices report through the protocols: job executions via @aws-sdk/client-iot,
-// telemetry via the hub's sink, completions via each agent's HTTP API.
+// telemetry via the hub's sink, completions via each agent's HTTP API. By default the trained demo
+// model (assets/demo-model) ships with its BPE tokenizer; `ship: 'searched'` ships random weights.
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DescribeJobCommand, DescribeJobExecutionCommand, IoTClient, ListJobExecutionsForJobCommand, ListJobsCommand } from '@aws-sdk/client-iot';
 import { DEFAULT_DEMO, runDemo, type DemoLive } from '../../local-demo/demo.ts';
 import { queryTelemetry } from '../../local-hub/telemetry-sink.ts';
+import { DEMO_MODEL_DIR } from '../../local-demo/model-pipeline.ts';
+import { loadLanguageModel, loadTokenizer } from '../../models/runtime/index.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
+async function complete(httpUrl: string, prompt: string, maxTokens: number, temperature?: number): Promise<{ text: string; model: { version: string } }> {
+  const res = await fetch(`${httpUrl}/v1/generate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt, maxTokens, ...(temperature !== undefined ? { temperature } : {}) }),
+  });
+  expect(res.status).toBe(200);
+  return (await res.json()) as { text: string; model: { version: string } };
+}
 
 async function executions(iot: IoTClient, jobId: string): Promise<Record<string, string>> {
   const out = await iot.send(new ListJobExecutionsForJobCommand({ jobId }));
@@ -56,17 +70,19 @@ describe('local demo pipeline', () => {
         expect(mine.at(-1)!.telemetry.system.rssBytes).toBeGreaterThan(0);
       }
 
-      // Completions from each agent's local API, served by v1.
+      // Completions from each agent's local API, served by v1: greedy text equals what the shipped
+      // (compressed) model gives with the trained model's BPE tokenizer here, so the devices run the
+      // trained weights and decode with the bundled tokenizer (GPT-2's ids would not even fit the 4,096-id embedding).
+      const bpe = await loadTokenizer(path.join(DEMO_MODEL_DIR, 'tokenizer.json'));
+      const lm = await loadLanguageModel(path.join(live.result.dir, 'bundle-v1', 'model.onnx'), { tokenizer: bpe, intraOpNumThreads: 1 });
+      const prompt = 'The whale';
+      const expected = await lm.generateText(prompt, { maxTokens: 12, temperature: 0 }).finally(() => lm.dispose());
+      expect(expected.text.length).toBeGreaterThan(0);
       for (const a of live.agents) {
-        const res = await fetch(`${a.httpUrl}/v1/generate`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ prompt: 'The sea', maxTokens: 5 }),
-        });
-        expect(res.status).toBe(200);
-        const body = (await res.json()) as { text: string; model: { version: string } };
+        const body = await complete(a.httpUrl, prompt, 12, 0);
         expect(body.model.version).toBe('1.0.0');
-        expect(body.text.length).toBeGreaterThan(0);
+        expect(body.text).toBe(expected.text);
+        expect(bpe.decode(bpe.encode(body.text))).toBe(body.text);
       }
       checked = true;
     };
@@ -81,6 +97,43 @@ describe('local demo pipeline', () => {
     });
     expect(checked).toBe(true);
     expect(result.timings.every((t) => t.ok)).toBe(true);
-    expect(Number.isFinite(result.evaluation.perplexityDense)).toBe(true);
+    // The search still runs and shows its design; the trained model is what ships.
+    expect(lines.some((l) => /^\[\d+\] search \(rpi4\) done/.test(l))).toBe(true);
+    expect(lines.some((l) => l.includes('shipping the trained demo model: 4.2M params'))).toBe(true);
+    expect(result.shipped.kind).toBe('trained');
+    expect(result.published[0]!.manifest.tokenizer).toEqual({ kind: 'bpe', file: 'tokenizer.json' });
+    expect(result.published[0]!.files.map((f) => `${f.name}:${f.role}`).sort()).toEqual(['model.onnx:model', 'tokenizer.json:tokenizer']);
+    // auto compares the methods at 2x; on this model SVD has by far the lowest error (docs/training.md).
+    expect(result.compression.method).toBe('svd');
+    expect(result.compression.why).toMatch(/auto picked svd .*tt-row .*tt-matrix/);
+    // Held-out text: a trained model is far below the uniform 4,096, and 2x SVD costs little.
+    expect(result.evaluation.text).toMatch(/held-out/);
+    expect(result.evaluation.perplexityDense).toBeLessThan(1000);
+    expect(result.evaluation.perplexityCompressed).toBeLessThan(result.evaluation.perplexityDense * 1.1);
+  });
+
+  it('ships the searched design with random weights and GPT-2 tokens when asked', { timeout: 120_000 }, async () => {
+    const lines: string[] = [];
+    let answered: string[] = [];
+    const result = await runDemo({
+      ...DEFAULT_DEMO,
+      ship: 'searched',
+      broken: false,
+      devices: 1,
+      maxParams: 4_000_000,
+      searchIterations: 2000,
+      searchPopulation: 64,
+      evalChars: 600,
+      log: (l) => lines.push(l),
+      inspect: async (live) => {
+        answered = await Promise.all(live.agents.map(async (a) => (await complete(a.httpUrl, 'The sea', 4)).text));
+      },
+    });
+    expect(result.shipped.kind).toBe('searched');
+    expect(result.published[0]!.manifest.tokenizer).toEqual({ kind: 'gpt2-bpe' });
+    expect(result.compression.method).toBe('tt-row');
+    expect(lines.some((l) => l.includes('shipping the trained demo model'))).toBe(false);
+    expect(answered).toHaveLength(1);
+    expect(answered[0]!.length).toBeGreaterThan(0);
   });
 });

@@ -1,0 +1,69 @@
+// The agent's model runtime with a bundle that ships its own byte-level BPE (manifest tokenizer
+// { kind: 'bpe', file }): the tokenizer is loaded from the installed version's directory, and a
+// missing or broken tokenizer file fails the load with a ModelError (so the health check fails).
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ModelError } from '../../common/errors.ts';
+import { OnnxModelRuntime } from '../../edge-agent/onnx-model-runtime.ts';
+import { parseWith } from '../../common/validate.ts';
+import { ManifestSchema, type Manifest } from '../../fleet/manifest.ts';
+import { parseArchSpec } from '../../models/arch/spec.ts';
+import { buildModelFile } from '../../models/onnx/build-model-file.ts';
+import { loadLanguageModel, loadTokenizer } from '../../models/runtime/index.ts';
+import { tempDir } from './agent-fixture.ts';
+
+const DEMO_TOKENIZER = fileURLToPath(new URL('../../assets/demo-model/tokenizer.json', import.meta.url));
+// The BPE's 4,096 ids: with GPT-2's tokenizer the prompt's ids would fall outside this embedding.
+const SPEC = parseArchSpec({ name: 'bpe-agent-test', vocabSize: 4096, contextLength: 64, blocks: [{ width: 16, ffnRatio: 2, layers: 1, heads: 2, headDim: 8 }], tiedHead: true });
+const PROMPT = 'Call me Ishmael.';
+const ref = { modelId: 'bpe-test', version: '1.0.0' };
+
+// Sizes and hashes are the installer's business (verified before load); the runtime reads only entry and tokenizer.
+const files: Manifest['files'] = [
+  { name: 'model.onnx', size: 1, sha256: '0'.repeat(64), role: 'model' },
+  { name: 'tokenizer.json', size: 1, sha256: '0'.repeat(64), role: 'tokenizer' },
+];
+
+function manifest(tokenizer: Manifest['tokenizer']): Manifest {
+  return parseWith(ManifestSchema, { format: 'fleetlm/manifest@1', modelId: ref.modelId, version: ref.version, createdAt: new Date().toISOString(), entry: 'model.onnx', files, tokenizer, generation: {} }, 'test manifest');
+}
+
+let dir: string;
+beforeAll(async () => {
+  dir = await tempDir('fleetlm-agent-bpe-');
+  await buildModelFile(SPEC, { outPath: path.join(dir, 'model.onnx'), seed: 3, fused: false, externalData: 'never' });
+  await fs.copyFile(DEMO_TOKENIZER, path.join(dir, 'tokenizer.json'));
+});
+afterAll(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+describe('OnnxModelRuntime with a bundled BPE tokenizer', () => {
+  it("serves with the bundle's tokenizer: the same text as the runtime with that tokenizer file", async () => {
+    const served = await new OnnxModelRuntime(1).load(dir, manifest({ kind: 'bpe', file: 'tokenizer.json' }), ref);
+    let text = '';
+    try {
+      const stats = await served.generate({ prompt: PROMPT, maxTokens: 6, temperature: 0, topP: 1, ignoreEos: true }, (t) => (text += t));
+      expect(stats.tokens).toBe(6);
+    } finally {
+      await served.dispose();
+    }
+    const lm = await loadLanguageModel(path.join(dir, 'model.onnx'), { tokenizer: await loadTokenizer(DEMO_TOKENIZER), intraOpNumThreads: 1 });
+    try {
+      const expected = await lm.generateText(PROMPT, { maxTokens: 6, temperature: 0, ignoreEos: true });
+      expect(text).toBe(expected.text);
+      expect(text.length).toBeGreaterThan(0);
+    } finally {
+      await lm.dispose();
+    }
+  });
+
+  it('fails the load with a ModelError when the tokenizer file is missing or not a BPE file', async () => {
+    const rt = new OnnxModelRuntime(1);
+    await expect(rt.load(dir, manifest({ kind: 'bpe', file: 'missing.json' }), ref)).rejects.toThrow(ModelError);
+    await fs.writeFile(path.join(dir, 'bad.json'), '{"format":"fleetlm/bpe@1"}');
+    await expect(rt.load(dir, manifest({ kind: 'bpe', file: 'bad.json' }), ref)).rejects.toThrow(/the bundle's tokenizer bad.json cannot be loaded/);
+  });
+});
