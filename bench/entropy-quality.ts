@@ -15,7 +15,7 @@ import { uniformGpt2Design } from '../models/search/baselines.ts';
 import { searchArchitecture } from '../models/search/search.ts';
 import { bpeTokenizer, trainBpe } from '../models/training/bpe-trainer.ts';
 import { loadDocuments, splitDocuments, tokenizeDocuments } from '../models/training/data.ts';
-import { TrainRng } from '../models/training/rng.ts';
+import { SeededRandom } from '../models/random.ts';
 import { trainModel } from '../models/training/trainer.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -68,7 +68,7 @@ function designs(): ArchSpec[] {
   if (gpt2) out.push({ ...gpt2, name: `uniform gpt2-style ${gpt2.blocks[0]!.width}` });
   out.push(fill('deep-thin 64', 64, 4));
   out.push(fill('wide-shallow 320', 320, 1));
-  const rng = new TrainRng(SEED * 7919 + 13);
+  const rng = new SeededRandom(SEED * 7919 + 13);
   let tries = 0;
   for (let made = 0; made < Number(args.random) && tries < 100000; tries++) {
     const nBlocks = 1 + rng.int(2);

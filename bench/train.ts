@@ -16,7 +16,7 @@ import { initWeights, layerPlan } from '../models/onnx/weights.ts';
 import { createSession, float32Tensor, int64Tensor } from '../models/runtime/onnx-backend.ts';
 import { TrainableDecoder } from '../models/training/model.ts';
 import { AdamW, clipGradNorm } from '../models/training/optimizer.ts';
-import { TrainRng } from '../models/training/rng.ts';
+import { SeededRandom } from '../models/random.ts';
 import { gemmNT } from '../models/training/kernels.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -61,7 +61,7 @@ function measureGemm(): number {
 
 async function main(): Promise<void> {
   const params = countParameters(spec);
-  const rng = new TrainRng(1);
+  const rng = new SeededRandom(1);
   const tokens = Int32Array.from({ length: B * (S + 1) }, () => rng.int(spec.vocabSize));
   const model = new TrainableDecoder(spec, initWeights(spec, 0));
   const opt = new AdamW(model.params);

@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import { createRequire } from 'node:module';
 import { ValidationError } from '../../common/errors.ts';
 import type { Tokenizer } from '../runtime/tokenizer.ts';
-import { TrainRng } from './rng.ts';
+import { SeededRandom } from '../random.ts';
 
 /** One unit of the train/validation split. */
 export interface TextDocument {
@@ -66,7 +66,7 @@ function cutIntoPieces(doc: TextDocument, pieces: number): TextDocument[] {
 export function splitDocuments(docs: readonly TextDocument[], validationFraction: number, seed: number): { train: TextDocument[]; validation: TextDocument[] } {
   if (docs.length < 2) throw new ValidationError(`a train/validation split needs at least 2 documents, got ${docs.length}`);
   const order = Array.from(docs.keys());
-  new TrainRng(seed ^ 0x5eed).shuffle(order);
+  new SeededRandom(seed ^ 0x5eed).shuffle(order);
   const nVal = Math.min(docs.length - 1, Math.max(1, Math.round(docs.length * validationFraction)));
   const val = new Set(order.slice(0, nVal));
   return { train: docs.filter((_, i) => !val.has(i)), validation: docs.filter((_, i) => val.has(i)) };
@@ -118,7 +118,7 @@ export class BatchSampler {
 
   private orderFor(epoch: number): Uint32Array {
     const order = Uint32Array.from({ length: this.windows }, (_, i) => i);
-    new TrainRng((this.seed + Math.imul(epoch, 0x9e3779b1)) >>> 0).shuffle(order);
+    new SeededRandom((this.seed + Math.imul(epoch, 0x9e3779b1)) >>> 0).shuffle(order);
     return order;
   }
 

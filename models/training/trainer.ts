@@ -8,7 +8,7 @@ import { loadTrainState, loadWeights, saveCheckpoint, type ResumeConfig } from '
 import { BatchSampler, evaluationWindows } from './data.ts';
 import { TrainableDecoder } from './model.ts';
 import { AdamW, DEFAULT_ADAMW, clipGradNorm, learningRate } from './optimizer.ts';
-import { TrainRng } from './rng.ts';
+import { SeededRandom } from '../random.ts';
 
 /** What the loop reports after every step (evalLoss on evaluation steps only). */
 export interface TrainProgress {
@@ -99,7 +99,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainResult> {
   }
   const config: ResumeConfig = { seq: o.seq, batch: o.batch, seed, tokenizer: o.tokenizer, dataTokens: o.train.length };
   const sampler = new BatchSampler(o.train, o.seq, seed);
-  const rng = new TrainRng(seed);
+  const rng = new SeededRandom(seed);
   let step = 0;
   let tokensSeen = 0;
   let bestEvalLoss: number | null = null;

@@ -1,6 +1,7 @@
 // The operator commands end to end against a real local hub (IoT control plane, S3 store), as
 // `fleetlm ... --local DIR --json` runs them. No agents: executions stay QUEUED, which is enough
 // to check publish, rollout settings, status, cancel, devices and rollback's refusal.
+import { runCliCaptured } from '../helpers/run-cli.ts';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -8,7 +9,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DescribeJobCommand, GetJobDocumentCommand } from '@aws-sdk/client-iot';
 import { startHub, type LocalHub } from '../../local-hub/hub.ts';
-import { runCli } from '../../cli/main.ts';
 import { createIotClient, readLocalProfile } from '../../fleet/profile.ts';
 import { provisionThings } from '../../local-demo/provision.ts';
 
@@ -18,17 +18,8 @@ let hub: LocalHub;
 let dir: string;
 
 async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    const code = await runCli(['node', 'fleetlm', ...args]);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
+  const r = await runCliCaptured(args);
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 beforeAll(async () => {

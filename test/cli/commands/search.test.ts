@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
+import { runCliCaptured } from '../../helpers/run-cli.ts';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it, vi } from 'vitest';
-import { runCli } from '../../../cli/main.ts';
 import { countParameters } from '../../../models/arch/accounting.ts';
 import { parseArchSpec } from '../../../models/arch/spec.ts';
 
@@ -23,17 +23,7 @@ async function fleetlm(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ c
 
 /** Runs the CLI in this process (fast), capturing what it writes. */
 async function fleetlmInProcess(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
-  try {
-    const code = await runCli(['node', 'fleetlm', 'search', ...args]);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
+  return runCliCaptured(['search', ...args]);
 }
 
 describe('fleetlm search', () => {

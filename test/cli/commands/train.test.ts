@@ -1,11 +1,11 @@
 // `fleetlm train` through the CLI entry: a byte-level BPE trained on the text, a checkpoint that
 // `fleetlm build --weights` accepts, resume, and errors for bad input.
+import { runCliCaptured } from '../../helpers/run-cli.ts';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { runCli } from '../../../cli/main.ts';
 import { loadBpeTokenizer } from '../../../models/training/bpe-trainer.ts';
 
 let dir: string;
@@ -23,19 +23,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
-  try {
-    const code = await runCli(['node', 'fleetlm', ...args]);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
+const run = runCliCaptured;
 
 describe('fleetlm train', () => {
   it('trains with a corpus BPE, writes checkpoint + tokenizer, builds to ONNX, and resumes', async () => {

@@ -1,9 +1,9 @@
 // `fleetlm build` end to end through the CLI entry: presets, spec files, search results, errors.
+import { runCliCaptured } from '../../helpers/run-cli.ts';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { runCli } from '../../../cli/main.ts';
 import { countParameters } from '../../../models/arch/accounting.ts';
 import { TINY } from '../../../models/arch/presets.ts';
 import { loadOnnxModel } from '../../../models/onnx/proto.ts';
@@ -16,19 +16,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
-  try {
-    const code = await runCli(['node', 'fleetlm', ...args]);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
+const run = runCliCaptured;
 
 describe('fleetlm build', () => {
   it('builds a preset with --json and reports the parameter count', async () => {

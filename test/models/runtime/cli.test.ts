@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { runCliCaptured } from '../../helpers/run-cli.ts';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { runCli } from '../../../cli/main.ts';
 import { parseArchSpec } from '../../../models/arch/spec.ts';
 import { buildTiny, tempDir } from './fixtures.ts';
 
@@ -9,17 +9,8 @@ import { buildTiny, tempDir } from './fixtures.ts';
 const SPEC = parseArchSpec({ name: 'gpt2-vocab-tiny', vocabSize: 50257, contextLength: 64, blocks: [{ width: 16, ffnRatio: 2, layers: 2, heads: 2, headDim: 8 }] });
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((out += String(chunk)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((err += String(chunk)), true));
-  try {
-    const code = await runCli(['node', 'fleetlm', ...args]);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
+  const r = await runCliCaptured(args);
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 describe('fleetlm generate / perplexity', () => {

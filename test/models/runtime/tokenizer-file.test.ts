@@ -1,8 +1,8 @@
 import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { runCliCaptured } from '../../helpers/run-cli.ts';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runCli } from '../../../cli/main.ts';
 import { ValidationError } from '../../../common/errors.ts';
 import { parseArchSpec } from '../../../models/arch/spec.ts';
 import { loadTokenizer, tokenizerForModel, gpt2Tokenizer } from '../../../models/runtime/index.ts';
@@ -15,16 +15,8 @@ const SPEC = parseArchSpec({ name: 'bpe-vocab-tiny', vocabSize: 4096, contextLen
 const PROMPT = 'Call me Ishmael. Some years ago';
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((out += String(chunk)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((err += String(chunk)), true));
-  try {
-    return { code: await runCli(['node', 'fleetlm', ...args]), out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
+  const r = await runCliCaptured(args);
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 describe('loadTokenizer', () => {
