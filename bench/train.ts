@@ -2,7 +2,8 @@
 // width 256, 6 layers, seq 128, batch 8): tokens/s per step with a phase split, against a CPU-time
 // figure (immune to other processes on shared cores) and onnxruntime's forward pass of the same
 // model as a bound on what moving the forward to onnxruntime could give.
-// Run: npx tsx bench/train.ts [--steps 3 --warmup 1 --threads 1 --no-ort]
+// Run: npx tsx bench/train.ts [--steps 3 --warmup 1 --threads 2 --no-ort] (--threads: trainer GEMM and
+// onnxruntime threads; default FLEETLM_TRAIN_THREADS, else the cores, at most 2)
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -18,19 +19,21 @@ import { TrainableDecoder } from '../models/training/model.ts';
 import { AdamW, clipGradNorm } from '../models/training/optimizer.ts';
 import { SeededRandom } from '../models/random.ts';
 import { gemmNT } from '../models/training/kernels.ts';
+import { gemmThreads, setGemmThreads } from '../models/training/wasm-gemm.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
   options: {
     steps: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '1' },
-    threads: { type: 'string', default: '1' },
+    threads: { type: 'string' },
     'no-ort': { type: 'boolean', default: false },
   },
 });
 const STEPS = Number(args.steps);
 const WARMUP = Number(args.warmup);
-const THREADS = Number(args.threads);
+if (args.threads !== undefined) setGemmThreads(Number(args.threads));
+const THREADS = gemmThreads();
 
 /** The issue's speed-anchor model. */
 const spec = parseArchSpec({
@@ -47,16 +50,18 @@ const cpuSeconds = (): number => {
   return (u.user + u.system) / 1e6;
 };
 
-function measureGemm(): number {
+function measureGemm(): { cpu: number; wall: number } {
   const [M, N, K] = [1024, 1024, 256];
   const a = new Float32Array(M * K).fill(0.5);
   const b = new Float32Array(N * K).fill(0.25);
   const c = new Float32Array(M * N);
   gemmNT(a, b, c, M, N, K);
   const c0 = cpuSeconds();
+  const w0 = performance.now();
   const reps = 4;
   for (let i = 0; i < reps; i++) gemmNT(a, b, c, M, N, K);
-  return (reps * 2 * M * N * K) / (cpuSeconds() - c0) / 1e9;
+  const flops = reps * 2 * M * N * K;
+  return { cpu: flops / (cpuSeconds() - c0) / 1e9, wall: flops / ((performance.now() - w0) / 1000) / 1e9 };
 }
 
 async function main(): Promise<void> {
@@ -84,6 +89,7 @@ async function main(): Promise<void> {
   const mean = (k: keyof (typeof steps)[number]): number => steps.reduce((s, r) => s + r[k], 0) / steps.length;
   const tokensPerStep = B * S;
   const trainer = {
+    threads: THREADS,
     wallMsPerStep: mean('wallMs'),
     cpuMsPerStep: mean('cpuMs'),
     forwardMs: mean('forwardMs'),
@@ -141,17 +147,17 @@ async function main(): Promise<void> {
     batch: B,
     seq: S,
     steps: STEPS,
-    gemmGflopsCpu: measureGemm(),
+    gemm: measureGemm(),
     trainer,
     onnxruntimeForward: ort,
     pytorch: torch,
     goal: 'at least half of PyTorch CPU tokens/s (~600 tokens/s)',
   };
   console.log(`model ${spec.name}: ${params.toLocaleString('en-US')} parameters, batch ${B} x seq ${S} (${tokensPerStep} tokens/step), load average ${load.toFixed(1)} on ${os.cpus().length} cores`);
-  console.log(`GEMM kernel: ${result.gemmGflopsCpu.toFixed(2)} GFLOP/s per CPU-second`);
-  console.log(`trainer: ${(trainer.wallMsPerStep / 1000).toFixed(2)} s/step wall (forward ${(trainer.forwardMs / 1000).toFixed(2)}, backward ${(trainer.backwardMs / 1000).toFixed(2)}, clip+AdamW ${(trainer.optimizerMs / 1000).toFixed(2)})`);
+  console.log(`GEMM kernel (1024x1024x256): ${result.gemm.cpu.toFixed(2)} GFLOP/s per CPU-second, ${result.gemm.wall.toFixed(2)} GFLOP/s wall`);
+  console.log(`trainer (${THREADS} GEMM thread${THREADS === 1 ? '' : 's'}): ${(trainer.wallMsPerStep / 1000).toFixed(2)} s/step wall (forward ${(trainer.forwardMs / 1000).toFixed(2)}, backward ${(trainer.backwardMs / 1000).toFixed(2)}, clip+AdamW ${(trainer.optimizerMs / 1000).toFixed(2)})`);
   console.log(`trainer: ${trainer.tokensPerSecondWall.toFixed(0)} tokens/s wall, ${trainer.tokensPerSecondCpu.toFixed(0)} tokens/s per CPU-second (${trainer.gflopsPerSecondCpu.toFixed(2)} GFLOP/s)`);
-  if (ort) console.log(`onnxruntime forward (${THREADS} thread): ${ort.forwardWallMs!.toFixed(0)} ms wall, ${ort.forwardCpuMs!.toFixed(0)} ms cpu vs trainer forward ${trainer.forwardMs.toFixed(0)} ms (${ort.forwardSpeedupVsTrainerWall!.toFixed(1)}x)`);
+  if (ort) console.log(`onnxruntime forward (${THREADS} thread${THREADS === 1 ? '' : 's'}): ${ort.forwardWallMs!.toFixed(0)} ms wall, ${ort.forwardCpuMs!.toFixed(0)} ms cpu vs trainer forward ${trainer.forwardMs.toFixed(0)} ms (${ort.forwardSpeedupVsTrainerWall!.toFixed(1)}x)`);
   console.log(`pytorch: ${torch}`);
   mkdirSync(path.join(HERE, 'results'), { recursive: true });
   writeFileSync(path.join(HERE, 'results', 'train.json'), `${JSON.stringify(result, null, 2)}\n`);

@@ -12,6 +12,7 @@ import { gpt2Tokenizer, type Tokenizer } from '../../models/runtime/tokenizer.ts
 import { bpeTokenizer, loadBpeTokenizer, saveBpe, tokenizerPathFor, trainBpe } from '../../models/training/bpe-trainer.ts';
 import { loadDocuments, splitDocuments, tokenizeDocuments } from '../../models/training/data.ts';
 import { trainModel, type TrainProgress } from '../../models/training/trainer.ts';
+import { gemmThreads, setGemmThreads } from '../../models/training/wasm-gemm.ts';
 
 const int = (min: number) => z.coerce.number().int().min(min);
 
@@ -35,6 +36,7 @@ const OptionsSchema = z
     seed: int(0).default(0),
     tokenizer: z.enum(['gpt2', 'bpe']).default('gpt2'),
     vocab: int(257).optional(),
+    threads: int(1).max(2).optional(),
     json: z.boolean().default(false),
   })
   .strict();
@@ -62,9 +64,13 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of init, split and batch order (default 0)')
     .option('--tokenizer <kind>', 'gpt2 | bpe (byte-level BPE trained on the training documents; default gpt2)')
     .option('--vocab <n>', 'BPE vocabulary size (default: the architecture vocabSize)')
+    .option('--threads <n>', 'GEMM threads, 1 or 2; same results either way (default: FLEETLM_TRAIN_THREADS, else the cores, at most 2)')
     .option('--json', 'print a JSON summary')
     .action(async (raw: Record<string, unknown>) => {
       const opts = parseWith(OptionsSchema, raw, 'train options');
+      // Flag over FLEETLM_TRAIN_THREADS; reading it here refuses a bad value before any work.
+      if (opts.threads !== undefined) setGemmThreads(opts.threads);
+      else gemmThreads();
       const spec = await loadArchSpec(opts.arch);
       const docs = await loadDocuments(opts.text);
       const { train, validation } = splitDocuments(docs, opts.valFraction, opts.seed);
@@ -156,6 +162,7 @@ export function register(program: Command): void {
         evalLoss: result.evalLoss,
         evalPerplexity: result.evalLoss === null ? null : Math.exp(result.evalLoss),
         tokensPerSecond: result.tokensPerSecond,
+        gemmThreads: gemmThreads(),
         seconds: result.seconds,
         trainDocuments: train.length,
         validationDocuments: validation.length,
@@ -169,7 +176,7 @@ export function register(program: Command): void {
           `trained ${opts.out} in ${result.seconds.toFixed(1)} s (${result.stepsThisRun} steps this run, ${result.tokensSeen.toLocaleString('en-US')} tokens in all)`,
           `  train loss:      ${result.finalLoss.toFixed(4)}`,
           `  validation loss: ${result.evalLoss === null ? 'n/a' : `${result.evalLoss.toFixed(4)} (perplexity ${Math.exp(result.evalLoss).toFixed(1)})`}`,
-          `  throughput:      ${Math.round(result.tokensPerSecond)} tokens/s`,
+          `  throughput:      ${Math.round(result.tokensPerSecond)} tokens/s (${gemmThreads()} GEMM thread${gemmThreads() === 1 ? '' : 's'})`,
           summary.tokenizerPath ? `  tokenizer:       ${summary.tokenizerPath}` : `  tokenizer:       gpt2`,
         ].join('\n') + '\n',
       );

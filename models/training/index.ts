@@ -6,5 +6,6 @@ export { BUILTIN_CORPORA, BatchSampler, evaluationWindows, loadDocuments, splitD
 export { loadTrainState, loadWeights, saveCheckpoint, statePathFor, WEIGHTS_FORMAT, STATE_FORMAT, type LoadedWeights, type OptimizerSnapshot, type TrainState } from './checkpoint.ts';
 export { evaluate, trainModel, type TrainOptions, type TrainProgress, type TrainResult } from './trainer.ts';
 export { gemmNT, transpose, type FloatArray } from './kernels.ts';
+export { gemmThreads, setGemmThreads } from './wasm-gemm.ts';
 export { trainingInitWeights, isWidthProjection } from './init.ts';
 export { bpeTokenizer, loadBpeTokenizer, saveBpe, trainBpe, tokenizerPathFor, BpeFileSchema, type BpeFile } from './bpe-trainer.ts';

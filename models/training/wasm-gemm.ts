@@ -1,6 +1,10 @@
 // A WebAssembly SIMD (f32x4) kernel for the trainer's C = A · B^T, assembled here from bytes so no
 // toolchain is needed. 2x4 blocks of C with eight f32x4 accumulators along k; the scalar
-// JavaScript kernel handles edges, float64 arrays and K not divisible by 4.
+// JavaScript kernel handles edges, float64 arrays and K not divisible by 4. Large products split
+// their output rows with a second instance in a worker thread over the same shared memory.
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { ModelError, ValidationError } from '../../common/errors.ts';
 
 const I32 = 0x7f;
 const V128 = 0x7b;
@@ -100,7 +104,8 @@ function kernelBody(): number[] {
 
 function moduleBytes(): Uint8Array {
   const type = section(1, [1, 0x60, 7, I32, I32, I32, I32, I32, I32, I32, 0]);
-  const imports = section(2, [1, ...str('env'), ...str('mem'), 0x02, 0x00, 1]);
+  // Shared memory (limits flag 3: min and max) so a worker's instance sees the same operands.
+  const imports = section(2, [1, ...str('env'), ...str('mem'), 0x02, 0x03, 1, ...uleb(MAX_PAGES)]);
   const funcs = section(3, [1, 0]);
   const exports = section(7, [1, ...str('gemm'), 0x00, 0]);
   const body = kernelBody();
@@ -110,11 +115,11 @@ function moduleBytes(): Uint8Array {
 
 /** The slice of the WebAssembly JS API used here (the project's TS lib has no DOM types). */
 interface WasmMemory {
-  readonly buffer: ArrayBuffer;
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
   grow(pages: number): number;
 }
 interface WasmApi {
-  Memory: new (d: { initial: number }) => WasmMemory;
+  Memory: new (d: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
 }
@@ -122,14 +127,60 @@ const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
 type KernelFn = (a: number, b: number, c: number, m: number, n: number, k: number, ldc: number) => void;
 
+/** 1 GiB of address space: the largest trainer product (logits, 1024 x 4096 over 256) needs 21 MB. */
+const MAX_PAGES = 16384;
+/** Multiply-adds below which a product stays on one thread (the hand-off costs tens of microseconds). */
+const PARALLEL_MIN_MACS = 1 << 21;
+/** Control words shared with the worker: [sequence, done, a, b, c (byte pointers), i0, i1, n4, k, ldc, ready]. */
+const SEQ = 0;
+const DONE = 1;
+const READY = 10;
+/** How long the first split waits for the worker to start before the kernel stays on one thread. */
+const START_TIMEOUT_MS = 30_000;
+
+let threads: number | undefined;
+
+/** FLEETLM_TRAIN_THREADS, else the available cores (at most 2: the row split has two halves). */
+function defaultThreads(): number {
+  const env = process.env.FLEETLM_TRAIN_THREADS;
+  if (env !== undefined && env !== '') return checkThreads(Number(env), 'FLEETLM_TRAIN_THREADS');
+  return Math.min(2, availableParallelism());
+}
+
+function checkThreads(n: number, what: string): number {
+  if (!Number.isInteger(n) || n < 1 || n > 2) throw new ValidationError(`${what} must be 1 or 2 (GEMM threads), got ${String(n)}`);
+  return n;
+}
+
+/** Sets how many threads the large GEMMs use (1 or 2); results are bit-identical either way. */
+export function setGemmThreads(n: number): void {
+  threads = checkThreads(n, 'GEMM threads');
+}
+
+let parallelCalls = 0;
+
+/** How many products have been split across two threads so far (lets tests see the split happen). */
+export function parallelGemmCount(): number {
+  return parallelCalls;
+}
+
+/** The thread count the large GEMMs use now. */
+export function gemmThreads(): number {
+  threads ??= defaultThreads();
+  return threads;
+}
+
 /** The compiled kernel and its growable memory; undefined where WebAssembly SIMD is unavailable. */
 class WasmGemm {
-  private readonly memory = new WA.Memory({ initial: 16 });
+  private readonly memory = new WA.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
+  private readonly module: object;
   private readonly fn: KernelFn;
   private f32: Float32Array;
+  private ctrl: Int32Array | null | undefined;
 
   constructor() {
-    const instance = new WA.Instance(new WA.Module(moduleBytes()), { env: { mem: this.memory } });
+    this.module = new WA.Module(moduleBytes());
+    const instance = new WA.Instance(this.module, { env: { mem: this.memory } });
     this.fn = instance.exports.gemm as KernelFn;
     this.f32 = new Float32Array(this.memory.buffer);
   }
@@ -139,6 +190,34 @@ class WasmGemm {
     if (bytes > this.memory.buffer.byteLength) {
       this.memory.grow(Math.ceil((bytes - this.memory.buffer.byteLength) / 65536));
       this.f32 = new Float32Array(this.memory.buffer);
+    }
+  }
+
+  /**
+   * The helper thread, started on first use and unref'd so it never keeps the process alive; null
+   * when it did not come up (its error events cannot reach a thread blocked here, hence the timeout).
+   */
+  private helper(): Int32Array | null {
+    if (this.ctrl !== undefined) return this.ctrl;
+    const ctrl = new Int32Array(new SharedArrayBuffer(11 * 4));
+    const worker = new Worker(new URL('./gemm-worker.mjs', import.meta.url), { workerData: { module: this.module, memory: this.memory, ctrl } });
+    worker.unref();
+    Atomics.wait(ctrl, READY, 0, START_TIMEOUT_MS);
+    if (Atomics.load(ctrl, READY) !== 1) {
+      void worker.terminate();
+      this.ctrl = null;
+      return null;
+    }
+    this.ctrl = ctrl;
+    return ctrl;
+  }
+
+  /** Rows [i0, i1) of the 2x4-aligned part, in 64-column panels so a slice of B stays in L2. */
+  private rows(aOff: number, bOff: number, cOff: number, i0: number, i1: number, N4: number, N: number, K: number): void {
+    const JB = 64;
+    for (let jj = 0; jj < N4; jj += JB) {
+      const n = Math.min(JB, N4 - jj);
+      this.fn((aOff + i0 * K) * 4, (bOff + jj * K) * 4, (cOff + i0 * N + jj) * 4, i1 - i0, n, K, N);
     }
   }
 
@@ -154,11 +233,21 @@ class WasmGemm {
     const mem = this.f32;
     mem.set(A.subarray(0, M * K), aOff);
     mem.set(B.subarray(0, N * K), bOff);
-    // Panels of 64 columns keep a slice of B in L2 while every row pair of A passes over it.
-    const JB = 64;
-    for (let jj = 0; jj < N4; jj += JB) {
-      const n = Math.min(JB, N4 - jj);
-      this.fn(aOff * 4, (bOff + jj * K) * 4, (cOff + jj) * 4, M2, n, K, N);
+    const ctrl = gemmThreads() > 1 && M2 >= 4 && M2 * N4 * K >= PARALLEL_MIN_MACS ? this.helper() : null;
+    if (ctrl) {
+      // Split by output rows: every element is still one dot product in the same order, so the
+      // result does not depend on the thread count.
+      const half = (M2 >> 2) << 1;
+      parallelCalls++;
+      ctrl.set([aOff * 4, bOff * 4, cOff * 4, half, M2, N4, K, N], 2);
+      Atomics.store(ctrl, DONE, 0);
+      Atomics.add(ctrl, SEQ, 1);
+      Atomics.notify(ctrl, SEQ);
+      this.rows(aOff, bOff, cOff, 0, half, N4, N, K);
+      while (Atomics.load(ctrl, DONE) === 0) Atomics.wait(ctrl, DONE, 0);
+      if (Atomics.load(ctrl, DONE) < 0) throw new ModelError('the GEMM worker thread failed on its rows (rerun with --threads 1 or FLEETLM_TRAIN_THREADS=1)');
+    } else {
+      this.rows(aOff, bOff, cOff, 0, M2, N4, N, K);
     }
     for (let i = 0; i < M2; i++) {
       const src = cOff + i * N;
