@@ -1,9 +1,12 @@
 // Helpers for end-to-end agent tests: a real local hub, real S3 uploads, real IoT Jobs, and the agent
 // as a child process (node bin/fleetlm-agent.js). Faults are injected only through config and env.
+export { sleep, eventually } from '../helpers/wait.ts';
+export { tempDir } from '../helpers/temp-dir.ts';
+import { sleep, eventually } from '../helpers/wait.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { CreateJobCommand, CreateThingCommand, DescribeJobExecutionCommand, IoTClient } from '@aws-sdk/client-iot';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -25,22 +28,8 @@ export const TEST_SPEC: ArchSpec = parseArchSpec({
   tiedHead: true,
 });
 
-export async function tempDir(prefix: string): Promise<string> {
-  return fs.mkdtemp(path.join(os.tmpdir(), prefix));
-}
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls until `fn` returns a truthy value. */
-export async function eventually<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs: number, what: string, stepMs = 100): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(stepMs);
-  }
-}
 
 export interface BuiltModel {
   dir: string;

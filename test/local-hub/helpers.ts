@@ -1,15 +1,12 @@
 // Test helpers for the local hub: real clients only (mqtt.js, @aws-sdk/client-iot, client-s3).
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
+export { sleep, eventually } from '../helpers/wait.ts';
+export { tempDir } from '../helpers/temp-dir.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
+import { rm } from 'node:fs/promises';
 import mqtt, { type MqttClient } from 'mqtt';
 import { IoTClient } from '@aws-sdk/client-iot';
 import { S3Client } from '@aws-sdk/client-s3';
 import { startHub, type HubOptions, type LocalHub } from '../../local-hub/hub.ts';
-
-export async function tempDir(prefix = 'fleetlm-hub-'): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), prefix));
-}
 
 export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
@@ -17,7 +14,7 @@ export async function removeDir(dir: string): Promise<void> {
 
 /** Starts a hub in a fresh temp dir. */
 export async function startTestHub(options: Partial<HubOptions> = {}): Promise<LocalHub & { dir: string }> {
-  const dir = options.dir ?? (await tempDir());
+  const dir = options.dir ?? (await tempDir('fleetlm-hub-'));
   const hub = await startHub({ ...options, dir });
   return Object.assign(hub, { dir });
 }
@@ -120,17 +117,3 @@ export class TestDevice {
   }
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Polls `fn` until it returns a truthy value or `timeoutMs` passes. */
-export async function eventually<T>(fn: () => Promise<T | undefined | false>, timeoutMs = 10_000, stepMs = 50): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(stepMs);
-  }
-}
