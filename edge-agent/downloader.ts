@@ -1,6 +1,7 @@
 // Resumable artifact download: streams to `<dest>.part`, resumes with an HTTP Range request after an
 // interruption or a restart, checks size and sha256, and only then renames the file into place.
 // https://www.rfc-editor.org/rfc/rfc9110#name-range-requests
+import { sha256File } from '../common/hash.ts';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -74,11 +75,6 @@ async function fileSize(file: string): Promise<number | undefined> {
   }
 }
 
-async function sha256OfFile(file: string): Promise<string> {
-  const h = createHash('sha256');
-  await hashFile(file, h);
-  return h.digest('hex');
-}
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
@@ -98,7 +94,7 @@ export async function verifyFileOnDisk(file: string, size: number, sha256: strin
   if (actual !== size) {
     throw new ValidationError(`${path.basename(file)} is ${actual ?? 'missing'} bytes on disk; expected ${size}`, { code: 'VALIDATION_SIZE' });
   }
-  const got = await sha256OfFile(file);
+  const got = await sha256File(file);
   if (got !== sha256) {
     throw new ValidationError(`${path.basename(file)} sha256 on disk is ${got}; expected ${sha256}`, { code: 'VALIDATION_CHECKSUM' });
   }
@@ -116,7 +112,7 @@ export async function downloadFile(req: DownloadRequest, opts: DownloadOptions):
     });
   }
   await fs.mkdir(path.dirname(req.destPath), { recursive: true });
-  if ((await fileSize(req.destPath)) === req.expectedSize && (await sha256OfFile(req.destPath)) === req.expectedSha256) {
+  if ((await fileSize(req.destPath)) === req.expectedSize && (await sha256File(req.destPath)) === req.expectedSha256) {
     return { resumedFrom: req.expectedSize, bytesFetched: 0, rangeRequests: 0 };
   }
   const part = `${req.destPath}.part`;

@@ -1,7 +1,10 @@
 // ECDSA P-256 signatures over manifest.json bytes. Local mode signs with a PEM key file;
 // the cloud signs the same digest with an AWS KMS ECC_NIST_P256 key (see fleet/kms-signer.ts).
 // Both produce DER signatures, so one verifier serves both.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { sha256Hex } from '../common/hash.ts';
+
+export { sha256Hex };
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { ValidationError } from '../common/errors.ts';
 import type { ManifestSignature } from './manifest.ts';
 
@@ -14,10 +17,6 @@ export interface ManifestSigner {
   sign(message: Uint8Array): Promise<Uint8Array>;
 }
 
-/** sha256 of bytes, hex. */
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
 
 /** A stable short id for a public key: sha256 of its SPKI DER, first 16 hex chars. */
 export function keyFingerprint(publicKey: KeyObject): string {

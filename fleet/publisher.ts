@@ -1,7 +1,6 @@
 // Publishing a model bundle: collect the files a device needs from a model directory, write a
 // manifest listing each with size and sha256, sign it, and upload everything to S3 under
 // models/{modelId}/{version}/. A version, once its manifest.json exists, never changes.
-import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -23,7 +22,8 @@ import {
   type ManifestInput,
   type ManifestSignature,
 } from './manifest.ts';
-import { sha256Hex, signManifestBytes, type ManifestSigner } from './manifest-signing.ts';
+import { signManifestBytes, type ManifestSigner } from './manifest-signing.ts';
+import { sha256File, sha256Hex } from '../common/hash.ts';
 
 /** Files in a model directory that carry metadata for the manifest rather than bytes for the device. */
 export const BUNDLE_METADATA_FILES = {
@@ -61,11 +61,6 @@ export interface PrepareOptions {
   now?: Date;
 }
 
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 async function readJsonObject<S extends z.ZodType>(file: string, schema: S): Promise<z.output<S> | undefined> {
   if (!existsSync(file)) return undefined;

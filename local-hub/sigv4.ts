@@ -1,7 +1,10 @@
 // Verifies AWS Signature Version 4 (Authorization header or presigned query) for the S3 store and control plane.
 // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html
 // https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { sha256Hex } from '../common/hash.ts';
+
+export { sha256Hex };
+import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export interface SignedRequest {
   method: string;
@@ -134,7 +137,7 @@ export function verifySigV4(req: SignedRequest, options: VerifyOptions): VerifyR
     .map((name) => `${name}:${(header(req.headers, name) ?? '').trim().replace(/\s+/g, ' ')}\n`)
     .join('');
   const canonicalRequest = [req.method, canonicalPath || '/', canonicalQuery, canonicalHeaders, signedHeaders.join(';'), payloadHash].join('\n');
-  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, createHash('sha256').update(canonicalRequest).digest('hex')].join('\n');
+  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256Hex(Buffer.from(canonicalRequest))].join('\n');
   const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, date), region), service), 'aws4_request');
   const expected = createHmac('sha256', key).update(stringToSign).digest();
   const given = Buffer.from(signature, 'hex');
@@ -144,7 +147,3 @@ export function verifySigV4(req: SignedRequest, options: VerifyOptions): VerifyR
   return { ok: true, accessKeyId };
 }
 
-/** Hex SHA-256 of a body (the control plane's signed payload hash). */
-export function sha256Hex(body: Buffer): string {
-  return createHash('sha256').update(body).digest('hex');
-}

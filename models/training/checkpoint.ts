@@ -1,7 +1,7 @@
 // Trainer checkpoints as two safetensors files written atomically: the weights under FleetLM native
 // names (what `fleetlm build --weights` loads) and a sidecar with the AdamW moments, step, RNG and
 // data cursor. The sidecar records the weights' SHA-256 so a mismatched pair is refused.
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../../common/hash.ts';
 import { promises as fs } from 'node:fs';
 import { z } from 'zod';
 import { ModelError } from '../../common/errors.ts';
@@ -55,7 +55,6 @@ export interface OptimizerSnapshot {
   state: Omit<TrainState, 'format' | 'weightsSha256' | 'parameters'>;
 }
 
-const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 /** Writes weights (metadata: format, arch, tokenizer) and, when given, the optimizer sidecar. */
 export async function saveCheckpoint(
@@ -67,7 +66,7 @@ export async function saveCheckpoint(
 ): Promise<void> {
   const bytes = encodeSafetensors(weights, { format: WEIGHTS_FORMAT, arch: JSON.stringify(spec), tokenizer: meta.tokenizer });
   if (snapshot) {
-    const state: TrainState = { format: STATE_FORMAT, ...snapshot.state, weightsSha256: sha256(bytes), parameters: snapshot.m.length };
+    const state: TrainState = { format: STATE_FORMAT, ...snapshot.state, weightsSha256: sha256Hex(bytes), parameters: snapshot.m.length };
     const tensors = new Map([
       ['adam.m', { data: snapshot.m, shape: [snapshot.m.length] }],
       ['adam.v', { data: snapshot.v, shape: [snapshot.v.length] }],
@@ -141,7 +140,7 @@ export async function loadTrainState(weightsPath: string, weightsBytes: Uint8Arr
   const parsed = TrainStateSchema.safeParse(raw);
   if (!parsed.success) throw new ModelError(`training state ${statePath}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, { code: 'MODEL_CHECKPOINT' });
   const state = parsed.data;
-  if (state.weightsSha256 !== sha256(weightsBytes)) {
+  if (state.weightsSha256 !== sha256Hex(weightsBytes)) {
     throw new ModelError(`training state ${statePath} belongs to other weights than ${weightsPath} (SHA-256 differs); the pair was mixed or a save was interrupted`, { code: 'MODEL_CHECKPOINT' });
   }
   const m = file.tensors.get('adam.m');
