@@ -13,7 +13,7 @@ import { compressEmbedding } from '../models/compression/auto.ts';
 import { COMPRESSION_METHODS, compressionRatio, reconstructRows } from '../models/compression/embedding.ts';
 import { embeddingWidthOf } from '../models/arch/spec.ts';
 import { loadArchSpec } from '../models/onnx/build-model-file.ts';
-import type { DecoderWeights } from '../models/onnx/weights.ts';
+import type { DecoderWeights } from '../models/arch/weights.ts';
 import { gpt2Tokenizer, type Tokenizer } from '../models/runtime/tokenizer.ts';
 import { loadBpeTokenizer, tokenizerPathFor } from '../models/training/bpe-trainer.ts';
 import { loadWeights } from '../models/training/checkpoint.ts';

@@ -13,7 +13,7 @@ import { startHub } from '../local-hub/hub.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../common/atomic-file.ts';
 import { parseArchSpec } from '../models/arch/spec.ts';
 import { buildModelFile } from '../models/onnx/build-model-file.ts';
-import { generateSigningKeyPair, LocalKeySigner } from '../fleet/manifest-signing.ts';
+import { generateSigningKeyPair, LocalKeySigner } from '../contracts/manifest-signing.ts';
 import { createIotClient, createS3Client, localProfile } from '../fleet/profile.ts';
 import { publishBundle } from '../fleet/publisher.ts';
 import { createRollout } from '../fleet/rollout.ts';

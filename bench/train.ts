@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { countForwardFlops, countParameters } from '../models/arch/accounting.ts';
 import { parseArchSpec } from '../models/arch/spec.ts';
 import { buildModelFile } from '../models/onnx/build-model-file.ts';
-import { initWeights, layerPlan } from '../models/onnx/weights.ts';
+import { initWeights, layerPlan } from '../models/arch/weights.ts';
 import { createSession, float32Tensor, int64Tensor } from '../models/runtime/onnx-backend.ts';
 import { TrainableDecoder } from '../models/training/model.ts';
 import { AdamW, clipGradNorm } from '../models/training/optimizer.ts';

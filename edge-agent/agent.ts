@@ -3,8 +3,8 @@
 import { readFileSync, promises as fs } from 'node:fs';
 import { writeFileAtomic } from '../common/atomic-file.ts';
 import { FleetError, TransportError, ValidationError, describeError } from '../common/errors.ts';
-import { parseDeployModelDocument, type DeployModelDocument } from '../fleet/job-document.ts';
-import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, parseManifestBytes, type Manifest } from '../fleet/manifest.ts';
+import { parseDeployModelDocument, type DeployModelDocument } from '../contracts/job-document.ts';
+import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, parseManifestBytes, type Manifest } from '../contracts/manifest.ts';
 import type { AgentConfig } from './config.ts';
 import { checkFreeSpace, confinedPath, downloadFile, redact, verifyFileOnDisk } from './downloader.ts';
 import { runHealthCheck } from './health-check.ts';

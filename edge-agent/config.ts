@@ -5,7 +5,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { ValidationError } from '../common/errors.ts';
 import { parseJsonWith, parseWith } from '../common/validate.ts';
-import { isThingName } from '../fleet/jobs-topics.ts';
+import { isThingName } from '../contracts/jobs-topics.ts';
 import { PHASES } from './install-state-machine.ts';
 
 const Port = z.number().int().min(0).max(65535);

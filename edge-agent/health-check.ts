@@ -2,8 +2,8 @@
 // and hold first-token latency and decode speed to the job's thresholds. A model that passes is handed
 // back loaded, so the server can swap to it without a second load.
 import { describeError } from '../common/errors.ts';
-import type { HealthCheck } from '../fleet/job-document.ts';
-import type { Manifest } from '../fleet/manifest.ts';
+import type { HealthCheck } from '../contracts/job-document.ts';
+import type { Manifest } from '../contracts/manifest.ts';
 import type { GenerationStats, ModelRuntime, ServedModel } from './model-runtime.ts';
 import type { ModelRef } from './model-store.ts';
 

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { TransportError, describeError } from '../common/errors.ts';
-import { jobsTopics } from '../fleet/jobs-topics.ts';
+import { jobsTopics } from '../contracts/jobs-topics.ts';
 import type { Logger } from './log.ts';
 import type { MqttTransport } from './mqtt-connection.ts';
 

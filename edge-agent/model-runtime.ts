@@ -1,6 +1,6 @@
 // The seam between the agent and the model runtime: what serving and health checks need from a loaded
 // model. The production implementation wraps models/runtime; nothing else in the agent imports it.
-import type { Manifest } from '../fleet/manifest.ts';
+import type { Manifest } from '../contracts/manifest.ts';
 import type { ModelRef } from './model-store.ts';
 
 export interface GenerateRequest {

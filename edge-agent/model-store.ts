@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { writeJsonAtomic, fsyncDir } from '../common/atomic-file.ts';
 import { parseJsonWith } from '../common/validate.ts';
-import { ModelIdSchema, ModelVersionSchema } from '../fleet/manifest.ts';
+import { ModelIdSchema, ModelVersionSchema } from '../contracts/manifest.ts';
 
 export const ModelRefSchema = z.object({ modelId: ModelIdSchema, version: ModelVersionSchema }).strict();
 export type ModelRef = z.output<typeof ModelRefSchema>;

@@ -2,7 +2,7 @@
 // tokens, timing first-token latency and decode speed the same way for serving and health checks.
 import path from 'node:path';
 import { ModelError } from '../common/errors.ts';
-import type { Manifest } from '../fleet/manifest.ts';
+import type { Manifest } from '../contracts/manifest.ts';
 import type { LanguageModel, Tokenizer } from '../models/runtime/index.ts';
 import { confinedPath } from './downloader.ts';
 import type { GenerateRequest, GenerationStats, ModelRuntime, ServedModel } from './model-runtime.ts';

@@ -2,9 +2,9 @@
 // manifest naming the job's model, and the manifest's file list matching the job's artifacts exactly.
 import { promises as fs } from 'node:fs';
 import { ValidationError } from '../common/errors.ts';
-import type { DeployModelDocument } from '../fleet/job-document.ts';
-import { parseManifestBytes, parseManifestSignature, type Manifest } from '../fleet/manifest.ts';
-import { verifyManifestBytes } from '../fleet/manifest-signing.ts';
+import type { DeployModelDocument } from '../contracts/job-document.ts';
+import { parseManifestBytes, parseManifestSignature, type Manifest } from '../contracts/manifest.ts';
+import { verifyManifestBytes } from '../contracts/manifest-signing.ts';
 
 /** Verifies manifest bytes + signature text for `doc`; returns the parsed manifest or throws ValidationError. */
 export function verifyManifest(doc: DeployModelDocument, manifestBytes: Uint8Array, signatureText: string, publicKeyPem: string): Manifest {

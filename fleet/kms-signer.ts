@@ -4,7 +4,7 @@
 import { createHash, createPublicKey } from 'node:crypto';
 import { GetPublicKeyCommand, SignCommand, type KMSClient } from '@aws-sdk/client-kms';
 import { TransportError, ValidationError } from '../common/errors.ts';
-import type { ManifestSigner } from './manifest-signing.ts';
+import type { ManifestSigner } from '../contracts/manifest-signing.ts';
 
 /** Signs with KMS `Sign` (MessageType DIGEST, ECDSA_SHA_256); the result is a DER signature like LocalKeySigner's. */
 export class KmsSigner implements ManifestSigner {

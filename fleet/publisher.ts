@@ -21,8 +21,8 @@ import {
   type ManifestFile,
   type ManifestInput,
   type ManifestSignature,
-} from './manifest.ts';
-import { signManifestBytes, type ManifestSigner } from './manifest-signing.ts';
+} from '../contracts/manifest.ts';
+import { signManifestBytes, type ManifestSigner } from '../contracts/manifest-signing.ts';
 import { sha256File, sha256Hex } from '../common/hash.ts';
 
 /** Files in a model directory that carry metadata for the manifest rather than bytes for the device. */

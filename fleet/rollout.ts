@@ -16,8 +16,8 @@ import {
 import type { S3Client } from '@aws-sdk/client-s3';
 import { TransportError, ValidationError } from '../common/errors.ts';
 import { parseWith } from '../common/validate.ts';
-import { DEPLOY_MODEL_SCHEMA, DeployModelDocumentSchema, type DeployModelDocument, type HealthCheck } from './job-document.ts';
-import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, modelPrefix } from './manifest.ts';
+import { DEPLOY_MODEL_SCHEMA, DeployModelDocumentSchema, type DeployModelDocument, type HealthCheck } from '../contracts/job-document.ts';
+import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, modelPrefix } from '../contracts/manifest.ts';
 import { presignedPlaceholder, type FleetProfile } from './profile.ts';
 import { readPublishedVersion } from './publisher.ts';
 

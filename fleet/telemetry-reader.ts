@@ -4,7 +4,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ScanCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { TelemetrySchema, type Telemetry } from './telemetry.ts';
+import { TelemetrySchema, type Telemetry } from '../contracts/telemetry.ts';
 import { createDynamoClient, type FleetProfile } from './profile.ts';
 
 async function listFiles(dir: string): Promise<string[]> {

@@ -8,7 +8,7 @@ import { exportKmsPublicKeyPem } from '../fleet/kms-signer.ts';
 import { handlerEnv, kmsClient, s3Client } from './shared/env.ts';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { TransportError } from '../common/errors.ts';
-import { sha256Hex } from '../fleet/manifest-signing.ts';
+import { sha256Hex } from '../contracts/manifest-signing.ts';
 
 import { PUBLIC_KEY_OBJECT } from './shared/constants.ts';
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ValidationError } from '../common/errors.ts';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
 import { KmsSigner } from '../fleet/kms-signer.ts';
-import { modelPrefix } from '../fleet/manifest.ts';
+import { modelPrefix } from '../contracts/manifest.ts';
 import { isPublished, publishBundle, readPublishedVersion } from '../fleet/publisher.ts';
 import { MergeOutputSchema, type PublishOutput } from './shared/events.ts';
 import { defineHandler } from './shared/handler.ts';

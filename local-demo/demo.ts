@@ -10,13 +10,13 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { startHub, type LocalHub } from '../local-hub/hub.ts';
 import { writeFileAtomic } from '../common/atomic-file.ts';
 import { TransportError } from '../common/errors.ts';
-import { generateSigningKeyPair, LocalKeySigner } from '../fleet/manifest-signing.ts';
+import { generateSigningKeyPair, LocalKeySigner } from '../contracts/manifest-signing.ts';
 import { createIotClient, createS3Client, localProfile, type FleetProfile } from '../fleet/profile.ts';
 import { publishBundle, type PublishResult } from '../fleet/publisher.ts';
 import { createRollout, rollbackGroup, type RolloutSettings } from '../fleet/rollout.ts';
 import { watchJob, type JobProgress } from '../fleet/fleet-status.ts';
 import { latestByDevice, readTelemetryDir } from '../fleet/telemetry-reader.ts';
-import type { Telemetry } from '../fleet/telemetry.ts';
+import type { Telemetry } from '../contracts/telemetry.ts';
 import {
   killAllAgentsSync,
   requestCompletion,

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
 import { TransportError } from '../common/errors.ts';
-import { isThingName } from '../fleet/jobs-topics.ts';
+import { isThingName } from '../contracts/jobs-topics.ts';
 
 export interface BrokerOptions {
   port?: number;

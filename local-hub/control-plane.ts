@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { TransportError } from '../common/errors.ts';
 import { formatIssues } from '../common/validate.ts';
-import { isJobId, isThingName } from '../fleet/jobs-topics.ts';
+import { isJobId, isThingName } from '../contracts/jobs-topics.ts';
 import { HubApiError, type JobEngine } from './job-engine.ts';
 import { TERMINAL_STATUSES, type ExecutionRecord, type JobRecord } from './job-store.ts';
 import { sha256Hex, verifySigV4 } from './sigv4.ts';

@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
 import { ValidationError, describeError } from '../common/errors.ts';
-import { TELEMETRY_TOPIC_FILTER } from '../fleet/jobs-topics.ts';
+import { TELEMETRY_TOPIC_FILTER } from '../contracts/jobs-topics.ts';
 import { connectExternalBroker, startBroker, type Broker } from './broker.ts';
 import { startControlPlane, type ControlPlane } from './control-plane.ts';
 import { JobEngine } from './job-engine.ts';

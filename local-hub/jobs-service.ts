@@ -3,7 +3,7 @@
 // https://docs.aws.amazon.com/iot/latest/developerguide/jobs-api.html#jobs-mqtt-and-http-api
 import { z } from 'zod';
 import { formatIssues } from '../common/validate.ts';
-import { isJobId } from '../fleet/jobs-topics.ts';
+import { isJobId } from '../contracts/jobs-topics.ts';
 import { HubApiError, executionSummary, type JobEngine } from './job-engine.ts';
 import { TERMINAL_STATUSES, type ExecutionRecord } from './job-store.ts';
 

@@ -4,7 +4,7 @@ import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
-import { TelemetrySchema, type Telemetry } from '../fleet/telemetry.ts';
+import { TelemetrySchema, type Telemetry } from '../contracts/telemetry.ts';
 import { formatIssues } from '../common/validate.ts';
 
 /** Valid messages, one envelope a line. */

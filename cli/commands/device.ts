@@ -22,7 +22,7 @@ import { TransportError, ValidationError } from '../../common/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../../common/atomic-file.ts';
 import { parseWith } from '../../common/validate.ts';
 import { AgentConfigSchema, type AgentConfig, type AgentConfigInput } from '../../edge-agent/config.ts';
-import { isThingName } from '../../fleet/jobs-topics.ts';
+import { isThingName } from '../../contracts/jobs-topics.ts';
 import { createIotClient, createS3Client, describeProfile, resolveProfile, type FleetProfile, type ProfileFlags } from '../../fleet/profile.ts';
 import { PUBLIC_KEY_OBJECT } from '../../functions/shared/constants.ts';
 

@@ -8,7 +8,7 @@ import cliProgress from 'cli-progress';
 import { ListThingsCommand, ListThingsInThingGroupCommand, type IoTClient } from '@aws-sdk/client-iot';
 import { TransportError, ValidationError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/atomic-file.ts';
-import { generateSigningKeyPair, LocalKeySigner, type ManifestSigner } from '../../fleet/manifest-signing.ts';
+import { generateSigningKeyPair, LocalKeySigner, type ManifestSigner } from '../../contracts/manifest-signing.ts';
 import { KmsSigner, exportKmsPublicKeyPem } from '../../fleet/kms-signer.ts';
 import {
   createIotClient,

@@ -1,7 +1,7 @@
 // Event schemas of the pipeline's Lambda steps. Each step takes the previous step's output, so the
 // Step Functions state stays small: S3 keys and a few numbers, never model bytes.
 import { z } from 'zod';
-import { ModelIdSchema, ModelVersionSchema } from '../../fleet/manifest.ts';
+import { ModelIdSchema, ModelVersionSchema } from '../../contracts/manifest.ts';
 import { ArchSpecSchema } from '../../models/arch/spec.ts';
 
 const NAME = /^[a-z][a-z0-9-]{0,30}$/;

@@ -9,7 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { suppress } from '../nag.ts';
 import type { Construct } from 'constructs';
-import { TELEMETRY_TOPIC_FILTER } from '../../fleet/jobs-topics.ts';
+import { TELEMETRY_TOPIC_FILTER } from '../../contracts/jobs-topics.ts';
 import { thingGroupName, type InfraConfig } from '../config.ts';
 import { exportNames, importValue } from '../exports.ts';
 

@@ -3,9 +3,9 @@
 // Hugging Face OPT (OPTForCausalLM; nn.Linear weights stored [out, in], 2 reserved position rows).
 import { ModelError } from '../../common/errors.ts';
 import { embeddingWidthOf, type ArchSpec } from '../arch/spec.ts';
-import { expectedWeightShapes, layerPlan, validateWeights, type DecoderWeights, type WeightTensor } from '../onnx/weights.ts';
+import { expectedWeightShapes, layerPlan, validateWeights, type DecoderWeights, type WeightTensor } from '../arch/weights.ts';
 import { tensorToFloat32, type SafetensorsFile } from './safetensors.ts';
-import type { Activation } from '../onnx/build-decoder.ts';
+import type { Activation } from '../arch/activation.ts';
 
 export const CHECKPOINT_LAYOUTS = ['fleetlm', 'gpt2', 'opt'] as const;
 export type CheckpointLayout = (typeof CHECKPOINT_LAYOUTS)[number];

@@ -5,7 +5,7 @@ import { promises as fs } from 'node:fs';
 import { z } from 'zod';
 import { ModelError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/atomic-file.ts';
-import type { WeightTensor } from '../onnx/weights.ts';
+import type { WeightTensor } from '../arch/weights.ts';
 
 /** Element sizes of the dtypes safetensors defines (that FleetLM reads). */
 export const DTYPE_BYTES = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 } as const;

@@ -5,9 +5,10 @@
 // weights, the compiler-aware "fewer, fused operators" idea of MeRino (Zhao et al. 2024).
 import { ModelError } from '../../common/errors.ts';
 import { embeddingWidthOf, type ArchSpec } from '../arch/spec.ts';
+import type { Activation } from '../arch/activation.ts';
 import { DataType, type ModelProto } from './proto.ts';
 import { GraphBuilder, float } from './graph-builder.ts';
-import { layerPlan, validateWeights, type DecoderWeights, type LayerPlan } from './weights.ts';
+import { layerPlan, validateWeights, type DecoderWeights, type LayerPlan } from '../arch/weights.ts';
 
 /** ONNX opset of the default domain (LayerNormalization needs 17). */
 export const DECODER_OPSET = 17;
@@ -31,12 +32,7 @@ export interface BuildOptions {
   activation?: Activation;
 }
 
-/**
- * FFN activations: exact erf GELU; GPT-2's tanh approximation (Hugging Face `gelu_new`,
- * Hendrycks & Gimpel 2016 eq. 2); ReLU (OPT).
- */
-export const ACTIVATIONS = ['gelu', 'gelu_tanh', 'relu'] as const;
-export type Activation = (typeof ACTIVATIONS)[number];
+export { ACTIVATIONS, type Activation } from '../arch/activation.ts';
 
 /** Names of the ONNX graph inputs and outputs for layer i. */
 export function cacheNames(i: number): { pastKey: string; pastValue: string; presentKey: string; presentValue: string } {

@@ -8,7 +8,7 @@ import { readSafetensors } from '../checkpoint/safetensors.ts';
 import { activationOfLayout, weightsFromCheckpoint, type CheckpointLayout } from '../checkpoint/layouts.ts';
 import { buildDecoderModel, parameterInitializerNames, type Activation } from './build-decoder.ts';
 import { saveOnnxModel, tensorElementCount } from './proto.ts';
-import { initWeights, type DecoderWeights } from './weights.ts';
+import { initWeights, type DecoderWeights } from '../arch/weights.ts';
 
 export interface BuildModelFileOptions {
   outPath: string;

@@ -34,7 +34,7 @@ export {
   type WeightTensor,
   type DecoderWeights,
   type LayerPlan,
-} from './weights.ts';
+} from '../arch/weights.ts';
 export {
   buildDecoderModel,
   parameterInitializerNames,

@@ -9,7 +9,7 @@ import { writeFileAtomic } from '../../common/atomic-file.ts';
 import { ArchSpecSchema, type ArchSpec } from '../arch/spec.ts';
 import { encodeSafetensors, parseSafetensors, tensorToFloat32 } from '../checkpoint/safetensors.ts';
 import { weightsFromCheckpoint } from '../checkpoint/layouts.ts';
-import type { DecoderWeights } from '../onnx/weights.ts';
+import type { DecoderWeights } from '../arch/weights.ts';
 import type { DataCursor } from './data.ts';
 
 export const WEIGHTS_FORMAT = 'fleetlm/weights@1';

@@ -2,7 +2,7 @@
 // change width (project_in, block_proj.*, project_out) are drawn at std 1/sqrt(fan_in) (Glorot &
 // Bengio 2010) so they carry the residual stream at its scale instead of shrinking it ~5x.
 import type { ArchSpec } from '../arch/spec.ts';
-import { initWeights, type DecoderWeights } from '../onnx/weights.ts';
+import { initWeights, type DecoderWeights } from '../arch/weights.ts';
 
 const GPT2_STD = 0.02;
 

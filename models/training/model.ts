@@ -2,7 +2,7 @@
 // and the backward pass into the parameter store, for every layer kind the ONNX builder emits
 // (positions, project_in/out, block projections, shared-weight blocks, tied or untied head).
 import { embeddingWidthOf, type ArchSpec } from '../arch/spec.ts';
-import { layerPlan, type DecoderWeights, type LayerPlan } from '../onnx/weights.ts';
+import { layerPlan, type DecoderWeights, type LayerPlan } from '../arch/weights.ts';
 import { ValidationError } from '../../common/errors.ts';
 import { addInto, gemmNT, transpose, type FloatArray } from './kernels.ts';
 import {

@@ -1,7 +1,7 @@
 // The trainable parameters of a decoder in one flat buffer (values and gradients), with a view per
 // native tensor name, so the optimizer and gradient clipping run over a single array.
 import type { ArchSpec } from '../arch/spec.ts';
-import { expectedWeightShapes, validateWeights, type DecoderWeights } from '../onnx/weights.ts';
+import { expectedWeightShapes, validateWeights, type DecoderWeights } from '../arch/weights.ts';
 import { allocLike, transpose, type FloatArray } from './kernels.ts';
 
 /** One named tensor: views into the flat value and gradient buffers. */

@@ -2,7 +2,7 @@
 // warm-up + cosine schedule, periodic held-out evaluation, progress reports and checkpoints.
 import { ValidationError } from '../../common/errors.ts';
 import type { ArchSpec } from '../arch/spec.ts';
-import type { DecoderWeights } from '../onnx/weights.ts';
+import type { DecoderWeights } from '../arch/weights.ts';
 import { trainingInitWeights } from './init.ts';
 import { loadTrainState, loadWeights, saveCheckpoint, type ResumeConfig } from './checkpoint.ts';
 import { BatchSampler, evaluationWindows } from './data.ts';

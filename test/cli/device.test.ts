@@ -10,7 +10,7 @@ import { IoTClient, ListThingsInThingGroupCommand } from '@aws-sdk/client-iot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../cli/main.ts';
 import { AgentConfigSchema } from '../../edge-agent/config.ts';
-import { generateSigningKeyPair } from '../../fleet/manifest-signing.ts';
+import { generateSigningKeyPair } from '../../contracts/manifest-signing.ts';
 import { startHub, type LocalHub } from '../../local-hub/hub.ts';
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

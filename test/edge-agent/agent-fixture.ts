@@ -13,9 +13,9 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startHub, type LocalHub } from '../../local-hub/hub.ts';
 import { parseArchSpec, type ArchSpec } from '../../models/arch/spec.ts';
 import { buildModelFile } from '../../models/onnx/build-model-file.ts';
-import { LocalKeySigner, generateSigningKeyPair, signManifestBytes } from '../../fleet/manifest-signing.ts';
-import type { DeployModelDocumentInput } from '../../fleet/job-document.ts';
-import type { ManifestInput } from '../../fleet/manifest.ts';
+import { LocalKeySigner, generateSigningKeyPair, signManifestBytes } from '../../contracts/manifest-signing.ts';
+import type { DeployModelDocumentInput } from '../../contracts/job-document.ts';
+import type { ManifestInput } from '../../contracts/manifest.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 

@@ -6,7 +6,7 @@ import { CancelJobCommand } from '@aws-sdk/client-iot';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTelemetryDir } from '../../fleet/telemetry-reader.ts';
-import { generateSigningKeyPair } from '../../fleet/manifest-signing.ts';
+import { generateSigningKeyPair } from '../../contracts/manifest-signing.ts';
 import { AgentProcess, TestFleet, buildTestModel, eventually, sleep, tempDir, type BuiltModel } from './agent-fixture.ts';
 
 let fleet: TestFleet;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelError } from '../../common/errors.ts';
 import { OnnxModelRuntime } from '../../edge-agent/onnx-model-runtime.ts';
 import { parseWith } from '../../common/validate.ts';
-import { ManifestSchema, type Manifest } from '../../fleet/manifest.ts';
+import { ManifestSchema, type Manifest } from '../../contracts/manifest.ts';
 import { parseArchSpec } from '../../models/arch/spec.ts';
 import { buildModelFile } from '../../models/onnx/build-model-file.ts';
 import { loadLanguageModel, loadTokenizer } from '../../models/runtime/index.ts';

@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TelemetrySchema, type Telemetry } from '../../fleet/telemetry.ts';
+import { TelemetrySchema, type Telemetry } from '../../contracts/telemetry.ts';
 import { TelemetryOutbox, readInaPowerW, readTemperatureC } from '../../edge-agent/telemetry.ts';
 
 const tmp = () => fs.mkdtemp(path.join(os.tmpdir(), 'fleetlm-tel-'));

@@ -12,7 +12,7 @@ import { createIotClient, createS3Client, localProfile, type FleetProfile } from
 import { publishBundle } from '../../fleet/publisher.ts';
 import { createRollout } from '../../fleet/rollout.ts';
 import { watchJob } from '../../fleet/fleet-status.ts';
-import { LocalKeySigner, generateSigningKeyPair } from '../../fleet/manifest-signing.ts';
+import { LocalKeySigner, generateSigningKeyPair } from '../../contracts/manifest-signing.ts';
 import { parseArchSpec } from '../../models/arch/spec.ts';
 import { buildModelFile } from '../../models/onnx/build-model-file.ts';
 import { provisionThings } from '../../local-demo/provision.ts';

@@ -7,7 +7,7 @@ import { createHash, generateKeyPairSync, randomBytes, type KeyObject } from 'no
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { KmsSigner, exportKmsPublicKeyPem } from '../../fleet/kms-signer.ts';
-import { signManifestBytes, verifyManifestBytes } from '../../fleet/manifest-signing.ts';
+import { signManifestBytes, verifyManifestBytes } from '../../contracts/manifest-signing.ts';
 
 // P-256 domain parameters (SEC 2 v2, section 2.4.2).
 const P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn;

@@ -9,9 +9,9 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../fleet/profile.ts';
 import { publishBundle } from '../../fleet/publisher.ts';
 import { buildDeployDocument } from '../../fleet/rollout.ts';
-import { LocalKeySigner, generateSigningKeyPair, signManifestBytes } from '../../fleet/manifest-signing.ts';
+import { LocalKeySigner, generateSigningKeyPair, signManifestBytes } from '../../contracts/manifest-signing.ts';
 import { verifyManifest } from '../../edge-agent/verifier.ts';
-import type { DeployModelDocument } from '../../fleet/job-document.ts';
+import type { DeployModelDocument } from '../../contracts/job-document.ts';
 import { startTestS3, type TestS3 } from './s3-server.ts';
 
 let s3srv: TestS3;
@@ -62,7 +62,7 @@ describe('agent verification of published manifests', () => {
   it('refuses an altered manifest even when its sha256 field in the signature is updated to match', async () => {
     const altered = Buffer.from(manifestBytes.toString('utf8').replace('"version": "1"', '"version": "2"'));
     const sig = JSON.parse(signatureText) as Record<string, unknown>;
-    const { sha256Hex } = await import('../../fleet/manifest-signing.ts');
+    const { sha256Hex } = await import('../../contracts/manifest-signing.ts');
     sig.manifestSha256 = sha256Hex(altered);
     expect(() => verifyManifest(doc, altered, JSON.stringify(sig), fleetKey.publicKeyPem)).toThrow(/does not verify/);
   });

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../fleet/profile.ts';
 import { publishBundle, readPublishedVersion } from '../../fleet/publisher.ts';
-import { LocalKeySigner, generateSigningKeyPair } from '../../fleet/manifest-signing.ts';
+import { LocalKeySigner, generateSigningKeyPair } from '../../contracts/manifest-signing.ts';
 import { startTestS3, type TestS3 } from './s3-server.ts';
 
 const DEMO_TOKENIZER = fileURLToPath(new URL('../../assets/demo-model/tokenizer.json', import.meta.url));

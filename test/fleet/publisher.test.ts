@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../fleet/profile.ts';
 import { publishBundle, readPublishedVersion } from '../../fleet/publisher.ts';
-import { LocalKeySigner, generateSigningKeyPair, verifyManifestBytes } from '../../fleet/manifest-signing.ts';
+import { LocalKeySigner, generateSigningKeyPair, verifyManifestBytes } from '../../contracts/manifest-signing.ts';
 import { ValidationError } from '../../common/errors.ts';
 import { startTestS3, type TestS3 } from './s3-server.ts';
 

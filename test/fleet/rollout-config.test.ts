@@ -1,7 +1,7 @@
 // Mapping operator flags to CreateJob settings, job ids, and the rollback choice.
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_ROLLOUT, jobConfig, makeJobId, parseDeployment, describeDeployment, parsePercent, pickRollbackTarget, type DeploymentRecord } from '../../fleet/rollout.ts';
-import { isJobId } from '../../fleet/jobs-topics.ts';
+import { isJobId } from '../../contracts/jobs-topics.ts';
 import { ValidationError } from '../../common/errors.ts';
 
 describe('parsePercent', () => {

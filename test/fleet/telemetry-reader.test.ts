@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { energyDeltas, latestByDevice, readTelemetryDir, summarise } from '../../fleet/telemetry-reader.ts';
-import type { Telemetry } from '../../fleet/telemetry.ts';
+import type { Telemetry } from '../../contracts/telemetry.ts';
 
 function msg(thingName: string, seq: number, version: string | null, energyJ: number, extra: Partial<Telemetry['inference']> = {}): Telemetry {
   return {

@@ -8,8 +8,8 @@ import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/clien
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadInfraConfig } from '../../infra/config.ts';
 import { PipelineStack } from '../../infra/stacks/pipeline-stack.ts';
-import { parseManifestSignature } from '../../fleet/manifest.ts';
-import { verifyManifestBytes } from '../../fleet/manifest-signing.ts';
+import { parseManifestSignature } from '../../contracts/manifest.ts';
+import { verifyManifestBytes } from '../../contracts/manifest-signing.ts';
 import type { MergeOutput, RolloutOutput } from '../../functions/shared/events.ts';
 import { render } from '../infra/synth.ts';
 import { runStateMachine, type AslMachine, type TaskResolver } from './sfn-runner.ts';

@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/client-iot';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { queryTelemetry } from '../../local-hub/telemetry-sink.ts';
-import type { Telemetry } from '../../fleet/telemetry.ts';
+import type { Telemetry } from '../../contracts/telemetry.ts';
 import { TestDevice, eventually, iotClient, removeDir, s3Client, startTestHub, tempDir } from './helpers.ts';
 
 const ACCOUNT = 'arn:aws:iot:us-east-1:123456789012';

@@ -1,7 +1,7 @@
 // Pure TypeScript reference forward pass of a FleetLM decoder (native weights), with a KV cache,
 // in float64. ONNX graphs (plain and fused) and the runtime are checked against it.
 import { embeddingWidthOf, type ArchSpec } from '../../models/arch/spec.ts';
-import { layerPlan, type DecoderWeights } from '../../models/onnx/weights.ts';
+import { layerPlan, type DecoderWeights } from '../../models/arch/weights.ts';
 
 /** One layer's cache: [batch, heads, length, headDim] row-major. */
 export interface LayerCache {

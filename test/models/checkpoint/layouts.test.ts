@@ -9,7 +9,7 @@ import { TINY } from '../../../models/arch/presets.ts';
 import { readSafetensors, writeSafetensors } from '../../../models/checkpoint/safetensors.ts';
 import { weightsFromCheckpoint, weightsToCheckpoint, type CheckpointLayout } from '../../../models/checkpoint/layouts.ts';
 import { buildModelFile } from '../../../models/onnx/build-model-file.ts';
-import { initWeights, type DecoderWeights, type WeightTensor } from '../../../models/onnx/weights.ts';
+import { initWeights, type DecoderWeights, type WeightTensor } from '../../../models/arch/weights.ts';
 import { referenceForward } from '../../reference/decoder-forward.ts';
 import { emptyCache, maxAbsDiff, runStep, sessionFor, testWeights } from '../onnx/ort-run.ts';
 

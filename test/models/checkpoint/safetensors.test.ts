@@ -12,7 +12,7 @@ import {
   tensorToFloat32,
   writeSafetensors,
 } from '../../../models/checkpoint/safetensors.ts';
-import type { WeightTensor } from '../../../models/onnx/weights.ts';
+import type { WeightTensor } from '../../../models/arch/weights.ts';
 
 let dir: string;
 beforeAll(async () => {

@@ -6,7 +6,7 @@ import { parseArchSpec, type ArchSpec } from '../../../models/arch/spec.ts';
 import { TINY } from '../../../models/arch/presets.ts';
 import { countParameters } from '../../../models/arch/accounting.ts';
 import { buildDecoderModel, parameterInitializerNames } from '../../../models/onnx/build-decoder.ts';
-import { initWeights, layerPlan } from '../../../models/onnx/weights.ts';
+import { initWeights, layerPlan } from '../../../models/arch/weights.ts';
 import { tensorElementCount } from '../../../models/onnx/proto.ts';
 import { referenceForward, type LayerCache } from '../../reference/decoder-forward.ts';
 import { emptyCache, maxAbs, maxAbsDiff, runStep, sessionFor, testWeights } from './ort-run.ts';

@@ -2,7 +2,7 @@
 // (the runtime module has its own tests), feeding and collecting the KV cache.
 import ort from 'onnxruntime-node';
 import type { ArchSpec } from '../../../models/arch/spec.ts';
-import { layerPlan, type DecoderWeights } from '../../../models/onnx/weights.ts';
+import { layerPlan, type DecoderWeights } from '../../../models/arch/weights.ts';
 import { encodeOnnxModel, type ModelProto } from '../../../models/onnx/proto.ts';
 import type { LayerCache } from '../../reference/decoder-forward.ts';
 

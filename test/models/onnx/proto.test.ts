@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelError } from '../../../common/errors.ts';
 import { TINY } from '../../../models/arch/presets.ts';
 import { buildDecoderModel } from '../../../models/onnx/build-decoder.ts';
-import { initWeights } from '../../../models/onnx/weights.ts';
+import { initWeights } from '../../../models/arch/weights.ts';
 import {
   decodeOnnxModel,
   encodeOnnxModel,

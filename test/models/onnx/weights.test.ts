@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { TINY, GPT2_SMALL } from '../../../models/arch/presets.ts';
 import { countParameters } from '../../../models/arch/accounting.ts';
 import { parseArchSpec } from '../../../models/arch/spec.ts';
-import { countWeightElements, expectedWeightShapes, initWeights, layerPlan, validateWeights } from '../../../models/onnx/weights.ts';
+import { countWeightElements, expectedWeightShapes, initWeights, layerPlan, validateWeights } from '../../../models/arch/weights.ts';
 
 function stats(data: Float32Array): { mean: number; std: number } {
   let s = 0;

@@ -2,7 +2,7 @@
 // float64 so that differences of 1e-6 are meaningful.
 import { describe, expect, it } from 'vitest';
 import { parseArchSpec, type ArchSpecInput } from '../../../models/arch/spec.ts';
-import { initWeights } from '../../../models/onnx/weights.ts';
+import { initWeights } from '../../../models/arch/weights.ts';
 import { mulberry32 } from '../../../models/random.ts';
 import {
   Scratch,

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseArchSpec } from '../../../models/arch/spec.ts';
 import { buildModelFile } from '../../../models/onnx/build-model-file.ts';
-import { initWeights } from '../../../models/onnx/weights.ts';
+import { initWeights } from '../../../models/arch/weights.ts';
 import { loadWeights, saveCheckpoint, statePathFor } from '../../../models/training/checkpoint.ts';
 import { BatchSampler, splitDocuments, tokenizeDocuments } from '../../../models/training/data.ts';
 import { TrainableDecoder } from '../../../models/training/model.ts';

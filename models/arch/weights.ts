@@ -14,7 +14,7 @@
 // k is the global index of the layer; layers of a shareWeights block all use the first layer's k.
 import { mulberry32 } from '../random.ts';
 import { ModelError } from '../../common/errors.ts';
-import { attentionWidthOf, embeddingWidthOf, ffnWidthOf, type ArchSpec } from '../arch/spec.ts';
+import { attentionWidthOf, embeddingWidthOf, ffnWidthOf, type ArchSpec } from './spec.ts';
 
 /** One tensor: row-major float32 data and its shape. */
 export interface WeightTensor {
