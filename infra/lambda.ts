@@ -66,6 +66,9 @@ export function fleetFunction(scope: Construct, id: string, props: FleetFunction
       target: 'node24',
       platform: 'node',
       minify: true,
+      // Step Functions Retry/Catch match the Lambda errorType, which is the error's name; FleetError
+      // subclasses take their name from the class, so minified class names would never match.
+      keepNames: true,
       sourceMap: true,
       // The SDK is bundled (not taken from the runtime) so every function runs the versions it was tested with.
       externalModules: props.onnxRuntime ? ['onnxruntime-node'] : [],

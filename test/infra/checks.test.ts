@@ -11,7 +11,8 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AwsSolutionsChecks } from '../../infra/nag.ts';
 import { fleetFunction } from '../../infra/lambda.ts';
-import { ValidationError } from '../../common/errors.ts';
+import { TransportError, ValidationError } from '../../common/errors.ts';
+import { RETRYABLE_ERRORS } from '../../infra/stacks/pipeline-stack.ts';
 import { synthApp, type Synthesized } from './synth.ts';
 
 interface Report {
@@ -141,6 +142,15 @@ describe('bundling', () => {
     try {
       const out = await plan.handler({ runId: 'r1', modelId: 'tiny', version: '1.0.0', seedsPerBudget: 2 });
       expect(out.shards.map((x) => x.shardId)).toEqual(['rpi5-b0-s0', 'rpi5-b0-s1']);
+      // The minified bundle still throws errors named after their class: Lambda reports that name as the
+      // errorType, and the pipeline's Retry/Catch ErrorEquals match on it.
+      delete process.env.DEFAULT_BUDGETS;
+      const thrown = await plan.handler({ runId: 'r2', modelId: 'tiny', version: '1.0.0', seedsPerBudget: 2 }).then(
+        () => undefined,
+        (err: unknown) => err as Error,
+      );
+      expect(thrown?.name).toBe('ValidationError');
+      expect(RETRYABLE_ERRORS).toContain(new TransportError('x').name);
     } finally {
       process.env = saved;
     }
