@@ -175,9 +175,12 @@ export function objectUrl(profile: FleetProfile, key: string): string {
   return `https://s3.${profile.region}.amazonaws.com/${profile.s3.bucket}/${encodedKey}`;
 }
 
-/** Wraps an object URL in the IoT Jobs presigned-URL placeholder. */
+/**
+ * Wraps an object URL in the IoT Jobs presigned-URL placeholder, in the `s3-presigned-url-v2` form the
+ * developer guide documents (path-style `https://s3.REGION.amazonaws.com/BUCKET/KEY`).
+ */
 export function presignedPlaceholder(profile: FleetProfile, key: string): string {
-  return `\${aws:iot:s3-presigned-url:${objectUrl(profile, key)}}`;
+  return `\${aws:iot:s3-presigned-url-v2:${objectUrl(profile, key)}}`;
 }
 
 /** A short human description of the profile for --verbose. */

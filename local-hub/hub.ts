@@ -61,7 +61,8 @@ export const DEFAULT_BUCKET = 'fleetlm-artifacts';
 export const LOCAL_ACCOUNT_ID = '123456789012';
 export const LOCAL_CREDENTIALS = { accessKeyId: 'FLEETLMLOCAL', secretAccessKey: 'fleetlm-local-secret' } as const;
 
-const PLACEHOLDER = /\$\{aws:iot:s3-presigned-url:([^}]+)\}/g;
+// The documented `-v2` form, and the older form jobs created before it still carry.
+const PLACEHOLDER = /\$\{aws:iot:s3-presigned-url(?:-v2)?:([^}]+)\}/g;
 
 /** Writes `endpoints` as `{dir}/endpoints.json` (atomically); returns the path. */
 export async function writeEndpointsFile(dir: string, endpoints: HubEndpoints): Promise<string> {
@@ -70,7 +71,7 @@ export async function writeEndpointsFile(dir: string, endpoints: HubEndpoints): 
   return file;
 }
 
-/** Replaces `${aws:iot:s3-presigned-url:URL}` placeholders with presigned GETs, as IoT Jobs does. */
+/** Replaces `${aws:iot:s3-presigned-url-v2:URL}` (and v1) placeholders with presigned GETs, as IoT Jobs does. */
 async function substitutePresigned(job: JobRecord, s3: S3Store): Promise<string> {
   const config = job.presignedUrlConfig;
   if (!config) return job.document;

@@ -60,7 +60,7 @@ describe('fleetlm operator commands on the local hub', () => {
     expect(job.jobExecutionsRetryConfig?.criteriaList).toHaveLength(2);
     const doc = JSON.parse((await iot.send(new GetJobDocumentCommand({ jobId }))).document!) as { schema: string; artifacts: { url: string }[] };
     expect(doc.schema).toBe('fleetlm/deploy-model@1');
-    expect(doc.artifacts[0]!.url).toMatch(/^\$\{aws:iot:s3-presigned-url:http:\/\/127\.0\.0\.1:\d+\/fleetlm-artifacts\/models\/tiny\/1\.0\/model\.onnx\}$/);
+    expect(doc.artifacts[0]!.url).toMatch(/^\$\{aws:iot:s3-presigned-url-v2:http:\/\/127\.0\.0\.1:\d+\/fleetlm-artifacts\/models\/tiny\/1\.0\/model\.onnx\}$/);
 
     const status = await cli('status', jobId, '--local', path.join(dir, 'hub'), '--json');
     const p = JSON.parse(status.out) as { status: string; devices: { thingName: string; status: string }[] };

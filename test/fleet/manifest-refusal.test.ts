@@ -45,7 +45,7 @@ afterAll(async () => {
 
 describe('agent verification of published manifests', () => {
   it('accepts the manifest as published', () => {
-    expect(doc.manifest.url).toMatch(/^\$\{aws:iot:s3-presigned-url:http:\/\/127\.0\.0\.1:\d+\/fleetlm-test\/models\/tiny\/1\/manifest\.json\}$/);
+    expect(doc.manifest.url).toMatch(/^\$\{aws:iot:s3-presigned-url-v2:http:\/\/127\.0\.0\.1:\d+\/fleetlm-test\/models\/tiny\/1\/manifest\.json\}$/);
     expect(verifyManifest(doc, manifestBytes, signatureText, fleetKey.publicKeyPem).version).toBe('1');
   });
 

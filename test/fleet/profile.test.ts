@@ -26,7 +26,7 @@ describe('resolveProfile', () => {
     const p = resolveProfile({ local: hub }, {});
     expect(p.kind).toBe('local');
     expect(p.telemetry).toEqual({ kind: 'dir', dir: '/tmp/t' });
-    expect(presignedPlaceholder(p, 'models/m/1/model.onnx')).toBe('${aws:iot:s3-presigned-url:http://127.0.0.1:9001/b/models/m/1/model.onnx}');
+    expect(presignedPlaceholder(p, 'models/m/1/model.onnx')).toBe('${aws:iot:s3-presigned-url-v2:http://127.0.0.1:9001/b/models/m/1/model.onnx}');
   });
 
   it('layers AWS settings: file < environment < flags, with the documented S3 URL form', () => {
@@ -35,7 +35,7 @@ describe('resolveProfile', () => {
     const p = resolveProfile({ profile: file, bucket: 'from-flag' }, { AWS_REGION: 'eu-central-1' });
     expect(p).toMatchObject({ kind: 'aws', region: 'eu-central-1', s3: { bucket: 'from-flag', forcePathStyle: false }, presignRoleArn: 'arn:aws:iam::1:role/file', telemetry: { kind: 'dynamodb', table: 'Tbl' } });
     expect(p.credentials).toBeUndefined();
-    expect(presignedPlaceholder(p, 'models/m/1.0/a b')).toBe('${aws:iot:s3-presigned-url:https://s3.eu-central-1.amazonaws.com/from-flag/models/m/1.0/a%20b}');
+    expect(presignedPlaceholder(p, 'models/m/1.0/a b')).toBe('${aws:iot:s3-presigned-url-v2:https://s3.eu-central-1.amazonaws.com/from-flag/models/m/1.0/a%20b}');
   });
 
   it('names what is missing', () => {

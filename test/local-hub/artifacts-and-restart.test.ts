@@ -56,7 +56,9 @@ describe('local hub: artifacts, telemetry, device SDK, restart', () => {
     await iot.send(new CreateThingCommand({ thingName: 'dl-1' }));
     const placeholder = '${aws:iot:s3-presigned-url:https://fleetlm-artifacts.s3.us-east-1.amazonaws.com/models/tiny/1.0.0/model.onnx}';
     const pathStyle = '${aws:iot:s3-presigned-url:https://s3.us-east-1.amazonaws.com/fleetlm-artifacts/models/tiny/1.0.0/model.onnx}';
-    const document = JSON.stringify({ artifacts: [{ url: placeholder }, { url: pathStyle }] });
+    // The form the developer guide documents today (create-manage-jobs.html#create-manage-jobs-presigned-URLs).
+    const v2 = '${aws:iot:s3-presigned-url-v2:https://s3.us-east-1.amazonaws.com/fleetlm-artifacts/models/tiny/1.0.0/model.onnx}';
+    const document = JSON.stringify({ artifacts: [{ url: placeholder }, { url: pathStyle }, { url: v2 }] });
     await iot.send(
       new CreateJobCommand({
         jobId: 'dl-job',
