@@ -164,6 +164,40 @@ function s3Error(ctx: KoaContext, status: number, code: string, message: string)
 }
 
 /**
+ * Object keys become file paths in s3rver's store, so a key whose segments climb out (`..`), or that
+ * holds a backslash or NUL, is refused before s3rver sees it (AWS would store such keys verbatim; this
+ * store cannot do so safely). Segments are percent-decoded first: `..%2F..%2Fx` is `../../x`.
+ */
+export function unsafeObjectKey(key: string): string | undefined {
+  if (key.includes('\\') || key.includes('\0')) return 'holds a backslash or NUL';
+  if (key.startsWith('/')) return 'starts with "/"';
+  if (key.split('/').some((seg) => seg === '..' || seg === '.')) return 'has a "." or ".." segment';
+  if (Buffer.byteLength(key) > 1024) return 'is longer than 1024 bytes';
+  return undefined;
+}
+
+/** Refuses requests whose bucket or key would reach outside the store directory. */
+const refuseUnsafeKeys: KoaMiddleware = async (ctx, next) => {
+  const [, bucket = '', ...rest] = ctx.path.split('/');
+  let key: string;
+  let bucketName: string;
+  try {
+    bucketName = decodeURIComponent(bucket);
+    key = rest.map((seg) => decodeURIComponent(seg)).join('/');
+  } catch {
+    s3Error(ctx, 400, 'InvalidURI', 'Couldn\'t parse the specified URI');
+    return;
+  }
+  const bucketProblem = bucketName === '.' || bucketName === '..' || /[\\/\0]/.test(bucketName) ? 'is not a valid bucket name' : undefined;
+  const keyProblem = key ? unsafeObjectKey(key) : undefined;
+  if (bucketProblem || keyProblem) {
+    s3Error(ctx, 400, bucketProblem ? 'InvalidBucketName' : 'InvalidArgument', bucketProblem ? `bucket ${JSON.stringify(bucketName)} ${bucketProblem}` : `object key ${JSON.stringify(key)} ${keyProblem}`);
+    return;
+  }
+  await next();
+};
+
+/**
  * Conditional writes (PutObject with `If-None-Match: *`), which s3rver predates: refuse with 412 when
  * the key exists. https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
  */
@@ -197,7 +231,7 @@ export async function startS3Store(options: S3StoreOptions): Promise<S3Store> {
     vhostBuckets: false,
     configureBuckets: [{ name: options.bucket }],
   });
-  server.middleware.unshift(requireSigV4(options.credentials), conditionalPut(server.store), decodeAwsChunked);
+  server.middleware.unshift(requireSigV4(options.credentials), refuseUnsafeKeys, conditionalPut(server.store), decodeAwsChunked);
   let address: AddressInfo;
   try {
     address = await server.run();

@@ -19,7 +19,10 @@ export interface VerifyOptions {
   secretFor(accessKeyId: string): string | undefined;
   /** S3 canonical URIs are encoded once; every other service encodes the path twice. */
   singleEncodePath: boolean;
-  /** Hex SHA-256 of the body when the service signs the payload (the control plane). */
+  /**
+   * Hex SHA-256 of the body as the server computed it, when the service signs the payload (the control
+   * plane): the signature must cover this hash, whatever the x-amz-content-sha256 header says.
+   */
   payloadHash?: string;
   now?: number;
 }
@@ -104,7 +107,17 @@ export function verifySigV4(req: SignedRequest, options: VerifyOptions): VerifyR
     signedHeaders = m[3]!.split(';');
     signature = m[4]!;
     amzDate = header(req.headers, 'x-amz-date') ?? '';
-    payloadHash = header(req.headers, 'x-amz-content-sha256') ?? options.payloadHash ?? '';
+    const claimed = header(req.headers, 'x-amz-content-sha256');
+    if (options.payloadHash !== undefined) {
+      // The server hashed the body itself: sign over that hash, never over what the client claims,
+      // so a captured request cannot carry another body under its signature.
+      if (claimed !== undefined && claimed !== options.payloadHash) {
+        return { ok: false, reason: 'mismatch', message: 'The x-amz-content-sha256 header does not match the SHA-256 of the request body' };
+      }
+      payloadHash = options.payloadHash;
+    } else {
+      payloadHash = claimed ?? '';
+    }
   } else {
     return { ok: false, reason: 'missing', message: 'Request is not signed (no Authorization header or X-Amz-Signature)' };
   }

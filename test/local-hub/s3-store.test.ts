@@ -1,6 +1,8 @@
 // The hub's S3 store through @aws-sdk/client-s3: SigV4 checked on every call (s3rver alone does
 // not), keys that need URL encoding, listing, the SDK's default aws-chunked uploads, Range reads.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import {
   CompleteMultipartUploadCommand,
@@ -32,6 +34,36 @@ describe('local hub: S3 store', () => {
     s3?.destroy();
     await hub?.stop();
     if (hub) await removeDir(hub.dir);
+  });
+
+  it('refuses signed requests whose key climbs out of the store, and writes nothing', async () => {
+    const attempts: Array<{ key: string; rawPath?: string }> = [
+      { key: '../../../pwned-a.txt' },
+      { key: 'x', rawPath: `/${bucket}/..%2F..%2F..%2Fpwned-b.txt` },
+      { key: 'x', rawPath: `/${bucket}/models%2F..%2F..%2F..%2F..%2Fpwned-c.txt` },
+    ];
+    for (const { key, rawPath } of attempts) {
+      const client = s3Client(hub);
+      if (rawPath) {
+        // Rewrite the path before SigV4 signs it, so the request is validly signed as an attacker's would be.
+        client.middlewareStack.add(
+          (next) => async (args) => {
+            (args.request as { path: string }).path = rawPath;
+            return next(args);
+          },
+          { step: 'build', priority: 'low' },
+        );
+      }
+      const err = await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: 'owned' })).catch((e: unknown) => e);
+      expect(err, rawPath ?? key).toBeInstanceOf(S3ServiceException);
+      expect((err as S3ServiceException).$metadata.httpStatusCode, rawPath ?? key).toBe(400);
+      expect((err as S3ServiceException).name).toBe('InvalidArgument');
+      client.destroy();
+    }
+    // Nothing was written anywhere above or inside the hub's directory.
+    // s3rver stores bucket/key under hub.dir/s3, so three levels up from the bucket is hub.dir's parent.
+    const found = spawnSync('find', [path.dirname(hub.dir), '-maxdepth', '4', '-name', 'pwned-*'], { encoding: 'utf8' });
+    expect(found.stdout).toBe('');
   });
 
   it('stores and lists keys that need encoding', async () => {

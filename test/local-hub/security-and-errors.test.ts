@@ -1,6 +1,7 @@
 // Isolation between things (client id = thing name, own topics only) and AWS-style rejections of
 // malformed requests on both the MQTT Jobs API and the HTTP control plane.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import mqtt from 'mqtt';
 import {
   CreateJobCommand,
@@ -156,6 +157,30 @@ describe('local hub: isolation and malformed requests', () => {
     expect((bad as IoTServiceException).$metadata.httpStatusCode).toBe(400);
     expect((bad as IoTServiceException).message).toMatch(/JSON/);
     mangled.destroy();
+
+    // A captured, validly signed CreateJob replayed with another body and the original body's hash in
+    // x-amz-content-sha256: the hub hashes the body itself, so the signature no longer holds.
+    const replayed = iotClient(hub);
+    replayed.middlewareStack.add(
+      (next) => async (args) => {
+        const request = args.request as { body: string; headers: Record<string, string> };
+        const original = request.body;
+        request.headers['x-amz-content-sha256'] = createHash('sha256').update(original).digest('hex');
+        request.body = original.replace('thing/alice', 'thing/bob');
+        expect(request.body).not.toBe(original);
+        request.headers['content-length'] = String(Buffer.byteLength(request.body));
+        return next(args);
+      },
+      { step: 'deserialize' },
+    );
+    const forgedBody = await replayed
+      .send(new CreateJobCommand({ jobId: 'replay-target', targets: [`${ACCOUNT}:thing/alice`], document: '{}' }))
+      .catch((e: unknown) => e);
+    expect((forgedBody as IoTServiceException).name).toBe('InvalidSignatureException');
+    expect((forgedBody as IoTServiceException).message).toMatch(/x-amz-content-sha256/);
+    replayed.destroy();
+    const missing = await iot.send(new DescribeJobCommand({ jobId: 'replay-target' })).catch((e: unknown) => e);
+    expect((missing as IoTServiceException).name).toBe('ResourceNotFoundException');
 
     const unsigned = await fetch(`${hub.endpoints.iotEndpoint}/jobs/iso-job`);
     expect(unsigned.status).toBe(403);
