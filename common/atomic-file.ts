@@ -18,14 +18,21 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** How an atomic write creates its file. */
+export interface AtomicWriteOptions {
+  /** File mode from the first byte (default 0o644, less the umask); 0o600 for secrets. */
+  mode?: number;
+}
+
 /**
  * Writes `chunks` to a temp file beside `target`, fsyncs it and renames it over `target`; returns
  * the bytes written. Streaming chunks keeps large files (ONNX weights) out of one big buffer.
  * The caller fsyncs the directory (fsyncDir) once after a group of renames.
  */
-export async function writeChunksAtomic(target: string, chunks: Iterable<Uint8Array>): Promise<number> {
+export async function writeChunksAtomic(target: string, chunks: Iterable<Uint8Array>, options: AtomicWriteOptions = {}): Promise<number> {
   const tmp = tempPathFor(target);
-  const handle = await fs.open(tmp, 'w');
+  // The mode applies when the temp file is created, so a secret is never readable by others, not even briefly.
+  const handle = await fs.open(tmp, 'w', options.mode ?? 0o644);
   let written = 0;
   try {
     for (const chunk of chunks) {
@@ -53,9 +60,9 @@ export async function writeChunksAtomic(target: string, chunks: Iterable<Uint8Ar
 }
 
 /** Atomically replaces `target` with `data` (temp file, fsync, rename, fsync dir). */
-export async function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileAtomic(target: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
   await fs.mkdir(path.dirname(target), { recursive: true });
-  await writeChunksAtomic(target, [typeof data === 'string' ? Buffer.from(data) : data]);
+  await writeChunksAtomic(target, [typeof data === 'string' ? Buffer.from(data) : data], options);
   await fsyncDir(path.dirname(target));
 }
 
@@ -81,6 +88,6 @@ export function writeFileAtomicSync(target: string, data: string | Uint8Array): 
 }
 
 /** Atomically writes `value` as pretty JSON with a trailing newline. */
-export async function writeJsonAtomic(target: string, value: unknown): Promise<void> {
-  await writeFileAtomic(target, `${JSON.stringify(value, null, 2)}\n`);
+export async function writeJsonAtomic(target: string, value: unknown, options: AtomicWriteOptions = {}): Promise<void> {
+  await writeFileAtomic(target, `${JSON.stringify(value, null, 2)}\n`, options);
 }

@@ -10,6 +10,7 @@ import { startControlPlane, type ControlPlane } from './control-plane.ts';
 import { JobEngine } from './job-engine.ts';
 import { JobStore, type JobRecord } from './job-store.ts';
 import { createJobsService } from './jobs-service.ts';
+import { loadOrCreateOperatorCredentials } from './operator-credentials.ts';
 import { startS3Store, type S3Store } from './s3-store.ts';
 import { REJECTED_FILE, openTelemetrySink, type TelemetrySink } from './telemetry-sink.ts';
 
@@ -19,7 +20,10 @@ export interface HubEndpoints {
   /** http URL of the IoT control plane, for the @aws-sdk/client-iot `endpoint` override. */
   iotEndpoint: string;
   s3: { endpoint: string; bucket: string; forcePathStyle: true };
-  /** Accepted by the control plane and S3; as MQTT username/password they make an operator connection. */
+  /**
+   * This installation's operator credential (DIR/operator-credentials.json, 0600): accepted by the control
+   * plane and S3; as MQTT username/password it makes an operator connection.
+   */
   credentials: { accessKeyId: string; secretAccessKey: string };
   /** Directory of telemetry JSON-lines files (read with queryTelemetry). */
   telemetryDir: string;
@@ -59,15 +63,14 @@ export interface LocalHub {
 export const DEFAULT_REGION = 'us-east-1';
 export const DEFAULT_BUCKET = 'fleetlm-artifacts';
 export const LOCAL_ACCOUNT_ID = '123456789012';
-export const LOCAL_CREDENTIALS = { accessKeyId: 'FLEETLMLOCAL', secretAccessKey: 'fleetlm-local-secret' } as const;
 
 // The documented `-v2` form, and the older form jobs created before it still carry.
 const PLACEHOLDER = /\$\{aws:iot:s3-presigned-url(?:-v2)?:([^}]+)\}/g;
 
-/** Writes `endpoints` as `{dir}/endpoints.json` (atomically); returns the path. */
+/** Writes `endpoints` as `{dir}/endpoints.json` (atomically, 0600: it holds the operator secret); returns the path. */
 export async function writeEndpointsFile(dir: string, endpoints: HubEndpoints): Promise<string> {
   const file = path.join(dir, 'endpoints.json');
-  await writeJsonAtomic(file, endpoints);
+  await writeJsonAtomic(file, endpoints, { mode: 0o600 });
   return file;
 }
 
@@ -109,8 +112,9 @@ export async function startHub(options: HubOptions): Promise<LocalHub> {
   };
 
   try {
+    const credentials = await loadOrCreateOperatorCredentials(dir, log);
     const store = await JobStore.open(dir);
-    const s3 = await startS3Store({ directory: path.join(dir, 's3'), bucket, port: options.s3Port, region, credentials: LOCAL_CREDENTIALS });
+    const s3 = await startS3Store({ directory: path.join(dir, 's3'), bucket, port: options.s3Port, region, credentials });
     stoppers.push(() => s3.close());
     const telemetryDir = path.join(dir, 'telemetry');
     const sink: TelemetrySink = await openTelemetrySink(telemetryDir, path.join(dir, REJECTED_FILE), onInternalError);
@@ -139,7 +143,7 @@ export async function startHub(options: HubOptions): Promise<LocalHub> {
       : await startBroker({
           port: options.mqttPort,
           isKnownThing: (name) => options.allowUnregisteredThings === true || engine.hasThing(name),
-          operatorCredentials: { username: LOCAL_CREDENTIALS.accessKeyId, password: LOCAL_CREDENTIALS.secretAccessKey },
+          operatorCredentials: { username: credentials.accessKeyId, password: credentials.secretAccessKey },
           // Telemetry is on disk (fsync) before the device gets its PUBACK.
           async beforeAck(thingName, topic, payload) {
             if (!telemetryPattern.test(topic)) return;
@@ -165,7 +169,7 @@ export async function startHub(options: HubOptions): Promise<LocalHub> {
     const control: ControlPlane = await startControlPlane({
       engine,
       port: options.httpPort,
-      credentials: LOCAL_CREDENTIALS,
+      credentials,
       commit: () => store.commit(),
       afterChange,
       onInternalError,
@@ -200,7 +204,7 @@ export async function startHub(options: HubOptions): Promise<LocalHub> {
       mqtt: { host: brokerRef.host, port: brokerRef.port, url: brokerRef.url },
       iotEndpoint: control.url,
       s3: { endpoint: s3.endpoint, bucket, forcePathStyle: true },
-      credentials: { ...LOCAL_CREDENTIALS },
+      credentials: { ...credentials },
       telemetryDir,
     };
     const endpointsFile = await writeEndpointsFile(dir, endpoints);

@@ -80,7 +80,7 @@ function describeEndpoints(e: HubEndpoints): string {
     `IoT endpoint    ${e.iotEndpoint}`,
     `S3              ${e.s3.endpoint} (bucket ${e.s3.bucket}, path-style)`,
     `Region          ${e.region}`,
-    `Credentials     ${e.credentials.accessKeyId} / ${e.credentials.secretAccessKey}`,
+    `Credentials     ${e.credentials.accessKeyId} (secret in the hub directory's operator-credentials.json and endpoints.json, mode 600)`,
     `Telemetry dir   ${e.telemetryDir}`,
   ].join('\n');
 }

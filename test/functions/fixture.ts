@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startHub, LOCAL_CREDENTIALS, type LocalHub } from '../../local-hub/hub.ts';
+import { startHub, type LocalHub } from '../../local-hub/hub.ts';
 import { startLocalKms, type LocalKms } from './kms-server.ts';
 import type { PipelineRequestInput, Shard } from '../../functions/shared/events.ts';
 
@@ -27,8 +27,8 @@ export async function startHandlerFixture(extraEnv: Record<string, string> = {})
     FLEETLM_S3_ENDPOINT: hub.endpoints.s3.endpoint,
     FLEETLM_IOT_ENDPOINT: hub.endpoints.iotEndpoint,
     FLEETLM_KMS_ENDPOINT: kms.endpoint,
-    FLEETLM_LOCAL_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
-    FLEETLM_LOCAL_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+    FLEETLM_LOCAL_ACCESS_KEY_ID: hub.endpoints.credentials.accessKeyId,
+    FLEETLM_LOCAL_SECRET_ACCESS_KEY: hub.endpoints.credentials.secretAccessKey,
     MANIFEST_KEY_ARN: kms.keyId,
     PRESIGN_ROLE_ARN: 'arn:aws:iam::123456789012:role/fleetlm-presign',
     THING_GROUPS: JSON.stringify({ rpi5: 'fleetlm-rpi5' }),
