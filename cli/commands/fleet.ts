@@ -1,6 +1,6 @@
 // Operator commands: publish, rollout, status, cancel, rollback, devices, telemetry, keygen.
 // Each works against the local hub (`--local [dir]`) or AWS (profile file, SDK credential chain).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Command, Option } from 'commander';
@@ -370,16 +370,23 @@ export function register(program: Command): void {
     .command('keygen')
     .description('Create an ECDSA P-256 key pair for signing manifests in local mode')
     .requiredOption('--out-dir <dir>', 'writes fleet-signing-key.pem and fleet-public-key.pem here')
+    .option('--force', 'replace an existing key pair (devices provisioned with the old public key will refuse every later release)')
     .option('--json', 'machine-readable output')
-    .action(async (o: { outDir: string; json?: boolean }) => {
-      const pair = generateSigningKeyPair();
+    .action(async (o: { outDir: string; force?: boolean; json?: boolean }) => {
       const priv = path.join(o.outDir, 'fleet-signing-key.pem');
       const pub = path.join(o.outDir, 'fleet-public-key.pem');
-      await writeFileAtomic(priv, pair.privateKeyPem);
+      const existing = [priv, pub].filter((f) => existsSync(f));
+      if (existing.length > 0 && !o.force) {
+        throw new ValidationError(
+          `${existing.join(' and ')} already exist${existing.length === 1 ? 's' : ''}: every device provisioned with that public key would refuse releases signed by a new one; keep the key, or pass --force to replace it`,
+          { code: 'VALIDATION_KEY_EXISTS' },
+        );
+      }
+      const pair = generateSigningKeyPair();
+      // 0600 from the first byte: the private key is never readable by others, not even briefly.
+      await writeFileAtomic(priv, pair.privateKeyPem, { mode: 0o600 });
       await writeFileAtomic(pub, pair.publicKeyPem);
-      const { chmod } = await import('node:fs/promises');
-      await chmod(priv, 0o600);
-      out(o, { privateKey: priv, publicKey: pub }, () => `wrote ${priv} (keep secret) and ${pub} (give to agents)`);
+      out(o, { privateKey: priv, publicKey: pub, replaced: existing.length > 0 }, () => `wrote ${priv} (keep secret) and ${pub} (give to agents)${existing.length > 0 ? '; the previous key pair was replaced (--force)' : ''}`);
     });
 
   withProfile(

@@ -2,7 +2,7 @@
 // `fleetlm ... --local DIR --json` runs them. No agents: executions stay QUEUED, which is enough
 // to check publish, rollout settings, status, cancel, devices and rollback's refusal.
 import { runCliCaptured } from '../helpers/run-cli.ts';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +38,27 @@ afterAll(async () => {
 });
 
 describe('fleetlm operator commands on the local hub', () => {
+  it('keygen refuses to replace the fleet signing key without --force, and writes the private key 0600', async () => {
+    const keys = path.join(dir, 'keys');
+    const priv = path.join(keys, 'fleet-signing-key.pem');
+    const before = readFileSync(priv, 'utf8');
+    expect(statSync(priv).mode & 0o777).toBe(0o600);
+    const again = await cli('keygen', '--out-dir', keys);
+    expect(again.code).toBe(2);
+    expect(again.err).toMatch(/already exist.*--force/s);
+    expect(readFileSync(priv, 'utf8')).toBe(before);
+
+    const other = path.join(dir, 'keys-forced');
+    mkdirSync(other);
+    writeFileSync(path.join(other, 'fleet-public-key.pem'), 'old');
+    expect((await cli('keygen', '--out-dir', other)).code).toBe(2);
+    const forced = await cli('keygen', '--out-dir', other, '--force', '--json');
+    expect(forced.code).toBe(0);
+    expect(JSON.parse(forced.out)).toMatchObject({ replaced: true });
+    expect(readFileSync(path.join(other, 'fleet-public-key.pem'), 'utf8')).toMatch(/BEGIN PUBLIC KEY/);
+    expect(statSync(path.join(other, 'fleet-signing-key.pem')).mode & 0o777).toBe(0o600);
+  });
+
   it('publishes once, and refuses the same version again with exit code 2', async () => {
     const args = ['publish', '--local', path.join(dir, 'hub'), '--model-dir', path.join(dir, 'model'), '--model-id', 'tiny', '--version', '1.0', '--key', path.join(dir, 'keys', 'fleet-signing-key.pem')];
     const first = await cli(...args, '--json');
