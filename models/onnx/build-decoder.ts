@@ -201,7 +201,9 @@ export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights, optio
     g.op('LayerNormalization', [x, w(`${prefix}.weight`), w(`${prefix}.bias`)], { axis: -1, epsilon: float(spec.layerNormEpsilon) });
   /** RMSNorm from standard ops (opset 17 has no RMSNormalization): x / sqrt(mean(x^2) + eps) * gamma. */
   const rmsNorm = (x: string, prefix: string): string => {
-    const meanSquare = g.op('ReduceMean', [g.op('Mul', [x, x])], { axes: [-1], keepdims: 1 });
+    // Pow(x, 2) rather than Mul(x, x): the Pow -> ReduceMean -> Add -> Sqrt -> Div -> Mul chain is the
+    // pattern onnxruntime's optimizer fuses into its own RMSNorm kernel.
+    const meanSquare = g.op('ReduceMean', [g.op('Pow', [x, g.constFloat([2])])], { axes: [-1], keepdims: 1 });
     const rms = g.op('Sqrt', [g.op('Add', [meanSquare, g.constFloat([spec.layerNormEpsilon])])]);
     return g.op('Mul', [g.op('Div', [x, rms]), w(`${prefix}.weight`)]);
   };
@@ -378,7 +380,13 @@ export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights, optio
     pending = { value: g.op('MatMul', [act, w(`${p}.ffn.down.weight`)]), ...(has(`${p}.ffn.down.bias`) ? { bias: w(`${p}.ffn.down.bias`) } : {}) };
   }
 
-  /** Grouped-query attention of the fused graph on q [B, S, H*D], k and v [B, S, KV*D]. */
+  /**
+   * Grouped-query attention of the fused graph on q [B, S, H*D], k and v [B, S, KV*D], from standard
+   * ops like the plain graph. MultiHeadAttention needs as many KV heads as query heads (repeating
+   * K and V would grow the cache contract), and com.microsoft GroupQueryAttention in onnxruntime
+   * 1.30 CPU requires headDim % 8 == 0, refuses a multi-token step after a past at batch > 1, and
+   * measured no faster on this CPU (docs/onnx.md).
+   */
   function groupedAttention(q: string, k: string, v: string, layer: LayerPlan): string {
     const { heads: H, kvHeads: KV, headDim: D } = layer;
     const n = cacheNames(layer.index);
