@@ -1,12 +1,14 @@
 // The built ONNX decoders (plain and fused) against the TypeScript reference forward pass:
 // logits within 1e-4, KV-cache decoding equal to full recomputation, padding masks applied,
-// and the graph contract (I/O names, single embedding Gather, shared initializers, parameter count).
+// and the graph contract (I/O names, single embedding Gather, shared initializers, parameter count),
+// for GPT-2/OPT specs and the Llama family (RMSNorm, rotary, GQA/MQA, SwiGLU, Qwen2 q/k/v biases,
+// and specs that mix the options).
 import { describe, expect, it } from 'vitest';
-import { parseArchSpec, type ArchSpec } from '../../../models/arch/spec.ts';
-import { TINY } from '../../../models/arch/presets.ts';
+import { isLlamaFamily, parseArchSpec, type ArchSpec } from '../../../models/arch/spec.ts';
+import { TINY, TINY_LLAMA } from '../../../models/arch/presets.ts';
 import { countParameters } from '../../../models/arch/accounting.ts';
 import { buildDecoderModel, parameterInitializerNames } from '../../../models/onnx/build-decoder.ts';
-import { initWeights, layerPlan } from '../../../models/arch/weights.ts';
+import { countWeightElements, initWeights, layerPlan } from '../../../models/arch/weights.ts';
 import { tensorElementCount } from '../../../models/onnx/proto.ts';
 import { referenceForward, type LayerCache } from '../../reference/decoder-forward.ts';
 import { emptyCache, maxAbs, maxAbsDiff, runStep, sessionFor, testWeights } from './ort-run.ts';
@@ -33,6 +35,52 @@ const SPECS: Record<string, ArchSpec> = {
     positionOffset: 2,
     embeddingWidth: 12,
     blocks: [{ width: 16, ffnRatio: 4, layers: 2, heads: 4, headDim: 4 }],
+    tiedHead: true,
+  }),
+  // Llama family: RMSNorm, rotary, SwiGLU, 4 query heads over 2 KV heads, no biases, untied head.
+  'tiny-llama': TINY_LLAMA,
+  // Qwen2: as Llama but q/k/v biases, a tied head and another rope theta and epsilon.
+  'qwen2-like': parseArchSpec({
+    name: 'qwen2-like',
+    vocabSize: 56,
+    contextLength: 40,
+    positions: 'rotary',
+    ropeTheta: 1000000,
+    layerNormEpsilon: 1e-6,
+    blocks: [{ width: 24, ffnHidden: 40, layers: 2, heads: 6, kvHeads: 2, headDim: 4, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: true, outputBias: false }],
+    tiedHead: true,
+  }),
+  // Multi-query attention: one KV head shared by all query heads.
+  mqa: parseArchSpec({
+    name: 'mqa',
+    vocabSize: 48,
+    contextLength: 32,
+    positions: 'rotary',
+    blocks: [{ width: 32, ffnHidden: 40, layers: 2, heads: 4, kvHeads: 1, headDim: 8, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: false, outputBias: false }],
+    tiedHead: false,
+  }),
+  // Every option independent: rotary with LayerNorm, SwiGLU with biases, GELU with RMSNorm and GQA,
+  // a shared-weight block, a width change and a bias-free block projection.
+  'mixed-rotary': parseArchSpec({
+    name: 'mixed-rotary',
+    vocabSize: 44,
+    contextLength: 32,
+    positions: 'rotary',
+    ropeTheta: 500,
+    blocks: [
+      { width: 16, ffnHidden: 24, layers: 1, heads: 2, headDim: 8, norm: 'layernorm', mlp: 'swiglu', qkvBias: false, outputBias: true },
+      { width: 24, ffnRatio: 2, layers: 2, heads: 4, kvHeads: 2, headDim: 6, norm: 'rmsnorm', mlp: 'gelu', qkvBias: true, outputBias: false, shareWeights: true },
+    ],
+    tiedHead: true,
+  }),
+  // RMSNorm and SwiGLU with learned positions (offset), project_in/out and MQA.
+  'mixed-learned': parseArchSpec({
+    name: 'mixed-learned',
+    vocabSize: 40,
+    contextLength: 20,
+    positionOffset: 2,
+    embeddingWidth: 12,
+    blocks: [{ width: 16, ffnHidden: 32, layers: 2, heads: 4, kvHeads: 1, headDim: 4, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: true, outputBias: true }],
     tiedHead: true,
   }),
 };
@@ -155,7 +203,12 @@ for (const [specName, spec] of Object.entries(SPECS)) {
         const dims = (name: string) =>
           graph.input!.find((i) => i.name === name)!.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue));
         expect(dims('input_ids')).toEqual(['batch_size', 'sequence_length']);
-        expect(dims('past_key_values.0.key')).toEqual(['batch_size', plan[0]!.heads, 'past_sequence_length', plan[0]!.headDim]);
+        for (const l of plan) {
+          expect(dims(`past_key_values.${l.index}.key`)).toEqual(['batch_size', l.kvHeads, 'past_sequence_length', l.headDim]);
+          expect(dims(`past_key_values.${l.index}.value`)).toEqual(['batch_size', l.kvHeads, 'past_sequence_length', l.headDim]);
+        }
+        const positionTables = graph.initializer!.filter((t) => t.name === 'embed_positions.weight');
+        expect(positionTables).toHaveLength(spec.positions === 'learned' ? 1 : 0);
         // The token embedding is exactly one Gather(embed_tokens.weight, input_ids), axis 0.
         const gathers = graph.node!.filter((n) => n.opType === 'Gather' && n.input![0] === 'embed_tokens.weight');
         expect(gathers).toHaveLength(1);
@@ -172,13 +225,15 @@ for (const [specName, spec] of Object.entries(SPECS)) {
         expect(Number(opset.version)).toBeGreaterThanOrEqual(17);
       });
 
-      it('stores shared weights once and holds exactly countParameters(spec) parameters', () => {
+      it('stores shared weights once and holds exactly the spec\'s parameters', () => {
         const inits = model.graph!.initializer!;
         const names = inits.map((t) => t.name);
         expect(new Set(names).size).toBe(names.length);
         const params = new Set(parameterInitializerNames(model));
         const total = inits.filter((t) => params.has(t.name!)).reduce((n, t) => n + tensorElementCount(t), 0);
-        expect(total).toBe(countParameters(spec));
+        expect(total).toBe(countWeightElements(spec));
+        // The accounting covers GPT-2/OPT specs independently of the weight layout.
+        if (!isLlamaFamily(spec)) expect(total).toBe(countParameters(spec));
         for (const l of layerPlan(spec)) {
           const owned = names.some((n) => n!.startsWith(`layers.${l.index}.`));
           expect(owned).toBe(l.ownsWeights);
@@ -252,6 +307,59 @@ describe('graphs as written, without onnxruntime graph optimizations', () => {
       const ids = [[5, 3, 9, 1]];
       const out = await runStep(session, { inputIds: ids, positionIds: [range(0, 4)], attentionMask: [[1, 1, 1, 1]], past: emptyCache(TINY) });
       expect(maxAbsDiff(out.logits, referenceForward(TINY, weights, { inputIds: ids }).logits)).toBeLessThan(TOL);
+      await session.release();
+    });
+  }
+});
+
+describe('Llama-family graphs', () => {
+  const weights = weightsFor(TINY_LLAMA);
+  it('plain uses only default-domain ops and has no position table', () => {
+    const graph = buildDecoderModel(TINY_LLAMA, weights).graph!;
+    expect(graph.node!.every((n) => !n.domain)).toBe(true);
+    expect(graph.node!.some((n) => n.opType === 'SimplifiedLayerNormalization')).toBe(false);
+    expect(graph.initializer!.some((t) => t.name === 'embed_positions.weight')).toBe(false);
+  });
+
+  it('fused uses the RMSNorm, skip-RMSNorm and rotary contrib kernels and packed projections', () => {
+    const graph = buildDecoderModel(TINY_LLAMA, weights, { fused: true }).graph!;
+    const count = (op: string) => graph.node!.filter((n) => n.opType === op).length;
+    const L = TINY_LLAMA.blocks[0]!.layers;
+    expect(count('SimplifiedLayerNormalization')).toBe(1);
+    expect(count('SkipSimplifiedLayerNormalization')).toBe(2 * L);
+    expect(count('RotaryEmbedding')).toBe(2 * L);
+    expect(count('LayerNormalization') + count('ReduceMean')).toBe(0);
+    const shape = (name: string) => graph.initializer!.find((t) => t.name === name)?.dims?.map(Number);
+    expect(shape('layers.0.attn.qkv.weight')).toEqual([32, 32 + 16 + 16]);
+    expect(shape('layers.0.ffn.gate_up.weight')).toEqual([32, 2 * 48]);
+    expect(shape('layers.0.attn.q.weight')).toBeUndefined();
+  });
+});
+
+describe('rotary positions far from 0', () => {
+  const spec = parseArchSpec({
+    name: 'long-llama',
+    vocabSize: 48,
+    contextLength: 160,
+    positions: 'rotary',
+    blocks: [{ width: 32, ffnHidden: 48, layers: 2, heads: 4, kvHeads: 2, headDim: 8, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: false, outputBias: false }],
+  });
+  const weights = weightsFor(spec);
+  for (const fused of [false, true]) {
+    it(`${fused ? 'fused' : 'plain'}: prefill of 96 then a chunk of 40 and single steps up to position 159 match the reference`, async () => {
+      const session = await sessionFor(buildDecoderModel(spec, weights, { fused }));
+      const tokens = Array.from({ length: 160 }, (_, i) => (i * 17 + 3) % spec.vocabSize);
+      const ref = referenceForward(spec, weights, { inputIds: [tokens] });
+      const V = spec.vocabSize;
+      let past = emptyCache(spec);
+      let pos = 0;
+      for (const chunk of [96, 40, ...new Array(24).fill(1)]) {
+        const step = await runStep(session, { inputIds: [tokens.slice(pos, pos + chunk)], positionIds: [range(pos, chunk)], attentionMask: [new Array(pos + chunk).fill(1)], past });
+        expect(maxAbsDiff(step.logits, ref.logits.subarray(pos * V, (pos + chunk) * V))).toBeLessThan(TOL);
+        past = step.present;
+        pos += chunk;
+      }
+      expect(pos).toBe(160);
       await session.release();
     });
   }
