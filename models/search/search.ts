@@ -22,6 +22,7 @@ import {
 } from '../arch/accounting.ts';
 import { weightByteModel, weightStorageOfBits, type WeightByteModel, type WeightStorage } from '../arch/weight-storage.ts';
 import { attentionEntropy, ffnEntropy, networkEntropy } from '../entropy/network-entropy.ts';
+import { matrixEntropy } from '../entropy/matrix-entropy.ts';
 import { DEFAULT_RHO_MAX } from '../entropy/effectiveness.ts';
 import { computeUnitOf, deviceProfile, DeviceProfileSchema, type DeviceProfile } from './device-profiles.ts';
 import { predictLatencyMs, RooflineLatencyModel, type LatencyModel } from './latency-model.ts';
@@ -278,10 +279,16 @@ class Evaluator {
         this.ffnWidths[w * nr + r] = f;
         this.ffnH[w * nr + r] = o.alphaFfn * ffnEntropy(e, f, mat, mlp);
       }
+      if (!llama) {
+        for (let h = 1; h <= mh; h++) this.attH[w * mh + h - 1] = o.alphaAttention * attentionEntropy(e, h * o.headDim, mat);
+        continue;
+      }
+      // Llama: H(E x j headDim) once per j, then Q and output at h heads, K and V at each divisor k of h.
+      const hj = new Float64Array(mh + 1);
+      for (let j = 1; j <= mh; j++) hj[j] = matrixEntropy(e, j * o.headDim, mat);
       for (let h = 1; h <= mh; h++) {
-        for (let k = 1; k <= (llama ? h : 1); k++) {
-          const kv = llama ? k : h;
-          this.attH[(w * mh + h - 1) * mkv + k - 1] = o.alphaAttention * attentionEntropy(e, h * o.headDim, mat, kv * o.headDim);
+        for (let k = 1; k <= h; k++) {
+          if (h % k === 0) this.attH[(w * mh + h - 1) * mkv + k - 1] = o.alphaAttention * (k === h ? 4 * hj[h]! : 2 * hj[h]! + 2 * hj[k]!);
         }
       }
     }
@@ -289,6 +296,7 @@ class Evaluator {
     this.layerP = new Float64Array(cells);
     this.layerB = this.by ? new Float64Array(cells) : null;
     this.layerMs = latencyModel ? new Float64Array(cells) : null;
+    const shapes = Array.from({ length: mh + 1 }, (_, kv) => ({ ...this.shapeOf(kv), rotary: llama }));
     for (let w = 0; w < nw; w++) {
       const e = o.widths[w]!;
       for (let r = 0; r < nr; r++) {
@@ -297,11 +305,11 @@ class Evaluator {
           for (let k = 1; k <= (llama ? h : 1); k++) {
             if (llama && h % k !== 0) continue;
             const kv = llama ? k : h;
-            const shape = this.shapeOf(kv);
+            const shape = shapes[llama ? kv : 0]!;
             const cell = this.cell(w, r, h, kv);
             this.layerP[cell] = layerParameters(e, h * o.headDim, f, shape);
             if (this.layerB) this.layerB[cell] = layerWeightBytes(e, h * o.headDim, f, shape, this.by!);
-            if (this.layerMs) this.layerMs[cell] = latencyModel!.layerMs(e, f, h, o.headDim, { ...shape, rotary: llama });
+            if (this.layerMs) this.layerMs[cell] = latencyModel!.layerMs(e, f, h, o.headDim, shape);
           }
         }
       }
