@@ -9,6 +9,7 @@ import { parseJsonWith, parseWith } from '../../common/validate.ts';
 import { writeJsonAtomic } from '../../common/atomic-file.ts';
 import { formatBytes, formatCount, parseBytes, parseCount, parseDurationMs } from '../../common/units.ts';
 import { ffnWidthOf } from '../../models/arch/spec.ts';
+import { describeWeightStorage } from '../../models/arch/weight-storage.ts';
 import { toHuggingFaceConfig } from '../../models/arch/hf-config.ts';
 import { DEFAULT_FFN_RATIOS, DEFAULT_MIN_EMBEDDING_WIDTH, DEFAULT_WIDTHS, SearchOptionsSchema, searchArchitecture, type SearchOptions, type SearchResult } from '../../models/search/search.ts';
 import { DEVICE_IDS, parseDeviceProfile } from '../../models/search/device-profiles.ts';
@@ -36,6 +37,10 @@ interface Flags {
   context?: string;
   seqLen?: string;
   bytesPerWeight?: string;
+  family?: string;
+  weightBits?: string;
+  blockSize?: string;
+  ropeTheta?: string;
   rhoMax?: string;
   alphaAttention?: string;
   alphaFfn?: string;
@@ -50,7 +55,7 @@ interface Flags {
 // Keys a config file or the environment may set; values as on the command line.
 const SETTING_KEYS = [
   'params', 'flops', 'memory', 'latency', 'device', 'deviceFile', 'unit', 'latencyTable', 'seed', 'iterations', 'population', 'parents',
-  'blocks', 'embeddingWidth', 'minEmbeddingWidth', 'minAttentionRatio', 'vocab', 'context', 'seqLen', 'bytesPerWeight', 'rhoMax', 'alphaAttention', 'alphaFfn', 'weightSharing',
+  'blocks', 'embeddingWidth', 'minEmbeddingWidth', 'minAttentionRatio', 'vocab', 'context', 'seqLen', 'bytesPerWeight', 'family', 'weightBits', 'blockSize', 'ropeTheta', 'rhoMax', 'alphaAttention', 'alphaFfn', 'weightSharing',
 ] as const;
 type SettingKey = (typeof SETTING_KEYS)[number];
 
@@ -118,6 +123,16 @@ function oneOf<T extends string>(text: string | undefined, allowed: readonly T[]
   return text as T;
 }
 
+function bitsOf(text: string | undefined): 32 | 16 | 8 | 4 | undefined {
+  const v = oneOf(text, ['32', '16', '8', '4'] as const, '--weight-bits');
+  return v === undefined ? undefined : (Number(v) as 32 | 16 | 8 | 4);
+}
+
+function blockSizeOf(text: string | undefined): 32 | 64 | 128 | undefined {
+  const v = oneOf(text, ['32', '64', '128'] as const, '--block-size');
+  return v === undefined ? undefined : (Number(v) as 32 | 64 | 128);
+}
+
 /** Turns the layered settings into search options (every value validated). */
 export function searchOptionsFrom(s: Partial<Record<SettingKey, string>>, flags: Pick<Flags, 'untiedHead'> = {}): SearchOptions {
   const device = s.deviceFile ? parseDeviceProfile(parseJsonWith(z.unknown(), readText(s.deviceFile, '--device-file'), `device file ${s.deviceFile}`)) : s.device;
@@ -146,6 +161,10 @@ export function searchOptionsFrom(s: Partial<Record<SettingKey, string>>, flags:
     contextLength: positive(integer(s.context, '--context'), '--context', s.context),
     seqLen: positive(integer(s.seqLen, '--seq-len'), '--seq-len', s.seqLen),
     bytesPerWeight: positive(real(s.bytesPerWeight, '--bytes-per-weight'), '--bytes-per-weight', s.bytesPerWeight),
+    family: oneOf(s.family, ['gpt', 'llama'] as const, '--family'),
+    weightBits: bitsOf(s.weightBits),
+    blockSize: blockSizeOf(s.blockSize),
+    ropeTheta: positive(real(s.ropeTheta, '--rope-theta'), '--rope-theta', s.ropeTheta),
     rhoMax: positive(real(s.rhoMax, '--rho-max'), '--rho-max', s.rhoMax),
     alphaAttention: real(s.alphaAttention, '--alpha-attention'),
     alphaFfn: real(s.alphaFfn, '--alpha-ffn'),
@@ -172,15 +191,20 @@ export function describeResult(r: SearchResult): string {
     st.minEmbeddingWidth === null
       ? ' (fixed)'
       : ` (floor ${st.minEmbeddingWidth}${st.minEmbeddingWidthSource === 'lowered-to-fit' ? ', default lowered to fit the budgets' : ''})`;
-  lines.push(`design (${r.spec.blocks.length} blocks, embedding width ${emb}${floor}, vocab ${st.vocabSize}, context ${st.contextLength}, ${r.spec.tiedHead ? 'tied' : 'untied'} head):`);
+  const llama = st.family === 'llama';
+  const family = llama ? `, Llama family: RMSNorm, rotary (theta ${r.spec.ropeTheta}), SwiGLU, no biases` : '';
+  lines.push(`design (${r.spec.blocks.length} blocks, embedding width ${emb}${floor}, vocab ${st.vocabSize}, context ${st.contextLength}, ${r.spec.tiedHead ? 'tied' : 'untied'} head${family}):`);
   r.spec.blocks.forEach((b, i) => {
+    const kv = llama ? ` (${plural(b.kvHeads, 'K/V head')})` : '';
     lines.push(
-      `  block ${i}: width ${b.width}, ${plural(b.layers, 'layer')}${b.shareWeights ? ' (shared weights)' : ''}, ${plural(b.heads, 'head')} x ${b.headDim}, FFN ${ffnWidthOf(b)} (ratio ${b.ffnRatio})`,
+      `  block ${i}: width ${b.width}, ${plural(b.layers, 'layer')}${b.shareWeights ? ' (shared weights)' : ''}, ${plural(b.heads, 'head')} x ${b.headDim}${kv}, FFN ${ffnWidthOf(b)} (ratio ${b.ffnRatio})`,
     );
   });
   const of = (v: number | undefined, f: (x: number) => string): string => (v === undefined ? '' : ` of ${f(v)}`);
   lines.push(`params        ${formatCount(r.params)} (${fmtInt(r.params)})${of(r.budgets.params, formatCount)}`);
   lines.push(`FLOPs @${st.seqLen}   ${formatCount(r.flops)}${of(r.budgets.flops, formatCount)}`);
+  const storage = st.weightStorage ? describeWeightStorage(st.weightStorage) : `${st.bytesPerWeight} bytes each`;
+  lines.push(`weights       ${formatBytes(r.weightBytes)} (${storage}; K/V cache ${st.kvBytesPerValue} bytes per value)`);
   lines.push(`decode memory ${formatBytes(r.decodeMemoryBytes)}${of(r.budgets.decodeMemoryBytes, formatBytes)}`);
   if (r.latencyMs !== null && r.device) {
     lines.push(`latency       ${r.latencyMs.toFixed(2)} ms/token${of(r.budgets.latencyMs, (x) => `${x} ms`)} on ${r.device.id} (${r.device.unit}, ${r.device.latencyModel})`);
@@ -214,7 +238,11 @@ export function register(program: Command): void {
     .option('--vocab <n>', 'vocabulary size (default 50257)')
     .option('--context <n>', 'context length (default 1024)')
     .option('--seq-len <n>', 'sequence length for FLOPs, KV cache and latency (default: context)')
-    .option('--bytes-per-weight <n>', 'bytes per weight and cache value (default 4)')
+    .option('--bytes-per-weight <n>', 'bytes per weight and cache value, every tensor alike (default 4; not with --weight-bits)')
+    .option('--family <family>', 'decoder family: gpt (LayerNorm, learned positions, GELU) or llama (RMSNorm, rotary, SwiGLU, GQA) (default gpt)')
+    .option('--weight-bits <bits>', 'bits per shipped weight: 32, 16, or 8 and 4 block-quantised (MatMulNBits layout); memory and latency count these bytes')
+    .option('--block-size <n>', 'block size of 8- and 4-bit weights: 32, 64 or 128 (default 32)')
+    .option('--rope-theta <x>', 'rotary base of llama designs (default 10000)')
     .option('--rho-max <x>', 'upper bound on effectiveness rho (default 0.5)')
     .option('--alpha-attention <x>', 'weight of attention entropy (default 1)')
     .option('--alpha-ffn <x>', 'weight of FFN entropy (default 1)')

@@ -1,6 +1,6 @@
 // Entropy of a whole decoder: alpha_att * H_attention + alpha_ffn * H_ffn summed over every layer,
 // the objective the architecture search maximises (models/entropy/README.md explains it).
-import { attentionWidthOf, ffnWidthOf, type ArchSpec } from '../arch/spec.ts';
+import { attentionWidthOf, ffnWidthOf, kvWidthOf, type ArchSpec, type Mlp } from '../arch/spec.ts';
 import { matrixEntropy, type MatrixEntropyOptions } from './matrix-entropy.ts';
 import { networkEffectiveness } from './effectiveness.ts';
 
@@ -12,14 +12,19 @@ export interface EntropyOptions extends MatrixEntropyOptions {
   alphaFfn?: number;
 }
 
-/** Entropy of one layer's attention: Q, K, V (E x A) and output (A x E) projections. */
-export function attentionEntropy(width: number, attentionWidth: number, options: MatrixEntropyOptions = {}): number {
-  return 4 * matrixEntropy(width, attentionWidth, options);
+/**
+ * Entropy of one layer's attention: Q (E x A) and output (A x E) projections, and K and V
+ * (E x Akv each, Akv = kvHeads x headDim; default A, i.e. no grouped-query attention).
+ */
+export function attentionEntropy(width: number, attentionWidth: number, options: MatrixEntropyOptions = {}, kvWidth: number = attentionWidth): number {
+  // Same expression as before GQA existed when K/V are full width, so old figures stay bit-identical.
+  if (kvWidth === attentionWidth) return 4 * matrixEntropy(width, attentionWidth, options);
+  return 2 * matrixEntropy(width, attentionWidth, options) + 2 * matrixEntropy(width, kvWidth, options);
 }
 
-/** Entropy of one layer's FFN: up (E x F) and down (F x E) projections. */
-export function ffnEntropy(width: number, ffnWidth: number, options: MatrixEntropyOptions = {}): number {
-  return 2 * matrixEntropy(width, ffnWidth, options);
+/** Entropy of one layer's FFN: up (E x F) and down (F x E) projections, plus gate (E x F) for SwiGLU. */
+export function ffnEntropy(width: number, ffnWidth: number, options: MatrixEntropyOptions = {}, mlp: Mlp = 'gelu'): number {
+  return (mlp === 'swiglu' ? 3 : 2) * matrixEntropy(width, ffnWidth, options);
 }
 
 /** Network entropy and its parts, plus rho. */
@@ -39,8 +44,8 @@ export function networkEntropy(spec: ArchSpec, options: EntropyOptions = {}): Ne
   let attention = 0;
   let ffn = 0;
   for (const b of spec.blocks) {
-    attention += b.layers * attentionEntropy(b.width, attentionWidthOf(b), options);
-    ffn += b.layers * ffnEntropy(b.width, ffnWidthOf(b), options);
+    attention += b.layers * attentionEntropy(b.width, attentionWidthOf(b), options, kvWidthOf(b));
+    ffn += b.layers * ffnEntropy(b.width, ffnWidthOf(b), options, b.mlp);
   }
   const entropy = (options.alphaAttention ?? 1) * attention + (options.alphaFfn ?? 1) * ffn;
   return { entropy, attention, ffn, rho: networkEffectiveness(spec.blocks) };

@@ -17,3 +17,5 @@ export { MeasuredLatencyModel, loadLatencyTable, parseLatencyTable, LayerLatency
 export type { LayerLatencyTable } from './latency-table.ts';
 export { uniformGpt2Design, gpt2StyleSpec } from './baselines.ts';
 export { toHuggingFaceConfig } from '../arch/hf-config.ts';
+export { weightStorageOfBits, parseWeightStorage, describeWeightStorage } from '../arch/weight-storage.ts';
+export type { WeightStorage, StorageType } from '../arch/weight-storage.ts';

@@ -2,8 +2,20 @@
 // device. Default: a roofline (Williams, Waterman & Patterson, CACM 52(4), 2009), each operator
 // taking max(FLOPs / attained compute, bytes / attained bandwidth) plus a fixed dispatch cost.
 import { embeddingWidthOf, ffnWidthOf, type ArchSpec } from '../arch/spec.ts';
-import { DEFAULT_SEQ_LEN } from '../arch/accounting.ts';
+import { DEFAULT_SEQ_LEN, kvBytesPerValueOf, layerShapeOf, type LayerShape } from '../arch/accounting.ts';
+import { weightByteModel, type WeightByteModel, type WeightStorage } from '../arch/weight-storage.ts';
 import type { ComputeUnit } from './device-profiles.ts';
+
+/** A layer's kind beyond its widths (default: GPT-2's), and whether Q and K are rotated. */
+export type LatencyLayerShape = LayerShape & { rotary?: boolean };
+
+/** What the head step reads besides its widths (default: learned positions, untied head). */
+export interface HeadShape {
+  /** The head is the token embedding (so it is stored as the embedding is). */
+  tied?: boolean;
+  /** Rotary positions: no position row to read. */
+  rotary?: boolean;
+}
 
 /**
  * Operators of one decode step, in milliseconds. The roofline is non-decreasing in every size,
@@ -14,18 +26,22 @@ export interface LatencyModel {
   readonly kind: 'roofline' | 'measured';
   /** Context length the cache is read at. */
   readonly seqLen: number;
-  /** One transformer layer: LN, QKV, attention over the cache, output, LN, FFN. */
-  layerMs(width: number, ffnWidth: number, heads: number, headDim: number): number;
-  /** A linear between widths (project_in/out, between blocks). */
-  projectionMs(inWidth: number, outWidth: number): number;
-  /** Final LayerNorm and the LM head (width x vocab), plus the embedding lookup. */
-  headMs(width: number, vocabSize: number): number;
+  /** One transformer layer: norm, QKV (K/V at kvWidth), rotary, attention over the cache, output, norm, FFN. */
+  layerMs(width: number, ffnWidth: number, heads: number, headDim: number, shape?: LatencyLayerShape): number;
+  /** A linear between widths (project_in/out, between blocks), with a bias unless `bias` is false. */
+  projectionMs(inWidth: number, outWidth: number, bias?: boolean): number;
+  /** Final norm and the LM head (width x vocab), plus the embedding lookup. */
+  headMs(width: number, vocabSize: number, shape?: HeadShape): number;
 }
 
 /** Options of the roofline model. */
 export interface RooflineOptions {
   seqLen?: number;
+  /** Every weight at this many bytes (default 4); ignored when `weights` is given. */
   bytesPerWeight?: number;
+  /** The weights as they ship: bytes read per token follow its layout (weight-storage.ts). */
+  weights?: WeightStorage;
+  /** Bytes per K/V cache value (default: bytesPerWeight, or kvBytesPerValueOf(weights)). */
   kvBytesPerValue?: number;
 }
 
@@ -36,7 +52,7 @@ export class RooflineLatencyModel implements LatencyModel {
   private readonly flopsPerS: number;
   private readonly bytesPerS: number;
   private readonly overheadS: number;
-  private readonly wBytes: number;
+  private readonly by: WeightByteModel;
   private readonly kvBytes: number;
 
   constructor(unit: ComputeUnit, options: RooflineOptions = {}) {
@@ -44,8 +60,9 @@ export class RooflineLatencyModel implements LatencyModel {
     this.flopsPerS = unit.peakFlops * unit.computeEfficiency;
     this.bytesPerS = unit.memoryBandwidth * unit.memoryEfficiency;
     this.overheadS = unit.opOverheadS;
-    this.wBytes = options.bytesPerWeight ?? 4;
-    this.kvBytes = options.kvBytesPerValue ?? this.wBytes;
+    const w = options.weights ?? options.bytesPerWeight ?? 4;
+    this.by = weightByteModel(w);
+    this.kvBytes = options.kvBytesPerValue ?? (typeof w === 'number' ? w : kvBytesPerValueOf(w));
   }
 
   /** One operator: max of compute time and memory time, plus dispatch. */
@@ -53,34 +70,46 @@ export class RooflineLatencyModel implements LatencyModel {
     return Math.max(flops / this.flopsPerS, bytes / this.bytesPerS) + this.overheadS;
   }
 
-  layerMs(width: number, ffnWidth: number, heads: number, headDim: number): number {
+  layerMs(width: number, ffnWidth: number, heads: number, headDim: number, shape: LatencyLayerShape = {}): number {
     const e = width;
     const a = heads * headDim;
+    const kv = shape.kvWidth ?? a;
     const f = ffnWidth;
     const s = this.seqLen;
-    const w = this.wBytes;
-    const act = 4 * e; // one float32 activation row, read by LayerNorm and the residual add
+    const by = this.by;
+    const qkvBias = shape.qkvBias ?? true;
+    const outBias = shape.outputBias ?? true;
+    const act = 4 * e; // one float32 activation row, read by the norm and the residual add
     let t = 0;
-    t += this.op(5 * e, 2 * act); // LN1
-    t += this.op(2 * e * 3 * a, w * (3 * e * a + 3 * a)); // Q, K, V
-    t += this.op(4 * s * a, this.kvBytes * 2 * s * a); // scores and weighted sum over the cache
-    t += this.op(2 * a * e, w * (a * e + e)); // output projection
+    // Norm weights (E or 2E values) are not counted, as before: a rounding error next to the matrices.
+    t += this.op(5 * e, 2 * act); // LN1 / RMSNorm 1
+    t += this.op(2 * e * (a + 2 * kv), by.linear(e, a) + 2 * by.linear(e, kv) + (qkvBias ? by.float(a + 2 * kv) : 0)); // Q, K, V
+    if (shape.rotary) t += this.op(3 * (a + kv), 2 * 4 * (a + kv)); // rotate Q and K in place
+    t += this.op(4 * s * a, this.kvBytes * 2 * s * kv); // scores and weighted sum over the cache (K/V at kvHeads)
+    t += this.op(2 * a * e, by.linear(a, e) + (outBias ? by.float(e) : 0)); // output projection
     t += this.op(e, 3 * act); // residual add
-    t += this.op(5 * e, 2 * act); // LN2
-    t += this.op(2 * e * f, w * (e * f + f)); // FFN up (+ GELU)
-    t += this.op(2 * f * e, w * (f * e + e)); // FFN down
+    t += this.op(5 * e, 2 * act); // LN2 / RMSNorm 2
+    if (shape.mlp === 'swiglu') {
+      t += this.op(2 * e * 2 * f, 2 * by.linear(e, f) + (outBias ? by.float(2 * f) : 0)); // gate and up
+      t += this.op(2 * f, 3 * 4 * f); // silu(gate) x up
+    } else {
+      t += this.op(2 * e * f, by.linear(e, f) + (outBias ? by.float(f) : 0)); // FFN up (+ GELU)
+    }
+    t += this.op(2 * f * e, by.linear(f, e) + (outBias ? by.float(e) : 0)); // FFN down
     t += this.op(e, 3 * act); // residual add
     return t * 1000;
   }
 
-  projectionMs(inWidth: number, outWidth: number): number {
-    return this.op(2 * inWidth * outWidth, this.wBytes * (inWidth * outWidth + outWidth)) * 1000;
+  projectionMs(inWidth: number, outWidth: number, bias = true): number {
+    return this.op(2 * inWidth * outWidth, this.by.linear(inWidth, outWidth) + (bias ? this.by.float(outWidth) : 0)) * 1000;
   }
 
-  headMs(width: number, vocabSize: number): number {
-    const embed = this.op(0, this.wBytes * 2 * width); // token + position rows
+  headMs(width: number, vocabSize: number, shape: HeadShape = {}): number {
+    const by = this.by;
+    const embed = this.op(0, by.embedding(1, width) + (shape.rotary ? 0 : by.float(width))); // token (+ position) row
     const ln = this.op(5 * width, 8 * width);
-    const head = this.op(2 * width * vocabSize, this.wBytes * width * vocabSize + 4 * vocabSize);
+    const weights = shape.tied ? by.embedding(vocabSize, width) : by.linear(width, vocabSize);
+    const head = this.op(2 * width * vocabSize, weights + 4 * vocabSize);
     return (embed + ln + head) * 1000;
   }
 }
@@ -91,12 +120,14 @@ export function predictLatencyMs(spec: ArchSpec, model: LatencyModel): number {
   const first = spec.blocks[0]!;
   const last = spec.blocks[spec.blocks.length - 1]!;
   let ms = 0;
-  if (eEmb !== first.width) ms += model.projectionMs(eEmb, first.width);
+  const rotary = spec.positions === 'rotary';
+  // project_in/out have no bias; GPT-family figures have always counted one (a few bytes), so they keep it.
+  if (eEmb !== first.width) ms += model.projectionMs(eEmb, first.width, first.outputBias);
   spec.blocks.forEach((b, i) => {
-    if (i > 0 && spec.blocks[i - 1]!.width !== b.width) ms += model.projectionMs(spec.blocks[i - 1]!.width, b.width);
-    ms += b.layers * model.layerMs(b.width, ffnWidthOf(b), b.heads, b.headDim);
+    if (i > 0 && spec.blocks[i - 1]!.width !== b.width) ms += model.projectionMs(spec.blocks[i - 1]!.width, b.width, b.outputBias);
+    ms += b.layers * model.layerMs(b.width, ffnWidthOf(b), b.heads, b.headDim, { ...layerShapeOf(b), rotary });
   });
-  if (spec.tiedHead && last.width !== eEmb) ms += model.projectionMs(last.width, eEmb);
-  ms += model.headMs(spec.tiedHead ? eEmb : last.width, spec.vocabSize);
+  if (spec.tiedHead && last.width !== eEmb) ms += model.projectionMs(last.width, eEmb, last.outputBias);
+  ms += model.headMs(spec.tiedHead ? eEmb : last.width, spec.vocabSize, { tied: spec.tiedHead, rotary });
   return ms;
 }

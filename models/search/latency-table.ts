@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parseJsonWith, parseWith } from '../../common/validate.ts';
 import { ValidationError } from '../../common/errors.ts';
-import type { LatencyModel } from './latency-model.ts';
+import type { HeadShape, LatencyLayerShape, LatencyModel } from './latency-model.ts';
 
 const positiveInt = z.number().int().positive();
 const ms = z.number().positive();
@@ -90,15 +90,30 @@ export class MeasuredLatencyModel implements LatencyModel {
     this.calibration = ratios.length > 0 ? median(ratios) : 1;
   }
 
-  layerMs(width: number, ffnWidth: number, heads: number, headDim: number): number {
-    return this.layers.get(`${width}/${ffnWidth}/${heads}/${headDim}`) ?? this.calibration * this.fallback.layerMs(width, ffnWidth, heads, headDim);
+  /** Table entries are GPT-2 layers; any other layer kind uses the calibrated roofline. */
+  layerMs(width: number, ffnWidth: number, heads: number, headDim: number, shape?: LatencyLayerShape): number {
+    const measured = isGpt2Layer(heads * headDim, shape) ? this.layers.get(`${width}/${ffnWidth}/${heads}/${headDim}`) : undefined;
+    return measured ?? this.calibration * this.fallback.layerMs(width, ffnWidth, heads, headDim, shape);
   }
 
-  projectionMs(inWidth: number, outWidth: number): number {
-    return this.projections.get(`${inWidth}/${outWidth}`) ?? this.calibration * this.fallback.projectionMs(inWidth, outWidth);
+  projectionMs(inWidth: number, outWidth: number, bias?: boolean): number {
+    return this.projections.get(`${inWidth}/${outWidth}`) ?? this.calibration * this.fallback.projectionMs(inWidth, outWidth, bias);
   }
 
-  headMs(width: number, vocabSize: number): number {
-    return this.heads.get(`${width}/${vocabSize}`) ?? this.calibration * this.fallback.headMs(width, vocabSize);
+  headMs(width: number, vocabSize: number, shape?: HeadShape): number {
+    return this.heads.get(`${width}/${vocabSize}`) ?? this.calibration * this.fallback.headMs(width, vocabSize, shape);
   }
+}
+
+/** Whether a layer shape is the GPT-2 layer the table's entries measure. */
+function isGpt2Layer(attentionWidth: number, shape: LatencyLayerShape | undefined): boolean {
+  if (!shape) return true;
+  return (
+    (shape.kvWidth ?? attentionWidth) === attentionWidth &&
+    (shape.norm ?? 'layernorm') === 'layernorm' &&
+    (shape.mlp ?? 'gelu') === 'gelu' &&
+    shape.qkvBias !== false &&
+    shape.outputBias !== false &&
+    !shape.rotary
+  );
 }

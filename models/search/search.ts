@@ -1,14 +1,28 @@
 // MeRino's evolutionary architecture search (Zhao et al., AAAI 2025, Algorithm 1): maximise the
-// network entropy of a block-wise decoder subject to parameter, FLOP, decode-memory, latency and
-// effectiveness budgets. Genomes live in typed arrays and every cost comes from precomputed tables,
+// network entropy of a block-wise decoder (GPT-2 or Llama family) subject to parameter, FLOP,
+// decode-memory, latency and effectiveness budgets. Genomes live in typed arrays and every cost comes from precomputed tables,
 // so 100,000 mutate-evaluate-insert steps allocate nothing and take tens of milliseconds.
 import { z } from 'zod';
 import { parseWith } from '../../common/validate.ts';
 import { ValidationError } from '../../common/errors.ts';
 import { formatBytes, formatCount } from '../../common/units.ts';
 import { parseArchSpec, type ArchSpec } from '../arch/spec.ts';
-import { countForwardFlops, countParameters, decodeMemoryBytes, layerParameters } from '../arch/accounting.ts';
+import {
+  countForwardFlops,
+  countParameters,
+  decodeMemoryBytes,
+  kvBytesPerValueOf,
+  layerParameters,
+  layerWeightBytes,
+  normParameters,
+  ROTARY_FLOPS_PER_VALUE,
+  SWIGLU_FLOPS_PER_UNIT,
+  weightBytes,
+  type LayerShape,
+} from '../arch/accounting.ts';
+import { weightByteModel, weightStorageOfBits, type WeightByteModel, type WeightStorage } from '../arch/weight-storage.ts';
 import { attentionEntropy, ffnEntropy, networkEntropy } from '../entropy/network-entropy.ts';
+import { matrixEntropy } from '../entropy/matrix-entropy.ts';
 import { DEFAULT_RHO_MAX } from '../entropy/effectiveness.ts';
 import { computeUnitOf, deviceProfile, DeviceProfileSchema, type DeviceProfile } from './device-profiles.ts';
 import { predictLatencyMs, RooflineLatencyModel, type LatencyModel } from './latency-model.ts';
@@ -82,7 +96,23 @@ export const SearchOptionsSchema = z
     contextLength: positiveInt.default(1024),
     /** Sequence length of the FLOP count, the KV cache and the latency model (default contextLength). */
     seqLen: positiveInt.optional(),
-    bytesPerWeight: z.number().positive().max(8).default(4),
+    /** Bytes per weight and cache value, every tensor alike (default 4); exclusive with weightBits. */
+    bytesPerWeight: z.number().positive().max(8).optional(),
+    /**
+     * Decoder family. 'gpt': LayerNorm, learned positions, GELU FFN, biases, K/V as many heads as Q.
+     * 'llama': RMSNorm, rotary positions (no position table), SwiGLU FFN, no biases, and the number
+     * of K/V heads searched among the divisors of the query heads (grouped-query attention).
+     */
+    family: z.enum(['gpt', 'llama']).default('gpt'),
+    /**
+     * Bits per shipped weight: 32, 16, or 8 and 4 block-quantised (models/arch/weight-storage.ts).
+     * The memory budget and the latency model then count the exact bytes of that layout.
+     */
+    weightBits: z.union([z.literal(32), z.literal(16), z.literal(8), z.literal(4)]).optional(),
+    /** Block size of 8- and 4-bit weights. */
+    blockSize: z.union([z.literal(32), z.literal(64), z.literal(128)]).default(32),
+    /** Rotary base of Llama-family designs. */
+    ropeTheta: z.number().positive().default(10000),
     rhoMax: z.number().positive().default(DEFAULT_RHO_MAX),
     alphaAttention: z.number().nonnegative().default(1),
     alphaFfn: z.number().nonnegative().default(1),
@@ -118,7 +148,13 @@ export interface SearchSettings {
   vocabSize: number;
   contextLength: number;
   seqLen: number;
-  bytesPerWeight: number;
+  /** Uniform bytes per weight and cache value; null when weightStorage says how the weights ship. */
+  bytesPerWeight: number | null;
+  family: 'gpt' | 'llama';
+  /** The shipped weights' storage (from weightBits and blockSize), or null without weightBits. */
+  weightStorage: WeightStorage | null;
+  /** Bytes per K/V cache value the memory budget and latency use. */
+  kvBytesPerValue: number;
   rhoMax: number;
   alphaAttention: number;
   alphaFfn: number;
@@ -140,6 +176,8 @@ export interface SearchResult {
   params: number;
   flops: number;
   decodeMemoryBytes: number;
+  /** Bytes of the weights as they ship (weightStorage, or parameters x bytesPerWeight). */
+  weightBytes: number;
   /** Network entropy in nats (models/entropy/README.md). */
   entropy: number;
   entropyAttention: number;
@@ -156,30 +194,52 @@ export interface SearchResult {
 
 const MAX_GENES = 4; // genes changed per step: 1, then each further one with probability MULTI_GENE_P
 const MULTI_GENE_P = 0.6;
-const G = 5; // genes per block: width index, ffn ratio index, layers, heads, shared (0/1)
+const G = 6; // genes per block: width index, ffn ratio index, layers, heads, shared (0/1), K/V heads (llama)
+/** Mutation codes: the gene a step changes (GENE_KV only in the llama family). */
+const GENE_SHARE = 4;
+const GENE_KV = 5;
+
+/** Options after defaults are resolved. */
+type ResolvedOptions = ParsedOptions & {
+  seqLen: number;
+  widths: number[];
+  ffnRatios: number[];
+  bytesPerWeight: number;
+  storage: WeightStorage | null;
+  kvBytesPerValue: number;
+};
 
 /** Precomputed per-choice costs and the allocation-free evaluator of a genome. */
 class Evaluator {
   readonly nw: number;
   readonly nr: number;
   readonly mh: number;
+  /** K/V head choices per query-head count in the tables: maxHeads (llama) or 1 (gpt: K/V = Q). */
+  readonly mkv: number;
+  readonly llama: boolean;
   readonly widths: Float64Array;
   readonly ffnWidths: Float64Array; // [w * nr + r]
   readonly maxHeadsFor: Int32Array; // [w]
   readonly minHeadsFor: Int32Array; // [w]; above maxHeadsFor[w] when width w cannot meet the attention floor
-  readonly attH: Float64Array; // [w * mh + h - 1], alpha applied
+  readonly divisors: Int32Array; // [(h - 1) * mh + i]: the divisors of h, ascending (the K/V head choices)
+  readonly divisorCount: Int32Array; // [h - 1]
+  readonly attH: Float64Array; // [(w * mh + h - 1) * mkv + kv index], alpha applied
   readonly ffnH: Float64Array; // [w * nr + r], alpha applied
-  readonly layerMs: Float64Array | null; // [(w * nr + r) * mh + h - 1]
+  readonly layerP: Float64Array; // parameters of one layer, [layer index]
+  readonly layerB: Float64Array | null; // shipped bytes of one layer, [layer index]; null with a uniform bytesPerWeight
+  readonly layerMs: Float64Array | null; // [layer index]
   readonly projMs: Float64Array | null; // [w1 * nw + w2]
   readonly headMs: Float64Array | null; // [w]
   // With a fixed embedding width: project_in from it, project_out to it, and the tied head.
   readonly projInMs: Float64Array | null = null;
   readonly projOutMs: Float64Array | null = null;
   readonly headEmbMs: number = 0;
+  private readonly by: WeightByteModel | null;
   // Outputs of the last evaluate().
   params = 0;
   flops = 0;
   memory = 0;
+  weightBytes = 0;
   latency = 0;
   entropy = 0;
   rho = 0;
@@ -187,19 +247,28 @@ class Evaluator {
   attentionOk = true;
 
   constructor(
-    private readonly o: ParsedOptions & { seqLen: number; widths: number[]; ffnRatios: number[] },
+    private readonly o: ResolvedOptions,
     readonly latencyModel: LatencyModel | null,
   ) {
     const nw = (this.nw = o.widths.length);
     const nr = (this.nr = o.ffnRatios.length);
     const mh = (this.mh = o.maxHeads);
+    const llama = (this.llama = o.family === 'llama');
+    const mkv = (this.mkv = llama ? mh : 1);
+    this.by = o.storage ? weightByteModel(o.storage) : null;
     this.widths = Float64Array.from(o.widths);
     this.ffnWidths = new Float64Array(nw * nr);
     this.maxHeadsFor = new Int32Array(nw);
     this.minHeadsFor = new Int32Array(nw);
-    this.attH = new Float64Array(nw * mh);
+    this.divisors = new Int32Array(mh * mh);
+    this.divisorCount = new Int32Array(mh);
+    for (let h = 1; h <= mh; h++) {
+      for (let d = 1; d <= h; d++) if (h % d === 0) this.divisors[(h - 1) * mh + this.divisorCount[h - 1]++] = d;
+    }
+    this.attH = new Float64Array(nw * mh * mkv);
     this.ffnH = new Float64Array(nw * nr);
     const mat = { sigma: o.sigma, eps: o.eps };
+    const mlp = llama ? 'swiglu' : 'gelu';
     for (let w = 0; w < nw; w++) {
       const e = o.widths[w]!;
       this.maxHeadsFor[w] = Math.max(1, Math.min(mh, Math.floor(e / o.headDim)));
@@ -208,39 +277,92 @@ class Evaluator {
       for (let r = 0; r < nr; r++) {
         const f = Math.round(o.ffnRatios[r]! * e);
         this.ffnWidths[w * nr + r] = f;
-        this.ffnH[w * nr + r] = o.alphaFfn * ffnEntropy(e, f, mat);
+        this.ffnH[w * nr + r] = o.alphaFfn * ffnEntropy(e, f, mat, mlp);
       }
-      for (let h = 1; h <= mh; h++) this.attH[w * mh + h - 1] = o.alphaAttention * attentionEntropy(e, h * o.headDim, mat);
-    }
-    if (latencyModel) {
-      this.layerMs = new Float64Array(nw * nr * mh);
-      this.projMs = new Float64Array(nw * nw);
-      this.headMs = new Float64Array(nw);
-      if (o.embeddingWidth !== undefined) this.headEmbMs = latencyModel.headMs(o.embeddingWidth, o.vocabSize);
-      for (let w = 0; w < nw; w++) {
-        const e = o.widths[w]!;
-        this.headMs[w] = latencyModel.headMs(e, o.vocabSize);
-        if (o.embeddingWidth !== undefined) {
-          this.projInMs ??= new Float64Array(nw);
-          this.projOutMs ??= new Float64Array(nw);
-          this.projInMs[w] = latencyModel.projectionMs(o.embeddingWidth, e);
-          this.projOutMs[w] = latencyModel.projectionMs(e, o.embeddingWidth);
+      if (!llama) {
+        for (let h = 1; h <= mh; h++) this.attH[w * mh + h - 1] = o.alphaAttention * attentionEntropy(e, h * o.headDim, mat);
+        continue;
+      }
+      // Llama: H(E x j headDim) once per j, then Q and output at h heads, K and V at each divisor k of h.
+      const hj = new Float64Array(mh + 1);
+      for (let j = 1; j <= mh; j++) hj[j] = matrixEntropy(e, j * o.headDim, mat);
+      for (let h = 1; h <= mh; h++) {
+        for (let k = 1; k <= h; k++) {
+          if (h % k === 0) this.attH[(w * mh + h - 1) * mkv + k - 1] = o.alphaAttention * (k === h ? 4 * hj[h]! : 2 * hj[h]! + 2 * hj[k]!);
         }
-        for (let w2 = 0; w2 < nw; w2++) this.projMs[w * nw + w2] = latencyModel.projectionMs(e, o.widths[w2]!);
-        for (let r = 0; r < nr; r++) {
-          for (let h = 1; h <= this.maxHeadsFor[w]!; h++) {
-            this.layerMs[(w * nr + r) * mh + h - 1] = latencyModel.layerMs(e, this.ffnWidths[w * nr + r]!, h, o.headDim);
+      }
+    }
+    const cells = nw * nr * mh * mkv;
+    this.layerP = new Float64Array(cells);
+    this.layerB = this.by ? new Float64Array(cells) : null;
+    this.layerMs = latencyModel ? new Float64Array(cells) : null;
+    const shapes = Array.from({ length: mh + 1 }, (_, kv) => ({ ...this.shapeOf(kv), rotary: llama }));
+    for (let w = 0; w < nw; w++) {
+      const e = o.widths[w]!;
+      for (let r = 0; r < nr; r++) {
+        const f = this.ffnWidths[w * nr + r]!;
+        for (let h = 1; h <= this.maxHeadsFor[w]!; h++) {
+          for (let k = 1; k <= (llama ? h : 1); k++) {
+            if (llama && h % k !== 0) continue;
+            const kv = llama ? k : h;
+            const shape = shapes[llama ? kv : 0]!;
+            const cell = this.cell(w, r, h, kv);
+            this.layerP[cell] = layerParameters(e, h * o.headDim, f, shape);
+            if (this.layerB) this.layerB[cell] = layerWeightBytes(e, h * o.headDim, f, shape, this.by!);
+            if (this.layerMs) this.layerMs[cell] = latencyModel!.layerMs(e, f, h, o.headDim, shape);
           }
         }
       }
-    } else {
-      this.layerMs = this.projMs = this.headMs = null;
     }
+    if (latencyModel) {
+      const bias = !llama;
+      this.projMs = new Float64Array(nw * nw);
+      this.headMs = new Float64Array(nw);
+      const head = { tied: o.tiedHead, rotary: llama };
+      if (o.embeddingWidth !== undefined) this.headEmbMs = latencyModel.headMs(o.embeddingWidth, o.vocabSize, head);
+      for (let w = 0; w < nw; w++) {
+        const e = o.widths[w]!;
+        this.headMs[w] = latencyModel.headMs(e, o.vocabSize, head);
+        if (o.embeddingWidth !== undefined) {
+          this.projInMs ??= new Float64Array(nw);
+          this.projOutMs ??= new Float64Array(nw);
+          this.projInMs[w] = latencyModel.projectionMs(o.embeddingWidth, e, bias);
+          this.projOutMs[w] = latencyModel.projectionMs(e, o.embeddingWidth, bias);
+        }
+        for (let w2 = 0; w2 < nw; w2++) this.projMs[w * nw + w2] = latencyModel.projectionMs(e, o.widths[w2]!, bias);
+      }
+    } else {
+      this.projMs = this.headMs = null;
+    }
+  }
+
+  /** The layer kind of this search's family with `kvHeads` K/V heads. */
+  shapeOf(kvHeads: number): LayerShape {
+    if (!this.llama) return {};
+    return { kvWidth: kvHeads * this.o.headDim, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: false, outputBias: false };
+  }
+
+  /** Index of a (width, ratio, heads, K/V heads) choice in the per-layer tables. */
+  cell(w: number, r: number, h: number, kv: number): number {
+    return ((w * this.nr + r) * this.mh + h - 1) * this.mkv + (this.llama ? kv - 1 : 0);
+  }
+
+  /** The largest divisor of `heads` not above `kv` (the K/V head count after the query heads change). */
+  fitKv(heads: number, kv: number): number {
+    const base = (heads - 1) * this.mh;
+    let best = 1;
+    for (let i = 0; i < this.divisorCount[heads - 1]!; i++) {
+      const d = this.divisors[base + i]!;
+      if (d <= kv) best = d;
+    }
+    return best;
   }
 
   /** Computes every cost of the genome at `off` into this object's fields (no allocation). */
   evaluate(g: Int32Array, off: number): void {
     const o = this.o;
+    const by = this.by;
+    const llama = this.llama;
     const nb = o.blocks;
     const s = o.seqLen;
     const hd = o.headDim;
@@ -248,12 +370,16 @@ class Evaluator {
     const e0 = this.widths[w0]!;
     const fixedEmb = o.embeddingWidth;
     const eEmb = fixedEmb ?? e0;
-    let params = (o.vocabSize + o.contextLength) * eEmb;
+    // Rotary positions have no table.
+    const posRows = llama ? 0 : o.contextLength;
+    let params = (o.vocabSize + posRows) * eEmb;
+    let bytes = by ? by.embedding(o.vocabSize, eEmb) + by.float(posRows * eEmb) : 0;
     let flops = 0;
     let kv = 0;
     let ms = 0;
     if (eEmb !== e0) {
       params += eEmb * e0;
+      if (by) bytes += by.linear(eEmb, e0);
       flops += 2 * s * eEmb * e0;
       if (this.projInMs) ms += this.projInMs[w0]!;
     }
@@ -268,30 +394,49 @@ class Evaluator {
       const r = g[p + 1]!;
       const l = g[p + 2]!;
       const h = g[p + 3]!;
+      const kvh = llama ? g[p + 5]! : h;
       const e = this.widths[w]!;
       const a = h * hd;
+      const akv = kvh * hd;
       const f = this.ffnWidths[w * this.nr + r]!;
       if (h < this.minHeadsFor[w]! || h > this.maxHeadsFor[w]!) attentionOk = false;
       if (prevW >= 0 && prevW !== w) {
         const pe = this.widths[prevW]!;
-        params += pe * e + e;
+        // Llama-family blocks have no output biases, so their projections have none either.
+        params += pe * e + (llama ? 0 : e);
+        if (by) bytes += by.linear(pe, e) + (llama ? 0 : by.float(e));
         flops += 2 * s * pe * e;
         if (this.projMs) ms += this.projMs[prevW * this.nw + w]!;
       }
-      params += layerParameters(e, a, f) * (g[p + 4] ? 1 : l);
-      flops += l * 2 * s * (4 * e * a) + l * 2 * (2 * s * s * a) + l * 2 * s * (2 * e * f);
-      kv += l * 2 * s * a;
-      if (this.layerMs) ms += l * this.layerMs[(w * this.nr + r) * this.mh + h - 1]!;
-      entropy += l * (this.attH[w * this.mh + h - 1]! + this.ffnH[w * this.nr + r]!);
+      const cell = this.cell(w, r, h, kvh);
+      const copies = g[p + 4] ? 1 : l;
+      params += this.layerP[cell]! * copies;
+      if (this.layerB) bytes += this.layerB[cell]! * copies;
+      if (llama) {
+        flops +=
+          l * 2 * s * (2 * e * a + 2 * e * akv) +
+          l * 2 * (2 * s * s * a) +
+          l * 2 * s * (3 * e * f) +
+          l * ROTARY_FLOPS_PER_VALUE * s * (a + akv) +
+          l * SWIGLU_FLOPS_PER_UNIT * s * f;
+      } else {
+        flops += l * 2 * s * (4 * e * a) + l * 2 * (2 * s * s * a) + l * 2 * s * (2 * e * f);
+      }
+      kv += l * 2 * s * akv;
+      if (this.layerMs) ms += l * this.layerMs[cell]!;
+      entropy += l * (this.attH[(w * this.mh + h - 1) * this.mkv + (llama ? kvh - 1 : 0)]! + this.ffnH[w * this.nr + r]!);
       layers += l;
       widthSum += l * e;
       prevW = w;
     }
     const eLast = this.widths[prevW]!;
-    params += 2 * eLast;
+    const finalNorm = normParameters(eLast, llama ? 'rmsnorm' : 'layernorm');
+    params += finalNorm;
+    if (by) bytes += by.float(finalNorm);
     if (o.tiedHead) {
       if (eLast !== eEmb) {
         params += eLast * eEmb;
+        if (by) bytes += by.linear(eLast, eEmb);
         flops += 2 * s * eLast * eEmb;
         if (this.projMs) ms += fixedEmb === undefined ? this.projMs[prevW * this.nw + w0]! : this.projOutMs![prevW]!;
       }
@@ -299,12 +444,19 @@ class Evaluator {
       if (this.headMs) ms += fixedEmb === undefined ? this.headMs[w0]! : this.headEmbMs;
     } else {
       params += eLast * o.vocabSize;
+      if (by) bytes += by.linear(eLast, o.vocabSize);
       flops += 2 * s * eLast * o.vocabSize;
       if (this.headMs) ms += this.headMs[prevW]!;
     }
     this.params = params;
     this.flops = flops;
-    this.memory = params * o.bytesPerWeight + kv * o.bytesPerWeight;
+    if (by) {
+      this.weightBytes = bytes;
+      this.memory = bytes + kv * o.kvBytesPerValue;
+    } else {
+      this.weightBytes = params * o.bytesPerWeight;
+      this.memory = params * o.bytesPerWeight + kv * o.bytesPerWeight;
+    }
     this.latency = ms;
     this.entropy = entropy;
     // rho = L / (16 log2 E) with L all layers and E their mean width (models/entropy/effectiveness.ts).
@@ -326,7 +478,7 @@ class Evaluator {
   }
 }
 
-function resolveLatencyModel(o: ParsedOptions, seqLen: number): { model: LatencyModel | null; device: SearchResult['device'] } {
+function resolveLatencyModel(o: ResolvedOptions, seqLen: number): { model: LatencyModel | null; device: SearchResult['device'] } {
   let profile: DeviceProfile | undefined;
   if (typeof o.device === 'string') profile = deviceProfile(o.device);
   else if (o.device) profile = o.device;
@@ -340,8 +492,17 @@ function resolveLatencyModel(o: ParsedOptions, seqLen: number): { model: Latency
   if (o.latencyTable && o.latencyTable.device !== profile.id) {
     throw new ValidationError(`layer latency table is for device '${o.latencyTable.device}' but the search targets '${profile.id}'`);
   }
+  // A table measured at one weight width says nothing exact about another.
+  if (o.latencyTable && o.weightBits !== undefined && o.latencyTable.bytesPerWeight * 8 !== o.weightBits) {
+    throw new ValidationError(
+      `layer latency table was measured at ${o.latencyTable.bytesPerWeight * 8}-bit weights (bytesPerWeight ${o.latencyTable.bytesPerWeight}) but the search ships ${o.weightBits}-bit weights; measure at ${o.weightBits} bits or drop weightBits`,
+    );
+  }
   const { kind, unit } = computeUnitOf(profile, o.computeUnit ?? o.latencyTable?.unit);
-  const roofline = new RooflineLatencyModel(unit, { seqLen, bytesPerWeight: o.bytesPerWeight });
+  const roofline = new RooflineLatencyModel(
+    unit,
+    o.storage ? { seqLen, weights: o.storage, kvBytesPerValue: o.kvBytesPerValue } : { seqLen, bytesPerWeight: o.bytesPerWeight },
+  );
   const model = o.latencyTable ? new MeasuredLatencyModel(o.latencyTable, roofline) : roofline;
   return { model, device: { id: profile.id, name: profile.name, unit: kind, latencyModel: model.kind } };
 }
@@ -351,7 +512,8 @@ function sortedUnique(values: readonly number[]): number[] {
 }
 
 /** Builds the spec a genome describes. */
-function genomeToSpec(g: Int32Array, off: number, o: ParsedOptions & { widths: number[]; ffnRatios: number[] }, name: string): ArchSpec {
+function genomeToSpec(g: Int32Array, off: number, o: ResolvedOptions, name: string): ArchSpec {
+  const llama = o.family === 'llama';
   const blocks = [];
   for (let b = 0; b < o.blocks; b++) {
     const p = off + b * G;
@@ -362,13 +524,15 @@ function genomeToSpec(g: Int32Array, off: number, o: ParsedOptions & { widths: n
       heads: g[p + 3]!,
       headDim: o.headDim,
       shareWeights: g[p + 4] === 1 && g[p + 2]! > 1,
+      ...(llama ? { kvHeads: g[p + 5]!, norm: 'rmsnorm' as const, mlp: 'swiglu' as const, qkvBias: false, outputBias: false } : {}),
     });
   }
-  return parseArchSpec({ name, vocabSize: o.vocabSize, contextLength: o.contextLength, embeddingWidth: o.embeddingWidth, blocks, tiedHead: o.tiedHead });
+  const positions = llama ? { positions: 'rotary' as const, ropeTheta: o.ropeTheta } : {};
+  return parseArchSpec({ name, vocabSize: o.vocabSize, contextLength: o.contextLength, embeddingWidth: o.embeddingWidth, blocks, tiedHead: o.tiedHead, ...positions });
 }
 
 /** One line per budget the smallest design in the space already breaks, naming the smallest feasible value. */
-function infeasibility(ev: Evaluator, o: ParsedOptions, smallest: string): string[] {
+function infeasibility(ev: Evaluator, o: ResolvedOptions, smallest: string): string[] {
   const b = o.budgets;
   const out: string[] = [];
   if (b.params !== undefined && ev.params > b.params) out.push(`params budget ${formatCount(b.params)} is below the smallest feasible value ${formatCount(ev.params)} (${ev.params} parameters)`);
@@ -392,7 +556,7 @@ function infeasibility(ev: Evaluator, o: ParsedOptions, smallest: string): strin
  * still get a design. `smallestAt` evaluates the smallest design at a grid index into `ev`.
  */
 function embeddingFloor(
-  o: ParsedOptions & { widths: number[] },
+  o: ResolvedOptions,
   ev: Evaluator,
   smallestAt: (w0: number) => void,
 ): { index: number; source: SearchSettings['minEmbeddingWidthSource'] } {
@@ -429,11 +593,27 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
   const { onProgress, ...rest } = options;
   const parsed = parseWith(SearchOptionsSchema, rest, 'search options');
   const seqLen = parsed.seqLen ?? parsed.contextLength;
-  const o = { ...parsed, seqLen, widths: sortedUnique(parsed.widths ?? DEFAULT_WIDTHS), ffnRatios: sortedUnique(parsed.ffnRatios ?? DEFAULT_FFN_RATIOS) };
+  if (parsed.weightBits !== undefined && parsed.bytesPerWeight !== undefined) {
+    throw new ValidationError(`give weightBits (${parsed.weightBits}) or bytesPerWeight (${parsed.bytesPerWeight}), not both: weightBits sets the bytes of every tensor`);
+  }
+  if (parsed.family === 'llama' && parsed.headDim % 2 !== 0) {
+    throw new ValidationError(`rotary positions need an even headDim; got ${parsed.headDim}`);
+  }
+  const storage = parsed.weightBits === undefined ? null : weightStorageOfBits(parsed.weightBits, { blockSize: parsed.blockSize });
+  const bytesPerWeight = parsed.bytesPerWeight ?? 4;
+  const o: ResolvedOptions = {
+    ...parsed,
+    seqLen,
+    widths: sortedUnique(parsed.widths ?? DEFAULT_WIDTHS),
+    ffnRatios: sortedUnique(parsed.ffnRatios ?? DEFAULT_FFN_RATIOS),
+    bytesPerWeight,
+    storage,
+    kvBytesPerValue: storage ? kvBytesPerValueOf(storage) : bytesPerWeight,
+  };
   if (o.widths.some((w) => w < o.headDim)) {
     throw new ValidationError(`every width must be at least headDim ${o.headDim}; got widths ${o.widths.join(', ')}`);
   }
-  const { model, device } = resolveLatencyModel(parsed, seqLen);
+  const { model, device } = resolveLatencyModel(o, seqLen);
   const ev = new Evaluator(o, model);
   const nb = o.blocks;
   const P = o.population;
@@ -444,7 +624,8 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
   const child = new Int32Array(G * nb);
   // The smallest design whose first block (and so every block) is at least `w0` wide.
   const smallestAt = (w0: number): void => {
-    for (let b = 0; b < nb; b++) child.set([w0, 0, 1, ev.minHeadsFor[w0]!, share], b * G);
+    // One K/V head is the smallest choice (the gpt family ignores this gene).
+    for (let b = 0; b < nb; b++) child.set([w0, 0, 1, ev.minHeadsFor[w0]!, share, 1], b * G);
     ev.evaluate(child, 0);
   };
   const floor = embeddingFloor(o, ev, smallestAt);
@@ -454,7 +635,8 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
     const emb = o.embeddingWidth === undefined ? '' : `, embedding width ${o.embeddingWidth}`;
     const heads = ev.minHeadsFor[w0Min]!;
     const why = floor.source === 'option' ? ` (minEmbeddingWidth ${o.minEmbeddingWidth})` : '';
-    const s = `${nb} block(s) of width ${o.widths[w0Min]}${why}, FFN ratio ${o.ffnRatios[0]}, 1 layer and ${heads} head${heads === 1 ? '' : 's'} each${emb}, vocab ${o.vocabSize}, context ${o.contextLength}`;
+    const kvText = ev.llama ? ' (1 K/V head)' : '';
+    const s = `${nb} block(s) of width ${o.widths[w0Min]}${why}, FFN ratio ${o.ffnRatios[0]}, 1 layer and ${heads} head${heads === 1 ? '' : 's'}${kvText} each${emb}, vocab ${o.vocabSize}, context ${o.contextLength}`;
     throw new ValidationError(`no architecture meets the budgets: ${infeasibility(ev, o, s).join('; ')}`, { code: 'VALIDATION_INFEASIBLE_BUDGET' });
   }
   const GL = G * nb;
@@ -463,7 +645,10 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
   let size = 1;
 
   const rng = new Rng(o.seed);
-  const geneCount = o.weightSharing === 'search' ? 5 : 4;
+  // Genes a step may change: width, ratio, layers, heads, then K/V heads (llama), then sharing (when searched).
+  const searchShare = o.weightSharing === 'search';
+  const geneCodes = Int32Array.from([0, 1, 2, 3, ...(ev.llama ? [GENE_KV] : []), ...(searchShare ? [GENE_SHARE] : [])]);
+  const geneCount = geneCodes.length;
   const maxL = o.maxLayersPerBlock;
   let evaluated = 1;
   let feasibleCount = 1;
@@ -494,7 +679,7 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
     let genes = 1;
     while (genes < MAX_GENES && rng.next() < MULTI_GENE_P) genes++;
     for (let k = 0; k < genes; k++) {
-      switch (rng.int(geneCount)) {
+      switch (geneCodes[rng.int(geneCount)]) {
         case 0: {
           const lo = b > 0 ? child[p - G]! : w0Min;
           const hi = b < nb - 1 ? child[p + G]! : ev.nw - 1;
@@ -513,12 +698,23 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
         case 3:
           child[p + 3] = mutateInt(child[p + 3]!, ev.minHeadsFor[child[p]!]!, ev.maxHeadsFor[child[p]!]!);
           break;
+        case GENE_KV: {
+          // Among the divisors of the query heads, so every K/V head serves the same number of queries.
+          const h = child[p + 3]!;
+          const base = (h - 1) * ev.mh;
+          let idx = 0;
+          while (ev.divisors[base + idx]! < child[p + 5]!) idx++;
+          child[p + 5] = ev.divisors[base + mutateInt(idx, 0, ev.divisorCount[h - 1]! - 1)]!;
+          break;
+        }
         default:
           child[p + 4] = 1 - child[p + 4]!;
       }
     }
     // A one-layer block is the same design shared or not; keep one spelling so duplicates are caught.
-    if (geneCount === 5 && child[p + 2] === 1) child[p + 4] = 0;
+    if (searchShare && child[p + 2] === 1) child[p + 4] = 0;
+    // Query heads may have changed: keep K/V heads a divisor of them.
+    if (ev.llama) child[p + 5] = ev.fitKv(child[p + 3]!, child[p + 5]!);
     ev.evaluate(child, 0);
     evaluated++;
     if (!ev.feasible()) continue;
@@ -561,11 +757,13 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
   const spec = genomeToSpec(pop, 0, o, `fleetlm-search-seed${o.seed}`);
   const params = countParameters(spec);
   const flops = countForwardFlops(spec, seqLen);
-  const memory = decodeMemoryBytes(spec, seqLen, o.bytesPerWeight);
+  const weights = o.storage ?? o.bytesPerWeight;
+  const memory = decodeMemoryBytes(spec, seqLen, weights, o.kvBytesPerValue);
+  const shipped = weightBytes(spec, weights);
   const latencyMs = model ? predictLatencyMs(spec, model) : null;
   const ent = networkEntropy(spec, { sigma: o.sigma, eps: o.eps, alphaAttention: o.alphaAttention, alphaFfn: o.alphaFfn });
   ev.evaluate(pop, 0);
-  if (params !== ev.params || flops !== ev.flops || memory !== ev.memory || (latencyMs !== null && latencyMs !== ev.latency) || ent.rho !== ev.rho) {
+  if (params !== ev.params || flops !== ev.flops || memory !== ev.memory || shipped !== ev.weightBytes || (latencyMs !== null && latencyMs !== ev.latency) || ent.rho !== ev.rho) {
     throw new Error(`search evaluator disagrees with the accounting for ${JSON.stringify(spec)}`);
   }
   if (!(ent.rho <= o.rhoMax) || !ev.attentionOk) throw new Error(`search returned a design outside rhoMax or the attention floor: ${JSON.stringify(spec)}`);
@@ -575,6 +773,7 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
     params,
     flops,
     decodeMemoryBytes: memory,
+    weightBytes: shipped,
     entropy: ent.entropy,
     entropyAttention: ent.attention,
     entropyFfn: ent.ffn,
@@ -594,7 +793,10 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
       vocabSize: o.vocabSize,
       contextLength: o.contextLength,
       seqLen,
-      bytesPerWeight: o.bytesPerWeight,
+      bytesPerWeight: o.storage ? null : o.bytesPerWeight,
+      family: o.family,
+      weightStorage: o.storage,
+      kvBytesPerValue: o.kvBytesPerValue,
       rhoMax: o.rhoMax,
       alphaAttention: o.alphaAttention,
       alphaFfn: o.alphaFfn,

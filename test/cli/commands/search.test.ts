@@ -74,6 +74,24 @@ describe('fleetlm search', () => {
     expect(tight.stdout).toContain('embedding width 64 (floor 64, default lowered to fit the budgets)');
   });
 
+  it('designs a Llama-family decoder with 4-bit weights and writes a Llama config', async () => {
+    const hf = path.join(dir, 'llama-config.json');
+    const r = await fleetlmInProcess(['--family', 'llama', '--weight-bits', '4', '--block-size', '64', '--blocks', '1', '--vocab', '32000', '--params', '40M', '--memory', '64MB', '--iterations', '2000', '--hf-config', hf, '--json']);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout);
+    expect(result.settings).toMatchObject({ family: 'llama', weightStorage: { type: 'int4', blockSize: 64 }, bytesPerWeight: null, kvBytesPerValue: 4 });
+    expect(result.spec.positions).toBe('rotary');
+    expect(result.decodeMemoryBytes).toBeLessThanOrEqual(64e6);
+    expect(result.weightBytes).toBeLessThan(result.params * 4);
+    const config = JSON.parse(readFileSync(hf, 'utf8'));
+    expect(config).toMatchObject({ model_type: 'llama', vocab_size: 32000, num_key_value_heads: result.spec.blocks[0].kvHeads, hidden_act: 'silu' });
+    const human = await fleetlmInProcess(['--family', 'llama', '--weight-bits', '8', '--params', '20M', '--vocab', '8000', '--iterations', '500']);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toContain('Llama family: RMSNorm, rotary (theta 10000), SwiGLU, no biases');
+    expect(human.stdout).toMatch(/K\/V heads?\)/);
+    expect(human.stdout).toMatch(/weights +[\d.]+ MiB \(int8 \(block 32, symmetric\); K\/V cache 4 bytes per value\)/);
+  });
+
   it.each([
     [['--params', '64X'], /--params has unknown suffix 'X' in '64X'/],
     [['--flops', '-5G'], /--flops must not be negative/],
@@ -85,6 +103,9 @@ describe('fleetlm search', () => {
     [['--min-attention-ratio', '2'], /--min-attention-ratio must be between 0 and 1; got '2'/],
     [['--min-embedding-width', '0'], /--min-embedding-width must be greater than zero/],
     [['--params', '6M', '--min-embedding-width', '128'], /params budget 6M is below the smallest feasible value 6\.76M .*width 128 \(minEmbeddingWidth 128\)/],
+    [['--weight-bits', '3'], /--weight-bits.*'3'/],
+    [['--family', 'bert'], /--family.*'bert'/],
+    [['--weight-bits', '4', '--bytes-per-weight', '2'], /give weightBits \(4\) or bytesPerWeight \(2\), not both/],
   ])('fails with exit 2 and a clear message for %j', async (args, message) => {
     const r = await fleetlmInProcess([...args, '--iterations', String(args.includes('--iterations') ? args[args.indexOf('--iterations') + 1] : 10)]);
     expect(r.code).toBe(2);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { searchArchitecture, type SearchOptions } from '../../../models/search/search.ts';
-import { countForwardFlops, countParameters, decodeMemoryBytes } from '../../../models/arch/accounting.ts';
+import { countForwardFlops, countParameters, decodeMemoryBytes, weightBytes } from '../../../models/arch/accounting.ts';
+import { weightStorageOfBits } from '../../../models/arch/weight-storage.ts';
 import { networkEffectiveness } from '../../../models/entropy/effectiveness.ts';
 import { networkEntropy } from '../../../models/entropy/network-entropy.ts';
 import { parseArchSpec } from '../../../models/arch/spec.ts';
@@ -223,5 +224,125 @@ describe('searchArchitecture results', () => {
     searchArchitecture({ iterations: 9000, budgets: { params: 30e6 }, onProgress: (done, total) => seen.push(done / total) });
     expect(seen[0]).toBe(0);
     expect(seen[seen.length - 1]).toBe(1);
+  });
+});
+
+describe('searchArchitecture for the Llama family and shipped weight bits', () => {
+  const unitOf = (device: string) => computeUnitOf(deviceProfile(device)).unit;
+
+  it('designs Llama-family decoders that meet every budget, checked with the accounting code (200 draws)', () => {
+    const rng = new Rng(20261203);
+    let feasible = 0;
+    let gqa = 0;
+    for (let draw = 0; draw < 200; draw++) {
+      const device = DEVICE_IDS[rng.int(DEVICE_IDS.length)]!;
+      const weightBits = ([undefined, 32, 16, 8, 4] as const)[rng.int(5)];
+      const budgets: NonNullable<SearchOptions['budgets']> = {};
+      if (rng.next() < 0.7) budgets.params = Math.round(logUniform(rng, 2e6, 300e6));
+      if (rng.next() < 0.6) budgets.flops = Math.round(logUniform(rng, 1e9, 1e12));
+      if (rng.next() < 0.6) budgets.decodeMemoryBytes = Math.round(logUniform(rng, 8e6, 1e9));
+      if (rng.next() < 0.6) budgets.latencyMs = logUniform(rng, 0.5, 100);
+      const contextLength = [128, 512, 2048][rng.int(3)]!;
+      const options: SearchOptions = {
+        family: 'llama',
+        budgets,
+        device,
+        weightBits,
+        blockSize: ([32, 64, 128] as const)[rng.int(3)],
+        seed: draw,
+        iterations: 80,
+        population: 16,
+        parentSetSize: 4,
+        blocks: 1 + rng.int(3),
+        vocabSize: [1000, 32000, 49152][rng.int(3)]!,
+        contextLength,
+        tiedHead: rng.next() < 0.7,
+        weightSharing: (['never', 'search'] as const)[rng.int(2)]!,
+      };
+      let r;
+      try {
+        r = searchArchitecture(options);
+      } catch (err) {
+        expect((err as ValidationError).code).toBe('VALIDATION_INFEASIBLE_BUDGET');
+        continue;
+      }
+      feasible++;
+      const spec = r.spec;
+      const weights = weightBits === undefined ? 4 : r.settings.weightStorage!;
+      expect(spec.positions).toBe('rotary');
+      for (const b of spec.blocks) {
+        expect(b).toMatchObject({ norm: 'rmsnorm', mlp: 'swiglu', qkvBias: false, outputBias: false });
+        expect(b.heads % b.kvHeads).toBe(0);
+        if (b.kvHeads < b.heads) gqa++;
+      }
+      if (budgets.params !== undefined) expect(countParameters(spec)).toBeLessThanOrEqual(budgets.params);
+      if (budgets.flops !== undefined) expect(countForwardFlops(spec, contextLength)).toBeLessThanOrEqual(budgets.flops);
+      expect(r.decodeMemoryBytes).toBe(decodeMemoryBytes(spec, contextLength, weights));
+      if (budgets.decodeMemoryBytes !== undefined) expect(r.decodeMemoryBytes).toBeLessThanOrEqual(budgets.decodeMemoryBytes);
+      expect(r.weightBytes).toBe(weightBytes(spec, weights));
+      const model = new RooflineLatencyModel(unitOf(device), typeof weights === 'number' ? { seqLen: contextLength } : { seqLen: contextLength, weights });
+      expect(r.latencyMs).toBe(predictLatencyMs(spec, model));
+      if (budgets.latencyMs !== undefined) expect(r.latencyMs!).toBeLessThanOrEqual(budgets.latencyMs);
+      expect(r.entropy).toBeCloseTo(networkEntropy(spec).entropy, 6);
+    }
+    expect(feasible).toBeGreaterThan(60);
+    expect(gqa).toBeGreaterThan(10);
+  });
+
+  it('counts the shipped bytes: 4-bit weights fit a memory budget that 32-bit weights cannot', () => {
+    const base: SearchOptions = { family: 'llama', vocabSize: 32000, contextLength: 512, blocks: 2, iterations: 4000, seed: 3, budgets: { decodeMemoryBytes: 40e6 } };
+    // An untied 320-wide design: embedding 32000 x 320 stays fp32 (41 MB) in both; the head is 41 MB
+    // at 32 bits but 32000 x 10 blocks x 20 bytes = 6.4 MB at 4 bits, so only 4 bits fit 60 MB.
+    const wide: SearchOptions = { ...base, minEmbeddingWidth: 320, tiedHead: false, budgets: { decodeMemoryBytes: 60e6 } };
+    expect(() => searchArchitecture({ ...wide, weightBits: 32 })).toThrow(/decode memory budget 57.22 MiB is below the smallest feasible value 81.91 MiB/);
+    const fits = searchArchitecture({ ...wide, weightBits: 4 });
+    expect(fits.decodeMemoryBytes).toBeLessThanOrEqual(60e6);
+    expect(weightBytes(fits.spec, weightStorageOfBits(32))).toBeGreaterThan(60e6);
+    const r4 = searchArchitecture({ ...base, weightBits: 4 });
+    const r32 = searchArchitecture({ ...base, weightBits: 32 });
+    expect(r4.decodeMemoryBytes).toBeLessThanOrEqual(40e6);
+    expect(r32.decodeMemoryBytes).toBeLessThanOrEqual(40e6);
+    // The same bytes buy far more parameters at 4 bits.
+    expect(r4.params).toBeGreaterThan(2 * r32.params);
+    expect(r4.entropy).toBeGreaterThan(r32.entropy);
+    expect(r4.settings.weightStorage).toEqual({ type: 'int4', blockSize: 32, asymmetric: false, quantizeEmbedding: false });
+    expect(r4.settings.bytesPerWeight).toBeNull();
+    expect(r4.decodeMemoryBytes).toBe(decodeMemoryBytes(r4.spec, 512, weightStorageOfBits(4)));
+  });
+
+  it('counts the shipped bytes in the latency model: fewer bits, more model within the same latency', () => {
+    const base: SearchOptions = { family: 'llama', device: 'rpi4', vocabSize: 32000, contextLength: 512, iterations: 4000, seed: 2, budgets: { latencyMs: 15 } };
+    const r16 = searchArchitecture({ ...base, weightBits: 16 });
+    const r4 = searchArchitecture({ ...base, weightBits: 4 });
+    expect(r16.latencyMs!).toBeLessThanOrEqual(15);
+    expect(r4.latencyMs!).toBeLessThanOrEqual(15);
+    expect(r4.params).toBeGreaterThan(r16.params);
+    // The same spec reads fewer bytes per token at 4 bits, so it is predicted faster on a bandwidth-bound CPU.
+    const unit = unitOf('rpi4');
+    const at = (bits: 32 | 16 | 8 | 4): number => predictLatencyMs(r16.spec, new RooflineLatencyModel(unit, { seqLen: 512, weights: weightStorageOfBits(bits) }));
+    expect(at(4)).toBeLessThan(at(8));
+    expect(at(8)).toBeLessThan(at(16));
+    expect(at(16)).toBeLessThan(at(32));
+  });
+
+  it('leaves the GPT search as it was by default, and 32-bit weights change nothing', () => {
+    const opts: SearchOptions = { budgets: { params: 64e6, flops: 160e9, decodeMemoryBytes: 300e6 }, device: 'jetson-nano', seed: 7, iterations: 3000 };
+    const plain = searchArchitecture(opts);
+    expect(plain.settings).toMatchObject({ family: 'gpt', weightStorage: null, bytesPerWeight: 4, kvBytesPerValue: 4 });
+    expect(plain.spec.positions).toBe('learned');
+    expect(plain.spec.blocks.every((b) => b.norm === 'layernorm' && b.mlp === 'gelu' && b.kvHeads === b.heads)).toBe(true);
+    expect(plain.weightBytes).toBe(plain.params * 4);
+    const fp32 = searchArchitecture({ ...opts, weightBits: 32 });
+    expect(fp32.spec).toEqual(plain.spec);
+    expect(fp32.decodeMemoryBytes).toBe(plain.decodeMemoryBytes);
+    expect(fp32.latencyMs).toBe(plain.latencyMs);
+  });
+
+  it('refuses contradictory weight settings', () => {
+    expect(() => searchArchitecture({ weightBits: 4, bytesPerWeight: 2, iterations: 1 })).toThrow(/give weightBits \(4\) or bytesPerWeight \(2\), not both/);
+    expect(() => searchArchitecture({ weightBits: 3 as 4, iterations: 1 })).toThrow(ValidationError);
+    expect(() => searchArchitecture({ weightBits: 4, blockSize: 48 as 32, iterations: 1 })).toThrow(ValidationError);
+    const table = { format: 'fleetlm/layer-latency@1' as const, device: 'rpi4', seqLen: 1024, layers: [{ width: 256, ffnWidth: 256, heads: 1, ms: 1 }] };
+    expect(() => searchArchitecture({ latencyTable: table, weightBits: 4, iterations: 1 })).toThrow(/measured at 32-bit weights .* ships 4-bit weights/);
   });
 });
