@@ -107,6 +107,11 @@ export class HfCheckpoint {
     return this.readerFor(name).readRaw(name);
   }
 
+  /** `count` elements of a tensor from element `start` on, as stored. */
+  readRawRange(name: string, start: number, count: number): SafetensorsTensor {
+    return this.readerFor(name).readRawRange(name, start, count);
+  }
+
   /** Stored dtypes and how many tensors use each, e.g. { BF16: 272, F32: 2 }. */
   dtypeCounts(): Record<string, number> {
     const counts: Record<string, number> = {};

@@ -3,7 +3,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { ModelError } from '../../common/errors.ts';
 import type { WeightTensor } from '../arch/weights.ts';
-import { headerLengthOf, parseSafetensorsHeader, tensorToFloat32, type SafetensorsEntry, type SafetensorsTensor } from './safetensors.ts';
+import { DTYPE_BYTES, headerLengthOf, parseSafetensorsHeader, tensorToFloat32, type SafetensorsEntry, type SafetensorsTensor } from './safetensors.ts';
 
 /** Reads `length` bytes at `position` of an open file, failing on a short read. */
 function readExactly(fd: number, length: number, position: number, what: string): Uint8Array {
@@ -70,6 +70,18 @@ export class SafetensorsReader {
     const e = this.entry(name);
     const bytes = readExactly(this.fd, e.end - e.begin, this.dataStart + e.begin, `safetensors checkpoint ${this.path}`);
     return { dtype: e.dtype, shape: e.shape, bytes };
+  }
+
+  /** `count` elements of one tensor from element `start` on, as stored (for comparisons in chunks). */
+  readRawRange(name: string, start: number, count: number): SafetensorsTensor {
+    if (this.fd === null) throw new ModelError(`safetensors checkpoint ${this.path} is closed`);
+    const e = this.entry(name);
+    const size = DTYPE_BYTES[e.dtype];
+    if (start < 0 || count < 0 || (start + count) * size > e.end - e.begin) {
+      throw new RangeError(`elements ${start}..${start + count} are outside tensor "${name}" of ${(e.end - e.begin) / size} elements`);
+    }
+    const bytes = readExactly(this.fd, count * size, this.dataStart + e.begin + start * size, `safetensors checkpoint ${this.path}`);
+    return { dtype: e.dtype, shape: [count], bytes };
   }
 
   /** One tensor converted to float32 (F32, F16, BF16, F64). */
