@@ -159,6 +159,11 @@ function geluStyle(fn: string, architecture: string): Activation {
   return a;
 }
 
+/** GPT-2/OPT FFN width as the presets write it: a whole ratio when there is one, else the width. */
+function ffnOf(ffn: number, width: number): { ffnRatio: number } | { ffnHidden: number } {
+  return ffn % width === 0 ? { ffnRatio: ffn / width } : { ffnHidden: ffn };
+}
+
 function divisible(width: number, heads: number, fields: string): number {
   if (width % heads !== 0) refuse(`${fields}: hidden size ${width} is not divisible by ${heads} attention heads`);
   return width / heads;
@@ -176,7 +181,7 @@ function gpt2Spec(raw: unknown, common: z.output<typeof CommonSchema>): { spec: 
       contextLength: c.n_positions,
       layerNormEpsilon: c.layer_norm_epsilon,
       tiedHead: common.tie_word_embeddings ?? true,
-      blocks: [{ width: c.n_embd, ffnHidden: c.n_inner ?? 4 * c.n_embd, layers: c.n_layer, heads: c.n_head, headDim: divisible(c.n_embd, c.n_head, 'n_embd/n_head') }],
+      blocks: [{ width: c.n_embd, ...ffnOf(c.n_inner ?? 4 * c.n_embd, c.n_embd), layers: c.n_layer, heads: c.n_head, headDim: divisible(c.n_embd, c.n_head, 'n_embd/n_head') }],
     },
   };
 }
@@ -200,7 +205,7 @@ function optSpec(raw: unknown, common: z.output<typeof CommonSchema>): { spec: A
       layerNormEpsilon: 1e-5,
       tiedHead: common.tie_word_embeddings ?? true,
       blocks: [
-        { width: c.hidden_size, ffnHidden: c.ffn_dim, layers: c.num_hidden_layers, heads: c.num_attention_heads, headDim: divisible(c.hidden_size, c.num_attention_heads, 'hidden_size/num_attention_heads') },
+        { width: c.hidden_size, ...ffnOf(c.ffn_dim, c.hidden_size), layers: c.num_hidden_layers, heads: c.num_attention_heads, headDim: divisible(c.hidden_size, c.num_attention_heads, 'hidden_size/num_attention_heads') },
       ],
     },
   };

@@ -305,7 +305,7 @@ export function gpt2Fixture(s: { vocab: number; positions: number; hidden: numbe
     contextLength: s.positions,
     layerNormEpsilon: 1e-5,
     tiedHead: true,
-    blocks: [{ width: E, ffnHidden: 4 * E, layers: s.layers, heads: s.heads, headDim: E / s.heads }],
+    blocks: [{ width: E, ffnRatio: 4, layers: s.layers, heads: s.heads, headDim: E / s.heads }],
   };
   return { config, tensors: m.tensors, native: m.native, activation: 'gelu_tanh', spec };
 }
@@ -360,7 +360,7 @@ export function optFixture(s: { vocab: number; positions: number; embed: number;
     ...(s.embed !== E ? { embeddingWidth: s.embed } : {}),
     layerNormEpsilon: 1e-5,
     tiedHead: true,
-    blocks: [{ width: E, ffnHidden: s.ffn, layers: s.layers, heads: s.heads, headDim: E / s.heads }],
+    blocks: [{ width: E, ...(s.ffn % E === 0 ? { ffnRatio: s.ffn / E } : { ffnHidden: s.ffn }), layers: s.layers, heads: s.heads, headDim: E / s.heads }],
   };
   return { config, tensors: m.tensors, native: m.native, activation: 'relu', spec };
 }
