@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { register as search } from './search.ts';
 import { register as build } from './build.ts';
+import { register as importModel } from './import.ts';
 import { register as generate } from './generate.ts';
 import { register as perplexity } from './perplexity.ts';
 import { register as compress } from './compress.ts';
@@ -14,6 +15,7 @@ import { register as train } from './train.ts';
 export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   search,
   build,
+  importModel,
   generate,
   perplexity,
   compress,

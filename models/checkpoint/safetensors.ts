@@ -36,26 +36,49 @@ const EntrySchema = z
 
 const MetadataSchema = z.record(z.string(), z.string());
 
-/** Parses safetensors bytes; every tensor is a view into `bytes` (no copy). */
-export function parseSafetensors(bytes: Uint8Array, what = 'safetensors checkpoint'): SafetensorsFile {
-  const fail = (message: string): never => {
-    throw new ModelError(`${what}: ${message}`, { code: 'MODEL_CHECKPOINT' });
-  };
-  if (bytes.length < 8) fail(`file has ${bytes.length} bytes; a safetensors file needs at least 8 (the header length)`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLen = view.getBigUint64(0, true);
-  if (headerLen > BigInt(MAX_HEADER_BYTES)) fail(`header length ${headerLen} is over the limit of ${MAX_HEADER_BYTES} bytes`);
+/** Where one tensor's bytes lie in the data buffer (after the header). */
+export interface SafetensorsEntry {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** Byte offsets into the data buffer, end exclusive. */
+  begin: number;
+  end: number;
+}
+
+/** A validated header: metadata and every tensor's dtype, shape and byte range. */
+export interface SafetensorsHeader {
+  metadata: Record<string, string>;
+  entries: Map<string, SafetensorsEntry>;
+}
+
+function checkpointError(what: string, message: string): never {
+  throw new ModelError(`${what}: ${message}`, { code: 'MODEL_CHECKPOINT' });
+}
+
+/** Header length from the first 8 bytes, checked against the limit and the file size. */
+export function headerLengthOf(prefix: Uint8Array, fileBytes: number, what = 'safetensors checkpoint'): number {
+  if (fileBytes < 8 || prefix.length < 8) checkpointError(what, `file has ${fileBytes} bytes; a safetensors file needs at least 8 (the header length)`);
+  const headerLen = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  if (headerLen > BigInt(MAX_HEADER_BYTES)) checkpointError(what, `header length ${headerLen} is over the limit of ${MAX_HEADER_BYTES} bytes`);
   const n = Number(headerLen);
-  if (8 + n > bytes.length) fail(`header length ${n} runs past the end of the file (${bytes.length} bytes); the file is truncated`);
+  if (8 + n > fileBytes) checkpointError(what, `header length ${n} runs past the end of the file (${fileBytes} bytes); the file is truncated`);
+  return n;
+}
+
+/**
+ * Validates a header (the JSON after the 8-byte length) against a data buffer of `dataBytes`:
+ * known dtypes, sizes that match shapes, ranges that tile the buffer exactly.
+ */
+export function parseSafetensorsHeader(headerBytes: Uint8Array, dataBytes: number, what = 'safetensors checkpoint'): SafetensorsHeader {
+  const fail = (message: string): never => checkpointError(what, message);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
   } catch (err) {
     fail(`header is not valid UTF-8 JSON (${(err as Error).message})`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header must be a JSON object');
-  const data = bytes.subarray(8 + n);
-  const tensors = new Map<string, SafetensorsTensor>();
+  const entries = new Map<string, SafetensorsEntry>();
   let metadata: Record<string, string> = {};
   const ranges: Array<{ name: string; begin: number; end: number }> = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
@@ -74,13 +97,13 @@ export function parseSafetensors(bytes: Uint8Array, what = 'safetensors checkpoi
     const dtype = entry.dtype as SafetensorsDtype;
     const [begin, end] = entry.data_offsets;
     if (end < begin) fail(`tensor "${name}" has data_offsets [${begin}, ${end}] with end before begin`);
-    if (end > data.length) fail(`tensor "${name}" has data_offsets [${begin}, ${end}] past the data buffer of ${data.length} bytes`);
+    if (end > dataBytes) fail(`tensor "${name}" has data_offsets [${begin}, ${end}] past the data buffer of ${dataBytes} bytes`);
     const count = entry.shape.reduce((a, b) => a * b, 1);
     if (!Number.isSafeInteger(count * DTYPE_BYTES[dtype]) || count * DTYPE_BYTES[dtype] !== end - begin) {
       fail(`tensor "${name}" has shape [${entry.shape.join(', ')}] of ${dtype} (${count * DTYPE_BYTES[dtype]} bytes) but data_offsets [${begin}, ${end}] span ${end - begin} bytes`);
     }
     ranges.push({ name, begin, end });
-    tensors.set(name, { dtype, shape: entry.shape, bytes: data.subarray(begin, end) });
+    entries.set(name, { dtype, shape: entry.shape, begin, end });
   }
   ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let cursor = 0;
@@ -89,8 +112,18 @@ export function parseSafetensors(bytes: Uint8Array, what = 'safetensors checkpoi
     if (r.begin > cursor) fail(`bytes ${cursor}..${r.begin} before tensor "${r.name}" belong to no tensor; the header does not cover the buffer`);
     cursor = r.end;
   }
-  if (cursor !== data.length) fail(`the header covers ${cursor} bytes but the data buffer has ${data.length}`);
-  return { metadata, tensors };
+  if (cursor !== dataBytes) fail(`the header covers ${cursor} bytes but the data buffer has ${dataBytes}`);
+  return { metadata, entries };
+}
+
+/** Parses safetensors bytes; every tensor is a view into `bytes` (no copy). */
+export function parseSafetensors(bytes: Uint8Array, what = 'safetensors checkpoint'): SafetensorsFile {
+  const n = headerLengthOf(bytes, bytes.length, what);
+  const data = bytes.subarray(8 + n);
+  const header = parseSafetensorsHeader(bytes.subarray(8, 8 + n), data.length, what);
+  const tensors = new Map<string, SafetensorsTensor>();
+  for (const [name, e] of header.entries) tensors.set(name, { dtype: e.dtype, shape: e.shape, bytes: data.subarray(e.begin, e.end) });
+  return { metadata: header.metadata, tensors };
 }
 
 /** Reads and validates a safetensors file. */

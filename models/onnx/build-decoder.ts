@@ -9,7 +9,8 @@ import { embeddingWidthOf, type ArchSpec, type BlockSpec } from '../arch/spec.ts
 import type { Activation } from '../arch/activation.ts';
 import { DataType, type ModelProto } from './proto.ts';
 import { GraphBuilder, float } from './graph-builder.ts';
-import { expectedWeightShapes, layerPlan, validateWeights, type DecoderWeights, type LayerPlan } from '../arch/weights.ts';
+import { expectedWeightShapes, layerPlan, validateWeights, type DecoderWeights, type LayerPlan, type WeightTensor } from '../arch/weights.ts';
+import { isWeightSource, validateWeightSource, type WeightSource } from '../arch/weight-source.ts';
 
 /** ONNX opset of the default domain (LayerNormalization needs 17). */
 export const DECODER_OPSET = 17;
@@ -55,11 +56,15 @@ interface Pending {
 }
 
 /**
- * Builds the decoder graph. Weights are referenced, not copied, so keep them alive until the
- * model is saved. Throws ModelError when the weights do not match the spec.
+ * Builds the decoder graph. In-memory weights are referenced, not copied, so keep them alive until
+ * the model is saved; a WeightSource is read only when the model is saved, one tensor at a time.
+ * Throws ModelError when the weights do not match the spec.
  */
-export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights, options: BuildOptions = {}): ModelProto {
-  validateWeights(spec, weights);
+export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights | WeightSource, options: BuildOptions = {}): ModelProto {
+  const source = isWeightSource(weights) ? weights : undefined;
+  if (source) validateWeightSource(spec, source);
+  else validateWeights(spec, weights as DecoderWeights);
+  const memory = source ? undefined : (weights as DecoderWeights);
   const fused = options.fused === true;
   const activation = options.activation ?? 'gelu';
   const g = new GraphBuilder();
@@ -75,9 +80,15 @@ export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights, optio
   /** The one place a native weight is read: adds it as an initializer once, however many layers use it. */
   const w = (name: string): string => {
     if (!added.has(name)) {
-      const t = weights.get(name);
-      if (!t) throw new ModelError(`weight "${name}" missing`);
-      g.initFloat(name, t.data, t.shape);
+      if (source) {
+        const shape = source.shapes.get(name);
+        if (!shape) throw new ModelError(`weight "${name}" missing`);
+        g.initFloatLazy(name, [...shape], () => source.load(name));
+      } else {
+        const t = memory!.get(name);
+        if (!t) throw new ModelError(`weight "${name}" missing`);
+        g.initFloat(name, t.data, t.shape);
+      }
       added.add(name);
     }
     return name;
@@ -88,23 +99,28 @@ export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights, optio
    */
   const packed = (name: string, parts: readonly string[]): string => {
     if (added.has(name)) return name;
-    const tensors = parts.map((part) => {
-      const t = weights.get(part);
-      if (!t) throw new ModelError(`weight "${part}" missing`);
-      return t;
+    const shapes = parts.map((part) => {
+      const shape = source ? source.shapes.get(part) : memory!.get(part)?.shape;
+      if (!shape) throw new ModelError(`weight "${part}" missing`);
+      return shape;
     });
-    const rows = tensors[0]!.shape.length === 2 ? tensors[0]!.shape[0]! : 1;
-    const widths = tensors.map((t) => t.shape[t.shape.length - 1]!);
+    const rows = shapes[0]!.length === 2 ? shapes[0]![0]! : 1;
+    const widths = shapes.map((shape) => shape[shape.length - 1]!);
     const cols = widths.reduce((a, b) => a + b, 0);
-    const out = new Float32Array(rows * cols);
-    for (let r = 0; r < rows; r++) {
-      let at = r * cols;
-      tensors.forEach((t, i) => {
-        out.set(t.data.subarray(r * widths[i]!, (r + 1) * widths[i]!), at);
-        at += widths[i]!;
-      });
-    }
-    g.initFloat(name, out, tensors[0]!.shape.length === 2 ? [rows, cols] : [cols]);
+    const pack = (tensors: ReadonlyArray<Pick<WeightTensor, 'data'>>): Float32Array => {
+      const out = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++) {
+        let at = r * cols;
+        tensors.forEach((t, i) => {
+          out.set(t.data.subarray(r * widths[i]!, (r + 1) * widths[i]!), at);
+          at += widths[i]!;
+        });
+      }
+      return out;
+    };
+    const dims = shapes[0]!.length === 2 ? [rows, cols] : [cols];
+    if (source) g.initFloatLazy(name, dims, () => pack(parts.map((part) => ({ data: source.load(part) }))));
+    else g.initFloat(name, pack(parts.map((part) => memory!.get(part)!)), dims);
     added.add(name);
     return name;
   };

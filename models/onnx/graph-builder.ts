@@ -1,6 +1,6 @@
 // A small helper for assembling ONNX graphs in code: unique value names, typed initializers,
 // cached constants and attribute encoding, so the decoder builder reads like the model it builds.
-import { onnx, DataType, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto, type AttributeProto } from './proto.ts';
+import { onnx, DataType, setLazyTensorData, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto, type AttributeProto } from './proto.ts';
 
 /** An attribute value: numbers are INT when integral unless wrapped with `float()`. */
 export type AttrValue = number | string | number[] | { float: number } | { floats: number[] } | { tensor: TensorProto };
@@ -93,6 +93,18 @@ export class GraphBuilder {
   initFloat(name: string, data: Float32Array, dims: number[]): string {
     this.used.add(name);
     this.initializers.push({ name, dataType: DataType.FLOAT, dims, rawData: bytesOf(data) });
+    return name;
+  }
+
+  /**
+   * Adds a float32 initializer whose data is loaded only when the model is saved (then dropped), so
+   * a large model is never whole in memory; see setLazyTensorData in proto.ts.
+   */
+  initFloatLazy(name: string, dims: number[], load: () => Float32Array): string {
+    this.used.add(name);
+    const tensor: TensorProto = { name, dataType: DataType.FLOAT, dims };
+    setLazyTensorData(tensor, 4 * dims.reduce((a, b) => a * b, 1), () => bytesOf(load()));
+    this.initializers.push(tensor);
     return name;
   }
 

@@ -50,9 +50,56 @@ export interface LoadOptions {
   baseDir?: string;
 }
 
-/** Number of bytes a tensor's data occupies, counting rawData or the typed repeated fields. */
+/** Raw data of an initializer that is produced only when the model is written. */
+interface LazyTensorData {
+  byteLength: number;
+  load: () => Uint8Array;
+}
+
+// Keyed by the TensorProto object, so models stay plain protobufjs objects; a copy ({...t}) is not lazy.
+const lazyData = new WeakMap<TensorProto, LazyTensorData>();
+
+/**
+ * Gives `t` raw data that `load` produces when the model is saved or encoded, then drops: the
+ * save path writes tensors one at a time, so memory holds about one tensor, not the model.
+ */
+export function setLazyTensorData(t: TensorProto, byteLength: number, load: () => Uint8Array): void {
+  lazyData.set(t, { byteLength, load });
+}
+
+/** Loads a lazy tensor's bytes, checking the loader kept its promise on length. */
+function loadLazy(t: TensorProto, lazy: LazyTensorData): Uint8Array {
+  const bytes = lazy.load();
+  if (bytes.length !== lazy.byteLength) {
+    throw new ModelError(`tensor "${t.name}" loaded ${bytes.length} bytes; its dims [${(t.dims ?? []).join(', ')}] need ${lazy.byteLength}`);
+  }
+  return bytes;
+}
+
+/** The raw bytes of a tensor: rawData, or its lazy data loaded now (undefined when it has neither). */
+export function tensorRawData(t: TensorProto): Uint8Array | undefined {
+  if (t.rawData && t.rawData.length > 0) return t.rawData;
+  const lazy = lazyData.get(t);
+  return lazy ? loadLazy(t, lazy) : undefined;
+}
+
+/** Byte length of a tensor's raw data (rawData or lazy), without loading it. */
+function rawByteLength(t: TensorProto): number {
+  return t.rawData && t.rawData.length > 0 ? t.rawData.length : (lazyData.get(t)?.byteLength ?? 0);
+}
+
+/** A copy of the model whose lazy tensors hold their data (for encoding in one buffer). */
+function materializeLazy(model: ModelProto): ModelProto {
+  const inits = model.graph?.initializer ?? [];
+  if (!inits.some((t) => lazyData.has(t))) return model;
+  return { ...model, graph: { ...model.graph, initializer: inits.map((t) => (lazyData.has(t) ? { ...t, rawData: tensorRawData(t) } : t)) } };
+}
+
+/** Number of bytes a tensor's data occupies, counting rawData, lazy data or the typed repeated fields. */
 export function tensorDataBytes(t: TensorProto): number {
   if (t.rawData && t.rawData.length > 0) return t.rawData.length;
+  const lazy = lazyData.get(t);
+  if (lazy) return lazy.byteLength;
   if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
     const len = t.externalData?.find((e) => e.key === 'length')?.value;
     return len ? Number(len) : 0;
@@ -79,7 +126,7 @@ export function encodeOnnxModel(model: ModelProto): Uint8Array {
       `ONNX model holds ${estimate} bytes of tensors, over the protobuf limit of ${PROTOBUF_LIMIT_BYTES} bytes; save it with external data`,
     );
   }
-  return onnx.ModelProto.encode(model).finish();
+  return onnx.ModelProto.encode(materializeLazy(model)).finish();
 }
 
 /** Decodes and sanity-checks ONNX bytes; truncated or foreign bytes give a ModelError. */
@@ -207,7 +254,7 @@ function streamEncodeModel(model: ModelProto): { graphBytes: number; chunks: () 
   const initializers = model.graph?.initializer ?? [];
   const heads = initializers.map((t) => onnx.TensorProto.encode({ ...t, rawData: undefined }).finish());
   const tensorLengths = initializers.map((t, i) => {
-    const raw = t.rawData?.length ?? 0;
+    const raw = rawByteLength(t);
     return heads[i]!.length + (raw > 0 ? fieldHeader(TENSOR_RAW_DATA_FIELD, raw).length + raw : 0);
   });
   const graphRest = model.graph ? onnx.GraphProto.encode({ ...model.graph, initializer: [] }).finish() : new Uint8Array(0);
@@ -224,10 +271,11 @@ function streamEncodeModel(model: ModelProto): { graphBytes: number; chunks: () 
       for (let i = 0; i < initializers.length; i++) {
         yield fieldHeader(GRAPH_INITIALIZER_FIELD, tensorLengths[i]!);
         yield heads[i]!;
-        const raw = initializers[i]!.rawData;
-        if (raw && raw.length > 0) {
-          yield fieldHeader(TENSOR_RAW_DATA_FIELD, raw.length);
-          yield raw;
+        const length = rawByteLength(initializers[i]!);
+        if (length > 0) {
+          yield fieldHeader(TENSOR_RAW_DATA_FIELD, length);
+          // Lazy tensors are loaded here, one at a time, and dropped once written.
+          yield tensorRawData(initializers[i]!)!;
         }
       }
     },
@@ -261,15 +309,17 @@ export async function saveOnnxModel(model: ModelProto, modelPath: string, option
   const minBytes = options.externalMinBytes ?? 1024;
   const dataName = `${path.basename(modelPath)}.data`;
   const dataPath = path.join(path.dirname(modelPath), dataName);
-  const chunks: Uint8Array[] = [];
+  // What goes into the data file, in order: padding, or a tensor whose bytes (lazy ones loaded
+  // only as the file is written) follow.
+  const pieces: Array<number | TensorProto> = [];
   let offset = 0;
   const initializers = (model.graph?.initializer ?? []).map((t) => {
-    const raw = t.rawData;
-    if (!raw || raw.length < minBytes) return t;
+    const length = rawByteLength(t);
+    if (length === 0 || length < minBytes) return lazyData.has(t) ? { ...t, rawData: tensorRawData(t) } : t;
     const pad = (EXTERNAL_ALIGNMENT - (offset % EXTERNAL_ALIGNMENT)) % EXTERNAL_ALIGNMENT;
-    if (pad > 0) chunks.push(new Uint8Array(pad));
+    if (pad > 0) pieces.push(pad);
     offset += pad;
-    chunks.push(raw);
+    pieces.push(t);
     const entry: TensorProto = {
       ...t,
       rawData: null,
@@ -277,15 +327,18 @@ export async function saveOnnxModel(model: ModelProto, modelPath: string, option
       externalData: [
         { key: 'location', value: dataName },
         { key: 'offset', value: String(offset) },
-        { key: 'length', value: String(raw.length) },
+        { key: 'length', value: String(length) },
       ],
     };
-    offset += raw.length;
+    offset += length;
     return entry;
   });
   const slim: ModelProto = { ...model, graph: { ...model.graph, initializer: initializers } };
   const bytes = encodeOnnxModel(slim);
-  const dataBytes = await writeChunksAtomic(dataPath, chunks);
+  function* dataChunks(): Generator<Uint8Array> {
+    for (const piece of pieces) yield typeof piece === 'number' ? new Uint8Array(piece) : tensorRawData(piece)!;
+  }
+  const dataBytes = await writeChunksAtomic(dataPath, dataChunks());
   await writeChunksAtomic(modelPath, [bytes]);
   await fsyncDir(path.dirname(path.resolve(modelPath)));
   return { modelPath, externalDataPath: dataPath, modelBytes: bytes.length, externalDataBytes: dataBytes };
@@ -302,12 +355,13 @@ export function tensorToFloat32(t: TensorProto): Float32Array {
     throw new ModelError(`tensor "${t.name}" has data type ${t.dataType}; expected FLOAT (1)`);
   }
   const count = tensorElementCount(t);
-  if (t.rawData && t.rawData.length > 0) {
-    if (t.rawData.length !== count * 4) {
-      throw new ModelError(`tensor "${t.name}" has ${t.rawData.length} raw bytes; dims [${(t.dims ?? []).join(', ')}] need ${count * 4}`, { code: 'MODEL_CORRUPT' });
+  const raw = tensorRawData(t);
+  if (raw) {
+    if (raw.length !== count * 4) {
+      throw new ModelError(`tensor "${t.name}" has ${raw.length} raw bytes; dims [${(t.dims ?? []).join(', ')}] need ${count * 4}`, { code: 'MODEL_CORRUPT' });
     }
     const out = new Float32Array(count);
-    new Uint8Array(out.buffer).set(t.rawData);
+    new Uint8Array(out.buffer).set(raw);
     return out;
   }
   if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {

@@ -133,7 +133,7 @@ describe('buildModelFile from checkpoints', () => {
       await writeSafetensors(file, weightsToCheckpoint(spec, native, layout));
       const out = path.join(dir, `${layout}.onnx`);
       const result = await buildModelFile(spec, { outPath: out, fused: true, weightsPath: file, layout });
-      expect(result.activation).toBe({ opt: 'relu', gpt2: 'gelu_tanh', fleetlm: 'gelu' }[layout]);
+      expect(result.activation).toBe({ opt: 'relu', gpt2: 'gelu_tanh', fleetlm: 'gelu', llama: 'gelu' }[layout]);
       const ids = [[1, 2, 3, 4, 5]];
       const session = await sessionFor(out);
       const got = await runStep(session, { inputIds: ids, positionIds: [[0, 1, 2, 3, 4]], attentionMask: [[1, 1, 1, 1, 1]], past: emptyCache(spec) });

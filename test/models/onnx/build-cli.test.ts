@@ -50,7 +50,7 @@ describe('fleetlm build', () => {
   });
 
   it('exits 2 for an unknown layout and 1 for a malformed checkpoint', async () => {
-    const bad = await run(['build', '--arch', 'tiny', '--out', path.join(dir, 'x.onnx'), '--layout', 'llama']);
+    const bad = await run(['build', '--arch', 'tiny', '--out', path.join(dir, 'x.onnx'), '--layout', 'bloom']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/layout/);
     const ckpt = path.join(dir, 'broken.safetensors');
