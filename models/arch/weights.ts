@@ -1,20 +1,22 @@
 // Decoder weights under FleetLM's native tensor names: the expected names and shapes for a spec,
 // a seeded GPT-2-scheme initialisation, and validation of weights that came from elsewhere.
 //
-// Native names (all linear weights are stored [in, out], so y = x @ W + b):
-//   embed_tokens.weight [V, Eemb]                embed_positions.weight [contextLength + positionOffset, Eemb]
+// Native names (all linear weights are stored [in, out], so y = x @ W + b; /coord/LLAMA-NAMES.md):
+//   embed_tokens.weight [V, Eemb]                embed_positions.weight [contextLength + positionOffset, Eemb] (learned only)
 //   project_in.weight [Eemb, E0]   (only when Eemb != E0, no bias)
-//   layers.{k}.ln1.weight|bias [E]               layers.{k}.attn.{q,k,v}.weight [E, A], .bias [A]
-//   layers.{k}.attn.out.weight [A, E], .bias [E] layers.{k}.ln2.weight|bias [E]
-//   layers.{k}.ffn.up.weight [E, F], .bias [F]   layers.{k}.ffn.down.weight [F, E], .bias [E]
-//   block_proj.{b}.weight [E_{b-1}, E_b], .bias [E_b]   (before block b when widths differ)
-//   final_ln.weight|bias [E_last]
+//   layers.{k}.ln1.weight [E], .bias [E] (layernorm only; same for ln2 and final_ln)
+//   layers.{k}.attn.q.weight [E, A]  attn.k.weight / attn.v.weight [E, Akv]  (.bias when qkvBias)
+//   layers.{k}.attn.out.weight [A, E], .bias [E] (bias when outputBias)
+//   layers.{k}.ffn.gate.weight [E, F] (swiglu only)  ffn.up.weight [E, F]  ffn.down.weight [F, E] (biases when outputBias)
+//   block_proj.{b}.weight [E_{b-1}, E_b], .bias [E_b] (bias when block b's outputBias; before block b when widths differ)
+//   final_ln.weight|bias [E_last]   (norm of the last block)
 //   project_out.weight [E_last, Eemb]  (tied head with E_last != Eemb, no bias)
 //   lm_head.weight [E_last, V]          (untied head, no bias)
-// k is the global index of the layer; layers of a shareWeights block all use the first layer's k.
+// A = heads*headDim, Akv = kvHeads*headDim. k is the global index of the layer; layers of a
+// shareWeights block all use the first layer's k.
 import { mulberry32 } from '../random.ts';
 import { ModelError } from '../../common/errors.ts';
-import { attentionWidthOf, embeddingWidthOf, ffnWidthOf, type ArchSpec } from './spec.ts';
+import { attentionWidthOf, embeddingWidthOf, ffnWidthOf, kvWidthOf, type ArchSpec } from './spec.ts';
 
 /** One tensor: row-major float32 data and its shape. */
 export interface WeightTensor {
@@ -34,6 +36,8 @@ export interface LayerPlan {
   prefix: string;
   width: number;
   heads: number;
+  /** Key/value heads (== heads unless grouped-query attention); the KV cache holds this many. */
+  kvHeads: number;
   headDim: number;
   ffn: number;
   /** True for the layer that owns the weights (the first of a shared block, or any unshared layer). */
@@ -54,6 +58,7 @@ export function layerPlan(spec: ArchSpec): LayerPlan[] {
         prefix: `layers.${owner}`,
         width: block.width,
         heads: block.heads,
+        kvHeads: block.kvHeads,
         headDim: block.headDim,
         ffn: ffnWidthOf(block),
         ownsWeights: owner === index,
@@ -74,42 +79,44 @@ export function expectedWeightShapes(spec: ArchSpec): Map<string, number[]> {
   const eEmb = embeddingWidthOf(spec);
   const V = spec.vocabSize;
   shapes.set('embed_tokens.weight', [V, eEmb]);
-  shapes.set('embed_positions.weight', [spec.contextLength + spec.positionOffset, eEmb]);
+  if (spec.positions === 'learned') shapes.set('embed_positions.weight', [spec.contextLength + spec.positionOffset, eEmb]);
   const first = spec.blocks[0]!.width;
   if (eEmb !== first) shapes.set('project_in.weight', [eEmb, first]);
+  const norm = (name: string, width: number, layernorm: boolean): void => {
+    shapes.set(`${name}.weight`, [width]);
+    if (layernorm) shapes.set(`${name}.bias`, [width]);
+  };
+  const linear = (name: string, rows: number, cols: number, bias: boolean): void => {
+    shapes.set(`${name}.weight`, [rows, cols]);
+    if (bias) shapes.set(`${name}.bias`, [cols]);
+  };
   const plan = layerPlan(spec);
   for (const layer of plan) {
     const block = spec.blocks[layer.block]!;
     if (layer.index > 0 && plan[layer.index - 1]!.block !== layer.block) {
       const prevWidth = spec.blocks[layer.block - 1]!.width;
-      if (prevWidth !== layer.width) {
-        shapes.set(`block_proj.${layer.block}.weight`, [prevWidth, layer.width]);
-        shapes.set(`block_proj.${layer.block}.bias`, [layer.width]);
-      }
+      if (prevWidth !== layer.width) linear(`block_proj.${layer.block}`, prevWidth, layer.width, block.outputBias);
     }
     if (!layer.ownsWeights) continue;
     const E = layer.width;
     const A = attentionWidthOf(block);
+    const Akv = kvWidthOf(block);
     const F = layer.ffn;
     const p = layer.prefix;
-    shapes.set(`${p}.ln1.weight`, [E]);
-    shapes.set(`${p}.ln1.bias`, [E]);
-    for (const x of ['q', 'k', 'v']) {
-      shapes.set(`${p}.attn.${x}.weight`, [E, A]);
-      shapes.set(`${p}.attn.${x}.bias`, [A]);
-    }
-    shapes.set(`${p}.attn.out.weight`, [A, E]);
-    shapes.set(`${p}.attn.out.bias`, [E]);
-    shapes.set(`${p}.ln2.weight`, [E]);
-    shapes.set(`${p}.ln2.bias`, [E]);
-    shapes.set(`${p}.ffn.up.weight`, [E, F]);
-    shapes.set(`${p}.ffn.up.bias`, [F]);
-    shapes.set(`${p}.ffn.down.weight`, [F, E]);
-    shapes.set(`${p}.ffn.down.bias`, [E]);
+    const layernorm = block.norm === 'layernorm';
+    norm(`${p}.ln1`, E, layernorm);
+    linear(`${p}.attn.q`, E, A, block.qkvBias);
+    linear(`${p}.attn.k`, E, Akv, block.qkvBias);
+    linear(`${p}.attn.v`, E, Akv, block.qkvBias);
+    linear(`${p}.attn.out`, A, E, block.outputBias);
+    norm(`${p}.ln2`, E, layernorm);
+    if (block.mlp === 'swiglu') linear(`${p}.ffn.gate`, E, F, block.outputBias);
+    linear(`${p}.ffn.up`, E, F, block.outputBias);
+    linear(`${p}.ffn.down`, F, E, block.outputBias);
   }
-  const last = spec.blocks[spec.blocks.length - 1]!.width;
-  shapes.set('final_ln.weight', [last]);
-  shapes.set('final_ln.bias', [last]);
+  const lastBlock = spec.blocks[spec.blocks.length - 1]!;
+  const last = lastBlock.width;
+  norm('final_ln', last, lastBlock.norm === 'layernorm');
   if (spec.tiedHead) {
     if (last !== eEmb) shapes.set('project_out.weight', [last, eEmb]);
   } else {
@@ -140,8 +147,9 @@ function fillNormal(out: Float32Array, std: number, rand: () => number): void {
 
 /**
  * Seeded GPT-2-scheme initialisation (Radford et al. 2019; HF GPT2PreTrainedModel._init_weights):
- * weights ~ N(0, 0.02), residual projections ~ N(0, 0.02/sqrt(2 * nLayers)), LayerNorm gains 1,
- * all biases and LayerNorm shifts 0. Same spec and seed give the same bytes.
+ * weights ~ N(0, 0.02), residual projections ~ N(0, 0.02/sqrt(2 * nLayers)), LayerNorm and RMSNorm
+ * gains 1, all biases and LayerNorm shifts 0 (the SwiGLU gate is initialised like up). Same spec and
+ * seed give the same bytes.
  */
 export function initWeights(spec: ArchSpec, seed = 0): DecoderWeights {
   const rand = mulberry32(seed);

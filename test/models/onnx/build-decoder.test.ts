@@ -1,12 +1,14 @@
 // The built ONNX decoders (plain and fused) against the TypeScript reference forward pass:
 // logits within 1e-4, KV-cache decoding equal to full recomputation, padding masks applied,
-// and the graph contract (I/O names, single embedding Gather, shared initializers, parameter count).
+// and the graph contract (I/O names, single embedding Gather, shared initializers, parameter count),
+// for GPT-2/OPT specs and the Llama family (RMSNorm, rotary, GQA/MQA, SwiGLU, Qwen2 q/k/v biases,
+// and specs that mix the options).
 import { describe, expect, it } from 'vitest';
-import { parseArchSpec, type ArchSpec } from '../../../models/arch/spec.ts';
-import { TINY } from '../../../models/arch/presets.ts';
+import { isLlamaFamily, parseArchSpec, type ArchSpec } from '../../../models/arch/spec.ts';
+import { TINY, TINY_LLAMA } from '../../../models/arch/presets.ts';
 import { countParameters } from '../../../models/arch/accounting.ts';
 import { buildDecoderModel, parameterInitializerNames } from '../../../models/onnx/build-decoder.ts';
-import { initWeights, layerPlan } from '../../../models/arch/weights.ts';
+import { countWeightElements, initWeights, layerPlan } from '../../../models/arch/weights.ts';
 import { tensorElementCount } from '../../../models/onnx/proto.ts';
 import { referenceForward, type LayerCache } from '../../reference/decoder-forward.ts';
 import { emptyCache, maxAbs, maxAbsDiff, runStep, sessionFor, testWeights } from './ort-run.ts';
@@ -33,6 +35,52 @@ const SPECS: Record<string, ArchSpec> = {
     positionOffset: 2,
     embeddingWidth: 12,
     blocks: [{ width: 16, ffnRatio: 4, layers: 2, heads: 4, headDim: 4 }],
+    tiedHead: true,
+  }),
+  // Llama family: RMSNorm, rotary, SwiGLU, 4 query heads over 2 KV heads, no biases, untied head.
+  'tiny-llama': TINY_LLAMA,
+  // Qwen2: as Llama but q/k/v biases, a tied head and another rope theta and epsilon.
+  'qwen2-like': parseArchSpec({
+    name: 'qwen2-like',
+    vocabSize: 56,
+    contextLength: 40,
+    positions: 'rotary',
+    ropeTheta: 1000000,
+    layerNormEpsilon: 1e-6,
+    blocks: [{ width: 24, ffnHidden: 40, layers: 2, heads: 6, kvHeads: 2, headDim: 4, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: true, outputBias: false }],
+    tiedHead: true,
+  }),
+  // Multi-query attention: one KV head shared by all query heads.
+  mqa: parseArchSpec({
+    name: 'mqa',
+    vocabSize: 48,
+    contextLength: 32,
+    positions: 'rotary',
+    blocks: [{ width: 32, ffnHidden: 40, layers: 2, heads: 4, kvHeads: 1, headDim: 8, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: false, outputBias: false }],
+    tiedHead: false,
+  }),
+  // Every option independent: rotary with LayerNorm, SwiGLU with biases, GELU with RMSNorm and GQA,
+  // a shared-weight block, a width change and a bias-free block projection.
+  'mixed-rotary': parseArchSpec({
+    name: 'mixed-rotary',
+    vocabSize: 44,
+    contextLength: 32,
+    positions: 'rotary',
+    ropeTheta: 500,
+    blocks: [
+      { width: 16, ffnHidden: 24, layers: 1, heads: 2, headDim: 8, norm: 'layernorm', mlp: 'swiglu', qkvBias: false, outputBias: true },
+      { width: 24, ffnRatio: 2, layers: 2, heads: 4, kvHeads: 2, headDim: 6, norm: 'rmsnorm', mlp: 'gelu', qkvBias: true, outputBias: false, shareWeights: true },
+    ],
+    tiedHead: true,
+  }),
+  // RMSNorm and SwiGLU with learned positions (offset), project_in/out and MQA.
+  'mixed-learned': parseArchSpec({
+    name: 'mixed-learned',
+    vocabSize: 40,
+    contextLength: 20,
+    positionOffset: 2,
+    embeddingWidth: 12,
+    blocks: [{ width: 16, ffnHidden: 32, layers: 2, heads: 4, kvHeads: 1, headDim: 4, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: true, outputBias: true }],
     tiedHead: true,
   }),
 };
@@ -155,7 +203,12 @@ for (const [specName, spec] of Object.entries(SPECS)) {
         const dims = (name: string) =>
           graph.input!.find((i) => i.name === name)!.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue));
         expect(dims('input_ids')).toEqual(['batch_size', 'sequence_length']);
-        expect(dims('past_key_values.0.key')).toEqual(['batch_size', plan[0]!.heads, 'past_sequence_length', plan[0]!.headDim]);
+        for (const l of plan) {
+          expect(dims(`past_key_values.${l.index}.key`)).toEqual(['batch_size', l.kvHeads, 'past_sequence_length', l.headDim]);
+          expect(dims(`past_key_values.${l.index}.value`)).toEqual(['batch_size', l.kvHeads, 'past_sequence_length', l.headDim]);
+        }
+        const positionTables = graph.initializer!.filter((t) => t.name === 'embed_positions.weight');
+        expect(positionTables).toHaveLength(spec.positions === 'learned' ? 1 : 0);
         // The token embedding is exactly one Gather(embed_tokens.weight, input_ids), axis 0.
         const gathers = graph.node!.filter((n) => n.opType === 'Gather' && n.input![0] === 'embed_tokens.weight');
         expect(gathers).toHaveLength(1);
@@ -172,13 +225,15 @@ for (const [specName, spec] of Object.entries(SPECS)) {
         expect(Number(opset.version)).toBeGreaterThanOrEqual(17);
       });
 
-      it('stores shared weights once and holds exactly countParameters(spec) parameters', () => {
+      it('stores shared weights once and holds exactly the spec\'s parameters', () => {
         const inits = model.graph!.initializer!;
         const names = inits.map((t) => t.name);
         expect(new Set(names).size).toBe(names.length);
         const params = new Set(parameterInitializerNames(model));
         const total = inits.filter((t) => params.has(t.name!)).reduce((n, t) => n + tensorElementCount(t), 0);
-        expect(total).toBe(countParameters(spec));
+        expect(total).toBe(countWeightElements(spec));
+        // The accounting covers GPT-2/OPT specs independently of the weight layout.
+        if (!isLlamaFamily(spec)) expect(total).toBe(countParameters(spec));
         for (const l of layerPlan(spec)) {
           const owned = names.some((n) => n!.startsWith(`layers.${l.index}.`));
           expect(owned).toBe(l.ownsWeights);

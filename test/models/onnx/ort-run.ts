@@ -31,9 +31,9 @@ export async function sessionFor(
 const i64 = (rows: number[][]): ort.Tensor =>
   new ort.Tensor('int64', BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0]?.length ?? 0]);
 
-/** Empty caches for every layer of a spec (past length 0). */
+/** Empty caches for every layer of a spec (past length 0); a cache has the layer's kvHeads heads. */
 export function emptyCache(spec: ArchSpec): LayerCache[] {
-  return layerPlan(spec).map((l) => ({ key: new Float32Array(0), value: new Float32Array(0), heads: l.heads, headDim: l.headDim, length: 0 }));
+  return layerPlan(spec).map((l) => ({ key: new Float32Array(0), value: new Float32Array(0), heads: l.kvHeads, headDim: l.headDim, length: 0 }));
 }
 
 /** Runs one step; `batch` is taken from inputIds. */
