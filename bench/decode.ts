@@ -1,9 +1,10 @@
-// Decode benchmark: first-token latency, decode tokens/s and peak RSS of the runtime on three
-// shapes with random weights (a MeRino-like 64M design, GPT-2 small, OPT-350m), plain and fused
-// graphs, set against this machine's memory read bandwidth (the fp32 weight-streaming bound).
-// Run: npx tsx bench/decode.ts [--tokens 64 --prompt 32 --repeats 3 --threads N --shapes merino,gpt2-small,opt-350m
-//      --variants plain,fused --spin --no-prepack --compare-reuse --merino-spec file.json --bandwidth-gbs N
-//      --torch --out file.json --quick]
+// Decode benchmark: first-token latency, decode tokens/s and peak RSS of the runtime on shapes with
+// random weights (a MeRino-like 64M design, GPT-2 small, OPT-350m, SmolLM2-135M, Qwen2.5-0.5B), plain,
+// fused and int8/int4 weight-quantized (MatMulNBits) graphs, set against this machine's memory read
+// bandwidth: the bound is bandwidth / bytes the graph actually reads per token (from its initializers).
+// Run: npx tsx bench/decode.ts [--tokens 64 --prompt 32 --repeats 3 --threads N --shapes merino,gpt2-small,opt-350m,smollm2-135m,qwen2.5-0.5b
+//      --variants plain,fused,int8,int4 --block 32 --symmetric --spin --no-prepack --compare-reuse --merino-spec file.json
+//      --bandwidth-gbs N --torch --out file.json --quick]
 import { mulberry32 } from '../models/random.ts';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -13,9 +14,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { parseArgs } from 'node:util';
-import { GPT2_SMALL, OPT_350M } from '../models/arch/presets.ts';
-import { attentionWidthOf, embeddingWidthOf, ffnWidthOf, parseArchSpec, type ArchSpec } from '../models/arch/spec.ts';
-import { countParameters, layerParameters } from '../models/arch/accounting.ts';
+import { GPT2_SMALL, OPT_350M, QWEN25_05B, SMOLLM2_135M } from '../models/arch/presets.ts';
+import { embeddingWidthOf, kvWidthOf, parseArchSpec, type ArchSpec } from '../models/arch/spec.ts';
+import { loadOnnxModel, saveOnnxModel, tensorDataBytes } from '../models/onnx/proto.ts';
+import { quantizeModel } from '../models/quantization/onnx-quantize.ts';
+import type { BlockQuantConfig } from '../models/quantization/block-quantizer.ts';
+import { countParameters } from '../models/arch/accounting.ts';
 import { buildModelFile } from '../models/onnx/build-model-file.ts';
 import { defaultThreadCount, loadLanguageModel } from '../models/runtime/index.ts';
 
@@ -152,32 +156,6 @@ function loopBandwidth(bytes = 256 * 1024 * 1024, rounds = 3): number {
 
 // ---------------------------------------------------------------------------------------------
 
-/**
- * Bytes of fp32 weights (plus KV cache) read to decode one token at `position`: every layer
- * application re-reads its weights (shared layers too: they do not fit in cache), the tied head
- * reads the whole V x E embedding, and attention reads the cache so far.
- */
-function decodeBytesPerToken(spec: ArchSpec, position: number, bytesPerWeight = 4): number {
-  const eEmb = embeddingWidthOf(spec);
-  const first = spec.blocks[0]!;
-  const last = spec.blocks[spec.blocks.length - 1]!;
-  let weights = 2 * eEmb; // one token row and one position row
-  if (eEmb !== first.width) weights += eEmb * first.width;
-  for (let i = 0; i < spec.blocks.length; i++) {
-    const b = spec.blocks[i]!;
-    weights += b.layers * layerParameters(b.width, attentionWidthOf(b), ffnWidthOf(b));
-    if (i > 0 && spec.blocks[i - 1]!.width !== b.width) weights += spec.blocks[i - 1]!.width * b.width + b.width;
-  }
-  weights += 2 * last.width;
-  if (spec.tiedHead) {
-    if (last.width !== eEmb) weights += last.width * eEmb;
-    weights += spec.vocabSize * eEmb;
-  } else weights += last.width * spec.vocabSize;
-  let kv = 0;
-  for (const b of spec.blocks) kv += b.layers * 2 * position * attentionWidthOf(b);
-  return weights * bytesPerWeight + kv * 4;
-}
-
 async function merinoSpec(specFile: string | undefined): Promise<{ spec: ArchSpec; source: string }> {
   if (specFile) {
     const raw = JSON.parse(readFileSync(specFile, 'utf8')) as { spec?: unknown };
@@ -196,6 +174,50 @@ async function merinoSpec(specFile: string | undefined): Promise<{ spec: ArchSpe
     process.stderr.write(`[bench] search unavailable (${(err as Error).message.split('\n')[0]}); using the hand-written 64M design\n`);
   }
   return { spec: MERINO_LIKE_64M, source: 'hand-written wide-shallow 64M spec (bench/decode.ts)' };
+}
+
+/** The graph variants: plain ONNX ops, com.microsoft fused ops, and the fused graph with int8/int4 weights. */
+type Variant = 'plain' | 'fused' | 'int8' | 'int4';
+const VARIANTS: readonly Variant[] = ['plain', 'fused', 'int8', 'int4'];
+
+/** Builds (or reuses) the model file of a variant; quantized variants are the fused graph through quantizeModel. */
+async function ensureVariant(spec: ArchSpec, variant: Variant, quant: { blockSize: number; symmetric: boolean }): Promise<string> {
+  if (variant === 'plain' || variant === 'fused') return ensureModel(spec, variant === 'fused');
+  const fusedPath = await ensureModel(spec, true);
+  const config: BlockQuantConfig = { bits: variant === 'int8' ? 8 : 4, ...quant };
+  const file = fusedPath.replace(/\.onnx$/, `-${variant}-b${quant.blockSize}${quant.symmetric ? 's' : 'a'}.onnx`);
+  if (existsSync(file)) return file;
+  const t = performance.now();
+  process.stderr.write(`[bench] quantizing ${path.basename(file)} ...`);
+  const r = quantizeModel(loadOnnxModel(fusedPath), config);
+  await saveOnnxModel(r.model, file);
+  process.stderr.write(` ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
+  return file;
+}
+
+/**
+ * Bytes one decode step reads, from the graph itself: an initializer read only by Gathers costs one
+ * row per Gather (the token's embedding), any other one is read whole (weights, quantized blobs,
+ * scales, norms, biases); plus the KV cache up to `position`. Also returns the initializer total.
+ */
+function graphBytesPerToken(modelPath: string, spec: ArchSpec, position: number): { bytesPerToken: number; weightBytes: number; kvBytes: number } {
+  const model = loadOnnxModel(modelPath, { resolveExternalData: false });
+  const nodes = model.graph?.node ?? [];
+  let bytes = 0;
+  let total = 0;
+  for (const t of model.graph?.initializer ?? []) {
+    const size = tensorDataBytes(t);
+    total += size;
+    const readers = nodes.filter((n) => (n.input ?? []).includes(t.name ?? ''));
+    const gathers = readers.filter((n) => n.opType === 'Gather' && n.input?.[0] === t.name);
+    if (readers.length > 0 && gathers.length === readers.length) {
+      const rows = Number(t.dims?.[0] ?? 1);
+      bytes += gathers.length * (size / Math.max(1, rows));
+    } else bytes += size;
+  }
+  let kv = 0;
+  for (const b of spec.blocks) kv += b.layers * 2 * position * kvWidthOf(b) * 4;
+  return { bytesPerToken: bytes + kv, weightBytes: total, kvBytes: kv };
 }
 
 async function ensureModel(spec: ArchSpec, fused: boolean): Promise<string> {
@@ -241,7 +263,7 @@ interface TorchResult {
 }
 
 /** Runs bench/decode_torch.py on one spec in its own process (peak RSS per shape). */
-function runTorch(python: string, spec: ArchSpec, args: string[], spin: boolean): Promise<TorchResult> {
+function runTorch(python: string, spec: ArchSpec, args: string[], spin: boolean): Promise<TorchResult & { quantize: string }> {
   const specPath = path.join(CACHE, `${spec.name ?? 'spec'}.torch.json`);
   mkdirSync(CACHE, { recursive: true });
   writeFileSync(specPath, JSON.stringify(spec));
@@ -255,7 +277,7 @@ function runTorch(python: string, spec: ArchSpec, args: string[], spin: boolean)
     p.on('exit', (code) => {
       if (code !== 0) return reject(new Error(`decode_torch.py exited with ${code} (is python3-torch installed?)`));
       try {
-        resolve(JSON.parse(out.trim().split('\n').at(-1)!) as TorchResult);
+        resolve(JSON.parse(out.trim().split('\n').at(-1)!) as TorchResult & { quantize: string });
       } catch (err) {
         reject(err);
       }
@@ -279,6 +301,8 @@ async function main(): Promise<void> {
       threads: { type: 'string' },
       shapes: { type: 'string', default: 'merino,gpt2-small,opt-350m' },
       variants: { type: 'string', default: 'plain,fused' },
+      block: { type: 'string', default: '32' },
+      symmetric: { type: 'boolean', default: false },
       'merino-spec': { type: 'string' },
       'no-reuse': { type: 'boolean', default: false },
       spin: { type: 'boolean', default: false },
@@ -324,13 +348,25 @@ async function main(): Promise<void> {
 
   const wanted = values.shapes!.split(',');
   const merino = wanted.includes('merino') ? await merinoSpec(values['merino-spec']) : { spec: MERINO_LIKE_64M, source: 'hand-written wide-shallow 64M spec (bench/decode.ts)' };
-  const catalogue: Record<string, ArchSpec> = { merino: merino.spec, 'merino-hand': MERINO_LIKE_64M, 'gpt2-small': GPT2_SMALL, 'opt-350m': OPT_350M };
+  const catalogue: Record<string, ArchSpec> = {
+    merino: merino.spec,
+    'merino-hand': MERINO_LIKE_64M,
+    'gpt2-small': GPT2_SMALL,
+    'opt-350m': OPT_350M,
+    'smollm2-135m': SMOLLM2_135M,
+    'qwen2.5-0.5b': QWEN25_05B,
+  };
   const shapes = wanted.map((s) => {
     const spec = catalogue[s];
     if (!spec) throw new Error(`unknown shape ${s}; allowed: ${Object.keys(catalogue).join(', ')}`);
     return [s, spec] as const;
   });
-  const variants = values.variants!.split(',').map((v) => v === 'fused');
+  const variants = values.variants!.split(',').map((v) => {
+    if (!(VARIANTS as readonly string[]).includes(v)) throw new Error(`unknown variant ${v}; allowed: ${VARIANTS.join(', ')}`);
+    return v as Variant;
+  });
+  const quant = { blockSize: Number(values.block), symmetric: values.symmetric === true };
+  console.log(`quantized variants: fused graph, weights int8/int4 block ${quant.blockSize} ${quant.symmetric ? 'symmetric' : 'asymmetric'} (MatMulNBits)`);
   const describe = (spec: ArchSpec) =>
     `embedding ${embeddingWidthOf(spec)}, blocks ${spec.blocks.map((b) => `${b.layers}x(E ${b.width}, ffn ${b.ffnRatio}, heads ${b.heads}${b.shareWeights ? ', shared' : ''})`).join(' + ')}`;
   console.log(`merino shape: ${merino.source}: ${describe(merino.spec)}`);
@@ -339,8 +375,10 @@ async function main(): Promise<void> {
     shape: string;
     name: string;
     params: number;
-    variant: 'plain' | 'fused';
+    variant: Variant;
     reuseBuffers: boolean;
+    /** Bytes of all initializers in the file (weights, quantized blobs, scales, norms). */
+    weightBytes: number;
     loadMs: number;
     firstTokenMs: number;
     tokensPerSecond: number;
@@ -354,13 +392,13 @@ async function main(): Promise<void> {
     fractionOfBound: number;
   }
   const rows: Row[] = [];
-  const header = 'shape              params   variant  reuse  load ms  first-token ms  tok/s med (best)  peak/resident MiB  bound tok/s  of bound (best)';
+  const header = 'shape              params   variant  reuse  load ms  first-token ms  tok/s med (best)  peak/resident MiB  weights MB  bound tok/s  of bound (best)';
   console.log(header);
   for (const [shape, spec] of shapes) {
     const position = promptLen + tokens / 2;
-    const bytesPerToken = decodeBytesPerToken(spec, position);
-    for (const fused of variants) {
-      const modelPath = await ensureModel(spec, fused);
+    for (const variant of variants) {
+      const modelPath = await ensureVariant(spec, variant, quant);
+      const { bytesPerToken, weightBytes } = graphBytesPerToken(modelPath, spec, position);
       const reuseModes = values['compare-reuse'] ? [true, false] : [!values['no-reuse']];
       for (const reuse of reuseModes) {
         const r = await runChild(modelPath, childArgs(reuse));
@@ -371,8 +409,9 @@ async function main(): Promise<void> {
           shape,
           name: spec.name ?? shape,
           params: countParameters(spec),
-          variant: fused ? 'fused' : 'plain',
+          variant,
           reuseBuffers: r.reusesBuffers,
+          weightBytes,
           loadMs: r.loadMs,
           firstTokenMs: median(r.firstTokenMs),
           tokensPerSecond: tps,
@@ -388,7 +427,7 @@ async function main(): Promise<void> {
         console.log(
           `${row.name.padEnd(18)} ${(row.params / 1e6).toFixed(1).padStart(5)}M  ${row.variant.padEnd(7)}  ${String(row.reuseBuffers).padEnd(5)}  ${row.loadMs.toFixed(0).padStart(7)}  ` +
             `${row.firstTokenMs.toFixed(1).padStart(14)}  ${tps.toFixed(2).padStart(7)} (${row.tokensPerSecondBest.toFixed(2).padStart(6)})  ` +
-            `${`${row.peakRssMiB.toFixed(0)}/${row.rssAfterLoadMiB.toFixed(0)}`.padStart(17)}  ${bound.toFixed(1).padStart(11)}  ` +
+            `${`${row.peakRssMiB.toFixed(0)}/${row.rssAfterLoadMiB.toFixed(0)}`.padStart(17)}  ${(row.weightBytes / 1e6).toFixed(0).padStart(10)}  ${bound.toFixed(1).padStart(11)}  ` +
             `${(100 * row.fractionOfBound).toFixed(0).padStart(4)}% (${(100 * row.tokensPerSecondBest / bound).toFixed(0)}%)`,
         );
       }
@@ -406,16 +445,19 @@ async function main(): Promise<void> {
     console.log(`  ${row.name.padEnd(18)} ${row.variant.padEnd(6)} bound ${row.boundTokensPerSecond.toFixed(1)} tok/s: ${(100 * row.fractionOfBound).toFixed(0)}% (best run ${(100 * row.tokensPerSecondBest / row.boundTokensPerSecond).toFixed(0)}%)`);
   }
 
-  const torchRows: Array<TorchResult & { shape: string; boundTokensPerSecond: number; fractionOfBound: number }> = [];
+  const torchRows: Array<TorchResult & { quantize: string; shape: string; boundTokensPerSecond: number; fractionOfBound: number }> = [];
   if (values.torch) {
-    console.log('\nPyTorch anchor (bench/decode_torch.py, same specs, KV cache, greedy):');
-    for (const [shape, spec] of shapes) {
+    console.log('\nPyTorch anchor (bench/decode_torch.py, same specs, KV cache, greedy; int8 = torch.quantization.quantize_dynamic on every Linear):');
+    const torchModes = variants.some((v) => v === 'int8' || v === 'int4') ? ['none', 'int8'] : ['none'];
+    for (const [shape, spec] of shapes) for (const mode of torchModes) {
       try {
-        const t = await runTorch(values.python!, spec, ['--tokens', String(tokens), '--prompt', String(promptLen), '--repeats', String(repeats), '--threads', String(threads)], values.spin === true);
-        const bound = bandwidthNow() / decodeBytesPerToken(spec, promptLen + tokens / 2);
+        const t = await runTorch(values.python!, spec, ['--tokens', String(tokens), '--prompt', String(promptLen), '--repeats', String(repeats), '--threads', String(threads), '--quantize', mode], values.spin === true);
+        // fp32 reads what the fused fp32 graph reads; dynamic int8 reads 1 byte per weight instead of 4 (KV cache stays float).
+        const fp32 = graphBytesPerToken(await ensureModel(spec, true), spec, promptLen + tokens / 2);
+        const bound = bandwidthNow() / (mode === 'int8' ? (fp32.bytesPerToken - fp32.kvBytes) / 4 + fp32.kvBytes : fp32.bytesPerToken);
         torchRows.push({ ...t, shape, boundTokensPerSecond: bound, fractionOfBound: t.tokensPerSecondMedian / bound });
         console.log(
-          `  ${(spec.name ?? shape).padEnd(18)} torch ${t.torch}, ${t.threads} threads: first token ${median(t.firstTokenMs).toFixed(1)} ms, ` +
+          `  ${(spec.name ?? shape).padEnd(18)} ${mode === 'int8' ? 'int8 ' : 'fp32 '} torch ${t.torch}, ${t.threads} threads: first token ${median(t.firstTokenMs).toFixed(1)} ms, ` +
             `${t.tokensPerSecondMedian.toFixed(2)} (best ${t.tokensPerSecondBest.toFixed(2)}) tokens/s, peak RSS ${t.maxRssMiB.toFixed(0)} MiB, ${(100 * t.tokensPerSecondMedian / bound).toFixed(0)}% of bound`,
         );
       } catch (err) {
@@ -424,7 +466,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const pick = (shape: string, variant: string) => rows.find((r) => r.shape === shape && r.variant === variant && r.reuseBuffers === !values['no-reuse']) ?? rows.find((r) => r.shape === shape && r.variant === variant);
+  const pick = (shape: string, variant: Variant) => rows.find((r) => r.shape === shape && r.variant === variant && r.reuseBuffers === !values['no-reuse']) ?? rows.find((r) => r.shape === shape && r.variant === variant);
   const ratios: Record<string, number> = {};
   console.log('\nratios (tokens/s):');
   for (const [shape] of shapes) {
@@ -434,8 +476,18 @@ async function main(): Promise<void> {
       ratios[`${shape} fused/plain`] = f.tokensPerSecond / p.tokensPerSecond;
       console.log(`  ${shape.padEnd(12)} fused / plain: ${(f.tokensPerSecond / p.tokensPerSecond).toFixed(2)}x (goal >= 1.3x)`);
     }
+    for (const q of ['int8', 'int4'] as const) {
+      const r = pick(shape, q);
+      if (!r) continue;
+      if (f) {
+        const goal = q === 'int8' ? 1.6 : shape === 'smollm2-135m' ? 3 : shape === 'gpt2-small' ? 2.5 : undefined;
+        ratios[`${shape} ${q}/fused`] = r.tokensPerSecond / f.tokensPerSecond;
+        console.log(`  ${shape.padEnd(12)} ${q} / fused fp32: ${(r.tokensPerSecond / f.tokensPerSecond).toFixed(2)}x (best runs ${(r.tokensPerSecondBest / f.tokensPerSecondBest).toFixed(2)}x)${goal ? ` (goal >= ${goal}x)` : ''}`);
+      }
+      console.log(`  ${shape.padEnd(12)} ${q} of its own bandwidth bound: ${(100 * r.fractionOfBound).toFixed(0)}% (best run ${(100 * r.tokensPerSecondBest / r.boundTokensPerSecond).toFixed(0)}%) (goal >= 50%)`);
+    }
   }
-  for (const variant of ['plain', 'fused']) {
+  for (const variant of ['plain', 'fused'] as const) {
     const opt = pick('opt-350m', variant);
     for (const shape of ['merino', 'gpt2-small']) {
       const r = pick(shape, variant);
@@ -447,11 +499,13 @@ async function main(): Promise<void> {
   }
 
   for (const t of torchRows) {
-    for (const variant of ['plain', 'fused']) {
+    const mine: readonly Variant[] = t.quantize === 'int8' ? ['int8', 'int4'] : ['plain', 'fused'];
+    for (const variant of mine) {
       const r = pick(t.shape, variant);
       if (r) {
-        ratios[`${t.shape} ${variant}/torch`] = r.tokensPerSecond / t.tokensPerSecondMedian;
-        console.log(`  ${variant} ${t.shape} / pytorch: ${(r.tokensPerSecond / t.tokensPerSecondMedian).toFixed(2)}x (goal > 1)`);
+        const key = `${t.shape} ${variant}/torch${t.quantize === 'int8' ? '-int8' : ''}`;
+        ratios[key] = r.tokensPerSecond / t.tokensPerSecondMedian;
+        console.log(`  ${variant} ${t.shape} / pytorch ${t.quantize === 'int8' ? 'dynamic int8' : 'fp32'}: ${(r.tokensPerSecond / t.tokensPerSecondMedian).toFixed(2)}x (goal > 1)`);
       }
     }
   }
@@ -460,7 +514,7 @@ async function main(): Promise<void> {
     benchmark: 'decode',
     date: new Date().toISOString(),
     machine: { cpu: os.cpus()[0]?.model ?? null, cores: os.cpus().length, loadAverage: os.loadavg(), node: process.version },
-    settings: { promptTokens: promptLen, generatedTokens: tokens, repeats, threads, allowSpinning: values.spin === true, prepacking: !values['no-prepack'], sampling: 'greedy' },
+    settings: { promptTokens: promptLen, generatedTokens: tokens, repeats, threads, allowSpinning: values.spin === true, prepacking: !values['no-prepack'], sampling: 'greedy', quantization: quant },
     bandwidth: { memchr1Thread: bw1, memchrThreads: bwN, jsLoop: bwLoop, samples, used: bandwidth, overridden: override !== undefined },
     merinoSource: merino.source,
     merinoSpec: merino.spec,

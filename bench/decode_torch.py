@@ -1,7 +1,9 @@
 # PyTorch CPU anchor for bench/decode.ts: decodes the same FleetLM architecture specs with a KV cache
 # (random weights, greedy), so the ONNX runtime's figures have a side-by-side reference.
 # Needs Debian's python3-torch: apt-get install -y python3-torch libopenblas0-pthread
-# Run: python3 bench/decode_torch.py --spec spec.json [--spec ...] --tokens 64 --prompt 32 --threads 2
+# Run: python3 bench/decode_torch.py --spec spec.json [--spec ...] --tokens 64 --prompt 32 --threads 2 [--quantize int8]
+# Llama-family specs (rmsnorm, rotary, swiglu, GQA) are built too; --quantize int8 applies
+# torch.quantization.quantize_dynamic to every nn.Linear (the tied head included).
 import argparse
 import json
 import math
@@ -48,6 +50,66 @@ class Layer(nn.Module):
         return x, (k, v)
 
 
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight (torch 1.13 has no nn.RMSNorm)."""
+
+    def __init__(self, width, eps):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
+
+
+class LlamaLayer(nn.Module):
+    """RMSNorm, rotary (Hugging Face rotate_half), grouped-query attention, SwiGLU (docs/LLAMA-NAMES)."""
+
+    def __init__(self, width, heads, kv_heads, head_dim, ffn, eps, theta, qkv_bias, out_bias):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
+        self.ln1 = RMSNorm(width, eps)
+        self.q = nn.Linear(width, heads * head_dim, bias=qkv_bias)
+        self.k = nn.Linear(width, kv_heads * head_dim, bias=qkv_bias)
+        self.v = nn.Linear(width, kv_heads * head_dim, bias=qkv_bias)
+        self.o = nn.Linear(heads * head_dim, width, bias=out_bias)
+        self.ln2 = RMSNorm(width, eps)
+        self.gate = nn.Linear(width, ffn, bias=out_bias)
+        self.up = nn.Linear(width, ffn, bias=out_bias)
+        self.down = nn.Linear(ffn, width, bias=out_bias)
+        self.inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+
+    def forward(self, x, past, start):
+        b, s, _ = x.shape
+        h = self.ln1(x)
+        q = self.q(h).view(b, s, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k(h).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v(h).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
+        angle = torch.arange(start, start + s, dtype=torch.float32)[:, None] * self.inv_freq[None]
+        cos, sin = torch.cat([angle, angle], -1).cos(), torch.cat([angle, angle], -1).sin()
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)
+            v = torch.cat([past[1], v], dim=2)
+        rep = self.heads // self.kv_heads
+        kk, vv = (k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)) if rep > 1 else (k, v)
+        scores = torch.matmul(q, kk.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        if s > 1:
+            total = kk.shape[2]
+            mask = torch.ones(s, total, dtype=torch.bool).triu(total - s + 1)
+            scores = scores.masked_fill(mask, float('-inf'))
+        att = torch.matmul(F.softmax(scores, dim=-1), vv).transpose(1, 2).reshape(b, s, -1)
+        x = x + self.o(att)
+        y = self.ln2(x)
+        x = x + self.down(F.silu(self.gate(y)) * self.up(y))
+        return x, (k, v)
+
+
 class Decoder(nn.Module):
     """A FleetLM ArchSpec (models/arch/spec.ts) as a PyTorch module."""
 
@@ -57,8 +119,10 @@ class Decoder(nn.Module):
         e_emb = spec.get('embeddingWidth') or blocks[0]['width']
         eps = spec.get('layerNormEpsilon', 1e-5)
         self.offset = spec.get('positionOffset', 0)
+        self.rotary = spec.get('positions', 'learned') == 'rotary'
+        theta = spec.get('ropeTheta', 10000)
         self.tok = nn.Embedding(spec['vocabSize'], e_emb)
-        self.pos = nn.Embedding(spec['contextLength'] + self.offset, e_emb)
+        self.pos = None if self.rotary else nn.Embedding(spec['contextLength'] + self.offset, e_emb)
         self.project_in = nn.Linear(e_emb, blocks[0]['width'], bias=False) if e_emb != blocks[0]['width'] else None
         self.layers = []
         self.between = nn.ModuleList()
@@ -66,8 +130,12 @@ class Decoder(nn.Module):
         prev = blocks[0]['width']
         for blk in blocks:
             proj = nn.Linear(prev, blk['width']) if blk['width'] != prev else None
-            ffn = round(blk['ffnRatio'] * blk['width'])
-            make = lambda: Layer(blk['width'], blk['heads'], blk.get('headDim', 64), ffn, eps)
+            ffn = blk.get('ffnHidden') or round(blk['ffnRatio'] * blk['width'])
+            if blk.get('mlp') == 'swiglu':
+                make = lambda: LlamaLayer(blk['width'], blk['heads'], blk.get('kvHeads') or blk['heads'], blk.get('headDim', 64), ffn, eps, theta,
+                                          blk.get('qkvBias', True), blk.get('outputBias', True))
+            else:
+                make = lambda: Layer(blk['width'], blk['heads'], blk.get('headDim', 64), ffn, eps)
             shared = make() if blk.get('shareWeights') else None
             for i in range(blk['layers']):
                 layer = shared if shared is not None else make()
@@ -77,25 +145,30 @@ class Decoder(nn.Module):
                 self.between.append(proj)
             prev = blk['width']
         self.modules_ = modules
-        self.ln_f = nn.LayerNorm(prev, eps=eps)
+        self.ln_f = RMSNorm(prev, eps) if blocks[-1].get('norm') == 'rmsnorm' else nn.LayerNorm(prev, eps=eps)
         self.project_out = nn.Linear(prev, e_emb, bias=False) if spec.get('tiedHead', True) and prev != e_emb else None
-        self.head = None if spec.get('tiedHead', True) else nn.Linear(prev, spec['vocabSize'], bias=False)
+        # A tied head is a Linear sharing the embedding's weight, so quantize_dynamic quantizes it too.
+        self.head = nn.Linear(e_emb if spec.get('tiedHead', True) else prev, spec['vocabSize'], bias=False)
+        if spec.get('tiedHead', True):
+            self.head.weight = self.tok.weight
 
     def forward(self, ids, past, start):
-        positions = torch.arange(start, start + ids.shape[1]) + self.offset
-        x = self.tok(ids) + self.pos(positions)[None]
+        x = self.tok(ids)
+        if self.pos is not None:
+            x = x + self.pos(torch.arange(start, start + ids.shape[1]) + self.offset)[None]
         if self.project_in is not None:
             x = self.project_in(x)
         present = []
         for i, (proj, layer) in enumerate(self.layers):
             if proj is not None:
                 x = proj(x)
-            x, kv = layer(x, None if past is None else past[i])
+            p = None if past is None else past[i]
+            x, kv = layer(x, p, start) if isinstance(layer, LlamaLayer) else layer(x, p)
             present.append(kv)
         x = self.ln_f(x[:, -1:])
         if self.project_out is not None:
             x = self.project_out(x)
-        logits = self.head(x) if self.head is not None else torch.matmul(x, self.tok.weight.t())
+        logits = self.head(x)
         return logits, present
 
 
@@ -111,11 +184,18 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(spec, tokens, prompt_len, repeats):
+def measure(spec, tokens, prompt_len, repeats, quantize):
     torch.manual_seed(0)
     model = Decoder(spec).eval()
-    for p in model.parameters():
-        nn.init.normal_(p, std=0.02)
+    with torch.no_grad():
+        for p in model.parameters():
+            nn.init.normal_(p, std=0.02)
+    if quantize == 'int8':
+        # Dynamic int8: int8 weights, activations quantized per call. Debian's torch has no fbgemm;
+        # onednn is its x86 int8 engine (qnnpack targets ARM).
+        engines = torch.backends.quantized.supported_engines
+        torch.backends.quantized.engine = next(e for e in ('fbgemm', 'onednn', 'x86', 'qnnpack') if e in engines)
+        model = torch.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
     g = torch.Generator().manual_seed(1)
     prompt = torch.randint(0, spec['vocabSize'], (1, prompt_len), generator=g)
     results = []
@@ -141,16 +221,19 @@ def main():
     ap.add_argument('--prompt', type=int, default=32)
     ap.add_argument('--repeats', type=int, default=2)
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--quantize', choices=['none', 'int8'], default='none')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     for path in args.spec:
         with open(path) as f:
             spec = json.load(f)
-        runs = measure(spec, args.tokens, args.prompt, args.repeats)
+        runs = measure(spec, args.tokens, args.prompt, args.repeats, args.quantize)
         tps = sorted(r[1] for r in runs)
         print(json.dumps({
             'name': spec.get('name'),
             'torch': torch.__version__,
+            'quantize': args.quantize,
+            'engine': torch.backends.quantized.engine if args.quantize != 'none' else None,
             'threads': args.threads,
             'firstTokenMs': [r[0] for r in runs],
             'tokensPerSecond': [r[1] for r in runs],

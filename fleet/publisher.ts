@@ -24,6 +24,7 @@ import {
 } from '../contracts/manifest.ts';
 import { signManifestBytes, type ManifestSigner } from '../contracts/manifest-signing.ts';
 import { sha256File, sha256Hex } from '../common/hash.ts';
+import { QUALITY_FILE, QualityRecordSchema, rejudge } from '../models/quality/quality-gate.ts';
 
 /** Files in a model directory that carry metadata for the manifest rather than bytes for the device. */
 export const BUNDLE_METADATA_FILES = {
@@ -33,6 +34,8 @@ export const BUNDLE_METADATA_FILES = {
   lineage: 'lineage.json',
   generation: 'generation.json',
   tokenizer: 'tokenizer.json',
+  /** The quality gate's record (models/quality/quality-gate.ts): publish refuses a bundle that fails it. */
+  quality: QUALITY_FILE,
 } as const;
 
 const LineageSchema = z
@@ -58,6 +61,8 @@ export interface PrepareOptions {
   entry?: string;
   /** Extra manifest fields that override the files in the directory. */
   overrides?: Partial<Pick<ManifestInput, 'arch' | 'compression' | 'evaluation' | 'lineage' | 'generation'>>;
+  /** Judge quality.json under this limit instead of the one it records (a fraction of the dense perplexity). */
+  maxPerplexityIncrease?: number;
   now?: Date;
 }
 
@@ -71,6 +76,13 @@ function roleOf(name: string): ManifestFile['role'] | undefined {
   if (name.endsWith('.onnx')) return 'model';
   if (/\.(onnx\.data|onnx_data|data|bin)$/.test(name)) return 'model-data';
   return undefined;
+}
+
+/** The evaluation manifest field with the gate's verdict and per-step perplexity changes added. */
+function withQuality(evaluation: Record<string, unknown> | undefined, quality: ReturnType<typeof rejudge> | undefined): Record<string, unknown> | undefined {
+  if (!quality) return evaluation;
+  const { passed, reason, totalChange, maxPerplexityIncrease, baselinePerplexity, steps } = quality;
+  return { ...evaluation, quality: { passed, reason, totalChange, maxPerplexityIncrease, baselinePerplexity, steps: steps.map(({ step, change, perplexityAfter, shipped }) => ({ step, change, perplexityAfter, shipped })) } };
 }
 
 /**
@@ -101,6 +113,7 @@ export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundl
     BUNDLE_METADATA_FILES.evaluation,
     BUNDLE_METADATA_FILES.lineage,
     BUNDLE_METADATA_FILES.generation,
+    BUNDLE_METADATA_FILES.quality,
   ]);
   const files: ManifestFile[] = [];
   const paths = new Map<string, string>();
@@ -121,6 +134,14 @@ export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundl
     files.push({ name, size: stat.size, sha256: await sha256File(full), role });
     paths.set(name, full);
   }
+  // The gate's verdict is recomputed from the recorded perplexities, never taken from the file's own flag.
+  const qualityRecord = await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.quality), QualityRecordSchema);
+  const quality = qualityRecord ? rejudge(qualityRecord, opts.maxPerplexityIncrease) : undefined;
+  if (quality && !quality.passed) {
+    throw new ValidationError(`quality gate refuses to publish ${dir}: ${quality.reason} (${BUNDLE_METADATA_FILES.quality}: ${quality.steps.map((s) => s.step).join(' -> ')})`, {
+      code: 'VALIDATION_QUALITY_GATE',
+    });
+  }
   let compression: Record<string, unknown> | undefined;
   for (const c of BUNDLE_METADATA_FILES.compression) compression ??= await readJsonObject(path.join(dir, c), JsonObjectSchema);
   const input: ManifestInput = {
@@ -134,7 +155,7 @@ export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundl
     generation: opts.overrides?.generation ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.generation), GenerationDefaultsSchema)) ?? {},
     arch: opts.overrides?.arch ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.arch), JsonObjectSchema)),
     compression: opts.overrides?.compression ?? compression,
-    evaluation: opts.overrides?.evaluation ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.evaluation), JsonObjectSchema)),
+    evaluation: withQuality(opts.overrides?.evaluation ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.evaluation), JsonObjectSchema)), quality),
     lineage: opts.overrides?.lineage ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.lineage), LineageSchema)) ?? {},
   };
   const manifest = parseWith(ManifestSchema, input, 'model manifest');

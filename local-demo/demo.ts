@@ -28,6 +28,7 @@ import {
 } from './agents.ts';
 import {
   buildModel,
+  chooseQuantization,
   compressModel,
   demoModel,
   DEMO_MODEL_DIR,
@@ -41,6 +42,7 @@ import {
 import { loadArchSpec } from '../models/onnx/build-model-file.ts';
 import { TOKENIZER_FILE } from '../models/runtime/index.ts';
 import { provisionThings } from './provision.ts';
+import { DEFAULT_MAX_PERPLEXITY_INCREASE, formatQuality, type QualityStep } from '../models/quality/quality-gate.ts';
 import { StageClock, formatTimings, type DemoLog, type StageTiming } from './stages.ts';
 
 export interface DemoOptions {
@@ -58,6 +60,10 @@ export interface DemoOptions {
   contextLength: number;
   compressionRatio: number;
   evalChars: number;
+  /** The quality gate: the shipped model's perplexity may exceed the dense model's by at most this fraction. */
+  maxPerplexityIncrease: number;
+  /** Quantize the weights after the embedding compression (int4, else int8, whichever passes the gate first). */
+  quantize: boolean;
   /**
    * What ships: 'trained' (default) the committed trained demo model (`demoModelDir`), after the
    * search has shown the design for the device class; 'searched' the searched design with seeded
@@ -101,6 +107,8 @@ export const DEFAULT_DEMO: Omit<DemoOptions, 'log'> = {
   contextLength: 128,
   compressionRatio: 2,
   evalChars: 4000,
+  maxPerplexityIncrease: DEFAULT_MAX_PERPLEXITY_INCREASE,
+  quantize: true,
   broken: true,
   jobTimeoutMs: 120_000,
   telemetryIntervalMs: 2000,
@@ -134,6 +142,8 @@ export interface DemoResult {
   rollbackJob?: JobProgress;
   finalReport?: DeviceReport[];
   evaluation: { perplexityDense: number; perplexityCompressed: number; tokens: number; text: string };
+  /** The quality gate over every step (quality.json in the bundle) and the quantization that shipped, if any. */
+  quality: { passed: boolean; totalChange: number; maxPerplexityIncrease: number; steps: QualityStep[]; quantization: string | null };
   /** What shipped: the trained model's files, or the searched design with random weights. */
   shipped: { kind: 'trained'; archPath: string; weightsPath: string; tokenizerPath?: string } | { kind: 'searched' };
   /** Compression method used and why (auto's comparison for a trained model). */
@@ -309,7 +319,24 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     if (trained?.tokenizerPath) await fs.copyFile(trained.tokenizerPath, path.join(bundleDir, TOKENIZER_FILE));
     const evaluation = await clock.stage('evaluate', () => evaluateModels(built.modelPath, compressed.modelPath, opts.evalChars, shippedDesign.spec.contextLength, trained?.tokenizerPath), (e) =>
       `perplexity on ${e.tokens} tokens of ${e.text}: dense ${e.before.perplexity.toFixed(1)}, compressed ${e.after.perplexity.toFixed(1)}`);
-    await writeBundleMetadata(bundleDir, shippedDesign, built.build, compressed, evaluation, opts.seed);
+    const quantization = opts.quantize
+      ? await clock.stage('quantize weights + quality gate', async () => {
+          const q = await chooseQuantization({
+            compressedPath: compressed.modelPath,
+            workDir,
+            evaluation,
+            compressionStep: `embedding ${String((compressed.report as { method?: unknown }).method)} ${Number((compressed.report as { ratio?: unknown }).ratio).toFixed(2)}x`,
+            maxIncrease: opts.maxPerplexityIncrease,
+            maxChars: opts.evalChars,
+            window: shippedDesign.spec.contextLength,
+            tokenizerPath: trained?.tokenizerPath,
+          });
+          // Ship the quantized model in place of the float one (the bundle's entry stays model.onnx).
+          if (q.chosen) await fs.copyFile(q.chosen.modelPath, compressed.modelPath);
+          return q;
+        }, (q) => `${formatQuality(q.quality).split('\n').join('\n    ')}\n    ships ${q.chosen ? `int${q.chosen.config.bits} block ${q.chosen.config.blockSize}` : 'float weights (no quantization within the limit)'}`)
+      : undefined;
+    await writeBundleMetadata(bundleDir, shippedDesign, built.build, compressed, evaluation, opts.seed, quantization);
     aborted();
 
     const published: PublishResult[] = [];
@@ -344,6 +371,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       completions,
       report,
       evaluation: { perplexityDense: evaluation.before.perplexity, perplexityCompressed: evaluation.after.perplexity, tokens: evaluation.tokens, text: evaluation.text },
+      quality: quantization
+        ? {
+            passed: quantization.quality.passed,
+            totalChange: quantization.quality.totalChange,
+            maxPerplexityIncrease: quantization.quality.maxPerplexityIncrease,
+            steps: quantization.quality.steps,
+            quantization: quantization.chosen ? `int${quantization.chosen.config.bits} block ${quantization.chosen.config.blockSize}` : null,
+          }
+        : { passed: true, totalChange: (evaluation.after.perplexity - evaluation.before.perplexity) / evaluation.before.perplexity, maxPerplexityIncrease: opts.maxPerplexityIncrease, steps: [], quantization: null },
       shipped: trained ? { kind: 'trained', archPath: trained.archPath, weightsPath: trained.weightsPath, ...(trained.tokenizerPath ? { tokenizerPath: trained.tokenizerPath } : {}) } : { kind: 'searched' },
       compression: { method: String((compressed.report as { method?: unknown }).method), ratio: Number((compressed.report as { ratio?: unknown }).ratio), why: compressionWhy },
       endpoints: hub.endpoints,

@@ -15,6 +15,10 @@ import { compressEmbedding, type MethodChoice } from '../models/compression/auto
 import { extractEmbedding, rewriteEmbedding } from '../models/compression/onnx-rewrite.ts';
 import { loadLanguageModel, loadTokenizer, perplexity, TOKENIZER_FILE, type PerplexityResult, type Tokenizer } from '../models/runtime/index.ts';
 import { loadDocuments, splitDocuments } from '../models/training/data.ts';
+import { quantizeModel } from '../models/quantization/onnx-quantize.ts';
+import { quantizationReport, type QuantizationReport } from '../models/quantization/report.ts';
+import type { BlockQuantConfig } from '../models/quantization/block-quantizer.ts';
+import { judgeQuality, qualityStep, QUALITY_FILE, type QualityRecord, type QualityStep } from '../models/quality/quality-gate.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -163,7 +167,7 @@ export interface Evaluation {
   after: PerplexityResult;
 }
 
-async function ppl(modelPath: string, text: string, window: number, tokenizer?: Tokenizer): Promise<PerplexityResult> {
+async function pplOf(modelPath: string, text: string, window: number, tokenizer?: Tokenizer): Promise<PerplexityResult> {
   const model = await loadLanguageModel(modelPath, { intraOpNumThreads: 2, tokenizer });
   try {
     return await perplexity(model, text, { window, stride: window });
@@ -179,10 +183,64 @@ async function ppl(modelPath: string, text: string, window: number, tokenizer?: 
 export async function evaluateModels(densePath: string, compressedPath: string, maxChars: number, window: number, tokenizerPath?: string): Promise<Evaluation> {
   const tokenizer = tokenizerPath ? await loadTokenizer(tokenizerPath) : undefined;
   const text = tokenizer ? await heldOutText(maxChars) : evaluationText(maxChars);
-  const before = await ppl(densePath, text, window, tokenizer);
-  const after = await ppl(compressedPath, text, window, tokenizer);
+  const before = await pplOf(densePath, text, window, tokenizer);
+  const after = await pplOf(compressedPath, text, window, tokenizer);
   const what = tokenizer ? `Moby-Dick held-out chapters (not trained on), first ${maxChars} characters, ${tokenizer.name} tokenizer` : `Moby-Dick, first ${maxChars} characters of the chapters`;
   return { text: what, tokens: before.totalTokens, before, after };
+}
+
+/** Quantization candidates the demo tries after the embedding compression, smallest first. */
+export const DEMO_QUANTIZATION: readonly BlockQuantConfig[] = [
+  { bits: 4, blockSize: 32, symmetric: false },
+  { bits: 8, blockSize: 32, symmetric: false },
+];
+
+export interface QuantizationChoice {
+  /** The quantized model that ships, or null when no candidate passed the gate. */
+  chosen: { config: BlockQuantConfig; modelPath: string; report: QuantizationReport; perplexity: number } | null;
+  /** The gate record over every step: embedding compression, each candidate tried, the verdict. */
+  quality: QualityRecord;
+}
+
+const quantLabel = (c: BlockQuantConfig): string => `quantize int${c.bits} block ${c.blockSize} ${c.symmetric ? 'sym' : 'asym'}`;
+
+/**
+ * Quantizes the compressed model with each candidate in turn (compress first, then quantize: the
+ * compressed embedding's factors stay float) and keeps the first whose perplexity, against the dense
+ * model's, stays within `maxIncrease`. Every candidate tried is a step of the gate record.
+ */
+export async function chooseQuantization(opts: {
+  compressedPath: string;
+  workDir: string;
+  evaluation: Evaluation;
+  compressionStep: string;
+  maxIncrease: number;
+  maxChars: number;
+  window: number;
+  tokenizerPath?: string;
+  candidates?: readonly BlockQuantConfig[];
+}): Promise<QuantizationChoice> {
+  const { before, after } = opts.evaluation;
+  const steps: QualityStep[] = [qualityStep(opts.compressionStep, before.perplexity, after.perplexity)];
+  const tokenizer = opts.tokenizerPath ? await loadTokenizer(opts.tokenizerPath) : undefined;
+  const text = tokenizer ? await heldOutText(opts.maxChars) : evaluationText(opts.maxChars);
+  let chosen: QuantizationChoice['chosen'] = null;
+  const compressed = loadOnnxModel(opts.compressedPath);
+  for (const config of opts.candidates ?? DEMO_QUANTIZATION) {
+    const modelPath = path.join(opts.workDir, `model-int${config.bits}-b${config.blockSize}.onnx`);
+    const result = quantizeModel(compressed, config);
+    await saveOnnxModel(result.model, modelPath, { externalData: 'never' });
+    const ppl = (await pplOf(modelPath, text, opts.window, tokenizer)).perplexity;
+    const total = (ppl - before.perplexity) / before.perplexity;
+    const ok = total <= opts.maxIncrease;
+    steps.push(qualityStep(quantLabel(config), after.perplexity, ppl, { shipped: ok, detail: { bits: config.bits, blockSize: config.blockSize, symmetric: config.symmetric, changeFromDense: total } }));
+    if (ok) {
+      chosen = { config, modelPath, report: quantizationReport(result, config), perplexity: ppl };
+      break;
+    }
+  }
+  const quality = judgeQuality({ text: opts.evaluation.text, tokens: opts.evaluation.tokens, baselinePerplexity: before.perplexity, maxPerplexityIncrease: opts.maxIncrease, steps });
+  return { chosen, quality };
 }
 
 /** Writes the metadata files `fleetlm publish` turns into manifest fields. */
@@ -193,14 +251,22 @@ export async function writeBundleMetadata(
   compression: CompressionOutcome,
   evaluation: Evaluation,
   seed: number,
+  quantization?: QuantizationChoice,
 ): Promise<void> {
+  if (quantization) {
+    await writeJsonAtomic(path.join(dir, QUALITY_FILE), quantization.quality);
+  }
   await writeJsonAtomic(path.join(dir, 'arch.json'), { ...design.summary, spec: design.spec, builtParameters: build.parameters });
-  await writeJsonAtomic(path.join(dir, 'compression-report.json'), compression.report);
+  // The manifest's compression field carries both steps: the embedding, then the weight quantization.
+  const chosen = quantization?.chosen;
+  const quantized = chosen ? { quantization: { ...chosen.report, weights: undefined, skipped: chosen.report.skipped.length } } : {};
+  await writeJsonAtomic(path.join(dir, 'compression-report.json'), { ...compression.report, ...quantized });
   await writeJsonAtomic(path.join(dir, 'evaluation.json'), {
     text: evaluation.text,
     tokens: evaluation.tokens,
     perplexityDense: evaluation.before.perplexity,
     perplexityCompressed: evaluation.after.perplexity,
+    ...(quantization?.chosen ? { perplexityShipped: quantization.chosen.perplexity, quantization: `int${quantization.chosen.config.bits} block ${quantization.chosen.config.blockSize}` } : {}),
     window: evaluation.before.window,
   });
   const trainedBy = typeof design.summary.trainedBy === 'string' ? `, trained by ${design.summary.trainedBy}` : '';

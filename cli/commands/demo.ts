@@ -14,6 +14,12 @@ function int(value: string, flag: string, min: number, max: number): number {
   return n;
 }
 
+function fraction(value: string, flag: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 10) throw new ValidationError(`${flag} must be a fraction in 0..10, e.g. 0.05 for 5%; got ${JSON.stringify(value)}`);
+  return n;
+}
+
 /** Registers `fleetlm demo`. */
 export function register(program: Command): void {
   program
@@ -28,9 +34,11 @@ export function register(program: Command): void {
     .option('--arch <file>', 'ship another trained model: its architecture (spec or search result JSON); needs --weights; skips the search')
     .option('--weights <ckpt>', 'ship another trained model: its FleetLM-layout safetensors checkpoint (its X.tokenizer.json ships too when present); needs --arch')
     .option('--no-broken', 'skip the broken rollout and rollback')
+    .option('--no-quantize', 'ship float weights: skip the int4/int8 quantization after the embedding compression')
+    .option('--max-perplexity-increase <f>', `quality gate: largest allowed perplexity increase over the dense model, a fraction (default ${DEFAULT_DEMO.maxPerplexityIncrease})`)
     .option('--stay', 'keep the hub and devices running after the demo, for trying fleetlm commands with --local, until Ctrl-C')
     .option('--json', 'print the result as JSON on stdout (progress goes to stderr)')
-    .action(async (o: { dir?: string; keep?: boolean; devices?: string; deviceClass?: string; seed?: string; broken: boolean; json?: boolean; stay?: boolean; arch?: string; weights?: string; searched?: boolean }) => {
+    .action(async (o: { dir?: string; keep?: boolean; devices?: string; deviceClass?: string; seed?: string; broken: boolean; json?: boolean; stay?: boolean; arch?: string; weights?: string; searched?: boolean; quantize: boolean; maxPerplexityIncrease?: string }) => {
       // Node 20 is supported here; the SDK's notice about its 2027 releases is noise in a demo.
       process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
       const controller = new AbortController();
@@ -62,6 +70,8 @@ export function register(program: Command): void {
           deviceClass: o.deviceClass ?? DEFAULT_DEMO.deviceClass,
           seed: o.seed ? int(o.seed, '--seed', 0, 2 ** 31) : DEFAULT_DEMO.seed,
           broken: o.broken,
+          quantize: o.quantize,
+          maxPerplexityIncrease: o.maxPerplexityIncrease === undefined ? DEFAULT_DEMO.maxPerplexityIncrease : fraction(o.maxPerplexityIncrease, '--max-perplexity-increase'),
           ship: o.searched ? 'searched' : 'trained',
           trained: o.arch && o.weights ? { archPath: o.arch, weightsPath: o.weights, ...(trainedTokenizer ? { tokenizerPath: trainedTokenizer } : {}) } : undefined,
           log,

@@ -209,8 +209,13 @@ export function register(program: Command): void {
       .requiredOption('--version <version>', 'version, [A-Za-z0-9._-]')
       .option('--entry <file>', 'entry ONNX file in the directory (default model.onnx)')
       .option('--key <pem>', 'EC P-256 private key file that signs the manifest (local mode)')
-      .option('--kms-key <arn>', 'AWS KMS ECC_NIST_P256 key that signs the manifest (cloud)'),
-  ).action(async (o: CommonOpts & { modelDir: string; modelId: string; version: string; entry?: string; key?: string; kmsKey?: string }) => {
+      .option('--kms-key <arn>', 'AWS KMS ECC_NIST_P256 key that signs the manifest (cloud)')
+      .option('--max-perplexity-increase <f>', 'judge the bundle\'s quality.json under this limit (fraction of the dense perplexity) instead of its own'),
+  ).action(async (o: CommonOpts & { modelDir: string; modelId: string; version: string; entry?: string; key?: string; kmsKey?: string; maxPerplexityIncrease?: string }) => {
+    const maxPerplexityIncrease = o.maxPerplexityIncrease === undefined ? undefined : Number(o.maxPerplexityIncrease);
+    if (maxPerplexityIncrease !== undefined && !(Number.isFinite(maxPerplexityIncrease) && maxPerplexityIncrease >= 0)) {
+      throw new ValidationError(`--max-perplexity-increase must be a fraction >= 0, e.g. 0.05; got ${o.maxPerplexityIncrease}`);
+    }
     const profile = await profileFrom(o);
     const signer = signerFor(o, profile);
     const bar = showBars(o) ? new cliProgress.SingleBar({ format: 'upload [{bar}] {percentage}% {file}', stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
@@ -223,6 +228,7 @@ export function register(program: Command): void {
       modelId: o.modelId,
       version: o.version,
       entry: o.entry,
+      maxPerplexityIncrease,
       onProgress: (done, total, file) => {
         if (!bar) return;
         if (!started) bar.start(total, 0, { file });

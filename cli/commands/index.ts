@@ -6,6 +6,7 @@ import { register as importModel } from './import.ts';
 import { register as generate } from './generate.ts';
 import { register as perplexity } from './perplexity.ts';
 import { register as compress } from './compress.ts';
+import { register as quantize } from './quantize.ts';
 import { register as local } from './local.ts';
 import { register as fleet } from './fleet.ts';
 import { register as demo } from './demo.ts';
@@ -19,6 +20,7 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   generate,
   perplexity,
   compress,
+  quantize,
   train,
   local,
   fleet,

@@ -1,0 +1,267 @@
+// Rewrites an ONNX decoder's weight matmuls (attention, MLP, LM head) to onnxruntime's block-quantized
+// MatMulNBits (com.microsoft); works on FleetLM builds and foreign exports (Optimum) alike.
+import { ValidationError } from '../../common/errors.ts';
+import { DataType, onnx, tensorToFloat32, type AttributeProto, type ModelProto, type NodeProto, type TensorProto } from '../onnx/proto.ts';
+import { quantizeBlockwise, quantizedBytes, validateQuantConfig, viewKN, viewNK, zeroPointOf, type BlockQuantConfig, type MatrixView, type QuantizedMatrix } from './block-quantizer.ts';
+
+/** Opset version of the com.microsoft domain that defines MatMulNBits. */
+const MS_DOMAIN = 'com.microsoft';
+/** Prefix of the nodes the embedding compression emits (models/compression/onnx-rewrite.ts): left alone. */
+const COMPRESSED_EMBEDDING_PREFIX = 'embed_tokens_compressed/';
+
+/** One quantized weight initializer (it may feed several nodes). */
+export interface QuantizedWeight {
+  /** The float initializer's name. */
+  name: string;
+  k: number;
+  n: number;
+  /** 'kn' for MatMul's [K, N] B, 'nk' for Gemm transB's [N, K] B. */
+  layout: 'kn' | 'nk';
+  nodes: string[];
+  floatBytes: number;
+  quantizedBytes: number;
+  /** ||W - deq(W)||_F / ||W||_F. */
+  relativeError: number;
+  /** Whether the float initializer stays (another node still reads it, e.g. a tied embedding Gather). */
+  floatKept: boolean;
+}
+
+/** A matmul the rewrite left in float, and why. */
+export interface SkippedNode {
+  node: string;
+  opType: string;
+  reason: string;
+}
+
+export interface QuantizeResult {
+  model: ModelProto;
+  weights: QuantizedWeight[];
+  skipped: SkippedNode[];
+  /** Bytes of initializer data before and after. */
+  initializerBytesBefore: number;
+  initializerBytesAfter: number;
+}
+
+export interface QuantizeModelOptions extends BlockQuantConfig {
+  /** Also rewrite MatMuls that read a constant A (constant-only subgraphs); default false. */
+  includeConstantInputs?: boolean;
+}
+
+function attr(node: NodeProto, name: string): AttributeProto | undefined {
+  return (node.attribute ?? []).find((a) => a.name === name);
+}
+function attrInt(node: NodeProto, name: string, fallback: number): number {
+  const a = attr(node, name);
+  return a?.i === undefined || a.i === null ? fallback : Number(a.i);
+}
+function attrFloat(node: NodeProto, name: string, fallback: number): number {
+  const a = attr(node, name);
+  return a?.f === undefined || a.f === null ? fallback : Number(a.f);
+}
+
+function tensorBytes(t: TensorProto): number {
+  if (t.rawData && t.rawData.length > 0) return t.rawData.length;
+  return (t.floatData?.length ?? 0) * 4 + (t.int64Data?.length ?? 0) * 8 + (t.int32Data?.length ?? 0) * 4;
+}
+
+function relativeError(w: MatrixView, q: QuantizedMatrix): number {
+  // Dequantize block by block straight from the packed data, so no K x N copy is made.
+  let err = 0;
+  let norm = 0;
+  for (let n = 0; n < q.n; n++) {
+    for (let b = 0; b < q.kBlocks; b++) {
+      const scale = q.scales[n * q.kBlocks + b]!;
+      const zp = zeroPointOf(q, n, b);
+      const blob = (n * q.kBlocks + b) * q.blobSize;
+      const k1 = Math.min(q.k, (b + 1) * q.blockSize);
+      for (let k = b * q.blockSize, j = 0; k < k1; k++, j++) {
+        const v = q.bits === 8 ? q.data[blob + j]! : (q.data[blob + (j >> 1)]! >> ((j & 1) * 4)) & 0x0f;
+        const x = w.data[k * w.kStride + n * w.nStride]!;
+        const d = x - (v - zp) * scale;
+        err += d * d;
+        norm += x * x;
+      }
+    }
+  }
+  return norm > 0 ? Math.sqrt(err / norm) : 0;
+}
+
+interface Candidate {
+  nodeIndex: number;
+  node: NodeProto;
+  weight: string;
+  layout: 'kn' | 'nk';
+  /** Gemm's C (bias), added after the MatMulNBits. */
+  bias?: string;
+}
+
+/**
+ * Quantizes every MatMul whose B is a 2-D float initializer, and every Gemm (alpha = beta = 1,
+ * transA = 0) whose B is one (transB = 1, as a tied head reading the [V, E] embedding, needs no
+ * transpose: the rows of B already are MatMulNBits' N x K), into MatMulNBits. An initializer shared
+ * by several nodes is quantized once; the float copy goes unless another node (a Gather) still
+ * reads it. Inputs, outputs and other nodes are unchanged; the input model is not modified.
+ */
+export function quantizeModel(model: ModelProto, options: QuantizeModelOptions): QuantizeResult {
+  validateQuantConfig(options);
+  const graph = model.graph;
+  if (!graph) throw new ValidationError('ONNX model has no graph; expected a decoder with weight MatMuls');
+  const nodes = graph.node ?? [];
+  const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t]));
+  const producer = new Map<string, NodeProto>();
+  for (const n of nodes) for (const o of n.output ?? []) producer.set(o, n);
+  const graphInputs = new Set((graph.input ?? []).map((i) => i.name ?? ''));
+  // A value is constant if it is an initializer, or every input of its producer is (a folded subgraph).
+  const constCache = new Map<string, boolean>();
+  const isConstant = (v: string, depth = 0): boolean => {
+    if (v === '') return true;
+    const hit = constCache.get(v);
+    if (hit !== undefined) return hit;
+    let r: boolean;
+    if (inits.has(v)) r = true;
+    else if (graphInputs.has(v) || depth > 64) r = false;
+    else {
+      const p = producer.get(v);
+      r = p !== undefined && (p.input ?? []).every((x) => isConstant(x, depth + 1));
+    }
+    constCache.set(v, r);
+    return r;
+  };
+  const skipped: SkippedNode[] = [];
+  const candidates: Candidate[] = [];
+  const bypassed = new Set<NodeProto>();
+  nodes.forEach((node, nodeIndex) => {
+    const op = node.opType ?? '';
+    if ((op !== 'MatMul' && op !== 'Gemm') || (node.domain && node.domain !== 'ai.onnx')) return;
+    const label = node.name || node.output?.[0] || `#${nodeIndex}`;
+    const skip = (reason: string): void => void skipped.push({ node: label, opType: op, reason });
+    let b = node.input?.[1] ?? '';
+    let transposed = false;
+    const bProducer = producer.get(b);
+    // MatMul(A, Transpose(W)) with a 2-D W: a tied head in some exports; W's rows are already N x K.
+    if (op === 'MatMul' && bProducer?.opType === 'Transpose' && inits.has(bProducer.input?.[0] ?? '')) {
+      const perm = (attr(bProducer, 'perm')?.ints ?? []).map(Number);
+      if (perm.length === 0 || (perm[0] === 1 && perm[1] === 0)) {
+        b = bProducer.input![0]!;
+        transposed = true;
+        bypassed.add(bProducer);
+      }
+    }
+    const t = inits.get(b);
+    // An activation x activation product (attention scores) is not a weight: not worth listing.
+    if (!t && !isConstant(b)) return;
+    if (!t) return skip(`B (${b}) is computed from constants in the graph (e.g. an embedding rebuilt from compressed factors), not a stored initializer`);
+    if (t.dataType !== DataType.FLOAT) return skip(`B (${b}) has data type ${t.dataType}; only float32 weights are quantized`);
+    if ((t.dims ?? []).length !== 2) return skip(`B (${b}) has rank ${(t.dims ?? []).length}; only 2-D weights are quantized`);
+    if ((node.name ?? '').startsWith(COMPRESSED_EMBEDDING_PREFIX)) return skip('part of the compressed embedding (its factors stay float; compress first, then quantize)');
+    if (!options.includeConstantInputs && isConstant(node.input?.[0] ?? '')) return skip('A is constant too (onnxruntime folds this product once at load)');
+    if (op === 'Gemm') {
+      if (attrInt(node, 'transA', 0) !== 0) return skip('Gemm with transA = 1');
+      if (attrFloat(node, 'alpha', 1) !== 1 || attrFloat(node, 'beta', 1) !== 1) return skip('Gemm with alpha or beta other than 1');
+      const c = node.input?.[2];
+      if (c && !inits.has(c)) return skip(`Gemm bias C (${c}) is not an initializer`);
+      return void candidates.push({ nodeIndex, node, weight: b, layout: attrInt(node, 'transB', 0) === 1 ? 'nk' : 'kn', ...(c ? { bias: c } : {}) });
+    }
+    candidates.push({ nodeIndex, node, weight: b, layout: transposed ? 'nk' : 'kn' });
+  });
+
+  const used = new Set<string>();
+  for (const n of nodes) {
+    for (const v of [...(n.input ?? []), ...(n.output ?? [])]) used.add(v);
+    if (n.name) used.add(n.name);
+  }
+  for (const t of graph.initializer ?? []) used.add(t.name ?? '');
+  const fresh = (hint: string): string => {
+    let s = hint;
+    for (let i = 1; used.has(s); i++) s = `${hint}_${i}`;
+    used.add(s);
+    return s;
+  };
+
+  const { bits, blockSize, symmetric } = options;
+  const quantized = new Map<string, { q: QuantizedMatrix; b: string; scales: string; zp: string | null; info: QuantizedWeight }>();
+  const added: TensorProto[] = [];
+  const replaced = new Map<number, NodeProto[]>();
+  for (const c of candidates) {
+    const key = `${c.weight}|${c.layout}`;
+    let entry = quantized.get(key);
+    if (!entry) {
+      const t = inits.get(c.weight)!;
+      const [d0, d1] = (t.dims ?? []).map(Number) as [number, number];
+      const data = tensorToFloat32(t);
+      const view = c.layout === 'kn' ? viewKN(data, d0, d1) : viewNK(data, d0, d1);
+      const q = quantizeBlockwise(view, { bits, blockSize, symmetric });
+      const base = c.weight.replace(/\.weight$/, '');
+      const suffix = c.layout === 'nk' ? '_t' : '';
+      const bName = fresh(`${base}${suffix}.q${bits}`);
+      const sName = fresh(`${base}${suffix}.q${bits}_scales`);
+      added.push({ name: bName, dataType: DataType.UINT8, dims: [q.n, q.kBlocks, q.blobSize], rawData: q.data });
+      added.push({ name: sName, dataType: DataType.FLOAT, dims: [q.n * q.kBlocks], rawData: new Uint8Array(q.scales.buffer) });
+      let zpName: string | null = null;
+      if (q.zeroPoints) {
+        zpName = fresh(`${base}${suffix}.q${bits}_zero_points`);
+        added.push({ name: zpName, dataType: DataType.UINT8, dims: [q.zeroPoints.length], rawData: q.zeroPoints });
+      }
+      const info: QuantizedWeight = {
+        name: c.weight,
+        k: q.k,
+        n: q.n,
+        layout: c.layout,
+        nodes: [],
+        floatBytes: tensorBytes(t),
+        quantizedBytes: quantizedBytes(q),
+        relativeError: relativeError(view, q),
+        floatKept: false,
+      };
+      entry = { q, b: bName, scales: sName, zp: zpName, info };
+      quantized.set(key, entry);
+    }
+    const label = c.node.name || c.node.output![0]!;
+    entry.info.nodes.push(label);
+    const out = c.node.output![0]!;
+    const mmOut = c.bias ? fresh(`${out}_nobias`) : out;
+    const inputs = [c.node.input![0]!, entry.b, entry.scales, ...(entry.zp ? [entry.zp] : [])];
+    const ints = (name: string, i: number): AttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INT, i });
+    const mm: NodeProto = {
+      name: fresh(`${c.node.name || out}_q${bits}`),
+      opType: 'MatMulNBits',
+      domain: MS_DOMAIN,
+      input: inputs,
+      output: [mmOut],
+      attribute: [ints('K', entry.q.k), ints('N', entry.q.n), ints('bits', bits), ints('block_size', blockSize)],
+    };
+    const emitted = [mm];
+    if (c.bias) emitted.push({ name: fresh(`${c.node.name || out}_bias`), opType: 'Add', input: [mmOut, c.bias], output: [out] });
+    replaced.set(c.nodeIndex, emitted);
+  }
+
+  let newNodes = nodes.flatMap((n, i) => replaced.get(i) ?? [n]);
+  const readsOf = (list: NodeProto[]): Set<string> => {
+    const r = new Set<string>();
+    for (const n of list) for (const v of n.input ?? []) r.add(v);
+    for (const o of graph.output ?? []) r.add(o.name ?? '');
+    return r;
+  };
+  // A Transpose the rewrite looked through is dead once no other node reads its output.
+  const reads = readsOf(newNodes);
+  newNodes = newNodes.filter((n) => !bypassed.has(n) || (n.output ?? []).some((o) => reads.has(o)));
+  const stillRead = readsOf(newNodes);
+  const dropped = new Set<string>();
+  for (const { info } of quantized.values()) {
+    info.floatKept = stillRead.has(info.name);
+    if (!info.floatKept) dropped.add(info.name);
+  }
+  const initializer = [...(graph.initializer ?? []).filter((t) => !dropped.has(t.name ?? '')), ...added];
+  const input = (graph.input ?? []).filter((i) => !dropped.has(i.name ?? ''));
+  const opsetImport = [...(model.opsetImport ?? [])];
+  if (quantized.size > 0 && !opsetImport.some((o) => o.domain === MS_DOMAIN)) opsetImport.push({ domain: MS_DOMAIN, version: 1 });
+  const before = (graph.initializer ?? []).reduce((s, t) => s + tensorBytes(t), 0);
+  const after = initializer.reduce((s, t) => s + tensorBytes(t), 0);
+  return {
+    model: { ...model, opsetImport, graph: { ...graph, node: newNodes, initializer, input } },
+    weights: [...quantized.values()].map((e) => e.info),
+    skipped,
+    initializerBytesBefore: before,
+    initializerBytesAfter: after,
+  };
+}
