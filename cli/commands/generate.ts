@@ -42,7 +42,7 @@ export function register(program: Command): void {
     .option('--ignore-eos', 'keep generating past <|endoftext|>')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
     .option('--context-length <n>', 'override the context length the model states')
-    .option('--tokenizer <name|file>', 'gpt2, or a fleetlm/bpe@1 tokenizer file (default: tokenizer.json beside the model, else gpt2)')
+    .option('--tokenizer <name|file>', "gpt2, or a tokenizer.json file: Hugging Face format or FleetLM's older fleetlm/bpe@1 (default: tokenizer.json beside the model, with its tokenizer_config.json, else gpt2)")
     .option('--json', 'print one JSON object with the text and timings instead of streaming')
     .action(async (raw: Record<string, unknown>) => {
       const opts = parseWith(OptionsSchema, raw, 'generate options');
