@@ -96,4 +96,20 @@ describe('tokenizer beside the model, and fleetlm generate / perplexity --tokeni
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/tokenizer must be "gpt2" or an existing tokenizer.json file/);
   });
+
+  it('generate --chat renders the chat template from the tokenizer_config.json beside the model', async () => {
+    const noTemplate = await cli(['generate', '--model', modelWith, '--chat', '--prompt', 'Hi', '--max-tokens', '2', '--threads', '1']);
+    expect(noTemplate.code).toBe(2);
+    expect(noTemplate.err).toMatch(/--chat needs a tokenizer_config.json with a chat_template/);
+    const template = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ 'assistant:' }}{% endif %}";
+    await fs.writeFile(path.join(withTok, 'tokenizer_config.json'), JSON.stringify({ eos_token: '<|endoftext|>', chat_template: template }));
+    try {
+      const r = await cli(['generate', '--model', modelWith, '--chat', '--system', 'Be brief.', '--prompt', PROMPT, '--max-tokens', '2', '--ignore-eos', '--threads', '1', '--json']);
+      expect(r.code).toBe(0);
+      const rendered = `system: Be brief.\nuser: ${PROMPT}\nassistant:`;
+      expect((JSON.parse(r.out) as { promptTokens: number }).promptTokens).toBe((await loadTokenizer(DEMO_TOKENIZER)).encode(rendered).length);
+    } finally {
+      await fs.rm(path.join(withTok, 'tokenizer_config.json'));
+    }
+  });
 });
