@@ -27,7 +27,8 @@ class OnnxServedModel implements ServedModel {
       if (!isHfTokenizer(tok) || !tok.chatTemplate) {
         throw new ValidationError(`model ${this.ref.modelId}@${this.ref.version} has no chat template (its tokenizer_config.json has no chat_template); send a plain prompt to /v1/completions instead`);
       }
-      ids = tok.encodeChat(req.prompt.messages.map((m) => ({ role: m.role, content: m.content })));
+      // OpenAI's "developer" is the newer name of "system"; Hugging Face templates know only the latter.
+      ids = tok.encodeChat(req.prompt.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: m.content })));
     }
     const stops = new StopSequences(req.stop ?? []);
     // A stop string ends generation through this signal; the caller's signal still ends it too.
