@@ -37,7 +37,10 @@ export const GenerationDefaultsSchema = z
 
 export const TokenizerRefSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('gpt2-bpe') }).strict(),
+  /** Older bundles: FleetLM's byte-level BPE (`fleetlm/bpe@1` or a Hugging Face tokenizer.json). */
   z.object({ kind: z.literal('bpe'), file: BundleFileNameSchema }).strict(),
+  /** A Hugging Face tokenizer.json and, when shipped, its tokenizer_config.json (special tokens, chat template). */
+  z.object({ kind: z.literal('huggingface'), file: BundleFileNameSchema, config: BundleFileNameSchema.optional() }).strict(),
 ]);
 
 export const ManifestSchema = z

@@ -8,7 +8,7 @@ import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, parseManifestBytes, type Manife
 import type { AgentConfig } from './config.ts';
 import { checkFreeSpace, confinedPath, downloadFile, redact, verifyFileOnDisk } from './downloader.ts';
 import { runHealthCheck } from './health-check.ts';
-import { InferenceServer, labelValue } from './inference-server.ts';
+import { InferenceServer } from './inference-server.ts';
 import { InferenceStats } from './inference-stats.ts';
 import { InstallStateStore, type ActiveJob, type Outcome, type Phase } from './install-state-machine.ts';
 import { JobsClient, JobsRejectedError, type JobExecution, type StatusDetails } from './jobs-client.ts';
@@ -120,7 +120,11 @@ export class Agent {
       maxConcurrent: this.cfg.http.maxConcurrent,
       holder: this.holder,
       stats: this.stats,
-      extraMetrics: () => this.extraMetrics(),
+      agentGauges: {
+        modelRef: () => this.holder.current?.ref ?? null,
+        mqttConnected: () => this.transport.connected,
+        telemetryDropped: () => this.outbox?.dropped ?? 0,
+      },
     });
     this.httpPort = await this.server.start();
     this.log.info('local API listening', { host: this.cfg.http.host, port: this.httpPort });
@@ -164,27 +168,6 @@ export class Agent {
     await this.server?.stop();
     await this.transport.stop();
     this.holder.swap(null);
-  }
-
-  private extraMetrics(): string {
-    const ref = this.holder.current?.ref;
-    const lines = [
-      '# HELP fleetlm_model_info The model version serving requests.',
-      '# TYPE fleetlm_model_info gauge',
-    ];
-    if (ref) lines.push(`fleetlm_model_info{model_id="${labelValue(ref.modelId)}",version="${labelValue(ref.version)}"} 1`);
-    lines.push(
-      '# HELP process_resident_memory_bytes Resident set size.',
-      '# TYPE process_resident_memory_bytes gauge',
-      `process_resident_memory_bytes ${process.memoryUsage.rss()}`,
-      '# HELP fleetlm_mqtt_connected 1 while the MQTT link is up.',
-      '# TYPE fleetlm_mqtt_connected gauge',
-      `fleetlm_mqtt_connected ${this.transport.connected ? 1 : 0}`,
-      '# HELP fleetlm_telemetry_dropped_total Telemetry messages dropped from the full offline buffer.',
-      '# TYPE fleetlm_telemetry_dropped_total counter',
-      `fleetlm_telemetry_dropped_total ${this.outbox?.dropped ?? 0}`,
-    );
-    return `${lines.join('\n')}\n`;
   }
 
   private async readInstalledManifest(ref: ModelRef): Promise<Manifest> {

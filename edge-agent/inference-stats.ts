@@ -1,5 +1,7 @@
-// Request counters and latency percentiles shared by the local API (/metrics) and telemetry.
-// Percentiles come from a fixed window of recent samples kept in typed arrays.
+// Request counters and latency percentiles shared by the local API and telemetry. Every event goes to
+// the Prometheus metrics (metrics.ts) too, so /metrics and telemetry count the same things.
+// Percentiles for telemetry come from a fixed window of recent samples kept in typed arrays.
+import { AgentMetrics } from './metrics.ts';
 
 /** Nearest-rank percentile of the first `n` values of `sorted` (ascending). */
 export function percentile(sorted: Float64Array, n: number, p: number): number {
@@ -30,23 +32,63 @@ class Window {
 /** Counters since start plus p50/p95 over the last `window` completed generations. */
 export class InferenceStats {
   requests = 0;
-  errors = 0;
+  /** Failures on the device's side (5xx). */
+  serverErrors = 0;
+  /** Requests refused as the caller's fault (4xx other than 429). */
+  clientErrors = 0;
   rejected = 0;
   tokens = 0;
   inFlight = 0;
   private readonly firstToken: Window;
   private readonly tps: Window;
 
-  constructor(window = 512) {
+  constructor(
+    window = 512,
+    readonly metrics: AgentMetrics = new AgentMetrics(),
+  ) {
     this.firstToken = new Window(window);
     this.tps = new Window(window);
   }
 
+  /** A generation request arrived. */
+  received(): void {
+    this.requests++;
+    this.metrics.requests.inc();
+  }
+
+  /** The caller's request was refused with `status` (400, 404, 405, 413, ...). */
+  clientError(status: number): void {
+    this.clientErrors++;
+    this.metrics.clientErrors.inc({ status: String(status) });
+  }
+
+  /** The device failed to serve a valid request. */
+  serverError(): void {
+    this.serverErrors++;
+    this.metrics.serverErrors.inc();
+  }
+
+  /** Refused for capacity (429, or 503 with no model). */
+  reject(): void {
+    this.rejected++;
+    this.metrics.rejected.inc();
+  }
+
+  /** A generation started (+1) or ended (-1). */
+  running(delta: 1 | -1): void {
+    this.inFlight += delta;
+    this.metrics.inFlight.inc(delta);
+  }
+
   /** Records one finished generation. */
-  record(firstTokenMs: number, tokensPerSecond: number, tokens: number): void {
+  record(firstTokenMs: number, tokensPerSecond: number, tokens: number, promptTokens = 0): void {
     this.firstToken.push(firstTokenMs);
     this.tps.push(tokensPerSecond);
     this.tokens += tokens;
+    this.metrics.firstTokenMs.observe(firstTokenMs);
+    this.metrics.tokensPerSecond.observe(tokensPerSecond);
+    this.metrics.generatedTokens.inc(tokens);
+    this.metrics.promptTokens.inc(promptTokens);
   }
 
   firstTokenMs(): { p50: number; p95: number } | null {

@@ -3,17 +3,34 @@
 import type { Manifest } from '../contracts/manifest.ts';
 import type { ModelRef } from './model-store.ts';
 
+/** One chat turn (OpenAI's message shape with the content as text). */
+export interface ChatTurn {
+  role: 'system' | 'user' | 'assistant' | 'tool' | 'developer';
+  content: string;
+}
+
 export interface GenerateRequest {
-  prompt: string;
+  /** Prompt text, or chat messages rendered with the model's chat template. */
+  prompt: string | { messages: readonly ChatTurn[] };
   maxTokens: number;
   temperature: number;
   topP: number;
+  /** Sampling seed (reproducible output with temperature > 0). */
+  seed?: number;
+  /** Text that ends generation; the text returned stops before it. */
+  stop?: readonly string[];
   /** Keep going past an end-of-text token (health checks want a fixed token count). */
   ignoreEos?: boolean;
 }
 
+/** Why generation ended, in OpenAI's words: a stop token or stop string, or a token limit (max_tokens or the context). */
+export type FinishReason = 'stop' | 'length';
+
 export interface GenerationStats {
+  /** Tokens generated. */
   tokens: number;
+  promptTokens: number;
+  finishReason: FinishReason;
   firstTokenMs: number;
   tokensPerSecond: number;
   totalMs: number;
@@ -22,7 +39,11 @@ export interface GenerationStats {
 /** A model loaded and ready to generate. */
 export interface ServedModel {
   readonly ref: ModelRef;
-  /** Streams text pieces to `onToken`; resolves with timing once generation ends. */
+  /**
+   * Streams text pieces to `onToken`; resolves with timing once generation ends. A prompt the model
+   * cannot take (too long for its context, no chat template for messages) rejects with ValidationError
+   * before any piece is streamed.
+   */
   generate(req: GenerateRequest, onToken: (text: string) => void, signal?: AbortSignal): Promise<GenerationStats>;
   dispose(): Promise<void>;
 }

@@ -1,8 +1,10 @@
 // ModelRuntime backed by models/runtime (onnxruntime-node): loads a bundle's entry file and streams
 // tokens, timing first-token latency and decode speed the same way for serving and health checks.
 import path from 'node:path';
-import { ModelError } from '../common/errors.ts';
+import { ModelError, ValidationError } from '../common/errors.ts';
 import type { Manifest } from '../contracts/manifest.ts';
+import { isHfTokenizer } from '../models/runtime/tokenizer-hf.ts';
+import { StopSequences } from '../models/runtime/stop-sequences.ts';
 import type { LanguageModel, Tokenizer } from '../models/runtime/index.ts';
 import { confinedPath } from './downloader.ts';
 import type { GenerateRequest, GenerationStats, ModelRuntime, ServedModel } from './model-runtime.ts';
@@ -12,32 +14,52 @@ class OnnxServedModel implements ServedModel {
   constructor(
     readonly ref: ModelRef,
     private readonly lm: LanguageModel,
+    /** Ids that end generation besides the tokenizer's end-of-text (the manifest's generation.stopTokens). */
+    private readonly stopTokens: readonly number[],
   ) {}
 
   async generate(req: GenerateRequest, onToken: (text: string) => void, signal?: AbortSignal): Promise<GenerationStats> {
-    const start = performance.now();
-    let first = 0;
-    let last = 0;
-    let tokens = 0;
-    for await (const t of this.lm.generate(req.prompt, {
+    const tok = this.lm.tokenizer;
+    let ids: number[];
+    if (typeof req.prompt === 'string') {
+      ids = tok.encode(req.prompt);
+    } else {
+      if (!isHfTokenizer(tok) || !tok.chatTemplate) {
+        throw new ValidationError(`model ${this.ref.modelId}@${this.ref.version} has no chat template (its tokenizer_config.json has no chat_template); send a plain prompt to /v1/completions instead`);
+      }
+      // OpenAI's "developer" is the newer name of "system"; Hugging Face templates know only the latter.
+      ids = tok.encodeChat(req.prompt.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: m.content })));
+    }
+    const stops = new StopSequences(req.stop ?? []);
+    // A stop string ends generation through this signal; the caller's signal still ends it too.
+    const own = new AbortController();
+    const signals = signal ? AbortSignal.any([signal, own.signal]) : own.signal;
+    const eos = tok.eosTokenId;
+    const stopTokens = req.ignoreEos || this.stopTokens.length === 0 ? undefined : [...new Set([...(eos === undefined ? [] : [eos]), ...this.stopTokens])];
+    // Validates the prompt against the context (ValidationError) before anything streams.
+    const r = await this.lm.generateText(ids, {
       maxTokens: req.maxTokens,
       temperature: req.temperature,
       topP: req.topP,
+      ...(req.seed === undefined ? {} : { seed: req.seed }),
+      ...(stopTokens ? { stopTokens } : {}),
       ignoreEos: req.ignoreEos ?? false,
-      signal,
-    })) {
-      last = performance.now();
-      if (tokens === 0) first = last;
-      tokens++;
-      if (t.text) onToken(t.text);
-    }
-    const end = performance.now();
-    const decodeMs = last - first;
+      signal: signals,
+      onToken: (t) => {
+        const text = stops.push(t.text);
+        if (text) onToken(text);
+        if (stops.stopped) own.abort();
+      },
+    });
+    const rest = stops.flush();
+    if (rest) onToken(rest);
     return {
-      tokens,
-      firstTokenMs: (tokens > 0 ? first : end) - start,
-      tokensPerSecond: tokens > 1 && decodeMs > 0 ? ((tokens - 1) * 1000) / decodeMs : 0,
-      totalMs: end - start,
+      tokens: r.tokens.length,
+      promptTokens: r.promptTokens,
+      finishReason: stops.stopped || r.stopReason === 'stop-token' ? 'stop' : 'length',
+      firstTokenMs: r.firstTokenMs,
+      tokensPerSecond: r.tokensPerSecond,
+      totalMs: r.totalMs,
     };
   }
 
@@ -56,17 +78,20 @@ export class OnnxModelRuntime implements ModelRuntime {
   async load(dir: string, manifest: Manifest, ref: ModelRef): Promise<ServedModel> {
     const entry = confinedPath(path.resolve(dir), manifest.entry);
     // Imported on first use: a device without a model yet does not pay for onnxruntime's memory.
-    const { loadLanguageModel, loadTokenizer, gpt2Tokenizer } = await import('../models/runtime/index.ts');
+    const { loadLanguageModel, loadTokenizerFile, gpt2Tokenizer } = await import('../models/runtime/index.ts');
     let tokenizer: Tokenizer;
-    if (manifest.tokenizer.kind === 'gpt2-bpe') {
+    const ref_ = manifest.tokenizer;
+    if (ref_.kind === 'gpt2-bpe') {
       tokenizer = gpt2Tokenizer();
     } else {
-      // The bundle's own byte-level BPE (fleetlm/bpe@1), verified with the other files before install.
-      const file = confinedPath(path.resolve(dir), manifest.tokenizer.file);
+      // The bundle's own tokenizer.json (and tokenizer_config.json), verified with the other files
+      // before install; only files the manifest names are read.
+      const file = confinedPath(path.resolve(dir), ref_.file);
+      const config = ref_.kind === 'huggingface' && ref_.config ? confinedPath(path.resolve(dir), ref_.config) : null;
       try {
-        tokenizer = await loadTokenizer(file);
+        tokenizer = await loadTokenizerFile(file, config);
       } catch (err) {
-        throw new ModelError(`the bundle's tokenizer ${manifest.tokenizer.file} cannot be loaded: ${(err as Error).message}`, { cause: err });
+        throw new ModelError(`the bundle's tokenizer ${ref_.file} cannot be loaded: ${(err as Error).message}`, { cause: err });
       }
     }
     // No spinning by default: the agent shares the device's cores with the application it serves.
@@ -75,6 +100,6 @@ export class OnnxModelRuntime implements ModelRuntime {
       allowSpinning: this.allowSpinning,
       ...(this.threads > 0 ? { intraOpNumThreads: this.threads } : {}),
     });
-    return new OnnxServedModel(ref, lm);
+    return new OnnxServedModel(ref, lm, manifest.generation.stopTokens);
   }
 }

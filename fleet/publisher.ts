@@ -25,6 +25,9 @@ import {
 import { signManifestBytes, type ManifestSigner } from '../contracts/manifest-signing.ts';
 import { sha256File, sha256Hex } from '../common/hash.ts';
 import { QUALITY_FILE, QualityRecordSchema, rejudge } from '../models/quality/quality-gate.ts';
+// The tokenizer modules directly: the runtime's index would load onnxruntime into every publish.
+import { loadTokenizerFile } from '../models/runtime/tokenizer-file.ts';
+import { isFleetBpeFile } from '../models/runtime/tokenizer-fleetlm-bpe.ts';
 
 /** Files in a model directory that carry metadata for the manifest rather than bytes for the device. */
 export const BUNDLE_METADATA_FILES = {
@@ -36,6 +39,7 @@ export const BUNDLE_METADATA_FILES = {
   tokenizer: 'tokenizer.json',
   /** The quality gate's record (models/quality/quality-gate.ts): publish refuses a bundle that fails it. */
   quality: QUALITY_FILE,
+  tokenizerConfig: 'tokenizer_config.json',
 } as const;
 
 const LineageSchema = z
@@ -67,6 +71,31 @@ export interface PrepareOptions {
 }
 
 
+/**
+ * How the manifest names the directory's tokenizer: GPT-2 when there is no tokenizer.json, { kind: 'bpe' }
+ * for an older `fleetlm/bpe@1` file (what agents before Hugging Face support read), else { kind:
+ * 'huggingface' } with its tokenizer_config.json. The files are loaded first, so a broken tokenizer
+ * fails here rather than on every device.
+ */
+async function tokenizerRef(dir: string, shipped: ReadonlySet<string>): Promise<ManifestInput['tokenizer']> {
+  const { tokenizer, tokenizerConfig } = BUNDLE_METADATA_FILES;
+  if (!shipped.has(tokenizer)) return { kind: 'gpt2-bpe' };
+  const file = path.join(dir, tokenizer);
+  try {
+    await loadTokenizerFile(file);
+  } catch (err) {
+    throw new ValidationError(`model directory's ${tokenizer} cannot be loaded: ${(err as Error).message}`, { cause: err });
+  }
+  let old = false;
+  try {
+    old = isFleetBpeFile(JSON.parse(await fs.readFile(file, 'utf8')));
+  } catch {
+    // Loaded above, so it is JSON.
+  }
+  if (old) return { kind: 'bpe', file: tokenizer };
+  return shipped.has(tokenizerConfig) ? { kind: 'huggingface', file: tokenizer, config: tokenizerConfig } : { kind: 'huggingface', file: tokenizer };
+}
+
 async function readJsonObject<S extends z.ZodType>(file: string, schema: S): Promise<z.output<S> | undefined> {
   if (!existsSync(file)) return undefined;
   return parseJsonWith(schema, await fs.readFile(file, 'utf8'), path.basename(file));
@@ -87,7 +116,8 @@ function withQuality(evaluation: Record<string, unknown> | undefined, quality: R
 
 /**
  * Builds the manifest for a model directory: every .onnx and external-data file is shipped, a
- * tokenizer.json (byte-level BPE) is shipped when present (else the GPT-2 BPE is referenced), and
+ * tokenizer.json (Hugging Face, or FleetLM's older BPE) and its tokenizer_config.json are shipped when
+ * present (else the GPT-2 BPE is referenced), and
  * arch/compression/evaluation/lineage/generation JSON files become manifest fields.
  */
 export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundle> {
@@ -119,7 +149,8 @@ export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundl
   const paths = new Map<string, string>();
   const ignored: string[] = [];
   for (const name of names) {
-    const role = name === BUNDLE_METADATA_FILES.tokenizer ? 'tokenizer' : roleOf(name);
+    const isTokenizer = name === BUNDLE_METADATA_FILES.tokenizer || (name === BUNDLE_METADATA_FILES.tokenizerConfig && names.includes(BUNDLE_METADATA_FILES.tokenizer));
+    const role = isTokenizer ? 'tokenizer' : roleOf(name);
     if (!role) {
       if (!metadataNames.has(name) && name !== MANIFEST_FILE && name !== MANIFEST_SIGNATURE_FILE) ignored.push(name);
       continue;
@@ -151,7 +182,7 @@ export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundl
     createdAt: (opts.now ?? new Date()).toISOString(),
     entry,
     files,
-    tokenizer: paths.has(BUNDLE_METADATA_FILES.tokenizer) ? { kind: 'bpe', file: BUNDLE_METADATA_FILES.tokenizer } : { kind: 'gpt2-bpe' },
+    tokenizer: await tokenizerRef(dir, new Set(paths.keys())),
     generation: opts.overrides?.generation ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.generation), GenerationDefaultsSchema)) ?? {},
     arch: opts.overrides?.arch ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.arch), JsonObjectSchema)),
     compression: opts.overrides?.compression ?? compression,

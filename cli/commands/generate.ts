@@ -1,8 +1,10 @@
-// `fleetlm generate`: run an ONNX causal LM on a prompt and stream the generated text to stdout.
+// `fleetlm generate`: run an ONNX causal LM on a prompt (or, with --chat, a chat turn rendered with the
+// tokenizer's chat template) and stream the generated text to stdout.
 import type { Command } from 'commander';
 import { z } from 'zod';
+import { ValidationError } from '../../common/errors.ts';
 import { parseWith } from '../../common/validate.ts';
-import { loadLanguageModel, tokenizerForModel } from '../../models/runtime/index.ts';
+import { isHfTokenizer, loadLanguageModel, tokenizerForModel, type ChatMessage, type Tokenizer } from '../../models/runtime/index.ts';
 
 const OptionsSchema = z
   .object({
@@ -18,9 +20,22 @@ const OptionsSchema = z
     threads: z.coerce.number().int().min(1).max(256).optional(),
     contextLength: z.coerce.number().int().min(1).optional(),
     tokenizer: z.string().min(1).optional(),
+    chat: z.boolean().default(false),
+    system: z.string().optional(),
     json: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .refine((o) => o.system === undefined || o.chat, { message: '--system needs --chat', path: ['system'] });
+
+/** The prompt as token ids: a chat turn through the tokenizer's chat template, or the text itself. */
+function promptOf(tokenizer: Tokenizer, prompt: string, chat: boolean, system: string | undefined): string | number[] {
+  if (!chat) return prompt;
+  if (!isHfTokenizer(tokenizer) || !tokenizer.chatTemplate) {
+    throw new ValidationError(`--chat needs a tokenizer_config.json with a chat_template beside the tokenizer.json; tokenizer ${tokenizer.name} has none`);
+  }
+  const messages: ChatMessage[] = [...(system === undefined ? [] : [{ role: 'system' as const, content: system }]), { role: 'user', content: prompt }];
+  return tokenizer.encodeChat(messages);
+}
 
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
@@ -42,7 +57,9 @@ export function register(program: Command): void {
     .option('--ignore-eos', 'keep generating past <|endoftext|>')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
     .option('--context-length <n>', 'override the context length the model states')
-    .option('--tokenizer <name|file>', 'gpt2, or a fleetlm/bpe@1 tokenizer file (default: tokenizer.json beside the model, else gpt2)')
+    .option('--tokenizer <name|file>', "gpt2, or a tokenizer.json file: Hugging Face format or FleetLM's older fleetlm/bpe@1 (default: tokenizer.json beside the model, with its tokenizer_config.json, else gpt2)")
+    .option('--chat', "send --prompt as a user message through the model's chat template (tokenizer_config.json)")
+    .option('--system <text>', 'with --chat: a system message before the user message')
     .option('--json', 'print one JSON object with the text and timings instead of streaming')
     .action(async (raw: Record<string, unknown>) => {
       const opts = parseWith(OptionsSchema, raw, 'generate options');
@@ -55,7 +72,7 @@ export function register(program: Command): void {
       });
       const loadMs = performance.now() - loadStart;
       try {
-        const result = await model.generateText(opts.prompt, {
+        const result = await model.generateText(promptOf(tok.tokenizer, opts.prompt, opts.chat, opts.system), {
           maxTokens: opts.maxTokens,
           temperature: opts.temperature,
           topP: opts.topP,

@@ -35,7 +35,7 @@ export function register(program: Command): void {
     .option('--max-tokens <n>', 'score only the first n tokens of the text')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
     .option('--context-length <n>', 'override the context length the model states')
-    .option('--tokenizer <name|file>', 'gpt2, or a fleetlm/bpe@1 tokenizer file (default: tokenizer.json beside the model, else gpt2)')
+    .option('--tokenizer <name|file>', "gpt2, or a tokenizer.json file: Hugging Face format or FleetLM's older fleetlm/bpe@1 (default: tokenizer.json beside the model, with its tokenizer_config.json, else gpt2)")
     .option('--json', 'print a JSON result')
     .action(async (raw: Record<string, unknown>) => {
       const opts = parseWith(OptionsSchema, raw, 'perplexity options');

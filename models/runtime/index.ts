@@ -17,5 +17,9 @@ export {
 export { perplexity, PerplexityOptionsSchema, type PerplexityOptionsInput, type PerplexityResult } from './perplexity.ts';
 export { Sampler, SamplingOptionsSchema, argmax, type SamplingOptions, type SamplingOptionsInput } from './sampling.ts';
 export { gpt2Tokenizer, tokenizerByName, StreamingDecoder, ByteVocabulary, type Tokenizer } from './tokenizer.ts';
-export { loadTokenizer, findTokenizerBeside, tokenizerForModel, TOKENIZER_FILE } from './tokenizer-file.ts';
+export { loadTokenizer, loadTokenizerFile, findTokenizerBeside, tokenizerForModel, tokenizerConfigPathFor, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE } from './tokenizer-file.ts';
+export { huggingFaceTokenizer, isHfTokenizer, type HfTokenizer } from './tokenizer-hf.ts';
+export { bpeToHuggingFace, huggingFaceToBpe, bpeTokenizerConfig, isFleetBpeFile, BpeFileSchema, type BpeFile } from './tokenizer-fleetlm-bpe.ts';
+export { ChatTemplate, type ChatMessage } from './chat-template.ts';
+export { StopSequences } from './stop-sequences.ts';
 export { defaultThreadCount, type BackendOptions } from './onnx-backend.ts';

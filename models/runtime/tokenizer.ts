@@ -4,7 +4,7 @@ import { encode as r50kEncode } from 'gpt-tokenizer/encoding/r50k_base';
 import r50kRanks from 'gpt-tokenizer/bpeRanks/r50k_base';
 import { ValidationError } from '../../common/errors.ts';
 
-/** What the runtime needs from a tokenizer; a file-based BPE tokenizer can implement it later. */
+/** What the runtime needs from a tokenizer: GPT-2 here, Hugging Face files in tokenizer-hf.ts. */
 export interface Tokenizer {
   /** Short name, e.g. "gpt2". */
   readonly name: string;
@@ -12,7 +12,10 @@ export interface Tokenizer {
   readonly vocabSize: number;
   /** End-of-text id, or undefined when the vocabulary has none. */
   readonly eosTokenId: number | undefined;
-  /** Text to ids. Special-token spellings in the text are encoded as plain text. */
+  /**
+   * Text to ids, with the tokenizer's own special tokens (a Llama BOS) added. GPT-2 encodes special-token
+   * spellings in the text as plain text; Hugging Face tokenizers map them to their ids, as transformers does.
+   */
   encode(text: string): number[];
   /** Ids to UTF-8 bytes. */
   decodeBytes(ids: readonly number[]): Uint8Array;
@@ -89,7 +92,7 @@ export function gpt2Tokenizer(): Tokenizer {
   return gpt2;
 }
 
-/** Built-in tokenizers by name (file-based BPE tokenizers load with `loadTokenizer` in tokenizer-file.ts). */
+/** Built-in tokenizers by name (tokenizer.json files load with `loadTokenizer` in tokenizer-file.ts). */
 export function tokenizerByName(name: string): Tokenizer {
   if (name === 'gpt2') return gpt2Tokenizer();
   throw new ValidationError(`unknown tokenizer "${name}"; allowed: gpt2`);

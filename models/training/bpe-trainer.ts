@@ -1,34 +1,18 @@
 // Byte-level BPE (Sennrich et al. 2016, "Neural Machine Translation of Rare Words with Subword
-// Units"; byte-level as in GPT-2, Radford et al. 2019) trained on a corpus, saved as JSON, and
-// usable wherever the runtime's `Tokenizer` interface is.
+// Units"; byte-level as in GPT-2, Radford et al. 2019) trained on a corpus and saved as a Hugging Face
+// tokenizer.json, so the runtime loads it like any other. The fast id-pair encoder here is for training.
 import { promises as fs } from 'node:fs';
-import { z } from 'zod';
 import { ValidationError } from '../../common/errors.ts';
 import { writeJsonAtomic } from '../../common/atomic-file.ts';
-import { parseJsonWith } from '../../common/validate.ts';
+import { parseWith } from '../../common/validate.ts';
 import { ByteVocabulary, type Tokenizer } from '../runtime/tokenizer.ts';
+import { BPE_EOS_TEXT, BpeFileSchema, bpeToHuggingFace, huggingFaceToBpe, isFleetBpeFile, type BpeFile } from '../runtime/tokenizer-fleetlm-bpe.ts';
 
-/** GPT-2's pre-tokenisation pattern: merges never cross these pieces. */
+export { BpeFileSchema, type BpeFile };
+
+/** GPT-2's pre-tokenisation pattern: merges never cross these pieces (HF's ByteLevel use_regex splits the same way). */
 const PRETOKEN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
-const EOS_TEXT = '<|endoftext|>';
-
-export const BpeFileSchema = z
-  .object({
-    format: z.literal('fleetlm/bpe@1'),
-    /** Ids: 0..255 bytes, then one per merge, then the end-of-text id last. */
-    vocabSize: z.number().int().min(257),
-    merges: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()])),
-    eosTokenId: z.number().int().nonnegative(),
-  })
-  .strict()
-  .superRefine((f, ctx) => {
-    if (f.vocabSize !== 256 + f.merges.length + 1) ctx.addIssue({ code: 'custom', message: `vocabSize ${f.vocabSize} must be 256 + ${f.merges.length} merges + 1 (end of text)` });
-    if (f.eosTokenId !== f.vocabSize - 1) ctx.addIssue({ code: 'custom', path: ['eosTokenId'], message: `must be vocabSize - 1 = ${f.vocabSize - 1}` });
-    f.merges.forEach(([a, b], i) => {
-      if (a >= 256 + i || b >= 256 + i) ctx.addIssue({ code: 'custom', path: ['merges', i], message: `merge ${i} refers to id ${Math.max(a, b)} that does not exist yet (< ${256 + i})` });
-    });
-  });
-export type BpeFile = z.output<typeof BpeFileSchema>;
+const EOS_TEXT = BPE_EOS_TEXT;
 
 const pairKey = (a: number, b: number): number => a * 65536 + b;
 
@@ -144,20 +128,21 @@ export function bpeTokenizer(file: BpeFile, name = 'bpe'): Tokenizer & { readonl
   };
 }
 
-/** Writes the merges as JSON (atomically). */
+/** Writes the merges as a Hugging Face tokenizer.json (atomically). */
 export async function saveBpe(filePath: string, file: BpeFile): Promise<void> {
-  await writeJsonAtomic(filePath, file);
+  await writeJsonAtomic(filePath, bpeToHuggingFace(file));
 }
 
-/** Reads and validates a `fleetlm/bpe@1` file. */
+/** Reads merges back from a tokenizer.json this trainer wrote, or from an older `fleetlm/bpe@1` file. */
 export async function loadBpeTokenizer(filePath: string): Promise<Tokenizer & { readonly file: BpeFile }> {
-  let text: string;
+  let json: unknown;
   try {
-    text = await fs.readFile(filePath, 'utf8');
+    json = JSON.parse(await fs.readFile(filePath, 'utf8')) as unknown;
   } catch (err) {
-    throw new ValidationError(`cannot read BPE tokenizer ${filePath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ValidationError(`cannot read BPE tokenizer ${filePath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
-  return bpeTokenizer(parseJsonWith(BpeFileSchema, text, `BPE tokenizer ${filePath}`), 'bpe');
+  const file = isFleetBpeFile(json) ? parseWith(BpeFileSchema, json, `BPE tokenizer ${filePath}`) : huggingFaceToBpe(json);
+  return bpeTokenizer(file, 'bpe');
 }
 
 /** Where the tokenizer of a checkpoint lives: `x.safetensors` -> `x.tokenizer.json`. */

@@ -101,7 +101,7 @@ describe('local demo pipeline', () => {
     expect(lines.some((l) => /^\[\d+\] search \(rpi4\) done/.test(l))).toBe(true);
     expect(lines.some((l) => l.includes('shipping the trained demo model: 4.2M params'))).toBe(true);
     expect(result.shipped.kind).toBe('trained');
-    expect(result.published[0]!.manifest.tokenizer).toEqual({ kind: 'bpe', file: 'tokenizer.json' });
+    expect(result.published[0]!.manifest.tokenizer).toEqual({ kind: 'huggingface', file: 'tokenizer.json' });
     expect(result.published[0]!.files.map((f) => `${f.name}:${f.role}`).sort()).toEqual(['model.onnx:model', 'tokenizer.json:tokenizer']);
     // auto compares the methods at 2x; on this model SVD has by far the lowest error (docs/training.md).
     expect(result.compression.method).toBe('svd');

@@ -113,7 +113,7 @@ export class TestFleet {
     modelId: string,
     version: string,
     model: BuiltModel,
-    opts: { corrupt?: string; signWithPem?: string; healthCheck?: DeployModelDocumentInput['healthCheck'] } = {},
+    opts: { corrupt?: string; signWithPem?: string; healthCheck?: DeployModelDocumentInput['healthCheck']; tokenizer?: ManifestInput['tokenizer'] } = {},
   ): Promise<DeployModelDocumentInput> {
     const prefix = `models/${modelId}/${version}/`;
     const bucket = this.hub.endpoints.s3.bucket;
@@ -129,7 +129,8 @@ export class TestFleet {
       }
       await this.s3.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + f.name, Body: upload }));
       artifacts.push({ name: f.name, url: this.placeholder(prefix + f.name), sha256, size: bytes.length });
-      files.push({ name: f.name, sha256, size: bytes.length, role: f.name.endsWith('.onnx') ? 'model' : 'model-data' });
+      const role = f.name.endsWith('.onnx') ? 'model' : /^tokenizer(_config)?\.json$/.test(f.name) ? 'tokenizer' : 'model-data';
+      files.push({ name: f.name, sha256, size: bytes.length, role });
     }
     const manifest: ManifestInput = {
       format: 'fleetlm/manifest@1',
@@ -138,7 +139,7 @@ export class TestFleet {
       createdAt: new Date().toISOString(),
       entry: 'model.onnx',
       files,
-      tokenizer: { kind: 'gpt2-bpe' },
+      tokenizer: opts.tokenizer ?? { kind: 'gpt2-bpe' },
       generation: {},
     };
     const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);

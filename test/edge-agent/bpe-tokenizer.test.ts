@@ -15,6 +15,8 @@ import { loadLanguageModel, loadTokenizer } from '../../models/runtime/index.ts'
 import { tempDir } from './agent-fixture.ts';
 
 const DEMO_TOKENIZER = fileURLToPath(new URL('../../assets/demo-model/tokenizer.json', import.meta.url));
+// The same merges in the older fleetlm/bpe@1 format (what bundles published before carry).
+const OLD_DEMO_TOKENIZER = fileURLToPath(new URL('../models/runtime/testdata/demo-bpe-v1.tokenizer.json', import.meta.url));
 // The BPE's 4,096 ids: with GPT-2's tokenizer the prompt's ids would fall outside this embedding.
 const SPEC = parseArchSpec({ name: 'bpe-agent-test', vocabSize: 4096, contextLength: 64, blocks: [{ width: 16, ffnRatio: 2, layers: 1, heads: 2, headDim: 8 }], tiedHead: true });
 const PROMPT = 'Call me Ishmael.';
@@ -58,6 +60,24 @@ describe('OnnxModelRuntime with a bundled BPE tokenizer', () => {
     } finally {
       await lm.dispose();
     }
+  });
+
+  it("serves a bundle of either format the same: { kind: 'bpe' } with an old file, { kind: 'huggingface' } with a new one", async () => {
+    await fs.copyFile(OLD_DEMO_TOKENIZER, path.join(dir, 'old-tokenizer.json'));
+    const rt = new OnnxModelRuntime(1);
+    const texts: string[] = [];
+    for (const tokenizer of [{ kind: 'bpe', file: 'old-tokenizer.json' }, { kind: 'huggingface', file: 'tokenizer.json' }] as const) {
+      const served = await rt.load(dir, manifest(tokenizer), ref);
+      let text = '';
+      try {
+        const stats = await served.generate({ prompt: PROMPT, maxTokens: 6, temperature: 0, topP: 1, ignoreEos: true }, (t) => (text += t));
+        expect(stats.promptTokens).toBe(5);
+      } finally {
+        await served.dispose();
+      }
+      texts.push(text);
+    }
+    expect(texts[0]).toBe(texts[1]);
   });
 
   it('fails the load with a ModelError when the tokenizer file is missing or not a BPE file', async () => {

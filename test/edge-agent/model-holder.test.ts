@@ -6,7 +6,7 @@ import type { ServedModel } from '../../edge-agent/model-runtime.ts';
 function model(version: string, disposed: string[]): ServedModel {
   return {
     ref: { modelId: 'm', version },
-    generate: async () => ({ tokens: 0, firstTokenMs: 0, tokensPerSecond: 0, totalMs: 0 }),
+    generate: async () => ({ tokens: 0, promptTokens: 0, finishReason: 'length' as const, firstTokenMs: 0, tokensPerSecond: 0, totalMs: 0 }),
     dispose: async () => void disposed.push(version),
   };
 }

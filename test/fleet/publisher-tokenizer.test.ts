@@ -1,5 +1,6 @@
-// publishBundle with a byte-level BPE tokenizer in the model directory: tokenizer.json ships as a
-// verified bundle file (role 'tokenizer') and the manifest points the agent at it.
+// publishBundle with a tokenizer in the model directory: tokenizer.json (and tokenizer_config.json) ship
+// as verified bundle files (role 'tokenizer') and the manifest points the agent at them; an older
+// fleetlm/bpe@1 file keeps { kind: 'bpe' } so agents from before still read it; a broken one is refused.
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +14,7 @@ import { LocalKeySigner, generateSigningKeyPair } from '../../contracts/manifest
 import { startTestS3, type TestS3 } from './s3-server.ts';
 
 const DEMO_TOKENIZER = fileURLToPath(new URL('../../assets/demo-model/tokenizer.json', import.meta.url));
+const OLD_DEMO_TOKENIZER = fileURLToPath(new URL('../models/runtime/testdata/demo-bpe-v1.tokenizer.json', import.meta.url));
 let s3srv: TestS3;
 let dir: string;
 const keys = generateSigningKeyPair();
@@ -29,16 +31,36 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('publishBundle with a BPE tokenizer', () => {
-  it("ships tokenizer.json with role 'tokenizer' and references it as { kind: 'bpe' }", async () => {
+describe('publishBundle with a tokenizer', () => {
+  it("ships tokenizer.json with role 'tokenizer' and references it as { kind: 'huggingface' }", async () => {
     const s3 = createS3Client(s3srv.profile);
     const res = await publishBundle({ s3, bucket: s3srv.profile.s3.bucket, signer: new LocalKeySigner(keys.privateKeyPem), modelDir: dir, modelId: 'bpe', version: '1.0.0' });
     const pub = await readPublishedVersion(s3, s3srv.profile.s3.bucket, 'bpe', '1.0.0');
-    expect(pub.manifest.tokenizer).toEqual({ kind: 'bpe', file: 'tokenizer.json' });
+    expect(pub.manifest.tokenizer).toEqual({ kind: 'huggingface', file: 'tokenizer.json' });
     const tok = pub.manifest.files.find((f) => f.name === 'tokenizer.json');
     expect(tok?.role).toBe('tokenizer');
     const obj = await s3.send(new GetObjectCommand({ Bucket: s3srv.profile.s3.bucket, Key: `${res.prefix}tokenizer.json` }));
     const bytes = Buffer.from(await obj.Body!.transformToByteArray());
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(tok?.sha256);
+  });
+
+  it('ships tokenizer_config.json beside it, keeps { kind: bpe } for an older file, and refuses a broken one', async () => {
+    const s3 = createS3Client(s3srv.profile);
+    const signer = new LocalKeySigner(keys.privateKeyPem);
+    const bucket = s3srv.profile.s3.bucket;
+    writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ eos_token: '<|endoftext|>', chat_template: "{% for m in messages %}{{ m['content'] }}{% endfor %}" }));
+    await publishBundle({ s3, bucket, signer, modelDir: dir, modelId: 'bpe', version: '2.0.0' });
+    const v2 = await readPublishedVersion(s3, bucket, 'bpe', '2.0.0');
+    expect(v2.manifest.tokenizer).toEqual({ kind: 'huggingface', file: 'tokenizer.json', config: 'tokenizer_config.json' });
+    expect(v2.manifest.files.find((f) => f.name === 'tokenizer_config.json')?.role).toBe('tokenizer');
+
+    rmSync(path.join(dir, 'tokenizer_config.json'));
+    copyFileSync(OLD_DEMO_TOKENIZER, path.join(dir, 'tokenizer.json'));
+    await publishBundle({ s3, bucket, signer, modelDir: dir, modelId: 'bpe', version: '3.0.0' });
+    expect((await readPublishedVersion(s3, bucket, 'bpe', '3.0.0')).manifest.tokenizer).toEqual({ kind: 'bpe', file: 'tokenizer.json' });
+
+    writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE' } }));
+    await expect(publishBundle({ s3, bucket, signer, modelDir: dir, modelId: 'bpe', version: '4.0.0' })).rejects.toThrow(/tokenizer.json cannot be loaded/);
+    copyFileSync(DEMO_TOKENIZER, path.join(dir, 'tokenizer.json'));
   });
 });

@@ -8,7 +8,7 @@ import { parseArchSpec } from '../../../models/arch/spec.ts';
 import { loadTokenizer, tokenizerForModel, gpt2Tokenizer } from '../../../models/runtime/index.ts';
 import { buildTiny, tempDir } from './fixtures.ts';
 
-// The committed demo model's byte-level BPE (fleetlm/bpe@1, 4,096 ids, trained on Moby-Dick).
+// The committed demo model's byte-level BPE (a Hugging Face tokenizer.json, 4,096 ids, trained on Moby-Dick).
 const DEMO_TOKENIZER = fileURLToPath(new URL('../../../assets/demo-model/tokenizer.json', import.meta.url));
 // A tiny model with the BPE's vocabulary: GPT-2 ids (up to 50,256) would fall outside its embedding.
 const SPEC = parseArchSpec({ name: 'bpe-vocab-tiny', vocabSize: 4096, contextLength: 64, blocks: [{ width: 16, ffnRatio: 2, layers: 1, heads: 2, headDim: 8 }] });
@@ -20,10 +20,10 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
 }
 
 describe('loadTokenizer', () => {
-  it('gives GPT-2 by name and a fleetlm/bpe@1 file by path', async () => {
+  it('gives GPT-2 by name and a tokenizer.json file by path', async () => {
     expect(await loadTokenizer('gpt2')).toBe(gpt2Tokenizer());
     const bpe = await loadTokenizer(DEMO_TOKENIZER);
-    expect(bpe.name).toBe('bpe');
+    expect(bpe.name).toBe('tokenizer.json');
     expect(bpe.vocabSize).toBe(4096);
     expect(bpe.eosTokenId).toBe(4095);
     const ids = bpe.encode(PROMPT);
@@ -35,7 +35,7 @@ describe('loadTokenizer', () => {
   });
 
   it('refuses an unknown name, a missing file and a file that is not a BPE tokenizer', async () => {
-    await expect(loadTokenizer('gpt3')).rejects.toThrow(/"gpt2" or an existing fleetlm\/bpe@1 JSON file; got "gpt3"/);
+    await expect(loadTokenizer('gpt3')).rejects.toThrow(/"gpt2" or an existing tokenizer.json file; got "gpt3"/);
     await expect(loadTokenizer('/nonexistent/tokenizer.json')).rejects.toBeInstanceOf(ValidationError);
     const dir = tempDir('tok-bad');
     try {
@@ -94,6 +94,22 @@ describe('tokenizer beside the model, and fleetlm generate / perplexity --tokeni
   it('exits 2 for a tokenizer that is neither gpt2 nor a file', async () => {
     const r = await cli(['generate', '--model', modelWith, '--tokenizer', 'nope', '--prompt', 'x']);
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/tokenizer must be "gpt2" or an existing fleetlm\/bpe@1 JSON file/);
+    expect(r.err).toMatch(/tokenizer must be "gpt2" or an existing tokenizer.json file/);
+  });
+
+  it('generate --chat renders the chat template from the tokenizer_config.json beside the model', async () => {
+    const noTemplate = await cli(['generate', '--model', modelWith, '--chat', '--prompt', 'Hi', '--max-tokens', '2', '--threads', '1']);
+    expect(noTemplate.code).toBe(2);
+    expect(noTemplate.err).toMatch(/--chat needs a tokenizer_config.json with a chat_template/);
+    const template = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ 'assistant:' }}{% endif %}";
+    await fs.writeFile(path.join(withTok, 'tokenizer_config.json'), JSON.stringify({ eos_token: '<|endoftext|>', chat_template: template }));
+    try {
+      const r = await cli(['generate', '--model', modelWith, '--chat', '--system', 'Be brief.', '--prompt', PROMPT, '--max-tokens', '2', '--ignore-eos', '--threads', '1', '--json']);
+      expect(r.code).toBe(0);
+      const rendered = `system: Be brief.\nuser: ${PROMPT}\nassistant:`;
+      expect((JSON.parse(r.out) as { promptTokens: number }).promptTokens).toBe((await loadTokenizer(DEMO_TOKENIZER)).encode(rendered).length);
+    } finally {
+      await fs.rm(path.join(withTok, 'tokenizer_config.json'));
+    }
   });
 });
