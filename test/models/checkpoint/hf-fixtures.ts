@@ -123,8 +123,8 @@ export function writeHfFolder(dir: string, o: HfFolderOptions): void {
     writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
   }
   if (o.tokenizer !== false) {
-    // A minimal tokenizers-format file; import copies it byte for byte.
-    writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({ version: '1.0', model: { type: 'BPE', vocab: { a: 0, b: 1 }, merges: [] } }));
+    // A small but loadable byte-level BPE tokenizer.json (GPT-2/Qwen style); import copies it byte for byte.
+    writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tinyByteLevelTokenizer()));
     writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ model_max_length: 32, eos_token: 'b' }));
   }
   if (o.generationConfig) writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify(o.generationConfig));
@@ -363,4 +363,22 @@ export function optFixture(s: { vocab: number; positions: number; embed: number;
     blocks: [{ width: E, ...(s.ffn % E === 0 ? { ffnRatio: s.ffn / E } : { ffnHidden: s.ffn }), layers: s.layers, heads: s.heads, headDim: E / s.heads }],
   };
   return { config, tensors: m.tensors, native: m.native, activation: 'relu', spec };
+}
+
+/** A valid Hugging Face tokenizer.json: byte-level BPE over the printable ASCII letters a-z and space (Ġ), no merges. */
+export function tinyByteLevelTokenizer(): Record<string, unknown> {
+  const vocab: Record<string, number> = { '<|endoftext|>': 0, 'Ġ': 1 };
+  for (let c = 97; c <= 122; c++) vocab[String.fromCharCode(c)] = Object.keys(vocab).length;
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [{ id: 0, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    normalizer: null,
+    pre_tokenizer: byteLevel,
+    post_processor: byteLevel,
+    decoder: byteLevel,
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges: [] },
+  };
 }

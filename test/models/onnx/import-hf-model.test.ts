@@ -99,8 +99,9 @@ describe('importHfModel: the bundle', () => {
     expect(bundle.manifest.files.map((f) => [f.name, f.role])).toEqual([
       ['model.onnx', 'model'],
       ['tokenizer.json', 'tokenizer'],
+      ['tokenizer_config.json', 'tokenizer'],
     ]);
-    expect(bundle.manifest.tokenizer).toEqual({ kind: 'bpe', file: 'tokenizer.json' });
+    expect(bundle.manifest.tokenizer).toEqual({ kind: 'huggingface', file: 'tokenizer.json', config: 'tokenizer_config.json' });
     expect(bundle.manifest.generation).toEqual({ maxTokens: 64, temperature: 0.6, topP: 0.9, topK: 50, stopTokens: [2, 7] });
     expect(bundle.manifest.arch).toMatchObject({ activation: 'silu', source: { architecture: 'LlamaForCausalLM', dtypes: { BF16: fx.tensors.length } } });
     expect((bundle.manifest.arch as { spec: { blocks: unknown[] } }).spec.blocks).toHaveLength(1);
