@@ -225,7 +225,8 @@ export function kvCacheBytesPerToken(spec: ArchSpec, bytesPerValue = 4): number 
 
 /** Bytes of the K and V cache for `seqLen` tokens; grouped-query attention shrinks it by heads / kvHeads. */
 export function kvCacheBytes(spec: ArchSpec, seqLen: number = DEFAULT_SEQ_LEN, bytesPerValue = 4): number {
-  return kvCacheBytesPerToken(spec, bytesPerValue) * seqLen;
+  // Values first, then bytes: the same product the search's evaluator forms, to the last bit.
+  return kvCacheValuesPerToken(spec) * seqLen * bytesPerValue;
 }
 
 /** Itemised bytes of the shipped weights (each line is part of weightBytes). */
@@ -268,6 +269,8 @@ export function weightBytesBreakdown(spec: ArchSpec, storage: WeightStorage | nu
 
 /** Bytes of the shipped weights in `storage` (or at a uniform bytes-per-value number). */
 export function weightBytes(spec: ArchSpec, storage: WeightStorage | number): number {
+  // A uniform width is parameters x bytes, formed as one product (as the search forms it).
+  if (typeof storage === 'number') return countParameters(spec) * storage;
   return weightBytesBreakdown(spec, storage).total;
 }
 

@@ -214,16 +214,19 @@ class Evaluator {
   readonly nw: number;
   readonly nr: number;
   readonly mh: number;
-  /** K/V head choices per query-head count in the tables: maxHeads (llama) or 1 (gpt: K/V = Q). */
+  /** Query-head slots per width in the tables: maxHeads (gpt), the most heads any width allows (llama). */
+  readonly hdim: number;
+  /** K/V head slots per query-head count: the most divisors of any head count (llama), or 1 (gpt: K/V = Q). */
   readonly mkv: number;
   readonly llama: boolean;
   readonly widths: Float64Array;
   readonly ffnWidths: Float64Array; // [w * nr + r]
   readonly maxHeadsFor: Int32Array; // [w]
   readonly minHeadsFor: Int32Array; // [w]; above maxHeadsFor[w] when width w cannot meet the attention floor
-  readonly divisors: Int32Array; // [(h - 1) * mh + i]: the divisors of h, ascending (the K/V head choices)
+  readonly divisors: Int32Array; // [(h - 1) * mkv + slot]: the divisors of h, ascending (the K/V head choices; llama)
   readonly divisorCount: Int32Array; // [h - 1]
-  readonly attH: Float64Array; // [(w * mh + h - 1) * mkv + kv index], alpha applied
+  private readonly kvSlots: Int32Array; // [(h - 1) * hdim + kv - 1]: slot of kv among h's divisors, -1 if none
+  readonly attH: Float64Array; // [(w * hdim + h - 1) * mkv + slot], alpha applied
   readonly ffnH: Float64Array; // [w * nr + r], alpha applied
   readonly layerP: Float64Array; // parameters of one layer, [layer index]
   readonly layerB: Float64Array | null; // shipped bytes of one layer, [layer index]; null with a uniform bytesPerWeight
@@ -254,26 +257,40 @@ class Evaluator {
     const nr = (this.nr = o.ffnRatios.length);
     const mh = (this.mh = o.maxHeads);
     const llama = (this.llama = o.family === 'llama');
-    const mkv = (this.mkv = llama ? mh : 1);
     this.by = o.storage ? weightByteModel(o.storage) : null;
     this.widths = Float64Array.from(o.widths);
     this.ffnWidths = new Float64Array(nw * nr);
     this.maxHeadsFor = new Int32Array(nw);
     this.minHeadsFor = new Int32Array(nw);
-    this.divisors = new Int32Array(mh * mh);
-    this.divisorCount = new Int32Array(mh);
-    for (let h = 1; h <= mh; h++) {
-      for (let d = 1; d <= h; d++) if (h % d === 0) this.divisors[(h - 1) * mh + this.divisorCount[h - 1]++] = d;
-    }
-    this.attH = new Float64Array(nw * mh * mkv);
-    this.ffnH = new Float64Array(nw * nr);
-    const mat = { sigma: o.sigma, eps: o.eps };
-    const mlp = llama ? 'swiglu' : 'gelu';
     for (let w = 0; w < nw; w++) {
       const e = o.widths[w]!;
       this.maxHeadsFor[w] = Math.max(1, Math.min(mh, Math.floor(e / o.headDim)));
       // The small tolerance keeps e.g. 0.25 x 256 / 64 = 1 from rounding up to 2.
       this.minHeadsFor[w] = Math.max(1, Math.ceil((o.minAttentionRatio * e) / o.headDim - 1e-9));
+    }
+    // Llama tables hold only reachable head counts and, per head count, its divisors (at most 6 up to 32 heads).
+    const hdim = (this.hdim = llama ? Math.max(...this.maxHeadsFor) : mh);
+    let mostDivisors = 1;
+    if (llama) for (let h = 1; h <= hdim; h++) mostDivisors = Math.max(mostDivisors, divisorCountOf(h));
+    const mkv = (this.mkv = mostDivisors);
+    this.divisors = new Int32Array(llama ? hdim * mkv : 0);
+    this.divisorCount = new Int32Array(llama ? hdim : 0);
+    this.kvSlots = new Int32Array(llama ? hdim * hdim : 0).fill(-1);
+    if (llama) {
+      for (let h = 1; h <= hdim; h++) {
+        for (let d = 1; d <= h; d++) {
+          if (h % d !== 0) continue;
+          this.kvSlots[(h - 1) * hdim + d - 1] = this.divisorCount[h - 1]!;
+          this.divisors[(h - 1) * mkv + this.divisorCount[h - 1]++] = d;
+        }
+      }
+    }
+    this.attH = new Float64Array(nw * hdim * mkv);
+    this.ffnH = new Float64Array(nw * nr);
+    const mat = { sigma: o.sigma, eps: o.eps };
+    const mlp = llama ? 'swiglu' : 'gelu';
+    for (let w = 0; w < nw; w++) {
+      const e = o.widths[w]!;
       for (let r = 0; r < nr; r++) {
         const f = Math.round(o.ffnRatios[r]! * e);
         this.ffnWidths[w * nr + r] = f;
@@ -284,15 +301,16 @@ class Evaluator {
         continue;
       }
       // Llama: H(E x j headDim) once per j, then Q and output at h heads, K and V at each divisor k of h.
-      const hj = new Float64Array(mh + 1);
-      for (let j = 1; j <= mh; j++) hj[j] = matrixEntropy(e, j * o.headDim, mat);
-      for (let h = 1; h <= mh; h++) {
-        for (let k = 1; k <= h; k++) {
-          if (h % k === 0) this.attH[(w * mh + h - 1) * mkv + k - 1] = o.alphaAttention * (k === h ? 4 * hj[h]! : 2 * hj[h]! + 2 * hj[k]!);
+      const hj = new Float64Array(hdim + 1);
+      for (let j = 1; j <= hdim; j++) hj[j] = matrixEntropy(e, j * o.headDim, mat);
+      for (let h = 1; h <= hdim; h++) {
+        for (let i = 0; i < this.divisorCount[h - 1]!; i++) {
+          const k = this.divisors[(h - 1) * mkv + i]!;
+          this.attH[(w * hdim + h - 1) * mkv + i] = o.alphaAttention * (k === h ? 4 * hj[h]! : 2 * hj[h]! + 2 * hj[k]!);
         }
       }
     }
-    const cells = nw * nr * mh * mkv;
+    const cells = nw * nr * hdim * mkv;
     this.layerP = new Float64Array(cells);
     this.layerB = this.by ? new Float64Array(cells) : null;
     this.layerMs = latencyModel ? new Float64Array(cells) : null;
@@ -344,12 +362,17 @@ class Evaluator {
 
   /** Index of a (width, ratio, heads, K/V heads) choice in the per-layer tables. */
   cell(w: number, r: number, h: number, kv: number): number {
-    return ((w * this.nr + r) * this.mh + h - 1) * this.mkv + (this.llama ? kv - 1 : 0);
+    return ((w * this.nr + r) * this.hdim + h - 1) * this.mkv + this.slot(h, kv);
+  }
+
+  /** Slot of `kv` K/V heads among the choices for `heads` query heads (0 in the gpt family). */
+  slot(heads: number, kv: number): number {
+    return this.llama ? this.kvSlots[(heads - 1) * this.hdim + kv - 1]! : 0;
   }
 
   /** The largest divisor of `heads` not above `kv` (the K/V head count after the query heads change). */
   fitKv(heads: number, kv: number): number {
-    const base = (heads - 1) * this.mh;
+    const base = (heads - 1) * this.mkv;
     let best = 1;
     for (let i = 0; i < this.divisorCount[heads - 1]!; i++) {
       const d = this.divisors[base + i]!;
@@ -424,7 +447,7 @@ class Evaluator {
       }
       kv += l * 2 * s * akv;
       if (this.layerMs) ms += l * this.layerMs[cell]!;
-      entropy += l * (this.attH[(w * this.mh + h - 1) * this.mkv + (llama ? kvh - 1 : 0)]! + this.ffnH[w * this.nr + r]!);
+      entropy += l * (this.attH[(w * this.hdim + h - 1) * this.mkv + this.slot(h, kvh)]! + this.ffnH[w * this.nr + r]!);
       layers += l;
       widthSum += l * e;
       prevW = w;
@@ -505,6 +528,12 @@ function resolveLatencyModel(o: ResolvedOptions, seqLen: number): { model: Laten
   );
   const model = o.latencyTable ? new MeasuredLatencyModel(o.latencyTable, roofline) : roofline;
   return { model, device: { id: profile.id, name: profile.name, unit: kind, latencyModel: model.kind } };
+}
+
+function divisorCountOf(n: number): number {
+  let c = 0;
+  for (let d = 1; d <= n; d++) if (n % d === 0) c++;
+  return c;
 }
 
 function sortedUnique(values: readonly number[]): number[] {
@@ -701,10 +730,9 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
         case GENE_KV: {
           // Among the divisors of the query heads, so every K/V head serves the same number of queries.
           const h = child[p + 3]!;
-          const base = (h - 1) * ev.mh;
-          let idx = 0;
-          while (ev.divisors[base + idx]! < child[p + 5]!) idx++;
-          child[p + 5] = ev.divisors[base + mutateInt(idx, 0, ev.divisorCount[h - 1]! - 1)]!;
+          // The heads may have changed earlier in this step: start from the nearest valid K/V count.
+          const slot = mutateInt(ev.slot(h, ev.fitKv(h, child[p + 5]!)), 0, ev.divisorCount[h - 1]! - 1);
+          child[p + 5] = ev.divisors[(h - 1) * ev.mkv + slot]!;
           break;
         }
         default:

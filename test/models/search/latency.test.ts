@@ -6,8 +6,9 @@ import { computeUnitOf, DEVICE_PROFILES, deviceProfile, parseDeviceProfile } fro
 import { predictLatencyMs, RooflineLatencyModel } from '../../../models/search/latency-model.ts';
 import { loadLatencyTable, MeasuredLatencyModel, parseLatencyTable } from '../../../models/search/latency-table.ts';
 import { searchArchitecture } from '../../../models/search/search.ts';
-import { GPT2_SMALL } from '../../../models/arch/presets.ts';
-import { countParameters } from '../../../models/arch/accounting.ts';
+import { GPT2_SMALL, SMOLLM2_135M, TINYLLAMA_11B } from '../../../models/arch/presets.ts';
+import { countParameters, kvCacheBytes, weightBytes } from '../../../models/arch/accounting.ts';
+import { weightStorageOfBits } from '../../../models/arch/weight-storage.ts';
 
 describe('device profiles', () => {
   it('ship the four device classes, each valid and with sources', () => {
@@ -54,6 +55,35 @@ describe('roofline latency', () => {
   });
 });
 
+describe('roofline latency of shipped weights and Llama-family layers', () => {
+  const unit = deviceProfile('rpi4').units.cpu;
+  const at = (weights: ReturnType<typeof weightStorageOfBits>, seqLen = 1024): RooflineLatencyModel => new RooflineLatencyModel(unit, { seqLen, weights });
+
+  it('reads the shipped bytes once per token: TinyLlama at fp32, fp16 and int4', () => {
+    // Bandwidth floor: every shipped weight byte (less the untouched embedding rows) plus the cache, over attained bandwidth.
+    for (const bits of [32, 16, 4] as const) {
+      const storage = weightStorageOfBits(bits);
+      const fb = bits === 16 ? 2 : 4;
+      const embeddingRows = 31999 * 2048 * fb; // only one token's row is read
+      const bytes = weightBytes(TINYLLAMA_11B, storage) - embeddingRows + kvCacheBytes(TINYLLAMA_11B, 1024, fb);
+      const floor = (bytes / (unit.memoryBandwidth * unit.memoryEfficiency)) * 1000;
+      const ms = predictLatencyMs(TINYLLAMA_11B, at(storage));
+      expect(ms).toBeGreaterThan(floor);
+      expect(ms).toBeLessThan(floor * 1.1);
+    }
+    expect(predictLatencyMs(TINYLLAMA_11B, at(weightStorageOfBits(4)))).toBeLessThan(predictLatencyMs(TINYLLAMA_11B, at(weightStorageOfBits(16))) / 2);
+  });
+
+  it('reads the cache at kvHeads: GQA is faster at long context', () => {
+    const mha = { ...SMOLLM2_135M, blocks: SMOLLM2_135M.blocks.map((b) => ({ ...b, kvHeads: b.heads })) };
+    const m = at(weightStorageOfBits(16), 8192);
+    expect(predictLatencyMs(SMOLLM2_135M, m)).toBeLessThan(predictLatencyMs(mha, m));
+    // 32-bit storage and the plain bytes-per-weight model agree to the last bit.
+    const plain = new RooflineLatencyModel(unit, { seqLen: 1024, bytesPerWeight: 4 });
+    expect(predictLatencyMs(SMOLLM2_135M, at(weightStorageOfBits(32)))).toBe(predictLatencyMs(SMOLLM2_135M, plain));
+  });
+});
+
 describe('measured latency table', () => {
   const roofline = new RooflineLatencyModel(deviceProfile('rpi4').units.cpu, { seqLen: 256 });
   const table = parseLatencyTable({
@@ -92,7 +122,14 @@ describe('measured latency table', () => {
     expect(() => new MeasuredLatencyModel(table, new RooflineLatencyModel(deviceProfile('rpi4').units.cpu, { seqLen: 1024 }))).toThrow(/seqLen 256.*seqLen 1024/);
   });
 
-  it('drives the search when given', () => {
+  it('uses its GPT-2 layer entries only for GPT-2 layers', () => {
+    const m = new MeasuredLatencyModel(table, roofline);
+    const llama = { kvWidth: 64, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: false, outputBias: false, rotary: true } as const;
+    expect(m.layerMs(256, 1024, 4, 64, llama)).toBeCloseTo(3 * roofline.layerMs(256, 1024, 4, 64, llama), 12);
+    expect(m.layerMs(256, 1024, 4, 64, {})).toBe(table.layers[0]!.ms);
+  });
+
+    it('drives the search when given', () => {
     const base = { budgets: { params: 30e6, latencyMs: 40 }, device: 'rpi4', contextLength: 256, iterations: 2000 } as const;
     const measured = searchArchitecture({ ...base, latencyTable: table });
     expect(measured.device?.latencyModel).toBe('measured');
