@@ -9,7 +9,7 @@ import { embeddingWidthOf, type ArchSpec, type BlockSpec } from '../arch/spec.ts
 import type { Activation } from '../arch/activation.ts';
 import { DataType, type ModelProto } from './proto.ts';
 import { GraphBuilder, float } from './graph-builder.ts';
-import { expectedWeightShapes, layerPlan, validateWeights, type DecoderWeights, type LayerPlan } from '../arch/weights.ts';
+import { expectedWeightShapes, layerPlan, validateWeights, type DecoderWeights, type LayerPlan, type WeightTensor } from '../arch/weights.ts';
 
 /** ONNX opset of the default domain (LayerNormalization needs 17). */
 export const DECODER_OPSET = 17;
@@ -72,11 +72,16 @@ export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights, optio
   const has = (name: string): boolean => shapes.has(name);
 
   const added = new Set<string>();
-  /** The one place a native weight is read: adds it as an initializer once, however many layers use it. */
+  /** The one place weight data is read (w and packed go through it). */
+  const read = (name: string): WeightTensor => {
+    const t = weights.get(name);
+    if (!t) throw new ModelError(`weight "${name}" missing`);
+    return t;
+  };
+  /** Adds a native weight as an initializer once, however many layers use it. */
   const w = (name: string): string => {
     if (!added.has(name)) {
-      const t = weights.get(name);
-      if (!t) throw new ModelError(`weight "${name}" missing`);
+      const t = read(name);
       g.initFloat(name, t.data, t.shape);
       added.add(name);
     }
@@ -88,11 +93,7 @@ export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights, optio
    */
   const packed = (name: string, parts: readonly string[]): string => {
     if (added.has(name)) return name;
-    const tensors = parts.map((part) => {
-      const t = weights.get(part);
-      if (!t) throw new ModelError(`weight "${part}" missing`);
-      return t;
-    });
+    const tensors = parts.map(read);
     const rows = tensors[0]!.shape.length === 2 ? tensors[0]!.shape[0]! : 1;
     const widths = tensors.map((t) => t.shape[t.shape.length - 1]!);
     const cols = widths.reduce((a, b) => a + b, 0);
