@@ -20,6 +20,8 @@ class OnnxServedModel implements ServedModel {
 
   async generate(req: GenerateRequest, onToken: (text: string) => void, signal?: AbortSignal): Promise<GenerationStats> {
     const tok = this.lm.tokenizer;
+    // Timed from here: first-token latency includes templating and tokenisation, as a caller sees it.
+    const start = performance.now();
     let ids: number[];
     if (typeof req.prompt === 'string') {
       ids = tok.encode(req.prompt);
@@ -30,6 +32,7 @@ class OnnxServedModel implements ServedModel {
       // OpenAI's "developer" is the newer name of "system"; Hugging Face templates know only the latter.
       ids = tok.encodeChat(req.prompt.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: m.content })));
     }
+    const encodeMs = performance.now() - start;
     const stops = new StopSequences(req.stop ?? []);
     // A stop string ends generation through this signal; the caller's signal still ends it too.
     const own = new AbortController();
@@ -57,9 +60,9 @@ class OnnxServedModel implements ServedModel {
       tokens: r.tokens.length,
       promptTokens: r.promptTokens,
       finishReason: stops.stopped || r.stopReason === 'stop-token' ? 'stop' : 'length',
-      firstTokenMs: r.firstTokenMs,
+      firstTokenMs: r.firstTokenMs + encodeMs,
       tokensPerSecond: r.tokensPerSecond,
-      totalMs: r.totalMs,
+      totalMs: performance.now() - start,
     };
   }
 

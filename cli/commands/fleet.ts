@@ -204,7 +204,7 @@ export function register(program: Command): void {
     program
       .command('publish')
       .description('Sign and upload a model bundle to S3 under models/{id}/{version}/ (versions are immutable)')
-      .requiredOption('--model-dir <dir>', 'directory with model.onnx (+ external data, tokenizer.json, arch.json, evaluation.json, ...)')
+      .requiredOption('--model-dir <dir>', 'directory with model.onnx (+ external data, tokenizer.json + tokenizer_config.json, arch.json, evaluation.json, ...)')
       .requiredOption('--model-id <id>', 'model id, [a-z0-9-]')
       .requiredOption('--version <version>', 'version, [A-Za-z0-9._-]')
       .option('--entry <file>', 'entry ONNX file in the directory (default model.onnx)')
