@@ -105,7 +105,7 @@ export interface AgentDeps {
   transport: MqttTransport;
   runtime: ModelRuntime;
   log: Logger;
-  /** Test hook wiring: called when a phase is entered (main.ts uses it to crash on purpose). */
+  /** Test hook wiring: called when a phase starts running, on entry or on re-entry after a restart (main.ts uses it to crash on purpose). */
   onPhase?: (phase: Phase) => void;
 }
 
@@ -382,7 +382,6 @@ export class Agent {
       const document = exec.jobDocument !== undefined ? exec.jobDocument : (await this.jobs.describe(exec.jobId))?.jobDocument;
       this.log.info('job received', { jobId: exec.jobId });
       await this.state.begin(exec.jobId, document ?? null, await this.store.current(), exec.executionNumber ?? null);
-      this.deps.onPhase?.('received');
     }
   }
 
@@ -446,6 +445,8 @@ export class Agent {
   /** Advances the active job by one phase: its kind's handler returns an event, the table picks the next phase. */
   private async drive(job: ActiveJob): Promise<void> {
     if (this.jobAbort.signal.aborted && !this.stopped) this.jobAbort = new AbortController();
+    // Each time a phase starts running, also when a restart re-enters it (so a test can make it crash every time).
+    this.deps.onPhase?.(job.phase);
     // A phase with a `canceled` edge stops when the service canceled the job; later ones finish normally
     // (the new model is then healthy or rolled back), so a cancel never leaves half an install behind.
     const result =
@@ -459,7 +460,6 @@ export class Agent {
       return;
     }
     this.log.info('install phase', { jobId: next.jobId, phase: next.phase, event: result.event, ...(result.outcome ? { status: result.outcome.status } : {}) });
-    this.deps.onPhase?.(next.phase);
   }
 
   /** The handlers of the job's kind (its document's `schema`); deploy-model's when the schema is unknown, so `received` rejects it. */

@@ -124,7 +124,7 @@ export const AgentConfigSchema = z
       .strict()
       .default({ intervalMs: 60_000, bufferMaxMessages: 1000, cpuWatts: 2.5, sysfsRoot: '/sys' }),
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
-    /** Fault injection for tests: the process kills itself (SIGKILL) on entering this install phase. */
+    /** Fault injection for tests: the process kills itself (SIGKILL) whenever this install phase starts running (also on re-entry after a restart). */
     testHooks: z
       .object({ killOnPhase: z.enum(PHASES).optional() })
       .strict()
