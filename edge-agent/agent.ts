@@ -109,8 +109,6 @@ export interface AgentDeps {
   onPhase?: (phase: Phase) => void;
 }
 
-/** A job kind's phase handlers, built once the agent exists (so they can use its store, jobs client, ...). */
-export type JobKindFactory = (agent: Agent) => PhaseHandlers;
 
 /** One device agent. `start` brings everything up; `stop` shuts down cleanly. */
 export class Agent {

@@ -89,14 +89,19 @@ async function fileSize(file: string): Promise<number | undefined> {
 }
 
 
+/** Waits `ms`, or rejects when `signal` aborts; the abort listener is removed either way (retries add many). */
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason as Error);
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const onAbort = () => {
       clearTimeout(t);
-      reject(signal.reason as Error);
-    }, { once: true });
+      reject(signal!.reason as Error);
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 
 class ChecksumError extends ValidationError {}
@@ -196,18 +201,24 @@ export class RetryBudget {
   }
 }
 
-/** True when `err` (or a cause) is the volume running out of space or quota. */
-export function isDiskFull(err: unknown): boolean {
+/** The error (or cause) saying the volume ran out of space or quota, if any. */
+function diskFullCause(err: unknown): NodeJS.ErrnoException | undefined {
   for (let e: unknown = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+    if (code === 'ENOSPC' || code === 'EDQUOT') return e as NodeJS.ErrnoException;
   }
-  return false;
+  return undefined;
+}
+
+/** True when `err` (or a cause) is the volume running out of space or quota. */
+export function isDiskFull(err: unknown): boolean {
+  return diskFullCause(err) !== undefined;
 }
 
 /** The VALIDATION_DISK_FULL error for a write that ran out of space under `dir`. */
 export function diskFullError(dir: string, cause: unknown): ValidationError {
-  return new ValidationError(`the disk holding ${dir} filled up while writing (${describeError(cause)}); free space and deploy again`, {
+  const errno = diskFullCause(cause);
+  return new ValidationError(`the disk holding ${dir} filled up while writing (${errno?.code ?? 'ENOSPC'}: ${errno?.syscall ?? 'write'}); free space and deploy again`, {
     code: 'VALIDATION_DISK_FULL',
     cause,
   });
