@@ -52,12 +52,14 @@ export const TRANSITIONS: Readonly<Record<Phase, readonly NextPhase[]>> = Object
   PHASES.map((p) => [p, [...new Set(Object.values(NEXT[p]))]]),
 ) as Record<Phase, NextPhase[]>;
 
+/** How a restart re-enters a phase: run it again, take its failed edge, or go back to a named phase. */
+export type RestartRule = 'redo' | 'failed' | Phase;
+
 /**
  * How a restarted agent re-enters the phase it died in: `redo` runs it again (downloads resume, installs
  * are idempotent); `failed` takes the table's failed edge (a crash during the health check counts as a
  * failed check, because the new model may be what crashed us); a phase name goes back to that phase.
  */
-export type RestartRule = 'redo' | 'failed' | Phase;
 export const ON_RESTART: Readonly<Record<Phase, RestartRule>> = {
   received: 'redo',
   downloading: 'redo',
