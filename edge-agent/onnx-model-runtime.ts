@@ -7,7 +7,7 @@ import { isHfTokenizer } from '../models/runtime/tokenizer-hf.ts';
 import { StopSequences } from '../models/runtime/stop-sequences.ts';
 import type { LanguageModel, Tokenizer } from '../models/runtime/index.ts';
 import { confinedPath } from './downloader.ts';
-import type { GenerateRequest, GenerationStats, ModelRuntime, ServedModel } from './model-runtime.ts';
+import type { GenerateRequest, GenerationStats, LogitsReport, ModelRuntime, ServedModel } from './model-runtime.ts';
 import type { ModelRef } from './model-store.ts';
 
 class OnnxServedModel implements ServedModel {
@@ -64,6 +64,31 @@ class OnnxServedModel implements ServedModel {
       tokensPerSecond: r.tokensPerSecond,
       totalMs: performance.now() - start,
     };
+  }
+
+  async inspectLogits(text: string): Promise<LogitsReport> {
+    const ctx = this.lm.info.contextLength ?? 2048;
+    let ids = this.lm.tokenizer.encode(text);
+    if (ids.length === 0 && this.lm.tokenizer.eosTokenId !== undefined) ids = [this.lm.tokenizer.eosTokenId];
+    ids = ids.slice(-ctx);
+    const logits = await this.lm.logits(ids);
+    const V = logits.length / ids.length;
+    let nonFinite = 0;
+    let flatPositions = 0;
+    for (let p = 0; p < ids.length; p++) {
+      let min = Infinity;
+      let max = -Infinity;
+      let bad = 0;
+      for (let i = p * V, end = i + V; i < end; i++) {
+        const v = logits[i]!;
+        if (!Number.isFinite(v)) bad++;
+        else if (v < min) min = v;
+        if (v > max) max = v;
+      }
+      nonFinite += bad;
+      if (bad === 0 && max === min) flatPositions++;
+    }
+    return { positions: ids.length, values: logits.length, nonFinite, flatPositions };
   }
 
   async dispose(): Promise<void> {

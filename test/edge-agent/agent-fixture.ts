@@ -244,7 +244,7 @@ export class AgentProcess {
         stateDir: 'state',
         fleetPublicKeyPath: fleet.publicKeyPath,
         http: { port: 0 },
-        download: { retryBaseMs: 100, idleTimeoutMs: 5000 },
+        download: { retry: { initialDelayMs: 100, maxDelayMs: 1000, maxAttempts: 20, deadlineMs: 30_000 }, idleTimeoutMs: 5000 },
         runtime: { threads: 1 },
         telemetry: { intervalMs: 60_000 },
         logLevel: 'debug',
@@ -266,7 +266,10 @@ export class AgentProcess {
       async () => {
         const found = this.logs.find(match);
         if (found) return found;
-        if (this.proc.exitCode !== null) throw new Error(`agent exited (${this.proc.exitCode}): ${this.stderr.slice(-10).join('\n')}`);
+        // A process killed by a signal has signalCode set and exitCode null.
+        if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
+          throw new Error(`agent exited (${this.proc.exitCode ?? this.proc.signalCode}): ${this.stderr.slice(-10).join('\n')}`);
+        }
         return undefined;
       },
       timeoutMs,
