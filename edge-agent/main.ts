@@ -7,6 +7,7 @@ import { loadAgentConfig, type AgentConfig } from './config.ts';
 import { createLogger } from './log.ts';
 import { CrtMqttConnection } from './mqtt-connection.ts';
 import { OnnxModelRuntime } from './onnx-model-runtime.ts';
+import { AGENT_VERSION } from './version.ts';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -16,6 +17,7 @@ function collect(value: string, previous: string[]): string[] {
 export async function runAgent(argv: string[]): Promise<number> {
   const program = new Command('fleetlm-agent')
     .description('FleetLM device agent: takes IoT Jobs, installs models safely, serves them on 127.0.0.1, reports telemetry.')
+    .version(AGENT_VERSION)
     .option('-c, --config <path>', 'JSON config file (env FLEETLM_AGENT_* and --set override it)')
     .option('--set <key=value>', 'override one config key, e.g. --set http.port=8081 (repeatable)', collect, [])
     .option('-v, --verbose', 'print the effective config to stderr and log at debug level')
@@ -69,7 +71,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     await agent.stop().catch(() => {});
     return err instanceof FleetError && err.code.startsWith('VALIDATION') ? 2 : 1;
   }
-  log.info('agent started', { thingName: config.thingName, httpPort: agent.httpPort });
+  log.info('agent started', { thingName: config.thingName, httpPort: agent.httpPort, version: AGENT_VERSION });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
