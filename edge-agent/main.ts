@@ -6,7 +6,7 @@ import { Agent } from './agent.ts';
 import { loadAgentConfig, type AgentConfig } from './config.ts';
 import { createLogger } from './log.ts';
 import { CrtMqttConnection } from './mqtt-connection.ts';
-import { OnnxModelRuntime } from './onnx-model-runtime.ts';
+import { OnnxModelRuntime, checkExecutionProviders } from './onnx-model-runtime.ts';
 import { AGENT_VERSION } from './version.ts';
 
 function collect(value: string, previous: string[]): string[] {
@@ -47,13 +47,19 @@ export async function runAgent(argv: string[]): Promise<number> {
     config = { ...config, logLevel: 'debug' };
     process.stderr.write(`fleetlm-agent: effective config ${JSON.stringify(config, null, 2)}\n`);
   }
+  try {
+    await checkExecutionProviders(config.runtime.executionProviders);
+  } catch (err) {
+    process.stderr.write(`fleetlm-agent: error: runtime.executionProviders: ${describeError(err)}\n`);
+    return 2;
+  }
   const log = createLogger(config.logLevel);
   const transport = new CrtMqttConnection({ clientId: config.thingName, log, ...config.mqtt });
   const killOn = config.testHooks.killOnPhase;
   const agent = new Agent({
     config,
     transport,
-    runtime: new OnnxModelRuntime(config.runtime.threads, config.runtime.allowSpinning),
+    runtime: new OnnxModelRuntime(config.runtime.threads, config.runtime.allowSpinning, config.runtime.executionProviders),
     log,
     onPhase: killOn
       ? (phase) => {

@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageAgent, type AgentArch, type PackageAgentResult } from '../../cli/agent-package/package-agent.ts';
-import { AgentProcess, REPO, TestFleet, buildTestModel, tempDir } from '../edge-agent/agent-fixture.ts';
+import { queryTelemetry } from '../../local-hub/telemetry-sink.ts';
+import { AgentProcess, REPO, TestFleet, buildTestModel, eventually, tempDir } from '../edge-agent/agent-fixture.ts';
 import { runCliCaptured } from '../helpers/run-cli.ts';
 
 const ARCH: AgentArch = process.arch === 'arm64' ? 'arm64' : 'x64';
@@ -92,6 +93,12 @@ describe('agent package tarball', () => {
       const natives = [...new Set(maps.split('\n').filter((l) => /\.node$|libonnxruntime/.test(l)).map((l) => l.slice(l.indexOf('/'))))];
       expect(natives.length).toBeGreaterThanOrEqual(2);
       for (const n of natives) expect(n.startsWith(path.join(root, pkg.topFolder))).toBe(true);
+      // Telemetry says how the device runs models.
+      const records = await eventually(async () => {
+        const r = await queryTelemetry(fleet.hub.endpoints.telemetryDir, { thingName: 'pkg-device' });
+        return r.length > 0 ? r : undefined;
+      }, 20_000, 'telemetry from the packaged agent');
+      expect(records[0]!.telemetry.runtime).toEqual({ executionProviders: ['cpu'] });
     } finally {
       await agent?.stop();
       await fleet.stop();
