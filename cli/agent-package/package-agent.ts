@@ -46,6 +46,12 @@ export interface PackageAgentOptions {
   version: string;
   /** Also build the .deb (needs dpkg-deb); default true. */
   deb?: boolean;
+  /**
+   * A folder with another onnxruntime-node native build for `arch` (onnxruntime_binding.node,
+   * libonnxruntime.so.1 and provider libraries, e.g. a JetPack build with CUDA and TensorRT) that replaces
+   * the npm package's bin/napi-v6/linux/<arch>/.
+   */
+  onnxruntimeBinDir?: string;
 }
 
 export interface PackageAgentResult {
@@ -121,6 +127,17 @@ async function stageTop(opts: PackageAgentOptions, top: string): Promise<{ launc
   for (const n of NATIVES) {
     const src = path.join(opts.repoRoot, 'node_modules', n.name);
     for (const part of n.include(opts.arch)) await copyFiltered(path.join(src, part), path.join(top, 'node_modules', n.name, part));
+  }
+  if (opts.onnxruntimeBinDir) {
+    const src = path.resolve(opts.onnxruntimeBinDir);
+    const names = await fs.readdir(src).catch(() => [] as string[]);
+    if (!names.includes('onnxruntime_binding.node')) {
+      throw new ValidationError(`--onnxruntime-bin must be a folder holding onnxruntime_binding.node and its libraries, got ${src} (${names.length} entries)`);
+    }
+    const dst = path.join(top, 'node_modules/onnxruntime-node/bin/napi-v6/linux', opts.arch);
+    await fs.rm(dst, { recursive: true, force: true });
+    // dereference: a build tree links libonnxruntime.so.1 -> libonnxruntime.so.1.x.y; the package holds files.
+    await fs.cp(src, dst, { recursive: true, dereference: true });
   }
   for (const n of NATIVES) {
     const must = n.name === 'aws-crt' ? `dist/bin/linux-${opts.arch}-glibc` : n.name === 'onnxruntime-node' ? `bin/napi-v6/linux/${opts.arch}` : 'dist/cjs';

@@ -12,6 +12,7 @@ const PackageSettingsSchema = z
     arch: z.enum(AGENT_ARCHES as ['arm64', 'x64']),
     out: z.string().min(1),
     agentVersion: z.string().min(1).optional(),
+    onnxruntimeBin: z.string().min(1).optional(),
     deb: z.boolean(),
     json: z.boolean(),
   })
@@ -46,12 +47,20 @@ export function register(program: Command): void {
     .requiredOption('--arch <arch>', `target architecture: ${AGENT_ARCHES.join(' | ')}`)
     .requiredOption('--out <dir>', 'output folder')
     .option('--agent-version <version>', 'package version (default: edge-agent/package.json)')
+    .option('--onnxruntime-bin <dir>', 'another onnxruntime-node native build for --arch (e.g. JetPack with CUDA/TensorRT): replaces bin/napi-v6/linux/<arch>')
     .option('--no-deb', 'only the tarball (no dpkg-deb needed)')
     .option('--json', 'machine-readable result on stdout')
     .action(async (raw: Record<string, unknown>) => {
       const o = parseWith(PackageSettingsSchema, { json: false, ...raw }, 'fleetlm agent package options');
       const repoRoot = findRepoRoot();
-      const r = await packageAgent({ repoRoot, arch: o.arch, outDir: path.resolve(o.out), version: o.agentVersion ?? defaultAgentVersion(repoRoot), deb: o.deb });
+      const r = await packageAgent({
+        repoRoot,
+        arch: o.arch,
+        outDir: path.resolve(o.out),
+        version: o.agentVersion ?? defaultAgentVersion(repoRoot),
+        deb: o.deb,
+        ...(o.onnxruntimeBin ? { onnxruntimeBinDir: o.onnxruntimeBin } : {}),
+      });
       if (o.json) {
         process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
         return;

@@ -66,6 +66,21 @@ describe('agent package tarball', () => {
     expect(r.stderr).toMatch(/arch/);
   });
 
+  it('--onnxruntime-bin swaps in another onnxruntime native build (a JetPack GPU build) and refuses a folder without a binding', async () => {
+    const custom = await tempDir('fleetlm-ort-build-');
+    const npmBin = path.join(REPO, 'node_modules/onnxruntime-node/bin/napi-v6/linux', ARCH);
+    for (const f of await fs.readdir(npmBin)) await fs.copyFile(path.join(npmBin, f), path.join(custom, f));
+    await fs.writeFile(path.join(custom, 'libonnxruntime_providers_cuda.so'), 'stand-in for the provider library');
+    const out3 = path.join(out, 'gpu');
+    const gpu = await packageAgent({ repoRoot: REPO, arch: ARCH, outDir: out3, version: '0.1.0', deb: false, onnxruntimeBinDir: custom });
+    const list = sh('tar', ['-tzf', gpu.tarball]).stdout;
+    expect(list).toContain(`node_modules/onnxruntime-node/bin/napi-v6/linux/${ARCH}/libonnxruntime_providers_cuda.so`);
+    await fs.rm(path.join(custom, 'onnxruntime_binding.node'));
+    await expect(packageAgent({ repoRoot: REPO, arch: ARCH, outDir: out3, version: '0.1.0', deb: false, onnxruntimeBinDir: custom })).rejects.toThrow(
+      /--onnxruntime-bin must be a folder holding onnxruntime_binding.node/,
+    );
+  }, 120_000);
+
   it('runs with plain node from an empty folder outside the repository: takes a job, installs the model, serves it', async () => {
     const root = await tempDir('fleetlm-agent-unpacked-');
     expect(nodeModulesAbove(root)).toEqual([]);
