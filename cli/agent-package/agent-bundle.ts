@@ -52,6 +52,8 @@ const SHARED = {
   target: 'node20',
   external: NATIVE_PACKAGES.flatMap((p) => [p, `${p}/*`]),
   legalComments: 'linked',
+  // Error classes name themselves from new.target.name (common/errors.ts): minifying must keep names.
+  keepNames: true,
   metafile: true,
   logLevel: 'silent',
 } satisfies esbuild.BuildOptions;

@@ -88,6 +88,13 @@ describe('agent package tarball', () => {
     const bin = path.join(root, pkg.topFolder, 'bin', 'fleetlm-agent');
     const version = sh(process.execPath, [bin, '--version']);
     expect(version.stdout.trim()).toBe('0.1.0');
+    // Config errors come out of the bundle as they do from the sources: one line, exit 2.
+    const cfgDir = await tempDir('fleetlm-agent-pkg-cfg-');
+    const cfg = path.join(cfgDir, 'agent.json');
+    await fs.writeFile(cfg, JSON.stringify({ thingName: 't', mqtt: { host: '127.0.0.1' }, modelDir: 'm', stateDir: 's', fleetPublicKeyPath: 'k.pem' }));
+    const bad = sh(process.execPath, [bin, '--config', cfg, '--set', 'runtime.executionProviders=quantum,cpu']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/^fleetlm-agent: error: runtime\.executionProviders: execution provider "quantum" is not in the installed onnxruntime-node [\d.]+; installed: cpu/);
 
     const fleet = await TestFleet.start();
     let agent: AgentProcess | undefined;
