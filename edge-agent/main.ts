@@ -6,7 +6,8 @@ import { Agent } from './agent.ts';
 import { loadAgentConfig, type AgentConfig } from './config.ts';
 import { createLogger } from './log.ts';
 import { CrtMqttConnection } from './mqtt-connection.ts';
-import { OnnxModelRuntime } from './onnx-model-runtime.ts';
+import { OnnxModelRuntime, checkExecutionProviders } from './onnx-model-runtime.ts';
+import { AGENT_VERSION } from './version.ts';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -16,6 +17,7 @@ function collect(value: string, previous: string[]): string[] {
 export async function runAgent(argv: string[]): Promise<number> {
   const program = new Command('fleetlm-agent')
     .description('FleetLM device agent: takes IoT Jobs, installs models safely, serves them on 127.0.0.1, reports telemetry.')
+    .version(AGENT_VERSION)
     .option('-c, --config <path>', 'JSON config file (env FLEETLM_AGENT_* and --set override it)')
     .option('--set <key=value>', 'override one config key, e.g. --set http.port=8081 (repeatable)', collect, [])
     .option('-v, --verbose', 'print the effective config to stderr and log at debug level')
@@ -45,13 +47,19 @@ export async function runAgent(argv: string[]): Promise<number> {
     config = { ...config, logLevel: 'debug' };
     process.stderr.write(`fleetlm-agent: effective config ${JSON.stringify(config, null, 2)}\n`);
   }
+  try {
+    await checkExecutionProviders(config.runtime.executionProviders);
+  } catch (err) {
+    process.stderr.write(`fleetlm-agent: error: runtime.executionProviders: ${describeError(err)}\n`);
+    return 2;
+  }
   const log = createLogger(config.logLevel);
   const transport = new CrtMqttConnection({ clientId: config.thingName, log, ...config.mqtt });
   const killOn = config.testHooks.killOnPhase;
   const agent = new Agent({
     config,
     transport,
-    runtime: new OnnxModelRuntime(config.runtime.threads, config.runtime.allowSpinning),
+    runtime: new OnnxModelRuntime(config.runtime.threads, config.runtime.allowSpinning, config.runtime.executionProviders),
     log,
     onPhase: killOn
       ? (phase) => {
@@ -69,7 +77,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     await agent.stop().catch(() => {});
     return err instanceof FleetError && err.code.startsWith('VALIDATION') ? 2 : 1;
   }
-  log.info('agent started', { thingName: config.thingName, httpPort: agent.httpPort });
+  log.info('agent started', { thingName: config.thingName, httpPort: agent.httpPort, version: AGENT_VERSION });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
