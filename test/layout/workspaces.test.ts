@@ -15,7 +15,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   contracts: ['common'],
   models: ['common'],
   'edge-agent': ['common', 'contracts', 'models'],
-  fleet: ['common', 'contracts'],
+  fleet: ['common', 'contracts', 'models'],
   'local-hub': ['common', 'contracts'],
   functions: ['common', 'contracts', 'models', 'fleet'],
   infra: ['common', 'contracts', 'functions'],
