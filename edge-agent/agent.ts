@@ -30,6 +30,7 @@ import type { ModelRuntime, ServedModel } from './model-runtime.ts';
 import { ModelStore, refString, sameRef, type ModelRef } from './model-store.ts';
 import type { MqttTransport } from './mqtt-connection.ts';
 import { TelemetryOutbox, TelemetryReporter, type RecoveryNote } from './telemetry.ts';
+import { UrlPolicy, defaultAllowedHosts } from './url-policy.ts';
 import { verifyInstalledVersion, verifyManifest, verifyManifestFiles } from './verifier.ts';
 
 /** Update rejections meaning the service no longer wants this execution (canceled, removed, timed out). */
@@ -150,6 +151,8 @@ export class Agent {
   private readonly recoveries: RecoveryNote[] = [];
   /** Port the local API is bound to (useful when the config asked for port 0). */
   httpPort = 0;
+  /** Hosts job documents may download from (every job kind's downloads go through it). */
+  readonly urlPolicy: UrlPolicy;
 
   constructor(private readonly deps: AgentDeps) {
     this.cfg = deps.config;
@@ -158,6 +161,7 @@ export class Agent {
     this.runtime = deps.runtime;
     this.store = new ModelStore(this.cfg.modelDir, this.cfg.models.keepVersions);
     this.jobs = new JobsClient(this.transport, this.cfg.thingName, this.log, this.cfg.mqtt.requestTimeoutMs);
+    this.urlPolicy = new UrlPolicy(this.cfg.download.allowedHosts ?? defaultAllowedHosts(this.cfg.mqtt.host));
     this.kinds.set(DEPLOY_MODEL_SCHEMA, {
       handlers: {
         received: (job) => this.onReceived(job),
@@ -522,6 +526,7 @@ export class Agent {
         throttleBytesPerSec: dl.throttleBytesPerSec,
         log: this.log,
         signal: this.jobAbort.signal,
+        urlPolicy: this.urlPolicy,
       };
       // Heartbeats keep the step timer alive through retry backoffs, when no bytes (and no progress) move.
       const manifest = await this.withHeartbeat(job.jobId, 'downloading', async () => {

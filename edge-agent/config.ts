@@ -7,6 +7,8 @@ import { ValidationError } from '../common/errors.ts';
 import { parseJsonWith, parseWith } from '../common/validate.ts';
 import { isThingName } from '../contracts/jobs-topics.ts';
 import { PHASES } from './install-state-machine.ts';
+import { isLoopback } from './loopback.ts';
+import { isHostPattern } from './url-policy.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const PositiveMs = z.number().int().positive();
@@ -88,6 +90,11 @@ export const AgentConfigSchema = z
         idleTimeoutMs: PositiveMs.default(30_000),
         /** Test and bandwidth hook: caps download speed; 0 = unlimited. */
         throttleBytesPerSec: z.number().int().nonnegative().default(0),
+        /**
+         * Hosts job documents may download from (`host`, `host:port`, `*.domain`); unset = derived from
+         * mqtt.host (edge-agent/url-policy.ts defaultAllowedHosts). https only, plain http to loopback only.
+         */
+        allowedHosts: z.array(z.string().refine(isHostPattern, 'must be host, host:port or *.domain')).max(64).optional(),
       })
       .strict())
       .default({
@@ -181,10 +188,7 @@ export const AgentConfigSchema = z
 export type AgentConfig = z.output<typeof AgentConfigSchema>;
 export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
 
-/** True for hosts that never leave the machine. */
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
+export { isLoopback };
 
 /** `list`: comma-separated in the environment and `--set`. */
 type Kind = 'string' | 'number' | 'boolean' | 'list';
@@ -214,6 +218,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   'download.retry.deadlineMs': 'number',
   'download.idleTimeoutMs': 'number',
   'download.throttleBytesPerSec': 'number',
+  'download.allowedHosts': 'list',
   'jobs.stepTimeoutInMinutes': 'number',
   'jobs.heartbeatMs': 'number',
   'jobs.crashLoopLimit': 'number',

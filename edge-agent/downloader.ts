@@ -7,6 +7,7 @@ import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FleetError, TransportError, ValidationError, describeError } from '../common/errors.ts';
 import type { Logger } from './log.ts';
+import { URL_POLICY_CODES, type UrlPolicy } from './url-policy.ts';
 
 export interface DownloadRequest {
   url: string;
@@ -36,6 +37,8 @@ export interface DownloadOptions {
   /** 0 = unlimited. */
   throttleBytesPerSec: number;
   log: Logger;
+  /** Hosts the URL (and any redirect) may point at; checked before anything is sent. */
+  urlPolicy: UrlPolicy;
   onProgress?: (bytesOnDisk: number, total: number) => void;
   signal?: AbortSignal;
 }
@@ -124,6 +127,7 @@ export async function verifyFileOnDisk(file: string, size: number, sha256: strin
  * network failures are retried with backoff and then throw TransportError.
  */
 export async function downloadFile(req: DownloadRequest, opts: DownloadOptions): Promise<DownloadResult> {
+  opts.urlPolicy.check(req.url, `artifact ${path.basename(req.destPath)}`);
   if (req.expectedSize > opts.maxBytes) {
     throw new ValidationError(`artifact ${path.basename(req.destPath)} is ${req.expectedSize} bytes; the limit is ${opts.maxBytes}`, {
       code: 'VALIDATION_TOO_LARGE',
@@ -225,7 +229,8 @@ export function diskFullError(dir: string, cause: unknown): ValidationError {
 }
 
 /** GETs a small document (the manifest signature) with the download retry policy, refusing anything above `maxBytes`. */
-export async function fetchSmall(url: string, maxBytes: number, opts: Pick<DownloadOptions, 'retry' | 'log' | 'signal' | 'idleTimeoutMs'>): Promise<string> {
+export async function fetchSmall(url: string, maxBytes: number, opts: Pick<DownloadOptions, 'retry' | 'log' | 'signal' | 'idleTimeoutMs' | 'urlPolicy'>): Promise<string> {
+  opts.urlPolicy.check(url, 'signature');
   const budget = new RetryBudget(opts.retry);
   for (;;) {
     try {
@@ -240,12 +245,12 @@ export async function fetchSmall(url: string, maxBytes: number, opts: Pick<Downl
   }
 }
 
-async function fetchSmallOnce(url: string, maxBytes: number, opts: Pick<DownloadOptions, 'signal' | 'idleTimeoutMs'>): Promise<string> {
+async function fetchSmallOnce(url: string, maxBytes: number, opts: Pick<DownloadOptions, 'signal' | 'idleTimeoutMs' | 'urlPolicy'>): Promise<string> {
   let res: Response;
   let buf: Buffer;
   const signal = opts.signal ? AbortSignal.any([opts.signal, AbortSignal.timeout(opts.idleTimeoutMs)]) : AbortSignal.timeout(opts.idleTimeoutMs);
   try {
-    res = await fetch(url, { signal });
+    res = await fetchAllowed(url, { signal }, opts.urlPolicy);
     if (!res.ok) {
       await res.body?.cancel();
       const msg = `GET ${redact(url)} returned HTTP ${res.status}`;
@@ -300,8 +305,9 @@ async function attempt(req: DownloadRequest, part: string, opts: DownloadOptions
     }
     let res: Response;
     try {
-      res = await fetch(req.url, { headers, signal: abort.signal });
+      res = await fetchAllowed(req.url, { headers, signal: abort.signal }, opts.urlPolicy);
     } catch (err) {
+      if (err instanceof FleetError) throw err;
       throw new TransportError(`GET ${redact(req.url)} failed: ${describeError(err)}`, { cause: err });
     }
     if (have > 0 && res.status === 200) {
@@ -380,6 +386,37 @@ async function pump(
     throw new TransportError(`download stream broke at byte ${have}: ${describeError(err)}`, { cause: err });
   }
   return have;
+}
+
+/** Redirects followed at most, all on the original origin. */
+const MAX_REDIRECTS = 5;
+
+/**
+ * fetch() that follows redirects itself, and only within the origin of the first URL: a redirect to another
+ * host, port or scheme is refused before anything is sent there (and the refusal names no target).
+ */
+async function fetchAllowed(url: string, init: RequestInit, policy: UrlPolicy): Promise<Response> {
+  let current = policy.check(url, 'download');
+  const origin = current.origin;
+  for (let hop = 0; ; hop++) {
+    const res = await fetch(current, { ...init, redirect: 'manual' });
+    if (res.status < 300 || res.status > 399 || res.status === 304) return res;
+    await res.body?.cancel();
+    const location = res.headers.get('location');
+    let next: URL | undefined;
+    try {
+      next = location ? new URL(location, current) : undefined;
+    } catch {
+      next = undefined;
+    }
+    if (!next || next.origin !== origin) {
+      throw new ValidationError(`${redact(url)} redirected to another host; cross-host redirects are refused and nothing was fetched there`, {
+        code: URL_POLICY_CODES.redirect,
+      });
+    }
+    if (hop + 1 >= MAX_REDIRECTS) throw new ValidationError(`${redact(url)} redirected more than ${MAX_REDIRECTS} times`, { code: URL_POLICY_CODES.redirect });
+    current = policy.check(next.href, 'redirect');
+  }
 }
 
 /** Drops the query string (presigned URLs carry credentials in it) before a URL reaches a log. */

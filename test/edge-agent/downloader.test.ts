@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import { UrlPolicy } from '../../edge-agent/url-policy.ts';
 import { RetryBudget, checkFreeSpace, confinedPath, downloadFile, fetchSmall, type DownloadOptions } from '../../edge-agent/downloader.ts';
 import { silentLogger } from '../../edge-agent/log.ts';
 
@@ -72,6 +73,7 @@ const opts = (over: Partial<DownloadOptions> = {}): DownloadOptions => ({
   idleTimeoutMs: 2000,
   throttleBytesPerSec: 0,
   log: silentLogger,
+  urlPolicy: new UrlPolicy(['127.0.0.1']),
   ...over,
 });
 
@@ -180,7 +182,7 @@ describe('retry policy', () => {
 
   it('retries the small signature download too', async () => {
     failNext = 2;
-    const text = await fetchSmall(`${base}/f`, 1024 * 1024, { retry: opts().retry, log: silentLogger, idleTimeoutMs: 2000 });
+    const text = await fetchSmall(`${base}/f`, 1024 * 1024, { retry: opts().retry, log: silentLogger, idleTimeoutMs: 2000, urlPolicy: opts().urlPolicy });
     expect(text.length).toBeGreaterThan(0);
     expect(requests).toBe(3);
   });
