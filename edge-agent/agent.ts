@@ -8,6 +8,7 @@ import { DEPLOY_MODEL_SCHEMA, parseDeployModelDocument, type DeployModelDocument
 import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, parseManifestBytes, type Manifest } from '../contracts/manifest.ts';
 import type { AgentConfig } from './config.ts';
 import { checkFreeSpace, confinedPath, diskFullError, downloadFile, fetchSmall, isDiskFull, verifyFileOnDisk } from './downloader.ts';
+import { resolveApiToken } from './api-guard.ts';
 import { HEALTH_CHECK_CODES, runHealthCheck } from './health-check.ts';
 import { InferenceServer } from './inference-server.ts';
 import { InferenceStats } from './inference-stats.ts';
@@ -220,6 +221,7 @@ export class Agent {
       host: this.cfg.http.host,
       port: this.cfg.http.port,
       maxConcurrent: this.cfg.http.maxConcurrent,
+      apiToken: resolveApiToken(this.cfg.http),
       holder: this.holder,
       stats: this.stats,
       agentGauges: {

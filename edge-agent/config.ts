@@ -76,6 +76,10 @@ export const AgentConfigSchema = z
         host: z.string().default('127.0.0.1'),
         port: Port.default(8080),
         maxConcurrent: z.number().int().positive().default(4),
+        /** Bearer token for the local API (edge-agent/api-guard.ts); needed to bind a non-loopback host. */
+        apiToken: z.string().min(16, 'must be at least 16 characters').optional(),
+        /** File holding the token (first line); preferred over apiToken so the config can stay world-readable. */
+        apiTokenFile: z.string().min(1).optional(),
       })
       .strict()
       .default({ host: '127.0.0.1', port: 8080, maxConcurrent: 4 }),
@@ -173,6 +177,13 @@ export const AgentConfigSchema = z
         message: `is required for non-loopback host ${c.mqtt.host} (plain TCP is allowed only for 127.0.0.1, ::1, localhost)`,
       });
     }
+    if (!isLoopback(c.http.host) && c.http.apiToken === undefined && c.http.apiTokenFile === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['http', 'apiToken'],
+        message: `or http.apiTokenFile is required to bind non-loopback host ${c.http.host} (the local API would be open to the network)`,
+      });
+    }
     if (c.jobs.heartbeatMs * 2 > c.jobs.stepTimeoutInMinutes * 60_000) {
       ctx.addIssue({
         code: 'custom',
@@ -210,6 +221,8 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   'http.host': 'string',
   'http.port': 'number',
   'http.maxConcurrent': 'number',
+  'http.apiToken': 'string',
+  'http.apiTokenFile': 'string',
   'download.maxArtifactBytes': 'number',
   'download.reserveFreeBytes': 'number',
   'download.retry.maxAttempts': 'number',
@@ -276,6 +289,8 @@ function resolvePaths(raw: Record<string, unknown>, baseDir: string): void {
   const abs = (v: unknown) => (typeof v === 'string' && v.length > 0 ? path.resolve(baseDir, v) : v);
   for (const key of ['modelDir', 'stateDir', 'fleetPublicKeyPath']) if (raw[key] !== undefined) raw[key] = abs(raw[key]);
   const mqtt = raw.mqtt as Record<string, unknown> | undefined;
+  const httpCfg = raw.http as Record<string, unknown> | undefined;
+  if (httpCfg?.apiTokenFile !== undefined) httpCfg.apiTokenFile = abs(httpCfg.apiTokenFile);
   const tls = mqtt?.tls as Record<string, unknown> | undefined;
   if (tls) for (const key of ['certPath', 'keyPath', 'caPath']) if (tls[key] !== undefined) tls[key] = abs(tls[key]);
 }

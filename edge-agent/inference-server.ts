@@ -1,4 +1,4 @@
-// Local inference API on 127.0.0.1: POST /v1/generate (FleetLM's JSON or server-sent events), the
+// Local inference API (127.0.0.1 unless a token guards it, api-guard.ts): POST /v1/generate (FleetLM's JSON or server-sent events), the
 // OpenAI-compatible POST /v1/completions, POST /v1/chat/completions and GET /v1/models, GET /healthz,
 // GET /metrics (Prometheus, via metrics.ts). Served by whatever model the holder has now. Caller errors
 // are 4xx and counted apart from the device's own failures (5xx).
@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { ValidationError, describeError } from '../common/errors.ts';
 import { parseJsonWith } from '../common/validate.ts';
+import { checkBindAddress, checkRequest } from './api-guard.ts';
 import type { InferenceStats } from './inference-stats.ts';
 import type { AgentGauges } from './metrics.ts';
 import type { ModelHolder } from './model-holder.ts';
@@ -37,6 +38,8 @@ export interface InferenceServerOptions {
   stats: InferenceStats;
   /** The agent's gauges for /metrics (model version, memory, MQTT link, telemetry drops). */
   agentGauges?: AgentGauges;
+  /** Bearer token every request but GET /healthz must carry; required to bind a non-loopback host. */
+  apiToken?: string;
 }
 
 /** An HTTP status with its message: what the caller gets instead of a generic 500. */
@@ -120,6 +123,7 @@ export class InferenceServer {
   }
 
   async start(): Promise<number> {
+    checkBindAddress(this.opts.host, this.opts.apiToken);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(this.opts.port, this.opts.host, () => resolve());
@@ -144,6 +148,11 @@ export class InferenceServer {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const { holder, stats } = this.opts;
     const route = `${req.method} ${url.pathname}`;
+    const refusal = checkRequest(req, { token: this.opts.apiToken, path: url.pathname });
+    if (refusal) {
+      this.fail(res, url.pathname.startsWith('/v1/') && url.pathname !== '/v1/generate' ? 'openai' : 'fleetlm', refusal.status, refusal.message);
+      return;
+    }
     switch (route) {
       case 'GET /healthz': {
         const m = holder.current;

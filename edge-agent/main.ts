@@ -39,13 +39,15 @@ export async function runAgent(argv: string[]): Promise<number> {
     process.stderr.write(`fleetlm-agent: error: ${err instanceof ValidationError ? err.message : describeError(err)}\n`);
     return 2;
   }
+  // The API token is a secret: printed configs show that one is set, not what it is.
+  const printable = (c: AgentConfig) => (c.http.apiToken === undefined ? c : { ...c, http: { ...c.http, apiToken: '(set)' } });
   if (opts.printConfig) {
-    process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(printable(config), null, 2)}\n`);
     return 0;
   }
   if (opts.verbose) {
     config = { ...config, logLevel: 'debug' };
-    process.stderr.write(`fleetlm-agent: effective config ${JSON.stringify(config, null, 2)}\n`);
+    process.stderr.write(`fleetlm-agent: effective config ${JSON.stringify(printable(config), null, 2)}\n`);
   }
   try {
     await checkExecutionProviders(config.runtime.executionProviders);

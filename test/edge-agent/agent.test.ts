@@ -51,6 +51,7 @@ describe('edge agent', () => {
     expect(current.current).toEqual({ modelId: 'tiny', version: '1.0.0' });
     const sse = await fetch(`http://127.0.0.1:${agent.httpPort}/v1/generate`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ prompt: 'Hello', maxTokens: 5, temperature: 0.7, topP: 0.9, stream: true }),
     });
     expect(sse.headers.get('content-type')).toBe('text/event-stream');

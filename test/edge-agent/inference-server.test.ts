@@ -202,7 +202,7 @@ describe('caller errors and device failures', () => {
         else c.close();
       },
     });
-    const chunked = await fetch(`${base}/v1/generate`, { method: 'POST', body: stream, duplex: 'half' } as RequestInit);
+    const chunked = await fetch(`${base}/v1/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: stream, duplex: 'half' } as RequestInit);
     expect(chunked.status).toBe(413);
     const long = 'whale '.repeat(200);
     for (const stream of [false, true]) {
