@@ -3,6 +3,7 @@
 // placeholders in the stored job; the device receives them already replaced by presigned URLs.
 import { z } from 'zod';
 import { parseWith } from '../common/validate.ts';
+import { SignedRollbackAuthorizationSchema } from './rollback-authorization.ts';
 import { BundleFileNameSchema, ModelIdSchema, ModelVersionSchema, Sha256HexSchema } from './manifest.ts';
 
 export const DEPLOY_MODEL_SCHEMA = 'fleetlm/deploy-model@1';
@@ -37,6 +38,8 @@ export const DeployModelDocumentSchema = z
     /** manifest.sig.json. */
     signature: z.object({ url: UrlSchema }).strict(),
     artifacts: z.array(JobArtifactSchema).min(1).max(64),
+    /** Present on an explicit rollback below the devices' security-version floor (contracts/rollback-authorization.ts). */
+    rollbackAuthorization: SignedRollbackAuthorizationSchema.optional(),
     healthCheck: HealthCheckSchema.default({
       prompt: 'Hello',
       maxTokens: 16,

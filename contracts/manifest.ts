@@ -53,6 +53,14 @@ export const ManifestSchema = z
     files: z.array(ManifestFileSchema).min(1),
     tokenizer: TokenizerRefSchema,
     generation: GenerationDefaultsSchema,
+    /**
+     * Anti-rollback: devices refuse a manifest whose securityVersion is below the highest they have installed
+     * for this modelId (absent = 0), unless the job carries a signed rollback authorization. Raise it when a
+     * release fixes a security problem in the one before.
+     */
+    securityVersion: z.number().int().min(0).max(2 ** 31 - 1).optional(),
+    /** Devices refuse to install this manifest after this instant. */
+    expiresAt: z.string().datetime().optional(),
     arch: z.record(z.string(), z.unknown()).optional(),
     compression: z.record(z.string(), z.unknown()).optional(),
     evaluation: z.record(z.string(), z.unknown()).optional(),

@@ -4,10 +4,12 @@
 import { readFileSync, promises as fs } from 'node:fs';
 import { writeFileAtomic } from '../common/atomic-file.ts';
 import { FleetError, TransportError, ValidationError, describeError } from '../common/errors.ts';
+import { ANTI_ROLLBACK_CODES } from '../contracts/rollback-authorization.ts';
 import { DEPLOY_MODEL_SCHEMA, parseDeployModelDocument, type DeployModelDocument } from '../contracts/job-document.ts';
 import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, parseManifestBytes, type Manifest } from '../contracts/manifest.ts';
 import type { AgentConfig } from './config.ts';
 import { checkFreeSpace, confinedPath, diskFullError, downloadFile, fetchSmall, isDiskFull, verifyFileOnDisk } from './downloader.ts';
+import { SecurityFloors, checkSecurityVersion } from './anti-rollback.ts';
 import { resolveApiToken } from './api-guard.ts';
 import { HEALTH_CHECK_CODES, runHealthCheck } from './health-check.ts';
 import { InferenceServer } from './inference-server.ts';
@@ -130,6 +132,8 @@ export class Agent {
   private readonly stats = new InferenceStats();
   private readonly jobs: JobsClient;
   private state!: InstallStateStore;
+  /** Highest security version installed per model id (anti-rollback). */
+  private floors!: SecurityFloors;
   private server!: InferenceServer;
   private telemetry!: TelemetryReporter;
   private outbox!: TelemetryOutbox;
@@ -201,6 +205,7 @@ export class Agent {
     }
     await fs.mkdir(this.cfg.modelDir, { recursive: true });
     this.state = await InstallStateStore.open(this.cfg.stateDir);
+    this.floors = await SecurityFloors.open(this.cfg.stateDir, this.log);
     if (this.state.recovery) this.noteRecovery(this.state.recovery);
     await this.recoverPointer();
     const restart = await this.state.restart(this.cfg.jobs.crashLoopLimit, restartOutcome, (job) => this.kindOf(job).onRestart);
@@ -537,6 +542,10 @@ export class Agent {
         await downloadFile({ url: doc.manifest.url, destPath: manifestPath, expectedSize: doc.manifest.size, expectedSha256: doc.manifest.sha256 }, common);
         const sigText = await fetchSmall(doc.signature.url, 64 * 1024, common);
         const m = verifyManifest(doc, await fs.readFile(manifestPath), sigText, this.publicKeyPem);
+        // Installed versions set the floor; after a lost state file the serving model still does.
+        const serving = this.holder.current?.ref;
+        if (serving?.modelId === m.modelId) await this.floors.record(await this.readInstalledManifest(serving)).catch(() => undefined);
+        checkSecurityVersion(m, doc, this.floors.floor(m.modelId), this.publicKeyPem);
         await writeFileAtomic(confinedPath(staging, MANIFEST_SIGNATURE_FILE), sigText);
         return m;
       });
@@ -583,7 +592,8 @@ export class Agent {
       await fs.rm(staging, { recursive: true, force: true });
       if (this.canceled.has(job.jobId)) return this.canceledResult(job);
       const reported = isDiskFull(err) && !(err instanceof ValidationError) ? diskFullError(this.cfg.modelDir, err) : err;
-      const step = reported instanceof ValidationError && reported.code === 'VALIDATION_SIGNATURE' ? 'verifying' : 'downloading';
+      const verifyCodes: readonly string[] = ['VALIDATION_SIGNATURE', ...Object.values(ANTI_ROLLBACK_CODES)];
+      const step = reported instanceof ValidationError && verifyCodes.includes(reported.code) ? 'verifying' : 'downloading';
       this.log.warn('download failed', { jobId: job.jobId, error: describeError(reported) });
       return { event: 'failed', outcome: failed(step, reported) };
     }
@@ -683,6 +693,7 @@ export class Agent {
     const target = job.target!;
     if (!sameRef(this.holder.current?.ref, target)) await this.loadServing(target); // resumed after a restart
     await this.store.setCurrent(target);
+    await this.floors.record(await this.readInstalledManifest(target));
     const removed = await this.store.prune([job.previous, target]);
     if (removed.length > 0) this.log.info('pruned old versions', { removed: removed.map(refString) });
     await this.store.cleanStaging(null);

@@ -18,6 +18,8 @@ import { TransportError, ValidationError } from '../common/errors.ts';
 import { parseWith } from '../common/validate.ts';
 import { DEPLOY_MODEL_SCHEMA, DeployModelDocumentSchema, type DeployModelDocument, type HealthCheck } from '../contracts/job-document.ts';
 import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, modelPrefix } from '../contracts/manifest.ts';
+import type { ManifestSigner } from '../contracts/manifest-signing.ts';
+import { signRollbackAuthorization, type SignedRollbackAuthorization } from '../contracts/rollback-authorization.ts';
 import { presignedPlaceholder, type FleetProfile } from './profile.ts';
 import { readPublishedVersion } from './publisher.ts';
 
@@ -144,6 +146,8 @@ export interface RolloutRequest {
   things?: string[];
   settings?: Partial<RolloutSettings>;
   jobId?: string;
+  /** Lets devices install this version below their security-version floor (a signed rollback). */
+  rollbackAuthorization?: SignedRollbackAuthorization;
 }
 
 export interface RolloutResult {
@@ -236,6 +240,7 @@ export async function createRollout(iot: IoTClient, s3: S3Client, profile: Fleet
   }
   if (targets.length === 0) throw new ValidationError('a rollout needs a target: pass --group G (or --thing T)');
   const document = await buildDeployDocument(s3, profile, req.modelId, req.version, settings.healthCheck);
+  if (req.rollbackAuthorization) document.rollbackAuthorization = req.rollbackAuthorization;
   const documentText = JSON.stringify(document);
   if (Buffer.byteLength(documentText) > MAX_JOB_DOCUMENT_BYTES) {
     throw new ValidationError(`job document is ${Buffer.byteLength(documentText)} bytes; AWS IoT allows at most ${MAX_JOB_DOCUMENT_BYTES} (too many artifacts?)`);
@@ -351,7 +356,7 @@ export async function rollbackGroup(
   s3: S3Client,
   profile: FleetProfile,
   group: string,
-  opts: { modelId?: string; settings?: Partial<RolloutSettings> } = {},
+  opts: { modelId?: string; settings?: Partial<RolloutSettings>; signer?: ManifestSigner } = {},
 ): Promise<RollbackResult> {
   const history = await rolloutHistory(iot, group);
   const pick = pickRollbackTarget(history, opts.modelId);
@@ -365,6 +370,9 @@ export async function rollbackGroup(
     await cancelRollout(iot, pick.current.jobId, { comment: `rolled back to ${pick.target.modelId}@${pick.target.version}` });
     canceled = pick.current.jobId;
   }
-  const rollout = await createRollout(iot, s3, profile, { modelId: pick.target.modelId, version: pick.target.version, group, settings: opts.settings });
+  // With the fleet key, the job also carries a signed rollback authorization, so devices install the older
+  // version even when its security version is below the one they run (contracts/rollback-authorization.ts).
+  const rollbackAuthorization = opts.signer ? await signRollbackAuthorization(pick.target, opts.signer) : undefined;
+  const rollout = await createRollout(iot, s3, profile, { modelId: pick.target.modelId, version: pick.target.version, group, settings: opts.settings, rollbackAuthorization });
   return { from: pick.current, to: pick.target, canceled, rollout };
 }

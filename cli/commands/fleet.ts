@@ -305,12 +305,15 @@ export function register(program: Command): void {
         .command('rollback')
         .description('Roll the group back to the last version that succeeded on it before the current one')
         .requiredOption('--group <group>', 'thing group')
-        .option('--model <id>', 'only consider deployments of this model'),
+        .option('--model <id>', 'only consider deployments of this model')
+        .option('--key <pem>', 'fleet signing key (local mode): also sign a rollback authorization, so devices accept a lower security version')
+        .option('--kms-key <arn>', 'KMS fleet signing key: as --key, in the cloud'),
     ),
-  ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { group: string; model?: string }) => {
+  ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { group: string; model?: string; key?: string; kmsKey?: string }) => {
     const profile = await profileFrom(o);
     const iot = createIotClient(profile);
-    const rb = await rollbackGroup(iot, createS3Client(profile), profile, o.group, { modelId: o.model, settings: rolloutSettings(o) });
+    const signer = o.key || o.kmsKey ? signerFor(o, profile) : undefined;
+    const rb = await rollbackGroup(iot, createS3Client(profile), profile, o.group, { modelId: o.model, settings: rolloutSettings(o), signer });
     const result = rb.rollout;
     if (!o.json) {
       process.stdout.write(

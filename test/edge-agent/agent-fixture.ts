@@ -113,7 +113,15 @@ export class TestFleet {
     modelId: string,
     version: string,
     model: BuiltModel,
-    opts: { corrupt?: string; signWithPem?: string; healthCheck?: DeployModelDocumentInput['healthCheck']; tokenizer?: ManifestInput['tokenizer'] } = {},
+    opts: {
+      corrupt?: string;
+      signWithPem?: string;
+      healthCheck?: DeployModelDocumentInput['healthCheck'];
+      tokenizer?: ManifestInput['tokenizer'];
+      /** Anti-rollback fields of the manifest. */
+      securityVersion?: number;
+      expiresAt?: string;
+    } = {},
   ): Promise<DeployModelDocumentInput> {
     const prefix = `models/${modelId}/${version}/`;
     const bucket = this.hub.endpoints.s3.bucket;
@@ -141,6 +149,8 @@ export class TestFleet {
       files,
       tokenizer: opts.tokenizer ?? { kind: 'gpt2-bpe' },
       generation: {},
+      ...(opts.securityVersion !== undefined ? { securityVersion: opts.securityVersion } : {}),
+      ...(opts.expiresAt !== undefined ? { expiresAt: opts.expiresAt } : {}),
     };
     const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
     const sig = await signManifestBytes(manifestBytes, new LocalKeySigner(opts.signWithPem ?? this.keys.privateKeyPem));
