@@ -25,7 +25,8 @@ for (const thingName of job.things) {
     AgentConfigSchema,
     {
       thingName,
-      mqtt: { host: job.mqtt.host, port: job.mqtt.port, reconnectMinMs: 200, reconnectMaxMs: 5000, requestTimeoutMs: 60_000 },
+      // bench/rollout.ts wrote each device's secret here (local-hub/device-credentials.ts).
+      mqtt: { host: job.mqtt.host, port: job.mqtt.port, passwordFile: path.join(dir, 'mqtt-password'), reconnectMinMs: 200, reconnectMaxMs: 5000, requestTimeoutMs: 60_000 },
       modelDir: path.join(dir, 'models'),
       stateDir: path.join(dir, 'state'),
       fleetPublicKeyPath: job.fleetPublicKeyPath,

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { startHub } from '../local-hub/hub.ts';
+import { writeDeviceSecretFile } from '../local-hub/device-credentials.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../common/atomic-file.ts';
 import { parseArchSpec } from '../models/arch/spec.ts';
 import { buildModelFile } from '../models/onnx/build-model-file.ts';
@@ -55,6 +56,7 @@ try {
 
   const things = Array.from({ length: N }, (_, i) => `bench-${String(i + 1).padStart(3, '0')}`);
   await provisionThings(iot, 'bench', things);
+  for (const t of things) await writeDeviceSecretFile(path.join(dir, 'devices', t, 'mqtt-password'), await hub.issueDeviceSecret(t));
 
   const t0 = performance.now();
   await Promise.all(

@@ -61,6 +61,11 @@ export const AgentConfigSchema = z
           })
           .strict()
           .optional(),
+        /**
+         * Local hub: file (0600) holding this device's secret from `fleetlm device register --local`; the agent
+         * logs in with username = thingName and this password. AWS IoT uses mqtt.tls instead.
+         */
+        passwordFile: z.string().min(1).optional(),
         keepAliveSec: z.number().int().min(5).max(1200).default(30),
         reconnectMinMs: PositiveMs.default(1000),
         reconnectMaxMs: PositiveMs.default(60_000),
@@ -211,6 +216,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   'mqtt.tls.certPath': 'string',
   'mqtt.tls.keyPath': 'string',
   'mqtt.tls.caPath': 'string',
+  'mqtt.passwordFile': 'string',
   'mqtt.keepAliveSec': 'number',
   'mqtt.reconnectMinMs': 'number',
   'mqtt.reconnectMaxMs': 'number',
@@ -292,6 +298,7 @@ function resolvePaths(raw: Record<string, unknown>, baseDir: string): void {
   const httpCfg = raw.http as Record<string, unknown> | undefined;
   if (httpCfg?.apiTokenFile !== undefined) httpCfg.apiTokenFile = abs(httpCfg.apiTokenFile);
   const tls = mqtt?.tls as Record<string, unknown> | undefined;
+  if (mqtt?.passwordFile !== undefined) mqtt.passwordFile = abs(mqtt.passwordFile);
   if (tls) for (const key of ['certPath', 'keyPath', 'caPath']) if (tls[key] !== undefined) tls[key] = abs(tls[key]);
 }
 

@@ -3,6 +3,7 @@
 // reconnect loop (exponential backoff with full jitter) so it can resubscribe and announce each reconnect.
 // https://docs.aws.amazon.com/iot/latest/developerguide/protocols.html (port 443 + ALPN)
 // https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/
+import { readFileSync, statSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { iot, io, mqtt } from 'aws-iot-device-sdk-v2';
 import { TransportError, describeError } from '../common/errors.ts';
@@ -28,11 +29,25 @@ export interface MqttConnectionOptions {
   host: string;
   port: number;
   tls?: { certPath: string; keyPath: string; caPath?: string };
+  /** File holding the device secret for a password login (local hub); username is the client id. Read at each connect. */
+  passwordFile?: string;
   keepAliveSec: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
   requestTimeoutMs: number;
   log: Logger;
+}
+
+/** The device secret in `file` (first line); warns when others may read it. */
+function readDeviceSecret(file: string, log: Logger): string {
+  let text: string;
+  try {
+    if ((statSync(file).mode & 0o077) !== 0) log.warn('mqtt.passwordFile is readable by other users; chmod 600 it', { file });
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new TransportError(`cannot read mqtt.passwordFile ${file}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`, { cause: err });
+  }
+  return text.split('\n')[0]!.trim();
 }
 
 /** Full-jitter backoff: uniform in [min, min(max, min * 2^attempt)]. */
@@ -138,6 +153,7 @@ export class CrtMqttConnection extends EventEmitter implements MqttTransport {
       reconnect_max_sec: CRT_RECONNECT_SEC,
       // The SDK-metrics username is an AWS IoT convention; a local broker would read it as credentials.
       disable_metrics: true,
+      ...(o.passwordFile ? { username: o.clientId, password: readDeviceSecret(o.passwordFile, o.log) } : {}),
     };
   }
 

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TransportError } from '../common/errors.ts';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
+import { writeDeviceSecretFile } from '../local-hub/device-credentials.ts';
 import type { AgentConfigInput } from '../edge-agent/config.ts';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -30,6 +31,8 @@ export interface AgentSpec {
   /** Directory for this device (created). */
   dir: string;
   mqtt: { host: string; port: number };
+  /** The device's MQTT secret from the hub (LocalHub.issueDeviceSecret); written 0600 beside agent.json. */
+  mqttPassword: string;
   fleetPublicKeyPath: string;
   telemetryIntervalMs?: number;
   /** Extra config merged over the defaults (download limits, health-check timeout, ...). */
@@ -51,9 +54,10 @@ export async function freePort(): Promise<number> {
 /** Writes `dir/agent.json` for a device on the local hub (plain TCP on loopback). */
 export async function writeAgentConfig(spec: AgentSpec, httpPort: number): Promise<string> {
   await fs.mkdir(spec.dir, { recursive: true });
+  await writeDeviceSecretFile(path.join(spec.dir, 'mqtt-password'), spec.mqttPassword);
   const config: AgentConfigInput = {
     thingName: spec.thingName,
-    mqtt: { host: spec.mqtt.host, port: spec.mqtt.port, reconnectMinMs: 200, reconnectMaxMs: 5000 },
+    mqtt: { host: spec.mqtt.host, port: spec.mqtt.port, passwordFile: 'mqtt-password', reconnectMinMs: 200, reconnectMaxMs: 5000 },
     modelDir: 'models',
     stateDir: 'state',
     fleetPublicKeyPath: path.relative(spec.dir, spec.fleetPublicKeyPath) || spec.fleetPublicKeyPath,

@@ -258,6 +258,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
             thingName: t,
             dir: path.join(dir, 'devices', t),
             mqtt: { host: profile.mqtt!.host, port: profile.mqtt!.port },
+            mqttPassword: await hub!.issueDeviceSecret(t),
             fleetPublicKeyPath: pubKeyPath,
             telemetryIntervalMs: opts.telemetryIntervalMs,
           }),

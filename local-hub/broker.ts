@@ -1,5 +1,5 @@
-// Embedded MQTT 3.1.1 broker (aedes) on loopback, authorizing like an AWS IoT policy would: client id =
-// thing name, and a device uses only its own `$aws/things/{thing}/jobs/...` and `fleetlm/{thing}/...` topics.
+// Embedded MQTT 3.1.1 broker (aedes) on loopback, authorizing like an AWS IoT policy would: a device proves
+// its identity (username = client id = thing name, password = its own secret), and uses only its own `$aws/things/{thing}/jobs/...` and `fleetlm/{thing}/...` topics.
 import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
@@ -10,6 +10,11 @@ export interface BrokerOptions {
   port?: number;
   /** True when `thingName` is registered; unregistered client ids are refused at CONNECT. */
   isKnownThing(thingName: string): boolean;
+  /**
+   * True when `password` is `thingName`'s own secret (local-hub/device-credentials.ts); absent = client id
+   * alone identifies a device (only with allowUnregisteredThings, a test knob).
+   */
+  verifyDevice?(thingName: string, password: string): Promise<boolean>;
   /** username/password that make a connection privileged (operator tools; any topic). */
   operatorCredentials: { username: string; password: string };
   /** Called for every publish from a device client (not from the hub itself). */
@@ -66,15 +71,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const aedes = await Aedes.createBroker({
     authenticate(client, username, password, done) {
       const op = options.operatorCredentials;
-      // Devices send no password; AWS IoT ignores their username (the device SDKs put
-      // "?SDK=...&Platform=..." metrics there), so only a password makes an operator login.
-      if (password !== undefined) {
-        if (username === op.username && password?.toString() === op.password) {
-          privileged.add(client);
-          done(null, true);
-          return;
-        }
-        done(authError('bad username or password', 4) as never, false);
+      if (password !== undefined && username === op.username && password.toString() === op.password) {
+        privileged.add(client);
+        done(null, true);
         return;
       }
       if (!isThingName(client.id) || !options.isKnownThing(client.id)) {
@@ -82,7 +81,21 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         done(authError(`client id "${client.id}" is not a registered thing name`, 5) as never, false);
         return;
       }
-      done(null, true);
+      const verify = options.verifyDevice;
+      if (!verify) {
+        done(null, true);
+        return;
+      }
+      // The client id alone proves nothing (anyone on the machine can claim "pi-1", and a second CONNECT
+      // with the same id takes the session over): a device logs in as itself with its own secret.
+      if (username !== client.id || password === undefined) {
+        done(authError(`device "${client.id}" must log in with username = its thing name and its device secret`, 4) as never, false);
+        return;
+      }
+      verify(client.id, password.toString()).then(
+        (ok) => (ok ? done(null, true) : done(authError(`bad device secret for "${client.id}"`, 4) as never, false)),
+        () => done(authError(`cannot check the device secret of "${client.id}"`, 5) as never, false),
+      );
     },
     authorizePublish(client, packet, done) {
       if (client === null || privileged.has(client)) return done(null);

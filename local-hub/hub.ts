@@ -6,6 +6,7 @@ import { writeJsonAtomic } from '../common/atomic-file.ts';
 import { ValidationError, describeError } from '../common/errors.ts';
 import { TELEMETRY_TOPIC_FILTER } from '../contracts/jobs-topics.ts';
 import { connectExternalBroker, startBroker, type Broker } from './broker.ts';
+import { issueDeviceSecret, verifyDeviceSecret } from './device-credentials.ts';
 import { startControlPlane, type ControlPlane } from './control-plane.ts';
 import { JobEngine } from './job-engine.ts';
 import { JobStore, type JobRecord } from './job-store.ts';
@@ -57,6 +58,8 @@ export interface LocalHub {
   endpoints: HubEndpoints;
   /** Path of the endpoints.json this hub wrote. */
   endpointsFile: string;
+  /** Issues (or rotates) `thingName`'s MQTT device secret and returns it (local-hub/device-credentials.ts). */
+  issueDeviceSecret(thingName: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -143,6 +146,8 @@ export async function startHub(options: HubOptions): Promise<LocalHub> {
       : await startBroker({
           port: options.mqttPort,
           isKnownThing: (name) => options.allowUnregisteredThings === true || engine.hasThing(name),
+          // Per-device secrets from `fleetlm device register --local`; the unregistered-things knob is for benches only.
+          verifyDevice: options.allowUnregisteredThings === true ? undefined : (name, password) => verifyDeviceSecret(dir, name, password),
           operatorCredentials: { username: credentials.accessKeyId, password: credentials.secretAccessKey },
           // Telemetry is on disk (fsync) before the device gets its PUBACK.
           async beforeAck(thingName, topic, payload) {
@@ -213,6 +218,7 @@ export async function startHub(options: HubOptions): Promise<LocalHub> {
     return {
       endpoints,
       endpointsFile,
+      issueDeviceSecret: (thingName) => issueDeviceSecret(dir, thingName),
       stop: () => (stopped ??= stopAll()),
     };
   } catch (err) {

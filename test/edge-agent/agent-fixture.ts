@@ -11,6 +11,7 @@ import path from 'node:path';
 import { CreateJobCommand, CreateThingCommand, DescribeJobExecutionCommand, IoTClient } from '@aws-sdk/client-iot';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startHub, type LocalHub } from '../../local-hub/hub.ts';
+import { writeDeviceSecretFile } from '../../local-hub/device-credentials.ts';
 import { parseArchSpec, type ArchSpec } from '../../models/arch/spec.ts';
 import { buildModelFile } from '../../models/onnx/build-model-file.ts';
 import { LocalKeySigner, generateSigningKeyPair, signManifestBytes } from '../../contracts/manifest-signing.ts';
@@ -96,9 +97,31 @@ export class TestFleet {
     });
   }
 
+  /** Device secrets issued by the hub, by thing name (agents log in with them). */
+  readonly secrets = new Map<string, string>();
+
+  /** Creates the thing and issues its MQTT device secret. */
   async createThing(name: string): Promise<string> {
     const r = await this.iot.send(new CreateThingCommand({ thingName: name }));
+    await this.deviceSecret(name);
     return r.thingArn!;
+  }
+
+  /** Writes the thing's device secret as `dir/mqtt-password` (0600) and returns the path, for in-process agents. */
+  async passwordFile(name: string, dir: string): Promise<string> {
+    const file = path.join(dir, 'mqtt-password');
+    await writeDeviceSecretFile(file, await this.deviceSecret(name));
+    return file;
+  }
+
+  /** The thing's device secret, issued on first use. */
+  async deviceSecret(name: string): Promise<string> {
+    let secret = this.secrets.get(name);
+    if (secret === undefined) {
+      secret = await this.hub.issueDeviceSecret(name);
+      this.secrets.set(name, secret);
+    }
+    return secret;
   }
 
   private placeholder(key: string): string {
@@ -254,11 +277,12 @@ export class AgentProcess {
     entry = path.join(REPO, 'bin/fleetlm-agent.js'),
   ): Promise<AgentProcess> {
     const configPath = path.join(dir, 'agent.json');
+    await writeDeviceSecretFile(path.join(dir, 'mqtt-password'), await fleet.deviceSecret(thingName));
     await fs.writeFile(
       configPath,
       JSON.stringify({
         thingName,
-        mqtt: { host: fleet.hub.endpoints.mqtt.host, port: fleet.hub.endpoints.mqtt.port, reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000 },
+        mqtt: { host: fleet.hub.endpoints.mqtt.host, port: fleet.hub.endpoints.mqtt.port, passwordFile: 'mqtt-password', reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000 },
         modelDir: 'models',
         stateDir: 'state',
         fleetPublicKeyPath: fleet.publicKeyPath,

@@ -31,7 +31,7 @@ describe('job kinds', () => {
       AgentConfigSchema,
       {
         thingName: thing,
-        mqtt: { host: fleet.hub.endpoints.mqtt.host, port: fleet.hub.endpoints.mqtt.port, reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000 },
+        mqtt: { host: fleet.hub.endpoints.mqtt.host, port: fleet.hub.endpoints.mqtt.port, passwordFile: await fleet.passwordFile(thing, dir), reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000 },
         modelDir: path.join(dir, 'models'),
         stateDir: path.join(dir, 'state'),
         fleetPublicKeyPath: fleet.publicKeyPath,

@@ -31,7 +31,7 @@ async function startInProcess(thingName: string, rule: DelayRule) {
     AgentConfigSchema,
     {
       thingName,
-      mqtt: { host: fleet.hub.endpoints.mqtt.host, port: fleet.hub.endpoints.mqtt.port, reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000 },
+      mqtt: { host: fleet.hub.endpoints.mqtt.host, port: fleet.hub.endpoints.mqtt.port, passwordFile: await fleet.passwordFile(thingName, dir), reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000 },
       modelDir: path.join(dir, 'models'),
       stateDir: path.join(dir, 'state'),
       fleetPublicKeyPath: fleet.publicKeyPath,

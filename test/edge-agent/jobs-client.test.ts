@@ -8,6 +8,15 @@ import { CrtMqttConnection } from '../../edge-agent/mqtt-connection.ts';
 import { startHub, type LocalHub } from '../../local-hub/hub.ts';
 import { DelayingTransport, type DelayRule } from './delaying-transport.ts';
 import { eventually, sleep, tempDir } from './agent-fixture.ts';
+import { writeDeviceSecretFile } from '../../local-hub/device-credentials.ts';
+import path from 'node:path';
+
+/** Issues `thing`'s device secret on `hub` and writes it where the connection reads it. */
+async function devicePasswordFile(hub: LocalHub, thing: string): Promise<string> {
+  const file = path.join(await tempDir('fleetlm-jobs-client-secret-'), 'mqtt-password');
+  await writeDeviceSecretFile(file, await hub.issueDeviceSecret(thing));
+  return file;
+}
 
 let hub: LocalHub;
 let iot: IoTClient;
@@ -28,6 +37,7 @@ async function connect(thingName: string, rule: DelayRule) {
   const log = createLogger('warn', (line) => warnings.push(JSON.parse(line) as Record<string, unknown>));
   const inner = new CrtMqttConnection({
     clientId: thingName,
+    passwordFile: await devicePasswordFile(hub, thingName),
     host: hub.endpoints.mqtt.host,
     port: hub.endpoints.mqtt.port,
     keepAliveSec: 30,
@@ -98,7 +108,7 @@ describe('jobs client', () => {
     const jobId = 'jc-step-job-1';
     const { thingArn } = await iotFast.send(new CreateThingCommand({ thingName: thing }));
     const log = createLogger('error', () => {});
-    const transport = new CrtMqttConnection({ clientId: thing, host: fast.endpoints.mqtt.host, port: fast.endpoints.mqtt.port, keepAliveSec: 30, reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000, log });
+    const transport = new CrtMqttConnection({ clientId: thing, passwordFile: await devicePasswordFile(fast, thing), host: fast.endpoints.mqtt.host, port: fast.endpoints.mqtt.port, keepAliveSec: 30, reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000, log });
     const jobs = new JobsClient(transport, thing, log, 5000);
     const status = async () => (await iotFast.send(new DescribeJobExecutionCommand({ jobId, thingName: thing }))).execution?.status;
     try {

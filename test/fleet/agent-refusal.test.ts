@@ -46,7 +46,7 @@ beforeAll(async () => {
   await buildModelFile(spec, { outPath: path.join(bundle(), 'model.onnx'), seed: 3, externalData: 'never' });
   const pub = path.join(dir, 'fleet.pem');
   writeFileSync(pub, fleetKey.publicKeyPem);
-  agent = await startAgent({ thingName: 'dev-1', dir: path.join(dir, 'dev-1'), mqtt: profile.mqtt!, fleetPublicKeyPath: pub });
+  agent = await startAgent({ thingName: 'dev-1', dir: path.join(dir, 'dev-1'), mqtt: profile.mqtt!, mqttPassword: await hub.issueDeviceSecret('dev-1'), fleetPublicKeyPath: pub });
   await waitForAgentApi(agent, 60_000);
   const s3 = createS3Client(profile);
   await publishBundle({ s3, bucket: profile.s3.bucket, signer: new LocalKeySigner(fleetKey.privateKeyPem), modelDir: bundle(), modelId: 'tiny', version: 'good' });

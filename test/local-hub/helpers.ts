@@ -69,7 +69,9 @@ export class TestDevice {
   }
 
   static async connect(hub: LocalHub, thingName: string, subscribe = true): Promise<TestDevice> {
-    const client = await mqtt.connectAsync(hub.endpoints.mqtt.url, { clientId: thingName, reconnectPeriod: 0, protocolVersion: 4 });
+    // Each device logs in as itself with its own secret, as the agent does (local-hub/device-credentials.ts).
+    const password = await hub.issueDeviceSecret(thingName);
+    const client = await mqtt.connectAsync(hub.endpoints.mqtt.url, { clientId: thingName, username: thingName, password, reconnectPeriod: 0, protocolVersion: 4 });
     const device = new TestDevice(thingName, client);
     if (subscribe) await client.subscribeAsync(`$aws/things/${thingName}/jobs/#`, { qos: 1 });
     return device;

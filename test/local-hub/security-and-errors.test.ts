@@ -45,11 +45,33 @@ describe('local hub: isolation and malformed requests', () => {
     await expect(mqtt.connectAsync(hub.endpoints.mqtt.url, { clientId: 'mallory', reconnectPeriod: 0 })).rejects.toThrow(/Not authorized|5/i);
   });
 
+  it('refuses a registered thing name without its own device secret, and leaves the real session connected', async () => {
+    const kicked = new Promise<boolean>((resolve) => {
+      alice.client.once('close', () => resolve(true));
+      setTimeout(() => resolve(false), 1500);
+    });
+    const bobSecret = await hub.issueDeviceSecret('bob');
+    const attempts: Array<[string, mqtt.IClientOptions]> = [
+      ['client id alone', { clientId: 'alice' }],
+      ['wrong password', { clientId: 'alice', username: 'alice', password: 'guess-guess-guess' }],
+      ["another thing's secret", { clientId: 'alice', username: 'alice', password: bobSecret }],
+      ["another thing's login", { clientId: 'alice', username: 'bob', password: bobSecret }],
+    ];
+    for (const [what, opts] of attempts) {
+      await expect(mqtt.connectAsync(hub.endpoints.mqtt.url, { ...opts, reconnectPeriod: 0 }), what).rejects.toThrow(/Bad username or password|Not authorized/i);
+    }
+    // A rotated secret replaces the old one.
+    const old = await hub.issueDeviceSecret('bob');
+    await hub.issueDeviceSecret('bob');
+    await expect(mqtt.connectAsync(hub.endpoints.mqtt.url, { clientId: 'bob', username: 'bob', password: old, reconnectPeriod: 0 })).rejects.toThrow(/Bad username or password/i);
+    expect(await kicked).toBe(false);
+  });
+
   it('does not let one thing subscribe to another thing\'s topics', async () => {
     const eve = await TestDevice.connect(hub, 'alice', false).catch(() => undefined);
     // Connecting a second "alice" takes over the session; reconnect the original below.
     await eve?.close();
-    const watcher = await mqtt.connectAsync(hub.endpoints.mqtt.url, { clientId: 'alice', reconnectPeriod: 0 });
+    const watcher = await mqtt.connectAsync(hub.endpoints.mqtt.url, { clientId: 'alice', username: 'alice', password: await hub.issueDeviceSecret('alice'), reconnectPeriod: 0 });
     // mqtt.js rejects a SUBSCRIBE whose SUBACK carries 0x80 (failure) for the filter.
     for (const filter of ['$aws/things/bob/jobs/#', '$aws/things/+/jobs/#', '#', '$aws/things/bob/jobs/iso-job/get/accepted', 'fleetlm/bob/telemetry', 'fleetlm/+/telemetry']) {
       await expect(watcher.subscribeAsync(filter, { qos: 1 }), filter).rejects.toThrow(/Subscribe error/);
@@ -62,7 +84,7 @@ describe('local hub: isolation and malformed requests', () => {
 
   it('disconnects a thing that publishes on another thing\'s jobs topics, leaving that execution untouched', async () => {
     const before = await iot.send(new DescribeJobExecutionCommand({ jobId: 'iso-job', thingName: 'bob' }));
-    const intruder = await mqtt.connectAsync(hub.endpoints.mqtt.url, { clientId: 'alice', reconnectPeriod: 0 });
+    const intruder = await mqtt.connectAsync(hub.endpoints.mqtt.url, { clientId: 'alice', username: 'alice', password: await hub.issueDeviceSecret('alice'), reconnectPeriod: 0 });
     const closed = new Promise<void>((resolve) => intruder.once('close', () => resolve()));
     intruder.publish('$aws/things/bob/jobs/iso-job/update', JSON.stringify({ status: 'FAILED' }), { qos: 1 });
     intruder.publish('$aws/things/bob/jobs/get', '{}', { qos: 1 });
@@ -75,7 +97,7 @@ describe('local hub: isolation and malformed requests', () => {
   });
 
   it('disconnects a thing that publishes on its own reserved response topics', async () => {
-    const spoofer = await mqtt.connectAsync(hub.endpoints.mqtt.url, { clientId: 'alice', reconnectPeriod: 0 });
+    const spoofer = await mqtt.connectAsync(hub.endpoints.mqtt.url, { clientId: 'alice', username: 'alice', password: await hub.issueDeviceSecret('alice'), reconnectPeriod: 0 });
     const closed = new Promise<void>((resolve) => spoofer.once('close', () => resolve()));
     spoofer.publish('$aws/things/alice/jobs/notify-next', '{}', { qos: 1 });
     await closed;
