@@ -21,6 +21,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { TransportError, ValidationError } from '../../common/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../../common/atomic-file.ts';
 import { parseWith } from '../../common/validate.ts';
+import { issueDeviceSecret, writeDeviceSecretFile } from '../../local-hub/device-credentials.ts';
 import { AgentConfigSchema, type AgentConfig, type AgentConfigInput } from '../../edge-agent/config.ts';
 import { isThingName } from '../../contracts/jobs-topics.ts';
 import { createIotClient, createS3Client, describeProfile, resolveProfile, type FleetProfile, type ProfileFlags } from '../../fleet/profile.ts';
@@ -49,7 +50,7 @@ export interface RegisterResult {
   thingName: string;
   group: string | null;
   certificateArn: string | null;
-  files: { config: string; certificate: string | null; privateKey: string | null; fleetPublicKey: string };
+  files: { config: string; certificate: string | null; privateKey: string | null; fleetPublicKey: string; mqttPassword: string | null };
   mqtt: { host: string; port: number; tls: boolean };
   /** What local mode could not do, so nobody mistakes it for an AWS registration. */
   notes: string[];
@@ -112,7 +113,7 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
   if (opts.group !== undefined && !isThingName(opts.group)) throw new ValidationError(`--group must be 1-128 of [a-zA-Z0-9:_-]; got ${JSON.stringify(opts.group)}`);
   const out = path.resolve(opts.out);
   const dir = path.dirname(out);
-  const files: RegisterResult['files'] = { config: out, certificate: null, privateKey: null, fleetPublicKey: path.join(dir, 'fleet-public-key.pem') };
+  const files: RegisterResult['files'] = { config: out, certificate: null, privateKey: null, fleetPublicKey: path.join(dir, 'fleet-public-key.pem'), mqttPassword: null };
   const notes: string[] = [];
   await mkdir(dir, { recursive: true });
   await ensureThingInGroup(iot, opts.thing, opts.group);
@@ -121,8 +122,14 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
   let certificateArn: string | null = null;
   if (profile.kind === 'local') {
     if (!profile.mqtt) throw new ValidationError(`local profile ${profile.source} has no MQTT endpoint`);
-    mqtt = { host: profile.mqtt.host, port: profile.mqtt.port };
-    notes.push('local hub: no certificate was created (the hub has no CreateKeysAndCertificate); the agent connects over plain TCP on loopback, identified by its client id');
+    // The hub keeps only a hash of the secret; the device gets it once, in a 0600 file beside agent.json.
+    // Registering again rotates it (the old secret stops working at the device's next connect).
+    files.mqttPassword = path.join(dir, `${opts.thing}.mqtt-password`);
+    await writeDeviceSecretFile(files.mqttPassword, await issueDeviceSecret(path.dirname(profile.source), opts.thing));
+    mqtt = { host: profile.mqtt.host, port: profile.mqtt.port, passwordFile: files.mqttPassword };
+    notes.push(
+      'local hub: no certificate was created (the hub has no CreateKeysAndCertificate); the agent connects over plain TCP on loopback with username = thing name and the device secret in mqtt.passwordFile',
+    );
   } else {
     const policy = opts.policy ?? DEFAULT_DEVICE_POLICY;
     const keys = await call('CreateKeysAndCertificate', () => iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true })));

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { IoTClient, ListThingsInThingGroupCommand } from '@aws-sdk/client-iot';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../cli/main.ts';
 import { AgentConfigSchema } from '../../edge-agent/config.ts';
@@ -60,6 +61,13 @@ describe('device register against the local hub', () => {
     const config = AgentConfigSchema.parse(JSON.parse(readFileSync(out, 'utf8')));
     expect(config).toMatchObject({ thingName: 'pi-007', mqtt: { host: hub.endpoints.mqtt.host, port: hub.endpoints.mqtt.port } });
     expect(config.mqtt.tls).toBeUndefined();
+    // Its own secret, 0600, accepted by the hub's broker as pi-007 and by no other name.
+    const secretFile = config.mqtt.passwordFile!;
+    expect(statSync(secretFile).mode & 0o777).toBe(0o600);
+    const secret = readFileSync(secretFile, 'utf8').trim();
+    const c = await mqtt.connectAsync(hub.endpoints.mqtt.url, { clientId: 'pi-007', username: 'pi-007', password: secret, reconnectPeriod: 0 });
+    await c.endAsync(true);
+    await expect(mqtt.connectAsync(hub.endpoints.mqtt.url, { clientId: 'pi-007', reconnectPeriod: 0 })).rejects.toThrow(/Bad username or password/i);
     expect(readFileSync(config.fleetPublicKeyPath, 'utf8')).toBe(readFileSync(path.join(hubDir, 'fleet-public-key.pem'), 'utf8'));
     const iot = new IoTClient({ region: hub.endpoints.region, endpoint: hub.endpoints.iotEndpoint, credentials: hub.endpoints.credentials });
     const members = await iot.send(new ListThingsInThingGroupCommand({ thingGroupName: 'fleetlm-rpi5' }));
