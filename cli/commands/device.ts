@@ -119,6 +119,8 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
   await ensureThingInGroup(iot, opts.thing, opts.group);
 
   let mqtt: AgentConfigInput['mqtt'];
+  // Artifact hosts: the local hub's S3 store exactly (host:port); on AWS the agent derives the region's S3 hosts.
+  let allowedHosts: string[] | undefined;
   let certificateArn: string | null = null;
   if (profile.kind === 'local') {
     if (!profile.mqtt) throw new ValidationError(`local profile ${profile.source} has no MQTT endpoint`);
@@ -127,6 +129,7 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
     files.mqttPassword = path.join(dir, `${opts.thing}.mqtt-password`);
     await writeDeviceSecretFile(files.mqttPassword, await issueDeviceSecret(path.dirname(profile.source), opts.thing));
     mqtt = { host: profile.mqtt.host, port: profile.mqtt.port, passwordFile: files.mqttPassword };
+    if (profile.s3.endpoint) allowedHosts = [new URL(profile.s3.endpoint).host];
     notes.push(
       'local hub: no certificate was created (the hub has no CreateKeysAndCertificate); the agent connects over plain TCP on loopback with username = thing name and the device secret in mqtt.passwordFile',
     );
@@ -158,6 +161,7 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
       modelDir: path.resolve(opts.modelDir ?? path.join(dir, 'models')),
       stateDir: path.resolve(opts.stateDir ?? path.join(dir, 'state')),
       fleetPublicKeyPath: files.fleetPublicKey,
+      ...(allowedHosts ? { download: { allowedHosts } } : {}),
       ...(opts.httpPort !== undefined ? { http: { host: '127.0.0.1', port: opts.httpPort, maxConcurrent: 4 } } : {}),
     } satisfies AgentConfigInput,
     'agent config',

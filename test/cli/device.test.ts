@@ -61,6 +61,7 @@ describe('device register against the local hub', () => {
     const config = AgentConfigSchema.parse(JSON.parse(readFileSync(out, 'utf8')));
     expect(config).toMatchObject({ thingName: 'pi-007', mqtt: { host: hub.endpoints.mqtt.host, port: hub.endpoints.mqtt.port } });
     expect(config.mqtt.tls).toBeUndefined();
+    expect(config.download.allowedHosts).toEqual([new URL(hub.endpoints.s3.endpoint).host]);
     // Its own secret, 0600, accepted by the hub's broker as pi-007 and by no other name.
     const secretFile = config.mqtt.passwordFile!;
     expect(statSync(secretFile).mode & 0o777).toBe(0o600);
