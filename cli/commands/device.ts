@@ -3,7 +3,8 @@
 // and an agent.json for mutual TLS to the account's ATS endpoint. On the local hub (which has no
 // certificate API) the thing and group are created the same way and the config uses plain TCP.
 // https://docs.aws.amazon.com/iot/latest/developerguide/single-thing-provisioning.html
-import { chmod, copyFile, mkdir } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile } from 'node:fs/promises';
+import { sha256Hex } from '../../common/hash.ts';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
@@ -11,6 +12,7 @@ import {
   AddThingToThingGroupCommand,
   AttachPolicyCommand,
   AttachThingPrincipalCommand,
+  CreateCertificateFromCsrCommand,
   CreateKeysAndCertificateCommand,
   CreateThingCommand,
   CreateThingGroupCommand,
@@ -43,6 +45,15 @@ export interface RegisterOptions {
   httpPort?: number;
   /** Local hub directory, to find its default fleet public key. */
   localDir?: string;
+  /**
+   * AWS: a PEM certificate signing request made on the device (its key never leaves it); the certificate comes
+   * from CreateCertificateFromCsr and no private key is written here.
+   */
+  csr?: string;
+  /** With `csr`: where the device keeps its private key (agent.json's mqtt.tls.keyPath); default `<thing>.private.key` beside `out`. */
+  deviceKeyPath?: string;
+  /** sha256 (hex) of the fleet public key PEM: the artifacts stack's `ManifestPublicKeySha256` output. */
+  fleetKeySha256?: string;
 }
 
 export interface RegisterResult {
@@ -80,6 +91,7 @@ async function ensureThingInGroup(iot: IoTClient, thing: string, group: string |
 async function fleetPublicKey(profile: FleetProfile, opts: RegisterOptions, target: string): Promise<void> {
   if (opts.fleetPublicKey) {
     if (!existsSync(opts.fleetPublicKey)) throw new ValidationError(`--fleet-public-key ${opts.fleetPublicKey} does not exist`);
+    if (opts.fleetKeySha256) checkFleetKeyPin(await readFile(opts.fleetPublicKey, 'utf8'), opts.fleetKeySha256, opts.fleetPublicKey);
     await copyFile(opts.fleetPublicKey, target);
     return;
   }
@@ -104,7 +116,25 @@ async function fleetPublicKey(profile: FleetProfile, opts: RegisterOptions, targ
       { cause: err },
     );
   }
+  // Whoever can write the bucket could otherwise hand every new device their own key.
+  if (!opts.fleetKeySha256) {
+    throw new ValidationError(
+      `refusing the fleet public key from s3://${profile.s3.bucket}/${PUBLIC_KEY_OBJECT} unchecked: pass --fleet-key-sha256 with the artifacts stack output ManifestPublicKeySha256 (or --fleet-public-key PEM)`,
+    );
+  }
+  checkFleetKeyPin(pem, opts.fleetKeySha256, `s3://${profile.s3.bucket}/${PUBLIC_KEY_OBJECT}`);
   await writeFileAtomic(target, pem);
+}
+
+/** Throws unless sha256(`pem`) is `expected` (the stack output ManifestPublicKeySha256 hashes the PEM text). */
+export function checkFleetKeyPin(pem: string, expected: string, source: string): void {
+  if (!/^[0-9a-fA-F]{64}$/.test(expected)) throw new ValidationError(`--fleet-key-sha256 must be 64 hex characters; got ${JSON.stringify(expected)}`);
+  const got = sha256Hex(Buffer.from(pem));
+  if (got !== expected.toLowerCase()) {
+    throw new ValidationError(`the fleet public key at ${source} has sha256 ${got}, not ${expected.toLowerCase()} (ManifestPublicKeySha256): refusing it`, {
+      code: 'VALIDATION_FLEET_KEY',
+    });
+  }
 }
 
 /** Registers one device and writes its agent config (and credentials) next to `opts.out`. */
@@ -116,6 +146,9 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
   const files: RegisterResult['files'] = { config: out, certificate: null, privateKey: null, fleetPublicKey: path.join(dir, 'fleet-public-key.pem'), mqttPassword: null };
   const notes: string[] = [];
   await mkdir(dir, { recursive: true });
+  if (opts.csr && profile.kind === 'local') throw new ValidationError('--csr applies to AWS IoT; the local hub issues a device secret instead');
+  // The fleet key is checked before anything is created, so a refused key leaves no half-registered thing.
+  await fleetPublicKey(profile, opts, files.fleetPublicKey);
   await ensureThingInGroup(iot, opts.thing, opts.group);
 
   let mqtt: AgentConfigInput['mqtt'];
@@ -135,15 +168,28 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
     );
   } else {
     const policy = opts.policy ?? DEFAULT_DEVICE_POLICY;
-    const keys = await call('CreateKeysAndCertificate', () => iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true })));
-    if (!keys?.certificateArn || !keys.certificatePem || !keys.keyPair?.PrivateKey) throw new TransportError('CreateKeysAndCertificate returned no certificate or key');
-    certificateArn = keys.certificateArn;
     files.certificate = path.join(dir, `${opts.thing}.cert.pem`);
-    files.privateKey = path.join(dir, `${opts.thing}.private.key`);
-    // The private key exists only in this response; write it before anything else can fail.
-    await writeFileAtomic(files.privateKey, keys.keyPair.PrivateKey);
-    await chmod(files.privateKey, 0o600);
-    await writeFileAtomic(files.certificate, keys.certificatePem);
+    files.privateKey = opts.deviceKeyPath ? path.resolve(opts.deviceKeyPath) : path.join(dir, `${opts.thing}.private.key`);
+    if (opts.csr) {
+      // The device generated its key and this request; the key never passes through the operator's machine.
+      const csrPem = await readFile(opts.csr, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        throw new ValidationError(`cannot read --csr ${opts.csr}: ${err.code ?? err.message}`, { cause: err });
+      });
+      if (!/^-----BEGIN (NEW )?CERTIFICATE REQUEST-----/m.test(csrPem)) throw new ValidationError(`--csr ${opts.csr} is not a PEM certificate signing request`);
+      const cert = await call('CreateCertificateFromCsr', () => iot.send(new CreateCertificateFromCsrCommand({ certificateSigningRequest: csrPem, setAsActive: true })));
+      if (!cert?.certificateArn || !cert.certificatePem) throw new TransportError('CreateCertificateFromCsr returned no certificate');
+      certificateArn = cert.certificateArn;
+      await writeFileAtomic(files.certificate, cert.certificatePem);
+      notes.push(`certificate from the device's CSR: copy ${files.certificate} to the device; agent.json expects its private key at ${files.privateKey}`);
+    } else {
+      const keys = await call('CreateKeysAndCertificate', () => iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true })));
+      if (!keys?.certificateArn || !keys.certificatePem || !keys.keyPair?.PrivateKey) throw new TransportError('CreateKeysAndCertificate returned no certificate or key');
+      certificateArn = keys.certificateArn;
+      // The private key exists only in this response; write it before anything else can fail.
+      await writeFileAtomic(files.privateKey, keys.keyPair.PrivateKey);
+      await chmod(files.privateKey, 0o600);
+      await writeFileAtomic(files.certificate, keys.certificatePem);
+    }
     await call(`AttachPolicy ${policy}`, () => iot.send(new AttachPolicyCommand({ policyName: policy, target: certificateArn! })));
     await call(`AttachThingPrincipal ${opts.thing}`, () => iot.send(new AttachThingPrincipalCommand({ thingName: opts.thing, principal: certificateArn! })));
     const endpoint = await call('DescribeEndpoint iot:Data-ATS', () => iot.send(new DescribeEndpointCommand({ endpointType: 'iot:Data-ATS' })));
@@ -151,7 +197,6 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
     // No caPath: the ATS endpoint chains to Amazon Root CA 1, which Node's bundled CA list includes.
     mqtt = { host: endpoint.endpointAddress, port: 8883, tls: { certPath: files.certificate, keyPath: files.privateKey } };
   }
-  await fleetPublicKey(profile, opts, files.fleetPublicKey);
 
   const config: AgentConfig = parseWith(
     AgentConfigSchema,
@@ -187,6 +232,9 @@ interface CliOpts extends ProfileFlags {
   modelDir?: string;
   stateDir?: string;
   httpPort?: string;
+  csr?: string;
+  deviceKeyPath?: string;
+  fleetKeySha256?: string;
   json?: boolean;
   verbose?: boolean;
 }
@@ -205,6 +253,9 @@ export function register(program: Command): void {
     .option('--model-dir <dir>', 'agent model directory (default: models/ beside --out)')
     .option('--state-dir <dir>', 'agent state directory (default: state/ beside --out)')
     .option('--http-port <port>', 'agent local API port (default 8080)')
+    .option('--csr <file>', 'AWS: certificate signing request made on the device (CreateCertificateFromCsr; no key is created here)')
+    .option('--device-key-path <path>', "with --csr: the device's private key path for agent.json (default <thing>.private.key beside --out)")
+    .option('--fleet-key-sha256 <hex>', 'AWS: expected sha256 of the fleet public key (stack output ManifestPublicKeySha256; env FLEETLM_FLEET_KEY_SHA256)')
     .addOption(new Option('--local [dir]', 'use the local hub whose endpoints.json is in dir (default .fleetlm/local)'))
     .option('--profile <file>', 'AWS profile file (default ~/.fleetlm/profile.json)')
     .option('--region <region>', 'AWS region (overrides the profile and AWS_REGION)')
@@ -231,6 +282,9 @@ export function register(program: Command): void {
         stateDir: o.stateDir,
         httpPort,
         localDir,
+        csr: o.csr,
+        deviceKeyPath: o.deviceKeyPath,
+        fleetKeySha256: o.fleetKeySha256 ?? process.env.FLEETLM_FLEET_KEY_SHA256,
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -240,7 +294,12 @@ export function register(program: Command): void {
         `registered ${result.thingName}${result.group ? ` in ${result.group}` : ''} (${result.mode})`,
         result.certificateArn ? `certificate ${result.certificateArn}` : null,
         `agent config ${result.files.config}`,
-        result.files.certificate ? `certificate ${result.files.certificate}, private key ${result.files.privateKey} (mode 600)` : null,
+        result.files.certificate
+          ? o.csr
+            ? `certificate ${result.files.certificate} (from the device's CSR; its key stays on the device at ${result.files.privateKey})`
+            : `certificate ${result.files.certificate}, private key ${result.files.privateKey} (mode 600)`
+          : null,
+        result.files.mqttPassword ? `device secret ${result.files.mqttPassword} (mode 600)` : null,
         `fleet public key ${result.files.fleetPublicKey}`,
         `mqtt ${result.mqtt.host}:${result.mqtt.port}${result.mqtt.tls ? ' (mutual TLS)' : ' (plain TCP, loopback only)'}`,
         ...result.notes.map((n) => `note: ${n}`),

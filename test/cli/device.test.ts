@@ -1,7 +1,8 @@
 // `fleetlm device register` through the CLI: against the local hub (thing + group, plain-TCP
 // config) and against an IoT control plane speaking AWS's REST protocol for the certificate
 // calls the hub lacks (CreateKeysAndCertificate, AttachPolicy, AttachThingPrincipal, DescribeEndpoint).
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -108,6 +109,8 @@ async function startFakeIot(): Promise<{ endpoint: string; calls: Recorded[]; se
       if (req.method === 'POST' && p.startsWith('/things/')) return json({ thingName: p.split('/')[2], thingArn: `arn:aws:iot:eu-west-1:123456789012:thing/${p.split('/')[2]}` });
       if (req.method === 'POST' && p.startsWith('/thing-groups/')) return json({ thingGroupName: p.split('/')[2] });
       if (req.method === 'PUT' && p === '/thing-groups/addThingToThingGroup') return json({});
+      if (req.method === 'POST' && p === '/certificates')
+        return json({ certificateArn: 'arn:aws:iot:eu-west-1:123456789012:cert/csr456', certificateId: 'csr456', certificatePem: '-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n' });
       if (req.method === 'POST' && p === '/keys-and-certificate')
         return json({
           certificateArn: 'arn:aws:iot:eu-west-1:123456789012:cert/abc123',
@@ -156,6 +159,44 @@ describe('device register against AWS IoT', () => {
       expect(config.mqtt).toMatchObject({ host: 'abc123-ats.iot.eu-west-1.amazonaws.com', port: 8883, tls: { certPath: path.join(dir, 'jetson-01', 'jetson-01.cert.pem'), keyPath: path.join(dir, 'jetson-01', 'jetson-01.private.key') } });
       expect(readFileSync(config.mqtt.tls!.keyPath, 'utf8')).toContain('secret');
       expect(statSync(config.mqtt.tls!.keyPath).mode & 0o777).toBe(0o600);
+    } finally {
+      process.env = saved;
+      await new Promise<void>((r) => fake.server.close(() => r()));
+    }
+  });
+
+  it('given a CSR made on the device, when registered, then the certificate comes from CreateCertificateFromCsr and no key is written; a fleet key with the wrong sha256 is refused before anything is created', async () => {
+    const fake = await startFakeIot();
+    const saved = { ...process.env };
+    try {
+      Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'secret', AWS_REGION: 'eu-west-1' });
+      delete process.env.FLEETLM_LOCAL_DIR;
+      const profile = path.join(dir, 'profile-csr.json');
+      writeFileSync(profile, JSON.stringify({ region: 'eu-west-1', bucket: 'fleetlm-artifacts-test', iotEndpoint: fake.endpoint }));
+      const pubPem = generateSigningKeyPair().publicKeyPem;
+      const pub = path.join(dir, 'fleet-csr.pem');
+      writeFileSync(pub, pubPem);
+      const pin = createHash('sha256').update(pubPem).digest('hex');
+      const csr = path.join(dir, 'device.csr');
+      // What `openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj /CN=jetson-02` writes.
+      writeFileSync(csr, '-----BEGIN CERTIFICATE REQUEST-----\nMIIBDEVICE\n-----END CERTIFICATE REQUEST-----\n');
+      const out = path.join(dir, 'jetson-02', 'agent.json');
+      const args = ['device', 'register', '--profile', profile, '--thing', 'jetson-02', '--out', out, '--fleet-public-key', pub, '--csr', csr, '--device-key-path', '/etc/fleetlm/device.key', '--json'];
+
+      const wrong = await cli([...args, '--fleet-key-sha256', '0'.repeat(64)]);
+      expect(wrong.code).toBe(2);
+      expect(wrong.stderr).toMatch(/has sha256 [0-9a-f]{64}, not 0{64} \(ManifestPublicKeySha256\): refusing it/);
+      expect(fake.calls).toEqual([]);
+
+      const r = await cli([...args, '--fleet-key-sha256', pin]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(fake.calls.map((c) => `${c.method} ${c.path}`)).toContain('POST /certificates?setAsActive=true');
+      expect(fake.calls.map((c) => c.path)).not.toContain('/keys-and-certificate?setAsActive=true');
+      expect(JSON.parse(fake.calls.find((c) => c.path.startsWith('/certificates'))!.body)).toEqual({ certificateSigningRequest: readFileSync(csr, 'utf8') });
+      const config = AgentConfigSchema.parse(JSON.parse(readFileSync(out, 'utf8')));
+      expect(config.mqtt.tls).toMatchObject({ certPath: path.join(dir, 'jetson-02', 'jetson-02.cert.pem'), keyPath: '/etc/fleetlm/device.key' });
+      expect(readdirSync(path.join(dir, 'jetson-02')).filter((f) => f.includes('key') && !f.includes('fleet'))).toEqual([]);
     } finally {
       process.env = saved;
       await new Promise<void>((r) => fake.server.close(() => r()));
