@@ -67,6 +67,10 @@ export interface PrepareOptions {
   overrides?: Partial<Pick<ManifestInput, 'arch' | 'compression' | 'evaluation' | 'lineage' | 'generation'>>;
   /** Judge quality.json under this limit instead of the one it records (a fraction of the dense perplexity). */
   maxPerplexityIncrease?: number;
+  /** Anti-rollback: devices refuse releases of this model with a lower one (contracts/manifest.ts). */
+  securityVersion?: number;
+  /** Devices refuse to install the release after this ISO time. */
+  expiresAt?: string;
   now?: Date;
 }
 
@@ -188,6 +192,8 @@ export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundl
     compression: opts.overrides?.compression ?? compression,
     evaluation: withQuality(opts.overrides?.evaluation ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.evaluation), JsonObjectSchema)), quality),
     lineage: opts.overrides?.lineage ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.lineage), LineageSchema)) ?? {},
+    ...(opts.securityVersion !== undefined ? { securityVersion: opts.securityVersion } : {}),
+    ...(opts.expiresAt !== undefined ? { expiresAt: opts.expiresAt } : {}),
   };
   const manifest = parseWith(ManifestSchema, input, 'model manifest');
   return { manifest, manifestBytes: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), paths, ignored };

@@ -88,7 +88,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       }
       // The client id alone proves nothing (anyone on the machine can claim "pi-1", and a second CONNECT
       // with the same id takes the session over): a device logs in as itself with its own secret.
-      if (username !== client.id || password === undefined) {
+      // The AWS device SDKs append "?SDK=...&Platform=..." metrics to the username; the name is what precedes it.
+      if (username?.split('?')[0] !== client.id || password === undefined) {
         done(authError(`device "${client.id}" must log in with username = its thing name and its device secret`, 4) as never, false);
         return;
       }

@@ -210,8 +210,10 @@ export function register(program: Command): void {
       .option('--entry <file>', 'entry ONNX file in the directory (default model.onnx)')
       .option('--key <pem>', 'EC P-256 private key file that signs the manifest (local mode)')
       .option('--kms-key <arn>', 'AWS KMS ECC_NIST_P256 key that signs the manifest (cloud)')
-      .option('--max-perplexity-increase <f>', 'judge the bundle\'s quality.json under this limit (fraction of the dense perplexity) instead of its own'),
-  ).action(async (o: CommonOpts & { modelDir: string; modelId: string; version: string; entry?: string; key?: string; kmsKey?: string; maxPerplexityIncrease?: string }) => {
+      .option('--max-perplexity-increase <f>', 'judge the bundle\'s quality.json under this limit (fraction of the dense perplexity) instead of its own')
+      .option('--security-version <n>', 'anti-rollback: devices refuse releases of this model with a lower security version (integer)')
+      .option('--expires-at <time>', 'devices refuse to install this release after this ISO 8601 time'),
+  ).action(async (o: CommonOpts & { modelDir: string; modelId: string; version: string; entry?: string; key?: string; kmsKey?: string; maxPerplexityIncrease?: string; securityVersion?: string; expiresAt?: string }) => {
     const maxPerplexityIncrease = o.maxPerplexityIncrease === undefined ? undefined : Number(o.maxPerplexityIncrease);
     if (maxPerplexityIncrease !== undefined && !(Number.isFinite(maxPerplexityIncrease) && maxPerplexityIncrease >= 0)) {
       throw new ValidationError(`--max-perplexity-increase must be a fraction >= 0, e.g. 0.05; got ${o.maxPerplexityIncrease}`);
@@ -229,6 +231,8 @@ export function register(program: Command): void {
       version: o.version,
       entry: o.entry,
       maxPerplexityIncrease,
+      ...(o.securityVersion !== undefined ? { securityVersion: intFlag(o.securityVersion, '--security-version', 0, 2 ** 31 - 1) } : {}),
+      ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt } : {}),
       onProgress: (done, total, file) => {
         if (!bar) return;
         if (!started) bar.start(total, 0, { file });

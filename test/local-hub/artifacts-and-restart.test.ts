@@ -105,6 +105,9 @@ describe('local hub: artifacts, telemetry, device SDK, restart', () => {
     const client = new crtMqtt.MqttClient();
     const connection = client.new_connection({
       client_id: 'sdk-thing',
+      // The device SDK's plain MQTT 3.1.1 connection carries the device login the hub requires.
+      username: 'sdk-thing',
+      password: await hub.issueDeviceSecret('sdk-thing'),
       host_name: hub.endpoints.mqtt.host,
       port: hub.endpoints.mqtt.port,
       clean_session: true,

@@ -1,5 +1,6 @@
 // Durability under a hard kill: whatever the hub acknowledged (an accepted job update, a PUBACKed
 // telemetry message, a 200 from CreateJob) is still there after SIGKILL and a restart on the same dir.
+import { issueDeviceSecret } from '../../local-hub/device-credentials.ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -40,7 +41,8 @@ describe('local hub: crash recovery', () => {
         }
       });
     });
-    const remote = { endpoints } as LocalHub;
+    // The hub runs in another process; its device secrets live in its directory.
+    const remote = { endpoints, issueDeviceSecret: (thing: string) => issueDeviceSecret(dir, thing) } as LocalHub;
     const iot = iotClient(remote);
     await iot.send(new CreateThingCommand({ thingName: 'crash-1' }));
     await iot.send(new CreateJobCommand({ jobId: 'crash-job', targets: ['arn:aws:iot:us-east-1:123456789012:thing/crash-1'], document: '{"k":"v"}' }));
