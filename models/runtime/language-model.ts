@@ -27,7 +27,7 @@ export interface ModelInfo {
   vocabSize: number;
   /** Layers with a KV cache (0 for a model exported without past inputs). */
   numLayers: number;
-  /** Heads and head width of each layer's cache. */
+  /** Heads and head width of each layer's cache (KV heads: fewer than query heads under GQA/MQA). */
   heads: number[];
   headDims: number[];
   /** Longest sequence the model's positions cover, when known. */
@@ -133,10 +133,12 @@ function archHint(metadata: Record<string, string>): ArchHint {
       if (Array.isArray(spec.blocks)) {
         const heads: number[] = [];
         const headDims: number[] = [];
-        for (const b of spec.blocks as Array<{ layers?: unknown; heads?: unknown; headDim?: unknown }>) {
+        for (const b of spec.blocks as Array<{ layers?: unknown; heads?: unknown; kvHeads?: unknown; headDim?: unknown }>) {
           if (typeof b.layers !== 'number' || typeof b.heads !== 'number') continue;
+          // The cache holds the key/value heads; specs written before grouped-query attention have none.
+          const cacheHeads = typeof b.kvHeads === 'number' ? b.kvHeads : b.heads;
           for (let i = 0; i < b.layers; i++) {
-            heads.push(b.heads);
+            heads.push(cacheHeads);
             headDims.push(typeof b.headDim === 'number' ? b.headDim : 64);
           }
         }
