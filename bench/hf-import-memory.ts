@@ -1,13 +1,15 @@
 // Peak memory of `fleetlm import` against the checkpoint's size: a SmolLM2-135M-shaped random bf16
 // checkpoint with fewer layers, in two shards, imported by the real CLI under /usr/bin/time -v.
 // Peak RSS should stay flat as layers are added (streaming), near the CLI's baseline plus one tensor.
-// Run: npx tsx bench/hf-import-memory.ts [layers,...=12,30]  -> prints figures and writes bench/results/hf-import-memory.json
+// Run: npx tsx bench/hf-import-memory.ts [layers,...=12,30] [keep-dir]  -> prints figures and writes
+// bench/results/hf-import-memory.json; with keep-dir the (last) checkpoint folder is kept there (docs/import.md uses it).
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 const layerCounts = (process.argv[2] ?? '12,30').split(',').map(Number);
+const keepDir = process.argv[3];
 
 /** HuggingFaceTB/SmolLM2-135M config.json, with `layers` layers instead of 30. */
 const configFor = (layers: number) => ({
@@ -143,6 +145,10 @@ function measure(layers: number): Record<string, number> {
     console.log(`  peak RSS          fleetlm import --help ${figures.cliBaselinePeakRssMiB} MiB; fleetlm import ${figures.importPeakRssMiB} MiB (+${figures.importAboveBaselineMiB} MiB) in ${figures.importSeconds} s`);
     return figures;
   } finally {
+    if (keepDir) {
+      rmSync(keepDir, { recursive: true, force: true });
+      renameSync(hf, keepDir);
+    }
     rmSync(root, { recursive: true, force: true });
   }
 }
