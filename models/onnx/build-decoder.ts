@@ -62,9 +62,9 @@ interface Pending {
  */
 export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights | WeightSource, options: BuildOptions = {}): ModelProto {
   const source = isWeightSource(weights) ? weights : undefined;
+  const memory = isWeightSource(weights) ? undefined : weights;
   if (source) validateWeightSource(spec, source);
-  else validateWeights(spec, weights as DecoderWeights);
-  const memory = source ? undefined : (weights as DecoderWeights);
+  else validateWeights(spec, memory!);
   const fused = options.fused === true;
   const activation = options.activation ?? 'gelu';
   const g = new GraphBuilder();
