@@ -21,6 +21,7 @@ const OptionsSchema = z
     block: z.coerce.number().int().default(32),
     symmetric: z.boolean().default(false),
     accuracyLevel: z.coerce.number().int().default(DEFAULT_ACCURACY_LEVEL),
+    embedding: z.boolean().default(false),
     externalData: z.enum(['auto', 'always', 'never', 'same']).default('same'),
     report: z.string().min(1).optional(),
     evalText: z.string().min(1).optional(),
@@ -72,7 +73,7 @@ export async function runQuantize(opts: Options): Promise<QuantizeCommandReport>
   const model = loadOnnxModel(opts.model, { resolveExternalData: false });
   const hadExternal = (model.graph?.initializer ?? []).some((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL);
   resolveExternalData(model, path.dirname(opts.model), `ONNX model ${opts.model}`);
-  const result = quantizeModel(model, config);
+  const result = quantizeModel(model, { ...config, embedding: opts.embedding });
   if (result.weights.length === 0) {
     const why = result.skipped.slice(0, 6).map((s) => `${s.node}: ${s.reason}`).join('; ');
     throw new ValidationError(
@@ -124,6 +125,7 @@ export function register(program: Command): void {
     .requiredOption('--bits <n>', '4 or 8')
     .option('--block <n>', 'elements of K per quantization block: a power of two >= 16 (default 32)')
     .option('--symmetric', 'symmetric blocks (no zero points); default asymmetric')
+    .option('--embedding', 'also quantize embedding tables read by Gather (GatherBlockQuantized): a tied model drops its float table')
     .option('--accuracy-level <n>', `MatMulNBits accuracy_level: 0 (A stays float) .. 4 (A quantized to int8 per block: the fast CPU path, needed for int8 speed); default ${DEFAULT_ACCURACY_LEVEL}`)
     .option('--external-data <mode>', 'same (as the input, default) | auto | always | never')
     .option('--report <path>', 'write the JSON report here')

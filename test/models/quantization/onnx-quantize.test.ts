@@ -189,6 +189,45 @@ describe('quantizeModel: tied heads', () => {
     }
   });
 
+  it('with embedding: the Gather becomes GatherBlockQuantized sharing scales with the head, and the float table goes', async () => {
+    const model = graphModel(
+      [
+        { name: 'embed', opType: 'Gather', input: ['embed_tokens.weight', 'ids'], output: ['h'], attribute: [ints('axis', 0)] },
+        { name: 'head', opType: 'Gemm', input: ['h', 'embed_tokens.weight'], output: ['logits'], attribute: [ints('transB', 1)] },
+      ],
+      [f32('embed_tokens.weight', table, [V, E])],
+      [valueInfo('ids', 7, [3])],
+      [valueInfo('h', 1, [3, E]), valueInfo('logits', 1, [3, V])],
+    );
+    for (const [bits, symmetric] of [[4, false], [4, true], [8, false]] as Array<[QuantBits, boolean]>) {
+      const r = quantizeModel(model, { bits, blockSize: 32, symmetric, accuracyLevel: 0, embedding: true });
+      const g = r.model.graph!;
+      expect(g.node!.map((n) => n.opType)).toEqual(['GatherBlockQuantized', 'MatMulNBits']);
+      expect(g.node![0]!.input![2]).toBe(g.node![1]!.input![2]); // one scales initializer for both
+      expect(g.initializer!.some((t) => t.name === 'embed_tokens.weight')).toBe(false);
+      expect(r.weights).toEqual([expect.objectContaining({ name: 'embed_tokens.weight', nodes: ['head', 'embed'], floatKept: false })]);
+      const out = await run(r.model, { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [3]) });
+      const deq = dequantizeBlockwise(quantizeBlockwise(viewNK(table, V, E), { bits, blockSize: 32, symmetric })); // [K=E, N=V]
+      const rows = new Float32Array(3 * E);
+      ids.forEach((id, i) => {
+        for (let k = 0; k < E; k++) rows[i * E + k] = deq[k * V + id]!;
+      });
+      expect(out.h).toEqual(rows);
+      expectClose(out.logits!, matmulRef(rows, 3, deq, E, V), 1e-5);
+    }
+  });
+
+  it('with embedding: a table whose width is not a multiple of the block stays float, saying why', () => {
+    const model = graphModel(
+      [{ name: 'embed', opType: 'Gather', input: ['t', 'ids'], output: ['h'], attribute: [ints('axis', 0)] }],
+      [f32('t', randomArray(10 * 40, 3), [10, 40])],
+      [valueInfo('ids', 7, [2])],
+      [valueInfo('h', 1, [2, 40])],
+    );
+    const r = quantizeModel(model, { bits: 4, blockSize: 32, symmetric: false, embedding: true });
+    expect(r.skipped).toEqual([{ node: 'embed', opType: 'Gather', reason: 'table width 40 is not a multiple of the block size 32 (GatherBlockQuantized)' }]);
+  });
+
   it('MatMul(x, Transpose(table)): the Transpose is looked through and removed', async () => {
     const model = graphModel(
       [
@@ -294,6 +333,17 @@ describe('quantizeModel: whole decoders', () => {
     const dense = loadOnnxModel(file);
     const q = await logits(quantizeModel(dense, { bits: 4, blockSize: 32, symmetric: false }).model, 'acc4.onnx');
     expectClose(q, await logits(dequantizedTwin(dense, 4, 32, false), 'acc4-twin.onnx'), 0.05);
+  });
+
+  it('plain decoder with --embedding: token and position tables become GatherBlockQuantized and the model still agrees', async () => {
+    const file = path.join(dir, 'dec-emb.onnx');
+    await buildModelFile(spec, { outPath: file, seed: 9 });
+    const dense = loadOnnxModel(file);
+    const r = quantizeModel(dense, { bits: 8, blockSize: 32, symmetric: false, embedding: true });
+    const ops = r.model.graph!.node!.map((n) => n.opType);
+    expect(ops.filter((o) => o === 'GatherBlockQuantized')).toHaveLength(2);
+    expect(r.weights.every((w) => !w.floatKept)).toBe(true);
+    expectClose(await logits(r.model, 'emb.onnx'), await logits(file, ''), 0.03);
   });
 
   it('reads a model with external data and the result runs', async () => {
