@@ -327,6 +327,27 @@ describe('quantizeModel: whole decoders', () => {
     }
   }
 
+  for (const fused of [false, true]) {
+    it(`Llama-family ${fused ? 'fused' : 'plain'} decoder (RMSNorm, rotary, GQA, SwiGLU, Qwen-style qkv bias, untied head): int4 logits equal the dequantized twin's`, async () => {
+      const llama = parseArchSpec({
+        vocabSize: 256,
+        contextLength: 32,
+        positions: 'rotary',
+        blocks: [{ width: 64, ffnHidden: 96, layers: 2, heads: 4, kvHeads: 2, headDim: 16, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: true, outputBias: false }],
+        tiedHead: false,
+      });
+      const file = path.join(dir, `llama-${fused}.onnx`);
+      await buildModelFile(llama, { outPath: file, seed: 10, fused });
+      const dense = loadOnnxModel(file);
+      const r = quantizeModel(dense, { bits: 4, blockSize: 32, symmetric: false, accuracyLevel: 0 });
+      // q, k, v (or packed), o, gate, up, down per layer (fused graphs may pack some), plus the untied head.
+      expect(r.weights.length).toBe(fused ? 2 * 4 + 1 : 2 * 7 + 1);
+      expect(r.weights.find((w) => w.name === 'lm_head.weight')).toMatchObject({ layout: 'kn', floatKept: false });
+      const q = await logits(r.model, `llama-q-${fused}.onnx`);
+      expectClose(q, await logits(dequantizedTwin(dense, 4, 32, false), `llama-twin-${fused}.onnx`), 2e-4);
+    });
+  }
+
   it('plain decoder, int4 at the default accuracy level 4: logits stay close to the dequantized-float twin', async () => {
     const file = path.join(dir, 'dec-acc4.onnx');
     await buildModelFile(spec, { outPath: file, seed: 8 });
