@@ -9,7 +9,7 @@ import { embeddingWidthOf, type ArchSpec, type BlockSpec } from '../arch/spec.ts
 import type { Activation } from '../arch/activation.ts';
 import { DataType, type ModelProto } from './proto.ts';
 import { GraphBuilder, float } from './graph-builder.ts';
-import { expectedWeightShapes, layerPlan, validateWeights, type DecoderWeights, type LayerPlan } from '../arch/weights.ts';
+import { expectedWeightShapes, layerPlan, validateWeights, type DecoderWeights, type LayerPlan, type WeightTensor } from '../arch/weights.ts';
 
 /** ONNX opset of the default domain (LayerNormalization needs 17). */
 export const DECODER_OPSET = 17;
@@ -72,11 +72,16 @@ export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights, optio
   const has = (name: string): boolean => shapes.has(name);
 
   const added = new Set<string>();
-  /** The one place a native weight is read: adds it as an initializer once, however many layers use it. */
+  /** The one place weight data is read (w and packed go through it). */
+  const read = (name: string): WeightTensor => {
+    const t = weights.get(name);
+    if (!t) throw new ModelError(`weight "${name}" missing`);
+    return t;
+  };
+  /** Adds a native weight as an initializer once, however many layers use it. */
   const w = (name: string): string => {
     if (!added.has(name)) {
-      const t = weights.get(name);
-      if (!t) throw new ModelError(`weight "${name}" missing`);
+      const t = read(name);
       g.initFloat(name, t.data, t.shape);
       added.add(name);
     }
@@ -88,11 +93,7 @@ export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights, optio
    */
   const packed = (name: string, parts: readonly string[]): string => {
     if (added.has(name)) return name;
-    const tensors = parts.map((part) => {
-      const t = weights.get(part);
-      if (!t) throw new ModelError(`weight "${part}" missing`);
-      return t;
-    });
+    const tensors = parts.map(read);
     const rows = tensors[0]!.shape.length === 2 ? tensors[0]!.shape[0]! : 1;
     const widths = tensors.map((t) => t.shape[t.shape.length - 1]!);
     const cols = widths.reduce((a, b) => a + b, 0);
@@ -201,7 +202,9 @@ export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights, optio
     g.op('LayerNormalization', [x, w(`${prefix}.weight`), w(`${prefix}.bias`)], { axis: -1, epsilon: float(spec.layerNormEpsilon) });
   /** RMSNorm from standard ops (opset 17 has no RMSNormalization): x / sqrt(mean(x^2) + eps) * gamma. */
   const rmsNorm = (x: string, prefix: string): string => {
-    const meanSquare = g.op('ReduceMean', [g.op('Mul', [x, x])], { axes: [-1], keepdims: 1 });
+    // Pow(x, 2) rather than Mul(x, x): the Pow -> ReduceMean -> Add -> Sqrt -> Div -> Mul chain is the
+    // pattern onnxruntime's optimizer fuses into its own RMSNorm kernel.
+    const meanSquare = g.op('ReduceMean', [g.op('Pow', [x, g.constFloat([2])])], { axes: [-1], keepdims: 1 });
     const rms = g.op('Sqrt', [g.op('Add', [meanSquare, g.constFloat([spec.layerNormEpsilon])])]);
     return g.op('Mul', [g.op('Div', [x, rms]), w(`${prefix}.weight`)]);
   };
@@ -378,7 +381,13 @@ export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights, optio
     pending = { value: g.op('MatMul', [act, w(`${p}.ffn.down.weight`)]), ...(has(`${p}.ffn.down.bias`) ? { bias: w(`${p}.ffn.down.bias`) } : {}) };
   }
 
-  /** Grouped-query attention of the fused graph on q [B, S, H*D], k and v [B, S, KV*D]. */
+  /**
+   * Grouped-query attention of the fused graph on q [B, S, H*D], k and v [B, S, KV*D], from standard
+   * ops like the plain graph. MultiHeadAttention needs as many KV heads as query heads (repeating
+   * K and V would grow the cache contract), and com.microsoft GroupQueryAttention in onnxruntime
+   * 1.30 CPU requires headDim % 8 == 0, refuses a multi-token step after a past at batch > 1, and
+   * measured no faster on this CPU (docs/onnx.md).
+   */
   function groupedAttention(q: string, k: string, v: string, layer: LayerPlan): string {
     const { heads: H, kvHeads: KV, headDim: D } = layer;
     const n = cacheNames(layer.index);

@@ -243,10 +243,10 @@ for (const [specName, spec] of Object.entries(SPECS)) {
   }
 }
 
-describe('other activations (OPT ReLU, GPT-2 tanh GELU)', () => {
-  for (const activation of ['relu', 'gelu_tanh'] as const) {
-    it(`plain and fused graphs match the reference with ${activation}`, async () => {
-      const spec = SPECS['opt-like']!;
+describe('other activations (OPT ReLU, GPT-2 tanh GELU), with and without FFN biases', () => {
+  for (const [activation, specName] of [['relu', 'opt-like'], ['gelu_tanh', 'opt-like'], ['relu', 'mixed-rotary'], ['gelu_tanh', 'mixed-rotary']] as const) {
+    it(`plain and fused graphs match the reference with ${activation} on ${specName}`, async () => {
+      const spec = SPECS[specName]!;
       const weights = weightsFor(spec);
       const ids = [[2, 7, 1, 8, 2, 8]];
       const ref = referenceForward(spec, weights, { inputIds: ids, activation });
@@ -307,6 +307,59 @@ describe('graphs as written, without onnxruntime graph optimizations', () => {
       const ids = [[5, 3, 9, 1]];
       const out = await runStep(session, { inputIds: ids, positionIds: [range(0, 4)], attentionMask: [[1, 1, 1, 1]], past: emptyCache(TINY) });
       expect(maxAbsDiff(out.logits, referenceForward(TINY, weights, { inputIds: ids }).logits)).toBeLessThan(TOL);
+      await session.release();
+    });
+  }
+});
+
+describe('Llama-family graphs', () => {
+  const weights = weightsFor(TINY_LLAMA);
+  it('plain uses only default-domain ops and has no position table', () => {
+    const graph = buildDecoderModel(TINY_LLAMA, weights).graph!;
+    expect(graph.node!.every((n) => !n.domain)).toBe(true);
+    expect(graph.node!.some((n) => n.opType === 'SimplifiedLayerNormalization')).toBe(false);
+    expect(graph.initializer!.some((t) => t.name === 'embed_positions.weight')).toBe(false);
+  });
+
+  it('fused uses the RMSNorm, skip-RMSNorm and rotary contrib kernels and packed projections', () => {
+    const graph = buildDecoderModel(TINY_LLAMA, weights, { fused: true }).graph!;
+    const count = (op: string) => graph.node!.filter((n) => n.opType === op).length;
+    const L = TINY_LLAMA.blocks[0]!.layers;
+    expect(count('SimplifiedLayerNormalization')).toBe(1);
+    expect(count('SkipSimplifiedLayerNormalization')).toBe(2 * L);
+    expect(count('RotaryEmbedding')).toBe(2 * L);
+    expect(count('LayerNormalization') + count('ReduceMean')).toBe(0);
+    const shape = (name: string) => graph.initializer!.find((t) => t.name === name)?.dims?.map(Number);
+    expect(shape('layers.0.attn.qkv.weight')).toEqual([32, 32 + 16 + 16]);
+    expect(shape('layers.0.ffn.gate_up.weight')).toEqual([32, 2 * 48]);
+    expect(shape('layers.0.attn.q.weight')).toBeUndefined();
+  });
+});
+
+describe('rotary positions far from 0', () => {
+  const spec = parseArchSpec({
+    name: 'long-llama',
+    vocabSize: 48,
+    contextLength: 160,
+    positions: 'rotary',
+    blocks: [{ width: 32, ffnHidden: 48, layers: 2, heads: 4, kvHeads: 2, headDim: 8, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: false, outputBias: false }],
+  });
+  const weights = weightsFor(spec);
+  for (const fused of [false, true]) {
+    it(`${fused ? 'fused' : 'plain'}: prefill of 96 then a chunk of 40 and single steps up to position 159 match the reference`, async () => {
+      const session = await sessionFor(buildDecoderModel(spec, weights, { fused }));
+      const tokens = Array.from({ length: 160 }, (_, i) => (i * 17 + 3) % spec.vocabSize);
+      const ref = referenceForward(spec, weights, { inputIds: [tokens] });
+      const V = spec.vocabSize;
+      let past = emptyCache(spec);
+      let pos = 0;
+      for (const chunk of [96, 40, ...new Array(24).fill(1)]) {
+        const step = await runStep(session, { inputIds: [tokens.slice(pos, pos + chunk)], positionIds: [range(pos, chunk)], attentionMask: [new Array(pos + chunk).fill(1)], past });
+        expect(maxAbsDiff(step.logits, ref.logits.subarray(pos * V, (pos + chunk) * V))).toBeLessThan(TOL);
+        past = step.present;
+        pos += chunk;
+      }
+      expect(pos).toBe(160);
       await session.release();
     });
   }
