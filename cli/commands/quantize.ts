@@ -8,7 +8,7 @@ import { ValidationError } from '../../common/errors.ts';
 import { parseJsonWith, parseWith } from '../../common/validate.ts';
 import { writeJsonAtomic } from '../../common/atomic-file.ts';
 import { loadOnnxModel, onnx, resolveExternalData, saveOnnxModel } from '../../models/onnx/proto.ts';
-import { quantizeModel } from '../../models/quantization/onnx-quantize.ts';
+import { DEFAULT_ACCURACY_LEVEL, quantizeModel, type AccuracyLevel } from '../../models/quantization/onnx-quantize.ts';
 import { formatQuantizationReport, quantizationReport, type QuantizationReport } from '../../models/quantization/report.ts';
 import { validateQuantConfig, type QuantBits } from '../../models/quantization/block-quantizer.ts';
 import { appendQualityStep, formatQuality, qualityStep, QualityRecordSchema, QUALITY_FILE, type QualityRecord } from '../../models/quality/quality-gate.ts';
@@ -20,6 +20,8 @@ const OptionsSchema = z
     bits: z.coerce.number().int(),
     block: z.coerce.number().int().default(32),
     symmetric: z.boolean().default(false),
+    accuracyLevel: z.coerce.number().int().default(DEFAULT_ACCURACY_LEVEL),
+    embedding: z.boolean().default(false),
     externalData: z.enum(['auto', 'always', 'never', 'same']).default('same'),
     report: z.string().min(1).optional(),
     evalText: z.string().min(1).optional(),
@@ -53,7 +55,7 @@ export type QuantizeCommandReport = QuantizationReport & {
 
 /** Runs the whole command; returns the JSON report (with the gate record when --eval-text was given). */
 export async function runQuantize(opts: Options): Promise<QuantizeCommandReport> {
-  const config = { bits: opts.bits as QuantBits, blockSize: opts.block, symmetric: opts.symmetric };
+  const config = { bits: opts.bits as QuantBits, blockSize: opts.block, symmetric: opts.symmetric, accuracyLevel: opts.accuracyLevel as AccuracyLevel };
   validateQuantConfig(config);
   if (path.resolve(opts.model) === path.resolve(opts.out)) {
     throw new ValidationError(`--out ${opts.out} is the input model; write the quantized model to a new path`);
@@ -71,7 +73,7 @@ export async function runQuantize(opts: Options): Promise<QuantizeCommandReport>
   const model = loadOnnxModel(opts.model, { resolveExternalData: false });
   const hadExternal = (model.graph?.initializer ?? []).some((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL);
   resolveExternalData(model, path.dirname(opts.model), `ONNX model ${opts.model}`);
-  const result = quantizeModel(model, config);
+  const result = quantizeModel(model, { ...config, embedding: opts.embedding });
   if (result.weights.length === 0) {
     const why = result.skipped.slice(0, 6).map((s) => `${s.node}: ${s.reason}`).join('; ');
     throw new ValidationError(
@@ -95,7 +97,7 @@ export async function runQuantize(opts: Options): Promise<QuantizeCommandReport>
       ? parseJsonWith(QualityRecordSchema, await fs.readFile(qualityPath, 'utf8'), qualityPath)
       : undefined;
     const step = qualityStep(`quantize int${config.bits} block ${config.blockSize} ${config.symmetric ? 'sym' : 'asym'}`, before.perplexity, after.perplexity, {
-      detail: { bits: config.bits, blockSize: config.blockSize, symmetric: config.symmetric, model: path.basename(opts.out) },
+      detail: { bits: config.bits, blockSize: config.blockSize, symmetric: config.symmetric, accuracyLevel: config.accuracyLevel, model: path.basename(opts.out) },
     });
     const record = appendQualityStep(previous, step, { text: path.basename(opts.evalText!), tokens: before.tokens, maxPerplexityIncrease: opts.maxIncrease });
     await writeJsonAtomic(qualityPath, record);
@@ -123,6 +125,8 @@ export function register(program: Command): void {
     .requiredOption('--bits <n>', '4 or 8')
     .option('--block <n>', 'elements of K per quantization block: a power of two >= 16 (default 32)')
     .option('--symmetric', 'symmetric blocks (no zero points); default asymmetric')
+    .option('--embedding', 'also quantize embedding tables read by Gather (GatherBlockQuantized): a tied model drops its float table')
+    .option('--accuracy-level <n>', `MatMulNBits accuracy_level: 0 (A stays float) .. 4 (A quantized to int8 per block: the fast CPU path, needed for int8 speed); default ${DEFAULT_ACCURACY_LEVEL}`)
     .option('--external-data <mode>', 'same (as the input, default) | auto | always | never')
     .option('--report <path>', 'write the JSON report here')
     .option('--eval-text <file>', 'measure perplexity before and after on this text and record the step in the quality gate')

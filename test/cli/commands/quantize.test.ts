@@ -67,11 +67,21 @@ describe('fleetlm quantize', () => {
     }
   });
 
+  it('--embedding drops the float table of the tied model', async () => {
+    const out = path.join(dir, 'q4e', 'model.onnx');
+    const res = await cli(['--model', modelPath, '--out', out, '--bits', '4', '--embedding', '--json']);
+    expect(res.code).toBe(0);
+    const report = JSON.parse(res.stdout);
+    expect(report.floatCopiesKept).toEqual([]);
+    // int4 blocks for the Gather and again for the head (MatMulNBits wants its own 3-D B): about 2 x 1/7 of the float table.
+    expect(report.output.bytes).toBeLessThan(report.input.bytes / 3);
+  });
+
   it('prints a readable summary with the gate verdict', async () => {
     const out = path.join(dir, 'q8', 'model.onnx');
     const res = await cli(['--model', modelPath, '--out', out, '--bits', '8', '--symmetric', '--eval-text', textPath, '--eval-tokens', '64', '--tokenizer', TOKENIZER]);
     expect(res.code).toBe(0);
-    expect(res.stdout).toMatch(/int8 block 32 symmetric: 7 weight matrices/);
+    expect(res.stdout).toMatch(/int8 block 32 symmetric, accuracy level 4: 7 weight matrices/);
     expect(res.stdout).toMatch(/quantize int8 block 32 sym: [\d.]+ -> [\d.]+ \([+-][\d.]+%\)/);
     expect(res.stdout).toMatch(/verdict: (PASS|REJECT)/);
   });
