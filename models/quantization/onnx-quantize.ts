@@ -57,8 +57,12 @@ export const DEFAULT_ACCURACY_LEVEL: AccuracyLevel = 4;
 export interface QuantizeModelOptions extends BlockQuantConfig {
   /** MatMulNBits accuracy_level (default 4: int8 activations). */
   accuracyLevel?: AccuracyLevel;
-  /** Also quantize embedding tables read by Gather (GatherBlockQuantized); a tied head then shares the int blocks' scales. Default false. */
-  embedding?: boolean;
+  /**
+   * Quantize embedding tables read by Gather (GatherBlockQuantized): true for every table, 'tied' only
+   * for a table a quantized head also reads (otherwise the float table would stay beside the head's
+   * int blocks and the model would grow), false for none. Default false.
+   */
+  embedding?: boolean | 'tied';
   /** Also rewrite MatMuls that read a constant A (constant-only subgraphs); default false. */
   includeConstantInputs?: boolean;
 }
@@ -286,6 +290,7 @@ export function quantizeModel(model: ModelProto, options: QuantizeModelOptions):
       if (!t || t.dataType !== DataType.FLOAT || (t.dims ?? []).length !== 2 || attrInt(node, 'axis', 0) !== 0) return;
       const label = node.name || node.output?.[0] || `#${nodeIndex}`;
       if ((node.name ?? '').startsWith(COMPRESSED_EMBEDDING_PREFIX)) return;
+      if (options.embedding === 'tied' && !quantized.has(`${table}|nk`)) return;
       const width = Number(t.dims![1]);
       if (width % blockSize !== 0) {
         skipped.push({ node: label, opType: 'Gather', reason: `table width ${width} is not a multiple of the block size ${blockSize} (GatherBlockQuantized)` });
