@@ -1,9 +1,10 @@
 // The agent: wires MQTT, the jobs client, the install state machine, the model store, the local API and
-// telemetry, and drives one deploy job at a time through download -> verify -> install -> health check.
+// telemetry, and drives one job at a time through download -> verify -> install -> health check (models) or
+// download -> verify -> install -> restart -> confirm (agent self-update, see self-update/).
 import { readFileSync, promises as fs } from 'node:fs';
 import { writeFileAtomic } from '../common/atomic-file.ts';
 import { FleetError, TransportError, ValidationError, describeError } from '../common/errors.ts';
-import { parseDeployModelDocument, type DeployModelDocument } from '../contracts/job-document.ts';
+import { DEPLOY_MODEL_SCHEMA, parseDeployModelDocument, parseJobDocument, type DeployModelDocument, type JobArtifact, type UpdateAgentDocument } from '../contracts/job-document.ts';
 import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, parseManifestBytes, type Manifest } from '../contracts/manifest.ts';
 import type { AgentConfig } from './config.ts';
 import { checkFreeSpace, confinedPath, downloadFile, redact, verifyFileOnDisk } from './downloader.ts';
@@ -17,8 +18,11 @@ import { ModelHolder } from './model-holder.ts';
 import type { ModelRuntime, ServedModel } from './model-runtime.ts';
 import { ModelStore, refString, sameRef, type ModelRef } from './model-store.ts';
 import type { MqttTransport } from './mqtt-connection.ts';
+import { AGENT_UPDATE_FAILED, AgentUpdater, type UpdateStep } from './self-update/agent-updater.ts';
+import type { UpdateRecord } from './self-update/update-record.ts';
+import type { LaunchContext } from './self-update/launch-context.ts';
 import { TelemetryOutbox, TelemetryReporter } from './telemetry.ts';
-import { verifyManifest, verifyManifestFiles } from './verifier.ts';
+import { verifyManifest } from './verifier.ts';
 
 /** Update rejections meaning the service no longer wants this execution (canceled, removed, timed out). */
 const CANCELED_CODES: ReadonlySet<string> = new Set(['InvalidStateTransition', 'ResourceNotFound', 'TerminalStateReached']);
@@ -58,6 +62,21 @@ export interface AgentDeps {
   log: Logger;
   /** Test hook wiring: called when a phase is entered (main.ts uses it to crash on purpose). */
   onPhase?: (phase: Phase) => void;
+  /** Set when the self-update launcher started this agent (agent home, running version); null or absent refuses agent updates. */
+  launch?: LaunchContext | null;
+  /** Asks the process to stop and exit so the supervisor restarts it through the launcher (after an agent update switched `current`). */
+  requestRestart?: (reason: string) => void;
+  /** Test hook wiring: called after each self-update install step (main.ts uses it to crash on purpose). */
+  onUpdateStep?: (step: UpdateStep) => void;
+}
+
+/** Where a job's bytes come from and how its manifest is checked: the same path for models and agent packages. */
+interface Payload {
+  manifest: { url: string; sha256: string; size: number };
+  signature: { url: string };
+  artifacts: JobArtifact[];
+  /** Verifies manifest bytes and signature text against the job; throws ValidationError. */
+  verify(manifestBytes: Uint8Array, signatureText: string): void;
 }
 
 /** One device agent. `start` brings everything up; `stop` shuts down cleanly. */
@@ -87,6 +106,7 @@ export class Agent {
   private lastProgressAt = 0;
   /** Jobs whose artifacts were hashed while streaming in this process (a restart forgets them). */
   private readonly hashedThisRun = new Set<string>();
+  private readonly updater: AgentUpdater;
   /** Port the local API is bound to (useful when the config asked for port 0). */
   httpPort = 0;
 
@@ -97,6 +117,7 @@ export class Agent {
     this.runtime = deps.runtime;
     this.store = new ModelStore(this.cfg.modelDir, this.cfg.models.keepVersions);
     this.jobs = new JobsClient(this.transport, this.cfg.thingName, this.log, this.cfg.mqtt.requestTimeoutMs);
+    this.updater = new AgentUpdater({ launch: deps.launch ?? null, log: this.log, onStep: deps.onUpdateStep });
   }
 
   async start(): Promise<void> {
@@ -109,6 +130,7 @@ export class Agent {
     this.state = await InstallStateStore.open(this.cfg.stateDir);
     const active = await this.state.resumeAfterRestart('the agent restarted during the health check');
     if (active) this.log.info('resuming job after restart', { jobId: active.jobId, phase: active.phase, resumes: active.resumes });
+    await this.updater.tidy(active?.jobId ?? null);
     // Decide what serves before anything listens: never an unchecked model.
     if (active?.phase === 'rolling-back') await this.store.setCurrent(active.previous);
     const serving = active?.phase === 'installing' ? active.previous : await this.store.current();
@@ -372,10 +394,28 @@ export class Agent {
     return parseDeployModelDocument(job.document);
   }
 
+  /** The active job's agent-update document, or undefined for a model job. */
+  private agentUpdate(job: ActiveJob): UpdateAgentDocument | undefined {
+    const doc = parseJobDocument(job.document);
+    return doc.schema === DEPLOY_MODEL_SCHEMA ? undefined : doc;
+  }
+
+  private payload(job: ActiveJob): Payload {
+    const update = this.agentUpdate(job);
+    if (update) {
+      const ref = this.updater.selectPackage(update);
+      return { ...ref, artifacts: [ref.artifact], verify: (b, s) => void this.updater.verifyManifest(update, ref, b, s, this.publicKeyPem) };
+    }
+    const doc = this.document(job);
+    return { ...doc, verify: (b, s) => void verifyManifest(doc, b, s, this.publicKeyPem) };
+  }
+
   private async onReceived(job: ActiveJob): Promise<void> {
     let doc: DeployModelDocument;
     try {
-      doc = this.document(job);
+      const any = parseJobDocument(job.document);
+      if (any.schema !== DEPLOY_MODEL_SCHEMA) return await this.onReceivedAgentUpdate(any);
+      doc = any;
       const clash = doc.artifacts.find((a) => RESERVED_NAMES.has(a.name));
       if (clash) {
         throw new ValidationError(`artifact name ${clash.name} is reserved for the agent's own files (${[...RESERVED_NAMES].join(', ')})`);
@@ -395,8 +435,20 @@ export class Agent {
     await this.enter('downloading', { target });
   }
 
+  /** An agent update is refused early when no package fits this device, and is done already when this agent is that version. */
+  private async onReceivedAgentUpdate(doc: UpdateAgentDocument): Promise<void> {
+    this.updater.selectPackage(doc);
+    if (this.updater.runningVersion === doc.version) {
+      await this.enter('reporting', {
+        outcome: { status: 'SUCCEEDED', statusDetails: details({ step: 'done', note: `agent ${doc.version} is already running`, agentVersion: doc.version }) },
+      });
+      return;
+    }
+    await this.enter('downloading');
+  }
+
   private async onDownloading(job: ActiveJob): Promise<void> {
-    const doc = this.document(job);
+    const doc = this.payload(job);
     const staging = this.store.stagingDir(job.jobId);
     const dl = this.cfg.download;
     try {
@@ -425,7 +477,7 @@ export class Agent {
       const manifestPath = confinedPath(staging, MANIFEST_FILE);
       await downloadFile({ url: doc.manifest.url, destPath: manifestPath, expectedSize: doc.manifest.size, expectedSha256: doc.manifest.sha256 }, common);
       const sigText = await fetchSmall(doc.signature.url, 64 * 1024, this.jobAbort.signal);
-      const manifest = verifyManifest(doc, await fs.readFile(manifestPath), sigText, this.publicKeyPem);
+      doc.verify(await fs.readFile(manifestPath), sigText);
       await writeFileAtomic(confinedPath(staging, MANIFEST_SIGNATURE_FILE), sigText);
 
       let done = doc.manifest.size;
@@ -458,7 +510,7 @@ export class Agent {
         fetched += r.bytesFetched;
         done += a.size;
       }
-      this.log.info('download complete', { jobId: job.jobId, bytesFetched: fetched, resumedBytes, rangeRequests, entry: manifest.entry });
+      this.log.info('download complete', { jobId: job.jobId, bytesFetched: fetched, resumedBytes, rangeRequests });
       await writeFileAtomic(confinedPath(staging, DOWNLOAD_STATS_FILE), JSON.stringify({ fetched, resumedBytes, rangeRequests }));
       this.hashedThisRun.add(job.jobId);
       await this.enter('verifying');
@@ -473,12 +525,12 @@ export class Agent {
   }
 
   private async onVerifying(job: ActiveJob): Promise<void> {
-    const doc = this.document(job);
+    const doc = this.payload(job);
     const staging = this.store.stagingDir(job.jobId);
     await this.progress(job.jobId, { step: 'verifying' });
     try {
       // Re-checked from disk: after a restart the bytes are whatever survived, not what was streamed.
-      await verifyManifestFiles(doc, confinedPath(staging, MANIFEST_FILE), confinedPath(staging, MANIFEST_SIGNATURE_FILE), this.publicKeyPem);
+      doc.verify(await fs.readFile(confinedPath(staging, MANIFEST_FILE)), await fs.readFile(confinedPath(staging, MANIFEST_SIGNATURE_FILE), 'utf8'));
       // Hashing again is only needed when the bytes were not streamed through the hash in this process.
       if (!this.hashedThisRun.has(job.jobId)) {
         await this.withHeartbeat(job.jobId, 'verifying', async () => {
@@ -494,6 +546,8 @@ export class Agent {
   }
 
   private async onInstalling(job: ActiveJob): Promise<void> {
+    const update = this.agentUpdate(job);
+    if (update) return this.onInstallingAgent(job, update);
     const target = job.target!;
     await this.progress(job.jobId, { step: 'installing' });
     try {
@@ -503,6 +557,68 @@ export class Agent {
     } catch (err) {
       await this.enter('rolling-back', { outcome: failed('installing', err) });
     }
+  }
+
+  /**
+   * The agent-update install step spans a restart: the old agent installs and restarts; the launcher starts
+   * the new one on trial; the new one confirms and reports SUCCEEDED, or the launcher restores the old one,
+   * which reports FAILED. The pending-update record (self-update/update-record.ts) says which of these we are.
+   */
+  private async onInstallingAgent(job: ActiveJob, doc: UpdateAgentDocument): Promise<void> {
+    const next = await this.updater.resolve(job.jobId);
+    switch (next.kind) {
+      case 'install': {
+        await this.progress(job.jobId, { step: 'installing', agentVersion: doc.version });
+        const artifact = this.updater.selectPackage(doc).artifact;
+        const staging = this.store.stagingDir(job.jobId);
+        try {
+          await this.withHeartbeat(job.jobId, 'installing', () => this.updater.install(job.jobId, doc, confinedPath(staging, artifact.name), artifact.sha256));
+        } catch (err) {
+          this.log.warn('agent update could not be installed', { jobId: job.jobId, error: describeError(err) });
+          await this.updater.finish(null, false).catch(() => {});
+          await fs.rm(staging, { recursive: true, force: true });
+          await this.enter('reporting', { outcome: failed('installing', err) });
+          return;
+        }
+        return this.restartForUpdate(job.jobId, doc.version);
+      }
+      case 'restart':
+        return this.restartForUpdate(job.jobId, doc.version);
+      case 'confirm': {
+        // Connected and answered by the jobs service: the new agent can take and report jobs.
+        if (!this.transport.connected) throw new TransportError('offline; the new agent confirms once connected', { code: 'TRANSPORT_OFFLINE' });
+        const res = await this.jobs.update(job.jobId, 'IN_PROGRESS', details({ step: 'confirming', agentVersion: next.record.to }), this.cfg.jobs.stepTimeoutInMinutes);
+        if (!res.ok) this.log.warn('confirming update answered with a rejection; the link works, keeping the new agent', { jobId: job.jobId, code: res.code });
+        const confirmed = await this.updater.confirm(next.record);
+        this.log.info('agent update confirmed', { jobId: job.jobId, from: confirmed.from, to: confirmed.to });
+        return this.finishAgentUpdate(job, confirmed, true);
+      }
+      case 'succeeded':
+        return this.finishAgentUpdate(job, next.record, true);
+      case 'failed':
+        this.log.warn('agent update failed; this agent stays', { jobId: job.jobId, reason: next.reason });
+        return this.finishAgentUpdate(job, next.record, false, next.reason);
+    }
+  }
+
+  private async finishAgentUpdate(job: ActiveJob, record: UpdateRecord | null, ok: boolean, reason?: string): Promise<void> {
+    const outcome: Outcome = ok
+      ? { status: 'SUCCEEDED', statusDetails: details({ step: 'done', agentVersion: record?.to, previousAgentVersion: record?.from }) }
+      : {
+          status: 'FAILED',
+          statusDetails: details({ step: 'agent-update', code: AGENT_UPDATE_FAILED, reason, agentVersion: this.updater.runningVersion ?? undefined, failedVersion: record?.to }),
+        };
+    // The outcome is persisted before the record goes, so a kill in between still reports it.
+    await this.enter('reporting', { outcome });
+    await this.updater.finish(record, ok);
+    await fs.rm(this.store.stagingDir(job.jobId), { recursive: true, force: true });
+  }
+
+  private restartForUpdate(jobId: string, version: string): void {
+    if (!this.deps.requestRestart) throw new FleetError('STATE_NO_RESTART', 'the agent cannot restart itself here (no supervisor hook)');
+    this.log.info('restarting into the new agent', { jobId, version });
+    this.stopped = true;
+    this.deps.requestRestart(`agent update ${jobId} to ${version}`);
   }
 
   private async onHealthChecking(job: ActiveJob): Promise<void> {

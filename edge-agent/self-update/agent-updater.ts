@@ -15,6 +15,10 @@ import { newUpdateRecord, readUpdateRecord, removeUpdateRecord, writeUpdateRecor
 /** Stable code in a failed update's statusDetails. */
 export const AGENT_UPDATE_FAILED = 'AGENT_UPDATE_FAILED';
 
+/** Points inside `install`, named for fault-injection tests: unpacked, then recorded (`pending`), then switched. */
+export const UPDATE_STEPS = ['unpacked', 'recorded', 'switched'] as const;
+export type UpdateStep = (typeof UPDATE_STEPS)[number];
+
 /** What the running agent does next with an update job that reached the install step. */
 export type UpdateResolution =
   /** Nothing installed for this job yet: install, then restart. */
@@ -34,6 +38,8 @@ export interface AgentUpdaterOptions {
   /** Defaults to this process's platform and arch. */
   platform?: string;
   arch?: string;
+  /** Test hook: called after each install step. */
+  onStep?: (step: UpdateStep) => void;
 }
 
 export class AgentUpdater {
@@ -101,8 +107,11 @@ export class AgentUpdater {
     const home = this.requireHome();
     const from = this.runningVersion!;
     await unpackAgentPackage(home, doc.version, packageFile, packageSha256);
+    this.opts.onStep?.('unpacked');
     const record = await writeUpdateRecord(home.root, newUpdateRecord(jobId, from, doc.version, doc.confirmTimeoutSec * 1000));
+    this.opts.onStep?.('recorded');
     await home.switchCurrent(doc.version);
+    this.opts.onStep?.('switched');
     this.opts.log.info('agent update installed; restarting into it', { jobId, from, to: doc.version });
     return record;
   }
