@@ -74,3 +74,25 @@ export async function planLaunch(home: AgentHome, log: Logger, hooks: { beforeTr
   if (!current) throw new Error(`no agent is installed: ${home.root}/current is missing`);
   return { version: current, trial: null };
 }
+
+/** The agent's last words for a failure reason: its last error log line, else an uncaught error, else its last lines. */
+export function lastWords(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l.trim() !== '' && !/^\s+at /.test(l) && !/^Node\.js v\d/.test(l));
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i]!;
+    if (line.startsWith('{')) {
+      try {
+        const j = JSON.parse(line) as { level?: unknown; msg?: unknown; error?: unknown };
+        if (j.level === 'error') return `${String(j.msg)}${j.error ? `: ${String(j.error)}` : ''}`.slice(0, 600);
+      } catch {
+        // not a log line
+      }
+    } else if (/^([A-Za-z]*Error|Uncaught)\b|\bError: /.test(line)) {
+      return line.slice(0, 600);
+    }
+  }
+  return lines.slice(-2).join(' | ').slice(-600);
+}

@@ -11,7 +11,7 @@ import { describeError } from '../../common/errors.ts';
 import { createLogger } from '../log.ts';
 import { AgentHome } from './agent-home.ts';
 import { ENV_AGENT_HOME, ENV_AGENT_VERSION } from './launch-context.ts';
-import { planLaunch, rollBack } from './launcher-core.ts';
+import { lastWords, planLaunch, rollBack } from './launcher-core.ts';
 import { readUpdateRecord, type UpdateRecord } from './update-record.ts';
 
 /** Test hook: the launcher SIGKILLs its process group (itself and the agent, like a power cut) at this point. */
@@ -34,10 +34,6 @@ function homeDir(): string {
   if (fromEnv) return path.resolve(fromEnv);
   // Installed as <agentHome>/launcher.mjs (/usr/bin/fleetlm-agent links to it; Node resolves the link).
   return path.dirname(realpathSync(fileURLToPath(import.meta.url)));
-}
-
-function lastLines(text: string): string {
-  return text.trim().split('\n').slice(-3).join(' | ').slice(-600);
 }
 
 async function main(): Promise<number> {
@@ -115,7 +111,7 @@ async function main(): Promise<number> {
       }
       if (!stopping) {
         const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        const said = lastLines(tail);
+        const said = lastWords(tail);
         killHook('before-rollback');
         await rollBack(home, r, `agent ${r.to} ${how} before it confirmed${said ? ` (last output: ${said})` : ''}; rolled back to ${r.from}`, log);
         return 1;

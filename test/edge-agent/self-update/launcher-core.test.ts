@@ -5,7 +5,7 @@ import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../edge-agent/log.ts';
 import { AgentHome } from '../../../edge-agent/self-update/agent-home.ts';
-import { planLaunch, rollBack } from '../../../edge-agent/self-update/launcher-core.ts';
+import { lastWords, planLaunch, rollBack } from '../../../edge-agent/self-update/launcher-core.ts';
 import { newUpdateRecord, readUpdateRecord, writeUpdateRecord, type UpdateRecord } from '../../../edge-agent/self-update/update-record.ts';
 import { tempDir } from '../../helpers/temp-dir.ts';
 
@@ -104,5 +104,31 @@ describe('rollBack', () => {
     await fs.rm(home.versionDir('1.0.0'), { recursive: true });
     await expect(rollBack(home, r, 'exited with code 1', silentLogger)).rejects.toThrow();
     expect(await readUpdateRecord(home.root)).toMatchObject({ state: 'rolled-back', reason: 'exited with code 1' });
+  });
+});
+
+describe('lastWords', () => {
+  it('picks the uncaught error out of a Node crash', () => {
+    const crash = [
+      'file:///x/bin/fleetlm-agent:3',
+      "throw new Error('agent 3.0.0 is broken at start');",
+      '^',
+      '',
+      'Error: agent 3.0.0 is broken at start',
+      '    at file:///x/bin/fleetlm-agent:3:7',
+      '    at ModuleJob.run (node:internal/modules/esm/module_job:234:25)',
+      '',
+      'Node.js v20.20.2',
+    ].join('\n');
+    expect(lastWords(crash)).toBe('Error: agent 3.0.0 is broken at start');
+  });
+
+  it("prefers the agent's own last error log line", () => {
+    const log = ['{"level":"info","msg":"starting"}', '{"level":"error","msg":"agent failed to start","error":"cannot read fleetPublicKeyPath"}', ''].join('\n');
+    expect(lastWords(log)).toBe('agent failed to start: cannot read fleetPublicKeyPath');
+  });
+
+  it('falls back to the last lines', () => {
+    expect(lastWords('one\ntwo\nthree\n')).toBe('two | three');
   });
 });

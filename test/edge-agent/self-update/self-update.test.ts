@@ -1,0 +1,145 @@
+// Agent self-update end to end with real processes: the local hub, `fleetlm rollout --agent-package`,
+// the esbuild-bundled launcher under a restart-always supervisor, and agent packages that work, crash at
+// start, or never confirm. Then kill -9 (agent and launcher together, like a power cut) at every step of
+// the switch: each run must end on the old or the new agent with the job resolved and the files consistent.
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readUpdateRecord } from '../../../edge-agent/self-update/update-record.ts';
+import type { AgentHome } from '../../../edge-agent/self-update/agent-home.ts';
+import { runCliCaptured } from '../../helpers/run-cli.ts';
+import { TestFleet, eventually, tempDir } from '../agent-fixture.ts';
+import { Supervisor, buildAgentPackage, installAgentHome, type PackageKind } from './self-update-fixture.ts';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
+const THING = 'su-1';
+let fleet: TestFleet;
+let dir: string;
+let keyPath: string;
+let home: AgentHome;
+let sup: Supervisor;
+const packages = new Map<string, string>();
+
+const VERSIONS: Array<[string, PackageKind]> = [
+  ['1.0.0', 'good'],
+  ['2.0.0', 'good'],
+  ['3.0.0', 'crash'],
+  ['4.0.0', 'hang'],
+  ['5.0.0', 'good'],
+  ['6.0.0', 'good'],
+  ['7.0.0', 'good'],
+  ['8.0.0', 'good'],
+  ['9.0.0', 'crash'],
+];
+
+beforeAll(async () => {
+  fleet = await TestFleet.start();
+  await fleet.createThing(THING);
+  dir = await tempDir('fleetlm-self-update-');
+  await fs.mkdir(path.join(dir, 'packages'));
+  for (const [v, kind] of VERSIONS) packages.set(v, await buildAgentPackage(path.join(dir, 'packages'), v, kind));
+  keyPath = path.join(dir, 'fleet-signing-key.pem');
+  await fs.writeFile(keyPath, fleet.keys.privateKeyPem);
+  home = await installAgentHome(path.join(dir, 'agent'), packages.get('1.0.0')!, '1.0.0');
+  sup = new Supervisor(home, await Supervisor.configure(fleet, THING, dir));
+  sup.start();
+  await sup.waitAgent('1.0.0');
+}, 120_000);
+
+afterAll(async () => {
+  await sup?.stop();
+  await fleet?.stop();
+});
+
+async function rollout(version: string, jobId: string, ...extra: string[]): Promise<void> {
+  const r = await runCliCaptured(['rollout', '--local', fleet.hubDir, '--agent-package', packages.get(version)!, '--key', keyPath, '--thing', THING, '--job-id', jobId, '--json', ...extra]);
+  expect(r.code, r.stderr).toBe(0);
+  expect(JSON.parse(r.stdout)).toMatchObject({ jobId, version, targetCount: 1, document: { schema: 'fleetlm/update-agent@1', version } });
+}
+
+/** The files say the update is over and `version` runs: no record, `current` on it, no leftovers. */
+async function expectSettledOn(version: string, installed: string[]): Promise<void> {
+  await eventually(async () => (await readUpdateRecord(home.root)) === null, 20_000, 'the update record to be removed');
+  expect(await home.currentVersion()).toBe(version);
+  await sup.waitAgent(version);
+  expect((await fs.readdir(home.root)).sort()).toEqual(['current', 'launcher.mjs', 'versions']);
+  await eventually(async () => JSON.stringify(await home.versions()) === JSON.stringify([...installed].sort()), 10_000, `installed versions to be ${installed.join(', ')}`);
+  expect((await fs.readdir(home.versionsDir)).filter((n) => n.startsWith('.'))).toEqual([]);
+}
+
+describe('agent self-update', () => {
+  it('a good update: the new agent starts, confirms, reports SUCCEEDED and stays', async () => {
+    await rollout('2.0.0', 'su-good');
+    const exec = await fleet.waitTerminal('su-good', THING, 90_000);
+    expect(exec.status).toBe('SUCCEEDED');
+    expect(exec.statusDetails?.detailsMap).toMatchObject({ step: 'done', agentVersion: '2.0.0', previousAgentVersion: '1.0.0' });
+    await expectSettledOn('2.0.0', ['1.0.0', '2.0.0']);
+    // The old agent asked for the restart (exit 75); the launcher watched the trial until it confirmed.
+    expect(await Promise.all(sup.runs.slice(0, -1).map((r) => r.exit))).toContainEqual({ code: 75, signal: null });
+    expect(sup.logs().some((l) => l.msg === 'the new agent confirmed' && l.version === '2.0.0')).toBe(true);
+  }, 120_000);
+
+  it('an update whose agent crashes at start is rolled back, and the old agent reports FAILED with the reason', async () => {
+    await rollout('3.0.0', 'su-crash');
+    const exec = await fleet.waitTerminal('su-crash', THING, 90_000);
+    expect(exec.status).toBe('FAILED');
+    const d = exec.statusDetails?.detailsMap ?? {};
+    expect(d).toMatchObject({ code: 'AGENT_UPDATE_FAILED', step: 'agent-update', agentVersion: '2.0.0', failedVersion: '3.0.0' });
+    expect(d.reason).toBe('agent 3.0.0 exited with code 1 before it confirmed (last output: Error: agent 3.0.0 is broken at start); rolled back to 2.0.0');
+    await expectSettledOn('2.0.0', ['1.0.0', '2.0.0']);
+  }, 120_000);
+
+  it('an update whose agent never connects is stopped at the deadline and rolled back', async () => {
+    await rollout('4.0.0', 'su-hang', '--confirm-timeout', '3');
+    const exec = await fleet.waitTerminal('su-hang', THING, 90_000);
+    expect(exec.status).toBe('FAILED');
+    expect(exec.statusDetails?.detailsMap?.reason).toMatch(/agent 4\.0\.0 did not connect and report within 3 s; rolled back to 2\.0\.0/);
+    expect(sup.logs().some((l) => l.msg === 'hanging agent 4.0.0 started')).toBe(true);
+    await expectSettledOn('2.0.0', ['1.0.0', '2.0.0']);
+  }, 120_000);
+
+  interface KillCase {
+    version: string;
+    env: Record<string, string>;
+    expected: 'SUCCEEDED' | 'FAILED';
+    reason?: RegExp;
+  }
+  const KILLS: KillCase[] = [
+    { version: '5.0.0', env: { FLEETLM_AGENT_TEST_HOOKS_KILL_AT_UPDATE_STEP: 'unpacked' }, expected: 'SUCCEEDED' },
+    { version: '6.0.0', env: { FLEETLM_AGENT_TEST_HOOKS_KILL_AT_UPDATE_STEP: 'recorded' }, expected: 'SUCCEEDED' },
+    { version: '7.0.0', env: { FLEETLM_AGENT_TEST_HOOKS_KILL_AT_UPDATE_STEP: 'switched' }, expected: 'SUCCEEDED' },
+    // The trial was recorded but the new agent never ran: its one attempt is spent, so the old one stays.
+    { version: '8.0.0', env: { FLEETLM_LAUNCHER_TEST_KILL_AT: 'trial-recorded' }, expected: 'FAILED', reason: /agent 8\.0\.0 stopped before it confirmed/ },
+    // The new agent crashed and the launcher died before it could record why.
+    { version: '9.0.0', env: { FLEETLM_LAUNCHER_TEST_KILL_AT: 'before-rollback' }, expected: 'FAILED', reason: /agent 9\.0\.0 stopped before it confirmed/ },
+  ];
+
+  it('kill -9 of agent and launcher at every step of the switch leaves a consistent state and a resolved job', async () => {
+    let running = '2.0.0';
+    const installed = new Set(['1.0.0', '2.0.0']);
+    for (const k of KILLS) {
+      const jobId = `su-kill-${k.version.replace(/\./g, '_')}`;
+      await sup.restart(k.env);
+      await sup.waitAgent(running);
+      const from = sup.runs.length - 1;
+      await rollout(k.version, jobId);
+      await eventually(async () => sup.runs.slice(from).some((r) => r.proc.signalCode === 'SIGKILL'), 90_000, `the kill hook ${JSON.stringify(k.env)} to fire`, 100);
+      const point = Object.values(k.env)[0];
+      expect(sup.logs().some((l) => l.msg.startsWith('test hook: killing') && (l.step ?? l.point) === point), `hook ${point} fired`).toBe(true);
+      const exec = await fleet.waitTerminal(jobId, THING, 90_000);
+      expect(exec.status, `${jobId} after ${JSON.stringify(k.env)}`).toBe(k.expected);
+      if (k.reason) {
+        expect(exec.statusDetails?.detailsMap).toMatchObject({ code: 'AGENT_UPDATE_FAILED', failedVersion: k.version });
+        expect(exec.statusDetails?.detailsMap?.reason).toMatch(k.reason);
+      }
+      if (k.expected === 'SUCCEEDED') {
+        // After a success the device keeps the previous and the new version.
+        installed.clear();
+        installed.add(running).add(k.version);
+        running = k.version;
+      }
+      await expectSettledOn(running, [...installed]);
+    }
+  }, 600_000);
+});
