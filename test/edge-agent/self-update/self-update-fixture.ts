@@ -10,6 +10,7 @@ import { build } from 'esbuild';
 import { sha256File } from '../../../common/hash.ts';
 import { AgentHome } from '../../../edge-agent/self-update/agent-home.ts';
 import { unpackAgentPackage } from '../../../edge-agent/self-update/package-unpacker.ts';
+import { readUpdateRecord, type UpdateRecord } from '../../../edge-agent/self-update/update-record.ts';
 import { REPO, eventually, type LogLine, type TestFleet } from '../agent-fixture.ts';
 
 export type PackageKind = 'good' | 'crash' | 'hang';
@@ -61,8 +62,16 @@ interface Run {
 }
 
 /** Restarts the launcher whenever it exits, until stopped; keeps every run's log lines. */
+/** What the files said right after a run died by SIGKILL, before the next launch. */
+export interface KillSnapshot {
+  record: UpdateRecord | null;
+  current: string | null;
+  versions: string[];
+}
+
 export class Supervisor {
   readonly runs: Run[] = [];
+  readonly killSnapshots: KillSnapshot[] = [];
   private stopped = false;
   /** Fault hooks for the launches to come; dropped once a run dies by SIGKILL (the hook fired). */
   private hookEnv: Record<string, string> = {};
@@ -126,8 +135,11 @@ export class Supervisor {
       }
     });
     this.runs.push(run);
-    void run.exit.then(({ signal }) => {
-      if (signal === 'SIGKILL') this.hookEnv = {};
+    void run.exit.then(async ({ signal }) => {
+      if (signal === 'SIGKILL') {
+        this.hookEnv = {};
+        this.killSnapshots.push({ record: await readUpdateRecord(this.home.root), current: await this.home.currentVersion(), versions: await this.home.versions() });
+      }
       if (!this.stopped) setTimeout(() => !this.stopped && this.launch(), 100);
     });
   }

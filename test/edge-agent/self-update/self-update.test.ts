@@ -77,7 +77,7 @@ describe('agent self-update', () => {
     await expectSettledOn('2.0.0', ['1.0.0', '2.0.0']);
     // The old agent asked for the restart (exit 75); the launcher watched the trial until it confirmed.
     expect(await Promise.all(sup.runs.slice(0, -1).map((r) => r.exit))).toContainEqual({ code: 75, signal: null });
-    expect(sup.logs().some((l) => l.msg === 'the new agent confirmed' && l.version === '2.0.0')).toBe(true);
+    await eventually(async () => sup.logs().some((l) => l.msg === 'the new agent confirmed' && l.version === '2.0.0'), 10_000, 'the launcher to see the confirmation');
   }, 120_000);
 
   it('an update whose agent crashes at start is rolled back, and the old agent reports FAILED with the reason', async () => {
@@ -102,17 +102,31 @@ describe('agent self-update', () => {
   interface KillCase {
     version: string;
     env: Record<string, string>;
+    /** The record state and `current` the kill must have left (checked before the next launch). */
+    atKill: { state: string | null; current: 'from' | 'to' };
     expected: 'SUCCEEDED' | 'FAILED';
     reason?: RegExp;
   }
   const KILLS: KillCase[] = [
-    { version: '5.0.0', env: { FLEETLM_AGENT_TEST_HOOKS_KILL_AT_UPDATE_STEP: 'unpacked' }, expected: 'SUCCEEDED' },
-    { version: '6.0.0', env: { FLEETLM_AGENT_TEST_HOOKS_KILL_AT_UPDATE_STEP: 'recorded' }, expected: 'SUCCEEDED' },
-    { version: '7.0.0', env: { FLEETLM_AGENT_TEST_HOOKS_KILL_AT_UPDATE_STEP: 'switched' }, expected: 'SUCCEEDED' },
+    { version: '5.0.0', env: { FLEETLM_AGENT_TEST_HOOKS_KILL_AT_UPDATE_STEP: 'unpacked' }, atKill: { state: null, current: 'from' }, expected: 'SUCCEEDED' },
+    { version: '6.0.0', env: { FLEETLM_AGENT_TEST_HOOKS_KILL_AT_UPDATE_STEP: 'recorded' }, atKill: { state: 'pending', current: 'from' }, expected: 'SUCCEEDED' },
+    { version: '7.0.0', env: { FLEETLM_AGENT_TEST_HOOKS_KILL_AT_UPDATE_STEP: 'switched' }, atKill: { state: 'pending', current: 'to' }, expected: 'SUCCEEDED' },
     // The trial was recorded but the new agent never ran: its one attempt is spent, so the old one stays.
-    { version: '8.0.0', env: { FLEETLM_LAUNCHER_TEST_KILL_AT: 'trial-recorded' }, expected: 'FAILED', reason: /agent 8\.0\.0 stopped before it confirmed/ },
+    {
+      version: '8.0.0',
+      env: { FLEETLM_LAUNCHER_TEST_KILL_AT: 'trial-recorded' },
+      atKill: { state: 'starting', current: 'to' },
+      expected: 'FAILED',
+      reason: /agent 8\.0\.0 stopped before it confirmed/,
+    },
     // The new agent crashed and the launcher died before it could record why.
-    { version: '9.0.0', env: { FLEETLM_LAUNCHER_TEST_KILL_AT: 'before-rollback' }, expected: 'FAILED', reason: /agent 9\.0\.0 stopped before it confirmed/ },
+    {
+      version: '9.0.0',
+      env: { FLEETLM_LAUNCHER_TEST_KILL_AT: 'before-rollback' },
+      atKill: { state: 'starting', current: 'to' },
+      expected: 'FAILED',
+      reason: /agent 9\.0\.0 stopped before it confirmed/,
+    },
   ];
 
   it('kill -9 of agent and launcher at every step of the switch leaves a consistent state and a resolved job', async () => {
@@ -122,11 +136,13 @@ describe('agent self-update', () => {
       const jobId = `su-kill-${k.version.replace(/\./g, '_')}`;
       await sup.restart(k.env);
       await sup.waitAgent(running);
-      const from = sup.runs.length - 1;
       await rollout(k.version, jobId);
-      await eventually(async () => sup.runs.slice(from).some((r) => r.proc.signalCode === 'SIGKILL'), 90_000, `the kill hook ${JSON.stringify(k.env)} to fire`, 100);
-      const point = Object.values(k.env)[0];
-      expect(sup.logs().some((l) => l.msg.startsWith('test hook: killing') && (l.step ?? l.point) === point), `hook ${point} fired`).toBe(true);
+      const kills = sup.killSnapshots.length;
+      await eventually(async () => sup.killSnapshots.length > kills, 90_000, `the kill hook ${JSON.stringify(k.env)} to fire`, 100);
+      const snap = sup.killSnapshots[kills]!;
+      expect(snap.record?.state ?? null, `record state at the kill (${JSON.stringify(k.env)})`).toBe(k.atKill.state);
+      expect(snap.current, `current at the kill (${JSON.stringify(k.env)})`).toBe(k.atKill.current === 'to' ? k.version : running);
+      expect(snap.versions).toContain(k.version);
       const exec = await fleet.waitTerminal(jobId, THING, 90_000);
       expect(exec.status, `${jobId} after ${JSON.stringify(k.env)}`).toBe(k.expected);
       if (k.reason) {
