@@ -12,6 +12,21 @@ import { UPDATE_STEPS } from './self-update/agent-updater.ts';
 const Port = z.number().int().min(0).max(65535);
 const PositiveMs = z.number().int().positive();
 
+/** Download retry policy (edge-agent/downloader.ts RetryPolicy): failures in a row, backoff, and a deadline. */
+const DEFAULT_RETRY = { maxAttempts: 50, initialDelayMs: 1000, maxDelayMs: 60_000, deadlineMs: 30 * 60_000 };
+const RetryPolicySchema = z
+  .object({
+    /** Failed attempts in a row (no byte received) before the download fails with TRANSPORT. */
+    maxAttempts: z.number().int().min(1).max(10_000).default(DEFAULT_RETRY.maxAttempts),
+    /** First backoff; doubles per failure (jittered to 50-100%) up to maxDelayMs. */
+    initialDelayMs: PositiveMs.default(DEFAULT_RETRY.initialDelayMs),
+    maxDelayMs: PositiveMs.default(DEFAULT_RETRY.maxDelayMs),
+    /** Longest time failing in a row, from the last byte received, before giving up. */
+    deadlineMs: PositiveMs.default(DEFAULT_RETRY.deadlineMs),
+  })
+  .strict()
+  .refine((r) => r.initialDelayMs <= r.maxDelayMs, { message: 'initialDelayMs must be <= maxDelayMs', path: ['initialDelayMs'] });
+
 export const AgentConfigSchema = z
   .object({
     thingName: z.string().refine(isThingName, 'must be 1-128 of [a-zA-Z0-9:_-]'),
@@ -51,8 +66,8 @@ export const AgentConfigSchema = z
         maxArtifactBytes: z.number().int().positive().default(4 * 1024 ** 3),
         /** Free space that must remain on the model volume after every artifact is downloaded. */
         reserveFreeBytes: z.number().int().nonnegative().default(64 * 1024 ** 2),
-        retries: z.number().int().nonnegative().default(5),
-        retryBaseMs: PositiveMs.default(500),
+        /** Retries for artifact and signature downloads; defaults ride out minutes of cellular dropout. */
+        retry: RetryPolicySchema.default(DEFAULT_RETRY),
         /** Idle time on an HTTP response before the attempt is abandoned and retried. */
         idleTimeoutMs: PositiveMs.default(30_000),
         /** Test and bandwidth hook: caps download speed; 0 = unlimited. */
@@ -62,8 +77,7 @@ export const AgentConfigSchema = z
       .default({
         maxArtifactBytes: 4 * 1024 ** 3,
         reserveFreeBytes: 64 * 1024 ** 2,
-        retries: 5,
-        retryBaseMs: 500,
+        retry: DEFAULT_RETRY,
         idleTimeoutMs: 30_000,
         throttleBytesPerSec: 0,
       }),
@@ -74,9 +88,11 @@ export const AgentConfigSchema = z
         stepTimeoutInMinutes: z.number().int().min(1).max(10080).default(10),
         /** Least time between heartbeat updates during long phases (download, health check); must be well under the step timeout. */
         heartbeatMs: PositiveMs.default(60_000),
+        /** Crashes of the agent in one install phase of one job before the job is rolled back (AGENT_CRASH_LOOP). */
+        crashLoopLimit: z.number().int().min(1).max(100).default(3),
       })
       .strict()
-      .default({ stepTimeoutInMinutes: 10, heartbeatMs: 60_000 }),
+      .default({ stepTimeoutInMinutes: 10, heartbeatMs: 60_000, crashLoopLimit: 3 }),
     models: z
       .object({ keepVersions: z.number().int().min(1).max(20).default(2) })
       .strict()
@@ -110,9 +126,9 @@ export const AgentConfigSchema = z
       .default({ intervalMs: 60_000, bufferMaxMessages: 1000, cpuWatts: 2.5, sysfsRoot: '/sys' }),
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
     /**
-     * Fault injection for tests: the process kills itself (SIGKILL) on entering this install phase; under the
-     * self-update launcher, killAtUpdateStep SIGKILLs the process group (agent and launcher, like a power cut)
-     * right after that step of an agent update's install.
+     * Fault injection for tests: the process kills itself (SIGKILL) whenever this install phase starts running
+     * (also on re-entry after a restart); under the self-update launcher, killAtUpdateStep SIGKILLs the process
+     * group (agent and launcher, like a power cut) right after that step of an agent update's install.
      */
     testHooks: z
       .object({ killOnPhase: z.enum(PHASES).optional(), killAtUpdateStep: z.enum(UPDATE_STEPS).optional() })
@@ -169,12 +185,15 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   'http.maxConcurrent': 'number',
   'download.maxArtifactBytes': 'number',
   'download.reserveFreeBytes': 'number',
-  'download.retries': 'number',
-  'download.retryBaseMs': 'number',
+  'download.retry.maxAttempts': 'number',
+  'download.retry.initialDelayMs': 'number',
+  'download.retry.maxDelayMs': 'number',
+  'download.retry.deadlineMs': 'number',
   'download.idleTimeoutMs': 'number',
   'download.throttleBytesPerSec': 'number',
   'jobs.stepTimeoutInMinutes': 'number',
   'jobs.heartbeatMs': 'number',
+  'jobs.crashLoopLimit': 'number',
   'models.keepVersions': 'number',
   'runtime.threads': 'number',
   'runtime.allowSpinning': 'boolean',

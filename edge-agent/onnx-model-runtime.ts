@@ -5,7 +5,7 @@ import { ModelError } from '../common/errors.ts';
 import type { Manifest } from '../contracts/manifest.ts';
 import type { LanguageModel, Tokenizer } from '../models/runtime/index.ts';
 import { confinedPath } from './downloader.ts';
-import type { GenerateRequest, GenerationStats, ModelRuntime, ServedModel } from './model-runtime.ts';
+import type { GenerateRequest, GenerationStats, LogitsReport, ModelRuntime, ServedModel } from './model-runtime.ts';
 import type { ModelRef } from './model-store.ts';
 
 class OnnxServedModel implements ServedModel {
@@ -39,6 +39,31 @@ class OnnxServedModel implements ServedModel {
       tokensPerSecond: tokens > 1 && decodeMs > 0 ? ((tokens - 1) * 1000) / decodeMs : 0,
       totalMs: end - start,
     };
+  }
+
+  async inspectLogits(text: string): Promise<LogitsReport> {
+    const ctx = this.lm.info.contextLength ?? 2048;
+    let ids = this.lm.tokenizer.encode(text);
+    if (ids.length === 0 && this.lm.tokenizer.eosTokenId !== undefined) ids = [this.lm.tokenizer.eosTokenId];
+    ids = ids.slice(-ctx);
+    const logits = await this.lm.logits(ids);
+    const V = logits.length / ids.length;
+    let nonFinite = 0;
+    let flatPositions = 0;
+    for (let p = 0; p < ids.length; p++) {
+      let min = Infinity;
+      let max = -Infinity;
+      let bad = 0;
+      for (let i = p * V, end = i + V; i < end; i++) {
+        const v = logits[i]!;
+        if (!Number.isFinite(v)) bad++;
+        else if (v < min) min = v;
+        if (v > max) max = v;
+      }
+      nonFinite += bad;
+      if (bad === 0 && max === min) flatPositions++;
+    }
+    return { positions: ids.length, values: logits.length, nonFinite, flatPositions };
   }
 
   async dispose(): Promise<void> {
