@@ -93,7 +93,7 @@ export class Supervisor {
         stateDir: 'state',
         fleetPublicKeyPath: fleet.publicKeyPath,
         http: { port: 0 },
-        download: { retryBaseMs: 100, idleTimeoutMs: 5000 },
+        download: { retry: { initialDelayMs: 100, maxDelayMs: 1000, maxAttempts: 20, deadlineMs: 30_000 }, idleTimeoutMs: 5000 },
         runtime: { threads: 1 },
         telemetry: { intervalMs: 60_000 },
         logLevel: 'debug',
