@@ -90,8 +90,10 @@ export async function runAgent(argv: string[]): Promise<number> {
   }
   log.info('agent started', { thingName: config.thingName, httpPort: agent.httpPort, agentVersion: launch?.version ?? null });
   const signal = await new Promise<NodeJS.Signals | 'restart'>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+    // `on`, not `once`: a second SIGTERM (systemd signals the whole cgroup and the launcher passes its own
+    // on) must not kill the agent halfway through its clean stop.
+    process.on('SIGTERM', () => resolve('SIGTERM'));
+    process.on('SIGINT', () => resolve('SIGINT'));
     void restart.then(() => resolve('restart'));
   });
   log.info('stopping', { signal });
