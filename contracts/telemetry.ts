@@ -38,6 +38,8 @@ export const TelemetrySchema = z
         energyEstimated: z.boolean(),
       })
       .strict(),
+    /** How the device runs models: the onnxruntime execution providers in order (absent from older agents). */
+    runtime: z.object({ executionProviders: z.array(z.string().min(1)).min(1) }).strict().optional(),
     /** Messages dropped from the offline buffer because it was full. */
     dropped: z.number().int().nonnegative().default(0),
     /** On `recovery`: damaged files the agent found at start-up, where it kept them, and what it did instead. */

@@ -271,6 +271,7 @@ export class Agent {
       cpuWatts: this.cfg.telemetry.cpuWatts,
       sysfsRoot: this.cfg.telemetry.sysfsRoot,
       log: this.log,
+      executionProviders: this.cfg.runtime.executionProviders,
     });
     this.telemetry.start();
     void this.telemetry.emit('startup');

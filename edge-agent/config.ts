@@ -102,9 +102,19 @@ export const AgentConfigSchema = z
         /** onnxruntime intra-op threads; 0 = every core. */
         threads: z.number().int().nonnegative().default(0),
         allowSpinning: z.boolean().default(false),
+        /**
+         * onnxruntime execution providers in order of preference (docs/agent.md, "Execution providers"),
+         * e.g. ["tensorrt", "cuda", "cpu"] on a Jetson with a GPU build; checked against the installed
+         * onnxruntime at start-up.
+         */
+        executionProviders: z
+          .array(z.string().regex(/^[a-z][a-z0-9_-]*$/, 'must be a provider name such as cpu, cuda, tensorrt'))
+          .min(1)
+          .refine((l) => new Set(l).size === l.length, 'must not repeat a provider')
+          .default(['cpu']),
       })
       .strict()
-      .default({ threads: 0, allowSpinning: false }),
+      .default({ threads: 0, allowSpinning: false, executionProviders: ['cpu'] }),
     healthCheck: z
       .object({
         /** Ceiling on a whole health check (load + generate). */
@@ -164,7 +174,8 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-type Kind = 'string' | 'number' | 'boolean';
+/** `list`: comma-separated in the environment and `--set`. */
+type Kind = 'string' | 'number' | 'boolean' | 'list';
 /** Every leaf key settable from the environment or `--set`, with its type. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   thingName: 'string',
@@ -197,6 +208,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   'models.keepVersions': 'number',
   'runtime.threads': 'number',
   'runtime.allowSpinning': 'boolean',
+  'runtime.executionProviders': 'list',
   'healthCheck.timeoutMs': 'number',
   'telemetry.intervalMs': 'number',
   'telemetry.bufferMaxMessages': 'number',
@@ -215,7 +227,7 @@ export function envNameFor(key: string): string {
     .join('_')}`;
 }
 
-function coerce(key: string, raw: string, source: string): string | number | boolean {
+function coerce(key: string, raw: string, source: string): string | number | boolean | string[] {
   const kind = CONFIG_KEYS[key];
   if (kind === undefined) {
     throw new ValidationError(`unknown config key ${key} in ${source}; allowed: ${Object.keys(CONFIG_KEYS).join(', ')}`);
@@ -225,6 +237,7 @@ function coerce(key: string, raw: string, source: string): string | number | boo
     if (raw.trim() === '' || !Number.isFinite(n)) throw new ValidationError(`${source}: ${key} must be a number, got ${JSON.stringify(raw)}`);
     return n;
   }
+  if (kind === 'list') return raw.split(',').map((x) => x.trim());
   if (kind === 'boolean') {
     if (raw !== 'true' && raw !== 'false') throw new ValidationError(`${source}: ${key} must be true or false, got ${JSON.stringify(raw)}`);
     return raw === 'true';

@@ -6,8 +6,9 @@ import { Agent } from './agent.ts';
 import { loadAgentConfig, type AgentConfig } from './config.ts';
 import { createLogger } from './log.ts';
 import { CrtMqttConnection } from './mqtt-connection.ts';
-import { OnnxModelRuntime } from './onnx-model-runtime.ts';
+import { OnnxModelRuntime, checkExecutionProviders } from './onnx-model-runtime.ts';
 import { readLaunchContext } from './self-update/launch-context.ts';
+import { AGENT_VERSION } from './version.ts';
 
 /** Exit status that asks the supervisor to start the agent again (EX_TEMPFAIL): an agent update switched versions. */
 const EXIT_RESTART = 75;
@@ -20,6 +21,7 @@ function collect(value: string, previous: string[]): string[] {
 export async function runAgent(argv: string[]): Promise<number> {
   const program = new Command('fleetlm-agent')
     .description('FleetLM device agent: takes IoT Jobs, installs models safely, serves them on 127.0.0.1, reports telemetry.')
+    .version(AGENT_VERSION)
     .option('-c, --config <path>', 'JSON config file (env FLEETLM_AGENT_* and --set override it)')
     .option('--set <key=value>', 'override one config key, e.g. --set http.port=8081 (repeatable)', collect, [])
     .option('-v, --verbose', 'print the effective config to stderr and log at debug level')
@@ -49,6 +51,12 @@ export async function runAgent(argv: string[]): Promise<number> {
     config = { ...config, logLevel: 'debug' };
     process.stderr.write(`fleetlm-agent: effective config ${JSON.stringify(config, null, 2)}\n`);
   }
+  try {
+    await checkExecutionProviders(config.runtime.executionProviders);
+  } catch (err) {
+    process.stderr.write(`fleetlm-agent: error: runtime.executionProviders: ${describeError(err)}\n`);
+    return 2;
+  }
   const log = createLogger(config.logLevel);
   const transport = new CrtMqttConnection({ clientId: config.thingName, log, ...config.mqtt });
   const killOn = config.testHooks.killOnPhase;
@@ -70,7 +78,7 @@ export async function runAgent(argv: string[]): Promise<number> {
         : undefined,
     config,
     transport,
-    runtime: new OnnxModelRuntime(config.runtime.threads, config.runtime.allowSpinning),
+    runtime: new OnnxModelRuntime(config.runtime.threads, config.runtime.allowSpinning, config.runtime.executionProviders),
     log,
     onPhase: killOn
       ? (phase) => {
@@ -88,7 +96,8 @@ export async function runAgent(argv: string[]): Promise<number> {
     await agent.stop().catch(() => {});
     return err instanceof FleetError && err.code.startsWith('VALIDATION') ? 2 : 1;
   }
-  log.info('agent started', { thingName: config.thingName, httpPort: agent.httpPort, agentVersion: launch?.version ?? null });
+  // `version` is the build's; `agentVersion` the versions/<version> directory the launcher started (self-update's identity).
+  log.info('agent started', { thingName: config.thingName, httpPort: agent.httpPort, version: AGENT_VERSION, agentVersion: launch?.version ?? null });
   const signal = await new Promise<NodeJS.Signals | 'restart'>((resolve) => {
     // `on`, not `once`: a second SIGTERM (systemd signals the whole cgroup and the launcher passes its own
     // on) must not kill the agent halfway through its clean stop.

@@ -71,11 +71,22 @@ class OnnxServedModel implements ServedModel {
   }
 }
 
+/**
+ * Checks configured execution providers against the installed onnxruntime (loading it only when more than
+ * the always-present CPU provider is asked for); the ModelError lists the installed ones.
+ */
+export async function checkExecutionProviders(providers: readonly string[]): Promise<void> {
+  if (providers.length === 1 && providers[0] === 'cpu') return;
+  const runtime = await import('../models/runtime/index.ts');
+  runtime.checkExecutionProviders(providers);
+}
+
 /** Loads bundles with the FleetLM ONNX runtime; `threads` 0 lets the runtime choose. */
 export class OnnxModelRuntime implements ModelRuntime {
   constructor(
     private readonly threads = 0,
     private readonly allowSpinning = false,
+    private readonly executionProviders: readonly string[] = ['cpu'],
   ) {}
 
   async load(dir: string, manifest: Manifest, ref: ModelRef): Promise<ServedModel> {
@@ -98,6 +109,7 @@ export class OnnxModelRuntime implements ModelRuntime {
     const lm = await loadLanguageModel(entry, {
       tokenizer,
       allowSpinning: this.allowSpinning,
+      executionProviders: this.executionProviders,
       ...(this.threads > 0 ? { intraOpNumThreads: this.threads } : {}),
     });
     return new OnnxServedModel(ref, lm);

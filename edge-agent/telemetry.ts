@@ -175,6 +175,8 @@ export interface TelemetryReporterOptions {
   cpuWatts: number;
   sysfsRoot: string;
   log: Logger;
+  /** Reported with every message (runtime.executionProviders). */
+  executionProviders?: readonly string[];
 }
 
 /** Samples the device, queues telemetry and publishes the queue whenever the broker is reachable. */
@@ -272,6 +274,7 @@ export class TelemetryReporter {
         energyJ: this.energyJ,
         energyEstimated: estimated,
       },
+      ...(this.o.executionProviders ? { runtime: { executionProviders: [...this.o.executionProviders] } } : {}),
       dropped: this.o.outbox.dropped,
       ...(recovery ? { recovery: recovery.slice(0, 8) } : {}),
     });

@@ -18,4 +18,4 @@ export { perplexity, PerplexityOptionsSchema, type PerplexityOptionsInput, type 
 export { Sampler, SamplingOptionsSchema, argmax, type SamplingOptions, type SamplingOptionsInput } from './sampling.ts';
 export { gpt2Tokenizer, tokenizerByName, StreamingDecoder, ByteVocabulary, type Tokenizer } from './tokenizer.ts';
 export { loadTokenizer, findTokenizerBeside, tokenizerForModel, TOKENIZER_FILE } from './tokenizer-file.ts';
-export { defaultThreadCount, type BackendOptions } from './onnx-backend.ts';
+export { defaultThreadCount, availableExecutionProviders, checkExecutionProviders, type BackendOptions, type ExecutionProviderInfo } from './onnx-backend.ts';

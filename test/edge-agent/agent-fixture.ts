@@ -231,8 +231,17 @@ export class AgentProcess {
     this.exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
   }
 
-  /** Writes agent.json for `thingName` under `dir` and starts the agent. */
-  static async start(fleet: TestFleet, thingName: string, dir: string, env: Record<string, string> = {}): Promise<AgentProcess> {
+  /**
+   * Writes agent.json for `thingName` under `dir` and starts the agent; `entry` is the script node runs
+   * (default: the checkout's bin/fleetlm-agent.js; the package tests pass an unpacked package's bin).
+   */
+  static async start(
+    fleet: TestFleet,
+    thingName: string,
+    dir: string,
+    env: Record<string, string> = {},
+    entry = path.join(REPO, 'bin/fleetlm-agent.js'),
+  ): Promise<AgentProcess> {
     const configPath = path.join(dir, 'agent.json');
     await fs.writeFile(
       configPath,
@@ -249,7 +258,7 @@ export class AgentProcess {
         logLevel: 'debug',
       }),
     );
-    const proc = spawn(process.execPath, [path.join(REPO, 'bin/fleetlm-agent.js'), '--config', configPath], {
+    const proc = spawn(process.execPath, [entry, '--config', configPath], {
       cwd: dir,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
