@@ -37,11 +37,18 @@ export async function buildAgentPackage(outDir: string, version: string, kind: P
   return file;
 }
 
-/** Installs a package as the .deb would: versions/<version>, `current`, and the bundled launcher beside them. */
-export async function installAgentHome(root: string, packageFile: string, version: string): Promise<AgentHome> {
+/**
+ * Installs a package as the .deb would: versions/<version>, `current`, and the launcher beside them: the
+ * package's own (launcher/fleetlm-agent-launcher.mjs) when `launcher` is 'package', else bundled here.
+ */
+export async function installAgentHome(root: string, packageFile: string, version: string, launcher: 'package' | 'bundle' = 'bundle'): Promise<AgentHome> {
   const home = new AgentHome(root);
   await unpackAgentPackage(home, version, packageFile, await sha256File(packageFile));
   await home.switchCurrent(version);
+  if (launcher === 'package') {
+    await fs.copyFile(path.join(home.versionDir(version), 'launcher/fleetlm-agent-launcher.mjs'), path.join(root, 'launcher.mjs'));
+    return home;
+  }
   await build({
     entryPoints: [path.join(REPO, 'edge-agent/self-update/launcher.ts')],
     outfile: path.join(root, 'launcher.mjs'),
