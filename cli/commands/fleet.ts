@@ -206,6 +206,9 @@ async function rolloutAgent(
 ): Promise<void> {
   const settings = rolloutSettings(o);
   const confirmTimeoutSec = typeof o.confirmTimeout === 'string' ? intFlag(o.confirmTimeout, '--confirm-timeout', 1, 3600) : undefined;
+  // Refuse what the rollout would refuse before anything is uploaded.
+  if (settings.healthCheck) throw new ValidationError('health-check options apply to model rollouts only; an agent update is checked by the new agent confirming');
+  if (!o.group && !o.thing?.length) throw new ValidationError('a rollout needs a target: pass --group G (or --thing T)');
   const signer = signerFor(o, profile);
   const s3 = createS3Client(profile);
   const published: PublishedAgentPackage[] = [];

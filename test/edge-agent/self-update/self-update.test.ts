@@ -4,16 +4,24 @@
 // the switch: each run must end on the old or the new agent with the job resolved and the files consistent.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { sha256File, sha256Hex } from '../../../common/hash.ts';
+import { agentPackageFileName } from '../../../contracts/agent-package.ts';
+import type { UpdateAgentDocumentInput } from '../../../contracts/job-document.ts';
+import { LocalKeySigner, generateSigningKeyPair, signManifestBytes } from '../../../contracts/manifest-signing.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readUpdateRecord } from '../../../edge-agent/self-update/update-record.ts';
 import type { AgentHome } from '../../../edge-agent/self-update/agent-home.ts';
 import { runCliCaptured } from '../../helpers/run-cli.ts';
-import { TestFleet, eventually, tempDir } from '../agent-fixture.ts';
+import { AgentProcess, TestFleet, eventually, tempDir } from '../agent-fixture.ts';
 import { Supervisor, buildAgentPackage, installAgentHome, type PackageKind } from './self-update-fixture.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 const THING = 'su-1';
+const ARCH = process.arch === 'arm64' ? 'arm64' : 'x64';
+const OTHER_ARCH = ARCH === 'x64' ? 'arm64' : 'x64';
+let thingArn: string;
 let fleet: TestFleet;
 let dir: string;
 let keyPath: string;
@@ -35,7 +43,7 @@ const VERSIONS: Array<[string, PackageKind]> = [
 
 beforeAll(async () => {
   fleet = await TestFleet.start();
-  await fleet.createThing(THING);
+  thingArn = await fleet.createThing(THING);
   dir = await tempDir('fleetlm-self-update-');
   await fs.mkdir(path.join(dir, 'packages'));
   for (const [v, kind] of VERSIONS) packages.set(v, await buildAgentPackage(path.join(dir, 'packages'), v, kind));
@@ -97,6 +105,86 @@ describe('agent self-update', () => {
     expect(exec.statusDetails?.detailsMap?.reason).toMatch(/agent 4\.0\.0 did not connect and report within 3 s; rolled back to 2\.0\.0/);
     expect(sup.logs().some((l) => l.msg === 'hanging agent 4.0.0 started')).toBe(true);
     await expectSettledOn('2.0.0', ['1.0.0', '2.0.0']);
+  }, 120_000);
+
+  /**
+   * Uploads `version`'s package with a hand-made manifest (not through the publisher) and returns a document
+   * claiming it is for `docArch`: lets a test lie about the arch, or sign with another key.
+   */
+  async function craftedDocument(version: string, opts: { manifestArch: string; docArch: string; signWithPem?: string }): Promise<UpdateAgentDocumentInput> {
+    const file = packages.get(version)!;
+    const bucket = fleet.hub.endpoints.s3.bucket;
+    const prefix = `crafted/${version}/${opts.manifestArch}/${Date.now()}/`;
+    const url = (key: string) => `\${aws:iot:s3-presigned-url:${fleet.hub.endpoints.s3.endpoint}/${bucket}/${prefix}${key}}`;
+    const size = (await fs.stat(file)).size;
+    const sha256 = await sha256File(file);
+    const name = agentPackageFileName(version, 'linux', opts.docArch as 'x64');
+    const manifest = {
+      format: 'fleetlm/agent-manifest@1',
+      version,
+      platform: 'linux',
+      arch: opts.manifestArch,
+      createdAt: new Date().toISOString(),
+      package: { name: agentPackageFileName(version, 'linux', opts.manifestArch as 'x64'), size, sha256 },
+    };
+    const manifestBytes = Buffer.from(JSON.stringify(manifest));
+    const sig = await signManifestBytes(manifestBytes, new LocalKeySigner(opts.signWithPem ?? fleet.keys.privateKeyPem));
+    await fleet.s3.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + name, Body: await fs.readFile(file) }));
+    await fleet.s3.send(new PutObjectCommand({ Bucket: bucket, Key: `${prefix}manifest.sig.json`, Body: JSON.stringify(sig) }));
+    await fleet.s3.send(new PutObjectCommand({ Bucket: bucket, Key: `${prefix}manifest.json`, Body: manifestBytes }));
+    return {
+      schema: 'fleetlm/update-agent@1',
+      version,
+      packages: [
+        {
+          platform: 'linux',
+          arch: opts.docArch as 'x64',
+          manifest: { url: url('manifest.json'), sha256: sha256Hex(manifestBytes), size: manifestBytes.length },
+          signature: { url: url('manifest.sig.json') },
+          artifact: { name, url: url(name), sha256, size },
+        },
+      ],
+    };
+  }
+
+  it('refuses what is not for this device, not signed by the fleet, or not started by the launcher; a current version is a no-op', async () => {
+    await fleet.createJob('su-other-arch', thingArn, await craftedDocument('5.0.0', { manifestArch: OTHER_ARCH, docArch: OTHER_ARCH }));
+    const otherArch = await fleet.waitTerminal('su-other-arch', THING);
+    expect(otherArch.status).toBe('REJECTED');
+    expect(otherArch.statusDetails?.detailsMap).toMatchObject({ code: 'VALIDATION_PLATFORM' });
+    expect(otherArch.statusDetails?.detailsMap?.reason).toMatch(`no agent package for this device (linux-${ARCH}); it has linux-${OTHER_ARCH}`);
+
+    // The job document says this arch, the signed manifest says the other one: the signed word wins.
+    await fleet.createJob('su-lying-doc', thingArn, await craftedDocument('5.0.0', { manifestArch: OTHER_ARCH, docArch: ARCH }));
+    const lying = await fleet.waitTerminal('su-lying-doc', THING);
+    expect(lying.status).toBe('FAILED');
+    expect(lying.statusDetails?.detailsMap).toMatchObject({ code: 'VALIDATION_MANIFEST_MISMATCH' });
+    expect(lying.statusDetails?.detailsMap?.reason).toMatch(`it is for linux-${OTHER_ARCH}, this device is linux-${ARCH}`);
+
+    await fleet.createJob('su-bad-sig', thingArn, await craftedDocument('5.0.0', { manifestArch: ARCH, docArch: ARCH, signWithPem: generateSigningKeyPair().privateKeyPem }));
+    const badSig = await fleet.waitTerminal('su-bad-sig', THING);
+    expect(badSig.status).toBe('FAILED');
+    expect(badSig.statusDetails?.detailsMap).toMatchObject({ code: 'VALIDATION_SIGNATURE', step: 'verifying' });
+
+    await rollout('2.0.0', 'su-same');
+    const same = await fleet.waitTerminal('su-same', THING);
+    expect(same.status).toBe('SUCCEEDED');
+    expect(same.statusDetails?.detailsMap?.note).toBe('agent 2.0.0 is already running');
+    // None of these touched the agent home.
+    await expectSettledOn('2.0.0', ['1.0.0', '2.0.0']);
+
+    // An agent started without the launcher cannot replace itself.
+    const plainArn = await fleet.createThing('su-plain');
+    const plainDir = await tempDir('fleetlm-self-update-plain-');
+    const plain = await AgentProcess.start(fleet, 'su-plain', plainDir);
+    try {
+      await fleet.createJob('su-no-launcher', plainArn, await craftedDocument('5.0.0', { manifestArch: ARCH, docArch: ARCH }));
+      const noLauncher = await fleet.waitTerminal('su-no-launcher', 'su-plain');
+      expect(noLauncher.status).toBe('REJECTED');
+      expect(noLauncher.statusDetails?.detailsMap).toMatchObject({ code: 'VALIDATION_NO_LAUNCHER' });
+    } finally {
+      await plain.stop();
+    }
   }, 120_000);
 
   interface KillCase {
