@@ -243,7 +243,7 @@ export class Agent {
       // A rollback that keeps crashing is reported as it stands, but the pointer still goes back first.
       if (crashLoop && diedIn === 'rolling-back' && !this.isAgentUpdate(job)) await this.undoInstall(job);
     }
-    await this.updater.tidy(active?.jobId ?? null);
+    await this.updater.tidy(active?.jobId ?? null, (jobId) => this.state.finished(jobId) !== undefined);
     // Decide what serves before anything listens: never an unchecked model.
     if (active?.phase === 'rolling-back') await this.store.setCurrent(active.previous);
     const serving = active?.phase === 'installing' ? active.previous : await this.store.current();
@@ -690,6 +690,9 @@ export class Agent {
     } catch (err) {
       return { event: 'failed', outcome: { status: 'REJECTED', statusDetails: details({ step: 'validating', reason: reasonOf(err), code: err instanceof FleetError ? err.code : undefined }) } };
     }
+    // Offered again after the state file was lost: a rollback already decided this job.
+    const decided = await this.updater.recordedFailure(job.jobId);
+    if (decided) return { event: 'failed', target: job.previous, outcome: this.agentUpdateFailed(decided.reason ?? `agent ${decided.to} was rolled back`, decided) };
     // The model does not change: target stays the serving model, so model recovery leaves it alone.
     if (this.updater.runningVersion === doc.version) {
       return {

@@ -116,6 +116,13 @@ export class AgentUpdater {
     return record;
   }
 
+  /** The rollback reason recorded for `jobId` when this (old) agent is what the launcher restored; else null. */
+  async recordedFailure(jobId: string): Promise<UpdateRecord | null> {
+    if (!this.home || !this.opts.launch) return null;
+    const r = await readUpdateRecord(this.home.root).catch(() => null);
+    return r && r.jobId === jobId && r.state === 'rolled-back' && r.from === this.runningVersion ? r : null;
+  }
+
   /** Reads the record for `jobId` and says what the running agent does next. */
   async resolve(jobId: string): Promise<UpdateResolution> {
     const home = this.requireHome();
@@ -150,11 +157,15 @@ export class AgentUpdater {
     return removed;
   }
 
-  /** At start-up: a record left by a job that is no longer being worked on is finished business. */
-  async tidy(activeJobId: string | null): Promise<void> {
+  /**
+   * At start-up: a record whose job this device has finished (reported) is left-over business. A record for
+   * a job that is neither active nor finished stays: the job may come back (a lost state file) and must then
+   * end as the record says, not install again.
+   */
+  async tidy(activeJobId: string | null, isFinished: (jobId: string) => boolean): Promise<void> {
     if (!this.home || !this.opts.launch) return;
     const r = await readUpdateRecord(this.home.root).catch(() => null);
-    if (!r || r.jobId === activeJobId) return;
+    if (!r || r.jobId === activeJobId || !isFinished(r.jobId)) return;
     if (r.state === 'confirmed' || r.state === 'rolled-back') {
       this.opts.log.info('removing a finished self-update record', { jobId: r.jobId, state: r.state });
       await this.finish(r, r.state === 'confirmed');
