@@ -23,6 +23,8 @@ import { InferenceStats } from './inference-stats.ts';
 import {
   InstallStateStore,
   NEXT,
+  ON_RESTART,
+  type RestartRule,
   type ActiveJob,
   type Outcome,
   type Phase,
@@ -143,6 +145,11 @@ class RestartingError extends FleetError {
   }
 }
 
+/** A job kind: its phase handlers and how a restart re-enters each phase. */
+interface JobKind {
+  handlers: PhaseHandlers;
+  onRestart: Readonly<Record<Phase, RestartRule>>;
+}
 
 /** One device agent. `start` brings everything up; `stop` shuts down cleanly. */
 export class Agent {
@@ -171,8 +178,8 @@ export class Agent {
   private lastProgressAt = 0;
   /** Jobs whose artifacts were hashed while streaming in this process (a restart forgets them). */
   private readonly hashedThisRun = new Set<string>();
-  /** Phase handlers per job kind, keyed by the job document's `schema`; deploy-model is the default. */
-  private readonly kinds = new Map<string, PhaseHandlers>();
+  /** Phase handlers (and restart rules) per job kind, keyed by the job document's `schema`; deploy-model is the default. */
+  private readonly kinds = new Map<string, JobKind>();
   /** What start-up had to repair (damaged state or pointer files), reported in telemetry. */
   private readonly recoveries: RecoveryNote[] = [];
   private readonly updater: AgentUpdater;
@@ -187,41 +194,49 @@ export class Agent {
     this.store = new ModelStore(this.cfg.modelDir, this.cfg.models.keepVersions);
     this.jobs = new JobsClient(this.transport, this.cfg.thingName, this.log, this.cfg.mqtt.requestTimeoutMs);
     this.kinds.set(DEPLOY_MODEL_SCHEMA, {
-      received: (job) => this.onReceived(job),
-      downloading: (job) => this.onDownloading(job),
-      verifying: (job) => this.onVerifying(job),
-      installing: (job) => this.onInstalling(job),
-      'health-checking': (job) => this.onHealthChecking(job),
-      committing: (job) => this.onCommitting(job),
-      'rolling-back': (job) => this.onRollingBack(job),
-      reporting: (job) => this.onReporting(job),
+      handlers: {
+        received: (job) => this.onReceived(job),
+        downloading: (job) => this.onDownloading(job),
+        verifying: (job) => this.onVerifying(job),
+        installing: (job) => this.onInstalling(job),
+        'health-checking': (job) => this.onHealthChecking(job),
+        committing: (job) => this.onCommitting(job),
+        'rolling-back': (job) => this.onRollingBack(job),
+        reporting: (job) => this.onReporting(job),
+      },
+      onRestart: ON_RESTART,
     });
     this.updater = new AgentUpdater({ launch: deps.launch ?? null, log: this.log, onStep: deps.onUpdateStep });
     // The agent update spans a restart: installing ends in the new process (confirm) or the restored old one.
-    this.kinds.set(UPDATE_AGENT_SCHEMA, {
-      received: (job) => this.onReceivedAgentUpdate(job),
-      downloading: (job) => this.onDownloading(job),
-      verifying: (job) => this.onVerifying(job),
-      installing: (job) => this.onInstallingAgent(job),
-      'health-checking': (job) => this.onAgentConfirmed(job),
-      committing: (job) => this.onCommittingAgent(job),
-      'rolling-back': (job) => this.onRollingBackAgent(job),
-      reporting: (job) => this.onReporting(job),
+    this.registerJobKind(UPDATE_AGENT_SCHEMA, {
+      handlers: {
+        received: (job) => this.onReceivedAgentUpdate(job),
+        downloading: (job) => this.onDownloading(job),
+        verifying: (job) => this.onVerifying(job),
+        installing: (job) => this.onInstallingAgent(job),
+        'health-checking': (job) => this.onAgentConfirmed(job),
+        committing: (job) => this.onCommittingAgent(job),
+        'rolling-back': (job) => this.onRollingBackAgent(job),
+        reporting: (job) => this.onReporting(job),
+      },
+      // `health-checking` only reports a confirmation already on disk: a restart there runs it again.
+      onRestart: { 'health-checking': 'redo' },
     });
   }
 
   /**
-   * Adds a job kind: jobs whose document has `schema` run through `handlers` (the same table, state record,
-   * crash-loop guard, cancel handling and reporting). Call before `start`.
+   * Adds a job kind: jobs whose document has `schema` run through `kind.handlers` (the same table, state
+   * record, crash-loop guard, cancel handling and reporting). `onRestart` overrides how a restart re-enters
+   * some phases (a kind whose install restarts the agent on purpose). Call before `start`.
    */
-  registerJobKind(schema: string, handlers: PhaseHandlers): void {
+  registerJobKind(schema: string, kind: { handlers: PhaseHandlers; onRestart?: Partial<Record<Phase, RestartRule>> }): void {
     if (this.kinds.has(schema)) throw new ValidationError(`job kind ${schema} is already registered`);
-    this.kinds.set(schema, handlers);
+    this.kinds.set(schema, { handlers: kind.handlers, onRestart: { ...ON_RESTART, ...kind.onRestart } });
   }
 
   /** The deploy-model handlers, for a job kind that reuses some of them (e.g. its reporting phase). */
   get deployHandlers(): PhaseHandlers {
-    return this.kinds.get(DEPLOY_MODEL_SCHEMA)!;
+    return this.kinds.get(DEPLOY_MODEL_SCHEMA)!.handlers;
   }
 
   async start(): Promise<void> {
@@ -234,7 +249,7 @@ export class Agent {
     this.state = await InstallStateStore.open(this.cfg.stateDir);
     if (this.state.recovery) this.noteRecovery(this.state.recovery);
     await this.recoverPointer();
-    const restart = await this.state.restart(this.cfg.jobs.crashLoopLimit, restartOutcome);
+    const restart = await this.state.restart(this.cfg.jobs.crashLoopLimit, restartOutcome, (job) => this.kindOf(job).onRestart);
     const active = restart?.job ?? null;
     if (restart) {
       const { job, crashed, diedIn, crashes, crashLoop } = restart;
@@ -433,6 +448,10 @@ export class Agent {
     }
   }
 
+  /**
+   * Best-effort IN_PROGRESS update: the final status is what must not be lost, and it is persisted.
+   * Each one restarts the service's step timer (stepTimeoutInMinutes), so it doubles as a heartbeat.
+   */
   private async progress(jobId: string, d: Record<string, string | number | undefined>): Promise<void> {
     if (!this.transport.connected) return;
     this.lastProgressAt = Date.now();
@@ -489,7 +508,6 @@ export class Agent {
     this.jobAbort.abort(new ValidationError(`job ${jobId} was canceled by the service (${why})`, { code: 'VALIDATION_CANCELED' }));
   }
 
-  /** Before install, a canceled job just stops; after it, the normal path finishes (the model is healthy or rolled back). */
   /** Advances the active job by one phase: its kind's handler returns an event, the table picks the next phase. */
   private async drive(job: ActiveJob): Promise<void> {
     if (this.jobAbort.signal.aborted && !this.stopped) this.jobAbort = new AbortController();
@@ -500,7 +518,7 @@ export class Agent {
     const result =
       NEXT[job.phase].canceled !== undefined && this.canceled.has(job.jobId)
         ? await this.canceledResult(job)
-        : await this.handlersFor(job)[job.phase](job);
+        : await this.kindOf(job).handlers[job.phase](job);
     const next = await this.state.advance(result);
     if (!next) {
       this.canceled.delete(job.jobId);
@@ -510,10 +528,10 @@ export class Agent {
     this.log.info('install phase', { jobId: next.jobId, phase: next.phase, event: result.event, ...(result.outcome ? { status: result.outcome.status } : {}) });
   }
 
-  /** The handlers of the job's kind (its document's `schema`); deploy-model's when the schema is unknown, so `received` rejects it. */
-  private handlersFor(job: ActiveJob): PhaseHandlers {
+  /** The job's kind (its document's `schema`); deploy-model when the schema is unknown, so `received` rejects it. */
+  private kindOf(job: ActiveJob): JobKind {
     const schema = typeof job.document === 'object' && job.document !== null ? (job.document as { schema?: unknown }).schema : undefined;
-    return (typeof schema === 'string' ? this.kinds.get(schema) : undefined) ?? this.deployHandlers;
+    return (typeof schema === 'string' ? this.kinds.get(schema) : undefined) ?? this.kinds.get(DEPLOY_MODEL_SCHEMA)!;
   }
 
   private async canceledResult(job: ActiveJob): Promise<PhaseResult> {

@@ -27,6 +27,23 @@ const RetryPolicySchema = z
   .strict()
   .refine((r) => r.initialDelayMs <= r.maxDelayMs, { message: 'initialDelayMs must be <= maxDelayMs', path: ['initialDelayMs'] });
 
+/**
+ * Configs written before the retry policy (`fleetlm device` writes every default) carry `download.retries`
+ * and `download.retryBaseMs`. They still load: the old defaults (5, 500) are dropped so the new policy
+ * applies, and other values become `retry.maxAttempts` (retries + 1) and `retry.initialDelayMs`.
+ */
+function migrateLegacyRetry(raw: unknown): unknown {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
+  const { retries, retryBaseMs, ...rest } = raw as Record<string, unknown>;
+  if (retries === undefined && retryBaseMs === undefined) return raw;
+  const oldDefaults = (retries === undefined || retries === 5) && (retryBaseMs === undefined || retryBaseMs === 500);
+  if (oldDefaults || rest.retry !== undefined) return rest;
+  const retry: Record<string, unknown> = {};
+  if (typeof retries === 'number') retry.maxAttempts = retries + 1;
+  if (retryBaseMs !== undefined) retry.initialDelayMs = retryBaseMs;
+  return { ...rest, retry };
+}
+
 export const AgentConfigSchema = z
   .object({
     thingName: z.string().refine(isThingName, 'must be 1-128 of [a-zA-Z0-9:_-]'),
@@ -62,7 +79,7 @@ export const AgentConfigSchema = z
       .strict()
       .default({ host: '127.0.0.1', port: 8080, maxConcurrent: 4 }),
     download: z
-      .object({
+      .preprocess(migrateLegacyRetry, z.object({
         maxArtifactBytes: z.number().int().positive().default(4 * 1024 ** 3),
         /** Free space that must remain on the model volume after every artifact is downloaded. */
         reserveFreeBytes: z.number().int().nonnegative().default(64 * 1024 ** 2),
@@ -73,7 +90,7 @@ export const AgentConfigSchema = z
         /** Test and bandwidth hook: caps download speed; 0 = unlimited. */
         throttleBytesPerSec: z.number().int().nonnegative().default(0),
       })
-      .strict()
+      .strict())
       .default({
         maxArtifactBytes: 4 * 1024 ** 3,
         reserveFreeBytes: 64 * 1024 ** 2,

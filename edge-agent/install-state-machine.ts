@@ -52,12 +52,15 @@ export const TRANSITIONS: Readonly<Record<Phase, readonly NextPhase[]>> = Object
   PHASES.map((p) => [p, [...new Set(Object.values(NEXT[p]))]]),
 ) as Record<Phase, NextPhase[]>;
 
+/** How a restart re-enters a phase: run it again, take its failed edge, or go back to a named phase. */
+export type RestartRule = 'redo' | 'failed' | Phase;
+
 /**
  * How a restarted agent re-enters the phase it died in: `redo` runs it again (downloads resume, installs
  * are idempotent); `failed` takes the table's failed edge (a crash during the health check counts as a
  * failed check, because the new model may be what crashed us); a phase name goes back to that phase.
  */
-export const ON_RESTART: Readonly<Record<Phase, 'redo' | 'failed' | Phase>> = {
+export const ON_RESTART: Readonly<Record<Phase, RestartRule>> = {
   received: 'redo',
   downloading: 'redo',
   verifying: 'downloading',
@@ -273,9 +276,14 @@ export class InstallStateStore {
    * After a restart: counts a crash in the phase the job was in (unless the last stop was clean), then
    * re-enters as ON_RESTART says. The crash-loop guard comes first: after `crashLoopLimit` crashes in one
    * phase the job takes that phase's failed edge (rolled back, or reported) instead of running it again.
-   * `failedOutcome` words the outcome of a failed re-entry.
+   * `failedOutcome` words the outcome of a failed re-entry; `rulesFor` lets a job kind re-enter differently
+   * (e.g. one whose install restarts the agent on purpose).
    */
-  async restart(crashLoopLimit: number, failedOutcome: (job: ActiveJob, why: RestartFailure, crashes: number) => Outcome): Promise<RestartResult | null> {
+  async restart(
+    crashLoopLimit: number,
+    failedOutcome: (job: ActiveJob, why: RestartFailure, crashes: number) => Outcome,
+    rulesFor: (job: ActiveJob) => Readonly<Record<Phase, RestartRule>> = () => ON_RESTART,
+  ): Promise<RestartResult | null> {
     const cur = this.record.active;
     if (!cur) return null;
     const crashed = !cur.cleanStop;
@@ -288,7 +296,7 @@ export class InstallStateStore {
       updatedAt: new Date().toISOString(),
     };
     const crashLoop = crashed && crashes >= crashLoopLimit && CRASH_GUARDED.has(cur.phase);
-    const how = crashLoop ? 'failed' : ON_RESTART[cur.phase];
+    const how = crashLoop ? 'failed' : rulesFor(cur)[cur.phase];
     if (how === 'failed') {
       const to = NEXT[cur.phase].failed;
       if (to === undefined || to === FINISHED) throw new IllegalTransitionError(cur.phase, 'failed');

@@ -274,7 +274,10 @@ export class AgentProcess {
       async () => {
         const found = this.logs.find(match);
         if (found) return found;
-        if (this.proc.exitCode !== null) throw new Error(`agent exited (${this.proc.exitCode}): ${this.stderr.slice(-10).join('\n')}`);
+        // A process killed by a signal has signalCode set and exitCode null.
+        if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
+          throw new Error(`agent exited (${this.proc.exitCode ?? this.proc.signalCode}): ${this.stderr.slice(-10).join('\n')}`);
+        }
         return undefined;
       },
       timeoutMs,

@@ -54,6 +54,15 @@ describe('loadAgentConfig', () => {
     expect(() => loadAgentConfig({ configPath: p, overrides: ['download.retry.initialDelayMs=60000'] })).toThrow(/initialDelayMs must be <= maxDelayMs/);
   });
 
+  it('still loads a config written before the retry policy', async () => {
+    // What `fleetlm device` wrote: every default, including the old 5 retries from 500 ms.
+    const old = await file({ ...base, download: { maxArtifactBytes: 1000, retries: 5, retryBaseMs: 500, idleTimeoutMs: 30_000 } });
+    expect(loadAgentConfig({ configPath: old }).download).toMatchObject({ maxArtifactBytes: 1000, retry: { maxAttempts: 50, initialDelayMs: 1000 } });
+    const chosen = await file({ ...base, download: { retries: 9, retryBaseMs: 200 } });
+    expect(loadAgentConfig({ configPath: chosen }).download.retry).toMatchObject({ maxAttempts: 10, initialDelayMs: 200, maxDelayMs: 60_000 });
+    expect('retries' in loadAgentConfig({ configPath: chosen }).download).toBe(false);
+  });
+
   it('demands TLS for a broker that is not on loopback', async () => {
     const p = await file({ ...base, mqtt: { host: 'abc-ats.iot.eu-west-1.amazonaws.com' } });
     expect(() => loadAgentConfig({ configPath: p })).toThrow(/mqtt.tls: is required for non-loopback host/);

@@ -99,6 +99,13 @@ describe('InstallStateStore', () => {
     expect(r?.job.outcome?.statusDetails.reason).toBe('crash-loop x3');
   });
 
+  it('lets a job kind re-enter a phase its own way', async () => {
+    const dir = await tmp();
+    await reach(await InstallStateStore.open(dir), 'health-checking');
+    const r = await (await InstallStateStore.open(dir)).restart(3, outcomeFor, () => ({ ...ON_RESTART, 'health-checking': 'redo' }));
+    expect(r?.job.phase).toBe('health-checking');
+  });
+
   it('does not count a clean stop as a crash', async () => {
     const dir = await tmp();
     await reach(await InstallStateStore.open(dir), 'downloading');
