@@ -69,7 +69,7 @@ interface Run {
 }
 
 /** Restarts the launcher whenever it exits, until stopped; keeps every run's log lines. */
-/** What the files said right after a run died by SIGKILL, before the next launch. */
+/** What the files said right after a run ended by SIGKILL (launcher or agent), before the next launch. */
 export interface KillSnapshot {
   record: UpdateRecord | null;
   current: string | null;
@@ -80,7 +80,7 @@ export class Supervisor {
   readonly runs: Run[] = [];
   readonly killSnapshots: KillSnapshot[] = [];
   private stopped = false;
-  /** Fault hooks for the launches to come; dropped once a run dies by SIGKILL (the hook fired). */
+  /** Fault hooks for the launches to come; dropped once a run ends by SIGKILL (the hook fired). */
   private hookEnv: Record<string, string> = {};
 
   constructor(
@@ -142,8 +142,9 @@ export class Supervisor {
       }
     });
     this.runs.push(run);
-    void run.exit.then(async ({ signal }) => {
-      if (signal === 'SIGKILL') {
+    void run.exit.then(async ({ code, signal }) => {
+      // The launcher died by SIGKILL (a group kill), or reports its agent did (exit 137).
+      if (signal === 'SIGKILL' || code === 137) {
         this.hookEnv = {};
         this.killSnapshots.push({ record: await readUpdateRecord(this.home.root), current: await this.home.currentVersion(), versions: await this.home.versions() });
       }
