@@ -36,9 +36,14 @@ function homeDir(): string {
   return path.dirname(realpathSync(fileURLToPath(import.meta.url)));
 }
 
+/** Flags that only print something: they run `current` as it is and never touch an update under way. */
+const INFO_FLAGS = new Set(['--version', '-V', '--help', '-h', '--print-config']);
+
 async function main(): Promise<number> {
   const home = new AgentHome(homeDir());
-  const plan = await planLaunch(home, log, { beforeTrialStart: () => killHook('trial-recorded') });
+  const infoOnly = process.argv.slice(2).some((a) => INFO_FLAGS.has(a));
+  const current = infoOnly ? await home.currentVersion() : null;
+  const plan = infoOnly && current ? { version: current, trial: null } : await planLaunch(home, log, { beforeTrialStart: () => killHook('trial-recorded') });
   const entry = home.entryOf(plan.version);
   const child = spawn(process.execPath, [entry, ...process.argv.slice(2)], {
     stdio: ['inherit', 'inherit', 'pipe'],
@@ -63,7 +68,10 @@ async function main(): Promise<number> {
   const timers: NodeJS.Timeout[] = [];
   const endTrial = () => {
     trial = null;
-    for (const t of timers) clearTimeout(t), clearInterval(t);
+    for (const t of timers) {
+      clearTimeout(t);
+      clearInterval(t);
+    }
   };
   if (trial) {
     const t = trial;

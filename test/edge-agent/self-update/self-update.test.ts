@@ -2,6 +2,7 @@
 // the esbuild-bundled launcher under a restart-always supervisor, and agent packages that work, crash at
 // start, or never confirm. Then kill -9 (agent and launcher together, like a power cut) at every step of
 // the switch: each run must end on the old or the new agent with the job resolved and the files consistent.
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -10,7 +11,7 @@ import { agentPackageFileName } from '../../../contracts/agent-package.ts';
 import type { UpdateAgentDocumentInput } from '../../../contracts/job-document.ts';
 import { LocalKeySigner, generateSigningKeyPair, signManifestBytes } from '../../../contracts/manifest-signing.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readUpdateRecord } from '../../../edge-agent/self-update/update-record.ts';
+import { newUpdateRecord, readUpdateRecord, removeUpdateRecord, writeUpdateRecord } from '../../../edge-agent/self-update/update-record.ts';
 import type { AgentHome } from '../../../edge-agent/self-update/agent-home.ts';
 import { runCliCaptured } from '../../helpers/run-cli.ts';
 import { AgentProcess, TestFleet, eventually, tempDir } from '../agent-fixture.ts';
@@ -249,4 +250,20 @@ describe('agent self-update', () => {
       await expectSettledOn(running, [...installed]);
     }
   }, 600_000);
+
+  it('`fleetlm-agent --version` through the launcher prints the current version and leaves a pending update alone', async () => {
+    await sup.stop();
+    const running = (await home.currentVersion())!;
+    const other = (await home.versions()).find((v) => v !== running)!;
+    const pending = await writeUpdateRecord(home.root, newUpdateRecord('su-info', running, other, 30_000));
+    try {
+      const r = spawnSync(process.execPath, [path.join(home.root, 'launcher.mjs'), '--version'], { encoding: 'utf8', env: { ...process.env } });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout.trim()).toBe('0.1.0'); // the test packages run this checkout's sources (edge-agent/package.json)
+      expect(await readUpdateRecord(home.root)).toEqual(pending);
+      expect(await home.currentVersion()).toBe(running);
+    } finally {
+      await removeUpdateRecord(home.root);
+    }
+  });
 });
