@@ -76,7 +76,7 @@ describe('agent package publishing', () => {
     await expect(publishAgentPackage({ s3, bucket: profile.s3.bucket, signer, file: other })).rejects.toThrow(/already published .* with different bytes/);
 
     const doc = buildUpdateAgentDocument(profile, [first]);
-    expect(doc.packages[0]!.artifact.url).toMatch(/^\$\{aws:iot:s3-presigned-url:.*\/agents\/1\.0\/linux-x64\/fleetlm-agent-1\.0-linux-x64\.tar\.gz\}$/);
+    expect(doc.packages[0]!.artifact.url).toMatch(/^\$\{aws:iot:s3-presigned-url-v2:.*\/agents\/1\.0\/linux-x64\/fleetlm-agent-1\.0-linux-x64\.tar\.gz\}$/);
     expect(() => buildUpdateAgentDocument(profile, [first, { ...first, version: '2.0' }])).toThrow(/must share a version/);
   });
 
