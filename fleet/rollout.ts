@@ -20,6 +20,7 @@ import { DEPLOY_MODEL_SCHEMA, DeployModelDocumentSchema, type DeployModelDocumen
 import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, modelPrefix } from '../contracts/manifest.ts';
 import { presignedPlaceholder, type FleetProfile } from './profile.ts';
 import { readPublishedVersion } from './publisher.ts';
+import { checkJobConfig } from './job-limits.ts';
 
 /** AWS IoT caps a job document at 32 KB. */
 const MAX_JOB_DOCUMENT_BYTES = 32 * 1024;
@@ -207,7 +208,7 @@ export function jobConfig(settings: RolloutSettings, targetCount: number, roleAr
       ],
     };
   }
-  return config;
+  return checkJobConfig(config);
 }
 
 /** Creates the IoT Job that deploys a published version to a group (or to named things). */

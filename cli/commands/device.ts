@@ -23,7 +23,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../../common/atomic-file.ts';
 import { parseWith } from '../../common/validate.ts';
 import { AgentConfigSchema, type AgentConfig, type AgentConfigInput } from '../../edge-agent/config.ts';
 import { isThingName } from '../../contracts/jobs-topics.ts';
-import { createIotClient, createS3Client, describeProfile, resolveProfile, type FleetProfile, type ProfileFlags } from '../../fleet/profile.ts';
+import { createIotClient, createS3Client, describeProfile, loadProfile, requireBucket, type FleetProfile, type ProfileFlags } from '../../fleet/profile.ts';
 import { PUBLIC_KEY_OBJECT } from '../../functions/shared/constants.ts';
 
 /** Policy the fleet stack creates (`${prefix}-device`). */
@@ -95,7 +95,7 @@ async function fleetPublicKey(profile: FleetProfile, opts: RegisterOptions, targ
   // Written by the artifacts stack's custom resource at deploy time.
   let pem: string;
   try {
-    const obj = await createS3Client(profile).send(new GetObjectCommand({ Bucket: profile.s3.bucket, Key: PUBLIC_KEY_OBJECT }));
+    const obj = await createS3Client(profile).send(new GetObjectCommand({ Bucket: requireBucket(profile), Key: PUBLIC_KEY_OBJECT }));
     pem = await obj.Body!.transformToString();
   } catch (err) {
     throw new TransportError(
@@ -196,13 +196,15 @@ export function register(program: Command): void {
     .option('--http-port <port>', 'agent local API port (default 8080)')
     .addOption(new Option('--local [dir]', 'use the local hub whose endpoints.json is in dir (default .fleetlm/local)'))
     .option('--profile <file>', 'AWS profile file (default ~/.fleetlm/profile.json)')
+    .option('--aws-profile <name>', 'named AWS profile for credentials and region (default: AWS_PROFILE, else the SDK default chain)')
     .option('--region <region>', 'AWS region (overrides the profile and AWS_REGION)')
     .option('--bucket <bucket>', 'artifact bucket (overrides the profile)')
     .option('--json', 'machine-readable output on stdout')
     .option('--verbose', 'print the resolved profile on stderr')
     .action(async (o: CliOpts) => {
       process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-      const profile = resolveProfile(o);
+      // The bucket is only read for the fleet public key when --fleet-public-key is not given.
+      const profile = await loadProfile(o, process.env, { bucket: !o.fleetPublicKey });
       if (o.verbose) process.stderr.write(`profile: ${JSON.stringify(describeProfile(profile), null, 2)}\n`);
       let httpPort: number | undefined;
       if (o.httpPort !== undefined) {
