@@ -1,7 +1,7 @@
 // Publishing a model bundle: collect the files a device needs from a model directory, write a
 // manifest listing each with size and sha256, sign it, and upload everything to S3 under
 // models/{modelId}/{version}/. A version, once its manifest.json exists, never changes.
-import { createReadStream, existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, NoSuchKey, NotFound, PutObjectCommand, S3ServiceException, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
@@ -24,6 +24,7 @@ import {
 } from '../contracts/manifest.ts';
 import { signManifestBytes, type ManifestSigner } from '../contracts/manifest-signing.ts';
 import { sha256File, sha256Hex } from '../common/hash.ts';
+import { uploadFileIfAbsent } from './object-upload.ts';
 import { QUALITY_FILE, QualityRecordSchema, rejudge } from '../models/quality/quality-gate.ts';
 // The tokenizer modules directly: the runtime's index would load onnxruntime into every publish.
 import { loadTokenizerFile } from '../models/runtime/tokenizer-file.ts';
@@ -197,8 +198,12 @@ export interface PublishOptions extends PrepareOptions {
   s3: S3Client;
   bucket: string;
   signer: ManifestSigner;
-  /** Called as bytes go up, for progress bars. */
+  /** Called as bytes go up (after each part of a large file), for progress bars. */
   onProgress?: (uploadedBytes: number, totalBytes: number, file: string) => void;
+  /** Files above this many bytes go up as multipart uploads (default fleet/object-upload.ts DEFAULT_MULTIPART_THRESHOLD_BYTES). */
+  multipartThresholdBytes?: number;
+  /** Multipart part size in bytes, at least 5 MiB (default 16 MiB, raised to fit 10,000 parts). */
+  partSizeBytes?: number;
 }
 
 export interface PublishResult {
@@ -323,11 +328,18 @@ export async function publishBundle(opts: PublishOptions): Promise<PublishResult
   const totalBytes = bundle.manifest.files.reduce((s, f) => s + f.size, 0) + bundle.manifestBytes.length;
   let uploaded = 0;
   for (const f of bundle.manifest.files) {
-    const local = bundle.paths.get(f.name)!;
-    const input = { Bucket: bucket, Key: prefix + f.name, Body: createReadStream(local), ContentLength: f.size, ContentType: 'application/octet-stream', Metadata: { sha256: f.sha256 } };
-    if (!(await putIfAbsent(s3, input, f.name))) await expectSameObject(s3, bucket, prefix + f.name, f.sha256, opts);
+    const upload = { bucket, key: prefix + f.name, file: bundle.paths.get(f.name)!, size: f.size, contentType: 'application/octet-stream', metadata: { sha256: f.sha256 } };
+    const before = uploaded;
+    const written = await uploadFileIfAbsent(s3, upload, {
+      multipartThresholdBytes: opts.multipartThresholdBytes,
+      partSizeBytes: opts.partSizeBytes,
+      onBytes: (sent) => opts.onProgress?.(before + sent, totalBytes, f.name),
+    });
+    if (!written) {
+      await expectSameObject(s3, bucket, prefix + f.name, f.sha256, opts);
+      opts.onProgress?.(before + f.size, totalBytes, f.name);
+    }
     uploaded += f.size;
-    opts.onProgress?.(uploaded, totalBytes, f.name);
   }
   let sigBytes: Buffer = Buffer.from(`${JSON.stringify(signature, null, 2)}\n`);
   let written = signature;

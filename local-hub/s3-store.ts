@@ -198,8 +198,8 @@ const refuseUnsafeKeys: KoaMiddleware = async (ctx, next) => {
 };
 
 /**
- * Conditional writes (PutObject with `If-None-Match: *`), which s3rver predates: refuse with 412 when
- * the key exists. https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
+ * Conditional writes (PutObject or CompleteMultipartUpload with `If-None-Match: *`), which s3rver predates:
+ * refuse with 412 when the key exists. https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
  */
 function conditionalPut(store: S3rverInstance['store']): KoaMiddleware {
   // Keys with a conditional PUT in flight: the existence check and the write are two awaits apart, so
@@ -207,7 +207,10 @@ function conditionalPut(store: S3rverInstance['store']): KoaMiddleware {
   const writing = new Set<string>();
   return async (ctx, next) => {
     const req = ctx.req as IncomingMessage;
-    if (ctx.method === 'PUT' && req.headers['if-none-match'] === '*' && ctx.query.uploadId === undefined) {
+    // PutObject, or CompleteMultipartUpload (POST ?uploadId), with `If-None-Match: *`.
+    const putObject = ctx.method === 'PUT' && ctx.query.uploadId === undefined;
+    const completeUpload = ctx.method === 'POST' && ctx.query.uploadId !== undefined;
+    if ((putObject || completeUpload) && req.headers['if-none-match'] === '*') {
       const [, bucket, ...rest] = ctx.path.split('/');
       const key = rest.map((seg) => decodeURIComponent(seg)).join('/');
       if (bucket && key) {

@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { publishBundle, readPublishedVersion } from '../../fleet/publisher.ts';
+import { uploadFileIfAbsent } from '../../fleet/object-upload.ts';
 import { generateSigningKeyPair, LocalKeySigner, verifyManifestBytes } from '../../contracts/manifest-signing.ts';
 import { removeDir, s3Client, startTestHub } from './helpers.ts';
 
@@ -122,6 +123,19 @@ describe('local hub: S3 store', () => {
     const winner = results.findIndex((r) => r.status === 'fulfilled');
     const kept = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'race/claim.json' }));
     expect(await kept.Body!.transformToString()).toBe(`writer ${winner}`);
+  });
+
+  it('honours If-None-Match: * on CompleteMultipartUpload: a multipart upload onto a taken key writes nothing', async () => {
+    const d = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-mpu-'));
+    const file = path.join(d, 'part.bin');
+    writeFileSync(file, Buffer.alloc(3000, 5));
+    const u = { bucket, key: 'mpu/once.bin', file, size: 3000, contentType: 'application/octet-stream' };
+    expect(await uploadFileIfAbsent(s3, u, { multipartThresholdBytes: 1 })).toBe(true);
+    writeFileSync(file, Buffer.alloc(3000, 6));
+    expect(await uploadFileIfAbsent(s3, u, { multipartThresholdBytes: 1 })).toBe(false);
+    rmSync(d, { recursive: true, force: true });
+    const kept = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'mpu/once.bin' }));
+    expect(Buffer.from(await kept.Body!.transformToByteArray()).equals(Buffer.alloc(3000, 5))).toBe(true);
   });
 
   it('two concurrent publishers of one version: exactly one wins and its manifest verifies against the bytes', async () => {
