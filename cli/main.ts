@@ -1,6 +1,6 @@
 // The `fleetlm` operator CLI. Each command lives in cli/commands/<name>.ts and registers itself.
 import { Command, CommanderError } from 'commander';
-import { FleetError, describeError } from '../common/errors.ts';
+import { FleetError, describeError, isValidationCode } from '../common/errors.ts';
 import { COMMANDS } from './commands/index.ts';
 
 /** Builds the CLI program with every command registered (exported for tests). */
@@ -22,7 +22,7 @@ export async function runCli(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    const code = err instanceof FleetError && err.code.startsWith('VALIDATION') ? 2 : 1;
+    const code = err instanceof FleetError && isValidationCode(err.code) ? 2 : 1;
     process.stderr.write(`fleetlm: error: ${describeError(err)}\n`);
     if (process.env.FLEETLM_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return code;
