@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { ListThingsCommand, ListThingsInThingGroupCommand, type IoTClient } from '@aws-sdk/client-iot';
+import { paginateListThings, paginateListThingsInThingGroup, type IoTClient } from '@aws-sdk/client-iot';
 import { TransportError, ValidationError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/atomic-file.ts';
 import { generateSigningKeyPair, LocalKeySigner, type ManifestSigner } from '../../contracts/manifest-signing.ts';
@@ -184,18 +184,11 @@ async function follow(iot: IoTClient, jobId: string, opts: CommonOpts): Promise<
 
 async function listThings(iot: IoTClient, group?: string): Promise<string[]> {
   const names: string[] = [];
-  let nextToken: string | undefined;
-  do {
-    if (group) {
-      const page = await iot.send(new ListThingsInThingGroupCommand({ thingGroupName: group, nextToken, maxResults: 250 }));
-      names.push(...(page.things ?? []));
-      nextToken = page.nextToken;
-    } else {
-      const page = await iot.send(new ListThingsCommand({ nextToken, maxResults: 250 }));
-      names.push(...(page.things ?? []).map((t) => t.thingName!).filter(Boolean));
-      nextToken = page.nextToken;
-    }
-  } while (nextToken);
+  if (group) {
+    for await (const page of paginateListThingsInThingGroup({ client: iot, pageSize: 250 }, { thingGroupName: group })) names.push(...(page.things ?? []));
+  } else {
+    for await (const page of paginateListThings({ client: iot, pageSize: 250 }, {})) names.push(...(page.things ?? []).map((t) => t.thingName!).filter(Boolean));
+  }
   return names.sort();
 }
 
