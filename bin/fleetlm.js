@@ -1,5 +1,10 @@
 #!/usr/bin/env node
-// Operator CLI entry: loads the TypeScript sources through tsx so no build step is needed.
-import { register } from 'tsx/esm/api';
-register();
-await import('../cli/main.ts');
+// Operator CLI entry: runs the esbuild bundle (`npm run build`); nothing is transpiled at run time.
+import { existsSync } from 'node:fs';
+
+const bundle = new URL('../dist/fleetlm.mjs', import.meta.url);
+if (!existsSync(bundle)) {
+  process.stderr.write('fleetlm: not built yet: run `npm run build` (npm test and npm run demo build first)\n');
+  process.exit(2);
+}
+await import(bundle.href);

@@ -1,22 +1,42 @@
-// The `fleetlm` operator CLI. Each command lives in cli/commands/<name>.ts and registers itself.
+// The `fleetlm` operator CLI. Each command lives in cli/commands/<name>.ts and registers itself; only the
+// module of the command being run is loaded.
 import { Command, CommanderError } from 'commander';
 import { FleetError, describeError, isValidationCode } from '../common/errors.ts';
-import { COMMANDS } from './commands/index.ts';
+import { COMMANDS, type CommandEntry } from './commands/index.ts';
 
-/** Builds the CLI program with every command registered (exported for tests). */
-export function buildProgram(): Command {
-  const program = new Command('fleetlm')
+function baseProgram(): Command {
+  return new Command('fleetlm')
     .description('Design, compress and ship small language models to IoT fleets, then watch them run.')
     .version('0.1.0')
     .showHelpAfterError()
     .configureOutput({ outputError: (str, write) => write(str) });
-  for (const register of COMMANDS) register(program);
+}
+
+/** The entry whose module registers the command `argv` names (`fleetlm help <cmd>` included), if any. */
+export function entryFor(argv: readonly string[]): CommandEntry | undefined {
+  const args = argv.slice(2);
+  let name = args.find((a) => !a.startsWith('-'));
+  if (name === 'help') name = args[args.indexOf('help') + 1];
+  return name === undefined ? undefined : COMMANDS.find((e) => Object.hasOwn(e.commands, name));
+}
+
+/**
+ * Builds the CLI program (exported for tests): with `entry`, that module's commands are registered for
+ * real; without, every command is listed by name and description only (top-level help, unknown commands).
+ */
+export async function buildProgram(entry?: CommandEntry): Promise<Command> {
+  const program = baseProgram();
+  if (entry) {
+    (await entry.load()).register(program);
+  } else {
+    for (const e of COMMANDS) for (const [name, description] of Object.entries(e.commands)) program.command(name).description(description);
+  }
   return program;
 }
 
 /** Runs the CLI; bad input exits 2, other failures exit 1, both with a one-line reason. */
 export async function runCli(argv: string[]): Promise<number> {
-  const program = buildProgram().exitOverride();
+  const program = (await buildProgram(entryFor(argv))).exitOverride();
   try {
     await program.parseAsync(argv);
     return 0;
@@ -29,7 +49,8 @@ export async function runCli(argv: string[]): Promise<number> {
   }
 }
 
-const isEntry = process.argv[1] !== undefined && /fleetlm(\.js)?$|cli[\\/]main\.ts$/.test(process.argv[1]);
+// bin/fleetlm.js imports the bundle (dist/fleetlm.mjs); tests import this module and call runCli.
+const isEntry = process.argv[1] !== undefined && /fleetlm(\.m?js)?$|cli[\\/]main\.ts$/.test(process.argv[1]);
 if (isEntry) {
   process.exitCode = await runCli(process.argv);
 }

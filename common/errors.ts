@@ -4,6 +4,7 @@
 /** Codes of ValidationError: a person must change what they passed in (exit status 2). */
 export type ValidationCode =
   | 'VALIDATION'
+  | 'VALIDATION_ARCHIVE'
   | 'VALIDATION_CANCELED'
   | 'VALIDATION_CHECKSUM'
   | 'VALIDATION_DISK_FULL'
@@ -14,11 +15,16 @@ export type ValidationCode =
   | 'VALIDATION_JOB_LIMIT'
   | 'VALIDATION_KEY_EXISTS'
   | 'VALIDATION_MANIFEST_MISMATCH'
-  | 'VALIDATION_NO_EMBEDDING'
+  | 'VALIDATION_MANIFEST_MISSING'
   | 'VALIDATION_NOTHING_TO_QUANTIZE'
+  | 'VALIDATION_NO_EMBEDDING'
+  | 'VALIDATION_NO_LAUNCHER'
   | 'VALIDATION_OUT_DIR'
+  | 'VALIDATION_PACKAGE'
   | 'VALIDATION_PATH'
+  | 'VALIDATION_PLATFORM'
   | 'VALIDATION_QUALITY_GATE'
+  | 'VALIDATION_QUANT_ACCURACY'
   | 'VALIDATION_QUANT_BITS'
   | 'VALIDATION_QUANT_BLOCK'
   | 'VALIDATION_RATIO'
@@ -51,8 +57,8 @@ export type ModelCode =
   | 'MODEL_RUN'
   | 'MODEL_WEIGHTS';
 
-/** The agent's install state machine (edge-agent/install-state-machine.ts). */
-export type StateCode = 'STATE_BUSY' | 'STATE_IDLE' | 'STATE_TRANSITION';
+/** The agent's install state machine (edge-agent/install-state-machine.ts) and its restarts. */
+export type StateCode = 'STATE_BUSY' | 'STATE_IDLE' | 'STATE_NO_RESTART' | 'STATE_TRANSITION' | 'AGENT_RESTARTING';
 
 /** Every error code a FleetLM program raises: one union, so a switch over codes is checked by the compiler. */
 export type FleetErrorCode = ValidationCode | TransportCode | ModelCode | StateCode;

@@ -3,6 +3,11 @@
 import { z } from 'zod';
 import { parseWith } from '../common/validate.ts';
 
+export const RecoveryNoteSchema = z
+  .object({ file: z.string().max(1024), problem: z.string().max(1024), keptAs: z.string().max(1024), action: z.string().max(1024) })
+  .strict();
+export type RecoveryNote = z.output<typeof RecoveryNoteSchema>;
+
 const Percentiles = z.object({ p50: z.number().nonnegative(), p95: z.number().nonnegative() }).strict();
 
 export const TelemetrySchema = z
@@ -13,7 +18,7 @@ export const TelemetrySchema = z
     timestamp: z.number().int().nonnegative(),
     /** Monotonic per device, so a consumer can spot gaps and duplicates. */
     seq: z.number().int().nonnegative(),
-    event: z.enum(['periodic', 'startup', 'install', 'rollback', 'health-check']),
+    event: z.enum(['periodic', 'startup', 'install', 'rollback', 'health-check', 'recovery']),
     model: z.object({ modelId: z.string(), version: z.string() }).strict().nullable(),
     inference: z
       .object({
@@ -33,8 +38,12 @@ export const TelemetrySchema = z
         energyEstimated: z.boolean(),
       })
       .strict(),
+    /** How the device runs models: the onnxruntime execution providers in order (absent from older agents). */
+    runtime: z.object({ executionProviders: z.array(z.string().min(1)).min(1) }).strict().optional(),
     /** Messages dropped from the offline buffer because it was full. */
     dropped: z.number().int().nonnegative().default(0),
+    /** On `recovery`: damaged files the agent found at start-up, where it kept them, and what it did instead. */
+    recovery: z.array(RecoveryNoteSchema).max(8).optional(),
   })
   .strict();
 

@@ -7,9 +7,42 @@ import { ValidationError } from '../common/errors.ts';
 import { parseJsonWith, parseWith } from '../common/validate.ts';
 import { isThingName } from '../contracts/jobs-topics.ts';
 import { PHASES } from './install-state-machine.ts';
+import { UPDATE_STEPS } from './self-update/agent-updater.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const PositiveMs = z.number().int().positive();
+
+/** Download retry policy (edge-agent/downloader.ts RetryPolicy): failures in a row, backoff, and a deadline. */
+const DEFAULT_RETRY = { maxAttempts: 50, initialDelayMs: 1000, maxDelayMs: 60_000, deadlineMs: 30 * 60_000 };
+const RetryPolicySchema = z
+  .object({
+    /** Failed attempts in a row (no byte received) before the download fails with TRANSPORT. */
+    maxAttempts: z.number().int().min(1).max(10_000).default(DEFAULT_RETRY.maxAttempts),
+    /** First backoff; doubles per failure (jittered to 50-100%) up to maxDelayMs. */
+    initialDelayMs: PositiveMs.default(DEFAULT_RETRY.initialDelayMs),
+    maxDelayMs: PositiveMs.default(DEFAULT_RETRY.maxDelayMs),
+    /** Longest time failing in a row, from the last byte received, before giving up. */
+    deadlineMs: PositiveMs.default(DEFAULT_RETRY.deadlineMs),
+  })
+  .strict()
+  .refine((r) => r.initialDelayMs <= r.maxDelayMs, { message: 'initialDelayMs must be <= maxDelayMs', path: ['initialDelayMs'] });
+
+/**
+ * Configs written before the retry policy (`fleetlm device` writes every default) carry `download.retries`
+ * and `download.retryBaseMs`. They still load: the old defaults (5, 500) are dropped so the new policy
+ * applies, and other values become `retry.maxAttempts` (retries + 1) and `retry.initialDelayMs`.
+ */
+function migrateLegacyRetry(raw: unknown): unknown {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
+  const { retries, retryBaseMs, ...rest } = raw as Record<string, unknown>;
+  if (retries === undefined && retryBaseMs === undefined) return raw;
+  const oldDefaults = (retries === undefined || retries === 5) && (retryBaseMs === undefined || retryBaseMs === 500);
+  if (oldDefaults || rest.retry !== undefined) return rest;
+  const retry: Record<string, unknown> = {};
+  if (typeof retries === 'number') retry.maxAttempts = retries + 1;
+  if (retryBaseMs !== undefined) retry.initialDelayMs = retryBaseMs;
+  return { ...rest, retry };
+}
 
 export const AgentConfigSchema = z
   .object({
@@ -46,23 +79,22 @@ export const AgentConfigSchema = z
       .strict()
       .default({ host: '127.0.0.1', port: 8080, maxConcurrent: 4 }),
     download: z
-      .object({
+      .preprocess(migrateLegacyRetry, z.object({
         maxArtifactBytes: z.number().int().positive().default(4 * 1024 ** 3),
         /** Free space that must remain on the model volume after every artifact is downloaded. */
         reserveFreeBytes: z.number().int().nonnegative().default(64 * 1024 ** 2),
-        retries: z.number().int().nonnegative().default(5),
-        retryBaseMs: PositiveMs.default(500),
+        /** Retries for artifact and signature downloads; defaults ride out minutes of cellular dropout. */
+        retry: RetryPolicySchema.default(DEFAULT_RETRY),
         /** Idle time on an HTTP response before the attempt is abandoned and retried. */
         idleTimeoutMs: PositiveMs.default(30_000),
         /** Test and bandwidth hook: caps download speed; 0 = unlimited. */
         throttleBytesPerSec: z.number().int().nonnegative().default(0),
       })
-      .strict()
+      .strict())
       .default({
         maxArtifactBytes: 4 * 1024 ** 3,
         reserveFreeBytes: 64 * 1024 ** 2,
-        retries: 5,
-        retryBaseMs: 500,
+        retry: DEFAULT_RETRY,
         idleTimeoutMs: 30_000,
         throttleBytesPerSec: 0,
       }),
@@ -73,9 +105,11 @@ export const AgentConfigSchema = z
         stepTimeoutInMinutes: z.number().int().min(1).max(10080).default(10),
         /** Least time between heartbeat updates during long phases (download, health check); must be well under the step timeout. */
         heartbeatMs: PositiveMs.default(60_000),
+        /** Crashes of the agent in one install phase of one job before the job is rolled back (AGENT_CRASH_LOOP). */
+        crashLoopLimit: z.number().int().min(1).max(100).default(3),
       })
       .strict()
-      .default({ stepTimeoutInMinutes: 10, heartbeatMs: 60_000 }),
+      .default({ stepTimeoutInMinutes: 10, heartbeatMs: 60_000, crashLoopLimit: 3 }),
     models: z
       .object({ keepVersions: z.number().int().min(1).max(20).default(2) })
       .strict()
@@ -85,9 +119,19 @@ export const AgentConfigSchema = z
         /** onnxruntime intra-op threads; 0 = every core. */
         threads: z.number().int().nonnegative().default(0),
         allowSpinning: z.boolean().default(false),
+        /**
+         * onnxruntime execution providers in order of preference (docs/agent.md, "Execution providers"),
+         * e.g. ["tensorrt", "cuda", "cpu"] on a Jetson with a GPU build; checked against the installed
+         * onnxruntime at start-up.
+         */
+        executionProviders: z
+          .array(z.string().regex(/^[a-z][a-z0-9_-]*$/, 'must be a provider name such as cpu, cuda, tensorrt'))
+          .min(1)
+          .refine((l) => new Set(l).size === l.length, 'must not repeat a provider')
+          .default(['cpu']),
       })
       .strict()
-      .default({ threads: 0, allowSpinning: false }),
+      .default({ threads: 0, allowSpinning: false, executionProviders: ['cpu'] }),
     healthCheck: z
       .object({
         /** Ceiling on a whole health check (load + generate). */
@@ -108,9 +152,13 @@ export const AgentConfigSchema = z
       .strict()
       .default({ intervalMs: 60_000, bufferMaxMessages: 1000, cpuWatts: 2.5, sysfsRoot: '/sys' }),
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
-    /** Fault injection for tests: the process kills itself (SIGKILL) on entering this install phase. */
+    /**
+     * Fault injection for tests: the process kills itself (SIGKILL) whenever this install phase starts running
+     * (also on re-entry after a restart); under the self-update launcher, killAtUpdateStep SIGKILLs the process
+     * group (agent and launcher, like a power cut) right after that step of an agent update's install.
+     */
     testHooks: z
-      .object({ killOnPhase: z.enum(PHASES).optional() })
+      .object({ killOnPhase: z.enum(PHASES).optional(), killAtUpdateStep: z.enum(UPDATE_STEPS).optional() })
       .strict()
       .default({}),
   })
@@ -143,7 +191,8 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-type Kind = 'string' | 'number' | 'boolean';
+/** `list`: comma-separated in the environment and `--set`. */
+type Kind = 'string' | 'number' | 'boolean' | 'list';
 /** Every leaf key settable from the environment or `--set`, with its type. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   thingName: 'string',
@@ -164,15 +213,19 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   'http.maxConcurrent': 'number',
   'download.maxArtifactBytes': 'number',
   'download.reserveFreeBytes': 'number',
-  'download.retries': 'number',
-  'download.retryBaseMs': 'number',
+  'download.retry.maxAttempts': 'number',
+  'download.retry.initialDelayMs': 'number',
+  'download.retry.maxDelayMs': 'number',
+  'download.retry.deadlineMs': 'number',
   'download.idleTimeoutMs': 'number',
   'download.throttleBytesPerSec': 'number',
   'jobs.stepTimeoutInMinutes': 'number',
   'jobs.heartbeatMs': 'number',
+  'jobs.crashLoopLimit': 'number',
   'models.keepVersions': 'number',
   'runtime.threads': 'number',
   'runtime.allowSpinning': 'boolean',
+  'runtime.executionProviders': 'list',
   'healthCheck.timeoutMs': 'number',
   'telemetry.intervalMs': 'number',
   'telemetry.bufferMaxMessages': 'number',
@@ -180,6 +233,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   'telemetry.sysfsRoot': 'string',
   logLevel: 'string',
   'testHooks.killOnPhase': 'string',
+  'testHooks.killAtUpdateStep': 'string',
 };
 
 /** `mqtt.tls.certPath` -> `FLEETLM_AGENT_MQTT_TLS_CERT_PATH`. */
@@ -190,7 +244,7 @@ export function envNameFor(key: string): string {
     .join('_')}`;
 }
 
-function coerce(key: string, raw: string, source: string): string | number | boolean {
+function coerce(key: string, raw: string, source: string): string | number | boolean | string[] {
   const kind = CONFIG_KEYS[key];
   if (kind === undefined) {
     throw new ValidationError(`unknown config key ${key} in ${source}; allowed: ${Object.keys(CONFIG_KEYS).join(', ')}`);
@@ -200,6 +254,7 @@ function coerce(key: string, raw: string, source: string): string | number | boo
     if (raw.trim() === '' || !Number.isFinite(n)) throw new ValidationError(`${source}: ${key} must be a number, got ${JSON.stringify(raw)}`);
     return n;
   }
+  if (kind === 'list') return raw.split(',').map((x) => x.trim());
   if (kind === 'boolean') {
     if (raw !== 'true' && raw !== 'false') throw new ValidationError(`${source}: ${key} must be true or false, got ${JSON.stringify(raw)}`);
     return raw === 'true';

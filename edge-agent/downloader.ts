@@ -5,7 +5,7 @@ import { sha256File } from '../common/hash.ts';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { TransportError, ValidationError, describeError } from '../common/errors.ts';
+import { FleetError, TransportError, ValidationError, describeError } from '../common/errors.ts';
 import type { Logger } from './log.ts';
 
 export interface DownloadRequest {
@@ -15,10 +15,23 @@ export interface DownloadRequest {
   expectedSha256: string;
 }
 
+/**
+ * How long a download keeps trying over a flaky link. Attempts and the deadline count only failures in a
+ * row: an attempt that received bytes resets both, so a slow cellular link that keeps moving never gives up.
+ */
+export interface RetryPolicy {
+  /** Failed attempts in a row (without a byte received) before giving up. */
+  maxAttempts: number;
+  /** Wait before the first retry; doubles each failure (with jitter), up to maxDelayMs. */
+  initialDelayMs: number;
+  maxDelayMs: number;
+  /** Longest time spent failing in a row (from the last byte received) before giving up. */
+  deadlineMs: number;
+}
+
 export interface DownloadOptions {
   maxBytes: number;
-  retries: number;
-  retryBaseMs: number;
+  retry: RetryPolicy;
   idleTimeoutMs: number;
   /** 0 = unlimited. */
   throttleBytesPerSec: number;
@@ -76,14 +89,19 @@ async function fileSize(file: string): Promise<number | undefined> {
 }
 
 
+/** Waits `ms`, or rejects when `signal` aborts; the abort listener is removed either way (retries add many). */
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason as Error);
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const onAbort = () => {
       clearTimeout(t);
-      reject(signal.reason as Error);
-    }, { once: true });
+      reject(signal!.reason as Error);
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 
 class ChecksumError extends ValidationError {}
@@ -118,13 +136,19 @@ export async function downloadFile(req: DownloadRequest, opts: DownloadOptions):
   const part = `${req.destPath}.part`;
   const result: DownloadResult = { resumedFrom: (await fileSize(part)) ?? 0, bytesFetched: 0, rangeRequests: 0 };
   let freshRestartUsed = false;
-  let failures = 0;
+  const budget = new RetryBudget(opts.retry);
   for (;;) {
+    const fetchedBefore = result.bytesFetched;
     try {
       await attempt(req, part, opts, result);
       await fs.rename(part, req.destPath);
       return result;
     } catch (err) {
+      if (isDiskFull(err)) {
+        // Retrying cannot help and the partial file is what fills the volume: free it and stop at once.
+        await fs.rm(part, { force: true });
+        throw diskFullError(path.dirname(req.destPath), err);
+      }
       if (err instanceof ChecksumError) {
         await fs.rm(part, { force: true });
         // Bytes kept from a previous process may be stale after a power cut: start once from zero.
@@ -136,17 +160,105 @@ export async function downloadFile(req: DownloadRequest, opts: DownloadOptions):
         throw err;
       }
       if (err instanceof ValidationError || opts.signal?.aborted) throw err;
-      failures++;
-      if (failures > opts.retries) {
-        throw new TransportError(`download of ${path.basename(req.destPath)} failed after ${failures} attempts: ${describeError(err)}`, {
+      if (result.bytesFetched > fetchedBefore) budget.progressed();
+      const delay = budget.nextDelay();
+      if (delay === null) {
+        throw new TransportError(`download of ${path.basename(req.destPath)} failed: ${budget.describe()}; last error: ${describeError(err)}`, {
           cause: err,
         });
       }
-      const delay = opts.retryBaseMs * 2 ** (failures - 1) * (0.5 + Math.random() / 2);
       opts.log.warn('download interrupted; will resume', { file: path.basename(req.destPath), error: describeError(err), delayMs: Math.round(delay) });
       await sleep(delay, opts.signal);
     }
   }
+}
+
+/** Failures in a row under a RetryPolicy: when to retry next, or null once attempts or deadline run out. */
+export class RetryBudget {
+  private failures = 0;
+  private since = Date.now();
+
+  constructor(private readonly policy: RetryPolicy) {}
+
+  /** Bytes arrived: the link works, so the count of failures in a row starts again. */
+  progressed(): void {
+    this.failures = 0;
+    this.since = Date.now();
+  }
+
+  /** Records one failure; returns the wait before the next attempt, or null to give up. */
+  nextDelay(): number | null {
+    this.failures++;
+    if (this.failures >= this.policy.maxAttempts) return null;
+    const backoff = Math.min(this.policy.maxDelayMs, this.policy.initialDelayMs * 2 ** Math.min(this.failures - 1, 30));
+    const delay = backoff * (0.5 + Math.random() / 2);
+    if (Date.now() - this.since + delay > this.policy.deadlineMs) return null;
+    return delay;
+  }
+
+  describe(): string {
+    return `${this.failures} attempts in a row over ${Math.round((Date.now() - this.since) / 1000)} s without progress (retry policy: maxAttempts ${this.policy.maxAttempts}, deadlineMs ${this.policy.deadlineMs})`;
+  }
+}
+
+/** The error (or cause) saying the volume ran out of space or quota, if any. */
+function diskFullCause(err: unknown): NodeJS.ErrnoException | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') return e as NodeJS.ErrnoException;
+  }
+  return undefined;
+}
+
+/** True when `err` (or a cause) is the volume running out of space or quota. */
+export function isDiskFull(err: unknown): boolean {
+  return diskFullCause(err) !== undefined;
+}
+
+/** The VALIDATION_DISK_FULL error for a write that ran out of space under `dir`. */
+export function diskFullError(dir: string, cause: unknown): ValidationError {
+  const errno = diskFullCause(cause);
+  return new ValidationError(`the disk holding ${dir} filled up while writing (${errno?.code ?? 'ENOSPC'}: ${errno?.syscall ?? 'write'}); free space and deploy again`, {
+    code: 'VALIDATION_DISK_FULL',
+    cause,
+  });
+}
+
+/** GETs a small document (the manifest signature) with the download retry policy, refusing anything above `maxBytes`. */
+export async function fetchSmall(url: string, maxBytes: number, opts: Pick<DownloadOptions, 'retry' | 'log' | 'signal' | 'idleTimeoutMs'>): Promise<string> {
+  const budget = new RetryBudget(opts.retry);
+  for (;;) {
+    try {
+      return await fetchSmallOnce(url, maxBytes, opts);
+    } catch (err) {
+      if (err instanceof ValidationError || opts.signal?.aborted) throw err;
+      const delay = budget.nextDelay();
+      if (delay === null) throw new TransportError(`GET ${redact(url)} failed: ${budget.describe()}; last error: ${describeError(err)}`, { cause: err });
+      opts.log.warn('small download failed; will retry', { url: redact(url), error: describeError(err), delayMs: Math.round(delay) });
+      await sleep(delay, opts.signal);
+    }
+  }
+}
+
+async function fetchSmallOnce(url: string, maxBytes: number, opts: Pick<DownloadOptions, 'signal' | 'idleTimeoutMs'>): Promise<string> {
+  let res: Response;
+  let buf: Buffer;
+  const signal = opts.signal ? AbortSignal.any([opts.signal, AbortSignal.timeout(opts.idleTimeoutMs)]) : AbortSignal.timeout(opts.idleTimeoutMs);
+  try {
+    res = await fetch(url, { signal });
+    if (!res.ok) {
+      await res.body?.cancel();
+      const msg = `GET ${redact(url)} returned HTTP ${res.status}`;
+      if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) throw new ValidationError(msg, { code: 'VALIDATION_HTTP' });
+      throw new TransportError(msg);
+    }
+    buf = Buffer.from(await res.arrayBuffer());
+  } catch (err) {
+    if (err instanceof FleetError) throw err;
+    throw new TransportError(`GET ${redact(url)} failed: ${describeError(err)}`, { cause: err });
+  }
+  if (buf.length > maxBytes) throw new ValidationError(`${redact(url)} is ${buf.length} bytes; at most ${maxBytes} allowed`);
+  return buf.toString('utf8');
 }
 
 async function attempt(req: DownloadRequest, part: string, opts: DownloadOptions, result: DownloadResult): Promise<void> {

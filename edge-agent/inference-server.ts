@@ -167,7 +167,7 @@ export class InferenceServer {
         break;
       default: {
         const known = ['/v1/generate', '/v1/completions', '/v1/chat/completions'].includes(url.pathname);
-        if (known) this.fail(res, 'fleetlm', 405, `use POST for ${url.pathname}`);
+        if (known) this.fail(res, url.pathname === '/v1/generate' ? 'fleetlm' : 'openai', 405, `use POST for ${url.pathname}`);
         else this.fail(res, url.pathname.startsWith('/v1/') ? 'openai' : 'fleetlm', 404, `no route ${route}; routes: ${ROUTES}`);
         return;
       }
@@ -211,7 +211,8 @@ export class InferenceServer {
         if (status >= 500) stats.serverError();
         else stats.clientError(status);
         const body = errorBody(style, status, describeError(err));
-        res.end(style === 'openai' ? `data: ${JSON.stringify(body)}\n\n` : `event: error\ndata: ${JSON.stringify(body)}\n\n`);
+        // OpenAI-style streams still end with [DONE] (as vLLM's do), so clients stop reading.
+        res.end(style === 'openai' ? `data: ${JSON.stringify(body)}\n\ndata: [DONE]\n\n` : `event: error\ndata: ${JSON.stringify(body)}\n\n`);
       }
     } finally {
       stats.running(-1);

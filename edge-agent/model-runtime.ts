@@ -36,6 +36,18 @@ export interface GenerationStats {
   totalMs: number;
 }
 
+/** Health of a model's raw scores over one text (what greedy decoding cannot see: argmax of NaNs is token 0). */
+export interface LogitsReport {
+  /** Token positions scored. */
+  positions: number;
+  /** Logit values inspected (positions x vocabulary). */
+  values: number;
+  /** NaN or infinite values among them. */
+  nonFinite: number;
+  /** Positions whose logits are all equal: the model prefers no token over another. */
+  flatPositions: number;
+}
+
 /** A model loaded and ready to generate. */
 export interface ServedModel {
   readonly ref: ModelRef;
@@ -45,6 +57,8 @@ export interface ServedModel {
    * before any piece is streamed.
    */
   generate(req: GenerateRequest, onToken: (text: string) => void, signal?: AbortSignal): Promise<GenerationStats>;
+  /** Scores `text` in one pass and summarises the logits (health checks); optional for runtimes that cannot. */
+  inspectLogits?(text: string): Promise<LogitsReport>;
   dispose(): Promise<void>;
 }
 

@@ -1,10 +1,12 @@
 // Installed models on disk: versions/<modelId>/<version>/ directories, a `current.json` pointer replaced
-// atomically (temp + fsync + rename), and pruning that keeps the last N installed versions.
+// atomically (temp + fsync + rename), pruning that keeps the last N installed versions, and rebuilding
+// the pointer from the versions on disk when storage lost or mangled it.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { writeJsonAtomic, fsyncDir } from '../common/atomic-file.ts';
+import { describeError } from '../common/errors.ts';
 import { parseJsonWith } from '../common/validate.ts';
 import { ModelIdSchema, ModelVersionSchema } from '../contracts/manifest.ts';
 
@@ -20,6 +22,16 @@ const PointerSchema = z
   })
   .strict();
 type Pointer = z.output<typeof PointerSchema>;
+
+/** What `recoverPointer` found wrong with current.json and what it did about it (reported in telemetry). */
+export interface PointerRecovery {
+  file: string;
+  problem: string;
+  /** Where the unreadable pointer was kept for inspection. */
+  keptAs: string;
+  action: string;
+  current: ModelRef | null;
+}
 
 /** True when both refs name the same model version. */
 export function sameRef(a: ModelRef | null | undefined, b: ModelRef | null | undefined): boolean {
@@ -89,6 +101,56 @@ export class ModelStore {
       ? [...p.history.filter((h) => !sameRef(h, ref)), { ...ref, installedAt: new Date().toISOString() }]
       : p.history;
     await writeJsonAtomic(this.pointerPath, { schema: 'fleetlm/current@1', current: ref, history });
+  }
+
+  /**
+   * Checks that current.json reads; when it is empty or damaged (storage that drops writes on power loss),
+   * keeps it aside and rebuilds it from the versions on disk: every version that `isComplete` accepts
+   * (its files match its signed manifest) goes into the history by install time, and the newest becomes
+   * current. `exclude` names versions that must not serve (an install whose health check never passed).
+   * Returns null when the pointer was fine.
+   */
+  async recoverPointer(
+    isComplete: (dir: string, ref: ModelRef) => Promise<boolean>,
+    exclude: ReadonlyArray<ModelRef | null> = [],
+  ): Promise<PointerRecovery | null> {
+    let problem: string;
+    try {
+      await this.readPointer();
+      return null;
+    } catch (err) {
+      const text = await fs.readFile(this.pointerPath, 'utf8').catch(() => null);
+      problem = text === '' ? 'the file is empty' : describeError(err);
+    }
+    const keptAs = `${this.pointerPath}.corrupt-${Date.now()}`;
+    await fs.rename(this.pointerPath, keptAs);
+    const found: Array<{ ref: ModelRef; mtimeMs: number }> = [];
+    const versionsRoot = path.join(this.root, 'versions');
+    for (const modelId of await fs.readdir(versionsRoot).catch(() => [] as string[])) {
+      for (const version of await fs.readdir(path.join(versionsRoot, modelId)).catch(() => [] as string[])) {
+        const parsed = ModelRefSchema.safeParse({ modelId, version });
+        if (!parsed.success || exclude.some((e) => sameRef(e, parsed.data))) continue;
+        const dir = this.versionDir(parsed.data);
+        const st = await fs.stat(dir).catch(() => null);
+        if (!st?.isDirectory()) continue;
+        found.push({ ref: parsed.data, mtimeMs: st.mtimeMs });
+      }
+    }
+    found.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    const complete: Array<{ ref: ModelRef; mtimeMs: number }> = [];
+    // Every version is checked (not just the newest good one): the rebuilt history decides what pruning keeps.
+    for (const f of found) if (await isComplete(this.versionDir(f.ref), f.ref)) complete.push(f);
+    const current = complete.at(-1)?.ref ?? null;
+    const history = complete.map((c) => ({ ...c.ref, installedAt: new Date(c.mtimeMs).toISOString() }));
+    await writeJsonAtomic(this.pointerPath, { schema: 'fleetlm/current@1', current, history });
+    const skipped = found.length - complete.length;
+    return {
+      file: this.pointerPath,
+      problem,
+      keptAs,
+      action: `rebuilt from ${found.length} version(s) on disk: current ${refString(current)}${skipped > 0 ? `, ${skipped} incomplete version(s) left out` : ''}`,
+      current,
+    };
   }
 
   /** Deletes a version's directory and its history entry (a version that failed its health check). */

@@ -7,7 +7,7 @@ import { isHfTokenizer } from '../models/runtime/tokenizer-hf.ts';
 import { StopSequences } from '../models/runtime/stop-sequences.ts';
 import type { LanguageModel, Tokenizer } from '../models/runtime/index.ts';
 import { confinedPath } from './downloader.ts';
-import type { GenerateRequest, GenerationStats, ModelRuntime, ServedModel } from './model-runtime.ts';
+import type { GenerateRequest, GenerationStats, LogitsReport, ModelRuntime, ServedModel } from './model-runtime.ts';
 import type { ModelRef } from './model-store.ts';
 
 class OnnxServedModel implements ServedModel {
@@ -20,6 +20,8 @@ class OnnxServedModel implements ServedModel {
 
   async generate(req: GenerateRequest, onToken: (text: string) => void, signal?: AbortSignal): Promise<GenerationStats> {
     const tok = this.lm.tokenizer;
+    // Timed from here: first-token latency includes templating and tokenisation, as a caller sees it.
+    const start = performance.now();
     let ids: number[];
     if (typeof req.prompt === 'string') {
       ids = tok.encode(req.prompt);
@@ -30,6 +32,7 @@ class OnnxServedModel implements ServedModel {
       // OpenAI's "developer" is the newer name of "system"; Hugging Face templates know only the latter.
       ids = tok.encodeChat(req.prompt.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: m.content })));
     }
+    const encodeMs = performance.now() - start;
     const stops = new StopSequences(req.stop ?? []);
     // A stop string ends generation through this signal; the caller's signal still ends it too.
     const own = new AbortController();
@@ -57,10 +60,35 @@ class OnnxServedModel implements ServedModel {
       tokens: r.tokens.length,
       promptTokens: r.promptTokens,
       finishReason: stops.stopped || r.stopReason === 'stop-token' ? 'stop' : 'length',
-      firstTokenMs: r.firstTokenMs,
+      firstTokenMs: r.firstTokenMs + encodeMs,
       tokensPerSecond: r.tokensPerSecond,
-      totalMs: r.totalMs,
+      totalMs: performance.now() - start,
     };
+  }
+
+  async inspectLogits(text: string): Promise<LogitsReport> {
+    const ctx = this.lm.info.contextLength ?? 2048;
+    let ids = this.lm.tokenizer.encode(text);
+    if (ids.length === 0 && this.lm.tokenizer.eosTokenId !== undefined) ids = [this.lm.tokenizer.eosTokenId];
+    ids = ids.slice(-ctx);
+    const logits = await this.lm.logits(ids);
+    const V = logits.length / ids.length;
+    let nonFinite = 0;
+    let flatPositions = 0;
+    for (let p = 0; p < ids.length; p++) {
+      let min = Infinity;
+      let max = -Infinity;
+      let bad = 0;
+      for (let i = p * V, end = i + V; i < end; i++) {
+        const v = logits[i]!;
+        if (!Number.isFinite(v)) bad++;
+        else if (v < min) min = v;
+        if (v > max) max = v;
+      }
+      nonFinite += bad;
+      if (bad === 0 && max === min) flatPositions++;
+    }
+    return { positions: ids.length, values: logits.length, nonFinite, flatPositions };
   }
 
   async dispose(): Promise<void> {
@@ -68,11 +96,22 @@ class OnnxServedModel implements ServedModel {
   }
 }
 
+/**
+ * Checks configured execution providers against the installed onnxruntime (loading it only when more than
+ * the always-present CPU provider is asked for); the ModelError lists the installed ones.
+ */
+export async function checkExecutionProviders(providers: readonly string[]): Promise<void> {
+  if (providers.length === 1 && providers[0] === 'cpu') return;
+  const runtime = await import('../models/runtime/index.ts');
+  runtime.checkExecutionProviders(providers);
+}
+
 /** Loads bundles with the FleetLM ONNX runtime; `threads` 0 lets the runtime choose. */
 export class OnnxModelRuntime implements ModelRuntime {
   constructor(
     private readonly threads = 0,
     private readonly allowSpinning = false,
+    private readonly executionProviders: readonly string[] = ['cpu'],
   ) {}
 
   async load(dir: string, manifest: Manifest, ref: ModelRef): Promise<ServedModel> {
@@ -98,6 +137,7 @@ export class OnnxModelRuntime implements ModelRuntime {
     const lm = await loadLanguageModel(entry, {
       tokenizer,
       allowSpinning: this.allowSpinning,
+      executionProviders: this.executionProviders,
       ...(this.threads > 0 ? { intraOpNumThreads: this.threads } : {}),
     });
     return new OnnxServedModel(ref, lm, manifest.generation.stopTokens);

@@ -8,7 +8,9 @@ import { z } from 'zod';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
 import { describeError } from '../common/errors.ts';
 import { telemetryTopic } from '../contracts/jobs-topics.ts';
-import { TelemetrySchema, type Telemetry } from '../contracts/telemetry.ts';
+import { TelemetrySchema, type RecoveryNote, type Telemetry } from '../contracts/telemetry.ts';
+
+export type { RecoveryNote };
 import type { InferenceStats } from './inference-stats.ts';
 import type { Logger } from './log.ts';
 import type { ModelRef } from './model-store.ts';
@@ -173,6 +175,8 @@ export interface TelemetryReporterOptions {
   cpuWatts: number;
   sysfsRoot: string;
   log: Logger;
+  /** Reported with every message (runtime.executionProviders). */
+  executionProviders?: readonly string[];
 }
 
 /** Samples the device, queues telemetry and publishes the queue whenever the broker is reachable. */
@@ -201,11 +205,11 @@ export class TelemetryReporter {
   }
 
   /** Samples now, queues a message for `event`, and tries to send the queue. */
-  async emit(event: TelemetryEvent): Promise<void> {
+  async emit(event: TelemetryEvent, recovery?: readonly RecoveryNote[]): Promise<void> {
     // Serialised so sequence numbers and outbox writes never interleave.
     const run = this.queue.then(async () => {
       try {
-        await this.o.outbox.enqueue(await this.sample(event));
+        await this.o.outbox.enqueue(await this.sample(event, recovery));
       } catch (err) {
         this.o.log.warn('telemetry sample failed', { error: describeError(err) });
       }
@@ -244,7 +248,7 @@ export class TelemetryReporter {
     while (this.draining) await this.draining;
   }
 
-  private async sample(event: TelemetryEvent): Promise<Telemetry> {
+  private async sample(event: TelemetryEvent, recovery?: readonly RecoveryNote[]): Promise<Telemetry> {
     const now = performance.now();
     const dtSec = (now - this.lastSampleAt) / 1000;
     this.lastSampleAt = now;
@@ -270,7 +274,9 @@ export class TelemetryReporter {
         energyJ: this.energyJ,
         energyEstimated: estimated,
       },
+      ...(this.o.executionProviders ? { runtime: { executionProviders: [...this.o.executionProviders] } } : {}),
       dropped: this.o.outbox.dropped,
+      ...(recovery ? { recovery: recovery.slice(0, 8) } : {}),
     });
   }
 }

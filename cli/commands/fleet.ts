@@ -21,9 +21,11 @@ import {
   type ProfileNeeds,
 } from '../../fleet/profile.ts';
 import { publishBundle } from '../../fleet/publisher.ts';
+import { publishAgentPackage, type PublishedAgentPackage } from '../../fleet/agent-publisher.ts';
 import {
   DEFAULT_ROLLOUT,
   cancelRollout,
+  createAgentRollout,
   createRollout,
   parsePercent,
   rollbackGroup,
@@ -192,6 +194,31 @@ async function listThings(iot: IoTClient, group?: string): Promise<string[]> {
   return names.sort();
 }
 
+/** `rollout --agent-package FILE...`: publish each build (signed), then one update-agent@1 job for all of them. */
+async function rolloutAgent(
+  iot: IoTClient,
+  profile: FleetProfile,
+  o: CommonOpts & Record<string, string | boolean | undefined> & { agentPackage: string[]; group?: string; thing?: string[]; jobId?: string; key?: string; kmsKey?: string },
+): Promise<void> {
+  const settings = rolloutSettings(o);
+  const confirmTimeoutSec = typeof o.confirmTimeout === 'string' ? intFlag(o.confirmTimeout, '--confirm-timeout', 1, 3600) : undefined;
+  // Refuse what the rollout would refuse before anything is uploaded.
+  if (settings.healthCheck) throw new ValidationError('health-check options apply to model rollouts only; an agent update is checked by the new agent confirming');
+  if (!o.group && !o.thing?.length) throw new ValidationError('a rollout needs a target: pass --group G (or --thing T)');
+  const signer = signerFor(o, profile);
+  const s3 = createS3Client(profile);
+  const published: PublishedAgentPackage[] = [];
+  for (const file of o.agentPackage) {
+    const p = await publishAgentPackage({ s3, bucket: profile.s3.bucket, signer, file });
+    published.push(p);
+    if (!o.json) process.stdout.write(`${p.uploaded ? 'published' : 'already published'} agent ${p.version} for ${p.platform}-${p.arch} at s3://${profile.s3.bucket}/${p.prefix}\n`);
+  }
+  const result = await createAgentRollout(iot, profile, { packages: published, group: o.group, things: o.thing, jobId: o.jobId, settings, confirmTimeoutSec });
+  if (!o.json) process.stdout.write(`created job ${result.jobId}: agent ${result.version} -> ${result.targetCount} device(s)\n`);
+  const final = o.watch ? await follow(iot, result.jobId, o) : undefined;
+  if (o.json) out(o, { ...result, published, final }, () => '');
+}
+
 /** Registers the operator commands on the program. */
 export function register(program: Command): void {
   // `publish`/`rollout` take `--version V`; without positional options the root's `--version` would swallow it.
@@ -200,7 +227,7 @@ export function register(program: Command): void {
     program
       .command('publish')
       .description('Sign and upload a model bundle to S3 under models/{id}/{version}/ (versions are immutable)')
-      .requiredOption('--model-dir <dir>', 'directory with model.onnx (+ external data, tokenizer.json, arch.json, evaluation.json, ...)')
+      .requiredOption('--model-dir <dir>', 'directory with model.onnx (+ external data, tokenizer.json + tokenizer_config.json, arch.json, evaluation.json, ...)')
       .requiredOption('--model-id <id>', 'model id, [a-z0-9-]')
       .requiredOption('--version <version>', 'version, [A-Za-z0-9._-]')
       .option('--entry <file>', 'entry ONNX file in the directory (default model.onnx)')
@@ -250,16 +277,26 @@ export function register(program: Command): void {
     withProfile(
       program
         .command('rollout')
-        .description('Deploy a published version to a thing group as an IoT Job')
-        .requiredOption('--model <id>', 'model id')
-        .requiredOption('--version <version>', 'published version')
+        .description('Deploy a published model version, or publish and deploy an agent package (self-update), to a thing group as an IoT Job')
+        .option('--model <id>', 'model id')
+        .option('--version <version>', 'published model version')
+        .option('--agent-package <file...>', 'agent package(s) fleetlm-agent-<version>-linux-<arch>.tar.gz: sign, publish, and update the agent (one file per arch)')
+        .option('--confirm-timeout <sec>', 'agent update: seconds the new agent has to connect and report before the device rolls back (default 120)')
+        .option('--key <pem>', 'agent update: EC P-256 private key that signs the agent manifest (local mode)')
+        .option('--kms-key <arn>', 'agent update: AWS KMS key that signs the agent manifest (cloud)')
         .option('--group <group>', 'thing group to deploy to')
         .option('--thing <name...>', 'individual things to deploy to')
         .option('--job-id <id>', 'job id (default fleetlm-{model}-{version}-{time})'),
     ),
-  ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { model: string; version: string; group?: string; thing?: string[]; jobId?: string }) => {
+  ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { model?: string; version?: string; agentPackage?: string[]; group?: string; thing?: string[]; jobId?: string; key?: string; kmsKey?: string }) => {
     const profile = await profileFrom(o);
     const iot = createIotClient(profile);
+    if (o.agentPackage) {
+      if (o.model || o.version) throw new ValidationError('--agent-package rolls out the agent; it cannot be combined with --model/--version');
+      await rolloutAgent(iot, profile, o as CommonOpts & Record<string, string | boolean | undefined> & { agentPackage: string[]; group?: string; thing?: string[]; jobId?: string; key?: string; kmsKey?: string });
+      return;
+    }
+    if (!o.model || !o.version) throw new ValidationError('rollout needs --model ID --version V (a published model) or --agent-package FILE (an agent update)');
     const result = await createRollout(iot, createS3Client(profile), profile, {
       modelId: o.model,
       version: o.version,

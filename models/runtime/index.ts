@@ -22,4 +22,4 @@ export { huggingFaceTokenizer, isHfTokenizer, type HfTokenizer } from './tokeniz
 export { bpeToHuggingFace, huggingFaceToBpe, bpeTokenizerConfig, isFleetBpeFile, BpeFileSchema, type BpeFile } from './tokenizer-fleetlm-bpe.ts';
 export { ChatTemplate, type ChatMessage } from './chat-template.ts';
 export { StopSequences } from './stop-sequences.ts';
-export { defaultThreadCount, type BackendOptions } from './onnx-backend.ts';
+export { defaultThreadCount, availableExecutionProviders, checkExecutionProviders, type BackendOptions, type ExecutionProviderInfo } from './onnx-backend.ts';

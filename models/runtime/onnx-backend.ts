@@ -1,6 +1,9 @@
 // The one module that imports onnxruntime-node: session creation, input/output discovery, tensor
 // helpers and disposal. Everything else in FleetLM talks to OnnxSession and the helpers below.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
+import nodePath from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ModelError } from '../../common/errors.ts';
 import { readOnnxHeader, type OnnxHeader } from './onnx-header.ts';
@@ -37,6 +40,55 @@ export interface BackendOptions {
    * { 'session.disable_prepacking': '1' } to trade some speed for resident memory.
    */
   sessionConfig?: Record<string, string>;
+  /**
+   * onnxruntime execution providers in order of preference, e.g. ['tensorrt', 'cuda', 'cpu'] with a GPU
+   * build of onnxruntime; operators a provider cannot run fall to the next. Default ['cpu']. Each must be
+   * one availableExecutionProviders() reports as installed.
+   */
+  executionProviders?: readonly string[];
+}
+
+/** An execution provider the installed onnxruntime-node knows, and whether its library is present. */
+export interface ExecutionProviderInfo {
+  name: string;
+  /** False when the binding knows the provider but its shared library (libonnxruntime_providers_<name>.so) is missing. */
+  installed: boolean;
+}
+
+/**
+ * The execution providers of the installed onnxruntime-node (its listSupportedBackends). Providers not
+ * bundled with the binding (cuda, tensorrt) count as installed only when their library sits beside it,
+ * as `ONNXRUNTIME_NODE_INSTALL=cuda12` or a JetPack build of onnxruntime puts it.
+ */
+export function availableExecutionProviders(): ExecutionProviderInfo[] {
+  const bindingDir = nodePath.join(
+    nodePath.dirname(createRequire(import.meta.url).resolve('onnxruntime-node')),
+    '..',
+    'bin',
+    'napi-v6',
+    process.platform,
+    process.arch,
+  );
+  return ort.listSupportedBackends().map((b) => ({
+    name: b.name,
+    installed: b.bundled || existsSync(nodePath.join(bindingDir, `libonnxruntime_providers_${b.name}.so`)),
+  }));
+}
+
+/** Throws a ModelError naming the installed providers when `wanted` asks for one that is not installed. */
+export function checkExecutionProviders(wanted: readonly string[]): void {
+  const available = availableExecutionProviders();
+  const installed = available.filter((p) => p.installed).map((p) => p.name);
+  for (const name of wanted) {
+    if (installed.includes(name)) continue;
+    const known = available.some((p) => p.name === name);
+    throw new ModelError(
+      known
+        ? `execution provider ${name} is known to onnxruntime-node ${ort.env.versions.node ?? ''} but its library libonnxruntime_providers_${name}.so is not installed; installed: ${installed.join(', ')}`
+        : `execution provider ${JSON.stringify(name)} is not in the installed onnxruntime-node ${ort.env.versions.node ?? ''}; installed: ${installed.join(', ')}`,
+      { code: 'MODEL_OPTIONS' },
+    );
+  }
 }
 
 const KNOWN_TYPES: ReadonlySet<string> = new Set(['float32', 'float16', 'int64', 'int32', 'bool', 'uint8', 'int8', 'string']);
@@ -120,8 +172,10 @@ export async function createSession(path: string, options: BackendOptions = {}):
   if (!Number.isInteger(threads) || threads < 1) {
     throw new ModelError(`intraOpNumThreads must be a positive integer, got ${threads}`, { code: 'MODEL_OPTIONS' });
   }
+  const providers = options.executionProviders ?? ['cpu'];
+  if (providers.length !== 1 || providers[0] !== 'cpu') checkExecutionProviders(providers);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
-    executionProviders: ['cpu'],
+    executionProviders: [...providers],
     graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
     intraOpNumThreads: threads,
     interOpNumThreads: 1,

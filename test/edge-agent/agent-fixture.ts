@@ -232,8 +232,17 @@ export class AgentProcess {
     this.exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
   }
 
-  /** Writes agent.json for `thingName` under `dir` and starts the agent. */
-  static async start(fleet: TestFleet, thingName: string, dir: string, env: Record<string, string> = {}): Promise<AgentProcess> {
+  /**
+   * Writes agent.json for `thingName` under `dir` and starts the agent; `entry` is the script node runs
+   * (default: the checkout's bin/fleetlm-agent.js; the package tests pass an unpacked package's bin).
+   */
+  static async start(
+    fleet: TestFleet,
+    thingName: string,
+    dir: string,
+    env: Record<string, string> = {},
+    entry = path.join(REPO, 'bin/fleetlm-agent.js'),
+  ): Promise<AgentProcess> {
     const configPath = path.join(dir, 'agent.json');
     await fs.writeFile(
       configPath,
@@ -244,13 +253,13 @@ export class AgentProcess {
         stateDir: 'state',
         fleetPublicKeyPath: fleet.publicKeyPath,
         http: { port: 0 },
-        download: { retryBaseMs: 100, idleTimeoutMs: 5000 },
+        download: { retry: { initialDelayMs: 100, maxDelayMs: 1000, maxAttempts: 20, deadlineMs: 30_000 }, idleTimeoutMs: 5000 },
         runtime: { threads: 1 },
         telemetry: { intervalMs: 60_000 },
         logLevel: 'debug',
       }),
     );
-    const proc = spawn(process.execPath, [path.join(REPO, 'bin/fleetlm-agent.js'), '--config', configPath], {
+    const proc = spawn(process.execPath, [entry, '--config', configPath], {
       cwd: dir,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -266,7 +275,10 @@ export class AgentProcess {
       async () => {
         const found = this.logs.find(match);
         if (found) return found;
-        if (this.proc.exitCode !== null) throw new Error(`agent exited (${this.proc.exitCode}): ${this.stderr.slice(-10).join('\n')}`);
+        // A process killed by a signal has signalCode set and exitCode null.
+        if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
+          throw new Error(`agent exited (${this.proc.exitCode ?? this.proc.signalCode}): ${this.stderr.slice(-10).join('\n')}`);
+        }
         return undefined;
       },
       timeoutMs,

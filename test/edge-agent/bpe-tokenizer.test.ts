@@ -28,8 +28,8 @@ const files: Manifest['files'] = [
   { name: 'tokenizer.json', size: 1, sha256: '0'.repeat(64), role: 'tokenizer' },
 ];
 
-function manifest(tokenizer: Manifest['tokenizer']): Manifest {
-  return parseWith(ManifestSchema, { format: 'fleetlm/manifest@1', modelId: ref.modelId, version: ref.version, createdAt: new Date().toISOString(), entry: 'model.onnx', files, tokenizer, generation: {} }, 'test manifest');
+function manifest(tokenizer: Manifest['tokenizer'], generation: Partial<Manifest['generation']> = {}): Manifest {
+  return parseWith(ManifestSchema, { format: 'fleetlm/manifest@1', modelId: ref.modelId, version: ref.version, createdAt: new Date().toISOString(), entry: 'model.onnx', files, tokenizer, generation }, 'test manifest');
 }
 
 let dir: string;
@@ -78,6 +78,28 @@ describe('OnnxModelRuntime with a bundled BPE tokenizer', () => {
       texts.push(text);
     }
     expect(texts[0]).toBe(texts[1]);
+  });
+
+  it("ends generation at the manifest's generation.stopTokens, finish_reason 'stop'", async () => {
+    const lm = await loadLanguageModel(path.join(dir, 'model.onnx'), { tokenizer: await loadTokenizer(DEMO_TOKENIZER), intraOpNumThreads: 1 });
+    let greedy: number[];
+    try {
+      greedy = (await lm.generateText(PROMPT, { maxTokens: 6, temperature: 0, ignoreEos: true })).tokens;
+    } finally {
+      await lm.dispose();
+    }
+    // The first position whose greedy token has not appeared before: generation must stop right there.
+    const at = greedy.findIndex((t, i) => i > 0 && !greedy.slice(0, i).includes(t));
+    expect(at).toBeGreaterThan(0);
+    const served = await new OnnxModelRuntime(1).load(dir, manifest({ kind: 'huggingface', file: 'tokenizer.json' }, { stopTokens: [greedy[at]!] }), ref);
+    try {
+      const stats = await served.generate({ prompt: PROMPT, maxTokens: 6, temperature: 0, topP: 1 }, () => {});
+      expect(stats).toMatchObject({ tokens: at, finishReason: 'stop' });
+      const full = await served.generate({ prompt: PROMPT, maxTokens: 6, temperature: 0, topP: 1, ignoreEos: true }, () => {});
+      expect(full).toMatchObject({ tokens: 6, finishReason: 'length' });
+    } finally {
+      await served.dispose();
+    }
   });
 
   it('fails the load with a ModelError when the tokenizer file is missing or not a BPE file', async () => {

@@ -34,12 +34,33 @@ describe('loadAgentConfig', () => {
 
   it('defaults the jobs step timer and refuses heartbeats too slow for it', async () => {
     const p = await file(base);
-    expect(loadAgentConfig({ configPath: p }).jobs).toEqual({ stepTimeoutInMinutes: 10, heartbeatMs: 60_000 });
+    expect(loadAgentConfig({ configPath: p }).jobs).toEqual({ stepTimeoutInMinutes: 10, heartbeatMs: 60_000, crashLoopLimit: 3 });
     expect(envNameFor('jobs.stepTimeoutInMinutes')).toBe('FLEETLM_AGENT_JOBS_STEP_TIMEOUT_IN_MINUTES');
     const env = { FLEETLM_AGENT_JOBS_STEP_TIMEOUT_IN_MINUTES: '2', FLEETLM_AGENT_JOBS_HEARTBEAT_MS: '61000' };
     expect(() => loadAgentConfig({ configPath: p, env })).toThrow(/jobs.heartbeatMs: must be at most half of jobs.stepTimeoutInMinutes \(2 min = 120000 ms\), got 61000/);
     expect(() => loadAgentConfig({ configPath: p, overrides: ['jobs.stepTimeoutInMinutes=0'] })).toThrow(/jobs.stepTimeoutInMinutes/);
-    expect(loadAgentConfig({ configPath: p, env: { ...env, FLEETLM_AGENT_JOBS_HEARTBEAT_MS: '60000' } }).jobs).toEqual({ stepTimeoutInMinutes: 2, heartbeatMs: 60_000 });
+    expect(loadAgentConfig({ configPath: p, env: { ...env, FLEETLM_AGENT_JOBS_HEARTBEAT_MS: '60000' } }).jobs).toEqual({
+      stepTimeoutInMinutes: 2,
+      heartbeatMs: 60_000,
+      crashLoopLimit: 3,
+    });
+  });
+
+  it('defaults the download retry policy to minutes of patience and layers it like any key', async () => {
+    const p = await file({ ...base, download: { retry: { maxDelayMs: 30_000 } } });
+    expect(loadAgentConfig({ configPath: p }).download.retry).toEqual({ maxAttempts: 50, initialDelayMs: 1000, maxDelayMs: 30_000, deadlineMs: 1_800_000 });
+    const env = { FLEETLM_AGENT_DOWNLOAD_RETRY_DEADLINE_MS: '600000' };
+    expect(loadAgentConfig({ configPath: p, env, overrides: ['download.retry.maxAttempts=7'] }).download.retry).toMatchObject({ maxAttempts: 7, deadlineMs: 600_000 });
+    expect(() => loadAgentConfig({ configPath: p, overrides: ['download.retry.initialDelayMs=60000'] })).toThrow(/initialDelayMs must be <= maxDelayMs/);
+  });
+
+  it('still loads a config written before the retry policy', async () => {
+    // What `fleetlm device` wrote: every default, including the old 5 retries from 500 ms.
+    const old = await file({ ...base, download: { maxArtifactBytes: 1000, retries: 5, retryBaseMs: 500, idleTimeoutMs: 30_000 } });
+    expect(loadAgentConfig({ configPath: old }).download).toMatchObject({ maxArtifactBytes: 1000, retry: { maxAttempts: 50, initialDelayMs: 1000 } });
+    const chosen = await file({ ...base, download: { retries: 9, retryBaseMs: 200 } });
+    expect(loadAgentConfig({ configPath: chosen }).download.retry).toMatchObject({ maxAttempts: 10, initialDelayMs: 200, maxDelayMs: 60_000 });
+    expect('retries' in loadAgentConfig({ configPath: chosen }).download).toBe(false);
   });
 
   it('demands TLS for a broker that is not on loopback', async () => {

@@ -59,7 +59,12 @@ describe('crash recovery', () => {
       agent = await AgentProcess.start(fleet, thing, dir);
       const exec = await fleet.waitTerminal(jobId, thing);
       expect(exec.status, `job killed in ${c.phase}`).toBe(c.expected);
-      if (c.phase === 'health-checking') expect(exec.statusDetails?.detailsMap?.reason).toMatch(/restarted during the health check/);
+      if (c.phase === 'health-checking') {
+        // What docs/agent.md promises for every failed health check: a code and the version now serving.
+        expect(exec.statusDetails?.detailsMap).toMatchObject({ step: 'health-check', code: 'HEALTH_CHECK_INTERRUPTED', rolledBackTo: `crash@${serving}` });
+        expect(exec.statusDetails?.detailsMap?.reason).toMatch(/restarted during the health check/);
+      }
+      if (c.phase === 'rolling-back') expect(exec.statusDetails?.detailsMap).toMatchObject({ code: 'HEALTH_THRESHOLD', rolledBackTo: `crash@${serving}` });
       if (c.expected === 'SUCCEEDED') serving = version;
       const g = await agent.generate('Hi');
       expect(g.status).toBe(200);

@@ -6,7 +6,8 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { checkFreeSpace, confinedPath, downloadFile, type DownloadOptions } from '../../edge-agent/downloader.ts';
+import { execFileSync } from 'node:child_process';
+import { RetryBudget, checkFreeSpace, confinedPath, downloadFile, fetchSmall, type DownloadOptions } from '../../edge-agent/downloader.ts';
 import { silentLogger } from '../../edge-agent/log.ts';
 
 const body = randomBytes(256 * 1024);
@@ -15,11 +16,20 @@ let server: http.Server;
 let base = '';
 let cutAfter = 0; // >0: the next full/partial response dies after this many bytes
 let ignoreRange = false;
+let failNext = 0; // >0: answer the next requests with 503
+let requests = 0;
 const ranges: string[] = [];
 let dir = '';
 
 beforeAll(async () => {
   server = http.createServer((req, res) => {
+    requests++;
+    if (failNext > 0) {
+      failNext--;
+      res.writeHead(503);
+      res.end();
+      return;
+    }
     const range = req.headers.range;
     if (range) ranges.push(range);
     let start = 0;
@@ -52,12 +62,13 @@ beforeEach(async () => {
   ranges.length = 0;
   cutAfter = 0;
   ignoreRange = false;
+  failNext = 0;
+  requests = 0;
 });
 
 const opts = (over: Partial<DownloadOptions> = {}): DownloadOptions => ({
   maxBytes: 10 * 1024 * 1024,
-  retries: 3,
-  retryBaseMs: 10,
+  retry: { maxAttempts: 4, initialDelayMs: 10, maxDelayMs: 40, deadlineMs: 60_000 },
   idleTimeoutMs: 2000,
   throttleBytesPerSec: 0,
   log: silentLogger,
@@ -132,6 +143,76 @@ describe('downloadFile', () => {
     const t0 = Date.now();
     await downloadFile({ url: `${base}/f`, destPath: dest, expectedSize: body.length, expectedSha256: sha }, opts({ throttleBytesPerSec: 512 * 1024 }));
     expect(Date.now() - t0).toBeGreaterThanOrEqual(400); // 256 KiB at 512 KiB/s
+  });
+});
+
+describe('retry policy', () => {
+  it('rides out failures up to maxAttempts in a row, then gives up with TRANSPORT naming the policy', async () => {
+    const dest = path.join(dir, 'model.onnx');
+    failNext = 3;
+    await downloadFile({ url: `${base}/f`, destPath: dest, expectedSize: body.length, expectedSha256: sha }, opts());
+    expect(requests).toBe(4);
+    failNext = 100;
+    requests = 0;
+    const err = await downloadFile({ url: `${base}/f`, destPath: path.join(dir, 'b'), expectedSize: body.length, expectedSha256: sha }, opts()).catch((e) => e);
+    expect(err.code).toBe('TRANSPORT');
+    expect(err.message).toMatch(/4 attempts in a row .*maxAttempts 4/);
+    expect(requests).toBe(4);
+  });
+
+  it('stops at the deadline even with attempts left', async () => {
+    failNext = 1000;
+    const retry = { maxAttempts: 1000, initialDelayMs: 20, maxDelayMs: 20, deadlineMs: 300 };
+    const err = await downloadFile({ url: `${base}/f`, destPath: path.join(dir, 'c'), expectedSize: body.length, expectedSha256: sha }, opts({ retry })).catch((e) => e);
+    expect(err.message).toMatch(/without progress/);
+    expect(requests).toBeGreaterThan(3);
+    expect(requests).toBeLessThan(1000);
+  });
+
+  it('caps the backoff at maxDelayMs and resets after progress', () => {
+    const b = new RetryBudget({ maxAttempts: 3, initialDelayMs: 100, maxDelayMs: 150, deadlineMs: 1e9 });
+    expect(b.nextDelay()).toBeLessThanOrEqual(100);
+    expect(b.nextDelay()).toBeLessThanOrEqual(150);
+    expect(b.nextDelay()).toBeNull(); // third failure in a row
+    b.progressed();
+    expect(b.nextDelay()).not.toBeNull();
+  });
+
+  it('retries the small signature download too', async () => {
+    failNext = 2;
+    const text = await fetchSmall(`${base}/f`, 1024 * 1024, { retry: opts().retry, log: silentLogger, idleTimeoutMs: 2000 });
+    expect(text.length).toBeGreaterThan(0);
+    expect(requests).toBe(3);
+  });
+});
+
+// A real full filesystem: a 128 KiB tmpfs cannot hold the 256 KiB body. Needs root (mount); skipped otherwise.
+const canMount = (() => {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    const probe = execFileSync('mktemp', ['-d']).toString().trim();
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'ignore' });
+    execFileSync('umount', [probe]);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe.skipIf(!canMount)('disk full (real tmpfs)', () => {
+  it('fails at once with VALIDATION_DISK_FULL and leaves no partial file', async () => {
+    const mnt = path.join(dir, 'small');
+    await fs.mkdir(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', mnt]);
+    try {
+      const dest = path.join(mnt, 'model.onnx');
+      const err = await downloadFile({ url: `${base}/f`, destPath: dest, expectedSize: body.length, expectedSha256: sha }, opts()).catch((e) => e);
+      expect(err.code).toBe('VALIDATION_DISK_FULL');
+      expect(requests).toBe(1); // not retried
+      expect(await fs.readdir(mnt)).toEqual([]);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
   });
 });
 

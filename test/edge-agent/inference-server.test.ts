@@ -222,6 +222,9 @@ describe('caller errors and device failures', () => {
     const nf = await post('/v1/embeddings', { input: 'x' });
     expect(nf.status).toBe(404);
     expect(nf.json.error.type).toBe('not_found_error');
+    const wrongMethod = await fetch(`${base}/v1/chat/completions`);
+    expect(wrongMethod.status).toBe(405);
+    expect(((await wrongMethod.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error');
     const server = await metric('fleetlm_request_errors_total');
     // A model disposed under the holder fails every generation: the device's fault, not the caller's.
     const rt = new OnnxModelRuntime(1);

@@ -243,10 +243,10 @@ for (const [specName, spec] of Object.entries(SPECS)) {
   }
 }
 
-describe('other activations (OPT ReLU, GPT-2 tanh GELU)', () => {
-  for (const activation of ['relu', 'gelu_tanh'] as const) {
-    it(`plain and fused graphs match the reference with ${activation}`, async () => {
-      const spec = SPECS['opt-like']!;
+describe('other activations (OPT ReLU, GPT-2 tanh GELU), with and without FFN biases', () => {
+  for (const [activation, specName] of [['relu', 'opt-like'], ['gelu_tanh', 'opt-like'], ['relu', 'mixed-rotary'], ['gelu_tanh', 'mixed-rotary']] as const) {
+    it(`plain and fused graphs match the reference with ${activation} on ${specName}`, async () => {
+      const spec = SPECS[specName]!;
       const weights = weightsFor(spec);
       const ids = [[2, 7, 1, 8, 2, 8]];
       const ref = referenceForward(spec, weights, { inputIds: ids, activation });
