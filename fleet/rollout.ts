@@ -7,8 +7,9 @@ import {
   DescribeJobCommand,
   DescribeThingCommand,
   DescribeThingGroupCommand,
-  ListJobsCommand,
-  ListThingsInThingGroupCommand,
+  ResourceNotFoundException,
+  paginateListJobs,
+  paginateListThingsInThingGroup,
   type CreateJobCommandInput,
   type IoTClient,
   type JobSummary,
@@ -30,6 +31,7 @@ import type { PublishedAgentPackage } from './agent-publisher.ts';
 import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, modelPrefix } from '../contracts/manifest.ts';
 import { presignedPlaceholder, type FleetProfile } from './profile.ts';
 import { readPublishedVersion } from './publisher.ts';
+import { checkJobConfig } from './job-limits.ts';
 
 /** AWS IoT caps a job document at 32 KB. */
 const MAX_JOB_DOCUMENT_BYTES = 32 * 1024;
@@ -120,30 +122,24 @@ export async function buildDeployDocument(
   );
 }
 
-function awsError(err: unknown): { name?: string; status?: number } {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return { name: e?.name, status: e?.$metadata?.httpStatusCode };
-}
-
 /** The thing group's ARN and member count. */
 export async function describeGroup(iot: IoTClient, group: string): Promise<{ arn: string; things: string[] }> {
   let arn: string | undefined;
   try {
     arn = (await iot.send(new DescribeThingGroupCommand({ thingGroupName: group }))).thingGroupArn;
   } catch (err) {
-    if (awsError(err).name === 'ResourceNotFoundException' || awsError(err).status === 404) {
+    if (err instanceof ResourceNotFoundException) {
       throw new ValidationError(`thing group ${group} does not exist: create it and add devices first (or check --group)`);
     }
     throw new TransportError(`DescribeThingGroup ${group} failed`, { cause: err });
   }
   if (!arn) throw new TransportError(`DescribeThingGroup ${group} returned no ARN`);
   const things: string[] = [];
-  let nextToken: string | undefined;
-  do {
-    const page = await iot.send(new ListThingsInThingGroupCommand({ thingGroupName: group, nextToken, maxResults: 250 }));
-    things.push(...(page.things ?? []));
-    nextToken = page.nextToken;
-  } while (nextToken);
+  try {
+    for await (const page of paginateListThingsInThingGroup({ client: iot, pageSize: 250 }, { thingGroupName: group })) things.push(...(page.things ?? []));
+  } catch (err) {
+    throw new TransportError(`ListThingsInThingGroup ${group} failed: ${(err as Error).message}`, { cause: err });
+  }
   return { arn, things };
 }
 
@@ -217,7 +213,7 @@ export function jobConfig(settings: RolloutSettings, targetCount: number, roleAr
       ],
     };
   }
-  return config;
+  return checkJobConfig(config);
 }
 
 /** The group's ARN and the named things' ARNs, with how many devices they reach. */
@@ -333,7 +329,7 @@ export async function cancelRollout(iot: IoTClient, jobId: string, opts: { force
   try {
     await iot.send(new CancelJobCommand({ jobId, force: opts.force ?? false, comment: opts.comment, reasonCode: 'OPERATOR_CANCEL' }));
   } catch (err) {
-    if (awsError(err).name === 'ResourceNotFoundException' || awsError(err).status === 404) {
+    if (err instanceof ResourceNotFoundException) {
       throw new ValidationError(`job ${jobId} does not exist`);
     }
     throw new TransportError(`CancelJob ${jobId} failed: ${(err as Error).message}`, { cause: err });
@@ -355,13 +351,8 @@ export interface DeploymentRecord {
 /** The group's fleetlm deployments, newest first (ListJobs filtered by group, then DescribeJob each). */
 export async function rolloutHistory(iot: IoTClient, group: string): Promise<DeploymentRecord[]> {
   const summaries: JobSummary[] = [];
-  let nextToken: string | undefined;
   try {
-    do {
-      const page = await iot.send(new ListJobsCommand({ thingGroupName: group, nextToken, maxResults: 100 }));
-      summaries.push(...(page.jobs ?? []));
-      nextToken = page.nextToken;
-    } while (nextToken);
+    for await (const page of paginateListJobs({ client: iot, pageSize: 100 }, { thingGroupName: group })) summaries.push(...(page.jobs ?? []));
   } catch (err) {
     throw new TransportError(`ListJobs for group ${group} failed: ${(err as Error).message}`, { cause: err });
   }

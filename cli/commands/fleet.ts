@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { ListThingsCommand, ListThingsInThingGroupCommand, type IoTClient } from '@aws-sdk/client-iot';
+import { paginateListThings, paginateListThingsInThingGroup, type IoTClient } from '@aws-sdk/client-iot';
 import { TransportError, ValidationError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/atomic-file.ts';
 import { generateSigningKeyPair, LocalKeySigner, type ManifestSigner } from '../../contracts/manifest-signing.ts';
@@ -15,9 +15,10 @@ import {
   createKmsClient,
   createS3Client,
   describeProfile,
-  resolveProfile,
+  loadProfile,
   type FleetProfile,
   type ProfileFlags,
+  type ProfileNeeds,
 } from '../../fleet/profile.ts';
 import { publishBundle } from '../../fleet/publisher.ts';
 import { publishAgentPackage, type PublishedAgentPackage } from '../../fleet/agent-publisher.ts';
@@ -30,6 +31,7 @@ import {
   rollbackGroup,
   type RolloutSettings,
 } from '../../fleet/rollout.ts';
+import { parsePercentage } from '../../fleet/job-limits.ts';
 import { formatProgress, getJobProgress, watchJob, type JobProgress } from '../../fleet/fleet-status.ts';
 import { latestByDevice, readTelemetry, summarise, type TelemetrySummary } from '../../fleet/telemetry-reader.ts';
 
@@ -43,6 +45,7 @@ function withProfile(cmd: Command): Command {
   return cmd
     .addOption(new Option('--local [dir]', 'use the local hub whose endpoints.json is in dir (default .fleetlm/local)'))
     .option('--profile <file>', 'AWS profile file (default ~/.fleetlm/profile.json)')
+    .option('--aws-profile <name>', 'named AWS profile for credentials and region (default: AWS_PROFILE, else the SDK default chain)')
     .option('--region <region>', 'AWS region (overrides the profile and AWS_REGION)')
     .option('--bucket <bucket>', 'artifact bucket (overrides the profile)')
     .option('--role-arn <arn>', 'role IoT assumes to presign artifact URLs (overrides the profile)')
@@ -65,10 +68,10 @@ function answers(url: string): Promise<boolean> {
   });
 }
 
-async function profileFrom(opts: CommonOpts): Promise<FleetProfile> {
+async function profileFrom(opts: CommonOpts, needs: ProfileNeeds = { bucket: true }): Promise<FleetProfile> {
   // Node 20 is supported here; the SDK's notice about its 2027 releases would clutter every command.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-  const profile = resolveProfile(opts);
+  const profile = await loadProfile(opts, process.env, needs);
   if (opts.verbose) process.stderr.write(`profile: ${JSON.stringify(describeProfile(profile), null, 2)}\n`);
   // A stale endpoints.json outlives its hub; say so instead of failing later with ECONNREFUSED.
   if (profile.kind === 'local' && profile.iotEndpoint && !(await answers(profile.iotEndpoint))) {
@@ -129,7 +132,7 @@ function rolloutSettings(o: Record<string, string | boolean | undefined>): Parti
   const s: Partial<RolloutSettings> = {};
   if (typeof o.canary === 'string') s.canary = parsePercent(o.canary, '--canary');
   if (typeof o.maxPerMinute === 'string') s.maxPerMinute = intFlag(o.maxPerMinute, '--max-per-minute', 1, 1000);
-  if (typeof o.abortThreshold === 'string') s.abortThresholdPercent = parsePercent(o.abortThreshold, '--abort-threshold') * 100;
+  if (typeof o.abortThreshold === 'string') s.abortThresholdPercent = parsePercentage(o.abortThreshold, '--abort-threshold');
   if (typeof o.abortMinExecuted === 'string') s.abortMinExecuted = intFlag(o.abortMinExecuted, '--abort-min-executed', 1, 1_000_000);
   if (typeof o.timeoutMinutes === 'string') s.timeoutMinutes = intFlag(o.timeoutMinutes, '--timeout-minutes', 1, 10080);
   if (typeof o.retries === 'string') s.retries = intFlag(o.retries, '--retries', 0, 10);
@@ -183,18 +186,11 @@ async function follow(iot: IoTClient, jobId: string, opts: CommonOpts): Promise<
 
 async function listThings(iot: IoTClient, group?: string): Promise<string[]> {
   const names: string[] = [];
-  let nextToken: string | undefined;
-  do {
-    if (group) {
-      const page = await iot.send(new ListThingsInThingGroupCommand({ thingGroupName: group, nextToken, maxResults: 250 }));
-      names.push(...(page.things ?? []));
-      nextToken = page.nextToken;
-    } else {
-      const page = await iot.send(new ListThingsCommand({ nextToken, maxResults: 250 }));
-      names.push(...(page.things ?? []).map((t) => t.thingName!).filter(Boolean));
-      nextToken = page.nextToken;
-    }
-  } while (nextToken);
+  if (group) {
+    for await (const page of paginateListThingsInThingGroup({ client: iot, pageSize: 250 }, { thingGroupName: group })) names.push(...(page.things ?? []));
+  } else {
+    for await (const page of paginateListThings({ client: iot, pageSize: 250 }, {})) names.push(...(page.things ?? []).map((t) => t.thingName!).filter(Boolean));
+  }
   return names.sort();
 }
 
@@ -320,7 +316,7 @@ export function register(program: Command): void {
 
   withProfile(program.command('status').description('Per-device progress of a rollout job').argument('<job>', 'job id').option('--watch', 'refresh until the job is done')).action(
     async (jobId: string, o: CommonOpts & { watch?: boolean }) => {
-      const iot = createIotClient(await profileFrom(o));
+      const iot = createIotClient(await profileFrom(o, { bucket: false }));
       const p = o.watch ? await follow(iot, jobId, o) : await getJobProgress(iot, jobId, { details: true });
       if (o.json) out(o, p, () => '');
       else if (!o.watch) process.stdout.write(`${formatProgress(p)}\n`);
@@ -330,7 +326,7 @@ export function register(program: Command): void {
   withProfile(
     program.command('cancel').description('Cancel a rollout job').argument('<job>', 'job id').option('--force', 'also cancel executions already IN_PROGRESS'),
   ).action(async (jobId: string, o: CommonOpts & { force?: boolean }) => {
-    const iot = createIotClient(await profileFrom(o));
+    const iot = createIotClient(await profileFrom(o, { bucket: false }));
     await cancelRollout(iot, jobId, { force: o.force, comment: 'canceled with fleetlm cancel' });
     const p = await getJobProgress(iot, jobId);
     out(o, p, () => `canceled ${jobId}: ${p.status} ${JSON.stringify(p.counts)}`);
@@ -360,7 +356,7 @@ export function register(program: Command): void {
 
   withProfile(program.command('devices').description('Things with their current model version and latest telemetry').option('--group <group>', 'only this thing group')).action(
     async (o: CommonOpts & { group?: string }) => {
-      const profile = await profileFrom(o);
+      const profile = await profileFrom(o, { bucket: false });
       const things = await listThings(createIotClient(profile), o.group);
       const latest = latestByDevice(await readTelemetry(profile));
       const rows = things.map((name) => {
@@ -393,7 +389,7 @@ export function register(program: Command): void {
       .description('Latency, tokens/s, memory and energy per device and per model version')
       .option('--since <minutes>', 'only messages from the last n minutes'),
   ).action(async (o: CommonOpts & { since?: string }) => {
-    const profile = await profileFrom(o);
+    const profile = await profileFrom(o, { bucket: false });
     let messages = await readTelemetry(profile);
     if (o.since) {
       const cutoff = Date.now() - intFlag(o.since, '--since', 1, 10_000_000) * 60_000;
@@ -439,7 +435,7 @@ export function register(program: Command): void {
       .option('--kms-key <arn>', 'KMS key (default: kmsKeyId in the profile)')
       .requiredOption('--out <file>', 'PEM file to write'),
   ).action(async (o: CommonOpts & { kmsKey?: string; out: string }) => {
-    const profile = await profileFrom(o);
+    const profile = await profileFrom(o, { bucket: false });
     const keyId = o.kmsKey ?? profile.kmsKeyId;
     if (!keyId) throw new ValidationError('pass --kms-key ARN or set kmsKeyId in the profile');
     const pem = await exportKmsPublicKeyPem(createKmsClient(profile), keyId);

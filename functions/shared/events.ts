@@ -90,7 +90,12 @@ export const PipelineRequestSchema = z
       .strict()
       .default({ enabled: true }),
   })
-  .strict();
+  .strict()
+  // Mirrors functions/shared/payload.ts MAX_PIPELINE_SHARDS (the plan step also checks default budgets and bytes).
+  .refine((r) => !r.budgets || r.budgets.length * r.seedsPerBudget <= 150, {
+    message: 'budgets x seedsPerBudget must be at most 150 shards: the Distributed Map result travels inline and Step Functions stops at 256 KiB',
+    path: ['seedsPerBudget'],
+  });
 export type PipelineRequest = z.output<typeof PipelineRequestSchema>;
 export type PipelineRequestInput = z.input<typeof PipelineRequestSchema>;
 
