@@ -12,11 +12,11 @@ export const ROLLBACK_AUTHORIZATION_FORMAT = 'fleetlm/rollback-authorization@1';
 /** Failure codes an agent reports (job FAILED) when it refuses an install on security-version grounds. */
 export const ANTI_ROLLBACK_CODES = {
   /** The manifest's securityVersion is below the device's floor and the job carries no rollback authorization. */
-  refused: 'ROLLBACK_REFUSED',
+  refused: 'VALIDATION_ROLLBACK_REFUSED',
   /** A rollback authorization is present but not signed by the fleet key, names another version, or expired. */
-  badAuthorization: 'ROLLBACK_AUTHORIZATION_INVALID',
+  badAuthorization: 'VALIDATION_ROLLBACK_AUTHORIZATION',
   /** The manifest's expiresAt has passed. */
-  expired: 'MANIFEST_EXPIRED',
+  expired: 'VALIDATION_MANIFEST_EXPIRED',
 } as const;
 
 export const RollbackAuthorizationSchema = z
@@ -68,7 +68,7 @@ export async function signRollbackAuthorization(
   return { authorization: text, signature: await signManifestBytes(Buffer.from(text), signer) };
 }
 
-/** Throws ROLLBACK_AUTHORIZATION_INVALID unless `signed` is the fleet key's permission for `target`, valid at `now`. */
+/** Throws VALIDATION_ROLLBACK_AUTHORIZATION unless `signed` is the fleet key's permission for `target`, valid at `now`. */
 export function verifyRollbackAuthorization(
   signed: SignedRollbackAuthorization,
   publicKeyPem: string,

@@ -3,11 +3,11 @@
 // and an agent.json for mutual TLS to the account's ATS endpoint. On the local hub (which has no
 // certificate API) the thing and group are created the same way and the config uses plain TCP.
 // https://docs.aws.amazon.com/iot/latest/developerguide/single-thing-provisioning.html
-import { chmod, copyFile, mkdir, readFile } from 'node:fs/promises';
-import { sha256Hex } from '../../common/hash.ts';
+import { chmod, copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
+import { z } from 'zod';
 import {
   AddThingToThingGroupCommand,
   AttachPolicyCommand,
@@ -16,17 +16,25 @@ import {
   CreateKeysAndCertificateCommand,
   CreateThingCommand,
   CreateThingGroupCommand,
+  DeleteCertificateCommand,
+  DescribeCertificateCommand,
   DescribeEndpointCommand,
+  DetachPolicyCommand,
+  DetachThingPrincipalCommand,
+  ListThingPrincipalsCommand,
+  ResourceAlreadyExistsException,
+  UpdateCertificateCommand,
   type IoTClient,
 } from '@aws-sdk/client-iot';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { TransportError, ValidationError } from '../../common/errors.ts';
+import { sha256Hex } from '../../common/hash.ts';
+import { issueDeviceSecret, writeDeviceSecretFile } from '../../local-hub/device-credentials.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../../common/atomic-file.ts';
 import { parseWith } from '../../common/validate.ts';
-import { issueDeviceSecret, writeDeviceSecretFile } from '../../local-hub/device-credentials.ts';
 import { AgentConfigSchema, type AgentConfig, type AgentConfigInput } from '../../edge-agent/config.ts';
 import { isThingName } from '../../contracts/jobs-topics.ts';
-import { createIotClient, createS3Client, describeProfile, resolveProfile, type FleetProfile, type ProfileFlags } from '../../fleet/profile.ts';
+import { createIotClient, createS3Client, describeProfile, loadProfile, requireBucket, type FleetProfile, type ProfileFlags } from '../../fleet/profile.ts';
 import { PUBLIC_KEY_OBJECT } from '../../functions/shared/constants.ts';
 
 /** Policy the fleet stack creates (`${prefix}-device`). */
@@ -67,24 +75,20 @@ export interface RegisterResult {
   notes: string[];
 }
 
-function awsName(err: unknown): string | undefined {
-  return (err as { name?: string })?.name;
-}
-
-async function call<T>(what: string, fn: () => Promise<T>, tolerate?: string): Promise<T | undefined> {
+async function call<T>(what: string, fn: () => Promise<T>, tolerate?: new (...args: never[]) => Error): Promise<T | undefined> {
   try {
     return await fn();
   } catch (err) {
-    if (tolerate && awsName(err) === tolerate) return undefined;
+    if (tolerate && err instanceof tolerate) return undefined;
     throw new TransportError(`${what} failed: ${(err as Error).message}`, { cause: err });
   }
 }
 
 async function ensureThingInGroup(iot: IoTClient, thing: string, group: string | undefined): Promise<void> {
   // CreateThing is idempotent for an existing thing with the same attributes; re-registering is allowed.
-  await call(`CreateThing ${thing}`, () => iot.send(new CreateThingCommand({ thingName: thing })), 'ResourceAlreadyExistsException');
+  await call(`CreateThing ${thing}`, () => iot.send(new CreateThingCommand({ thingName: thing })), ResourceAlreadyExistsException);
   if (!group) return;
-  await call(`CreateThingGroup ${group}`, () => iot.send(new CreateThingGroupCommand({ thingGroupName: group })), 'ResourceAlreadyExistsException');
+  await call(`CreateThingGroup ${group}`, () => iot.send(new CreateThingGroupCommand({ thingGroupName: group })), ResourceAlreadyExistsException);
   await call(`AddThingToThingGroup ${thing} -> ${group}`, () => iot.send(new AddThingToThingGroupCommand({ thingName: thing, thingGroupName: group })));
 }
 
@@ -108,7 +112,7 @@ async function fleetPublicKey(profile: FleetProfile, opts: RegisterOptions, targ
   // Written by the artifacts stack's custom resource at deploy time.
   let pem: string;
   try {
-    const obj = await createS3Client(profile).send(new GetObjectCommand({ Bucket: profile.s3.bucket, Key: PUBLIC_KEY_OBJECT }));
+    const obj = await createS3Client(profile).send(new GetObjectCommand({ Bucket: requireBucket(profile), Key: PUBLIC_KEY_OBJECT }));
     pem = await obj.Body!.transformToString();
   } catch (err) {
     throw new TransportError(
@@ -137,6 +141,111 @@ export function checkFleetKeyPin(pem: string, expected: string, source: string):
   }
 }
 
+interface CreatedCertificate {
+  arn: string;
+  id: string;
+  /** Local files this run wrote for it (removed again when the run fails). */
+  files: string[];
+}
+
+const CertificateRecordSchema = z.object({ certificateArn: z.string().min(1), certificateId: z.string().min(1) }).strict();
+
+/**
+ * The thing's certificate: the one an earlier run recorded beside the config when its files are still
+ * there and it is still ACTIVE and attached (re-running register changes nothing), else a new one.
+ * Policy and thing attachments are (re)applied either way; both calls are idempotent. A new certificate
+ * whose attachments fail is detached, deactivated and deleted, and its key files removed, so a retry
+ * never leaves ACTIVE certificates behind.
+ */
+async function ensureCertificate(
+  iot: IoTClient,
+  thing: string,
+  policy: string,
+  paths: { certificate: string; privateKey: string; record: string },
+  csrPem?: string,
+): Promise<{ arn: string; id: string; created: boolean; files: string[] }> {
+  if (csrPem !== undefined) return certificateFromCsr(iot, thing, policy, paths, csrPem);
+  const reused = await recordedCertificate(iot, thing, paths);
+  if (reused) {
+    await call(`AttachPolicy ${policy}`, () => iot.send(new AttachPolicyCommand({ policyName: policy, target: reused.certificateArn })));
+    return { arn: reused.certificateArn, id: reused.certificateId, created: false, files: [] };
+  }
+  const keys = await call('CreateKeysAndCertificate', () => iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true })));
+  if (!keys?.certificateArn || !keys.certificateId || !keys.certificatePem || !keys.keyPair?.PrivateKey) throw new TransportError('CreateKeysAndCertificate returned no certificate or key');
+  const created: CreatedCertificate = { arn: keys.certificateArn, id: keys.certificateId, files: [] };
+  try {
+    // The private key exists only in this response; write it before anything else can fail.
+    created.files.push(paths.privateKey);
+    await writeFileAtomic(paths.privateKey, keys.keyPair.PrivateKey, { mode: 0o600 });
+    await chmod(paths.privateKey, 0o600);
+    created.files.push(paths.certificate);
+    await writeFileAtomic(paths.certificate, keys.certificatePem);
+    await call(`AttachPolicy ${policy}`, () => iot.send(new AttachPolicyCommand({ policyName: policy, target: created.arn })));
+    await call(`AttachThingPrincipal ${thing}`, () => iot.send(new AttachThingPrincipalCommand({ thingName: thing, principal: created.arn })));
+    created.files.push(paths.record);
+    await writeJsonAtomic(paths.record, { certificateArn: created.arn, certificateId: created.id });
+  } catch (err) {
+    await removeCertificate(iot, thing, policy, created);
+    throw err;
+  }
+  return { ...created, created: true };
+}
+
+/** A new certificate for the device's own key (CreateCertificateFromCsr): only the certificate is written here. */
+async function certificateFromCsr(
+  iot: IoTClient,
+  thing: string,
+  policy: string,
+  paths: { certificate: string; record: string },
+  csrPem: string,
+): Promise<{ arn: string; id: string; created: boolean; files: string[] }> {
+  const cert = await call('CreateCertificateFromCsr', () => iot.send(new CreateCertificateFromCsrCommand({ certificateSigningRequest: csrPem, setAsActive: true })));
+  if (!cert?.certificateArn || !cert.certificateId || !cert.certificatePem) throw new TransportError('CreateCertificateFromCsr returned no certificate');
+  const created: CreatedCertificate = { arn: cert.certificateArn, id: cert.certificateId, files: [] };
+  try {
+    created.files.push(paths.certificate);
+    await writeFileAtomic(paths.certificate, cert.certificatePem);
+    await call(`AttachPolicy ${policy}`, () => iot.send(new AttachPolicyCommand({ policyName: policy, target: created.arn })));
+    await call(`AttachThingPrincipal ${thing}`, () => iot.send(new AttachThingPrincipalCommand({ thingName: thing, principal: created.arn })));
+    created.files.push(paths.record);
+    await writeJsonAtomic(paths.record, { certificateArn: created.arn, certificateId: created.id });
+  } catch (err) {
+    await removeCertificate(iot, thing, policy, created);
+    throw err;
+  }
+  return { ...created, created: true };
+}
+
+async function recordedCertificate(iot: IoTClient, thing: string, paths: { certificate: string; privateKey: string; record: string }) {
+  if (![paths.certificate, paths.privateKey, paths.record].every((f) => existsSync(f))) return undefined;
+  let record: z.output<typeof CertificateRecordSchema>;
+  try {
+    record = parseWith(CertificateRecordSchema, JSON.parse(await readFile(paths.record, 'utf8')), 'certificate record');
+  } catch {
+    return undefined;
+  }
+  const principals = (await call(`ListThingPrincipals ${thing}`, () => iot.send(new ListThingPrincipalsCommand({ thingName: thing }))))?.principals ?? [];
+  if (!principals.includes(record.certificateArn)) return undefined;
+  const described = await call(`DescribeCertificate ${record.certificateId}`, () => iot.send(new DescribeCertificateCommand({ certificateId: record.certificateId })));
+  return described?.certificateDescription?.status === 'ACTIVE' ? record : undefined;
+}
+
+/** Undoes a certificate this run created: detach, deactivate, delete, remove its files. Best effort: the original error matters more. */
+async function removeCertificate(iot: IoTClient, thing: string, policy: string, cert: CreatedCertificate): Promise<void> {
+  const quiet = async (fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+    } catch {
+      // Not attached (the step that failed), or already gone.
+    }
+  };
+  await quiet(() => iot.send(new DetachThingPrincipalCommand({ thingName: thing, principal: cert.arn })));
+  await quiet(() => iot.send(new DetachPolicyCommand({ policyName: policy, target: cert.arn })));
+  await quiet(() => iot.send(new UpdateCertificateCommand({ certificateId: cert.id, newStatus: 'INACTIVE' })));
+  await quiet(() => iot.send(new DeleteCertificateCommand({ certificateId: cert.id })));
+  for (const f of cert.files) await rm(f, { force: true });
+}
+
 /** Registers one device and writes its agent config (and credentials) next to `opts.out`. */
 export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts: RegisterOptions): Promise<RegisterResult> {
   if (!isThingName(opts.thing)) throw new ValidationError(`--thing must be 1-128 of [a-zA-Z0-9:_-]; got ${JSON.stringify(opts.thing)}`);
@@ -147,6 +256,14 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
   const notes: string[] = [];
   await mkdir(dir, { recursive: true });
   if (opts.csr && profile.kind === 'local') throw new ValidationError('--csr applies to AWS IoT; the local hub issues a device secret instead');
+  let csrPem: string | undefined;
+  if (opts.csr) {
+    // The device generated its key and this request; the key never passes through the operator's machine.
+    csrPem = await readFile(opts.csr, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new ValidationError(`cannot read --csr ${opts.csr}: ${err.code ?? err.message}`, { cause: err });
+    });
+    if (!/^-----BEGIN (NEW )?CERTIFICATE REQUEST-----/m.test(csrPem)) throw new ValidationError(`--csr ${opts.csr} is not a PEM certificate signing request`);
+  }
   // The fleet key is checked before anything is created, so a refused key leaves no half-registered thing.
   await fleetPublicKey(profile, opts, files.fleetPublicKey);
   await ensureThingInGroup(iot, opts.thing, opts.group);
@@ -155,6 +272,7 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
   // Artifact hosts: the local hub's S3 store exactly (host:port); on AWS the agent derives the region's S3 hosts.
   let allowedHosts: string[] | undefined;
   let certificateArn: string | null = null;
+  let createdCertificate: CreatedCertificate | undefined;
   if (profile.kind === 'local') {
     if (!profile.mqtt) throw new ValidationError(`local profile ${profile.source} has no MQTT endpoint`);
     // The hub keeps only a hash of the secret; the device gets it once, in a 0600 file beside agent.json.
@@ -170,48 +288,47 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
     const policy = opts.policy ?? DEFAULT_DEVICE_POLICY;
     files.certificate = path.join(dir, `${opts.thing}.cert.pem`);
     files.privateKey = opts.deviceKeyPath ? path.resolve(opts.deviceKeyPath) : path.join(dir, `${opts.thing}.private.key`);
-    if (opts.csr) {
-      // The device generated its key and this request; the key never passes through the operator's machine.
-      const csrPem = await readFile(opts.csr, 'utf8').catch((err: NodeJS.ErrnoException) => {
-        throw new ValidationError(`cannot read --csr ${opts.csr}: ${err.code ?? err.message}`, { cause: err });
-      });
-      if (!/^-----BEGIN (NEW )?CERTIFICATE REQUEST-----/m.test(csrPem)) throw new ValidationError(`--csr ${opts.csr} is not a PEM certificate signing request`);
-      const cert = await call('CreateCertificateFromCsr', () => iot.send(new CreateCertificateFromCsrCommand({ certificateSigningRequest: csrPem, setAsActive: true })));
-      if (!cert?.certificateArn || !cert.certificatePem) throw new TransportError('CreateCertificateFromCsr returned no certificate');
-      certificateArn = cert.certificateArn;
-      await writeFileAtomic(files.certificate, cert.certificatePem);
-      notes.push(`certificate from the device's CSR: copy ${files.certificate} to the device; agent.json expects its private key at ${files.privateKey}`);
-    } else {
-      const keys = await call('CreateKeysAndCertificate', () => iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true })));
-      if (!keys?.certificateArn || !keys.certificatePem || !keys.keyPair?.PrivateKey) throw new TransportError('CreateKeysAndCertificate returned no certificate or key');
-      certificateArn = keys.certificateArn;
-      // The private key exists only in this response; write it before anything else can fail.
-      await writeFileAtomic(files.privateKey, keys.keyPair.PrivateKey);
-      await chmod(files.privateKey, 0o600);
-      await writeFileAtomic(files.certificate, keys.certificatePem);
+    const cert = await ensureCertificate(
+      iot,
+      opts.thing,
+      policy,
+      { certificate: files.certificate, privateKey: files.privateKey, record: path.join(dir, `${opts.thing}.certificate.json`) },
+      csrPem,
+    );
+    if (csrPem !== undefined) notes.push(`certificate from the device's CSR: copy ${files.certificate} to the device; agent.json expects its private key at ${files.privateKey}`);
+    certificateArn = cert.arn;
+    createdCertificate = cert.created ? cert : undefined;
+    try {
+      const endpoint = await call('DescribeEndpoint iot:Data-ATS', () => iot.send(new DescribeEndpointCommand({ endpointType: 'iot:Data-ATS' })));
+      if (!endpoint?.endpointAddress) throw new TransportError('DescribeEndpoint returned no address');
+      // No caPath: the ATS endpoint chains to Amazon Root CA 1, which Node's bundled CA list includes.
+      mqtt = { host: endpoint.endpointAddress, port: 8883, tls: { certPath: files.certificate, keyPath: files.privateKey } };
+    } catch (err) {
+      if (createdCertificate) await removeCertificate(iot, opts.thing, policy, createdCertificate);
+      throw err;
     }
-    await call(`AttachPolicy ${policy}`, () => iot.send(new AttachPolicyCommand({ policyName: policy, target: certificateArn! })));
-    await call(`AttachThingPrincipal ${opts.thing}`, () => iot.send(new AttachThingPrincipalCommand({ thingName: opts.thing, principal: certificateArn! })));
-    const endpoint = await call('DescribeEndpoint iot:Data-ATS', () => iot.send(new DescribeEndpointCommand({ endpointType: 'iot:Data-ATS' })));
-    if (!endpoint?.endpointAddress) throw new TransportError('DescribeEndpoint returned no address');
-    // No caPath: the ATS endpoint chains to Amazon Root CA 1, which Node's bundled CA list includes.
-    mqtt = { host: endpoint.endpointAddress, port: 8883, tls: { certPath: files.certificate, keyPath: files.privateKey } };
   }
-
-  const config: AgentConfig = parseWith(
-    AgentConfigSchema,
-    {
-      thingName: opts.thing,
-      mqtt,
-      modelDir: path.resolve(opts.modelDir ?? path.join(dir, 'models')),
-      stateDir: path.resolve(opts.stateDir ?? path.join(dir, 'state')),
-      fleetPublicKeyPath: files.fleetPublicKey,
-      ...(allowedHosts ? { download: { allowedHosts } } : {}),
-      ...(opts.httpPort !== undefined ? { http: { host: '127.0.0.1', port: opts.httpPort, maxConcurrent: 4 } } : {}),
-    } satisfies AgentConfigInput,
-    'agent config',
-  );
-  await writeJsonAtomic(out, config);
+  let config: AgentConfig;
+  try {
+    config = parseWith(
+      AgentConfigSchema,
+      {
+        thingName: opts.thing,
+        mqtt,
+        modelDir: path.resolve(opts.modelDir ?? path.join(dir, 'models')),
+        stateDir: path.resolve(opts.stateDir ?? path.join(dir, 'state')),
+        fleetPublicKeyPath: files.fleetPublicKey,
+        ...(allowedHosts ? { download: { allowedHosts } } : {}),
+        ...(opts.httpPort !== undefined ? { http: { host: '127.0.0.1', port: opts.httpPort, maxConcurrent: 4 } } : {}),
+      } satisfies AgentConfigInput,
+      'agent config',
+    );
+    await writeJsonAtomic(out, config);
+  } catch (err) {
+    // Nothing half-written: a certificate this run created is undone (see ensureCertificate).
+    if (createdCertificate) await removeCertificate(iot, opts.thing, opts.policy ?? DEFAULT_DEVICE_POLICY, createdCertificate);
+    throw err;
+  }
   return {
     mode: profile.kind,
     thingName: opts.thing,
@@ -258,13 +375,15 @@ export function register(program: Command): void {
     .option('--fleet-key-sha256 <hex>', 'AWS: expected sha256 of the fleet public key (stack output ManifestPublicKeySha256; env FLEETLM_FLEET_KEY_SHA256)')
     .addOption(new Option('--local [dir]', 'use the local hub whose endpoints.json is in dir (default .fleetlm/local)'))
     .option('--profile <file>', 'AWS profile file (default ~/.fleetlm/profile.json)')
+    .option('--aws-profile <name>', 'named AWS profile for credentials and region (default: AWS_PROFILE, else the SDK default chain)')
     .option('--region <region>', 'AWS region (overrides the profile and AWS_REGION)')
     .option('--bucket <bucket>', 'artifact bucket (overrides the profile)')
     .option('--json', 'machine-readable output on stdout')
     .option('--verbose', 'print the resolved profile on stderr')
     .action(async (o: CliOpts) => {
       process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-      const profile = resolveProfile(o);
+      // The bucket is only read for the fleet public key when --fleet-public-key is not given.
+      const profile = await loadProfile(o, process.env, { bucket: !o.fleetPublicKey });
       if (o.verbose) process.stderr.write(`profile: ${JSON.stringify(describeProfile(profile), null, 2)}\n`);
       let httpPort: number | undefined;
       if (o.httpPort !== undefined) {

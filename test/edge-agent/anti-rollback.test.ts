@@ -47,7 +47,7 @@ describe('security versions', () => {
     // Whoever can create a job redeploys the older, validly signed version: refused.
     const plain = await run('ar-back-plain', v1);
     expect(plain.status).toBe('FAILED');
-    expect(plain.statusDetails?.detailsMap).toMatchObject({ code: 'ROLLBACK_REFUSED', step: 'verifying' });
+    expect(plain.statusDetails?.detailsMap).toMatchObject({ code: 'VALIDATION_ROLLBACK_REFUSED', step: 'verifying' });
     expect(await healthz(agent)).toEqual({ modelId: 'ar', version: '2' });
 
     // An authorization signed by another key, or for another version, does not help.
@@ -57,7 +57,7 @@ describe('security versions', () => {
     for (const [jobId, auth] of [['ar-forged', forged], ['ar-wrong-version', wrongVersion], ['ar-expired-auth', expired]] as const) {
       const e = await run(jobId, { ...v1, rollbackAuthorization: auth });
       expect(e.status, jobId).toBe('FAILED');
-      expect(e.statusDetails?.detailsMap?.code, jobId).toBe('ROLLBACK_AUTHORIZATION_INVALID');
+      expect(e.statusDetails?.detailsMap?.code, jobId).toBe('VALIDATION_ROLLBACK_AUTHORIZATION');
     }
 
     // The fleet key's explicit rollback for exactly this version is accepted.
@@ -71,13 +71,13 @@ describe('security versions', () => {
     agents.push(agent);
     const after = await run('ar-v1b-after-restart', v1b);
     expect(after.status).toBe('FAILED');
-    expect(after.statusDetails?.detailsMap?.code).toBe('ROLLBACK_REFUSED');
+    expect(after.statusDetails?.detailsMap?.code).toBe('VALIDATION_ROLLBACK_REFUSED');
 
     // An expired manifest is refused whatever its security version.
     const stale = await fleet.publish('ar', '3', m2, { securityVersion: 3, expiresAt: new Date(Date.now() - 60_000).toISOString() });
     const e = await run('ar-expired', stale);
     expect(e.status).toBe('FAILED');
-    expect(e.statusDetails?.detailsMap?.code).toBe('MANIFEST_EXPIRED');
+    expect(e.statusDetails?.detailsMap?.code).toBe('VALIDATION_MANIFEST_EXPIRED');
     expect(await healthz(agent)).toEqual({ modelId: 'ar', version: '1' });
   }, 300_000);
 });

@@ -72,7 +72,7 @@ describe('rollback below the security version', () => {
 
     // Whoever can create jobs redeploys the older, validly signed release: the device refuses it.
     const plain = await rollout('1', { things: ['dev-1'] });
-    expect(plain).toMatchObject({ status: 'FAILED', details: { code: 'ROLLBACK_REFUSED' } });
+    expect(plain).toMatchObject({ status: 'FAILED', details: { code: 'VALIDATION_ROLLBACK_REFUSED' } });
 
     const r = await runCliCaptured(['rollback', '--local', hubDir(), '--group', 'g', '--key', keyFile(), '--json']);
     expect(r.code, r.stderr).toBe(0);
