@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { ListThingsCommand, ListThingsInThingGroupCommand, type IoTClient } from '@aws-sdk/client-iot';
+import type { IoTClient } from '@aws-sdk/client-iot';
 import { TransportError, ValidationError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/atomic-file.ts';
 import { generateSigningKeyPair, LocalKeySigner, type ManifestSigner } from '../../contracts/manifest-signing.ts';
@@ -29,15 +29,15 @@ import {
   type RolloutSettings,
 } from '../../fleet/rollout.ts';
 import { formatProgress, getJobProgress, watchJob, type JobProgress } from '../../fleet/fleet-status.ts';
-import { latestByDevice, readTelemetry, summarise, type TelemetrySummary } from '../../fleet/telemetry-reader.ts';
+import { readTelemetry, summarise, type TelemetrySummary } from '../../fleet/telemetry-reader.ts';
 
-interface CommonOpts extends ProfileFlags {
+export interface CommonOpts extends ProfileFlags {
   json?: boolean;
   verbose?: boolean;
 }
 
 /** Adds the profile, --json and --verbose options every fleet command shares. */
-function withProfile(cmd: Command): Command {
+export function withProfile(cmd: Command): Command {
   return cmd
     .addOption(new Option('--local [dir]', 'use the local hub whose endpoints.json is in dir (default .fleetlm/local)'))
     .option('--profile <file>', 'AWS profile file (default ~/.fleetlm/profile.json)')
@@ -63,7 +63,8 @@ function answers(url: string): Promise<boolean> {
   });
 }
 
-async function profileFrom(opts: CommonOpts): Promise<FleetProfile> {
+/** Resolves the profile from flags, failing early when a local hub's endpoints.json is stale. */
+export async function profileFrom(opts: CommonOpts): Promise<FleetProfile> {
   // Node 20 is supported here; the SDK's notice about its 2027 releases would clutter every command.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const profile = resolveProfile(opts);
@@ -77,7 +78,8 @@ async function profileFrom(opts: CommonOpts): Promise<FleetProfile> {
   return profile;
 }
 
-function out(opts: CommonOpts, value: unknown, human: () => string): void {
+/** Prints `value` as JSON with --json, else the human text. */
+export function out(opts: CommonOpts, value: unknown, human: () => string): void {
   process.stdout.write(opts.json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
 }
 
@@ -177,23 +179,6 @@ async function follow(iot: IoTClient, jobId: string, opts: CommonOpts): Promise<
       lines = text.split('\n').length;
     },
   });
-}
-
-async function listThings(iot: IoTClient, group?: string): Promise<string[]> {
-  const names: string[] = [];
-  let nextToken: string | undefined;
-  do {
-    if (group) {
-      const page = await iot.send(new ListThingsInThingGroupCommand({ thingGroupName: group, nextToken, maxResults: 250 }));
-      names.push(...(page.things ?? []));
-      nextToken = page.nextToken;
-    } else {
-      const page = await iot.send(new ListThingsCommand({ nextToken, maxResults: 250 }));
-      names.push(...(page.things ?? []).map((t) => t.thingName!).filter(Boolean));
-      nextToken = page.nextToken;
-    }
-  } while (nextToken);
-  return names.sort();
 }
 
 /** Registers the operator commands on the program. */
@@ -320,35 +305,6 @@ export function register(program: Command): void {
     const final = o.watch ? await follow(iot, result.jobId, o) : undefined;
     if (o.json) out(o, { from: rb.from, to: rb.to, canceled: rb.canceled, jobId: result.jobId, final }, () => '');
   });
-
-  withProfile(program.command('devices').description('Things with their current model version and latest telemetry').option('--group <group>', 'only this thing group')).action(
-    async (o: CommonOpts & { group?: string }) => {
-      const profile = await profileFrom(o);
-      const things = await listThings(createIotClient(profile), o.group);
-      const latest = latestByDevice(await readTelemetry(profile));
-      const rows = things.map((name) => {
-        const t = latest.get(name);
-        return {
-          thingName: name,
-          model: t?.model ? `${t.model.modelId}@${t.model.version}` : null,
-          lastSeen: t ? new Date(t.timestamp).toISOString() : null,
-          event: t?.event ?? null,
-          requests: t?.inference.requests ?? null,
-          firstTokenMsP50: t?.inference.firstTokenMs?.p50 ?? null,
-          tokensPerSecondP50: t?.inference.tokensPerSecond?.p50 ?? null,
-          rssMb: t ? t.system.rssBytes / 2 ** 20 : null,
-          energyJ: t?.system.energyJ ?? null,
-          energyEstimated: t?.system.energyEstimated ?? null,
-        };
-      });
-      out(o, rows, () =>
-        table(
-          ['device', 'model', 'last seen', 'requests', 'first token ms', 'tokens/s', 'RSS MB', 'energy J'],
-          rows.map((r) => [r.thingName, r.model, r.lastSeen, r.requests, r.firstTokenMsP50, r.tokensPerSecondP50, r.rssMb, r.energyJ === null ? null : `${fmtNum(r.energyJ)}${r.energyEstimated ? ' (est)' : ''}`]),
-        ),
-      );
-    },
-  );
 
   withProfile(
     program

@@ -89,6 +89,10 @@ describe('fleetlm operator commands on the local hub', () => {
     // The canary (50% of 2 = 1 device per minute until it succeeds) holds the second device back:
     // like AWS, the hub creates an execution only when the rollout reaches the thing.
     expect(p.devices.map((d) => d.thingName)).toEqual(['pi-1']);
+    // No agent runs here: the QUEUED target is offline, and status says so rather than just QUEUED.
+    expect(p.devices[0]).toMatchObject({ status: 'QUEUED', online: false });
+    const human = await cli('status', jobId, '--local', path.join(dir, 'hub'));
+    expect(human.out).toMatch(/pi-1\s+QUEUED\s+\(offline, never seen\)/);
 
     const cancel = await cli('cancel', jobId, '--local', path.join(dir, 'hub'), '--json');
     expect(cancel.code).toBe(0);
@@ -97,9 +101,12 @@ describe('fleetlm operator commands on the local hub', () => {
 
   it('lists devices and refuses a rollback when no earlier version succeeded', async () => {
     const devices = await cli('devices', '--local', path.join(dir, 'hub'), '--group', 'lab', '--json');
-    expect((JSON.parse(devices.out) as { thingName: string; model: string | null }[]).map((d) => [d.thingName, d.model])).toEqual([
-      ['pi-1', null],
-      ['pi-2', null],
+    const listed = JSON.parse(devices.out) as { indexed: boolean; devices: { thingName: string; model: string | null; online: boolean | null; groups: string[] }[] };
+    expect(listed.indexed).toBe(true);
+    // No agents here: both things are registered but have never connected.
+    expect(listed.devices.map((d) => [d.thingName, d.model, d.online, d.groups])).toEqual([
+      ['pi-1', null, false, ['lab']],
+      ['pi-2', null, false, ['lab']],
     ]);
     const rb = await cli('rollback', '--local', path.join(dir, 'hub'), '--group', 'lab');
     expect(rb.code).toBe(2);
