@@ -19,6 +19,7 @@ import { parseWith } from '../common/validate.ts';
 import { DEPLOY_MODEL_SCHEMA, DeployModelDocumentSchema, type DeployModelDocument, type HealthCheck } from '../contracts/job-document.ts';
 import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, modelPrefix } from '../contracts/manifest.ts';
 import { presignedPlaceholder, type FleetProfile } from './profile.ts';
+import { assertNotDeprecated } from './model-registry.ts';
 import { readPublishedVersion } from './publisher.ts';
 
 /** AWS IoT caps a job document at 32 KB. */
@@ -213,6 +214,7 @@ export function jobConfig(settings: RolloutSettings, targetCount: number, roleAr
 /** Creates the IoT Job that deploys a published version to a group (or to named things). */
 export async function createRollout(iot: IoTClient, s3: S3Client, profile: FleetProfile, req: RolloutRequest): Promise<RolloutResult> {
   const settings: RolloutSettings = { ...DEFAULT_ROLLOUT, ...stripUndefined(req.settings ?? {}) };
+  await assertNotDeprecated(s3, profile.s3.bucket, req.modelId, req.version);
   const targets: string[] = [];
   let targetCount = 0;
   if (req.group) {

@@ -46,6 +46,10 @@ export const COMMANDS: ReadonlyArray<CommandEntry> = [
     commands: { devices: 'Devices at a glance: online state, last seen, group, model version, job, temperature, power, speed' },
     load: () => import('./devices.ts'),
   },
+  {
+    commands: { console: 'Serve the operator web console (devices, jobs, telemetry charts, model registry) on 127.0.0.1' },
+    load: () => import('./console.ts'),
+  },
   { commands: { device: 'register devices with the fleet' }, load: () => import('./device.ts') },
   { commands: { agent: 'Bundle and package the device agent (tar.gz and .deb per architecture)' }, load: () => import('./agent.ts') },
   {
