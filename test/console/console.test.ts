@@ -27,6 +27,7 @@ let server: ConsoleServer;
 let context: BrowserContext;
 let page: Page;
 let jobId: string;
+let profile: ReturnType<typeof localProfile>;
 
 describe.skipIf(!existsSync(CHROMIUM))('fleetlm console in headless Chromium', () => {
   beforeAll(async () => {
@@ -35,7 +36,7 @@ describe.skipIf(!existsSync(CHROMIUM))('fleetlm console in headless Chromium', (
     await provisionThings(fleet.iot, 'lab', ['pi-1', 'pi-2']);
     for (const thing of ['pi-1', 'pi-2']) agents.push(await AgentProcess.start(fleet, thing, await tempDir(`fleetlm-console-${thing}-`)));
     await fleet.publish('tiny', '1.0', await buildTestModel(1));
-    const profile = localProfile(fleet.hub.endpoints, 'test hub');
+    profile = localProfile(fleet.hub.endpoints, 'test hub');
     jobId = (await createRollout(fleet.iot, fleet.s3, profile, { modelId: 'tiny', version: '1.0', group: 'lab' })).jobId;
     server = await startConsoleServer({ api: createConsoleApi(profile, { iot: fleet.iot, s3: fleet.s3 }), actions: true });
     // A fresh profile directory per run, so nothing from an earlier browser session leaks in.
@@ -89,6 +90,23 @@ describe.skipIf(!existsSync(CHROMIUM))('fleetlm console in headless Chromium', (
     await expect.poll(() => page.locator('#device-summary').textContent(), { timeout: 10_000 }).toBe('1 of 2 online');
     await page.screenshot({ path: path.join(SHOTS, 'console-offline.png'), fullPage: true });
   }, 60_000);
+
+  it('cancels a job from the page once the operator confirms, and marks its offline target', async () => {
+    const stuck = (await createRollout(fleet.iot, fleet.s3, profile, { modelId: 'tiny', version: '1.0', things: ['pi-2'] })).jobId;
+    const row = page.locator(`#jobs tr[data-job="${stuck}"]`);
+    await row.waitFor({ timeout: 30_000 });
+    await row.locator('td').first().click();
+    await page.locator('#job-devices tr[data-thing="pi-2"][data-status="QUEUED"]', { hasText: 'offline' }).waitFor({ timeout: 30_000 });
+    const asked: string[] = [];
+    page.once('dialog', (d) => {
+      asked.push(d.message());
+      void d.accept();
+    });
+    await page.locator(`#jobs tr[data-job="${stuck}"] button[data-cancel]`).click();
+    await page.locator(`#jobs tr[data-job="${stuck}"][data-status="CANCELED"]`).waitFor({ timeout: 30_000 });
+    expect(asked).toEqual([expect.stringContaining(`Cancel job ${stuck}?`)]);
+    await page.screenshot({ path: path.join(SHOTS, 'console-canceled.png'), fullPage: true });
+  }, 90_000);
 
   it('refuses actions without the page token and unknown hosts (DNS rebinding)', async () => {
     const cancel = await fetch(`${server.url}api/jobs/${jobId}/cancel`, { method: 'POST' });
