@@ -46,6 +46,14 @@ export const COMMANDS: ReadonlyArray<CommandEntry> = [
     commands: { devices: 'Devices at a glance: online state, last seen, group, model version, job, temperature, power, speed' },
     load: () => import('./devices.ts'),
   },
+  { commands: { jobs: 'Rollout history per group, newest first, with outcome counts' }, load: () => import('./jobs.ts') },
+  {
+    commands: {
+      versions: 'Published model versions: size, compression, quality, deprecation and the devices running each',
+      deprecate: 'Mark a published version deprecated so rollouts refuse it (--undo lifts the mark)',
+    },
+    load: () => import('./versions.ts'),
+  },
   {
     commands: { console: 'Serve the operator web console (devices, jobs, telemetry charts, model registry) on 127.0.0.1' },
     load: () => import('./console.ts'),

@@ -136,3 +136,34 @@ describe('fleetlm operator commands on the local hub', () => {
     expect(down.err).toMatch(/does not answer at http:\/\/127\.0\.0\.1:\d+: start it with `fleetlm local up --dir/);
   });
 });
+
+describe('fleetlm jobs, versions and deprecate on the local hub', () => {
+  it('lists rollout history with outcome counts and the registry, and refuses rollouts of a deprecated version', async () => {
+    const hubDir = path.join(dir, 'hub');
+    const jobs = await cli('jobs', '--local', hubDir, '--group', 'lab', '--json');
+    expect(jobs.code).toBe(0);
+    const history = (JSON.parse(jobs.out) as { jobs: { modelId: string; version: string; group: string; status: string; counts: Record<string, number>; total: number }[] }).jobs;
+    expect(history.length).toBeGreaterThan(0);
+    expect(history[0]).toMatchObject({ modelId: 'tiny', version: '1.0', group: 'lab', status: 'CANCELED' });
+    expect(history[0]!.total).toBe(Object.values(history[0]!.counts).reduce((a, b) => a + b, 0));
+    expect((await cli('jobs', '--local', hubDir)).out).toMatch(/^group\s+job\s+model\s+status\s+succeeded/);
+
+    const versions = await cli('versions', '--local', hubDir, '--json');
+    const listed = (JSON.parse(versions.out) as { versions: { modelId: string; version: string; totalBytes: number; files: number; deprecated: unknown }[] }).versions;
+    expect(listed).toEqual([expect.objectContaining({ modelId: 'tiny', version: '1.0', totalBytes: 2048, files: 1, deprecated: null })]);
+
+    const dep = await cli('deprecate', '--local', hubDir, '--model', 'tiny', '--version', '1.0', '--reason', 'quality regression');
+    expect(dep.code).toBe(0);
+    expect((await cli('versions', '--local', hubDir)).out).toMatch(/tiny\s+1\.0 .*deprecated: quality regression/);
+    const refused = await cli('rollout', '--local', hubDir, '--model', 'tiny', '--version', '1.0', '--group', 'lab');
+    expect(refused.code).toBe(2);
+    expect(refused.err).toMatch(/tiny@1\.0 is deprecated .*quality regression/);
+    expect((await cli('deprecate', '--local', hubDir, '--model', 'tiny', '--version', '1.0', '--undo')).code).toBe(0);
+    const again = await cli('rollout', '--local', hubDir, '--model', 'tiny', '--version', '1.0', '--group', 'lab', '--json');
+    expect(again.code).toBe(0);
+    await cli('cancel', (JSON.parse(again.out) as { jobId: string }).jobId, '--local', hubDir);
+    const missing = await cli('deprecate', '--local', hubDir, '--model', 'tiny', '--version', '9.9');
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/tiny@9\.9 is not published/);
+  });
+});
