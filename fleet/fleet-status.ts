@@ -158,8 +158,8 @@ export function formatProgress(p: JobProgress): string {
     const detail = Object.entries(det)
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');
-    const offline = d.online === false && !TERMINAL_EXECUTION_STATUSES.has(d.status) ? ` (${formatOnline({ online: false, lastSeen: d.lastSeen ?? null })})` : '';
-    return `  ${d.thingName.padEnd(width)}  ${d.status.padEnd(11)} ${detail}${offline}`.trimEnd();
+    const offline = d.online === false && !TERMINAL_EXECUTION_STATUSES.has(d.status) ? `(${formatOnline({ online: false, lastSeen: d.lastSeen ?? null })})` : '';
+    return [`  ${d.thingName.padEnd(width)}  ${d.status.padEnd(11)}`, detail, offline].filter(Boolean).join(' ').trimEnd();
   });
   return [head, ...lines].join('\n');
 }

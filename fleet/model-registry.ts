@@ -35,17 +35,14 @@ function num(v: unknown): number | null {
   return typeof v === 'number' && Number.isFinite(v) ? v : null;
 }
 
-/** A short label for the manifest's compression record (its shapes vary with the tool that wrote it). */
+/** A short label for the manifest's compression record, e.g. "svd 2.01x + int4" (embedding method and ratio, weight bits). */
 function compressionLabel(c: Record<string, unknown> | undefined): string | null {
   if (!c) return null;
   const parts: string[] = [];
-  for (const key of ['method', 'embedding', 'quantization', 'scheme', 'bits']) {
-    const v = c[key];
-    if (typeof v === 'string' || typeof v === 'number') parts.push(`${key === 'bits' ? 'int' : ''}${v}`);
-    else if (v && typeof v === 'object' && typeof (v as Record<string, unknown>).method === 'string') parts.push(String((v as Record<string, unknown>).method));
-  }
-  if (Array.isArray(c.steps)) for (const s of c.steps) if (s && typeof s === 'object' && typeof (s as Record<string, unknown>).step === 'string') parts.push(String((s as Record<string, unknown>).step));
-  return parts.length ? [...new Set(parts)].join('+') : 'yes';
+  if (typeof c.method === 'string') parts.push(num(c.ratio) === null ? c.method : `${c.method} ${num(c.ratio)!.toFixed(2)}x`);
+  const q = c.quantization as Record<string, unknown> | undefined;
+  if (q && typeof q === 'object' && num(q.bits) !== null) parts.push(`int${q.bits}`);
+  return parts.length ? parts.join(' + ') : 'yes';
 }
 
 async function getText(s3: S3Client, bucket: string, key: string): Promise<string> {
@@ -90,7 +87,8 @@ export async function listVersions(s3: S3Client, bucket: string, opts: { modelId
       modelBytes: manifest.files.filter((f) => f.role === 'model' || f.role === 'model-data').reduce((a, f) => a + f.size, 0),
       compression: compressionLabel(manifest.compression),
       quality: q ? { passed: typeof q.passed === 'boolean' ? q.passed : null, totalChange: num(q.totalChange), baselinePerplexity: num(q.baselinePerplexity) } : null,
-      perplexity: num(manifest.evaluation?.perplexity),
+      // The shipped bundle's perplexity (evaluate writes perplexityShipped; older records only perplexity).
+      perplexity: num(manifest.evaluation?.perplexityShipped) ?? num(manifest.evaluation?.perplexity),
       deprecated,
     });
   }

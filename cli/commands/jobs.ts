@@ -19,7 +19,7 @@ export function register(program: Command): void {
     const profile = await profileFrom(o);
     const jobs = await listDeployments(createIotClient(profile), { group: o.group, limit });
     // Grouped for reading: one block per group (things-only rollouts last), newest first inside.
-    const byGroup = [...jobs].sort((a, b) => (a.group ?? '~').localeCompare(b.group ?? '~'));
+    const byGroup = [...jobs].sort((a, b) => (a.group === null ? 1 : 0) - (b.group === null ? 1 : 0) || (a.group ?? '').localeCompare(b.group ?? ''));
     out(o, { jobs }, () =>
       jobs.length === 0
         ? `no fleetlm rollouts${o.group ? ` on group ${o.group}` : ''}`

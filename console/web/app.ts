@@ -121,7 +121,10 @@ function renderJobs(jobs: JobHistoryEntry[]): void {
       const bad = c.failed + c.rejected + c.timedOut;
       const finished = c.succeeded + bad + c.canceled + c.removed;
       const pct = j.total ? Math.round((100 * finished) / j.total) : 0;
-      const bar = el('span', { class: 'bar', title: `${finished}/${j.total} finished` }, el('span', { class: bad ? 'bad' : '', style: `width:${pct}%` }));
+      const fillBar = el('span', { class: bad ? 'bad' : '' });
+      // Through CSSOM: the page's CSP blocks inline style attributes.
+      fillBar.style.width = `${pct}%`;
+      const bar = el('span', { class: 'bar', title: `${finished}/${j.total} finished` }, fillBar);
       const outcomes = Object.entries(c)
         .filter(([, v]) => v > 0)
         .map(([k, v]) => `${k} ${v}`)
@@ -165,7 +168,8 @@ function renderJobDetail(p: JobProgress | null): void {
     'job-devices',
     p.devices.map((d) => {
       const { step, percent, ...rest } = d.statusDetails;
-      const offline = d.online === false && (d.status === 'QUEUED' || d.status === 'IN_PROGRESS') ? ` (offline, last seen ${ago(d.lastSeen ?? null)})` : '';
+      const seen = d.lastSeen ? `last seen ${ago(d.lastSeen)}` : 'never seen';
+      const offline = d.online === false && (d.status === 'QUEUED' || d.status === 'IN_PROGRESS') ? ` (offline, ${seen})` : '';
       return el(
         'tr',
         { 'data-thing': d.thingName, 'data-status': d.status },

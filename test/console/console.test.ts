@@ -96,7 +96,10 @@ describe.skipIf(!existsSync(CHROMIUM))('fleetlm console in headless Chromium', (
     const row = page.locator(`#jobs tr[data-job="${stuck}"]`);
     await row.waitFor({ timeout: 30_000 });
     await row.locator('td').first().click();
-    await page.locator('#job-devices tr[data-thing="pi-2"][data-status="QUEUED"]', { hasText: 'offline' }).waitFor({ timeout: 30_000 });
+    await page.locator('#job-devices tr[data-thing="pi-2"][data-status="QUEUED"]', { hasText: '(offline, last seen' }).waitFor({ timeout: 30_000 });
+    // Nothing finished yet: the progress bar is empty (and full for the completed job).
+    await expect(row.locator('.bar > span').evaluate((e) => e.getBoundingClientRect().width)).resolves.toBe(0);
+    await expect(page.locator(`#jobs tr[data-job="${jobId}"] .bar > span`).evaluate((e) => e.getBoundingClientRect().width)).resolves.toBeGreaterThan(100);
     const asked: string[] = [];
     page.once('dialog', (d) => {
       asked.push(d.message());
