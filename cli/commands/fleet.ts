@@ -29,6 +29,7 @@ import {
   type RolloutSettings,
 } from '../../fleet/rollout.ts';
 import { formatProgress, getJobProgress, watchJob, type JobProgress } from '../../fleet/fleet-status.ts';
+import { assertJobSucceeded, watchTimeoutError } from '../../fleet/job-outcome.ts';
 import { readTelemetry, summarise, type TelemetrySummary } from '../../fleet/telemetry-reader.ts';
 
 export interface CommonOpts extends ProfileFlags {
@@ -160,14 +161,18 @@ function addRolloutFlags(cmd: Command): Command {
     .option('--health-prompt <text>', 'prompt of the on-device health check')
     .option('--max-first-token-ms <ms>', 'health check: slowest acceptable first token')
     .option('--min-tokens-per-second <n>', 'health check: slowest acceptable decode speed')
-    .option('--watch', 'follow the job until it is done');
+    .option('--watch', 'follow the job until it is done; exit 0 only if every device succeeded (3 failed/aborted/canceled, 4 timed out)')
+    .option('--watch-timeout <sec>', 'with --watch: give up after this many seconds (exit 4), naming the devices still pending');
 }
 
-async function follow(iot: IoTClient, jobId: string, opts: CommonOpts): Promise<JobProgress> {
+/** Follows the job until done; a `--watch-timeout` that runs out throws JobOutcomeError (exit 4). */
+async function follow(iot: IoTClient, jobId: string, opts: CommonOpts & { watchTimeout?: unknown }): Promise<JobProgress> {
   const tty = process.stdout.isTTY === true && !opts.json;
   let lastText = '';
   let lines = 0;
+  const timeoutSec = typeof opts.watchTimeout === 'string' ? intFlag(opts.watchTimeout, '--watch-timeout', 1, 604_800) : undefined;
   return watchJob(iot, jobId, {
+    timeoutMs: timeoutSec === undefined ? undefined : timeoutSec * 1000,
     intervalMs: 1000,
     onUpdate: (p) => {
       if (opts.json) return;
@@ -178,6 +183,9 @@ async function follow(iot: IoTClient, jobId: string, opts: CommonOpts): Promise<
       process.stdout.write(`${text}\n`);
       lines = text.split('\n').length;
     },
+  }).catch(async (err: unknown) => {
+    if (timeoutSec !== undefined && (err as { code?: string }).code === 'TRANSPORT_TIMEOUT') throw await watchTimeoutError(iot, jobId, timeoutSec);
+    throw err;
   });
 }
 
@@ -261,17 +269,19 @@ export function register(program: Command): void {
     if (o.watch) {
       const final = await follow(iot, result.jobId, o);
       if (o.json) out(o, { ...result, final }, () => '');
+      assertJobSucceeded(final);
       return;
     }
     if (o.json) out(o, result, () => '');
   });
 
-  withProfile(program.command('status').description('Per-device progress of a rollout job').argument('<job>', 'job id').option('--watch', 'refresh until the job is done')).action(
-    async (jobId: string, o: CommonOpts & { watch?: boolean }) => {
+  withProfile(program.command('status').description('Per-device progress of a rollout job').argument('<job>', 'job id').option('--watch', 'refresh until the job is done; exit 0 only if every device succeeded (3 failed/aborted/canceled, 4 timed out)').option('--watch-timeout <sec>', 'with --watch: give up after this many seconds (exit 4)')).action(
+    async (jobId: string, o: CommonOpts & { watch?: boolean; watchTimeout?: string }) => {
       const iot = createIotClient(await profileFrom(o));
       const p = o.watch ? await follow(iot, jobId, o) : await getJobProgress(iot, jobId, { details: true });
       if (o.json) out(o, p, () => '');
       else if (!o.watch) process.stdout.write(`${formatProgress(p)}\n`);
+      if (o.watch) assertJobSucceeded(p);
     },
   );
 
@@ -304,6 +314,7 @@ export function register(program: Command): void {
     }
     const final = o.watch ? await follow(iot, result.jobId, o) : undefined;
     if (o.json) out(o, { from: rb.from, to: rb.to, canceled: rb.canceled, jobId: result.jobId, final }, () => '');
+    if (final) assertJobSucceeded(final);
   });
 
   withProfile(

@@ -97,6 +97,23 @@ describe('fleetlm operator commands on the local hub', () => {
     const cancel = await cli('cancel', jobId, '--local', path.join(dir, 'hub'), '--json');
     expect(cancel.code).toBe(0);
     expect((JSON.parse(cancel.out) as { status: string }).status).toBe('CANCELED');
+
+    // A pipeline gates on the exit code: a canceled job is not a success (3), and --json still prints it.
+    const watched = await cli('status', jobId, '--local', path.join(dir, 'hub'), '--watch', '--json');
+    expect(watched.code).toBe(3);
+    expect((JSON.parse(watched.out) as { status: string }).status).toBe('CANCELED');
+    expect(watched.err.trim().split('\n').at(-1)).toBe(`fleetlm: error: job ${jobId} ended CANCELED (OPERATOR_CANCEL): CANCELED=1; pi-1 CANCELED`);
+  });
+
+  it('rollout --watch --watch-timeout exits 4 and names the devices still pending and whether they are online', async () => {
+    const r = await cli('rollout', '--local', path.join(dir, 'hub'), '--model', 'tiny', '--version', '1.0', '--thing', 'pi-2', '--watch', '--watch-timeout', '2');
+    expect(r.code).toBe(4);
+    expect(r.err.trim().split('\n').at(-1)).toMatch(/not done after 2 s \(IN_PROGRESS, QUEUED=1\): pending pi-2 QUEUED \(offline, never seen\)/);
+    const jobId = /created job (\S+):/.exec(r.out)![1]!;
+    expect((await cli('cancel', jobId, '--local', path.join(dir, 'hub'))).code).toBe(0);
+    const bad = await cli('status', jobId, '--local', path.join(dir, 'hub'), '--watch', '--watch-timeout', 'soon');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--watch-timeout must be an integer in 1\.\.604800; got "soon"/);
   });
 
   it('lists devices and refuses a rollback when no earlier version succeeded', async () => {
