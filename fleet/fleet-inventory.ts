@@ -42,10 +42,13 @@ export interface DeviceState {
   energyEstimated: boolean | null;
 }
 
-/** Whether the fleet index is missing or not configured for connectivity (AWS answers these errors then). */
+/**
+ * Whether the fleet index is missing, not configured, or not readable with these credentials (no
+ * iot:SearchIndex): connectivity is then unknown, which must not break the commands that only add it.
+ */
 function indexUnavailable(err: unknown): boolean {
   const name = (err as { name?: string }).name ?? '';
-  return ['IndexNotReadyException', 'ResourceNotFoundException', 'InvalidRequestException', 'UnknownOperationException'].includes(name);
+  return ['IndexNotReadyException', 'ResourceNotFoundException', 'InvalidRequestException', 'UnknownOperationException', 'AccessDeniedException', 'UnauthorizedException'].includes(name);
 }
 
 /**

@@ -9,7 +9,7 @@ import {
   type JobExecutionSummaryForJob,
 } from '@aws-sdk/client-iot';
 import { TransportError, ValidationError } from '../common/errors.ts';
-import { formatOnline, readConnectivity } from './fleet-inventory.ts';
+import { formatOnline, readConnectivity, type Connectivity } from './fleet-inventory.ts';
 import { parseDeployment } from './rollout.ts';
 
 export const TERMINAL_EXECUTION_STATUSES = new Set(['SUCCEEDED', 'FAILED', 'REJECTED', 'TIMED_OUT', 'CANCELED', 'REMOVED']);
@@ -102,7 +102,8 @@ export async function getJobProgress(iot: IoTClient, jobId: string, opts: { deta
   devices.sort((a, b) => a.thingName.localeCompare(b.thingName));
   if (opts.details && devices.length > 0) {
     // A QUEUED device that is offline will not pick the job up until it reconnects: say so.
-    const conn = await readConnectivity(iot);
+    // Best effort: progress must not fail because connectivity cannot be read.
+    const conn = await readConnectivity(iot).catch(() => ({ indexed: false, things: new Map<string, Connectivity>() }));
     for (const d of devices) {
       const c = conn.things.get(d.thingName);
       d.online = conn.indexed ? (c?.connected ?? null) : null;

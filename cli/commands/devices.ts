@@ -37,7 +37,9 @@ export function register(program: Command): void {
             d.rssMb,
           ]),
         ),
-        ...(fleet.indexed ? [] : ['online state unknown: enable fleet indexing with thing connectivity (aws iot update-indexing-configuration)']),
+        ...(fleet.indexed
+          ? []
+          : ['online state unknown: fleet indexing with thing connectivity is off or not readable (aws iot update-indexing-configuration; iot:SearchIndex)']),
       ].join('\n'),
     );
   });
