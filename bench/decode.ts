@@ -3,7 +3,7 @@
 // fused and int8/int4 weight-quantized (MatMulNBits) graphs, set against this machine's memory read
 // bandwidth: the bound is bandwidth / bytes the graph actually reads per token (from its initializers).
 // Run: npx tsx bench/decode.ts [--tokens 64 --prompt 32 --repeats 3 --threads N --shapes merino,gpt2-small,opt-350m,smollm2-135m,qwen2.5-0.5b
-//      --variants plain,fused,int8,int4 --block 32 --symmetric --spin --no-prepack --compare-reuse --merino-spec file.json
+//      --variants plain,fused,int8,int4 --block 32 --symmetric --accuracy-level 4 --spin --no-prepack --compare-reuse --merino-spec file.json
 //      --bandwidth-gbs N --torch --out file.json --quick]
 import { mulberry32 } from '../models/random.ts';
 import { spawn } from 'node:child_process';
@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { GPT2_SMALL, OPT_350M, QWEN25_05B, SMOLLM2_135M } from '../models/arch/presets.ts';
 import { embeddingWidthOf, kvWidthOf, parseArchSpec, type ArchSpec } from '../models/arch/spec.ts';
 import { loadOnnxModel, saveOnnxModel, tensorDataBytes } from '../models/onnx/proto.ts';
-import { quantizeModel } from '../models/quantization/onnx-quantize.ts';
+import { quantizeModel, type AccuracyLevel } from '../models/quantization/onnx-quantize.ts';
 import type { BlockQuantConfig } from '../models/quantization/block-quantizer.ts';
 import { countParameters } from '../models/arch/accounting.ts';
 import { buildModelFile } from '../models/onnx/build-model-file.ts';
@@ -181,15 +181,15 @@ type Variant = 'plain' | 'fused' | 'int8' | 'int4';
 const VARIANTS: readonly Variant[] = ['plain', 'fused', 'int8', 'int4'];
 
 /** Builds (or reuses) the model file of a variant; quantized variants are the fused graph through quantizeModel. */
-async function ensureVariant(spec: ArchSpec, variant: Variant, quant: { blockSize: number; symmetric: boolean }): Promise<string> {
+async function ensureVariant(spec: ArchSpec, variant: Variant, quant: { blockSize: number; symmetric: boolean; accuracyLevel: AccuracyLevel }): Promise<string> {
   if (variant === 'plain' || variant === 'fused') return ensureModel(spec, variant === 'fused');
   const fusedPath = await ensureModel(spec, true);
-  const config: BlockQuantConfig = { bits: variant === 'int8' ? 8 : 4, ...quant };
-  const file = fusedPath.replace(/\.onnx$/, `-${variant}-b${quant.blockSize}${quant.symmetric ? 's' : 'a'}.onnx`);
+  const config: BlockQuantConfig = { bits: variant === 'int8' ? 8 : 4, blockSize: quant.blockSize, symmetric: quant.symmetric };
+  const file = fusedPath.replace(/\.onnx$/, `-${variant}-b${quant.blockSize}${quant.symmetric ? 's' : 'a'}-acc${quant.accuracyLevel}.onnx`);
   if (existsSync(file)) return file;
   const t = performance.now();
   process.stderr.write(`[bench] quantizing ${path.basename(file)} ...`);
-  const r = quantizeModel(loadOnnxModel(fusedPath), config);
+  const r = quantizeModel(loadOnnxModel(fusedPath), { ...config, accuracyLevel: quant.accuracyLevel });
   await saveOnnxModel(r.model, file);
   process.stderr.write(` ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
   return file;
@@ -303,6 +303,7 @@ async function main(): Promise<void> {
       variants: { type: 'string', default: 'plain,fused' },
       block: { type: 'string', default: '32' },
       symmetric: { type: 'boolean', default: false },
+      'accuracy-level': { type: 'string', default: '4' },
       'merino-spec': { type: 'string' },
       'no-reuse': { type: 'boolean', default: false },
       spin: { type: 'boolean', default: false },
@@ -365,8 +366,8 @@ async function main(): Promise<void> {
     if (!(VARIANTS as readonly string[]).includes(v)) throw new Error(`unknown variant ${v}; allowed: ${VARIANTS.join(', ')}`);
     return v as Variant;
   });
-  const quant = { blockSize: Number(values.block), symmetric: values.symmetric === true };
-  console.log(`quantized variants: fused graph, weights int8/int4 block ${quant.blockSize} ${quant.symmetric ? 'symmetric' : 'asymmetric'} (MatMulNBits)`);
+  const quant = { blockSize: Number(values.block), symmetric: values.symmetric === true, accuracyLevel: Number(values['accuracy-level']) as AccuracyLevel };
+  console.log(`quantized variants: fused graph, weights int8/int4 block ${quant.blockSize} ${quant.symmetric ? 'symmetric' : 'asymmetric'} (MatMulNBits, accuracy_level ${quant.accuracyLevel})`);
   const describe = (spec: ArchSpec) =>
     `embedding ${embeddingWidthOf(spec)}, blocks ${spec.blocks.map((b) => `${b.layers}x(E ${b.width}, ffn ${b.ffnRatio}, heads ${b.heads}${b.shareWeights ? ', shared' : ''})`).join(' + ')}`;
   console.log(`merino shape: ${merino.source}: ${describe(merino.spec)}`);

@@ -1,7 +1,7 @@
 // The `fleetlm` operator CLI. Each command lives in cli/commands/<name>.ts and registers itself; only the
 // module of the command being run is loaded.
 import { Command, CommanderError } from 'commander';
-import { FleetError, describeError } from '../common/errors.ts';
+import { FleetError, describeError, isValidationCode } from '../common/errors.ts';
 import { COMMANDS, type CommandEntry } from './commands/index.ts';
 
 function baseProgram(): Command {
@@ -44,7 +44,7 @@ export async function runCli(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     // A watched rollout's outcome carries its own exit code (fleet/job-outcome.ts: 3 failed, 4 timed out).
     const own = (err as { exitCode?: unknown }).exitCode;
-    const code = err instanceof FleetError && typeof own === 'number' ? own : err instanceof FleetError && err.code.startsWith('VALIDATION') ? 2 : 1;
+    const code = err instanceof FleetError && typeof own === 'number' ? own : err instanceof FleetError && isValidationCode(err.code) ? 2 : 1;
     process.stderr.write(`fleetlm: error: ${describeError(err)}\n`);
     if (process.env.FLEETLM_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return code;

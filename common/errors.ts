@@ -1,10 +1,81 @@
 // Typed errors shared by every FleetLM program. Each has a stable `code` callers can switch on,
 // and a message that states the rule, the value that broke it, and what is allowed.
 
+/** Codes of ValidationError: a person must change what they passed in (exit status 2). */
+export type ValidationCode =
+  | 'VALIDATION'
+  | 'VALIDATION_ARCHIVE'
+  | 'VALIDATION_CANCELED'
+  | 'VALIDATION_CHECKSUM'
+  | 'VALIDATION_DEPRECATED'
+  | 'VALIDATION_DISK_FULL'
+  | 'VALIDATION_HF_CHECKPOINT'
+  | 'VALIDATION_HF_CONFIG'
+  | 'VALIDATION_HTTP'
+  | 'VALIDATION_INFEASIBLE_BUDGET'
+  | 'VALIDATION_JOB_LIMIT'
+  | 'VALIDATION_KEY_EXISTS'
+  | 'VALIDATION_MANIFEST_MISMATCH'
+  | 'VALIDATION_MANIFEST_MISSING'
+  | 'VALIDATION_NOTHING_TO_QUANTIZE'
+  | 'VALIDATION_NO_EMBEDDING'
+  | 'VALIDATION_NO_LAUNCHER'
+  | 'VALIDATION_OUT_DIR'
+  | 'VALIDATION_PACKAGE'
+  | 'VALIDATION_PATH'
+  | 'VALIDATION_PLATFORM'
+  | 'VALIDATION_QUALITY_GATE'
+  | 'VALIDATION_QUANT_ACCURACY'
+  | 'VALIDATION_QUANT_BITS'
+  | 'VALIDATION_QUANT_BLOCK'
+  | 'VALIDATION_RATIO'
+  | 'VALIDATION_SIGNATURE'
+  | 'VALIDATION_SIZE'
+  | 'VALIDATION_TOO_LARGE'
+  | 'VALIDATION_TT_SHAPE'
+  | 'VALIDATION_VERSION_EXISTS';
+
+/** Codes of TransportError. */
+export type TransportCode =
+  | 'TRANSPORT'
+  | 'TRANSPORT_INTERRUPTED'
+  | 'TRANSPORT_JOBS_REJECTED'
+  | 'TRANSPORT_OFFLINE'
+  | 'TRANSPORT_SUBSCRIBE_REFUSED'
+  | 'TRANSPORT_TIMEOUT';
+
+/** Codes of ModelError. */
+export type ModelCode =
+  | 'MODEL'
+  | 'MODEL_CHECKPOINT'
+  | 'MODEL_CORRUPT'
+  | 'MODEL_DISPOSED'
+  | 'MODEL_INVALID'
+  | 'MODEL_IO'
+  | 'MODEL_NOT_FOUND'
+  | 'MODEL_NO_REUSE'
+  | 'MODEL_OPTIONS'
+  | 'MODEL_RUN'
+  | 'MODEL_WEIGHTS';
+
+/** The agent's install state machine (edge-agent/install-state-machine.ts) and its restarts. */
+export type StateCode = 'STATE_BUSY' | 'STATE_IDLE' | 'STATE_NO_RESTART' | 'STATE_TRANSITION' | 'AGENT_RESTARTING';
+
+/** How a watched rollout ended when it did not succeed (fleet/job-outcome.ts; exit 3 or 4). */
+export type OutcomeCode = 'OUTCOME_JOB_FAILED' | 'OUTCOME_WATCH_TIMEOUT';
+
+/** Every error code a FleetLM program raises: one union, so a switch over codes is checked by the compiler. */
+export type FleetErrorCode = ValidationCode | TransportCode | ModelCode | StateCode | OutcomeCode;
+
+/** True for the codes of bad input (what exits with status 2), without comparing string prefixes. */
+export function isValidationCode(code: FleetErrorCode): code is ValidationCode {
+  return code === 'VALIDATION' || code.startsWith('VALIDATION_');
+}
+
 /** Base class: a stable machine-readable code plus an optional underlying cause. */
 export class FleetError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  readonly code: FleetErrorCode;
+  constructor(code: FleetErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
@@ -13,21 +84,24 @@ export class FleetError extends Error {
 
 /** Bad input or config: a person must change what they passed in. */
 export class ValidationError extends FleetError {
-  constructor(message: string, options?: { cause?: unknown; code?: string }) {
+  declare readonly code: ValidationCode;
+  constructor(message: string, options?: { cause?: unknown; code?: ValidationCode }) {
     super(options?.code ?? 'VALIDATION', message, options);
   }
 }
 
 /** MQTT, HTTP or S3 failure; `cause` keeps the transport's own error. */
 export class TransportError extends FleetError {
-  constructor(message: string, options?: { cause?: unknown; code?: string }) {
+  declare readonly code: TransportCode;
+  constructor(message: string, options?: { cause?: unknown; code?: TransportCode }) {
     super(options?.code ?? 'TRANSPORT', message, options);
   }
 }
 
 /** A model could not be loaded, built or run. */
 export class ModelError extends FleetError {
-  constructor(message: string, options?: { cause?: unknown; code?: string }) {
+  declare readonly code: ModelCode;
+  constructor(message: string, options?: { cause?: unknown; code?: ModelCode }) {
     super(options?.code ?? 'MODEL', message, options);
   }
 }

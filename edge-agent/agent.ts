@@ -1,10 +1,19 @@
 // The agent: wires MQTT, the jobs client, the install state machine, the model store, the local API and
 // telemetry, and drives one job at a time: the job kind's phase handlers return events and the state
-// machine's table (install-state-machine.ts NEXT) picks the next phase.
+// machine's table (install-state-machine.ts NEXT) picks the next phase. Two kinds: deploy-model@1 (models)
+// and update-agent@1 (the agent replaces itself; see self-update/ and docs/agent.md "Self-update").
 import { readFileSync, promises as fs } from 'node:fs';
 import { writeFileAtomic } from '../common/atomic-file.ts';
 import { FleetError, TransportError, ValidationError, describeError } from '../common/errors.ts';
-import { DEPLOY_MODEL_SCHEMA, parseDeployModelDocument, type DeployModelDocument } from '../contracts/job-document.ts';
+import {
+  DEPLOY_MODEL_SCHEMA,
+  UPDATE_AGENT_SCHEMA,
+  parseDeployModelDocument,
+  parseUpdateAgentDocument,
+  type DeployModelDocument,
+  type JobArtifact,
+  type UpdateAgentDocument,
+} from '../contracts/job-document.ts';
 import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, parseManifestBytes, type Manifest } from '../contracts/manifest.ts';
 import type { AgentConfig } from './config.ts';
 import { checkFreeSpace, confinedPath, diskFullError, downloadFile, fetchSmall, isDiskFull, verifyFileOnDisk } from './downloader.ts';
@@ -29,8 +38,11 @@ import { ModelHolder } from './model-holder.ts';
 import type { ModelRuntime, ServedModel } from './model-runtime.ts';
 import { ModelStore, refString, sameRef, type ModelRef } from './model-store.ts';
 import type { MqttTransport } from './mqtt-connection.ts';
+import { AGENT_UPDATE_FAILED, AgentUpdater, type UpdateStep } from './self-update/agent-updater.ts';
+import type { LaunchContext } from './self-update/launch-context.ts';
+import { readUpdateRecord, type UpdateRecord } from './self-update/update-record.ts';
 import { TelemetryOutbox, TelemetryReporter, type RecoveryNote } from './telemetry.ts';
-import { verifyInstalledVersion, verifyManifest, verifyManifestFiles } from './verifier.ts';
+import { verifyInstalledVersion, verifyManifest } from './verifier.ts';
 
 /** Update rejections meaning the service no longer wants this execution (canceled, removed, timed out). */
 const CANCELED_CODES: ReadonlySet<string> = new Set(['InvalidStateTransition', 'ResourceNotFound', 'TerminalStateReached']);
@@ -109,6 +121,28 @@ export interface AgentDeps {
   log: Logger;
   /** Test hook wiring: called when a phase starts running, on entry or on re-entry after a restart (main.ts uses it to crash on purpose). */
   onPhase?: (phase: Phase) => void;
+  /** Set when the self-update launcher started this agent (agent home, running version); null or absent refuses agent updates. */
+  launch?: LaunchContext | null;
+  /** Asks the process to stop and exit so the supervisor restarts it through the launcher (after an agent update switched `current`). */
+  requestRestart?: (reason: string) => void;
+  /** Test hook wiring: called after each self-update install step (main.ts uses it to crash on purpose). */
+  onUpdateStep?: (step: UpdateStep) => void;
+}
+
+/** Where a job's bytes come from and how its manifest is checked: the same path for models and agent packages. */
+interface Payload {
+  manifest: { url: string; sha256: string; size: number };
+  signature: { url: string };
+  artifacts: JobArtifact[];
+  /** Verifies manifest bytes and signature text against the job; throws ValidationError. */
+  verify(manifestBytes: Uint8Array, signatureText: string): void;
+}
+
+/** Thrown by a handler once the agent has asked to be restarted: the job continues in the next process. */
+class RestartingError extends FleetError {
+  constructor(jobId: string) {
+    super('AGENT_RESTARTING', `the agent is restarting to continue job ${jobId}`);
+  }
 }
 
 /** A job kind: its phase handlers and how a restart re-enters each phase. */
@@ -148,6 +182,7 @@ export class Agent {
   private readonly kinds = new Map<string, JobKind>();
   /** What start-up had to repair (damaged state or pointer files), reported in telemetry. */
   private readonly recoveries: RecoveryNote[] = [];
+  private readonly updater: AgentUpdater;
   /** Port the local API is bound to (useful when the config asked for port 0). */
   httpPort = 0;
 
@@ -170,6 +205,22 @@ export class Agent {
         reporting: (job) => this.onReporting(job),
       },
       onRestart: ON_RESTART,
+    });
+    this.updater = new AgentUpdater({ launch: deps.launch ?? null, log: this.log, onStep: deps.onUpdateStep });
+    // The agent update spans a restart: installing ends in the new process (confirm) or the restored old one.
+    this.registerJobKind(UPDATE_AGENT_SCHEMA, {
+      handlers: {
+        received: (job) => this.onReceivedAgentUpdate(job),
+        downloading: (job) => this.onDownloading(job),
+        verifying: (job) => this.onVerifying(job),
+        installing: (job) => this.onInstallingAgent(job),
+        'health-checking': (job) => this.onAgentConfirmed(job),
+        committing: (job) => this.onCommittingAgent(job),
+        'rolling-back': (job) => this.onRollingBackAgent(job),
+        reporting: (job) => this.onReporting(job),
+      },
+      // `health-checking` only reports a confirmation already on disk: a restart there runs it again.
+      onRestart: { 'health-checking': 'redo' },
     });
   }
 
@@ -205,8 +256,9 @@ export class Agent {
       this.log.info('resuming job after restart', { jobId: job.jobId, diedIn, phase: job.phase, crashed, crashes, resumes: job.resumes });
       if (crashLoop) this.log.error('crash loop: giving up on the job', { jobId: job.jobId, phase: diedIn, crashes });
       // A rollback that keeps crashing is reported as it stands, but the pointer still goes back first.
-      if (crashLoop && diedIn === 'rolling-back') await this.undoInstall(job);
+      if (crashLoop && diedIn === 'rolling-back' && !this.isAgentUpdate(job)) await this.undoInstall(job);
     }
+    await this.updater.tidy(active?.jobId ?? null, (jobId) => this.state.finished(jobId) !== undefined);
     // Decide what serves before anything listens: never an unchecked model.
     if (active?.phase === 'rolling-back') await this.store.setCurrent(active.previous);
     const serving = active?.phase === 'installing' ? active.previous : await this.store.current();
@@ -340,6 +392,7 @@ export class Agent {
         try {
           await this.jobLoop();
         } catch (err) {
+          if (err instanceof RestartingError) break;
           this.log.warn('job loop paused; retrying shortly', { error: describeError(err) });
           clearTimeout(this.retryTimer);
           this.retryTimer = setTimeout(() => this.kick(), 5000);
@@ -473,6 +526,21 @@ export class Agent {
     return parseDeployModelDocument(job.document);
   }
 
+  private isAgentUpdate(job: ActiveJob): boolean {
+    return (job.document as { schema?: unknown } | null)?.schema === UPDATE_AGENT_SCHEMA;
+  }
+
+  /** The bytes a job downloads and how their manifest is verified, for either job kind. */
+  private payload(job: ActiveJob): Payload {
+    if (this.isAgentUpdate(job)) {
+      const doc = parseUpdateAgentDocument(job.document);
+      const ref = this.updater.selectPackage(doc);
+      return { ...ref, artifacts: [ref.artifact], verify: (b, s) => void this.updater.verifyManifest(doc, ref, b, s, this.publicKeyPem) };
+    }
+    const doc = this.document(job);
+    return { ...doc, verify: (b, s) => void verifyManifest(doc, b, s, this.publicKeyPem) };
+  }
+
   private async onReceived(job: ActiveJob): Promise<PhaseResult> {
     let doc: DeployModelDocument;
     try {
@@ -499,7 +567,7 @@ export class Agent {
   }
 
   private async onDownloading(job: ActiveJob): Promise<PhaseResult> {
-    const doc = this.document(job);
+    const doc = this.payload(job);
     const staging = this.store.stagingDir(job.jobId);
     const dl = this.cfg.download;
     try {
@@ -524,14 +592,13 @@ export class Agent {
         signal: this.jobAbort.signal,
       };
       // Heartbeats keep the step timer alive through retry backoffs, when no bytes (and no progress) move.
-      const manifest = await this.withHeartbeat(job.jobId, 'downloading', async () => {
+      await this.withHeartbeat(job.jobId, 'downloading', async () => {
         // Manifest and signature first: a bad signature fails before the big files move.
         const manifestPath = confinedPath(staging, MANIFEST_FILE);
         await downloadFile({ url: doc.manifest.url, destPath: manifestPath, expectedSize: doc.manifest.size, expectedSha256: doc.manifest.sha256 }, common);
         const sigText = await fetchSmall(doc.signature.url, 64 * 1024, common);
-        const m = verifyManifest(doc, await fs.readFile(manifestPath), sigText, this.publicKeyPem);
+        doc.verify(await fs.readFile(manifestPath), sigText);
         await writeFileAtomic(confinedPath(staging, MANIFEST_SIGNATURE_FILE), sigText);
-        return m;
       });
 
       let done = doc.manifest.size;
@@ -566,7 +633,7 @@ export class Agent {
           done += a.size;
         }
       });
-      this.log.info('download complete', { jobId: job.jobId, bytesFetched: fetched, resumedBytes, rangeRequests, entry: manifest.entry });
+      this.log.info('download complete', { jobId: job.jobId, bytesFetched: fetched, resumedBytes, rangeRequests });
       await writeFileAtomic(confinedPath(staging, DOWNLOAD_STATS_FILE), JSON.stringify({ fetched, resumedBytes, rangeRequests }));
       this.hashedThisRun.add(job.jobId);
       return { event: 'ok' };
@@ -583,12 +650,12 @@ export class Agent {
   }
 
   private async onVerifying(job: ActiveJob): Promise<PhaseResult> {
-    const doc = this.document(job);
+    const doc = this.payload(job);
     const staging = this.store.stagingDir(job.jobId);
     await this.progress(job.jobId, { step: 'verifying' });
     try {
       // Re-checked from disk: after a restart the bytes are whatever survived, not what was streamed.
-      await verifyManifestFiles(doc, confinedPath(staging, MANIFEST_FILE), confinedPath(staging, MANIFEST_SIGNATURE_FILE), this.publicKeyPem);
+      doc.verify(await fs.readFile(confinedPath(staging, MANIFEST_FILE)), await fs.readFile(confinedPath(staging, MANIFEST_SIGNATURE_FILE), 'utf8'));
       // Hashing again is only needed when the bytes were not streamed through the hash in this process.
       if (!this.hashedThisRun.has(job.jobId)) {
         await this.withHeartbeat(job.jobId, 'verifying', async () => {
@@ -613,6 +680,124 @@ export class Agent {
     } catch (err) {
       return { event: 'failed', outcome: failed('installing', err, { rolledBackTo: refString(job.previous) }) };
     }
+  }
+
+  /** An agent update is refused when no package fits this device or no launcher runs it, and is done when this agent is that version. */
+  private async onReceivedAgentUpdate(job: ActiveJob): Promise<PhaseResult> {
+    let doc: UpdateAgentDocument;
+    try {
+      doc = parseUpdateAgentDocument(job.document);
+      this.updater.selectPackage(doc);
+    } catch (err) {
+      return { event: 'failed', outcome: { status: 'REJECTED', statusDetails: details({ step: 'validating', reason: reasonOf(err), code: err instanceof FleetError ? err.code : undefined }) } };
+    }
+    // Offered again after the state file was lost: a rollback already decided this job.
+    const decided = await this.updater.recordedFailure(job.jobId);
+    if (decided) return { event: 'failed', target: job.previous, outcome: this.agentUpdateFailed(decided.reason ?? `agent ${decided.to} was rolled back`, decided) };
+    // The model does not change: target stays the serving model, so model recovery leaves it alone.
+    if (this.updater.runningVersion === doc.version) {
+      return {
+        event: 'skip',
+        target: job.previous,
+        outcome: { status: 'SUCCEEDED', statusDetails: details({ step: 'done', note: `agent ${doc.version} is already running`, agentVersion: doc.version }) },
+      };
+    }
+    return { event: 'ok', target: job.previous };
+  }
+
+  /**
+   * The agent-update install spans a restart: the old agent installs and restarts; the launcher starts the
+   * new one on trial; the new one confirms (ok), or the launcher restores the old one, which fails the job.
+   * The pending-update record (self-update/update-record.ts) says which process this is.
+   */
+  private async onInstallingAgent(job: ActiveJob): Promise<PhaseResult> {
+    const doc = parseUpdateAgentDocument(job.document);
+    const next = await this.updater.resolve(job.jobId);
+    switch (next.kind) {
+      case 'install': {
+        await this.progress(job.jobId, { step: 'installing', agentVersion: doc.version });
+        const artifact = this.updater.selectPackage(doc).artifact;
+        const staging = this.store.stagingDir(job.jobId);
+        try {
+          await this.withHeartbeat(job.jobId, 'installing', () => this.updater.install(job.jobId, doc, confinedPath(staging, artifact.name), artifact.sha256));
+        } catch (err) {
+          this.log.warn('agent update could not be installed', { jobId: job.jobId, error: describeError(err) });
+          return { event: 'failed', outcome: failed('installing', err, { agentVersion: this.updater.runningVersion ?? undefined }) };
+        }
+        return this.restartForUpdate(job.jobId, doc.version);
+      }
+      case 'restart':
+        return this.restartForUpdate(job.jobId, doc.version);
+      case 'confirm': {
+        // Connected and answered by the jobs service: the new agent can take and report jobs.
+        if (!this.transport.connected) throw new TransportError('offline; the new agent confirms once connected', { code: 'TRANSPORT_OFFLINE' });
+        const res = await this.jobs.update(job.jobId, 'IN_PROGRESS', details({ step: 'confirming', agentVersion: next.record.to }), this.cfg.jobs.stepTimeoutInMinutes);
+        if (!res.ok) this.log.warn('the confirming update was rejected; the link works, so the new agent stays', { jobId: job.jobId, code: res.code });
+        const confirmed = await this.updater.confirm(next.record);
+        this.log.info('agent update confirmed', { jobId: job.jobId, from: confirmed.from, to: confirmed.to });
+        return { event: 'ok' };
+      }
+      case 'succeeded':
+        return { event: 'ok' };
+      case 'failed':
+        this.log.warn('agent update failed; this agent stays', { jobId: job.jobId, reason: next.reason });
+        return { event: 'failed', outcome: this.agentUpdateFailed(next.reason, next.record) };
+    }
+  }
+
+  private agentUpdateFailed(reason: string, record: UpdateRecord | null): Outcome {
+    return {
+      status: 'FAILED',
+      statusDetails: details({ step: 'agent-update', code: AGENT_UPDATE_FAILED, reason, agentVersion: this.updater.runningVersion ?? undefined, failedVersion: record?.to }),
+    };
+  }
+
+  private restartForUpdate(jobId: string, version: string): never {
+    if (!this.deps.requestRestart) throw new FleetError('STATE_NO_RESTART', 'the agent cannot restart itself here (no supervisor hook)');
+    this.log.info('restarting into the new agent', { jobId, version });
+    this.stopped = true;
+    this.deps.requestRestart(`agent update ${jobId} to ${version}`);
+    throw new RestartingError(jobId);
+  }
+
+  /** The new agent confirmed: there is nothing else to check, the job succeeded. */
+  private async onAgentConfirmed(job: ActiveJob): Promise<PhaseResult> {
+    const record = await readUpdateRecord(this.updater.home!.root);
+    return {
+      event: 'ok',
+      outcome: { status: 'SUCCEEDED', statusDetails: details({ step: 'done', agentVersion: this.updater.runningVersion ?? undefined, previousAgentVersion: record?.from }) },
+    };
+  }
+
+  /** Removes the record and the versions no longer needed (idempotent, so a restart here just does it again). */
+  private async onCommittingAgent(job: ActiveJob): Promise<PhaseResult> {
+    await this.updater.finish(await readUpdateRecord(this.updater.home!.root), true);
+    await fs.rm(this.store.stagingDir(job.jobId), { recursive: true, force: true });
+    return { event: 'ok' };
+  }
+
+  /**
+   * A failed update (or one a restart or crash loop interrupted): the record decides what is reported, so an
+   * interruption after the new agent confirmed still reports SUCCEEDED, and a rollback reports its reason.
+   */
+  private async onRollingBackAgent(job: ActiveJob): Promise<PhaseResult> {
+    const doc = parseUpdateAgentDocument(job.document);
+    const record = this.updater.home ? await readUpdateRecord(this.updater.home.root) : null;
+    const mine = record?.jobId === job.jobId ? record : null;
+    const running = this.updater.runningVersion;
+    await fs.rm(this.store.stagingDir(job.jobId), { recursive: true, force: true });
+    if (running === doc.version && (!mine || mine.state === 'confirmed') && this.updater.home) {
+      await this.updater.finish(mine, true);
+      return { event: 'ok', outcome: { status: 'SUCCEEDED', statusDetails: details({ step: 'done', agentVersion: running, previousAgentVersion: mine?.from }) } };
+    }
+    const outcome = mine?.state === 'rolled-back' && mine.reason ? this.agentUpdateFailed(mine.reason, mine) : job.outcome;
+    if (this.updater.home) {
+      await this.updater.finish(mine, false);
+      // An install that failed before its record was written may still have left the unpacked version.
+      if (running !== doc.version) await this.updater.home.removeVersion(doc.version);
+    }
+    if (mine) this.log.warn('agent update rolled back', { jobId: job.jobId, from: mine.to, to: running });
+    return { event: 'ok', outcome };
   }
 
   private async onHealthChecking(job: ActiveJob): Promise<PhaseResult> {

@@ -7,6 +7,7 @@ import { ValidationError } from '../common/errors.ts';
 import { parseJsonWith, parseWith } from '../common/validate.ts';
 import { isThingName } from '../contracts/jobs-topics.ts';
 import { PHASES } from './install-state-machine.ts';
+import { UPDATE_STEPS } from './self-update/agent-updater.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const PositiveMs = z.number().int().positive();
@@ -151,9 +152,13 @@ export const AgentConfigSchema = z
       .strict()
       .default({ intervalMs: 60_000, bufferMaxMessages: 1000, cpuWatts: 2.5, sysfsRoot: '/sys' }),
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
-    /** Fault injection for tests: the process kills itself (SIGKILL) whenever this install phase starts running (also on re-entry after a restart). */
+    /**
+     * Fault injection for tests: the process kills itself (SIGKILL) whenever this install phase starts running
+     * (also on re-entry after a restart); under the self-update launcher, killAtUpdateStep SIGKILLs the process
+     * group (agent and launcher, like a power cut) right after that step of an agent update's install.
+     */
     testHooks: z
-      .object({ killOnPhase: z.enum(PHASES).optional() })
+      .object({ killOnPhase: z.enum(PHASES).optional(), killAtUpdateStep: z.enum(UPDATE_STEPS).optional() })
       .strict()
       .default({}),
   })
@@ -228,6 +233,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   'telemetry.sysfsRoot': 'string',
   logLevel: 'string',
   'testHooks.killOnPhase': 'string',
+  'testHooks.killAtUpdateStep': 'string',
 };
 
 /** `mqtt.tls.certPath` -> `FLEETLM_AGENT_MQTT_TLS_CERT_PATH`. */

@@ -7,7 +7,11 @@ import { loadAgentConfig, type AgentConfig } from './config.ts';
 import { createLogger } from './log.ts';
 import { CrtMqttConnection } from './mqtt-connection.ts';
 import { OnnxModelRuntime, checkExecutionProviders } from './onnx-model-runtime.ts';
+import { readLaunchContext } from './self-update/launch-context.ts';
 import { AGENT_VERSION } from './version.ts';
+
+/** Exit status that asks the supervisor to start the agent again (EX_TEMPFAIL): an agent update switched versions. */
+const EXIT_RESTART = 75;
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -56,7 +60,22 @@ export async function runAgent(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   const transport = new CrtMqttConnection({ clientId: config.thingName, log, ...config.mqtt });
   const killOn = config.testHooks.killOnPhase;
+  const killAtStep = config.testHooks.killAtUpdateStep;
+  const launch = readLaunchContext(process.env);
+  let requestRestart: (reason: string) => void = () => {};
+  const restart = new Promise<string>((resolve) => (requestRestart = resolve));
   const agent = new Agent({
+    launch,
+    requestRestart: (reason) => requestRestart(reason),
+    onUpdateStep:
+      killAtStep && launch
+        ? (step) => {
+            if (step === killAtStep) {
+              log.warn('test hook: killing the agent and its launcher', { step });
+              process.kill(0, 'SIGKILL');
+            }
+          }
+        : undefined,
     config,
     transport,
     runtime: new OnnxModelRuntime(config.runtime.threads, config.runtime.allowSpinning, config.runtime.executionProviders),
@@ -77,14 +96,18 @@ export async function runAgent(argv: string[]): Promise<number> {
     await agent.stop().catch(() => {});
     return err instanceof FleetError && err.code.startsWith('VALIDATION') ? 2 : 1;
   }
-  log.info('agent started', { thingName: config.thingName, httpPort: agent.httpPort, version: AGENT_VERSION });
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+  // `version` is the build's; `agentVersion` the versions/<version> directory the launcher started (self-update's identity).
+  log.info('agent started', { thingName: config.thingName, httpPort: agent.httpPort, version: AGENT_VERSION, agentVersion: launch?.version ?? null });
+  const signal = await new Promise<NodeJS.Signals | 'restart'>((resolve) => {
+    // `on`, not `once`: a second SIGTERM (systemd signals the whole cgroup and the launcher passes its own
+    // on) must not kill the agent halfway through its clean stop.
+    process.on('SIGTERM', () => resolve('SIGTERM'));
+    process.on('SIGINT', () => resolve('SIGINT'));
+    void restart.then(() => resolve('restart'));
   });
   log.info('stopping', { signal });
   await agent.stop();
-  return 0;
+  return signal === 'restart' ? EXIT_RESTART : 0;
 }
 
 process.exitCode = await runAgent(process.argv);

@@ -1,6 +1,6 @@
 // How a watched rollout ended, as an exit code a pipeline can gate on: 0 every device succeeded, 3 the job
 // failed, was aborted or canceled, 4 the watch timed out (1 other failures, 2 bad input, as for every command).
-import { FleetError } from '../common/errors.ts';
+import { FleetError, type OutcomeCode } from '../common/errors.ts';
 import { formatAgo } from './fleet-inventory.ts';
 import { getJobProgress, type JobProgress } from './fleet-status.ts';
 import type { IoTClient } from '@aws-sdk/client-iot';
@@ -11,7 +11,7 @@ export const WATCH_EXIT = { succeeded: 0, error: 1, usage: 2, failed: 3, timedOu
 /** A watched job that did not end in success; `exitCode` is what the CLI exits with. */
 export class JobOutcomeError extends FleetError {
   constructor(
-    code: 'JOB_FAILED' | 'WATCH_TIMEOUT',
+    code: OutcomeCode,
     message: string,
     readonly exitCode: number,
   ) {
@@ -35,7 +35,7 @@ export function assertJobSucceeded(p: JobProgress): void {
   if (jobSucceeded(p)) return;
   const failed = p.devices.filter((d) => d.status !== 'SUCCEEDED').map((d) => `${d.thingName} ${d.status}${d.statusDetails.reason ? ` (${d.statusDetails.reason})` : ''}`);
   throw new JobOutcomeError(
-    'JOB_FAILED',
+    'OUTCOME_JOB_FAILED',
     `job ${p.jobId} ended ${p.status}${p.reasonCode ? ` (${p.reasonCode})` : ''}: ${counts(p) || 'no executions'}${failed.length ? `; ${failed.join(', ')}` : ''}`,
     WATCH_EXIT.failed,
   );
@@ -58,7 +58,7 @@ export function describePending(p: JobProgress, now = Date.now()): string {
 export async function watchTimeoutError(iot: IoTClient, jobId: string, seconds: number): Promise<JobOutcomeError> {
   const p = await getJobProgress(iot, jobId, { details: true });
   return new JobOutcomeError(
-    'WATCH_TIMEOUT',
+    'OUTCOME_WATCH_TIMEOUT',
     `job ${jobId} not done after ${seconds} s (${p.status}, ${counts(p) || 'no executions yet'}): pending ${describePending(p)}`,
     WATCH_EXIT.timedOut,
   );

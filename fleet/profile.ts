@@ -61,8 +61,15 @@ export interface FleetProfile {
   telemetry: { kind: 'dir'; dir: string } | { kind: 'dynamodb'; table: string } | { kind: 'none' };
   /** The hub's MQTT endpoint (local mode only; the demo hands it to agents). */
   mqtt?: { host: string; port: number; url: string };
+  /** Named profile in ~/.aws/config and ~/.aws/credentials (--aws-profile, AWS_PROFILE); undefined: the SDK's default chain. */
+  awsProfile?: string;
   /** Where the profile came from, for --verbose and error messages. */
   source: string;
+}
+
+/** What a command needs from the profile; `status` and `cancel` only talk to IoT, so they need no bucket. */
+export interface ProfileNeeds {
+  bucket: boolean;
 }
 
 /** Flags the fleet commands accept for choosing and overriding a profile. */
@@ -73,6 +80,8 @@ export interface ProfileFlags {
   bucket?: string;
   roleArn?: string;
   kmsKey?: string;
+  /** Named AWS profile (shared config and credentials files), as the AWS CLI's --profile. */
+  awsProfile?: string;
 }
 
 /** Builds a local profile from the hub's endpoints (the demo passes them straight from startHub). */
@@ -103,8 +112,13 @@ export function readLocalProfile(dir: string): FleetProfile {
 /**
  * Resolves the profile: `--local [dir]` wins; otherwise AWS mode from the profile file
  * (`--profile PATH`, $FLEETLM_PROFILE, ~/.fleetlm/profile.json), then environment, then flags.
+ * AWS's own conventions hold in AWS mode: `--aws-profile`/AWS_PROFILE pick the named profile for
+ * credentials (and region, see loadProfile), AWS_REGION/AWS_DEFAULT_REGION the region, and
+ * AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE> the endpoints (the SDK reads those itself; they are
+ * recorded here so S3 switches to path-style and presigned placeholders name the same endpoint).
+ * https://docs.aws.amazon.com/sdkref/latest/guide/feature-ss-endpoints.html
  */
-export function resolveProfile(flags: ProfileFlags, env: NodeJS.ProcessEnv = process.env): FleetProfile {
+export function resolveProfile(flags: ProfileFlags, env: NodeJS.ProcessEnv = process.env, needs: ProfileNeeds = { bucket: true }): FleetProfile {
   if (flags.local !== undefined && flags.local !== false) {
     return readLocalProfile(typeof flags.local === 'string' ? flags.local : DEFAULT_LOCAL_DIR);
   }
@@ -116,26 +130,62 @@ export function resolveProfile(flags: ProfileFlags, env: NodeJS.ProcessEnv = pro
   } else if (flags.profile) {
     throw new ValidationError(`profile file ${file} does not exist`);
   }
+  const awsProfile = flags.awsProfile ?? (env.AWS_PROFILE || undefined);
   const region = flags.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? fromFile.region;
   const bucket = flags.bucket ?? env.FLEETLM_BUCKET ?? fromFile.bucket;
   const presignRoleArn = flags.roleArn ?? env.FLEETLM_PRESIGN_ROLE_ARN ?? fromFile.presignRoleArn;
-  if (!region) throw new ValidationError(`AWS mode needs a region: set AWS_REGION, "region" in ${file}, or --region (or use --local DIR for the local hub)`);
-  if (!bucket) throw new ValidationError(`AWS mode needs the artifact bucket: "bucket" in ${file}, FLEETLM_BUCKET or --bucket`);
+  // With a named profile the region may live in ~/.aws/config; loadProfile asks the SDK for it.
+  if (!region && !awsProfile) throw new ValidationError(`AWS mode needs a region: set AWS_REGION, "region" in ${file}, --region, or a named profile with a region (--aws-profile, AWS_PROFILE) (or use --local DIR for the local hub)`);
+  if (!bucket && needs.bucket) throw new ValidationError(`AWS mode needs the artifact bucket: "bucket" in ${file}, FLEETLM_BUCKET or --bucket`);
   const table = env.FLEETLM_TELEMETRY_TABLE ?? fromFile.telemetryTable;
+  const s3Endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+  const iotEndpoint = fromFile.iotEndpoint ?? env.AWS_ENDPOINT_URL_IOT ?? env.AWS_ENDPOINT_URL;
   return {
     kind: 'aws',
-    region,
-    iotEndpoint: fromFile.iotEndpoint,
-    s3: { bucket, forcePathStyle: false },
+    region: region ?? '',
+    iotEndpoint,
+    // A custom S3 endpoint (an emulator, an S3-compatible store) rarely resolves virtual-hosted bucket names.
+    s3: { ...(s3Endpoint ? { endpoint: s3Endpoint } : {}), bucket: bucket ?? '', forcePathStyle: Boolean(s3Endpoint) },
     presignRoleArn: presignRoleArn ?? '',
     kmsKeyId: flags.kmsKey ?? env.FLEETLM_KMS_KEY ?? fromFile.kmsKeyId,
     telemetry: table ? { kind: 'dynamodb', table } : { kind: 'none' },
+    ...(awsProfile ? { awsProfile } : {}),
     source: existsSync(file) ? file : 'environment and flags',
   };
 }
 
+/**
+ * resolveProfile, then the region from the named AWS profile's config when nothing else set one
+ * (the SDK's own region chain, so ~/.aws/config is read exactly as the AWS CLI reads it).
+ */
+export async function loadProfile(flags: ProfileFlags, env: NodeJS.ProcessEnv = process.env, needs: ProfileNeeds = { bucket: true }): Promise<FleetProfile> {
+  const profile = resolveProfile(flags, env, needs);
+  if (profile.region) return profile;
+  let region: string | undefined;
+  try {
+    region = await new IoTClient({ profile: profile.awsProfile }).config.region();
+  } catch {
+    region = undefined;
+  }
+  if (!region) {
+    throw new ValidationError(`AWS mode needs a region: named profile ${profile.awsProfile} has none in the AWS config file; set region there, AWS_REGION, or --region`);
+  }
+  return { ...profile, region };
+}
+
+/** The artifact bucket, or a ValidationError naming where to set it (for commands resolved without one). */
+export function requireBucket(profile: FleetProfile): string {
+  if (!profile.s3.bucket) throw new ValidationError(`AWS mode needs the artifact bucket: "bucket" in ${profile.source}, FLEETLM_BUCKET or --bucket`);
+  return profile.s3.bucket;
+}
+
 function common(profile: FleetProfile) {
-  return { region: profile.region, ...(profile.credentials ? { credentials: profile.credentials } : {}), maxAttempts: 3 };
+  return {
+    region: profile.region,
+    ...(profile.credentials ? { credentials: profile.credentials } : {}),
+    ...(profile.awsProfile ? { profile: profile.awsProfile } : {}),
+    maxAttempts: 3,
+  };
 }
 
 /** IoT control-plane client (endpoint overridden for the local hub). */
@@ -189,6 +239,7 @@ export function describeProfile(p: FleetProfile): Record<string, unknown> {
     kind: p.kind,
     source: p.source,
     region: p.region,
+    awsProfile: p.awsProfile ?? '(SDK default chain)',
     iotEndpoint: p.iotEndpoint ?? '(AWS default)',
     s3: p.s3,
     presignRoleArn: p.presignRoleArn || '(unset)',

@@ -1,9 +1,9 @@
 // Publishing a model bundle: collect the files a device needs from a model directory, write a
 // manifest listing each with size and sha256, sign it, and upload everything to S3 under
 // models/{modelId}/{version}/. A version, once its manifest.json exists, never changes.
-import { createReadStream, existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, NoSuchKey, NotFound, PutObjectCommand, S3ServiceException, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { TransportError, ValidationError } from '../common/errors.ts';
 import { parseJsonWith, parseWith } from '../common/validate.ts';
@@ -24,6 +24,7 @@ import {
 } from '../contracts/manifest.ts';
 import { signManifestBytes, type ManifestSigner } from '../contracts/manifest-signing.ts';
 import { sha256File, sha256Hex } from '../common/hash.ts';
+import { uploadFileIfAbsent } from './object-upload.ts';
 import { QUALITY_FILE, QualityRecordSchema, rejudge } from '../models/quality/quality-gate.ts';
 // The tokenizer modules directly: the runtime's index would load onnxruntime into every publish.
 import { loadTokenizerFile } from '../models/runtime/tokenizer-file.ts';
@@ -197,8 +198,12 @@ export interface PublishOptions extends PrepareOptions {
   s3: S3Client;
   bucket: string;
   signer: ManifestSigner;
-  /** Called as bytes go up, for progress bars. */
+  /** Called as bytes go up (after each part of a large file), for progress bars. */
   onProgress?: (uploadedBytes: number, totalBytes: number, file: string) => void;
+  /** Files above this many bytes go up as multipart uploads (default fleet/object-upload.ts DEFAULT_MULTIPART_THRESHOLD_BYTES). */
+  multipartThresholdBytes?: number;
+  /** Multipart part size in bytes, at least 5 MiB (default 16 MiB, raised to fit 10,000 parts). */
+  partSizeBytes?: number;
 }
 
 export interface PublishResult {
@@ -216,13 +221,12 @@ export interface PublishResult {
 }
 
 function isNotFound(err: unknown): boolean {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return e?.name === 'NotFound' || e?.name === 'NoSuchKey' || e?.$metadata?.httpStatusCode === 404;
+  return err instanceof NotFound || err instanceof NoSuchKey || (err instanceof S3ServiceException && err.$metadata?.httpStatusCode === 404);
 }
 
+/** S3 answers a failed `If-None-Match: *` with 412 PreconditionFailed (the SDK has no class of its own for it). */
 function isPreconditionFailed(err: unknown): boolean {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return e?.name === 'PreconditionFailed' || e?.$metadata?.httpStatusCode === 412;
+  return err instanceof S3ServiceException && (err.name === 'PreconditionFailed' || err.$metadata?.httpStatusCode === 412);
 }
 
 function versionExists(modelId: string, version: string, bucket: string): ValidationError {
@@ -230,6 +234,33 @@ function versionExists(modelId: string, version: string, bucket: string): Valida
     `model ${modelId} version ${version} is already published in s3://${bucket}/${modelPrefix(modelId, version)}: versions are immutable, publish a new version`,
     { code: 'VALIDATION_VERSION_EXISTS' },
   );
+}
+
+function versionClaimed(modelId: string, version: string, bucket: string, claim: PublishClaim | undefined): ValidationError {
+  const prefix = modelPrefix(modelId, version);
+  return new ValidationError(
+    `model ${modelId} version ${version} is already being published with other content (claim s3://${bucket}/${prefix}${PUBLISH_CLAIM_FILE}` +
+      `${claim ? ` of ${claim.startedAt}` : ''}): versions are immutable, publish a new version; if that publisher stopped half-way and nothing uses ` +
+      `the version, delete s3://${bucket}/${prefix} first`,
+    { code: 'VALIDATION_VERSION_EXISTS' },
+  );
+}
+
+/**
+ * The first object of a publish, written with `If-None-Match: *`: whoever writes it owns the version.
+ * It holds the manifest text, so a publisher of the same content (a retried Lambda step, a rerun after a
+ * crash) resumes with the very same manifest bytes instead of being locked out or writing a second one.
+ */
+export const PUBLISH_CLAIM_FILE = '.publish-claim.json';
+const PublishClaimSchema = z
+  .object({ format: z.literal('fleetlm/publish-claim@1'), contentSha256: z.string(), startedAt: z.string(), manifest: z.string() })
+  .strict();
+type PublishClaim = z.output<typeof PublishClaimSchema>;
+
+/** sha256 of the manifest without its creation time: equal for two publishes of the same content. */
+function contentSha256(manifest: Manifest): string {
+  const { createdAt: _createdAt, ...content } = manifest;
+  return sha256Hex(Buffer.from(JSON.stringify(content)));
 }
 
 /** True when models/{id}/{version}/manifest.json exists in the bucket. */
@@ -243,54 +274,83 @@ export async function isPublished(s3: S3Client, bucket: string, modelId: string,
   }
 }
 
+/** PutObject with `If-None-Match: *`; false when the key already exists. */
+async function putIfAbsent(s3: S3Client, input: Omit<PutObjectCommandInput, 'IfNoneMatch'>, what: string): Promise<boolean> {
+  try {
+    await s3.send(new PutObjectCommand({ ...input, IfNoneMatch: '*' }));
+    return true;
+  } catch (err) {
+    if (isPreconditionFailed(err)) return false;
+    throw new TransportError(`upload of ${what} to s3://${input.Bucket}/${input.Key} failed`, { cause: err });
+  }
+}
+
+/** Takes the version's claim, or resumes one of the same content; returns the manifest bytes to publish. */
+async function claimVersion(s3: S3Client, bucket: string, prefix: string, bundle: PreparedBundle, opts: PublishOptions): Promise<Buffer> {
+  const claim: PublishClaim = {
+    format: 'fleetlm/publish-claim@1',
+    contentSha256: contentSha256(bundle.manifest),
+    startedAt: (opts.now ?? new Date()).toISOString(),
+    manifest: bundle.manifestBytes.toString('utf8'),
+  };
+  const body = Buffer.from(`${JSON.stringify(claim)}\n`);
+  if (await putIfAbsent(s3, { Bucket: bucket, Key: prefix + PUBLISH_CLAIM_FILE, Body: body, ContentType: 'application/json' }, 'the publish claim')) {
+    return bundle.manifestBytes;
+  }
+  let existing: PublishClaim | undefined;
+  try {
+    existing = parseJsonWith(PublishClaimSchema, (await getObjectBytes(s3, bucket, prefix + PUBLISH_CLAIM_FILE)).toString('utf8'), 'publish claim');
+  } catch {
+    existing = undefined;
+  }
+  if (!existing || existing.contentSha256 !== claim.contentSha256) throw versionClaimed(opts.modelId, opts.version, bucket, existing);
+  return Buffer.from(existing.manifest, 'utf8');
+}
+
 /**
- * Publishes a bundle. Order matters: the bundle files and the signature go first and manifest.json
- * last, so a version is visible only when complete. manifest.json is written with `If-None-Match: *`
- * (S3 conditional writes) so two racing publishers cannot both win on AWS; the local S3-protocol
- * server ignores that header, so a HeadObject check runs first as well.
+ * Publishes a bundle so that a version, once visible, never changes and always matches its manifest:
+ * 1. a claim object (`If-None-Match: *`) makes exactly one publisher the owner; a second publisher with
+ *    other content is refused before it writes anything;
+ * 2. every file and the signature are written with `If-None-Match: *` as well; a file that already exists
+ *    (a resumed publish) must carry the manifest's sha256;
+ * 3. manifest.json goes last, so the version is visible only when complete.
+ * S3 has honoured conditional writes since 2024 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html);
+ * the local hub's store implements them atomically.
  */
 export async function publishBundle(opts: PublishOptions): Promise<PublishResult> {
   const { s3, bucket } = opts;
   if (await isPublished(s3, bucket, opts.modelId, opts.version)) throw versionExists(opts.modelId, opts.version, bucket);
-  const bundle = await prepareBundle(opts);
-  const signature = await signManifestBytes(bundle.manifestBytes, opts.signer);
+  const prepared = await prepareBundle(opts);
   const prefix = modelPrefix(opts.modelId, opts.version);
+  const manifestBytes = await claimVersion(s3, bucket, prefix, prepared, opts);
+  const bundle: PreparedBundle = { ...prepared, manifestBytes, manifest: parseManifestBytes(manifestBytes) };
+  const signature = await signManifestBytes(bundle.manifestBytes, opts.signer);
   const totalBytes = bundle.manifest.files.reduce((s, f) => s + f.size, 0) + bundle.manifestBytes.length;
   let uploaded = 0;
   for (const f of bundle.manifest.files) {
-    const local = bundle.paths.get(f.name)!;
-    try {
-      await s3.send(
-        new PutObjectCommand({
-          Bucket: bucket,
-          Key: prefix + f.name,
-          Body: createReadStream(local),
-          ContentLength: f.size,
-          ContentType: 'application/octet-stream',
-          Metadata: { sha256: f.sha256 },
-        }),
-      );
-    } catch (err) {
-      throw new TransportError(`upload of ${f.name} to s3://${bucket}/${prefix}${f.name} failed`, { cause: err });
+    const upload = { bucket, key: prefix + f.name, file: bundle.paths.get(f.name)!, size: f.size, contentType: 'application/octet-stream', metadata: { sha256: f.sha256 } };
+    const before = uploaded;
+    const written = await uploadFileIfAbsent(s3, upload, {
+      multipartThresholdBytes: opts.multipartThresholdBytes,
+      partSizeBytes: opts.partSizeBytes,
+      onBytes: (sent) => opts.onProgress?.(before + sent, totalBytes, f.name),
+    });
+    if (!written) {
+      await expectSameObject(s3, bucket, prefix + f.name, f.sha256, opts);
+      opts.onProgress?.(before + f.size, totalBytes, f.name);
     }
     uploaded += f.size;
-    opts.onProgress?.(uploaded, totalBytes, f.name);
   }
-  const sigBytes = Buffer.from(`${JSON.stringify(signature, null, 2)}\n`);
-  try {
-    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + MANIFEST_SIGNATURE_FILE, Body: sigBytes, ContentType: 'application/json' }));
-    await s3.send(
-      new PutObjectCommand({
-        Bucket: bucket,
-        Key: prefix + MANIFEST_FILE,
-        Body: bundle.manifestBytes,
-        ContentType: 'application/json',
-        IfNoneMatch: '*',
-      }),
-    );
-  } catch (err) {
-    if (isPreconditionFailed(err)) throw versionExists(opts.modelId, opts.version, bucket);
-    throw new TransportError(`upload of the manifest to s3://${bucket}/${prefix} failed`, { cause: err });
+  let sigBytes: Buffer = Buffer.from(`${JSON.stringify(signature, null, 2)}\n`);
+  let written = signature;
+  if (!(await putIfAbsent(s3, { Bucket: bucket, Key: prefix + MANIFEST_SIGNATURE_FILE, Body: sigBytes, ContentType: 'application/json' }, MANIFEST_SIGNATURE_FILE))) {
+    // A resumed publish of the same manifest may find its earlier signature; any other is not ours.
+    sigBytes = await getObjectBytes(s3, bucket, prefix + MANIFEST_SIGNATURE_FILE);
+    written = parseManifestSignature(sigBytes.toString('utf8'));
+    if (written.manifestSha256 !== signature.manifestSha256) throw versionClaimed(opts.modelId, opts.version, bucket, undefined);
+  }
+  if (!(await putIfAbsent(s3, { Bucket: bucket, Key: prefix + MANIFEST_FILE, Body: bundle.manifestBytes, ContentType: 'application/json' }, MANIFEST_FILE))) {
+    throw versionExists(opts.modelId, opts.version, bucket);
   }
   uploaded += bundle.manifestBytes.length;
   opts.onProgress?.(uploaded, totalBytes, MANIFEST_FILE);
@@ -300,13 +360,24 @@ export async function publishBundle(opts: PublishOptions): Promise<PublishResult
     bucket,
     prefix,
     manifest: bundle.manifest,
-    manifestSha256: signature.manifestSha256,
+    manifestSha256: written.manifestSha256,
     manifestSize: bundle.manifestBytes.length,
-    signature,
+    signature: written,
     files: bundle.manifest.files,
     totalBytes,
     ignored: bundle.ignored,
   };
+}
+
+/** A file a resumed publish finds already written must be the manifest's bytes (its sha256 metadata says so). */
+async function expectSameObject(s3: S3Client, bucket: string, key: string, sha256: string, opts: PublishOptions): Promise<void> {
+  let found: string | undefined;
+  try {
+    found = (await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).Metadata?.sha256;
+  } catch (err) {
+    throw new TransportError(`cannot check s3://${bucket}/${key}`, { cause: err });
+  }
+  if (found !== sha256) throw versionClaimed(opts.modelId, opts.version, bucket, undefined);
 }
 
 /** A published version as read back from S3. */

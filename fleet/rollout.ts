@@ -7,8 +7,9 @@ import {
   DescribeJobCommand,
   DescribeThingCommand,
   DescribeThingGroupCommand,
-  ListJobsCommand,
-  ListThingsInThingGroupCommand,
+  ResourceNotFoundException,
+  paginateListJobs,
+  paginateListThingsInThingGroup,
   type CreateJobCommandInput,
   type IoTClient,
   type JobSummary,
@@ -16,11 +17,22 @@ import {
 import type { S3Client } from '@aws-sdk/client-s3';
 import { TransportError, ValidationError } from '../common/errors.ts';
 import { parseWith } from '../common/validate.ts';
-import { DEPLOY_MODEL_SCHEMA, DeployModelDocumentSchema, type DeployModelDocument, type HealthCheck } from '../contracts/job-document.ts';
+import {
+  DEPLOY_MODEL_SCHEMA,
+  DeployModelDocumentSchema,
+  UPDATE_AGENT_SCHEMA,
+  UpdateAgentDocumentSchema,
+  type DeployModelDocument,
+  type HealthCheck,
+  type UpdateAgentDocument,
+} from '../contracts/job-document.ts';
+import { agentPackageFileName } from '../contracts/agent-package.ts';
+import type { PublishedAgentPackage } from './agent-publisher.ts';
 import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, modelPrefix } from '../contracts/manifest.ts';
 import { presignedPlaceholder, type FleetProfile } from './profile.ts';
 import { assertNotDeprecated } from './model-registry.ts';
 import { readPublishedVersion } from './publisher.ts';
+import { checkJobConfig } from './job-limits.ts';
 
 /** AWS IoT caps a job document at 32 KB. */
 const MAX_JOB_DOCUMENT_BYTES = 32 * 1024;
@@ -111,30 +123,24 @@ export async function buildDeployDocument(
   );
 }
 
-function awsError(err: unknown): { name?: string; status?: number } {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return { name: e?.name, status: e?.$metadata?.httpStatusCode };
-}
-
 /** The thing group's ARN and member count. */
 export async function describeGroup(iot: IoTClient, group: string): Promise<{ arn: string; things: string[] }> {
   let arn: string | undefined;
   try {
     arn = (await iot.send(new DescribeThingGroupCommand({ thingGroupName: group }))).thingGroupArn;
   } catch (err) {
-    if (awsError(err).name === 'ResourceNotFoundException' || awsError(err).status === 404) {
+    if (err instanceof ResourceNotFoundException) {
       throw new ValidationError(`thing group ${group} does not exist: create it and add devices first (or check --group)`);
     }
     throw new TransportError(`DescribeThingGroup ${group} failed`, { cause: err });
   }
   if (!arn) throw new TransportError(`DescribeThingGroup ${group} returned no ARN`);
   const things: string[] = [];
-  let nextToken: string | undefined;
-  do {
-    const page = await iot.send(new ListThingsInThingGroupCommand({ thingGroupName: group, nextToken, maxResults: 250 }));
-    things.push(...(page.things ?? []));
-    nextToken = page.nextToken;
-  } while (nextToken);
+  try {
+    for await (const page of paginateListThingsInThingGroup({ client: iot, pageSize: 250 }, { thingGroupName: group })) things.push(...(page.things ?? []));
+  } catch (err) {
+    throw new TransportError(`ListThingsInThingGroup ${group} failed: ${(err as Error).message}`, { cause: err });
+  }
   return { arn, things };
 }
 
@@ -208,13 +214,11 @@ export function jobConfig(settings: RolloutSettings, targetCount: number, roleAr
       ],
     };
   }
-  return config;
+  return checkJobConfig(config);
 }
 
-/** Creates the IoT Job that deploys a published version to a group (or to named things). */
-export async function createRollout(iot: IoTClient, s3: S3Client, profile: FleetProfile, req: RolloutRequest): Promise<RolloutResult> {
-  const settings: RolloutSettings = { ...DEFAULT_ROLLOUT, ...stripUndefined(req.settings ?? {}) };
-  await assertNotDeprecated(s3, profile.s3.bucket, req.modelId, req.version);
+/** The group's ARN and the named things' ARNs, with how many devices they reach. */
+async function resolveTargets(iot: IoTClient, req: { group?: string; things?: string[] }, settings: RolloutSettings): Promise<{ targets: string[]; targetCount: number }> {
   const targets: string[] = [];
   let targetCount = 0;
   if (req.group) {
@@ -237,29 +241,85 @@ export async function createRollout(iot: IoTClient, s3: S3Client, profile: Fleet
     }
   }
   if (targets.length === 0) throw new ValidationError('a rollout needs a target: pass --group G (or --thing T)');
-  const document = await buildDeployDocument(s3, profile, req.modelId, req.version, settings.healthCheck);
+  return { targets, targetCount };
+}
+
+/** CreateJob with a checked document size; returns the job ARN. */
+async function submitJob(iot: IoTClient, jobId: string, targets: string[], document: unknown, description: string, config: RolloutResult['config']): Promise<string | undefined> {
   const documentText = JSON.stringify(document);
   if (Buffer.byteLength(documentText) > MAX_JOB_DOCUMENT_BYTES) {
     throw new ValidationError(`job document is ${Buffer.byteLength(documentText)} bytes; AWS IoT allows at most ${MAX_JOB_DOCUMENT_BYTES} (too many artifacts?)`);
   }
-  const config = jobConfig(settings, targetCount, profile.presignRoleArn);
-  const jobId = req.jobId ?? makeJobId(req.modelId, req.version);
-  let jobArn: string | undefined;
   try {
-    const out = await iot.send(
-      new CreateJobCommand({
-        jobId,
-        targets,
-        document: documentText,
-        description: describeDeployment(req.modelId, req.version, req.group),
-        ...config,
-      }),
-    );
-    jobArn = out.jobArn;
+    const out = await iot.send(new CreateJobCommand({ jobId, targets, document: documentText, description, ...config }));
+    return out.jobArn;
   } catch (err) {
     throw new TransportError(`CreateJob ${jobId} failed: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** Creates the IoT Job that deploys a published version to a group (or to named things). */
+export async function createRollout(iot: IoTClient, s3: S3Client, profile: FleetProfile, req: RolloutRequest): Promise<RolloutResult> {
+  const settings: RolloutSettings = { ...DEFAULT_ROLLOUT, ...stripUndefined(req.settings ?? {}) };
+  await assertNotDeprecated(s3, profile.s3.bucket, req.modelId, req.version);
+  const { targets, targetCount } = await resolveTargets(iot, req, settings);
+  const document = await buildDeployDocument(s3, profile, req.modelId, req.version, settings.healthCheck);
+  const config = jobConfig(settings, targetCount, profile.presignRoleArn);
+  const jobId = req.jobId ?? makeJobId(req.modelId, req.version);
+  const jobArn = await submitJob(iot, jobId, targets, document, describeDeployment(req.modelId, req.version, req.group), config);
   return { jobId, jobArn, modelId: req.modelId, version: req.version, targets, targetCount, document, config };
+}
+
+/** Builds the update-agent@1 document for published agent builds of one version (one per platform/arch). */
+export function buildUpdateAgentDocument(profile: FleetProfile, packages: readonly PublishedAgentPackage[], confirmTimeoutSec?: number): UpdateAgentDocument {
+  const versions = [...new Set(packages.map((p) => p.version))];
+  if (versions.length !== 1) throw new ValidationError(`agent packages of one rollout must share a version; got ${versions.join(', ') || 'none'}`);
+  return parseWith(
+    UpdateAgentDocumentSchema,
+    {
+      schema: UPDATE_AGENT_SCHEMA,
+      version: versions[0],
+      packages: packages.map((p) => {
+        const name = agentPackageFileName(p.version, p.platform, p.arch);
+        return {
+          platform: p.platform,
+          arch: p.arch,
+          manifest: { url: presignedPlaceholder(profile, p.prefix + MANIFEST_FILE), sha256: p.manifestSha256, size: p.manifestSize },
+          signature: { url: presignedPlaceholder(profile, p.prefix + MANIFEST_SIGNATURE_FILE) },
+          artifact: { name, url: presignedPlaceholder(profile, p.prefix + name), sha256: p.manifest.package.sha256, size: p.manifest.package.size },
+        };
+      }),
+      ...(confirmTimeoutSec !== undefined ? { confirmTimeoutSec } : {}),
+    },
+    `${UPDATE_AGENT_SCHEMA} job document`,
+  );
+}
+
+export interface AgentRolloutRequest {
+  packages: readonly PublishedAgentPackage[];
+  group?: string;
+  things?: string[];
+  settings?: Partial<RolloutSettings>;
+  jobId?: string;
+  /** Seconds the new agent has to connect and report before the device rolls back (default 120). */
+  confirmTimeoutSec?: number;
+}
+
+export interface AgentRolloutResult extends Omit<RolloutResult, 'modelId' | 'document'> {
+  document: UpdateAgentDocument;
+}
+
+/** Creates the IoT Job that replaces the agent on a group (or named things), with the same rollout, canary and abort settings as models. */
+export async function createAgentRollout(iot: IoTClient, profile: FleetProfile, req: AgentRolloutRequest): Promise<AgentRolloutResult> {
+  const settings: RolloutSettings = { ...DEFAULT_ROLLOUT, ...stripUndefined(req.settings ?? {}) };
+  if (settings.healthCheck) throw new ValidationError('health-check options apply to model rollouts only; an agent update is checked by the new agent confirming');
+  const { targets, targetCount } = await resolveTargets(iot, req, settings);
+  const document = buildUpdateAgentDocument(profile, req.packages, req.confirmTimeoutSec);
+  const config = jobConfig(settings, targetCount, profile.presignRoleArn);
+  const jobId = req.jobId ?? makeJobId('agent', document.version);
+  const arches = document.packages.map((p) => `${p.platform}-${p.arch}`).join(',');
+  const jobArn = await submitJob(iot, jobId, targets, document, `fleetlm update-agent ${document.version} (${arches})${req.group ? ` to group ${req.group}` : ''}`, config);
+  return { jobId, jobArn, version: document.version, targets, targetCount, document, config };
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
@@ -271,7 +331,7 @@ export async function cancelRollout(iot: IoTClient, jobId: string, opts: { force
   try {
     await iot.send(new CancelJobCommand({ jobId, force: opts.force ?? false, comment: opts.comment, reasonCode: 'OPERATOR_CANCEL' }));
   } catch (err) {
-    if (awsError(err).name === 'ResourceNotFoundException' || awsError(err).status === 404) {
+    if (err instanceof ResourceNotFoundException) {
       throw new ValidationError(`job ${jobId} does not exist`);
     }
     throw new TransportError(`CancelJob ${jobId} failed: ${(err as Error).message}`, { cause: err });
@@ -293,13 +353,8 @@ export interface DeploymentRecord {
 /** The group's fleetlm deployments, newest first (ListJobs filtered by group, then DescribeJob each). */
 export async function rolloutHistory(iot: IoTClient, group: string): Promise<DeploymentRecord[]> {
   const summaries: JobSummary[] = [];
-  let nextToken: string | undefined;
   try {
-    do {
-      const page = await iot.send(new ListJobsCommand({ thingGroupName: group, nextToken, maxResults: 100 }));
-      summaries.push(...(page.jobs ?? []));
-      nextToken = page.nextToken;
-    } while (nextToken);
+    for await (const page of paginateListJobs({ client: iot, pageSize: 100 }, { thingGroupName: group })) summaries.push(...(page.jobs ?? []));
   } catch (err) {
     throw new TransportError(`ListJobs for group ${group} failed: ${(err as Error).message}`, { cause: err });
   }

@@ -6,6 +6,7 @@ import { writeJsonAtomic } from '../common/atomic-file.ts';
 import { compressEmbedding } from '../models/compression/auto.ts';
 import { extractEmbedding, rewriteEmbedding } from '../models/compression/onnx-rewrite.ts';
 import { loadOnnxModel, saveOnnxModel } from '../models/onnx/proto.ts';
+import { quantizeModel } from '../models/quantization/onnx-quantize.ts';
 import { BuildOutputSchema, shardPrefix, type CompressOutput } from './shared/events.ts';
 import { defineHandler } from './shared/handler.ts';
 import { s3Client } from './shared/env.ts';
@@ -15,6 +16,7 @@ export const handler = defineHandler('compress', BuildOutputSchema, async (input
   const s3 = s3Client(env);
   const inDir = await scratchDir(env.FLEETLM_TMP, 'compress-in');
   const outDir = await scratchDir(env.FLEETLM_TMP, 'compress-out');
+  const embDir = await scratchDir(env.FLEETLM_TMP, 'compress-embedding');
   try {
     await downloadPrefix(s3, env.ARTIFACTS_BUCKET, input.build.modelPrefix, inDir);
     const model = loadOnnxModel(path.join(inDir, 'model.onnx'));
@@ -27,9 +29,22 @@ export const handler = defineHandler('compress', BuildOutputSchema, async (input
       seed: input.seed,
     });
     const rewritten = rewriteEmbedding(model, outcome.embedding, { tiedHead: 'reconstruct' });
-    await saveOnnxModel(rewritten.model, path.join(outDir, 'model.onnx'));
+    // Compress the embedding first, then quantize: the quantizer leaves the compressed factors in float.
+    const q = input.compression.quantize;
+    let embeddingModelPrefix: string | undefined;
+    let quantization: CompressOutput['compress']['quantization'];
+    if (q) {
+      await saveOnnxModel(rewritten.model, path.join(embDir, 'model.onnx'));
+      embeddingModelPrefix = `${shardPrefix(input.runId, input.shardId)}compressed-embedding/`;
+      await uploadDir(s3, env.ARTIFACTS_BUCKET, embDir, embeddingModelPrefix);
+      const quantized = quantizeModel(rewritten.model, q);
+      await saveOnnxModel(quantized.model, path.join(outDir, 'model.onnx'));
+      quantization = { ...q, weights: quantized.weights.length };
+    } else {
+      await saveOnnxModel(rewritten.model, path.join(outDir, 'model.onnx'));
+    }
     await fs.copyFile(path.join(inDir, 'arch.json'), path.join(outDir, 'arch.json'));
-    await writeJsonAtomic(path.join(outDir, 'compression.json'), { ...outcome.report, why: outcome.why });
+    await writeJsonAtomic(path.join(outDir, 'compression.json'), { ...outcome.report, why: outcome.why, ...(quantization ? { quantization } : {}) });
     const modelPrefix = `${shardPrefix(input.runId, input.shardId)}compressed/`;
     const { files, bytes } = await uploadDir(s3, env.ARTIFACTS_BUCKET, outDir, modelPrefix);
     return {
@@ -41,10 +56,13 @@ export const handler = defineHandler('compress', BuildOutputSchema, async (input
         method: outcome.report.method,
         embeddingCompressionRatio: outcome.report.ratio,
         relativeError: outcome.report.relativeError,
+        ...(embeddingModelPrefix ? { embeddingModelPrefix } : {}),
+        ...(quantization ? { quantization } : {}),
       },
     };
   } finally {
     await fs.rm(inDir, { recursive: true, force: true });
     await fs.rm(outDir, { recursive: true, force: true });
+    await fs.rm(embDir, { recursive: true, force: true });
   }
 });

@@ -1,5 +1,6 @@
-// Step "evaluate": perplexity of the built and the compressed model on the same text, so the
-// quality gate can compare them. The only step that runs onnxruntime (through models/runtime).
+// Step "evaluate": perplexity of the built model and after each compression step (embedding, then
+// quantization) on the same text, so the quality gate can compare them. The only step that runs
+// onnxruntime (through models/runtime).
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { loadLanguageModel, perplexity } from '../models/runtime/index.ts';
@@ -29,6 +30,17 @@ export const handler = defineHandler('evaluate', CompressOutputSchema, async (in
     await downloadPrefix(s3, env.ARTIFACTS_BUCKET, input.compress.modelPrefix, compDir);
     const base = await perplexityOf(path.join(baseDir, 'model.onnx'), text, input.evalTokens);
     const comp = await perplexityOf(path.join(compDir, 'model.onnx'), text, input.evalTokens);
+    const step = (name: string, before: number, after: number) => ({ step: name, perplexityBefore: before, perplexityAfter: after, change: (after - before) / before });
+    const embeddingStep = `embedding ${input.compress.method} ${input.compress.embeddingCompressionRatio.toFixed(2)}x`;
+    const q = input.compress.quantization;
+    let steps = [step(embeddingStep, base.perplexity, comp.perplexity)];
+    if (q && input.compress.embeddingModelPrefix) {
+      await fs.rm(compDir, { recursive: true, force: true });
+      await fs.mkdir(compDir, { recursive: true });
+      await downloadPrefix(s3, env.ARTIFACTS_BUCKET, input.compress.embeddingModelPrefix, compDir);
+      const emb = await perplexityOf(path.join(compDir, 'model.onnx'), text, input.evalTokens);
+      steps = [step(embeddingStep, base.perplexity, emb.perplexity), step(`quantize int${q.bits} block ${q.blockSize} ${q.symmetric ? 'sym' : 'asym'}`, emb.perplexity, comp.perplexity)];
+    }
     return {
       ...input,
       evaluate: {
@@ -36,6 +48,7 @@ export const handler = defineHandler('evaluate', CompressOutputSchema, async (in
         baselinePerplexity: base.perplexity,
         compressedPerplexity: comp.perplexity,
         qualityDrop: (comp.perplexity - base.perplexity) / base.perplexity,
+        steps,
       },
     };
   } finally {

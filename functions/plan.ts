@@ -4,6 +4,7 @@ import { parseJsonWith } from '../common/validate.ts';
 import { z } from 'zod';
 import { BudgetSchema, PipelineRequestSchema, type PlanOutput, type Shard } from './shared/events.ts';
 import { defineHandler } from './shared/handler.ts';
+import { MAX_PIPELINE_SHARDS, STATE_PAYLOAD_LIMIT_BYTES, worstCaseStateBytes } from './shared/payload.ts';
 import type { HandlerEnv } from './shared/env.ts';
 
 /** Shards for a request: every budget times `seedsPerBudget` seeds. */
@@ -29,7 +30,17 @@ export function planShards(request: z.output<typeof PipelineRequestSchema>, env:
       });
     }
   });
-  return { request, shards };
+  if (shards.length > MAX_PIPELINE_SHARDS) {
+    throw new ValidationError(`the request expands to ${shards.length} shards (${budgets.length} budgets x ${request.seedsPerBudget} seeds); a run carries at most ${MAX_PIPELINE_SHARDS}`);
+  }
+  const plan = { request, shards };
+  const bytes = worstCaseStateBytes(plan);
+  if (bytes > STATE_PAYLOAD_LIMIT_BYTES) {
+    throw new ValidationError(
+      `the request's ${shards.length} shards make a state of ${bytes} bytes (the Distributed Map's input or result); Step Functions carries at most ${STATE_PAYLOAD_LIMIT_BYTES} (fewer budgets or seeds, or shorter search.widths)`,
+    );
+  }
+  return plan;
 }
 
 export const handler = defineHandler('plan', PipelineRequestSchema, async (request, env) => planShards(request, env));

@@ -5,6 +5,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ValidationError } from '../common/errors.ts';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
+import { judgeQuality, qualityStep, QUALITY_FILE } from '../models/quality/quality-gate.ts';
 import { KmsSigner } from '../fleet/kms-signer.ts';
 import { modelPrefix } from '../contracts/manifest.ts';
 import { isPublished, publishBundle, readPublishedVersion } from '../fleet/publisher.ts';
@@ -35,6 +36,13 @@ export const handler = defineHandler('publish', MergeOutputSchema, async (input,
     try {
       await downloadPrefix(s3, env.ARTIFACTS_BUCKET, c.modelPrefix, dir);
       await writeJsonAtomic(path.join(dir, 'evaluation.json'), { ...c.evaluate, deviceClass: c.deviceClass, runId: input.request.runId });
+      if (env.MAX_QUALITY_DROP !== undefined) {
+        // The gate record travels with the bundle; publishBundle re-judges it and refuses one over the limit.
+        const e = c.evaluate;
+        const steps = (e.steps ?? [{ step: 'compression', perplexityBefore: e.baselinePerplexity, perplexityAfter: e.compressedPerplexity }]).map((s) => qualityStep(s.step, s.perplexityBefore, s.perplexityAfter));
+        const record = judgeQuality({ text: input.request.evalTextKey ?? 'default evaluation text', tokens: e.tokens, baselinePerplexity: e.baselinePerplexity, maxPerplexityIncrease: env.MAX_QUALITY_DROP, steps });
+        await writeJsonAtomic(path.join(dir, QUALITY_FILE), record);
+      }
       const r = await publishBundle({
         modelDir: dir,
         modelId: c.modelId,

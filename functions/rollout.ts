@@ -1,6 +1,7 @@
 // Step "rollout": one IoT job per published version, targeting its device class's thing group
 // (fleet/rollout.ts). An empty group is an expected outcome (reported as skipped), not an error.
 import { z } from 'zod';
+import { ResourceAlreadyExistsException } from '@aws-sdk/client-iot';
 import { TransportError } from '../common/errors.ts';
 import { parseJsonWith } from '../common/validate.ts';
 import { createRollout, describeGroup, type RolloutSettings } from '../fleet/rollout.ts';
@@ -32,8 +33,7 @@ function groupsOf(env: HandlerEnv): Record<string, string> {
 }
 
 function alreadyExists(err: unknown): boolean {
-  const cause = err instanceof TransportError ? (err.cause as { name?: string; $metadata?: { httpStatusCode?: number } }) : undefined;
-  return cause?.name === 'ResourceAlreadyExistsException' || cause?.$metadata?.httpStatusCode === 409;
+  return err instanceof TransportError && err.cause instanceof ResourceAlreadyExistsException;
 }
 
 export const handler = defineHandler('rollout', PublishOutputSchema, async (input, env): Promise<RolloutOutput> => {

@@ -45,6 +45,9 @@ import { provisionThings } from './provision.ts';
 import { DEFAULT_MAX_PERPLEXITY_INCREASE, formatQuality, type QualityStep } from '../models/quality/quality-gate.ts';
 import { StageClock, formatTimings, type DemoLog, type StageTiming } from './stages.ts';
 
+/** The demo's manifest-signing key in its directory (publish to the demo's devices with `--key`). */
+export const DEMO_SIGNING_KEY_FILE = 'fleet-signing-key.pem';
+
 export interface DemoOptions {
   /** Working directory; a fresh temp directory by default (removed at the end unless `keep`). */
   dir?: string;
@@ -248,6 +251,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const keys = generateSigningKeyPair();
     const pubKeyPath = path.join(dir, 'fleet-public-key.pem');
     await writeFileAtomic(pubKeyPath, keys.publicKeyPem);
+    // Saved (0600) so that, with --stay, new versions can be published to the demo's devices with --key.
+    await writeFileAtomic(path.join(dir, DEMO_SIGNING_KEY_FILE), keys.privateKeyPem, { mode: 0o600 });
     const signer = new LocalKeySigner(keys.privateKeyPem);
 
     await clock.stage(`provision ${opts.devices} devices`, async () => {

@@ -11,6 +11,7 @@ import type { ConnectivityTracker } from './connectivity.ts';
 import { InvalidQueryError, searchThings } from './fleet-index.ts';
 import { HubApiError, type JobEngine } from './job-engine.ts';
 import { TERMINAL_STATUSES, type ExecutionRecord, type JobRecord } from './job-store.ts';
+import { jobDocumentProblem } from './job-document-limits.ts';
 import { sha256Hex, verifySigV4 } from './sigv4.ts';
 
 export interface ControlPlaneOptions {
@@ -371,6 +372,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
           throw invalid('jobTemplateArn, schedulingConfig and destinationPackageVersions are not supported by the local hub');
         }
         if (b.document === undefined) throw invalid('document is required');
+        const tooBig = jobDocumentProblem(b.document);
+        if (tooBig) throw invalid(tooBig);
         try {
           JSON.parse(b.document);
         } catch (err) {

@@ -198,17 +198,33 @@ const refuseUnsafeKeys: KoaMiddleware = async (ctx, next) => {
 };
 
 /**
- * Conditional writes (PutObject with `If-None-Match: *`), which s3rver predates: refuse with 412 when
- * the key exists. https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
+ * Conditional writes (PutObject or CompleteMultipartUpload with `If-None-Match: *`), which s3rver predates:
+ * refuse with 412 when the key exists. https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
  */
 function conditionalPut(store: S3rverInstance['store']): KoaMiddleware {
+  // Keys with a conditional PUT in flight: the existence check and the write are two awaits apart, so
+  // without this a second writer could pass the check before the first one's object exists (S3 is atomic here).
+  const writing = new Set<string>();
   return async (ctx, next) => {
     const req = ctx.req as IncomingMessage;
-    if (ctx.method === 'PUT' && req.headers['if-none-match'] === '*' && ctx.query.uploadId === undefined) {
+    // PutObject, or CompleteMultipartUpload (POST ?uploadId), with `If-None-Match: *`.
+    const putObject = ctx.method === 'PUT' && ctx.query.uploadId === undefined;
+    const completeUpload = ctx.method === 'POST' && ctx.query.uploadId !== undefined;
+    if ((putObject || completeUpload) && req.headers['if-none-match'] === '*') {
       const [, bucket, ...rest] = ctx.path.split('/');
       const key = rest.map((seg) => decodeURIComponent(seg)).join('/');
-      if (bucket && key && (await store.existsObject(decodeURIComponent(bucket), key))) {
-        s3Error(ctx, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+      if (bucket && key) {
+        const id = `${decodeURIComponent(bucket)}/${key}`;
+        if (writing.has(id) || (await store.existsObject(decodeURIComponent(bucket), key)) || writing.has(id)) {
+          s3Error(ctx, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+          return;
+        }
+        writing.add(id);
+        try {
+          await next();
+        } finally {
+          writing.delete(id);
+        }
         return;
       }
     }

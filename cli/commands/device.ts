@@ -3,10 +3,11 @@
 // and an agent.json for mutual TLS to the account's ATS endpoint. On the local hub (which has no
 // certificate API) the thing and group are created the same way and the config uses plain TCP.
 // https://docs.aws.amazon.com/iot/latest/developerguide/single-thing-provisioning.html
-import { chmod, copyFile, mkdir } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
+import { z } from 'zod';
 import {
   AddThingToThingGroupCommand,
   AttachPolicyCommand,
@@ -14,7 +15,14 @@ import {
   CreateKeysAndCertificateCommand,
   CreateThingCommand,
   CreateThingGroupCommand,
+  DeleteCertificateCommand,
+  DescribeCertificateCommand,
   DescribeEndpointCommand,
+  DetachPolicyCommand,
+  DetachThingPrincipalCommand,
+  ListThingPrincipalsCommand,
+  ResourceAlreadyExistsException,
+  UpdateCertificateCommand,
   type IoTClient,
 } from '@aws-sdk/client-iot';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
@@ -23,7 +31,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../../common/atomic-file.ts';
 import { parseWith } from '../../common/validate.ts';
 import { AgentConfigSchema, type AgentConfig, type AgentConfigInput } from '../../edge-agent/config.ts';
 import { isThingName } from '../../contracts/jobs-topics.ts';
-import { createIotClient, createS3Client, describeProfile, resolveProfile, type FleetProfile, type ProfileFlags } from '../../fleet/profile.ts';
+import { createIotClient, createS3Client, describeProfile, loadProfile, requireBucket, type FleetProfile, type ProfileFlags } from '../../fleet/profile.ts';
 import { PUBLIC_KEY_OBJECT } from '../../functions/shared/constants.ts';
 
 /** Policy the fleet stack creates (`${prefix}-device`). */
@@ -55,24 +63,20 @@ export interface RegisterResult {
   notes: string[];
 }
 
-function awsName(err: unknown): string | undefined {
-  return (err as { name?: string })?.name;
-}
-
-async function call<T>(what: string, fn: () => Promise<T>, tolerate?: string): Promise<T | undefined> {
+async function call<T>(what: string, fn: () => Promise<T>, tolerate?: new (...args: never[]) => Error): Promise<T | undefined> {
   try {
     return await fn();
   } catch (err) {
-    if (tolerate && awsName(err) === tolerate) return undefined;
+    if (tolerate && err instanceof tolerate) return undefined;
     throw new TransportError(`${what} failed: ${(err as Error).message}`, { cause: err });
   }
 }
 
 async function ensureThingInGroup(iot: IoTClient, thing: string, group: string | undefined): Promise<void> {
   // CreateThing is idempotent for an existing thing with the same attributes; re-registering is allowed.
-  await call(`CreateThing ${thing}`, () => iot.send(new CreateThingCommand({ thingName: thing })), 'ResourceAlreadyExistsException');
+  await call(`CreateThing ${thing}`, () => iot.send(new CreateThingCommand({ thingName: thing })), ResourceAlreadyExistsException);
   if (!group) return;
-  await call(`CreateThingGroup ${group}`, () => iot.send(new CreateThingGroupCommand({ thingGroupName: group })), 'ResourceAlreadyExistsException');
+  await call(`CreateThingGroup ${group}`, () => iot.send(new CreateThingGroupCommand({ thingGroupName: group })), ResourceAlreadyExistsException);
   await call(`AddThingToThingGroup ${thing} -> ${group}`, () => iot.send(new AddThingToThingGroupCommand({ thingName: thing, thingGroupName: group })));
 }
 
@@ -95,7 +99,7 @@ async function fleetPublicKey(profile: FleetProfile, opts: RegisterOptions, targ
   // Written by the artifacts stack's custom resource at deploy time.
   let pem: string;
   try {
-    const obj = await createS3Client(profile).send(new GetObjectCommand({ Bucket: profile.s3.bucket, Key: PUBLIC_KEY_OBJECT }));
+    const obj = await createS3Client(profile).send(new GetObjectCommand({ Bucket: requireBucket(profile), Key: PUBLIC_KEY_OBJECT }));
     pem = await obj.Body!.transformToString();
   } catch (err) {
     throw new TransportError(
@@ -104,6 +108,84 @@ async function fleetPublicKey(profile: FleetProfile, opts: RegisterOptions, targ
     );
   }
   await writeFileAtomic(target, pem);
+}
+
+interface CreatedCertificate {
+  arn: string;
+  id: string;
+  /** Local files this run wrote for it (removed again when the run fails). */
+  files: string[];
+}
+
+const CertificateRecordSchema = z.object({ certificateArn: z.string().min(1), certificateId: z.string().min(1) }).strict();
+
+/**
+ * The thing's certificate: the one an earlier run recorded beside the config when its files are still
+ * there and it is still ACTIVE and attached (re-running register changes nothing), else a new one.
+ * Policy and thing attachments are (re)applied either way; both calls are idempotent. A new certificate
+ * whose attachments fail is detached, deactivated and deleted, and its key files removed, so a retry
+ * never leaves ACTIVE certificates behind.
+ */
+async function ensureCertificate(
+  iot: IoTClient,
+  thing: string,
+  policy: string,
+  paths: { certificate: string; privateKey: string; record: string },
+): Promise<{ arn: string; id: string; created: boolean; files: string[] }> {
+  const reused = await recordedCertificate(iot, thing, paths);
+  if (reused) {
+    await call(`AttachPolicy ${policy}`, () => iot.send(new AttachPolicyCommand({ policyName: policy, target: reused.certificateArn })));
+    return { arn: reused.certificateArn, id: reused.certificateId, created: false, files: [] };
+  }
+  const keys = await call('CreateKeysAndCertificate', () => iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true })));
+  if (!keys?.certificateArn || !keys.certificateId || !keys.certificatePem || !keys.keyPair?.PrivateKey) throw new TransportError('CreateKeysAndCertificate returned no certificate or key');
+  const created: CreatedCertificate = { arn: keys.certificateArn, id: keys.certificateId, files: [] };
+  try {
+    // The private key exists only in this response; write it before anything else can fail.
+    created.files.push(paths.privateKey);
+    await writeFileAtomic(paths.privateKey, keys.keyPair.PrivateKey, { mode: 0o600 });
+    await chmod(paths.privateKey, 0o600);
+    created.files.push(paths.certificate);
+    await writeFileAtomic(paths.certificate, keys.certificatePem);
+    await call(`AttachPolicy ${policy}`, () => iot.send(new AttachPolicyCommand({ policyName: policy, target: created.arn })));
+    await call(`AttachThingPrincipal ${thing}`, () => iot.send(new AttachThingPrincipalCommand({ thingName: thing, principal: created.arn })));
+    created.files.push(paths.record);
+    await writeJsonAtomic(paths.record, { certificateArn: created.arn, certificateId: created.id });
+  } catch (err) {
+    await removeCertificate(iot, thing, policy, created);
+    throw err;
+  }
+  return { ...created, created: true };
+}
+
+async function recordedCertificate(iot: IoTClient, thing: string, paths: { certificate: string; privateKey: string; record: string }) {
+  if (![paths.certificate, paths.privateKey, paths.record].every((f) => existsSync(f))) return undefined;
+  let record: z.output<typeof CertificateRecordSchema>;
+  try {
+    record = parseWith(CertificateRecordSchema, JSON.parse(await readFile(paths.record, 'utf8')), 'certificate record');
+  } catch {
+    return undefined;
+  }
+  const principals = (await call(`ListThingPrincipals ${thing}`, () => iot.send(new ListThingPrincipalsCommand({ thingName: thing }))))?.principals ?? [];
+  if (!principals.includes(record.certificateArn)) return undefined;
+  const described = await call(`DescribeCertificate ${record.certificateId}`, () => iot.send(new DescribeCertificateCommand({ certificateId: record.certificateId })));
+  return described?.certificateDescription?.status === 'ACTIVE' ? record : undefined;
+}
+
+/** Undoes a certificate this run created: detach, deactivate, delete, remove its files. Best effort: the original error matters more. */
+async function removeCertificate(iot: IoTClient, thing: string, policy: string, cert: CreatedCertificate): Promise<void> {
+  const quiet = async (fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+    } catch {
+      // Not attached (the step that failed), or already gone.
+    }
+  };
+  await quiet(() => iot.send(new DetachThingPrincipalCommand({ thingName: thing, principal: cert.arn })));
+  await quiet(() => iot.send(new DetachPolicyCommand({ policyName: policy, target: cert.arn })));
+  await quiet(() => iot.send(new UpdateCertificateCommand({ certificateId: cert.id, newStatus: 'INACTIVE' })));
+  await quiet(() => iot.send(new DeleteCertificateCommand({ certificateId: cert.id })));
+  for (const f of cert.files) await rm(f, { force: true });
 }
 
 /** Registers one device and writes its agent config (and credentials) next to `opts.out`. */
@@ -119,43 +201,49 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
 
   let mqtt: AgentConfigInput['mqtt'];
   let certificateArn: string | null = null;
+  let createdCertificate: CreatedCertificate | undefined;
   if (profile.kind === 'local') {
     if (!profile.mqtt) throw new ValidationError(`local profile ${profile.source} has no MQTT endpoint`);
     mqtt = { host: profile.mqtt.host, port: profile.mqtt.port };
     notes.push('local hub: no certificate was created (the hub has no CreateKeysAndCertificate); the agent connects over plain TCP on loopback, identified by its client id');
   } else {
     const policy = opts.policy ?? DEFAULT_DEVICE_POLICY;
-    const keys = await call('CreateKeysAndCertificate', () => iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true })));
-    if (!keys?.certificateArn || !keys.certificatePem || !keys.keyPair?.PrivateKey) throw new TransportError('CreateKeysAndCertificate returned no certificate or key');
-    certificateArn = keys.certificateArn;
     files.certificate = path.join(dir, `${opts.thing}.cert.pem`);
     files.privateKey = path.join(dir, `${opts.thing}.private.key`);
-    // The private key exists only in this response; write it before anything else can fail.
-    await writeFileAtomic(files.privateKey, keys.keyPair.PrivateKey);
-    await chmod(files.privateKey, 0o600);
-    await writeFileAtomic(files.certificate, keys.certificatePem);
-    await call(`AttachPolicy ${policy}`, () => iot.send(new AttachPolicyCommand({ policyName: policy, target: certificateArn! })));
-    await call(`AttachThingPrincipal ${opts.thing}`, () => iot.send(new AttachThingPrincipalCommand({ thingName: opts.thing, principal: certificateArn! })));
-    const endpoint = await call('DescribeEndpoint iot:Data-ATS', () => iot.send(new DescribeEndpointCommand({ endpointType: 'iot:Data-ATS' })));
-    if (!endpoint?.endpointAddress) throw new TransportError('DescribeEndpoint returned no address');
-    // No caPath: the ATS endpoint chains to Amazon Root CA 1, which Node's bundled CA list includes.
-    mqtt = { host: endpoint.endpointAddress, port: 8883, tls: { certPath: files.certificate, keyPath: files.privateKey } };
+    const cert = await ensureCertificate(iot, opts.thing, policy, { certificate: files.certificate, privateKey: files.privateKey, record: path.join(dir, `${opts.thing}.certificate.json`) });
+    certificateArn = cert.arn;
+    createdCertificate = cert.created ? cert : undefined;
+    try {
+      const endpoint = await call('DescribeEndpoint iot:Data-ATS', () => iot.send(new DescribeEndpointCommand({ endpointType: 'iot:Data-ATS' })));
+      if (!endpoint?.endpointAddress) throw new TransportError('DescribeEndpoint returned no address');
+      // No caPath: the ATS endpoint chains to Amazon Root CA 1, which Node's bundled CA list includes.
+      mqtt = { host: endpoint.endpointAddress, port: 8883, tls: { certPath: files.certificate, keyPath: files.privateKey } };
+    } catch (err) {
+      if (createdCertificate) await removeCertificate(iot, opts.thing, policy, createdCertificate);
+      throw err;
+    }
   }
-  await fleetPublicKey(profile, opts, files.fleetPublicKey);
-
-  const config: AgentConfig = parseWith(
-    AgentConfigSchema,
-    {
-      thingName: opts.thing,
-      mqtt,
-      modelDir: path.resolve(opts.modelDir ?? path.join(dir, 'models')),
-      stateDir: path.resolve(opts.stateDir ?? path.join(dir, 'state')),
-      fleetPublicKeyPath: files.fleetPublicKey,
-      ...(opts.httpPort !== undefined ? { http: { host: '127.0.0.1', port: opts.httpPort, maxConcurrent: 4 } } : {}),
-    } satisfies AgentConfigInput,
-    'agent config',
-  );
-  await writeJsonAtomic(out, config);
+  let config: AgentConfig;
+  try {
+    await fleetPublicKey(profile, opts, files.fleetPublicKey);
+    config = parseWith(
+      AgentConfigSchema,
+      {
+        thingName: opts.thing,
+        mqtt,
+        modelDir: path.resolve(opts.modelDir ?? path.join(dir, 'models')),
+        stateDir: path.resolve(opts.stateDir ?? path.join(dir, 'state')),
+        fleetPublicKeyPath: files.fleetPublicKey,
+        ...(opts.httpPort !== undefined ? { http: { host: '127.0.0.1', port: opts.httpPort, maxConcurrent: 4 } } : {}),
+      } satisfies AgentConfigInput,
+      'agent config',
+    );
+    await writeJsonAtomic(out, config);
+  } catch (err) {
+    // Nothing half-written: a certificate this run created is undone (see ensureCertificate).
+    if (createdCertificate) await removeCertificate(iot, opts.thing, opts.policy ?? DEFAULT_DEVICE_POLICY, createdCertificate);
+    throw err;
+  }
   return {
     mode: profile.kind,
     thingName: opts.thing,
@@ -196,13 +284,15 @@ export function register(program: Command): void {
     .option('--http-port <port>', 'agent local API port (default 8080)')
     .addOption(new Option('--local [dir]', 'use the local hub whose endpoints.json is in dir (default .fleetlm/local)'))
     .option('--profile <file>', 'AWS profile file (default ~/.fleetlm/profile.json)')
+    .option('--aws-profile <name>', 'named AWS profile for credentials and region (default: AWS_PROFILE, else the SDK default chain)')
     .option('--region <region>', 'AWS region (overrides the profile and AWS_REGION)')
     .option('--bucket <bucket>', 'artifact bucket (overrides the profile)')
     .option('--json', 'machine-readable output on stdout')
     .option('--verbose', 'print the resolved profile on stderr')
     .action(async (o: CliOpts) => {
       process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-      const profile = resolveProfile(o);
+      // The bucket is only read for the fleet public key when --fleet-public-key is not given.
+      const profile = await loadProfile(o, process.env, { bucket: !o.fleetPublicKey });
       if (o.verbose) process.stderr.write(`profile: ${JSON.stringify(describeProfile(profile), null, 2)}\n`);
       let httpPort: number | undefined;
       if (o.httpPort !== undefined) {

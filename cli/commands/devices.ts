@@ -14,7 +14,7 @@ export function register(program: Command): void {
       .description('Devices at a glance: online state, last seen, group, model version, job, temperature, power, speed')
       .option('--group <group>', 'only this thing group'),
   ).action(async (o: CommonOpts & { group?: string }) => {
-    const profile = await profileFrom(o);
+    const profile = await profileFrom(o, { bucket: false });
     const latest = latestByDevice(await readTelemetry(profile));
     const now = Date.now();
     const fleet = await readFleet(createIotClient(profile), latest, { group: o.group, now });

@@ -15,19 +15,23 @@ import {
   createKmsClient,
   createS3Client,
   describeProfile,
-  resolveProfile,
+  loadProfile,
   type FleetProfile,
   type ProfileFlags,
+  type ProfileNeeds,
 } from '../../fleet/profile.ts';
 import { publishBundle } from '../../fleet/publisher.ts';
+import { publishAgentPackage, type PublishedAgentPackage } from '../../fleet/agent-publisher.ts';
 import {
   DEFAULT_ROLLOUT,
   cancelRollout,
+  createAgentRollout,
   createRollout,
   parsePercent,
   rollbackGroup,
   type RolloutSettings,
 } from '../../fleet/rollout.ts';
+import { parsePercentage } from '../../fleet/job-limits.ts';
 import { formatProgress, getJobProgress, watchJob, type JobProgress } from '../../fleet/fleet-status.ts';
 import { assertJobSucceeded, watchTimeoutError } from '../../fleet/job-outcome.ts';
 import { readTelemetry, summarise, type TelemetrySummary } from '../../fleet/telemetry-reader.ts';
@@ -42,6 +46,7 @@ export function withProfile(cmd: Command): Command {
   return cmd
     .addOption(new Option('--local [dir]', 'use the local hub whose endpoints.json is in dir (default .fleetlm/local)'))
     .option('--profile <file>', 'AWS profile file (default ~/.fleetlm/profile.json)')
+    .option('--aws-profile <name>', 'named AWS profile for credentials and region (default: AWS_PROFILE, else the SDK default chain)')
     .option('--region <region>', 'AWS region (overrides the profile and AWS_REGION)')
     .option('--bucket <bucket>', 'artifact bucket (overrides the profile)')
     .option('--role-arn <arn>', 'role IoT assumes to presign artifact URLs (overrides the profile)')
@@ -65,10 +70,10 @@ function answers(url: string): Promise<boolean> {
 }
 
 /** Resolves the profile from flags, failing early when a local hub's endpoints.json is stale. */
-export async function profileFrom(opts: CommonOpts): Promise<FleetProfile> {
+export async function profileFrom(opts: CommonOpts, needs: ProfileNeeds = { bucket: true }): Promise<FleetProfile> {
   // Node 20 is supported here; the SDK's notice about its 2027 releases would clutter every command.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-  const profile = resolveProfile(opts);
+  const profile = await loadProfile(opts, process.env, needs);
   if (opts.verbose) process.stderr.write(`profile: ${JSON.stringify(describeProfile(profile), null, 2)}\n`);
   // A stale endpoints.json outlives its hub; say so instead of failing later with ECONNREFUSED.
   if (profile.kind === 'local' && profile.iotEndpoint && !(await answers(profile.iotEndpoint))) {
@@ -130,7 +135,7 @@ function rolloutSettings(o: Record<string, string | boolean | undefined>): Parti
   const s: Partial<RolloutSettings> = {};
   if (typeof o.canary === 'string') s.canary = parsePercent(o.canary, '--canary');
   if (typeof o.maxPerMinute === 'string') s.maxPerMinute = intFlag(o.maxPerMinute, '--max-per-minute', 1, 1000);
-  if (typeof o.abortThreshold === 'string') s.abortThresholdPercent = parsePercent(o.abortThreshold, '--abort-threshold') * 100;
+  if (typeof o.abortThreshold === 'string') s.abortThresholdPercent = parsePercentage(o.abortThreshold, '--abort-threshold');
   if (typeof o.abortMinExecuted === 'string') s.abortMinExecuted = intFlag(o.abortMinExecuted, '--abort-min-executed', 1, 1_000_000);
   if (typeof o.timeoutMinutes === 'string') s.timeoutMinutes = intFlag(o.timeoutMinutes, '--timeout-minutes', 1, 10080);
   if (typeof o.retries === 'string') s.retries = intFlag(o.retries, '--retries', 0, 10);
@@ -187,6 +192,32 @@ async function follow(iot: IoTClient, jobId: string, opts: CommonOpts & { watchT
     if (timeoutSec !== undefined && (err as { code?: string }).code === 'TRANSPORT_TIMEOUT') throw await watchTimeoutError(iot, jobId, timeoutSec);
     throw err;
   });
+}
+
+/** `rollout --agent-package FILE...`: publish each build (signed), then one update-agent@1 job for all of them. */
+async function rolloutAgent(
+  iot: IoTClient,
+  profile: FleetProfile,
+  o: CommonOpts & Record<string, string | boolean | undefined> & { agentPackage: string[]; group?: string; thing?: string[]; jobId?: string; key?: string; kmsKey?: string },
+): Promise<void> {
+  const settings = rolloutSettings(o);
+  const confirmTimeoutSec = typeof o.confirmTimeout === 'string' ? intFlag(o.confirmTimeout, '--confirm-timeout', 1, 3600) : undefined;
+  // Refuse what the rollout would refuse before anything is uploaded.
+  if (settings.healthCheck) throw new ValidationError('health-check options apply to model rollouts only; an agent update is checked by the new agent confirming');
+  if (!o.group && !o.thing?.length) throw new ValidationError('a rollout needs a target: pass --group G (or --thing T)');
+  const signer = signerFor(o, profile);
+  const s3 = createS3Client(profile);
+  const published: PublishedAgentPackage[] = [];
+  for (const file of o.agentPackage) {
+    const p = await publishAgentPackage({ s3, bucket: profile.s3.bucket, signer, file });
+    published.push(p);
+    if (!o.json) process.stdout.write(`${p.uploaded ? 'published' : 'already published'} agent ${p.version} for ${p.platform}-${p.arch} at s3://${profile.s3.bucket}/${p.prefix}\n`);
+  }
+  const result = await createAgentRollout(iot, profile, { packages: published, group: o.group, things: o.thing, jobId: o.jobId, settings, confirmTimeoutSec });
+  if (!o.json) process.stdout.write(`created job ${result.jobId}: agent ${result.version} -> ${result.targetCount} device(s)\n`);
+  const final = o.watch ? await follow(iot, result.jobId, o) : undefined;
+  if (o.json) out(o, { ...result, published, final }, () => '');
+  if (final) assertJobSucceeded(final);
 }
 
 /** Registers the operator commands on the program. */
@@ -247,16 +278,26 @@ export function register(program: Command): void {
     withProfile(
       program
         .command('rollout')
-        .description('Deploy a published version to a thing group as an IoT Job')
-        .requiredOption('--model <id>', 'model id')
-        .requiredOption('--version <version>', 'published version')
+        .description('Deploy a published model version, or publish and deploy an agent package (self-update), to a thing group as an IoT Job')
+        .option('--model <id>', 'model id')
+        .option('--version <version>', 'published model version')
+        .option('--agent-package <file...>', 'agent package(s) fleetlm-agent-<version>-linux-<arch>.tar.gz: sign, publish, and update the agent (one file per arch)')
+        .option('--confirm-timeout <sec>', 'agent update: seconds the new agent has to connect and report before the device rolls back (default 120)')
+        .option('--key <pem>', 'agent update: EC P-256 private key that signs the agent manifest (local mode)')
+        .option('--kms-key <arn>', 'agent update: AWS KMS key that signs the agent manifest (cloud)')
         .option('--group <group>', 'thing group to deploy to')
         .option('--thing <name...>', 'individual things to deploy to')
         .option('--job-id <id>', 'job id (default fleetlm-{model}-{version}-{time})'),
     ),
-  ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { model: string; version: string; group?: string; thing?: string[]; jobId?: string }) => {
+  ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { model?: string; version?: string; agentPackage?: string[]; group?: string; thing?: string[]; jobId?: string; key?: string; kmsKey?: string }) => {
     const profile = await profileFrom(o);
     const iot = createIotClient(profile);
+    if (o.agentPackage) {
+      if (o.model || o.version) throw new ValidationError('--agent-package rolls out the agent; it cannot be combined with --model/--version');
+      await rolloutAgent(iot, profile, o as CommonOpts & Record<string, string | boolean | undefined> & { agentPackage: string[]; group?: string; thing?: string[]; jobId?: string; key?: string; kmsKey?: string });
+      return;
+    }
+    if (!o.model || !o.version) throw new ValidationError('rollout needs --model ID --version V (a published model) or --agent-package FILE (an agent update)');
     const result = await createRollout(iot, createS3Client(profile), profile, {
       modelId: o.model,
       version: o.version,
@@ -277,7 +318,7 @@ export function register(program: Command): void {
 
   withProfile(program.command('status').description('Per-device progress of a rollout job').argument('<job>', 'job id').option('--watch', 'refresh until the job is done; exit 0 only if every device succeeded (3 failed/aborted/canceled, 4 timed out)').option('--watch-timeout <sec>', 'with --watch: give up after this many seconds (exit 4)')).action(
     async (jobId: string, o: CommonOpts & { watch?: boolean; watchTimeout?: string }) => {
-      const iot = createIotClient(await profileFrom(o));
+      const iot = createIotClient(await profileFrom(o, { bucket: false }));
       const p = o.watch ? await follow(iot, jobId, o) : await getJobProgress(iot, jobId, { details: true });
       if (o.json) out(o, p, () => '');
       else if (!o.watch) process.stdout.write(`${formatProgress(p)}\n`);
@@ -288,7 +329,7 @@ export function register(program: Command): void {
   withProfile(
     program.command('cancel').description('Cancel a rollout job').argument('<job>', 'job id').option('--force', 'also cancel executions already IN_PROGRESS'),
   ).action(async (jobId: string, o: CommonOpts & { force?: boolean }) => {
-    const iot = createIotClient(await profileFrom(o));
+    const iot = createIotClient(await profileFrom(o, { bucket: false }));
     await cancelRollout(iot, jobId, { force: o.force, comment: 'canceled with fleetlm cancel' });
     const p = await getJobProgress(iot, jobId);
     out(o, p, () => `canceled ${jobId}: ${p.status} ${JSON.stringify(p.counts)}`);
@@ -323,7 +364,7 @@ export function register(program: Command): void {
       .description('Latency, tokens/s, memory and energy per device and per model version')
       .option('--since <minutes>', 'only messages from the last n minutes'),
   ).action(async (o: CommonOpts & { since?: string }) => {
-    const profile = await profileFrom(o);
+    const profile = await profileFrom(o, { bucket: false });
     let messages = await readTelemetry(profile);
     if (o.since) {
       const cutoff = Date.now() - intFlag(o.since, '--since', 1, 10_000_000) * 60_000;
@@ -369,7 +410,7 @@ export function register(program: Command): void {
       .option('--kms-key <arn>', 'KMS key (default: kmsKeyId in the profile)')
       .requiredOption('--out <file>', 'PEM file to write'),
   ).action(async (o: CommonOpts & { kmsKey?: string; out: string }) => {
-    const profile = await profileFrom(o);
+    const profile = await profileFrom(o, { bucket: false });
     const keyId = o.kmsKey ?? profile.kmsKeyId;
     if (!keyId) throw new ValidationError('pass --kms-key ARN or set kmsKeyId in the profile');
     const pem = await exportKmsPublicKeyPem(createKmsClient(profile), keyId);

@@ -32,7 +32,7 @@ export const COMMANDS: ReadonlyArray<CommandEntry> = [
   {
     commands: {
       publish: 'Sign and upload a model bundle to S3 under models/{id}/{version}/ (versions are immutable)',
-      rollout: 'Deploy a published version to a thing group as an IoT Job',
+      rollout: 'Deploy a published model version, or publish and deploy an agent package (self-update), to a thing group as an IoT Job',
       status: 'Per-device progress of a rollout job',
       cancel: 'Cancel a rollout job',
       rollback: 'Roll the group back to the last version that succeeded on it before the current one',

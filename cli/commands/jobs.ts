@@ -16,7 +16,7 @@ export function register(program: Command): void {
   ).action(async (o: CommonOpts & { group?: string; limit?: string }) => {
     const limit = o.limit === undefined ? 50 : Number(o.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new ValidationError(`--limit must be an integer in 1..10000; got ${JSON.stringify(o.limit)}`);
-    const profile = await profileFrom(o);
+    const profile = await profileFrom(o, { bucket: false });
     const jobs = await listDeployments(createIotClient(profile), { group: o.group, limit });
     // Grouped for reading: one block per group (things-only rollouts last), newest first inside.
     const byGroup = [...jobs].sort((a, b) => (a.group === null ? 1 : 0) - (b.group === null ? 1 : 0) || (a.group ?? '').localeCompare(b.group ?? ''));

@@ -24,6 +24,8 @@ const HandlerEnvSchema = z.object({
   /** JSON of fleet/rollout.ts RolloutSettings overrides (from the deployment's jobs config). */
   ROLLOUT_SETTINGS: z.string().optional(),
   FLEETLM_TMP: z.string().default('/tmp'),
+  /** The quality gate's limit (fraction); publish records it in quality.json and refuses a bundle over it. */
+  MAX_QUALITY_DROP: z.coerce.number().nonnegative().optional(),
 });
 export type HandlerEnv = z.output<typeof HandlerEnvSchema>;
 

@@ -40,11 +40,24 @@ export const SearchSettingsSchema = z
   })
   .strict();
 
-/** Embedding compression (models/compression/auto.ts) at a target ratio. */
+/** Weight quantization after the embedding compression (models/quantization, MatMulNBits). */
+export const QuantizeSettingsSchema = z
+  .object({
+    bits: z.union([z.literal(4), z.literal(8)]),
+    blockSize: z
+      .number()
+      .int()
+      .refine((b) => b >= 16 && (b & (b - 1)) === 0, 'must be a power of two >= 16 (MatMulNBits)')
+      .default(32),
+    symmetric: z.boolean().default(false),
+  })
+  .strict();
+/** Embedding compression (models/compression/auto.ts) at a target ratio, then optionally weight quantization. */
 export const CompressionSettingsSchema = z
   .object({
     method: z.enum(['tt-row', 'tt-matrix', 'svd', 'auto']).default('tt-row'),
     ratio: z.number().min(1).max(10_000).default(4),
+    quantize: QuantizeSettingsSchema.optional(),
   })
   .strict();
 export type Budget = z.output<typeof BudgetSchema>;
@@ -77,7 +90,12 @@ export const PipelineRequestSchema = z
       .strict()
       .default({ enabled: true }),
   })
-  .strict();
+  .strict()
+  // Mirrors functions/shared/payload.ts MAX_PIPELINE_SHARDS (the plan step also checks default budgets and bytes).
+  .refine((r) => !r.budgets || r.budgets.length * r.seedsPerBudget <= 150, {
+    message: 'budgets x seedsPerBudget must be at most 150 shards: the Distributed Map result travels inline and Step Functions stops at 256 KiB',
+    path: ['seedsPerBudget'],
+  });
 export type PipelineRequest = z.output<typeof PipelineRequestSchema>;
 export type PipelineRequestInput = z.input<typeof PipelineRequestSchema>;
 
@@ -134,6 +152,9 @@ export const CompressSummarySchema = z
     /** Dense embedding elements / stored elements. */
     embeddingCompressionRatio: z.number().positive(),
     relativeError: z.number().nonnegative(),
+    /** With quantization: the embedding-compressed float model (evaluated as its own step) and what the quantizer did. */
+    embeddingModelPrefix: S3KeySchema.optional(),
+    quantization: z.object({ bits: z.number().int(), blockSize: z.number().int(), symmetric: z.boolean(), weights: z.number().int().nonnegative() }).strict().optional(),
   })
   .strict();
 export const CompressOutputSchema = BuildOutputSchema.extend({ compress: CompressSummarySchema }).strict();
@@ -146,6 +167,10 @@ export const EvaluateSummarySchema = z
     compressedPerplexity: z.number().positive(),
     /** (compressed - baseline) / baseline; the gate compares it with the configured threshold. */
     qualityDrop: z.number(),
+    /** Perplexity change of each step (embedding compression, then quantization) on the same text. */
+    steps: z
+      .array(z.object({ step: z.string(), perplexityBefore: z.number().positive(), perplexityAfter: z.number().positive(), change: z.number() }).strict())
+      .optional(),
   })
   .strict();
 export const EvaluateOutputSchema = CompressOutputSchema.extend({ evaluate: EvaluateSummarySchema }).strict();

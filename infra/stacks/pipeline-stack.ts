@@ -67,7 +67,7 @@ export class PipelineStack extends Stack {
     const compress = fn('compress', fleetFunction(this, 'CompressFn', { entry: 'compress.ts', description: 'Tensor-train compresses the embeddings', ...modelStep, environment: baseEnv }));
     const evaluate = fn('evaluate', fleetFunction(this, 'EvaluateFn', { entry: 'evaluate.ts', description: 'Perplexity of baseline and compressed models', ...modelStep, onnxRuntime: true, environment: baseEnv }));
     const merge = fn('merge', fleetFunction(this, 'MergeFn', { entry: 'merge.ts', description: 'Chooses the best shard per device class', environment: baseEnv }));
-    const publish = fn('publish', fleetFunction(this, 'PublishFn', { entry: 'publish.ts', description: 'Signs and publishes bundles', timeout: Duration.minutes(15), memoryMb: 1024, ephemeralStorageMb: 4096, environment: { ...baseEnv, MANIFEST_KEY_ARN: signingKeyArn } }));
+    const publish = fn('publish', fleetFunction(this, 'PublishFn', { entry: 'publish.ts', description: 'Signs and publishes bundles', timeout: Duration.minutes(15), memoryMb: 1024, ephemeralStorageMb: 4096, environment: { ...baseEnv, MANIFEST_KEY_ARN: signingKeyArn, MAX_QUALITY_DROP: String(config.maxQualityDrop) } }));
     // Abort, timeout, retry, presign and rate limit as in the job template, so console-made and
     // pipeline-made jobs behave alike (fleet/rollout.ts sets them per job rather than via the template).
     const rolloutSettings = {

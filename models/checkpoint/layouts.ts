@@ -275,9 +275,12 @@ export function weightsFromCheckpoint(spec: ArchSpec, checkpoint: SafetensorsFil
   return out;
 }
 
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16', 'F64']);
+
 /** Tensor-at-a-time access to checkpoint tensors by checkpoint name. */
 export interface CheckpointTensors {
-  readonly tensors: ReadonlyMap<string, { shape: number[] }>;
+  /** Shape and stored dtype (safetensors names: F32, F16, BF16, ...) of every tensor. */
+  readonly tensors: ReadonlyMap<string, { shape: number[]; dtype?: string }>;
   read(name: string): WeightTensor;
 }
 
@@ -290,6 +293,13 @@ export function checkpointWeightSource(spec: ArchSpec, checkpoint: CheckpointTen
   const ckptShapes = new Map<string, number[]>();
   for (const [n, t] of checkpoint.tensors) ckptShapes.set(n, t.shape);
   const rules = checkTensors(spec, layout, ckptShapes);
+  // Refuse integer or boolean weights now, before anything is written, rather than mid-save.
+  for (const rule of rules) {
+    const dtype = checkpoint.tensors.get(rule.name)!.dtype;
+    if (dtype !== undefined && !FLOAT_DTYPES.has(dtype)) {
+      throw new ModelError(`checkpoint tensor "${rule.name}" is stored as ${dtype}; weights must be F32, F16, BF16 or F64`, { code: 'MODEL_CHECKPOINT' });
+    }
+  }
   const byNative = new Map<string, { rule: Rule; index: number }>();
   rules.forEach((rule) => rule.natives.forEach((n, index) => byNative.set(n, { rule, index })));
   const expected = expectedWeightShapes(spec);

@@ -5,9 +5,11 @@ import { ModelError } from '../../common/errors.ts';
 import type { WeightTensor } from '../arch/weights.ts';
 import { DTYPE_BYTES, headerLengthOf, parseSafetensorsHeader, tensorToFloat32, type SafetensorsEntry, type SafetensorsTensor } from './safetensors.ts';
 
-/** Reads `length` bytes at `position` of an open file, failing on a short read. */
-function readExactly(fd: number, length: number, position: number, what: string): Uint8Array {
-  const out = new Uint8Array(length);
+/** Elements converted per read when a tensor is not stored as F32 (bounds the raw-bytes buffer). */
+const CONVERT_CHUNK_ELEMENTS = 1 << 20;
+
+/** Reads `length` bytes at `position` of an open file (into `out` when given), failing on a short read. */
+function readExactly(fd: number, length: number, position: number, what: string, out = new Uint8Array(length)): Uint8Array {
   let done = 0;
   while (done < length) {
     // readSync takes at most 2 GiB per call.
@@ -84,9 +86,24 @@ export class SafetensorsReader {
     return { dtype: e.dtype, shape: [count], bytes };
   }
 
-  /** One tensor converted to float32 (F32, F16, BF16, F64). */
+  /**
+   * One tensor converted to float32 (F32, F16, BF16, F64). F32 is read straight into the result;
+   * other dtypes are read and converted in chunks, so the peak is the result plus one chunk.
+   */
   read(name: string): WeightTensor {
-    return tensorToFloat32(name, this.readRaw(name));
+    if (this.fd === null) throw new ModelError(`safetensors checkpoint ${this.path} is closed`);
+    const e = this.entry(name);
+    const count = e.shape.reduce((a, b) => a * b, 1);
+    const out = new Float32Array(count);
+    if (e.dtype === 'F32') {
+      readExactly(this.fd, count * 4, this.dataStart + e.begin, `safetensors checkpoint ${this.path}`, new Uint8Array(out.buffer));
+      return { data: out, shape: [...e.shape] };
+    }
+    for (let start = 0; start < count; start += CONVERT_CHUNK_ELEMENTS) {
+      const part = this.readRawRange(name, start, Math.min(CONVERT_CHUNK_ELEMENTS, count - start));
+      out.set(tensorToFloat32(name, part).data, start);
+    }
+    return { data: out, shape: [...e.shape] };
   }
 
   close(): void {

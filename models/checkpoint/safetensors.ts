@@ -146,6 +146,16 @@ function f16ToF32(h: number): number {
   return sign * 2 ** (exp - 15) * (1 + frac / 1024);
 }
 
+let F16_TABLE: Float32Array | undefined;
+/** float32 value of every half-precision bit pattern (256 KiB, built once): conversion by lookup. */
+function f16Table(): Float32Array {
+  if (!F16_TABLE) {
+    F16_TABLE = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) F16_TABLE[h] = f16ToF32(h);
+  }
+  return F16_TABLE;
+}
+
 /** Converts a stored floating-point tensor to float32 (F32, F16, BF16, F64); other dtypes are refused. */
 export function tensorToFloat32(name: string, t: SafetensorsTensor): WeightTensor {
   const count = t.shape.reduce((a, b) => a * b, 1);
@@ -158,9 +168,11 @@ export function tensorToFloat32(name: string, t: SafetensorsTensor): WeightTenso
     case 'F64':
       for (let i = 0; i < count; i++) out[i] = view.getFloat64(i * 8, true);
       break;
-    case 'F16':
-      for (let i = 0; i < count; i++) out[i] = f16ToF32(view.getUint16(i * 2, true));
+    case 'F16': {
+      const table = f16Table();
+      for (let i = 0; i < count; i++) out[i] = table[view.getUint16(i * 2, true)]!;
       break;
+    }
     case 'BF16': {
       const u32 = new Uint32Array(out.buffer);
       for (let i = 0; i < count; i++) u32[i] = view.getUint16(i * 2, true) << 16;

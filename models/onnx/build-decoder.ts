@@ -9,7 +9,7 @@ import { embeddingWidthOf, type ArchSpec, type BlockSpec } from '../arch/spec.ts
 import type { Activation } from '../arch/activation.ts';
 import { DataType, type ModelProto } from './proto.ts';
 import { GraphBuilder, float } from './graph-builder.ts';
-import { expectedWeightShapes, layerPlan, validateWeights, type DecoderWeights, type LayerPlan, type WeightTensor } from '../arch/weights.ts';
+import { expectedWeightShapes, layerPlan, validateWeights, type DecoderWeights, type LayerPlan } from '../arch/weights.ts';
 import { isWeightSource, validateWeightSource, type WeightSource } from '../arch/weight-source.ts';
 
 /** ONNX opset of the default domain (LayerNormalization needs 17). */
@@ -62,9 +62,9 @@ interface Pending {
  */
 export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights | WeightSource, options: BuildOptions = {}): ModelProto {
   const source = isWeightSource(weights) ? weights : undefined;
+  const memory = isWeightSource(weights) ? undefined : weights;
   if (source) validateWeightSource(spec, source);
-  else validateWeights(spec, weights as DecoderWeights);
-  const memory = source ? undefined : (weights as DecoderWeights);
+  else validateWeights(spec, memory!);
   const fused = options.fused === true;
   const activation = options.activation ?? 'gelu';
   const g = new GraphBuilder();
@@ -77,18 +77,23 @@ export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights | Weig
   const has = (name: string): boolean => shapes.has(name);
 
   const added = new Set<string>();
-  /** The one place a native weight is read: adds it as an initializer once, however many layers use it. */
+  /** Shape of a native weight, known without reading its data. */
+  const shapeOf = (name: string): readonly number[] => {
+    const shape = source ? source.shapes.get(name) : memory!.get(name)?.shape;
+    if (!shape) throw new ModelError(`weight "${name}" missing`);
+    return shape;
+  };
+  /** The one place weight data is read (w and packed go through it): from memory, or from the source while the file is written. */
+  const read = (name: string): Float32Array => (source ? source.load(name) : memory!.get(name)!.data);
+  /** Adds an initializer whose data `make` gives: now for in-memory weights, at save time (then dropped) for a source. */
+  const init = (name: string, dims: number[], make: () => Float32Array): void => {
+    if (source) g.initFloatLazy(name, dims, make);
+    else g.initFloat(name, make(), dims);
+  };
+  /** Adds a native weight as an initializer once, however many layers use it. */
   const w = (name: string): string => {
     if (!added.has(name)) {
-      if (source) {
-        const shape = source.shapes.get(name);
-        if (!shape) throw new ModelError(`weight "${name}" missing`);
-        g.initFloatLazy(name, [...shape], () => source.load(name));
-      } else {
-        const t = memory!.get(name);
-        if (!t) throw new ModelError(`weight "${name}" missing`);
-        g.initFloat(name, t.data, t.shape);
-      }
+      init(name, [...shapeOf(name)], () => read(name));
       added.add(name);
     }
     return name;
@@ -99,28 +104,22 @@ export function buildDecoderModel(spec: ArchSpec, weights: DecoderWeights | Weig
    */
   const packed = (name: string, parts: readonly string[]): string => {
     if (added.has(name)) return name;
-    const shapes = parts.map((part) => {
-      const shape = source ? source.shapes.get(part) : memory!.get(part)?.shape;
-      if (!shape) throw new ModelError(`weight "${part}" missing`);
-      return shape;
-    });
-    const rows = shapes[0]!.length === 2 ? shapes[0]![0]! : 1;
-    const widths = shapes.map((shape) => shape[shape.length - 1]!);
+    const partShapes = parts.map(shapeOf);
+    const rows = partShapes[0]!.length === 2 ? partShapes[0]![0]! : 1;
+    const widths = partShapes.map((shape) => shape[shape.length - 1]!);
     const cols = widths.reduce((a, b) => a + b, 0);
-    const pack = (tensors: ReadonlyArray<Pick<WeightTensor, 'data'>>): Float32Array => {
+    init(name, partShapes[0]!.length === 2 ? [rows, cols] : [cols], () => {
+      const tensors = parts.map(read);
       const out = new Float32Array(rows * cols);
       for (let r = 0; r < rows; r++) {
         let at = r * cols;
         tensors.forEach((t, i) => {
-          out.set(t.data.subarray(r * widths[i]!, (r + 1) * widths[i]!), at);
+          out.set(t.subarray(r * widths[i]!, (r + 1) * widths[i]!), at);
           at += widths[i]!;
         });
       }
       return out;
-    };
-    const dims = shapes[0]!.length === 2 ? [rows, cols] : [cols];
-    if (source) g.initFloatLazy(name, dims, () => pack(parts.map((part) => ({ data: source.load(part) }))));
-    else g.initFloat(name, pack(parts.map((part) => memory!.get(part)!)), dims);
+    });
     added.add(name);
     return name;
   };

@@ -192,7 +192,8 @@ export async function importHfModel(options: ImportHfOptions): Promise<ImportHfR
     const params = new Set(parameterInitializerNames(model));
     const parameters = (model.graph?.initializer ?? []).filter((t) => params.has(t.name ?? '')).reduce((n, t) => n + tensorElementCount(t), 0);
 
-    await fs.mkdir(tmp, { recursive: false });
+    await fs.mkdir(path.dirname(outDir), { recursive: true });
+    await fs.mkdir(tmp);
     await saveOnnxModel(model, path.join(tmp, 'model.onnx'), { externalData: options.externalData ?? 'auto' });
     for (const name of COPIED_FILES) {
       const from = path.join(hfDir, name);

@@ -1,6 +1,6 @@
 // Size and error report of a weight quantization (what `fleetlm quantize` prints and writes as JSON).
 import type { BlockQuantConfig } from './block-quantizer.ts';
-import type { QuantizeResult } from './onnx-quantize.ts';
+import { DEFAULT_ACCURACY_LEVEL, type QuantizeResult } from './onnx-quantize.ts';
 
 /** JSON-safe summary of a quantization. */
 export interface QuantizationReport {
@@ -8,6 +8,8 @@ export interface QuantizationReport {
   bits: number;
   blockSize: number;
   symmetric: boolean;
+  /** MatMulNBits accuracy_level (4: int8 activations). */
+  accuracyLevel: number;
   /** Weight matrices quantized (each may feed several nodes). */
   quantizedWeights: number;
   /** Float bytes of those weights -> bytes of their quantized data, scales and zero points. */
@@ -25,7 +27,7 @@ export interface QuantizationReport {
 }
 
 /** The report of `result` made with `config`. */
-export function quantizationReport(result: QuantizeResult, config: BlockQuantConfig): QuantizationReport {
+export function quantizationReport(result: QuantizeResult, config: BlockQuantConfig & { accuracyLevel?: number }): QuantizationReport {
   const w = result.weights;
   const worst = w.reduce<{ name: string; value: number } | null>((acc, x) => (acc === null || x.relativeError > acc.value ? { name: x.name, value: x.relativeError } : acc), null);
   return {
@@ -33,6 +35,7 @@ export function quantizationReport(result: QuantizeResult, config: BlockQuantCon
     bits: config.bits,
     blockSize: config.blockSize,
     symmetric: config.symmetric,
+    accuracyLevel: config.accuracyLevel ?? DEFAULT_ACCURACY_LEVEL,
     quantizedWeights: w.length,
     weightFloatBytes: w.reduce((s, x) => s + x.floatBytes, 0),
     weightQuantizedBytes: w.reduce((s, x) => s + x.quantizedBytes, 0),
@@ -51,7 +54,7 @@ const mb = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MB`;
 /** A few lines for a terminal. */
 export function formatQuantizationReport(r: QuantizationReport): string {
   const lines = [
-    `int${r.bits} block ${r.blockSize} ${r.symmetric ? 'symmetric' : 'asymmetric'}: ${r.quantizedWeights} weight matrices, ${mb(r.weightFloatBytes)} -> ${mb(r.weightQuantizedBytes)}`,
+    `int${r.bits} block ${r.blockSize} ${r.symmetric ? 'symmetric' : 'asymmetric'}, accuracy level ${r.accuracyLevel}: ${r.quantizedWeights} weight matrices, ${mb(r.weightFloatBytes)} -> ${mb(r.weightQuantizedBytes)}`,
     `  initializers ${mb(r.initializerBytesBefore)} -> ${mb(r.initializerBytesAfter)}; relative error mean ${r.meanRelativeError.toFixed(4)}, worst ${r.worstRelativeError ? `${r.worstRelativeError.value.toFixed(4)} (${r.worstRelativeError.name})` : '-'}`,
   ];
   if (r.floatCopiesKept.length) lines.push(`  float copies kept (still read by other nodes, e.g. the embedding Gather): ${r.floatCopiesKept.join(', ')}`);

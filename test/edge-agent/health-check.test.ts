@@ -17,7 +17,7 @@ import { saveOnnxModel } from '../../models/onnx/proto.ts';
 
 const SPEC = parseArchSpec({ name: 'hc', vocabSize: 50257, contextLength: 64, blocks: [{ width: 16, ffnRatio: 2, layers: 1, heads: 2, headDim: 8 }], tiedHead: true });
 const ref = { modelId: 'hc', version: '1' };
-const manifest = { entry: 'model.onnx', tokenizer: { kind: 'gpt2-bpe' } } as unknown as Manifest;
+const manifest = { entry: 'model.onnx', tokenizer: { kind: 'gpt2-bpe' }, generation: {} } as unknown as Manifest;
 const hc = HealthCheckSchema.parse({ maxTokens: 8 });
 const dirs: Record<string, string> = {};
 
@@ -40,7 +40,7 @@ describe('runHealthCheck', () => {
 
   it('passes a healthy model and hands it back loaded', async () => {
     const r = await runHealthCheck(runtime, dirs.healthy!, manifest, ref, hc, 60_000);
-    expect(r.ok).toBe(true);
+    expect(r.ok, JSON.stringify(r)).toBe(true);
     if (r.ok) await r.model.dispose();
   });
 

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { presignedPlaceholder, resolveProfile } from '../../fleet/profile.ts';
+import { loadProfile, presignedPlaceholder, requireBucket, resolveProfile } from '../../fleet/profile.ts';
 import { ValidationError } from '../../common/errors.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-profile-'));
@@ -47,5 +47,45 @@ describe('resolveProfile', () => {
     expect(() => resolveProfile({ profile: empty, region: 'x' }, {})).toThrow(/needs the artifact bucket/);
     writeFileSync(empty, '{"bucket": "b", "colour": "red"}');
     expect(() => resolveProfile({ profile: empty }, {})).toThrow(/colour/);
+  });
+
+  it('honours AWS conventions: AWS_ENDPOINT_URL_S3 over AWS_ENDPOINT_URL (path-style, placeholders name it), AWS_PROFILE, --aws-profile over it', () => {
+    const file = path.join(dir, 'conv.json');
+    writeFileSync(file, JSON.stringify({ bucket: 'bkt' }));
+    const p = resolveProfile({ profile: file }, { AWS_REGION: 'eu-west-1', AWS_ENDPOINT_URL: 'http://127.0.0.1:5000', AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:5001', AWS_PROFILE: 'ops' });
+    expect(p).toMatchObject({ kind: 'aws', iotEndpoint: 'http://127.0.0.1:5000', s3: { endpoint: 'http://127.0.0.1:5001', bucket: 'bkt', forcePathStyle: true }, awsProfile: 'ops' });
+    expect(presignedPlaceholder(p, 'models/m/1/x')).toBe('${aws:iot:s3-presigned-url-v2:http://127.0.0.1:5001/bkt/models/m/1/x}');
+    expect(resolveProfile({ profile: file, awsProfile: 'other' }, { AWS_REGION: 'eu-west-1', AWS_PROFILE: 'ops' }).awsProfile).toBe('other');
+    expect(resolveProfile({ profile: file }, { AWS_REGION: 'eu-west-1' }).awsProfile).toBeUndefined();
+  });
+
+  it('status-like commands resolve without a bucket; requireBucket names where to set it', () => {
+    const file = path.join(dir, 'nobucket.json');
+    writeFileSync(file, '{}');
+    const p = resolveProfile({ profile: file }, { AWS_REGION: 'eu-west-1' }, { bucket: false });
+    expect(p.s3.bucket).toBe('');
+    expect(() => requireBucket(p)).toThrow(/needs the artifact bucket/);
+  });
+
+  it('takes the region from the named profile in the AWS config file when nothing else sets one', async () => {
+    const config = path.join(dir, 'aws-config');
+    writeFileSync(config, '[default]\nregion = us-west-2\n\n[profile ops]\nregion = ap-southeast-2\n');
+    const file = path.join(dir, 'noregion.json');
+    writeFileSync(file, JSON.stringify({ bucket: 'bkt' }));
+    // The SDK's region chain reads the real environment: only the config file may answer.
+    const saved = { ...process.env };
+    delete process.env.AWS_REGION;
+    delete process.env.AWS_DEFAULT_REGION;
+    delete process.env.AWS_PROFILE;
+    process.env.AWS_CONFIG_FILE = config;
+    try {
+      expect((await loadProfile({ profile: file, awsProfile: 'ops' }, {})).region).toBe('ap-southeast-2');
+      expect(() => resolveProfile({ profile: file }, {})).toThrow(/needs a region/);
+    } finally {
+      for (const k of ['AWS_CONFIG_FILE', 'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_PROFILE']) {
+        if (saved[k] === undefined) delete process.env[k];
+        else process.env[k] = saved[k];
+      }
+    }
   });
 });

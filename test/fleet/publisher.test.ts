@@ -40,7 +40,8 @@ describe('publishBundle', () => {
     expect(res.ignored).toEqual(['notes.txt']);
     const listed = await s3.send(new ListObjectsV2Command({ Bucket: s3srv.profile.s3.bucket, Prefix: res.prefix }));
     expect((listed.Contents ?? []).map((c) => c.Key).sort()).toEqual(
-      ['manifest.json', 'manifest.sig.json', 'model.onnx', 'model.onnx.data'].map((n) => res.prefix + n),
+      // The claim stays: it records who took the version (fleet/publisher.ts PUBLISH_CLAIM_FILE).
+      ['.publish-claim.json', 'manifest.json', 'manifest.sig.json', 'model.onnx', 'model.onnx.data'].map((n) => res.prefix + n),
     );
     const pub = await readPublishedVersion(s3, s3srv.profile.s3.bucket, 'tiny', '1.0.0');
     expect(verifyManifestBytes(pub.manifestBytes, pub.signature, keys.publicKeyPem)).toBe(true);

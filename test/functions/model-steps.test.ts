@@ -71,6 +71,27 @@ describe('model steps', () => {
     expect(e.qualityDrop).toBeCloseTo((e.compressedPerplexity - e.baselinePerplexity) / e.baselinePerplexity, 12);
   });
 
+  it('given quantization settings, when compress and evaluate run, then the quantized model ships and each step reports its perplexity change', async () => {
+    const quantizing = { ...built, compression: { ...built.compression, quantize: { bits: 4 as const, blockSize: 32, symmetric: false } } };
+    const q = await compress(quantizing);
+    expect(q.compress.quantization).toMatchObject({ bits: 4, blockSize: 32, symmetric: false });
+    expect(q.compress.quantization!.weights).toBeGreaterThan(0);
+    expect(q.compress.embeddingModelPrefix).toBe('runs/test-run-1/rpi5-b0-s0/compressed-embedding/');
+    expect(await keys(q.compress.embeddingModelPrefix!)).toEqual(['runs/test-run-1/rpi5-b0-s0/compressed-embedding/model.onnx']);
+    // int4 layer weights; the compressed embedding's factors (most of this tiny model) stay float.
+    expect(q.compress.modelBytes).toBeLessThan(compressed.compress.modelBytes);
+    const e = (await evaluate(q)).evaluate;
+    expect(e.steps!.map((s) => s.step)).toEqual([expect.stringMatching(/^embedding tt-row/), 'quantize int4 block 32 asym']);
+    expect(e.steps![0]!.perplexityBefore).toBe(e.baselinePerplexity);
+    expect(e.steps![1]!.perplexityBefore).toBe(e.steps![0]!.perplexityAfter);
+    expect(e.steps![1]!.perplexityAfter).toBe(e.compressedPerplexity);
+  });
+
+  it('given a block size MatMulNBits cannot run, when compress is invoked, then it fails naming the field', async () => {
+    const bad = { ...built, compression: { ...built.compression, quantize: { bits: 4, blockSize: 48 } } };
+    await expect(compress(bad)).rejects.toThrow(/compression.quantize.blockSize: must be a power of two >= 16/);
+  });
+
   it('given an event missing a field, when a step is invoked, then it fails with a ValidationError naming the field', async () => {
     const { budget: _drop, ...rest } = tinyShard();
     await expect(search(rest)).rejects.toThrow(ValidationError);

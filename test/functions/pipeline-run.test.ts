@@ -61,7 +61,7 @@ describe('pipeline state machine', () => {
 
     const prefix = 'models/tiny-lm/1.0.0-rpi5/';
     const listed = await s3.send(new ListObjectsV2Command({ Bucket: fx.env.ARTIFACTS_BUCKET, Prefix: prefix }));
-    expect((listed.Contents ?? []).map((o) => o.Key!.slice(prefix.length)).sort()).toEqual(['manifest.json', 'manifest.sig.json', 'model.onnx']);
+    expect((listed.Contents ?? []).map((o) => o.Key!.slice(prefix.length)).sort()).toEqual(['.publish-claim.json', 'manifest.json', 'manifest.sig.json', 'model.onnx']);
     const bytes = async (key: string) => Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: key }))).Body!.transformToByteArray());
     const manifest = await bytes(`${prefix}manifest.json`);
     const sig = parseManifestSignature((await bytes(`${prefix}manifest.sig.json`)).toString('utf8'));

@@ -110,6 +110,21 @@ describe('publish and rollout', () => {
     expect(fx.kms.calls.filter((c) => c === 'TrentService.Sign').length).toBe(signs);
   });
 
+  it('given the gate limit in MAX_QUALITY_DROP, when a candidate over it reaches publish, then publish refuses it and records nothing', async () => {
+    process.env.MAX_QUALITY_DROP = '0.05';
+    try {
+      const over = { ...merged, candidates: chooseCandidates([{ ...evaluated('rpi5-b0-s0', 108, 10), version: '1.0.1-rpi5' }]) };
+      await expect(publish(over)).rejects.toMatchObject({ code: 'VALIDATION_QUALITY_GATE' });
+      await expect(s3.send(new GetObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: 'models/tiny-lm/1.0.1-rpi5/manifest.json' }))).rejects.toThrow();
+      const within = { ...merged, candidates: chooseCandidates([{ ...evaluated('rpi5-b0-s0', 103, 10), version: '1.0.2-rpi5' }]) };
+      await publish(within);
+      const manifest = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: 'models/tiny-lm/1.0.2-rpi5/manifest.json' }))).Body!.transformToString());
+      expect(manifest.evaluation.quality).toMatchObject({ passed: true, maxPerplexityIncrease: 0.05, totalChange: expect.closeTo(0.03, 12) });
+    } finally {
+      delete process.env.MAX_QUALITY_DROP;
+    }
+  });
+
   it('given an empty thing group, when rolled out, then no job is created and the class is reported as skipped', async () => {
     await iot.send(new CreateThingGroupCommand({ thingGroupName: 'fleetlm-rpi5' }));
     const out = await rollout(published);

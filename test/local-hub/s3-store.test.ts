@@ -17,6 +17,12 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { LocalHub } from '../../local-hub/hub.ts';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { publishBundle, readPublishedVersion } from '../../fleet/publisher.ts';
+import { uploadFileIfAbsent } from '../../fleet/object-upload.ts';
+import { generateSigningKeyPair, LocalKeySigner, verifyManifestBytes } from '../../contracts/manifest-signing.ts';
 import { removeDir, s3Client, startTestHub } from './helpers.ts';
 
 describe('local hub: S3 store', () => {
@@ -107,6 +113,51 @@ describe('local hub: S3 store', () => {
     expect((again as S3ServiceException).name).toBe('PreconditionFailed');
     const kept = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'once/manifest.json' }));
     expect(await kept.Body!.transformToString()).toBe('v1');
+  });
+
+  it('conditional writes are atomic: of many concurrent If-None-Match PUTs of one key exactly one succeeds', async () => {
+    const results = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) => s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'race/claim.json', Body: `writer ${i}`, IfNoneMatch: '*' }))),
+    );
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const winner = results.findIndex((r) => r.status === 'fulfilled');
+    const kept = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'race/claim.json' }));
+    expect(await kept.Body!.transformToString()).toBe(`writer ${winner}`);
+  });
+
+  it('honours If-None-Match: * on CompleteMultipartUpload: a multipart upload onto a taken key writes nothing', async () => {
+    const d = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-mpu-'));
+    const file = path.join(d, 'part.bin');
+    writeFileSync(file, Buffer.alloc(3000, 5));
+    const u = { bucket, key: 'mpu/once.bin', file, size: 3000, contentType: 'application/octet-stream' };
+    expect(await uploadFileIfAbsent(s3, u, { multipartThresholdBytes: 1 })).toBe(true);
+    writeFileSync(file, Buffer.alloc(3000, 6));
+    expect(await uploadFileIfAbsent(s3, u, { multipartThresholdBytes: 1 })).toBe(false);
+    rmSync(d, { recursive: true, force: true });
+    const kept = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'mpu/once.bin' }));
+    expect(Buffer.from(await kept.Body!.transformToByteArray()).equals(Buffer.alloc(3000, 5))).toBe(true);
+  });
+
+  it('two concurrent publishers of one version: exactly one wins and its manifest verifies against the bytes', async () => {
+    const dirs = [0, 1].map((i) => {
+      const d = mkdtempSync(path.join(os.tmpdir(), `fleetlm-race-${i}-`));
+      writeFileSync(path.join(d, 'model.onnx'), Buffer.alloc(4096, i + 1));
+      for (const n of ['a.bin', 'b.bin', 'c.bin']) writeFileSync(path.join(d, n), Buffer.alloc(2048, 10 + i));
+      return d;
+    });
+    const keys = generateSigningKeyPair();
+    const results = await Promise.allSettled(
+      dirs.map((d) => publishBundle({ s3, bucket, signer: new LocalKeySigner(keys.privateKeyPem), modelDir: d, modelId: 'race', version: '1' })),
+    );
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect(String((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason)).toMatch(/already (published|being published)/);
+    const pub = await readPublishedVersion(s3, bucket, 'race', '1');
+    expect(verifyManifestBytes(pub.manifestBytes, pub.signature, keys.publicKeyPem)).toBe(true);
+    for (const f of pub.manifest.files) {
+      const obj = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `models/race/1/${f.name}` }));
+      expect(createHash('sha256').update(Buffer.from(await obj.Body!.transformToByteArray())).digest('hex'), f.name).toBe(f.sha256);
+    }
   });
 
   it('refuses unsigned, forged, wrongly keyed and expired requests', async () => {

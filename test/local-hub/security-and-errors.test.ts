@@ -124,6 +124,23 @@ describe('local hub: isolation and malformed requests', () => {
     expect(r.payload.execution).toMatchObject({ jobId: 'iso-job', thingName: 'alice', jobDocument: { a: 1 } });
   });
 
+  it('refuses at CreateJob a document deeper or larger than the limits, stores nothing, and later jobs still reach the device', async () => {
+    const deep = `${'['.repeat(5000)}${']'.repeat(5000)}`;
+    const tooDeep = await iot.send(new CreateJobCommand({ jobId: 'deep-doc', targets: [`${ACCOUNT}:thing/alice`], document: deep })).catch((e: unknown) => e);
+    expect((tooDeep as IoTServiceException).name).toBe('InvalidRequestException');
+    expect((tooDeep as IoTServiceException).message).toMatch(/deeper than 64/);
+    // Multi-byte characters: under 32,768 characters but over 32 KB of UTF-8.
+    const big = JSON.stringify({ s: 'é'.repeat(17_000) });
+    const tooBig = await iot.send(new CreateJobCommand({ jobId: 'big-doc', targets: [`${ACCOUNT}:thing/alice`], document: big })).catch((e: unknown) => e);
+    expect((tooBig as IoTServiceException).message).toMatch(/at most 32768 bytes/);
+    for (const id of ['deep-doc', 'big-doc']) {
+      expect(((await iot.send(new DescribeJobCommand({ jobId: id })).catch((e: unknown) => e)) as IoTServiceException).name).toBe('ResourceNotFoundException');
+    }
+    // A string holding brackets is not nesting.
+    await iot.send(new CreateJobCommand({ jobId: 'brackets-in-string', targets: [`${ACCOUNT}:thing/alice`], document: JSON.stringify({ s: '['.repeat(200) }) }));
+    expect((await iot.send(new DescribeJobCommand({ jobId: 'brackets-in-string' }))).job?.jobId).toBe('brackets-in-string');
+  });
+
   it('returns control-plane errors as AWS does (x-amzn-ErrorType, message)', async () => {
     const err = await iot.send(new DescribeJobCommand({ jobId: 'missing' })).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(IoTServiceException);

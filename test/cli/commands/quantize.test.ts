@@ -2,7 +2,7 @@
 // the quantized model generates, external data stays external, bad input exits 2 with nothing written.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -48,10 +48,12 @@ describe('fleetlm quantize', () => {
     expect(res.code).toBe(0);
     const report = JSON.parse(readFileSync(reportPath, 'utf8'));
     expect(JSON.parse(res.stdout)).toEqual(report);
-    expect(report).toMatchObject({ bits: 4, blockSize: 32, symmetric: false, quantizedWeights: 7, floatCopiesKept: ['embed_tokens.weight'] });
+    // The head is tied: by default the embedding table it shares is quantized too, so no float copy stays.
+    expect(report).toMatchObject({ bits: 4, blockSize: 32, symmetric: false, quantizedWeights: 7, floatCopiesKept: [] });
     expect(report.input.externalData).toBe(true);
     expect(report.output.externalDataPath).toBe(`${out}.data`);
-    expect(report.weightQuantizedBytes).toBeLessThan(report.weightFloatBytes / 5);
+    // The tied table is stored as int blocks twice (Gather rows and the head's 3-D B): about 2/7 of float.
+    expect(report.weightQuantizedBytes).toBeLessThan(report.weightFloatBytes / 3);
     const gate = QualityRecordSchema.parse(JSON.parse(readFileSync(path.join(dir, 'q4', 'quality.json'), 'utf8')));
     expect(gate.steps).toHaveLength(1);
     expect(gate.steps[0]!.step).toBe('quantize int4 block 32 asym');
@@ -67,11 +69,37 @@ describe('fleetlm quantize', () => {
     }
   });
 
+  it('--no-embedding keeps the float table of the tied model beside the head blocks; --embedding quantizes it', async () => {
+    const kept = JSON.parse((await cli(['--model', modelPath, '--out', path.join(dir, 'q4n', 'model.onnx'), '--bits', '4', '--no-embedding', '--json'])).stdout);
+    expect(kept.floatCopiesKept).toEqual(['embed_tokens.weight']);
+    const out = path.join(dir, 'q4e', 'model.onnx');
+    const res = await cli(['--model', modelPath, '--out', out, '--bits', '4', '--embedding', '--json']);
+    expect(res.code).toBe(0);
+    const report = JSON.parse(res.stdout);
+    expect(report.floatCopiesKept).toEqual([]);
+    // int4 blocks for the Gather and again for the head (MatMulNBits wants its own 3-D B): about 2 x 1/7 of the float table.
+    expect(report.output.bytes).toBeLessThan(report.input.bytes / 3);
+    expect(kept.output.bytes).toBeGreaterThan(report.output.bytes * 2);
+  });
+
+  it('copies the bundle files beside the output so the quantized model publishes as a bundle', async () => {
+    const bundle = path.join(dir, 'bundle');
+    mkdirSync(bundle, { recursive: true });
+    copyFileSync(modelPath, path.join(bundle, 'model.onnx'));
+    copyFileSync(`${modelPath}.data`, path.join(bundle, 'model.onnx.data'));
+    writeFileSync(path.join(bundle, 'arch.json'), '{"spec":{}}');
+    copyFileSync(TOKENIZER, path.join(bundle, 'tokenizer.json'));
+    const res = await cli(['--model', path.join(bundle, 'model.onnx'), '--out', path.join(dir, 'bundle-q4', 'model.onnx'), '--bits', '4', '--json']);
+    expect(res.code).toBe(0);
+    expect(JSON.parse(res.stdout).carried).toEqual(['arch.json', 'tokenizer.json']);
+    expect(readFileSync(path.join(dir, 'bundle-q4', 'tokenizer.json'))).toEqual(readFileSync(TOKENIZER));
+  });
+
   it('prints a readable summary with the gate verdict', async () => {
     const out = path.join(dir, 'q8', 'model.onnx');
     const res = await cli(['--model', modelPath, '--out', out, '--bits', '8', '--symmetric', '--eval-text', textPath, '--eval-tokens', '64', '--tokenizer', TOKENIZER]);
     expect(res.code).toBe(0);
-    expect(res.stdout).toMatch(/int8 block 32 symmetric: 7 weight matrices/);
+    expect(res.stdout).toMatch(/int8 block 32 symmetric, accuracy level 4: 7 weight matrices/);
     expect(res.stdout).toMatch(/quantize int8 block 32 sym: [\d.]+ -> [\d.]+ \([+-][\d.]+%\)/);
     expect(res.stdout).toMatch(/verdict: (PASS|REJECT)/);
   });

@@ -34,7 +34,7 @@ function fromBf16(h: number): number {
 }
 /** float32 -> IEEE half bits for the normal range the fixtures use (|x| in [2^-14, 65504]) or 0. */
 function toF16(x: number): number {
-  if (x === 0 || Math.abs(x) < 2 ** -14) return x < 0 ? 0x8000 : 0;
+  if (x === 0 || Math.abs(x) < 2 ** -14) return x < 0 || Object.is(x, -0) ? 0x8000 : 0;
   const sign = x < 0 ? 0x8000 : 0;
   const a = Math.abs(x);
   let e = Math.floor(Math.log2(a));

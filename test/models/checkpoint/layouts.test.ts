@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseArchSpec } from '../../../models/arch/spec.ts';
-import { TINY } from '../../../models/arch/presets.ts';
+import { TINY, TINY_LLAMA } from '../../../models/arch/presets.ts';
 import { readSafetensors, writeSafetensors } from '../../../models/checkpoint/safetensors.ts';
 import { weightsFromCheckpoint, weightsToCheckpoint, type CheckpointLayout } from '../../../models/checkpoint/layouts.ts';
 import { buildModelFile } from '../../../models/onnx/build-model-file.ts';
@@ -101,6 +101,28 @@ describe('OPT layout', () => {
   });
 });
 
+describe('Llama layout', () => {
+  const native = initWeights(TINY_LLAMA, 13);
+  const ckpt = weightsToCheckpoint(TINY_LLAMA, native, 'llama');
+
+  it('uses LlamaForCausalLM names with nn.Linear [out, in] weights and no biases', () => {
+    const k = ckpt.get('model.layers.1.self_attn.k_proj.weight')!;
+    expect(k.shape).toEqual([16, 32]);
+    expect(at(k, 5, 9)).toBe(at(native.get('layers.1.attn.k.weight')!, 9, 5));
+    expect(ckpt.get('model.layers.0.mlp.gate_proj.weight')!.shape).toEqual([48, 32]);
+    expect(ckpt.get('model.layers.0.input_layernorm.weight')!.shape).toEqual([32]);
+    expect(ckpt.get('lm_head.weight')!.shape).toEqual([64, 32]);
+    expect([...ckpt.keys()].filter((n) => n.endsWith('.bias'))).toEqual([]);
+  });
+
+  it('round-trips with or without the model. prefix and ignores rotary buffers', () => {
+    expectSameWeights(native, weightsFromCheckpoint(TINY_LLAMA, ckpt, 'llama'));
+    const bare = weightsToCheckpoint(TINY_LLAMA, native, 'llama', '');
+    bare.set('layers.0.self_attn.rotary_emb.inv_freq', { data: new Float32Array(4), shape: [4] });
+    expectSameWeights(native, weightsFromCheckpoint(TINY_LLAMA, bare, 'llama'));
+  });
+});
+
 describe('checkpoints that do not fit', () => {
   const native = initWeights(GPT2_TINY, 3);
   it('names a missing tensor', () => {
@@ -125,6 +147,7 @@ describe('buildModelFile from checkpoints', () => {
     ['gpt2', GPT2_TINY],
     ['opt', OPT_TINY],
     ['fleetlm', TINY],
+    ['llama', TINY_LLAMA],
   ];
   for (const [layout, spec] of cases) {
     it(`builds a ${layout} checkpoint into a model matching the reference (fused)`, async () => {

@@ -154,6 +154,28 @@ describe('importHfModel: checkpoints that do not fit are refused by name, nothin
     expect(existsSync(path.join(root, 'bad-index-out'))).toBe(false);
   });
 
+  it('integer weights, before anything is written', async () => {
+    const fx = base();
+    const hf = path.join(root, 'int-hf');
+    writeHfFolder(hf, { config: fx.config, tensors: fx.tensors, dtype: 'F32' });
+    // Rewrite one header entry's dtype as I32 (same 4-byte elements, so the file stays consistent).
+    const file = path.join(hf, 'model.safetensors');
+    const bytes = readFileSync(file);
+    const n = Number(bytes.readBigUInt64LE(0));
+    const header = bytes.subarray(8, 8 + n).toString('utf8').replace(/("model\.norm\.weight":\{"dtype":")F32/, '$1I32');
+    writeFileSync(file, Buffer.concat([bytes.subarray(0, 8), Buffer.from(header.padEnd(n, ' ')), bytes.subarray(8 + n)]));
+    await expect(importHfModel({ hfDir: hf, outDir: path.join(root, 'int-out') })).rejects.toThrow(/"model\.norm\.weight" is stored as I32; weights must be F32, F16, BF16 or F64/);
+    expect(readdirSync(root).filter((f) => f.includes('int-out'))).toEqual([]);
+  });
+
+  it('creates missing parent folders of --out', async () => {
+    const fx = base();
+    const hf = path.join(root, 'nested-hf');
+    writeHfFolder(hf, { config: fx.config, tensors: fx.tensors, dtype: 'F32' });
+    await importHfModel({ hfDir: hf, outDir: path.join(root, 'a', 'b', 'bundle') });
+    expect(existsSync(path.join(root, 'a', 'b', 'bundle', 'model.onnx'))).toBe(true);
+  });
+
   it('ignores rotary inv_freq buffers older transformers saved', async () => {
     const fx = base();
     fx.tensors.push(['model.layers.0.self_attn.rotary_emb.inv_freq', { data: new Float32Array(4), shape: [4] }]);

@@ -85,7 +85,7 @@ describe('quantizeModel: one MatMul through onnxruntime', () => {
         [valueInfo('x', 1, ['batch', 'seq', K])],
         [valueInfo('y', 1, ['batch', 'seq', N])],
       );
-      const r = quantizeModel(model, { bits, blockSize: block, symmetric });
+      const r = quantizeModel(model, { bits, blockSize: block, symmetric, accuracyLevel: 0 });
       expect(r.weights).toHaveLength(1);
       expect(r.weights[0]).toMatchObject({ name: 'w.weight', k: K, n: N, layout: 'kn', floatKept: false, nodes: ['mm'] });
       const g = r.model.graph!;
@@ -116,7 +116,7 @@ describe('quantizeModel: one MatMul through onnxruntime', () => {
       [valueInfo('x', 1, [1, K])],
       [valueInfo('y2', 1, [1, N]), valueInfo('y3', 1, [1, N])],
     );
-    const r = quantizeModel(model, { bits: 4, blockSize: 32, symmetric: false });
+    const r = quantizeModel(model, { bits: 4, blockSize: 32, symmetric: false, accuracyLevel: 0 });
     // N=8 of sq is K=8 < block: still quantized (padded), so two weights in all.
     const shared = r.weights.find((w) => w.name === 'shared')!;
     expect(shared.nodes).toEqual(['a', 'c']);
@@ -124,6 +124,33 @@ describe('quantizeModel: one MatMul through onnxruntime', () => {
     const A = randomArray(K, 8, 2);
     const out = await run(r.model, { x: new ort.Tensor('float32', A, [1, K]) });
     expectClose(out.y3!, matmulRef(A, 1, dequantizeBlockwise(quantizeBlockwise(viewKN(W, K, N), { bits: 4, blockSize: 32, symmetric: false })), K, N), 1e-5);
+  });
+});
+
+describe('quantizeModel: accuracy level 4 (int8 activations, the default)', () => {
+  for (const bits of [4, 8] as const) {
+    it(`int${bits}: sets accuracy_level 4 and stays within 2% of A @ dequantize(W)`, async () => {
+      const K = 128;
+      const N = 32;
+      const W = randomArray(K * N, 40 + bits);
+      const model = graphModel(
+        [{ name: 'mm', opType: 'MatMul', input: ['x', 'w'], output: ['y'] }],
+        [f32('w', W, [K, N])],
+        [valueInfo('x', 1, [4, K])],
+        [valueInfo('y', 1, [4, N])],
+      );
+      const r = quantizeModel(model, { bits, blockSize: 32, symmetric: false });
+      const level = r.model.graph!.node![0]!.attribute!.find((a) => a.name === 'accuracy_level');
+      expect(Number(level?.i)).toBe(4);
+      const A = randomArray(4 * K, 41, 2);
+      const y = (await run(r.model, { x: new ort.Tensor('float32', A, [4, K]) })).y!;
+      const deq = dequantizeBlockwise(quantizeBlockwise(viewKN(W, K, N), { bits, blockSize: 32, symmetric: false }));
+      // A is rounded to int8 per block: about 1/127 of its block's range per element.
+      expectClose(y, matmulRef(A, 4, deq, K, N), 0.02);
+    });
+  }
+  it('refuses an accuracy level MatMulNBits does not define', () => {
+    expect(() => quantizeModel(graphModel([], [], [], []), { bits: 4, blockSize: 32, symmetric: false, accuracyLevel: 7 as 4 })).toThrow(/accuracy level must be one of 0, 1, 2, 3, 4; got 7/);
   });
 });
 
@@ -150,7 +177,7 @@ describe('quantizeModel: tied heads', () => {
       [valueInfo('h', 1, [3, E]), valueInfo('logits', 1, [3, V])],
     );
     for (const bits of [4, 8] as const) {
-      const r = quantizeModel(model, { bits, blockSize: 32, symmetric: false });
+      const r = quantizeModel(model, { bits, blockSize: 32, symmetric: false, accuracyLevel: 0 });
       expect(r.weights).toEqual([expect.objectContaining({ name: 'embed_tokens.weight', k: E, n: V, layout: 'nk', floatKept: true })]);
       expect(r.model.graph!.node!.map((n) => n.opType)).toEqual(['Gather', 'MatMulNBits', 'Add']);
       const out = await run(r.model, { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [3]) });
@@ -160,6 +187,45 @@ describe('quantizeModel: tied heads', () => {
       const ref = headRef(bits, h, 3).map((v, i) => v + bias[i % V]!);
       expectClose(out.logits!, ref, 1e-5);
     }
+  });
+
+  it('with embedding: the Gather becomes GatherBlockQuantized sharing scales with the head, and the float table goes', async () => {
+    const model = graphModel(
+      [
+        { name: 'embed', opType: 'Gather', input: ['embed_tokens.weight', 'ids'], output: ['h'], attribute: [ints('axis', 0)] },
+        { name: 'head', opType: 'Gemm', input: ['h', 'embed_tokens.weight'], output: ['logits'], attribute: [ints('transB', 1)] },
+      ],
+      [f32('embed_tokens.weight', table, [V, E])],
+      [valueInfo('ids', 7, [3])],
+      [valueInfo('h', 1, [3, E]), valueInfo('logits', 1, [3, V])],
+    );
+    for (const [bits, symmetric] of [[4, false], [4, true], [8, false]] as Array<[QuantBits, boolean]>) {
+      const r = quantizeModel(model, { bits, blockSize: 32, symmetric, accuracyLevel: 0, embedding: true });
+      const g = r.model.graph!;
+      expect(g.node!.map((n) => n.opType)).toEqual(['GatherBlockQuantized', 'MatMulNBits']);
+      expect(g.node![0]!.input![2]).toBe(g.node![1]!.input![2]); // one scales initializer for both
+      expect(g.initializer!.some((t) => t.name === 'embed_tokens.weight')).toBe(false);
+      expect(r.weights).toEqual([expect.objectContaining({ name: 'embed_tokens.weight', nodes: ['head', 'embed'], floatKept: false })]);
+      const out = await run(r.model, { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [3]) });
+      const deq = dequantizeBlockwise(quantizeBlockwise(viewNK(table, V, E), { bits, blockSize: 32, symmetric })); // [K=E, N=V]
+      const rows = new Float32Array(3 * E);
+      ids.forEach((id, i) => {
+        for (let k = 0; k < E; k++) rows[i * E + k] = deq[k * V + id]!;
+      });
+      expect(out.h).toEqual(rows);
+      expectClose(out.logits!, matmulRef(rows, 3, deq, E, V), 1e-5);
+    }
+  });
+
+  it('with embedding: a table whose width is not a multiple of the block stays float, saying why', () => {
+    const model = graphModel(
+      [{ name: 'embed', opType: 'Gather', input: ['t', 'ids'], output: ['h'], attribute: [ints('axis', 0)] }],
+      [f32('t', randomArray(10 * 40, 3), [10, 40])],
+      [valueInfo('ids', 7, [2])],
+      [valueInfo('h', 1, [2, 40])],
+    );
+    const r = quantizeModel(model, { bits: 4, blockSize: 32, symmetric: false, embedding: true });
+    expect(r.skipped).toEqual([{ node: 'embed', opType: 'Gather', reason: 'table width 40 is not a multiple of the block size 32 (GatherBlockQuantized)' }]);
   });
 
   it('MatMul(x, Transpose(table)): the Transpose is looked through and removed', async () => {
@@ -172,7 +238,7 @@ describe('quantizeModel: tied heads', () => {
       [valueInfo('x', 1, [2, E])],
       [valueInfo('logits', 1, [2, V])],
     );
-    const r = quantizeModel(model, { bits: 4, blockSize: 32, symmetric: false });
+    const r = quantizeModel(model, { bits: 4, blockSize: 32, symmetric: false, accuracyLevel: 0 });
     expect(r.model.graph!.node!.map((n) => n.opType)).toEqual(['MatMulNBits']);
     expect(r.weights[0]).toMatchObject({ name: 'wte', layout: 'nk', floatKept: false });
     const x = randomArray(2 * E, 23, 2);
@@ -248,7 +314,7 @@ describe('quantizeModel: whole decoders', () => {
         const file = path.join(dir, `dec-${fused}.onnx`);
         await buildModelFile(spec, { outPath: file, seed: 4, fused });
         const dense = loadOnnxModel(file);
-        const r = quantizeModel(dense, { bits, blockSize: block, symmetric });
+        const r = quantizeModel(dense, { bits, blockSize: block, symmetric, accuracyLevel: 0 });
         // q, k, v (or packed qkv), out, up, down per layer, plus the head.
         expect(r.weights.length).toBe(fused ? 2 * 4 + 1 : 2 * 6 + 1);
         expect(r.weights.find((w) => w.name === 'embed_tokens.weight')).toMatchObject({ layout: 'nk', floatKept: true });
@@ -260,6 +326,46 @@ describe('quantizeModel: whole decoders', () => {
       });
     }
   }
+
+  for (const fused of [false, true]) {
+    it(`Llama-family ${fused ? 'fused' : 'plain'} decoder (RMSNorm, rotary, GQA, SwiGLU, Qwen-style qkv bias, untied head): int4 logits equal the dequantized twin's`, async () => {
+      const llama = parseArchSpec({
+        vocabSize: 256,
+        contextLength: 32,
+        positions: 'rotary',
+        blocks: [{ width: 64, ffnHidden: 96, layers: 2, heads: 4, kvHeads: 2, headDim: 16, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: true, outputBias: false }],
+        tiedHead: false,
+      });
+      const file = path.join(dir, `llama-${fused}.onnx`);
+      await buildModelFile(llama, { outPath: file, seed: 10, fused });
+      const dense = loadOnnxModel(file);
+      const r = quantizeModel(dense, { bits: 4, blockSize: 32, symmetric: false, accuracyLevel: 0 });
+      // q, k, v (or packed), o, gate, up, down per layer (fused graphs may pack some), plus the untied head.
+      expect(r.weights.length).toBe(fused ? 2 * 4 + 1 : 2 * 7 + 1);
+      expect(r.weights.find((w) => w.name === 'lm_head.weight')).toMatchObject({ layout: 'kn', floatKept: false });
+      const q = await logits(r.model, `llama-q-${fused}.onnx`);
+      expectClose(q, await logits(dequantizedTwin(dense, 4, 32, false), `llama-twin-${fused}.onnx`), 2e-4);
+    });
+  }
+
+  it('plain decoder, int4 at the default accuracy level 4: logits stay close to the dequantized-float twin', async () => {
+    const file = path.join(dir, 'dec-acc4.onnx');
+    await buildModelFile(spec, { outPath: file, seed: 8 });
+    const dense = loadOnnxModel(file);
+    const q = await logits(quantizeModel(dense, { bits: 4, blockSize: 32, symmetric: false }).model, 'acc4.onnx');
+    expectClose(q, await logits(dequantizedTwin(dense, 4, 32, false), 'acc4-twin.onnx'), 0.05);
+  });
+
+  it('plain decoder with --embedding: token and position tables become GatherBlockQuantized and the model still agrees', async () => {
+    const file = path.join(dir, 'dec-emb.onnx');
+    await buildModelFile(spec, { outPath: file, seed: 9 });
+    const dense = loadOnnxModel(file);
+    const r = quantizeModel(dense, { bits: 8, blockSize: 32, symmetric: false, embedding: true });
+    const ops = r.model.graph!.node!.map((n) => n.opType);
+    expect(ops.filter((o) => o === 'GatherBlockQuantized')).toHaveLength(2);
+    expect(r.weights.every((w) => !w.floatKept)).toBe(true);
+    expectClose(await logits(r.model, 'emb.onnx'), await logits(file, ''), 0.03);
+  });
 
   it('reads a model with external data and the result runs', async () => {
     const file = path.join(dir, 'ext', 'model.onnx');
