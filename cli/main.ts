@@ -34,7 +34,7 @@ export async function buildProgram(entry?: CommandEntry): Promise<Command> {
   return program;
 }
 
-/** Runs the CLI; bad input exits 2, other failures exit 1, both with a one-line reason. */
+/** Runs the CLI; bad input exits 2, other failures exit 1 (a watched rollout 3 or 4), all with a one-line reason. */
 export async function runCli(argv: string[]): Promise<number> {
   const program = (await buildProgram(entryFor(argv))).exitOverride();
   try {
@@ -42,7 +42,9 @@ export async function runCli(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    const code = err instanceof FleetError && isValidationCode(err.code) ? 2 : 1;
+    // A watched rollout's outcome carries its own exit code (fleet/job-outcome.ts: 3 failed, 4 timed out).
+    const own = (err as { exitCode?: unknown }).exitCode;
+    const code = err instanceof FleetError && typeof own === 'number' ? own : err instanceof FleetError && isValidationCode(err.code) ? 2 : 1;
     process.stderr.write(`fleetlm: error: ${describeError(err)}\n`);
     if (process.env.FLEETLM_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return code;

@@ -8,6 +8,7 @@ export type ValidationCode =
   | 'VALIDATION_ARCHIVE'
   | 'VALIDATION_CANCELED'
   | 'VALIDATION_CHECKSUM'
+  | 'VALIDATION_DEPRECATED'
   | 'VALIDATION_DISK_FULL'
   | 'VALIDATION_FLEET_KEY'
   | 'VALIDATION_HF_CHECKPOINT'
@@ -67,8 +68,11 @@ export type ModelCode =
 /** The agent's install state machine (edge-agent/install-state-machine.ts) and its restarts. */
 export type StateCode = 'STATE_BUSY' | 'STATE_IDLE' | 'STATE_NO_RESTART' | 'STATE_TRANSITION' | 'AGENT_RESTARTING';
 
+/** How a watched rollout ended when it did not succeed (fleet/job-outcome.ts; exit 3 or 4). */
+export type OutcomeCode = 'OUTCOME_JOB_FAILED' | 'OUTCOME_WATCH_TIMEOUT';
+
 /** Every error code a FleetLM program raises: one union, so a switch over codes is checked by the compiler. */
-export type FleetErrorCode = ValidationCode | TransportCode | ModelCode | StateCode;
+export type FleetErrorCode = ValidationCode | TransportCode | ModelCode | StateCode | OutcomeCode;
 
 /** True for the codes of bad input (what exits with status 2), without comparing string prefixes. */
 export function isValidationCode(code: FleetErrorCode): code is ValidationCode {

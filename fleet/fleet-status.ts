@@ -9,6 +9,7 @@ import {
   type JobExecutionSummaryForJob,
 } from '@aws-sdk/client-iot';
 import { TransportError, ValidationError } from '../common/errors.ts';
+import { formatOnline, readConnectivity, type Connectivity } from './fleet-inventory.ts';
 import { parseDeployment } from './rollout.ts';
 
 export const TERMINAL_EXECUTION_STATUSES = new Set(['SUCCEEDED', 'FAILED', 'REJECTED', 'TIMED_OUT', 'CANCELED', 'REMOVED']);
@@ -22,6 +23,10 @@ export interface DeviceProgress {
   lastUpdatedAt?: string;
   /** The agent's statusDetails (step, percent, reason, measured figures). */
   statusDetails: Record<string, string>;
+  /** From fleet indexing's connectivity (with `details`): true online, false offline, null unknown. */
+  online?: boolean | null;
+  /** Epoch ms of the device's last connect/disconnect, when offline. */
+  lastSeen?: number | null;
 }
 
 export interface JobProgress {
@@ -95,6 +100,16 @@ export async function getJobProgress(iot: IoTClient, jobId: string, opts: { deta
     }
   });
   devices.sort((a, b) => a.thingName.localeCompare(b.thingName));
+  if (opts.details && devices.length > 0) {
+    // A QUEUED device that is offline will not pick the job up until it reconnects: say so.
+    // Best effort: progress must not fail because connectivity cannot be read.
+    const conn = await readConnectivity(iot).catch(() => ({ indexed: false, things: new Map<string, Connectivity>() }));
+    for (const d of devices) {
+      const c = conn.things.get(d.thingName);
+      d.online = conn.indexed ? (c?.connected ?? null) : null;
+      d.lastSeen = c?.connected === false ? (c.since ?? null) : null;
+    }
+  }
   const counts: Record<string, number> = {};
   for (const d of devices) counts[d.status] = (counts[d.status] ?? 0) + 1;
   const dep = parseDeployment(job.description);
@@ -144,7 +159,8 @@ export function formatProgress(p: JobProgress): string {
     const detail = Object.entries(det)
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');
-    return `  ${d.thingName.padEnd(width)}  ${d.status.padEnd(11)} ${detail}`;
+    const offline = d.online === false && !TERMINAL_EXECUTION_STATUSES.has(d.status) ? `(${formatOnline({ online: false, lastSeen: d.lastSeen ?? null })})` : '';
+    return [`  ${d.thingName.padEnd(width)}  ${d.status.padEnd(11)}`, detail, offline].filter(Boolean).join(' ').trimEnd();
   });
   return [head, ...lines].join('\n');
 }

@@ -32,6 +32,7 @@ import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, modelPrefix } from '../contract
 import type { ManifestSigner } from '../contracts/manifest-signing.ts';
 import { signRollbackAuthorization, type SignedRollbackAuthorization } from '../contracts/rollback-authorization.ts';
 import { presignedPlaceholder, type FleetProfile } from './profile.ts';
+import { assertNotDeprecated } from './model-registry.ts';
 import { readPublishedVersion } from './publisher.ts';
 import { checkJobConfig } from './job-limits.ts';
 
@@ -264,6 +265,7 @@ async function submitJob(iot: IoTClient, jobId: string, targets: string[], docum
 /** Creates the IoT Job that deploys a published version to a group (or to named things). */
 export async function createRollout(iot: IoTClient, s3: S3Client, profile: FleetProfile, req: RolloutRequest): Promise<RolloutResult> {
   const settings: RolloutSettings = { ...DEFAULT_ROLLOUT, ...stripUndefined(req.settings ?? {}) };
+  await assertNotDeprecated(s3, profile.s3.bucket, req.modelId, req.version);
   const { targets, targetCount } = await resolveTargets(iot, req, settings);
   const document = await buildDeployDocument(s3, profile, req.modelId, req.version, settings.healthCheck);
   if (req.rollbackAuthorization) document.rollbackAuthorization = req.rollbackAuthorization;

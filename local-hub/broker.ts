@@ -24,6 +24,9 @@ export interface BrokerOptions {
    * delivering, so durability that must precede the PUBACK happens here).
    */
   beforeAck?(thingName: string, topic: string, payload: Buffer): Promise<void> | void;
+  /** Device (not operator) connections and disconnections, for connectivity; `connection` identifies the socket. */
+  onDeviceConnect?(thingName: string, connection: object): void;
+  onDeviceDisconnect?(thingName: string, connection: object, reason: string): void;
 }
 
 export interface Broker {
@@ -115,6 +118,20 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       if (privileged.has(client) || maySubscribe(client.id, sub.topic)) return done(null, sub);
       done(null, null); // SUBACK 0x80 for this filter
     },
+  });
+  // AWS IoT lifecycle events name these reasons (CLIENT_INITIATED_DISCONNECT, CONNECTION_LOST, ...).
+  const lostReason = new WeakMap<Client, string>();
+  aedes.on('client', (client: Client) => {
+    if (!privileged.has(client)) options.onDeviceConnect?.(client.id, client);
+  });
+  aedes.on('clientError', (client: Client) => lostReason.set(client, 'CONNECTION_LOST'));
+  aedes.on('keepaliveTimeout', (client: Client) => lostReason.set(client, 'MQTT_KEEP_ALIVE_TIMEOUT'));
+  aedes.on('clientDisconnect', (client: Client) => {
+    if (privileged.has(client)) return;
+    // aedes emits clientDisconnect for a DISCONNECT packet and for a closed socket alike; only its private
+    // `_disconnected` flag (set on a DISCONNECT packet, aedes lib/client.js) tells them apart.
+    const clean = (client as unknown as { _disconnected?: boolean })._disconnected === true;
+    options.onDeviceDisconnect?.(client.id, client, lostReason.get(client) ?? (clean ? 'CLIENT_INITIATED_DISCONNECT' : 'CONNECTION_LOST'));
   });
   aedes.on('publish', (packet: AedesPublishPacket, client: Client | null) => {
     if (client === null || privileged.has(client)) return;

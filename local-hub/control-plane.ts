@@ -7,6 +7,8 @@ import { z } from 'zod';
 import { TransportError } from '../common/errors.ts';
 import { formatIssues } from '../common/validate.ts';
 import { isJobId, isThingName } from '../contracts/jobs-topics.ts';
+import type { ConnectivityTracker } from './connectivity.ts';
+import { InvalidQueryError, searchThings } from './fleet-index.ts';
 import { HubApiError, type JobEngine } from './job-engine.ts';
 import { TERMINAL_STATUSES, type ExecutionRecord, type JobRecord } from './job-store.ts';
 import { jobDocumentProblem } from './job-document-limits.ts';
@@ -14,6 +16,8 @@ import { sha256Hex, verifySigV4 } from './sigv4.ts';
 
 export interface ControlPlaneOptions {
   engine: JobEngine;
+  /** MQTT connections per thing, indexed as fleet indexing's `connectivity`; omit when the hub cannot see them. */
+  connectivity?: ConnectivityTracker;
   commit(): Promise<void>;
   /** Sends notify / notify-next after a change is durable. */
   afterChange(): Promise<void>;
@@ -155,6 +159,15 @@ const CreateJobBody = z
     documentParameters: z.record(z.string(), z.string()).optional(),
     schedulingConfig: z.unknown().optional(),
     destinationPackageVersions: z.array(z.string()).optional(),
+  })
+  .strict();
+const SearchIndexBody = z
+  .object({
+    indexName: z.string().optional(),
+    queryString: z.string().min(1).max(1000),
+    nextToken: z.string().optional(),
+    maxResults: Int.min(1).max(500).optional(),
+    queryVersion: z.string().optional(),
   })
   .strict();
 const CancelJobBody = z.object({ reasonCode: z.string().max(128).optional(), comment: z.string().max(2028).optional() }).strict();
@@ -494,6 +507,30 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
             approximateSecondsBeforeTimedOut: TERMINAL_STATUSES.has(e.status) ? undefined : engine.secondsBeforeTimedOut(e),
           },
         };
+      },
+    },
+    {
+      // Fleet indexing (SearchIndex) with thing connectivity, as AWS answers once it is enabled.
+      method: 'POST',
+      pattern: /^\/indices\/search$/,
+      mutates: false,
+      handler: (_p, _q, body) => {
+        const b = parse(SearchIndexBody, body ?? {}, 'SearchIndex body');
+        if (b.indexName !== undefined && b.indexName !== 'AWS_Things') {
+          throw new HttpError(404, 'ResourceNotFoundException', `index ${b.indexName} does not exist; the local hub indexes AWS_Things`);
+        }
+        let docs;
+        try {
+          docs = searchThings(engine.listThings(), engine.listGroups(), options.connectivity && ((t) => options.connectivity!.get(t)), b.queryString);
+        } catch (err) {
+          if (err instanceof InvalidQueryError) throw new HttpError(400, 'InvalidQueryException', err.message);
+          throw err;
+        }
+        const query = new URLSearchParams();
+        if (b.maxResults !== undefined) query.set('maxResults', String(Math.min(250, b.maxResults)));
+        if (b.nextToken !== undefined) query.set('nextToken', b.nextToken);
+        const { items, nextToken } = page(docs, query);
+        return { things: items, thingGroups: [], nextToken };
       },
     },
     {

@@ -7,6 +7,7 @@ import { ValidationError, describeError } from '../common/errors.ts';
 import { TELEMETRY_TOPIC_FILTER } from '../contracts/jobs-topics.ts';
 import { connectExternalBroker, startBroker, type Broker } from './broker.ts';
 import { issueDeviceSecret, verifyDeviceSecret } from './device-credentials.ts';
+import { ConnectivityTracker } from './connectivity.ts';
 import { startControlPlane, type ControlPlane } from './control-plane.ts';
 import { JobEngine } from './job-engine.ts';
 import { JobStore, type JobRecord } from './job-store.ts';
@@ -135,6 +136,7 @@ export async function startHub(options: HubOptions): Promise<LocalHub> {
       publish,
       renderDocument: async (job) => JSON.parse(await substitutePresigned(job, s3)) as unknown,
     });
+    const connectivity = new ConnectivityTracker();
     const jobs = createJobsService({ engine, commit: () => store.commit(), publish, onInternalError });
     const telemetryPattern = new RegExp(`^${TELEMETRY_TOPIC_FILTER.replace('+', '([^/]+)')}$`);
     const onDevicePublish = (thingName: string, topic: string, payload: Buffer) => {
@@ -158,6 +160,8 @@ export async function startHub(options: HubOptions): Promise<LocalHub> {
           onDevicePublish(thingName, topic, payload) {
             if (topic.startsWith('$aws/things/')) jobs.handle(thingName, topic, payload);
           },
+          onDeviceConnect: (thingName, connection) => connectivity.connected(thingName, connection),
+          onDeviceDisconnect: (thingName, connection, reason) => connectivity.disconnected(thingName, connection, reason),
         });
     const brokerRef = broker;
     stoppers.push(async () => {
@@ -173,6 +177,8 @@ export async function startHub(options: HubOptions): Promise<LocalHub> {
     };
     const control: ControlPlane = await startControlPlane({
       engine,
+      // An external broker's connections are invisible to the hub: connectivity is then not indexed.
+      connectivity: options.externalBroker ? undefined : connectivity,
       port: options.httpPort,
       credentials,
       commit: () => store.commit(),

@@ -1,7 +1,8 @@
 // `npm run build`: esbuild bundles of the operator CLI (dist/fleetlm.mjs, its worker entries and shared
-// chunks) and of the device agent (dist/agent/agent.mjs, built by the CLI's `agent bundle`). Nothing is
-// transpiled at run time afterwards. The CLI bundle sits one folder below the repository root so its
-// `new URL('../assets/...', import.meta.url)` paths keep working; npm packages stay in node_modules.
+// chunks), of the web console's page (dist/console/app.js) and of the device agent (dist/agent/agent.mjs,
+// built by the CLI's `agent bundle`). Nothing is transpiled at run time afterwards. The CLI bundle sits one
+// folder below the repository root so its `new URL('../assets/...', import.meta.url)` paths keep working;
+// npm packages stay in node_modules.
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
@@ -32,6 +33,21 @@ await esbuild.build({
   target: 'node20',
   // The CLI runs from this checkout: its npm packages load from node_modules, only when a command needs them.
   packages: 'external',
+  sourcemap: 'linked',
+  logLevel: 'warning',
+});
+
+// The web console's page script, for the browser: uPlot and its stylesheet bundled in (dist/console/app.js
+// and app.css), served by `fleetlm console` beside console/web/index.html. No framework, no other build step.
+await esbuild.build({
+  absWorkingDir: root,
+  entryPoints: { app: 'console/web/app.ts' },
+  outdir: path.join(dist, 'console'),
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: 'es2022',
+  minify: true,
   sourcemap: 'linked',
   logLevel: 'warning',
 });

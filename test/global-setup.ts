@@ -6,8 +6,8 @@ import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 const REPO = path.resolve(import.meta.dirname, '..');
-const SOURCES = ['cli', 'common', 'contracts', 'edge-agent', 'fleet', 'functions', 'local-demo', 'local-hub', 'models', 'deploy', 'scripts'];
-const OUTPUTS = ['dist/fleetlm.mjs', 'dist/agent/agent.mjs'];
+const SOURCES = ['cli', 'common', 'console', 'contracts', 'edge-agent', 'fleet', 'functions', 'local-demo', 'local-hub', 'models', 'deploy', 'scripts'];
+const OUTPUTS = ['dist/fleetlm.mjs', 'dist/agent/agent.mjs', 'dist/console/app.js'];
 
 function newestMtime(dir: string): number {
   let newest = 0;

@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { paginateListThings, paginateListThingsInThingGroup, type IoTClient } from '@aws-sdk/client-iot';
+import type { IoTClient } from '@aws-sdk/client-iot';
 import { TransportError, ValidationError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/atomic-file.ts';
 import { generateSigningKeyPair, LocalKeySigner, type ManifestSigner } from '../../contracts/manifest-signing.ts';
@@ -33,15 +33,16 @@ import {
 } from '../../fleet/rollout.ts';
 import { parsePercentage } from '../../fleet/job-limits.ts';
 import { formatProgress, getJobProgress, watchJob, type JobProgress } from '../../fleet/fleet-status.ts';
-import { latestByDevice, readTelemetry, summarise, type TelemetrySummary } from '../../fleet/telemetry-reader.ts';
+import { assertJobSucceeded, watchTimeoutError } from '../../fleet/job-outcome.ts';
+import { readTelemetry, summarise, type TelemetrySummary } from '../../fleet/telemetry-reader.ts';
 
-interface CommonOpts extends ProfileFlags {
+export interface CommonOpts extends ProfileFlags {
   json?: boolean;
   verbose?: boolean;
 }
 
 /** Adds the profile, --json and --verbose options every fleet command shares. */
-function withProfile(cmd: Command): Command {
+export function withProfile(cmd: Command): Command {
   return cmd
     .addOption(new Option('--local [dir]', 'use the local hub whose endpoints.json is in dir (default .fleetlm/local)'))
     .option('--profile <file>', 'AWS profile file (default ~/.fleetlm/profile.json)')
@@ -68,7 +69,8 @@ function answers(url: string): Promise<boolean> {
   });
 }
 
-async function profileFrom(opts: CommonOpts, needs: ProfileNeeds = { bucket: true }): Promise<FleetProfile> {
+/** Resolves the profile from flags, failing early when a local hub's endpoints.json is stale. */
+export async function profileFrom(opts: CommonOpts, needs: ProfileNeeds = { bucket: true }): Promise<FleetProfile> {
   // Node 20 is supported here; the SDK's notice about its 2027 releases would clutter every command.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const profile = await loadProfile(opts, process.env, needs);
@@ -82,7 +84,8 @@ async function profileFrom(opts: CommonOpts, needs: ProfileNeeds = { bucket: tru
   return profile;
 }
 
-function out(opts: CommonOpts, value: unknown, human: () => string): void {
+/** Prints `value` as JSON with --json, else the human text. */
+export function out(opts: CommonOpts, value: unknown, human: () => string): void {
   process.stdout.write(opts.json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
 }
 
@@ -163,14 +166,18 @@ function addRolloutFlags(cmd: Command): Command {
     .option('--health-prompt <text>', 'prompt of the on-device health check')
     .option('--max-first-token-ms <ms>', 'health check: slowest acceptable first token')
     .option('--min-tokens-per-second <n>', 'health check: slowest acceptable decode speed')
-    .option('--watch', 'follow the job until it is done');
+    .option('--watch', 'follow the job until it is done; exit 0 only if every device succeeded (3 failed/aborted/canceled, 4 timed out)')
+    .option('--watch-timeout <sec>', 'with --watch: give up after this many seconds (exit 4), naming the devices still pending');
 }
 
-async function follow(iot: IoTClient, jobId: string, opts: CommonOpts): Promise<JobProgress> {
+/** Follows the job until done; a `--watch-timeout` that runs out throws JobOutcomeError (exit 4). */
+async function follow(iot: IoTClient, jobId: string, opts: CommonOpts & { watchTimeout?: unknown }): Promise<JobProgress> {
   const tty = process.stdout.isTTY === true && !opts.json;
   let lastText = '';
   let lines = 0;
+  const timeoutSec = typeof opts.watchTimeout === 'string' ? intFlag(opts.watchTimeout, '--watch-timeout', 1, 604_800) : undefined;
   return watchJob(iot, jobId, {
+    timeoutMs: timeoutSec === undefined ? undefined : timeoutSec * 1000,
     intervalMs: 1000,
     onUpdate: (p) => {
       if (opts.json) return;
@@ -181,17 +188,10 @@ async function follow(iot: IoTClient, jobId: string, opts: CommonOpts): Promise<
       process.stdout.write(`${text}\n`);
       lines = text.split('\n').length;
     },
+  }).catch(async (err: unknown) => {
+    if (timeoutSec !== undefined && (err as { code?: string }).code === 'TRANSPORT_TIMEOUT') throw await watchTimeoutError(iot, jobId, timeoutSec);
+    throw err;
   });
-}
-
-async function listThings(iot: IoTClient, group?: string): Promise<string[]> {
-  const names: string[] = [];
-  if (group) {
-    for await (const page of paginateListThingsInThingGroup({ client: iot, pageSize: 250 }, { thingGroupName: group })) names.push(...(page.things ?? []));
-  } else {
-    for await (const page of paginateListThings({ client: iot, pageSize: 250 }, {})) names.push(...(page.things ?? []).map((t) => t.thingName!).filter(Boolean));
-  }
-  return names.sort();
 }
 
 /** `rollout --agent-package FILE...`: publish each build (signed), then one update-agent@1 job for all of them. */
@@ -217,6 +217,7 @@ async function rolloutAgent(
   if (!o.json) process.stdout.write(`created job ${result.jobId}: agent ${result.version} -> ${result.targetCount} device(s)\n`);
   const final = o.watch ? await follow(iot, result.jobId, o) : undefined;
   if (o.json) out(o, { ...result, published, final }, () => '');
+  if (final) assertJobSucceeded(final);
 }
 
 /** Registers the operator commands on the program. */
@@ -313,17 +314,19 @@ export function register(program: Command): void {
     if (o.watch) {
       const final = await follow(iot, result.jobId, o);
       if (o.json) out(o, { ...result, final }, () => '');
+      assertJobSucceeded(final);
       return;
     }
     if (o.json) out(o, result, () => '');
   });
 
-  withProfile(program.command('status').description('Per-device progress of a rollout job').argument('<job>', 'job id').option('--watch', 'refresh until the job is done')).action(
-    async (jobId: string, o: CommonOpts & { watch?: boolean }) => {
+  withProfile(program.command('status').description('Per-device progress of a rollout job').argument('<job>', 'job id').option('--watch', 'refresh until the job is done; exit 0 only if every device succeeded (3 failed/aborted/canceled, 4 timed out)').option('--watch-timeout <sec>', 'with --watch: give up after this many seconds (exit 4)')).action(
+    async (jobId: string, o: CommonOpts & { watch?: boolean; watchTimeout?: string }) => {
       const iot = createIotClient(await profileFrom(o, { bucket: false }));
       const p = o.watch ? await follow(iot, jobId, o) : await getJobProgress(iot, jobId, { details: true });
       if (o.json) out(o, p, () => '');
       else if (!o.watch) process.stdout.write(`${formatProgress(p)}\n`);
+      if (o.watch) assertJobSucceeded(p);
     },
   );
 
@@ -359,36 +362,8 @@ export function register(program: Command): void {
     }
     const final = o.watch ? await follow(iot, result.jobId, o) : undefined;
     if (o.json) out(o, { from: rb.from, to: rb.to, canceled: rb.canceled, jobId: result.jobId, final }, () => '');
+    if (final) assertJobSucceeded(final);
   });
-
-  withProfile(program.command('devices').description('Things with their current model version and latest telemetry').option('--group <group>', 'only this thing group')).action(
-    async (o: CommonOpts & { group?: string }) => {
-      const profile = await profileFrom(o, { bucket: false });
-      const things = await listThings(createIotClient(profile), o.group);
-      const latest = latestByDevice(await readTelemetry(profile));
-      const rows = things.map((name) => {
-        const t = latest.get(name);
-        return {
-          thingName: name,
-          model: t?.model ? `${t.model.modelId}@${t.model.version}` : null,
-          lastSeen: t ? new Date(t.timestamp).toISOString() : null,
-          event: t?.event ?? null,
-          requests: t?.inference.requests ?? null,
-          firstTokenMsP50: t?.inference.firstTokenMs?.p50 ?? null,
-          tokensPerSecondP50: t?.inference.tokensPerSecond?.p50 ?? null,
-          rssMb: t ? t.system.rssBytes / 2 ** 20 : null,
-          energyJ: t?.system.energyJ ?? null,
-          energyEstimated: t?.system.energyEstimated ?? null,
-        };
-      });
-      out(o, rows, () =>
-        table(
-          ['device', 'model', 'last seen', 'requests', 'first token ms', 'tokens/s', 'RSS MB', 'energy J'],
-          rows.map((r) => [r.thingName, r.model, r.lastSeen, r.requests, r.firstTokenMsP50, r.tokensPerSecondP50, r.rssMb, r.energyJ === null ? null : `${fmtNum(r.energyJ)}${r.energyEstimated ? ' (est)' : ''}`]),
-        ),
-      );
-    },
-  );
 
   withProfile(
     program

@@ -36,12 +36,27 @@ export const COMMANDS: ReadonlyArray<CommandEntry> = [
       status: 'Per-device progress of a rollout job',
       cancel: 'Cancel a rollout job',
       rollback: 'Roll the group back to the last version that succeeded on it before the current one',
-      devices: 'Things with their current model version and latest telemetry',
       telemetry: 'Latency, tokens/s, memory and energy per device and per model version',
       keygen: 'Create an ECDSA P-256 key pair for signing manifests in local mode',
       'kms-public-key': "Export the KMS manifest-signing key's public key as PEM for agents",
     },
     load: () => import('./fleet.ts'),
+  },
+  {
+    commands: { devices: 'Devices at a glance: online state, last seen, group, model version, job, temperature, power, speed' },
+    load: () => import('./devices.ts'),
+  },
+  { commands: { jobs: 'Rollout history per group, newest first, with outcome counts' }, load: () => import('./jobs.ts') },
+  {
+    commands: {
+      versions: 'Published model versions: size, compression, quality, deprecation and the devices running each',
+      deprecate: 'Mark a published version deprecated so rollouts refuse it (--undo lifts the mark)',
+    },
+    load: () => import('./versions.ts'),
+  },
+  {
+    commands: { console: 'Serve the operator web console (devices, jobs, telemetry charts, model registry) on 127.0.0.1' },
+    load: () => import('./console.ts'),
   },
   { commands: { device: 'register devices with the fleet' }, load: () => import('./device.ts') },
   { commands: { agent: 'Bundle and package the device agent (tar.gz and .deb per architecture)' }, load: () => import('./agent.ts') },

@@ -278,11 +278,19 @@ describe('devices and telemetry against moto IoT and DynamoDB', () => {
     const r = await cli('devices', '--group', GROUP, '--profile', noBucketProfile, '--json');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const rows = JSON.parse(r.stdout) as { thingName: string; model: string | null }[];
+    const rows = (JSON.parse(r.stdout) as { devices: { thingName: string; model: string | null }[] }).devices;
     expect(rows.map((x) => [x.thingName, x.model])).toEqual([
       ['pi-1', 'tiny@1.0.0'],
       ['pi-2', 'tiny@1.0.0'],
       ['pi-3', null],
+    ]);
+    // Connectivity through SearchIndex (moto's fleet index reports every thing as connected).
+    const parsed = JSON.parse(r.stdout) as { indexed: boolean; devices: { online: boolean | null; groups: string[] }[] };
+    expect(parsed.indexed).toBe(true);
+    expect(parsed.devices.map((d) => [d.online, d.groups])).toEqual([
+      [true, [GROUP]],
+      [true, [GROUP]],
+      [true, [GROUP]],
     ]);
   });
 

@@ -89,17 +89,41 @@ describe('fleetlm operator commands on the local hub', () => {
     // The canary (50% of 2 = 1 device per minute until it succeeds) holds the second device back:
     // like AWS, the hub creates an execution only when the rollout reaches the thing.
     expect(p.devices.map((d) => d.thingName)).toEqual(['pi-1']);
+    // No agent runs here: the QUEUED target is offline, and status says so rather than just QUEUED.
+    expect(p.devices[0]).toMatchObject({ status: 'QUEUED', online: false });
+    const human = await cli('status', jobId, '--local', path.join(dir, 'hub'));
+    expect(human.out).toMatch(/pi-1\s+QUEUED\s+\(offline, never seen\)/);
 
     const cancel = await cli('cancel', jobId, '--local', path.join(dir, 'hub'), '--json');
     expect(cancel.code).toBe(0);
     expect((JSON.parse(cancel.out) as { status: string }).status).toBe('CANCELED');
+
+    // A pipeline gates on the exit code: a canceled job is not a success (3), and --json still prints it.
+    const watched = await cli('status', jobId, '--local', path.join(dir, 'hub'), '--watch', '--json');
+    expect(watched.code).toBe(3);
+    expect((JSON.parse(watched.out) as { status: string }).status).toBe('CANCELED');
+    expect(watched.err.trim().split('\n').at(-1)).toBe(`fleetlm: error: job ${jobId} ended CANCELED (OPERATOR_CANCEL): CANCELED=1; pi-1 CANCELED`);
+  });
+
+  it('rollout --watch --watch-timeout exits 4 and names the devices still pending and whether they are online', async () => {
+    const r = await cli('rollout', '--local', path.join(dir, 'hub'), '--model', 'tiny', '--version', '1.0', '--thing', 'pi-2', '--watch', '--watch-timeout', '2');
+    expect(r.code).toBe(4);
+    expect(r.err.trim().split('\n').at(-1)).toMatch(/not done after 2 s \(IN_PROGRESS, QUEUED=1\): pending pi-2 QUEUED \(offline, never seen\)/);
+    const jobId = /created job (\S+):/.exec(r.out)![1]!;
+    expect((await cli('cancel', jobId, '--local', path.join(dir, 'hub'))).code).toBe(0);
+    const bad = await cli('status', jobId, '--local', path.join(dir, 'hub'), '--watch', '--watch-timeout', 'soon');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--watch-timeout must be an integer in 1\.\.604800; got "soon"/);
   });
 
   it('lists devices and refuses a rollback when no earlier version succeeded', async () => {
     const devices = await cli('devices', '--local', path.join(dir, 'hub'), '--group', 'lab', '--json');
-    expect((JSON.parse(devices.out) as { thingName: string; model: string | null }[]).map((d) => [d.thingName, d.model])).toEqual([
-      ['pi-1', null],
-      ['pi-2', null],
+    const listed = JSON.parse(devices.out) as { indexed: boolean; devices: { thingName: string; model: string | null; online: boolean | null; groups: string[] }[] };
+    expect(listed.indexed).toBe(true);
+    // No agents here: both things are registered but have never connected.
+    expect(listed.devices.map((d) => [d.thingName, d.model, d.online, d.groups])).toEqual([
+      ['pi-1', null, false, ['lab']],
+      ['pi-2', null, false, ['lab']],
     ]);
     const rb = await cli('rollback', '--local', path.join(dir, 'hub'), '--group', 'lab');
     expect(rb.code).toBe(2);
@@ -127,5 +151,36 @@ describe('fleetlm operator commands on the local hub', () => {
     const down = await cli('devices', '--local', stale);
     expect(down.code).toBe(1);
     expect(down.err).toMatch(/does not answer at http:\/\/127\.0\.0\.1:\d+: start it with `fleetlm local up --dir/);
+  });
+});
+
+describe('fleetlm jobs, versions and deprecate on the local hub', () => {
+  it('lists rollout history with outcome counts and the registry, and refuses rollouts of a deprecated version', async () => {
+    const hubDir = path.join(dir, 'hub');
+    const jobs = await cli('jobs', '--local', hubDir, '--group', 'lab', '--json');
+    expect(jobs.code).toBe(0);
+    const history = (JSON.parse(jobs.out) as { jobs: { modelId: string; version: string; group: string; status: string; counts: Record<string, number>; total: number }[] }).jobs;
+    expect(history.length).toBeGreaterThan(0);
+    expect(history[0]).toMatchObject({ modelId: 'tiny', version: '1.0', group: 'lab', status: 'CANCELED' });
+    expect(history[0]!.total).toBe(Object.values(history[0]!.counts).reduce((a, b) => a + b, 0));
+    expect((await cli('jobs', '--local', hubDir)).out).toMatch(/^group\s+job\s+model\s+status\s+succeeded/);
+
+    const versions = await cli('versions', '--local', hubDir, '--json');
+    const listed = (JSON.parse(versions.out) as { versions: { modelId: string; version: string; totalBytes: number; files: number; deprecated: unknown }[] }).versions;
+    expect(listed).toEqual([expect.objectContaining({ modelId: 'tiny', version: '1.0', totalBytes: 2048, files: 1, deprecated: null })]);
+
+    const dep = await cli('deprecate', '--local', hubDir, '--model', 'tiny', '--version', '1.0', '--reason', 'quality regression');
+    expect(dep.code).toBe(0);
+    expect((await cli('versions', '--local', hubDir)).out).toMatch(/tiny\s+1\.0 .*deprecated: quality regression/);
+    const refused = await cli('rollout', '--local', hubDir, '--model', 'tiny', '--version', '1.0', '--group', 'lab');
+    expect(refused.code).toBe(2);
+    expect(refused.err).toMatch(/tiny@1\.0 is deprecated .*quality regression/);
+    expect((await cli('deprecate', '--local', hubDir, '--model', 'tiny', '--version', '1.0', '--undo')).code).toBe(0);
+    const again = await cli('rollout', '--local', hubDir, '--model', 'tiny', '--version', '1.0', '--group', 'lab', '--json');
+    expect(again.code).toBe(0);
+    await cli('cancel', (JSON.parse(again.out) as { jobId: string }).jobId, '--local', hubDir);
+    const missing = await cli('deprecate', '--local', hubDir, '--model', 'tiny', '--version', '9.9');
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/tiny@9\.9 is not published/);
   });
 });

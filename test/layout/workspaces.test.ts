@@ -20,7 +20,8 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   functions: ['common', 'contracts', 'models', 'fleet'],
   infra: ['common', 'contracts', 'functions'],
   'local-demo': ['common', 'contracts', 'models', 'fleet', 'local-hub', 'edge-agent'],
-  cli: ['common', 'contracts', 'models', 'fleet', 'local-hub', 'local-demo', 'functions', 'edge-agent'],
+  console: ['common', 'contracts', 'fleet'],
+  cli: ['common', 'contracts', 'models', 'fleet', 'local-hub', 'local-demo', 'functions', 'edge-agent', 'console'],
 };
 
 /** Folders of the root package (tests, benchmarks, build scripts, entry shims): they may import anything. */
