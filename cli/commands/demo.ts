@@ -79,7 +79,7 @@ export function register(program: Command): void {
           inspect: o.stay
             ? async (live) => {
                 const hubDir = path.join(live.result.dir, 'hub');
-                log(`\nHub and devices keep running. In another terminal try:\n  node bin/fleetlm.js devices --local ${hubDir}\n  node bin/fleetlm.js telemetry --local ${hubDir}\n  node bin/fleetlm.js rollback --group ${live.group} --local ${hubDir} --watch\n  node bin/fleetlm.js publish --local ${hubDir} --key ${path.join(live.result.dir, DEMO_SIGNING_KEY_FILE)} --model-dir BUNDLE --model-id ID --version V\n  curl -s ${live.agents[0]!.httpUrl}/v1/generate -d '{"prompt":"Call me Ishmael","maxTokens":16}'\nPress Ctrl-C to stop.`);
+                log(`\nHub and devices keep running. In another terminal try:\n  node bin/fleetlm.js devices --local ${hubDir}\n  node bin/fleetlm.js telemetry --local ${hubDir}\n  node bin/fleetlm.js rollback --group ${live.group} --local ${hubDir} --watch\n  node bin/fleetlm.js publish --local ${hubDir} --key ${path.join(live.result.dir, DEMO_SIGNING_KEY_FILE)} --model-dir BUNDLE --model-id ID --version V\n  curl -s ${live.agents[0]!.httpUrl}/v1/generate -H 'content-type: application/json' -d '{"prompt":"Call me Ishmael","maxTokens":16}'\nPress Ctrl-C to stop.`);
                 await new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), { once: true }));
               }
             : undefined,
