@@ -3,7 +3,8 @@
 import path from 'node:path';
 import { ModelError, ValidationError } from '../common/errors.ts';
 import type { Manifest } from '../contracts/manifest.ts';
-import { isHfTokenizer } from '../models/runtime/tokenizer-hf.ts';
+// The light module: tokenizer-hf.ts would load the tokenizer library (and its vocabularies) at agent start.
+import { isHfTokenizer } from '../models/runtime/tokenizer-kind.ts';
 import { StopSequences } from '../models/runtime/stop-sequences.ts';
 import type { LanguageModel, Tokenizer } from '../models/runtime/index.ts';
 import { confinedPath } from './downloader.ts';

@@ -38,6 +38,11 @@ export interface AgentBundleResult {
   launcher?: string;
   /** Every file written (entries and shared chunks), relative to outDir. */
   files: string[];
+  /**
+   * What agent start-up loads: the source files and external packages in agent.mjs and the chunks it imports
+   * statically (chunks reached only by `import()` load later, e.g. onnxruntime with the first model).
+   */
+  startup: { inputs: string[]; externals: string[] };
   version: string;
 }
 
@@ -85,6 +90,7 @@ export async function bundleAgent(opts: { repoRoot: string; outDir: string; laun
     minify,
   });
   const files = written(agent, opts.repoRoot, opts.outDir);
+  const startup = startupClosure(agent.metafile, path.relative(opts.repoRoot, path.join(opts.outDir, 'agent.mjs')));
   const launcherPath = path.join(opts.repoRoot, LAUNCHER_ENTRY);
   let launcher: string | undefined;
   if (existsSync(launcherPath)) {
@@ -101,5 +107,26 @@ export async function bundleAgent(opts: { repoRoot: string; outDir: string; laun
     written(r, opts.repoRoot, opts.launcherOutDir);
     await chmod(launcher, 0o755);
   }
-  return { outDir: opts.outDir, entry: path.join(opts.outDir, 'agent.mjs'), ...(launcher ? { launcher } : {}), files, version: opts.version };
+  return { outDir: opts.outDir, entry: path.join(opts.outDir, 'agent.mjs'), ...(launcher ? { launcher } : {}), files, version: opts.version, startup };
+}
+
+/** Inputs and externals of `entry` and of every output it reaches through static imports (esbuild metafile). */
+function startupClosure(meta: esbuild.Metafile, entry: string): { inputs: string[]; externals: string[] } {
+  const key = entry.split(path.sep).join('/');
+  const seen = new Set<string>();
+  const inputs = new Set<string>();
+  const externals = new Set<string>();
+  const visit = (out: string): void => {
+    if (seen.has(out) || !meta.outputs[out]) return;
+    seen.add(out);
+    const o = meta.outputs[out]!;
+    for (const input of Object.keys(o.inputs)) inputs.add(input);
+    for (const imp of o.imports) {
+      if (imp.kind === 'dynamic-import') continue;
+      if (imp.external) externals.add(imp.path);
+      else visit(imp.path);
+    }
+  };
+  visit(key);
+  return { inputs: [...inputs].sort(), externals: [...externals].sort() };
 }

@@ -168,6 +168,4 @@ export function huggingFaceTokenizer(tokenizerJson: unknown, tokenizerConfig: un
 }
 
 /** Whether a tokenizer came from Hugging Face files (and so may have a chat template). */
-export function isHfTokenizer(t: Tokenizer): t is HfTokenizer {
-  return (t as Partial<HfTokenizer>).kind === 'huggingface';
-}
+export { isHfTokenizer } from './tokenizer-kind.ts';
