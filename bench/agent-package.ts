@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { startHub } from '../local-hub/hub.ts';
 import { generateSigningKeyPair } from '../contracts/manifest-signing.ts';
@@ -52,21 +53,13 @@ async function agentRun(launch: Launch, configPath: string, cwd: string, idleMs:
   const t0 = performance.now();
   const proc = spawn(launch.cmd, [...launch.args, '--config', configPath], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
   let connectMs = NaN;
-  let buf = '';
   const lines: string[] = [];
   const connected = new Promise<void>((resolve, reject) => {
-    proc.stderr!.setEncoding('utf8');
-    proc.stderr!.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        lines.push(line);
-        if (Number.isNaN(connectMs) && line.includes('"mqtt connected"')) {
-          connectMs = performance.now() - t0;
-          resolve();
-        }
+    createInterface({ input: proc.stderr! }).on('line', (line) => {
+      lines.push(line);
+      if (Number.isNaN(connectMs) && line.includes('"mqtt connected"')) {
+        connectMs = performance.now() - t0;
+        resolve();
       }
     });
     proc.on('exit', (code) => reject(new Error(`agent exited ${code}: ${lines.slice(-5).join('\n')}`)));

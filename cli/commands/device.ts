@@ -173,13 +173,32 @@ async function ensureCertificate(
   const keys = await call('CreateKeysAndCertificate', () => iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true })));
   if (!keys?.certificateArn || !keys.certificateId || !keys.certificatePem || !keys.keyPair?.PrivateKey) throw new TransportError('CreateKeysAndCertificate returned no certificate or key');
   const created: CreatedCertificate = { arn: keys.certificateArn, id: keys.certificateId, files: [] };
-  try {
+  const privateKey = keys.keyPair.PrivateKey;
+  return attachAndRecord(iot, thing, policy, paths, created, keys.certificatePem, async () => {
     // The private key exists only in this response; write it before anything else can fail.
     created.files.push(paths.privateKey);
-    await writeFileAtomic(paths.privateKey, keys.keyPair.PrivateKey, { mode: 0o600 });
+    await writeFileAtomic(paths.privateKey, privateKey, { mode: 0o600 });
     await chmod(paths.privateKey, 0o600);
+  });
+}
+
+/**
+ * Writes the certificate, attaches the device policy and the thing, and records the certificate beside the
+ * config; if any step fails, removes what this run created (certificate, attachments, files) and rethrows.
+ */
+async function attachAndRecord(
+  iot: IoTClient,
+  thing: string,
+  policy: string,
+  paths: { certificate: string; record: string },
+  created: CreatedCertificate,
+  certificatePem: string,
+  first: () => Promise<void> = async () => {},
+): Promise<CreatedCertificate & { created: true }> {
+  try {
+    await first();
     created.files.push(paths.certificate);
-    await writeFileAtomic(paths.certificate, keys.certificatePem);
+    await writeFileAtomic(paths.certificate, certificatePem);
     await call(`AttachPolicy ${policy}`, () => iot.send(new AttachPolicyCommand({ policyName: policy, target: created.arn })));
     await call(`AttachThingPrincipal ${thing}`, () => iot.send(new AttachThingPrincipalCommand({ thingName: thing, principal: created.arn })));
     created.files.push(paths.record);
@@ -202,18 +221,7 @@ async function certificateFromCsr(
   const cert = await call('CreateCertificateFromCsr', () => iot.send(new CreateCertificateFromCsrCommand({ certificateSigningRequest: csrPem, setAsActive: true })));
   if (!cert?.certificateArn || !cert.certificateId || !cert.certificatePem) throw new TransportError('CreateCertificateFromCsr returned no certificate');
   const created: CreatedCertificate = { arn: cert.certificateArn, id: cert.certificateId, files: [] };
-  try {
-    created.files.push(paths.certificate);
-    await writeFileAtomic(paths.certificate, cert.certificatePem);
-    await call(`AttachPolicy ${policy}`, () => iot.send(new AttachPolicyCommand({ policyName: policy, target: created.arn })));
-    await call(`AttachThingPrincipal ${thing}`, () => iot.send(new AttachThingPrincipalCommand({ thingName: thing, principal: created.arn })));
-    created.files.push(paths.record);
-    await writeJsonAtomic(paths.record, { certificateArn: created.arn, certificateId: created.id });
-  } catch (err) {
-    await removeCertificate(iot, thing, policy, created);
-    throw err;
-  }
-  return { ...created, created: true };
+  return attachAndRecord(iot, thing, policy, paths, created, cert.certificatePem);
 }
 
 async function recordedCertificate(iot: IoTClient, thing: string, paths: { certificate: string; privateKey: string; record: string }) {

@@ -49,7 +49,7 @@ export function quantizationReport(result: QuantizeResult, config: BlockQuantCon
   };
 }
 
-const mb = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MB`;
+const mb = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 /** A few lines for a terminal. */
 export function formatQuantizationReport(r: QuantizationReport): string {

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { CreateJobCommand, CreateThingCommand, DescribeJobExecutionCommand, IoTClient } from '@aws-sdk/client-iot';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startHub, type LocalHub } from '../../local-hub/hub.ts';
@@ -243,23 +244,15 @@ export class AgentProcess {
   httpPort = 0;
 
   private constructor(readonly proc: ChildProcess) {
-    let buf = '';
-    proc.stderr!.setEncoding('utf8');
-    proc.stderr!.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        this.stderr.push(line);
-        if (process.env.FLEETLM_TEST_AGENT_LOG) process.stderr.write(`[agent ${proc.pid}] ${line}\n`);
-        try {
-          const parsed = JSON.parse(line) as LogLine;
-          this.logs.push(parsed);
-          if (parsed.msg === 'local API listening') this.httpPort = Number(parsed.port);
-        } catch {
-          // Not a log line (e.g. --verbose config dump).
-        }
+    createInterface({ input: proc.stderr! }).on('line', (line) => {
+      this.stderr.push(line);
+      if (process.env.FLEETLM_TEST_AGENT_LOG) process.stderr.write(`[agent ${proc.pid}] ${line}\n`);
+      try {
+        const parsed = JSON.parse(line) as LogLine;
+        this.logs.push(parsed);
+        if (parsed.msg === 'local API listening') this.httpPort = Number(parsed.port);
+      } catch {
+        // Not a log line (e.g. --verbose config dump).
       }
     });
     this.exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));

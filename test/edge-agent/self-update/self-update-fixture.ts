@@ -5,6 +5,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { sha256File } from '../../../common/hash.ts';
@@ -124,21 +125,13 @@ export class Supervisor {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     const run: Run = { proc, logs: [], lines: [], exit: new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal }))) };
-    let buf = '';
-    proc.stderr!.setEncoding('utf8');
-    proc.stderr!.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        run.lines.push(line);
-        if (process.env.FLEETLM_TEST_AGENT_LOG) process.stderr.write(`[launcher ${proc.pid}] ${line}\n`);
-        try {
-          run.logs.push(JSON.parse(line) as LogLine);
-        } catch {
-          // stack traces of a crashing agent
-        }
+    createInterface({ input: proc.stderr! }).on('line', (line) => {
+      run.lines.push(line);
+      if (process.env.FLEETLM_TEST_AGENT_LOG) process.stderr.write(`[launcher ${proc.pid}] ${line}\n`);
+      try {
+        run.logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        // stack traces of a crashing agent
       }
     });
     this.runs.push(run);
