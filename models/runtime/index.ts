@@ -18,7 +18,8 @@ export { perplexity, PerplexityOptionsSchema, type PerplexityOptionsInput, type 
 export { Sampler, SamplingOptionsSchema, argmax, type SamplingOptions, type SamplingOptionsInput } from './sampling.ts';
 export { gpt2Tokenizer, tokenizerByName, StreamingDecoder, ByteVocabulary, type Tokenizer } from './tokenizer.ts';
 export { loadTokenizer, loadTokenizerFile, findTokenizerBeside, tokenizerForModel, tokenizerConfigPathFor, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE } from './tokenizer-file.ts';
-export { huggingFaceTokenizer, isHfTokenizer, type HfTokenizer } from './tokenizer-hf.ts';
+export { huggingFaceTokenizer, type HfTokenizer } from './tokenizer-hf.ts';
+export { isHfTokenizer } from './tokenizer-kind.ts';
 export { bpeToHuggingFace, huggingFaceToBpe, bpeTokenizerConfig, isFleetBpeFile, BpeFileSchema, type BpeFile } from './tokenizer-fleetlm-bpe.ts';
 export { ChatTemplate, type ChatMessage } from './chat-template.ts';
 export { StopSequences } from './stop-sequences.ts';

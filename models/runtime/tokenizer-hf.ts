@@ -167,5 +167,3 @@ export function huggingFaceTokenizer(tokenizerJson: unknown, tokenizerConfig: un
   };
 }
 
-/** Whether a tokenizer came from Hugging Face files (and so may have a chat template). */
-export { isHfTokenizer } from './tokenizer-kind.ts';
