@@ -20,6 +20,14 @@ export interface FleetStackProps extends StackProps {
 /** Namespace of device metrics (rule action and log metric filters). */
 export const DEVICE_METRICS_NAMESPACE = 'FleetLM/Devices';
 
+/** Fleet event counts (namespace DEVICE_METRICS_NAMESPACE) that the topic rules below publish and the alarms read. */
+export const FLEET_EVENT_METRICS = {
+  jobExecutionsFailed: 'JobExecutionsFailed',
+  jobExecutionsTimedOut: 'JobExecutionsTimedOut',
+  deviceConnects: 'DeviceConnects',
+  deviceDisconnects: 'DeviceDisconnects',
+} as const;
+
 /** IoT policy variable for the connected thing; a literal, never a CloudFormation Sub variable. */
 const THING = '${iot:Connection.Thing.ThingName}';
 
@@ -196,6 +204,41 @@ export class FleetStack extends Stack {
         errorAction: { cloudwatchLogs: { logGroupName: this.ruleErrorLogGroup.logGroupName, roleArn: ruleRole.roleArn } },
       },
     });
+
+    // Job execution and presence events as fleet counts, for the alarms on failed rollouts and devices going
+    // offline. Lifecycle (presence) events are always published; job events once the account enables them.
+    // https://docs.aws.amazon.com/iot/latest/developerguide/events-jobs.html
+    // https://docs.aws.amazon.com/iot/latest/developerguide/life-cycle-events.html
+    const countEvents = (id: string, topic: string, metricName: string): iot.CfnTopicRule =>
+      new iot.CfnTopicRule(this, id, {
+        ruleName: `${config.prefix.replace(/-/g, '_')}_${id.replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase()}`,
+        topicRulePayload: {
+          description: `Counts ${topic} events as ${DEVICE_METRICS_NAMESPACE} ${metricName}`,
+          awsIotSqlVersion: '2016-03-23',
+          sql: `SELECT * FROM '${topic}'`,
+          ruleDisabled: false,
+          actions: [{ cloudwatchMetric: { metricNamespace: DEVICE_METRICS_NAMESPACE, metricName, metricUnit: 'Count', metricValue: '1', roleArn: ruleRole.roleArn } }],
+          errorAction: { cloudwatchLogs: { logGroupName: this.ruleErrorLogGroup.logGroupName, roleArn: ruleRole.roleArn } },
+        },
+      });
+    countEvents('JobExecutionFailed', '$aws/events/jobExecution/+/failed', FLEET_EVENT_METRICS.jobExecutionsFailed);
+    countEvents('JobExecutionRejected', '$aws/events/jobExecution/+/rejected', FLEET_EVENT_METRICS.jobExecutionsFailed);
+    countEvents('JobExecutionTimedOut', '$aws/events/jobExecution/+/timed_out', FLEET_EVENT_METRICS.jobExecutionsTimedOut);
+    countEvents('DeviceConnected', '$aws/events/presence/connected/+', FLEET_EVENT_METRICS.deviceConnects);
+    countEvents('DeviceDisconnected', '$aws/events/presence/disconnected/+', FLEET_EVENT_METRICS.deviceDisconnects);
+    // Job execution events are off by default and the setting is account-wide (other job users see the events too).
+    // https://docs.aws.amazon.com/iot/latest/apireference/API_UpdateEventConfigurations.html
+    const jobEvents = new cr.AwsCustomResource(this, 'EnableJobExecutionEvents', {
+      onUpdate: {
+        service: 'Iot',
+        action: 'UpdateEventConfigurations',
+        parameters: { eventConfigurations: { JOB_EXECUTION: { Enabled: true } } },
+        physicalResourceId: cr.PhysicalResourceId.of(`${config.prefix}-job-execution-events`),
+      },
+      policy: cr.AwsCustomResourcePolicy.fromSdkCalls({ resources: cr.AwsCustomResourcePolicy.ANY_RESOURCE }),
+      installLatestAwsSdk: false,
+    });
+    suppress(jobEvents, [{ id: 'AwsSolutions-IAM5', reason: 'iot:UpdateEventConfigurations has no resource-level permissions, so the custom resource needs "*".', finding: 'Resource::*' }]);
 
     // The metric action has no dimensions; per-model-version series come from the rule's log stream.
     const byVersion = { ModelId: '$.model.modelId', ModelVersion: '$.model.version' };

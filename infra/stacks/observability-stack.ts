@@ -8,7 +8,7 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
 import type { InfraConfig } from '../config.ts';
-import { DEVICE_METRICS_NAMESPACE } from './fleet-stack.ts';
+import { DEVICE_METRICS_NAMESPACE, FLEET_EVENT_METRICS } from './fleet-stack.ts';
 
 export interface ObservabilityStackProps extends StackProps {
   config: InfraConfig;
@@ -30,6 +30,10 @@ export class ObservabilityStack extends Stack {
   readonly failedRunsAlarm: cloudwatch.Alarm;
   readonly latencyAlarm: cloudwatch.Alarm;
   readonly latencyAnomalyAlarm: cloudwatch.AnomalyDetectionAlarm;
+  /** Any job execution that failed, was rejected or timed out in the last 5 minutes. */
+  readonly failedJobExecutionsAlarm: cloudwatch.Alarm;
+  /** More disconnects than connects over 15 minutes: a device went offline and has not come back. */
+  readonly devicesOfflineAlarm: cloudwatch.Alarm;
 
   constructor(scope: Construct, id: string, props: ObservabilityStackProps) {
     super(scope, id, props);
@@ -48,6 +52,36 @@ export class ObservabilityStack extends Stack {
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
+    const eventCount = (metricName: string, period: Duration) =>
+      new cloudwatch.Metric({ namespace: DEVICE_METRICS_NAMESPACE, metricName, statistic: 'Sum', period });
+    this.failedJobExecutionsAlarm = new cloudwatch.MathExpression({
+      expression: 'FILL(failed, 0) + FILL(timedOut, 0)',
+      usingMetrics: { failed: eventCount(FLEET_EVENT_METRICS.jobExecutionsFailed, FIVE_MIN), timedOut: eventCount(FLEET_EVENT_METRICS.jobExecutionsTimedOut, FIVE_MIN) },
+      label: 'Job executions failed, rejected or timed out',
+      period: FIVE_MIN,
+    }).createAlarm(this, 'FailedJobExecutions', {
+      alarmDescription: 'A rollout job execution failed, was rejected or timed out on a device (IoT job execution events).',
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.failedJobExecutionsAlarm.addAlarmAction(alarmAction);
+    const fifteen = Duration.minutes(15);
+    this.devicesOfflineAlarm = new cloudwatch.MathExpression({
+      expression: 'FILL(disconnects, 0) - FILL(connects, 0)',
+      usingMetrics: { disconnects: eventCount(FLEET_EVENT_METRICS.deviceDisconnects, fifteen), connects: eventCount(FLEET_EVENT_METRICS.deviceConnects, fifteen) },
+      label: 'Disconnects not followed by a connect',
+      period: fifteen,
+    }).createAlarm(this, 'DevicesOffline', {
+      alarmDescription: 'More devices disconnected than reconnected over 15 minutes (IoT lifecycle events): a device went offline.',
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.devicesOfflineAlarm.addAlarmAction(alarmAction);
+
     this.latencyAlarm = fleetLatency.createAlarm(this, 'LatencyAboveLimit', {
       alarmDescription: `Fleet p50 first-token latency above ${config.latencyAlarmMs} ms for 15 minutes`,
       threshold: config.latencyAlarmMs,

@@ -4,6 +4,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Match } from 'aws-cdk-lib/assertions';
 import { onlyResource, render, renderDeep, synthApp, type Synthesized } from './synth.ts';
 
+interface TopicRulePayload {
+  Sql: string;
+  Actions: Array<Record<string, unknown>>;
+  ErrorAction: Record<string, unknown>;
+}
+
 let s: Synthesized;
 beforeAll(() => {
   s = synthApp();
@@ -99,8 +105,8 @@ describe('fleet stack', () => {
   });
 
   it('given the telemetry rule, when synthesized, then it routes fleetlm/+/telemetry to DynamoDB, logs and metrics, with an error action', () => {
-    const { props } = onlyResource(s.templates.fleet, 'AWS::IoT::TopicRule');
-    const payload = props.TopicRulePayload as { Sql: string; Actions: Array<Record<string, unknown>>; ErrorAction: Record<string, unknown> };
+    const rules = Object.values(s.templates.fleet.findResources('AWS::IoT::TopicRule')).map((r) => (r as { Properties: { TopicRulePayload: TopicRulePayload } }).Properties.TopicRulePayload);
+    const payload = rules.find((p) => p.Sql.includes('telemetry'))!;
     expect(payload.Sql).toBe("SELECT *, topic(2) AS thingName, timestamp() AS receivedAt FROM 'fleetlm/+/telemetry' WHERE schema = 'fleetlm/telemetry@1'");
     expect(payload.Actions.map((a) => Object.keys(a)[0])).toEqual(['DynamoDBv2', 'CloudwatchLogs', 'CloudwatchMetric', 'CloudwatchMetric']);
     expect(payload.Actions[2]).toMatchObject({ CloudwatchMetric: { MetricNamespace: 'FleetLM/Devices', MetricName: 'FirstTokenMsP50', MetricValue: '${inference.firstTokenMs.p50}' } });
@@ -126,6 +132,44 @@ interface SfnState {
   ItemProcessor?: { ProcessorConfig: { Mode: string }; StartAt: string; States: Record<string, SfnState> };
   Error?: string;
 }
+
+describe('fleet event alarms', () => {
+  it('given IoT job and lifecycle events, when synthesized, then topic rules count them as fleet metrics and job events are switched on', () => {
+    const rules = Object.values(s.templates.fleet.findResources('AWS::IoT::TopicRule')).map((r) => (r as { Properties: { TopicRulePayload: TopicRulePayload } }).Properties.TopicRulePayload);
+    const counted = Object.fromEntries(
+      rules
+        .filter((p) => p.Sql.includes('$aws/events/'))
+        .map((p) => [/FROM '([^']+)'/.exec(p.Sql)![1], (p.Actions[0] as { CloudwatchMetric: { MetricName: string; MetricValue: string } }).CloudwatchMetric]),
+    );
+    expect(Object.keys(counted).sort()).toEqual([
+      '$aws/events/jobExecution/+/failed',
+      '$aws/events/jobExecution/+/rejected',
+      '$aws/events/jobExecution/+/timed_out',
+      '$aws/events/presence/connected/+',
+      '$aws/events/presence/disconnected/+',
+    ]);
+    expect(counted['$aws/events/jobExecution/+/rejected']).toMatchObject({ MetricName: 'JobExecutionsFailed', MetricValue: '1' });
+    expect(counted['$aws/events/presence/disconnected/+']).toMatchObject({ MetricName: 'DeviceDisconnects', MetricValue: '1' });
+    expect(JSON.stringify(renderDeep(s.templates.fleet.toJSON()))).toContain('UpdateEventConfigurations');
+  });
+
+  it('given the fleet event metrics, when synthesized, then failed job executions and devices going offline raise SNS alarms', () => {
+    const alarms = Object.values(s.templates.observability.findResources('AWS::CloudWatch::Alarm')).map((a) => (a as { Properties: Record<string, unknown> }).Properties);
+    const byMetricNames = (names: string[]) =>
+      alarms.find((a) => {
+        const metrics = ((a.Metrics as Array<{ MetricStat?: { Metric: { MetricName: string } } }>) ?? []).flatMap((m) => (m.MetricStat ? [m.MetricStat.Metric.MetricName] : []));
+        return names.every((n) => metrics.includes(n));
+      });
+    const failed = byMetricNames(['JobExecutionsFailed', 'JobExecutionsTimedOut']);
+    const offline = byMetricNames(['DeviceDisconnects', 'DeviceConnects']);
+    for (const alarm of [failed, offline]) {
+      expect(alarm).toBeDefined();
+      expect(alarm).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', TreatMissingData: 'notBreaching' });
+      expect((alarm!.AlarmActions as unknown[]).length).toBe(1);
+    }
+    expect(render(offline!.Metrics)).toContain('FILL(disconnects, 0) - FILL(connects, 0)');
+  });
+});
 
 describe('pipeline stack', () => {
   let def: { StartAt: string; States: Record<string, SfnState> };
@@ -194,7 +238,7 @@ describe('pipeline stack', () => {
 describe('observability stack', () => {
   it('given the state machine and device metrics, when synthesized, then there are alarms on failed runs and latency regressions', () => {
     const t = s.templates.observability;
-    t.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+    t.resourceCountIs('AWS::CloudWatch::Alarm', 5);
     t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ExecutionsFailed', Namespace: 'AWS/States', Threshold: 1 });
     t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'FirstTokenMsP50', Namespace: 'FleetLM/Devices', Threshold: 2000 });
     t.hasResourceProperties('AWS::CloudWatch::Alarm', { ComparisonOperator: 'GreaterThanUpperThreshold', ThresholdMetricId: Match.anyValue() });
