@@ -54,5 +54,9 @@ export async function runCli(argv: string[]): Promise<number> {
 // bin/fleetlm.js imports the bundle (dist/fleetlm.mjs); tests import this module and call runCli.
 const isEntry = process.argv[1] !== undefined && /fleetlm(\.m?js)?$|cli[\\/]main\.ts$/.test(process.argv[1]);
 if (isEntry) {
-  process.exitCode = await runCli(process.argv);
+  const code = await runCli(process.argv);
+  // A command that failed half-way may leave a listener or timer behind (a server that started before another
+  // failed): the error is printed, so exit now rather than hang.
+  if (code !== 0) process.exit(code);
+  process.exitCode = code;
 }

@@ -3,7 +3,7 @@
 import { createRequire } from 'node:module';
 import { mkdir } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -232,6 +232,15 @@ function conditionalPut(store: S3rverInstance['store']): KoaMiddleware {
   };
 }
 
+/** Resolves when 127.0.0.1:`port` can be listened on (and is released again); rejects with the listen error. */
+function assertPortFree(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
+  });
+}
+
 /** Starts s3rver on 127.0.0.1 with `bucket` created and `credentials` accepted. */
 export async function startS3Store(options: S3StoreOptions): Promise<S3Store> {
   await mkdir(options.directory, { recursive: true });
@@ -250,6 +259,9 @@ export async function startS3Store(options: S3StoreOptions): Promise<S3Store> {
   server.middleware.unshift(requireSigV4(options.credentials), refuseUnsafeKeys, conditionalPut(server.store), decodeAwsChunked);
   let address: AddressInfo;
   try {
+    // s3rver's listen never hears its server's 'error' event, so a taken port would crash the process
+    // instead of failing this call: try the port first.
+    if (options.port) await assertPortFree(options.port);
     address = await server.run();
   } catch (err) {
     throw new TransportError(`S3 store could not listen on 127.0.0.1:${options.port ?? 0}`, { cause: err });

@@ -4,7 +4,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { ValidationError } from '../../common/errors.ts';
+import { TransportError, ValidationError, describeError } from '../../common/errors.ts';
 import { parseJsonWith, parseWith } from '../../common/validate.ts';
 import { startHub, type HubEndpoints } from '../../local-hub/hub.ts';
 
@@ -85,18 +85,42 @@ function describeEndpoints(e: HubEndpoints): string {
   ].join('\n');
 }
 
+/**
+ * The ports a hub in `dir` last listened on (its endpoints.json), so a restart keeps the agent configs and
+ * operator profiles written against it valid. A missing or unreadable file gives none (free ports).
+ */
+export function previousPorts(dir: string): { mqttPort?: number; httpPort?: number; s3Port?: number } {
+  const file = path.resolve(dir, 'endpoints.json');
+  if (!existsSync(file)) return {};
+  try {
+    const e = EndpointsFileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
+    return { mqttPort: e.mqtt.port, httpPort: Number(new URL(e.iotEndpoint).port), s3Port: Number(new URL(e.s3.endpoint).port) };
+  } catch {
+    return {};
+  }
+}
+
 async function up(flags: UpFlags): Promise<void> {
   const s = resolveUpSettings(flags);
   if (s.verbose) process.stderr.write(`fleetlm local up settings: ${JSON.stringify({ ...s, brokerPassword: s.brokerPassword && '***' })}\n`);
+  const prev = previousPorts(s.dir);
+  // An external broker's port is not the hub's to keep.
+  const ports = { mqttPort: s.mqttPort ?? (s.brokerUrl ? undefined : prev.mqttPort), httpPort: s.httpPort ?? prev.httpPort, s3Port: s.s3Port ?? prev.s3Port };
+  const reused = (['mqttPort', 'httpPort', 's3Port'] as const).filter((k) => s[k] === undefined && ports[k] !== undefined);
+  if (reused.length > 0 && s.verbose) process.stderr.write(`reusing ${reused.join(', ')} from ${path.resolve(s.dir, 'endpoints.json')}\n`);
   const hub = await startHub({
     dir: s.dir,
-    mqttPort: s.mqttPort,
-    httpPort: s.httpPort,
-    s3Port: s.s3Port,
+    ...ports,
     clock: s.minuteMs === undefined ? undefined : { minuteMs: s.minuteMs },
     allowUnregisteredThings: s.allowUnregistered,
     externalBroker: s.brokerUrl === undefined ? undefined : { url: s.brokerUrl, username: s.brokerUsername, password: s.brokerPassword },
     log: (line) => process.stderr.write(`${line}\n`),
+  }).catch((err: unknown) => {
+    if (reused.length === 0) throw err;
+    throw new TransportError(
+      `${describeError(err)}; the hub reuses the ports in ${path.resolve(s.dir, 'endpoints.json')} so the devices and profiles set up against it keep working: stop what holds the port, or pass --mqtt-port/--http-port/--s3-port (0 for a free one)`,
+      { cause: err },
+    );
   });
   if (s.json) process.stdout.write(`${JSON.stringify(hub.endpoints, null, 2)}\n`);
   else {

@@ -1,6 +1,7 @@
 // `fleetlm local up` / `fleetlm local endpoints` as an operator runs them (child processes).
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,6 +62,51 @@ describe('fleetlm local', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill('SIGINT');
     expect(await exited).toBe(0);
+  });
+
+  it('keeps its ports across restarts in the same --dir, and exits with the error when one is taken', async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const upOnce = async (): Promise<HubEndpoints> => {
+      const child = spawn(process.execPath, [BIN, 'local', 'up', '--dir', dir, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const e = await new Promise<HubEndpoints>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no endpoints printed: ${out}`)), 30_000);
+        child.stdout.on('data', () => {
+          try {
+            const parsed = JSON.parse(out) as HubEndpoints;
+            clearTimeout(timer);
+            resolve(parsed);
+          } catch {
+            // not complete yet
+          }
+        });
+      });
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+      return e;
+    };
+    const first = await upOnce();
+    const second = await upOnce();
+    expect(second.mqtt.port).toBe(first.mqtt.port);
+    expect(second.iotEndpoint).toBe(first.iotEndpoint);
+    expect(second.s3.endpoint).toBe(first.s3.endpoint);
+    expect(second.credentials).toEqual(first.credentials);
+
+    // Something else now holds the S3 port: the hub says so and exits instead of hanging.
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen(Number(new URL(first.s3.endpoint).port), '127.0.0.1', resolve));
+    try {
+      const r = spawnSync(process.execPath, [BIN, 'local', 'up', '--dir', dir], { env, encoding: 'utf8', timeout: 30_000 });
+      expect(r.error).toBeUndefined();
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(/reuses the ports in .*endpoints\.json/);
+    } finally {
+      await new Promise<void>((resolve) => squatter.close(() => resolve()));
+    }
   });
 
   it('says how to start a hub when there is none', () => {
