@@ -43,44 +43,47 @@ export class ObservabilityStack extends Stack {
     const fleetLatency = new cloudwatch.Metric({ namespace: DEVICE_METRICS_NAMESPACE, metricName: 'FirstTokenMsP50', statistic: 'Average', period: FIVE_MIN });
     const fleetTps = new cloudwatch.Metric({ namespace: DEVICE_METRICS_NAMESPACE, metricName: 'TokensPerSecondP50', statistic: 'Average', period: FIVE_MIN });
 
-    this.failedRunsAlarm = stateMachine
-      .metricFailed({ period: FIVE_MIN, statistic: 'Sum' })
-      .createAlarm(this, 'FailedRuns', {
-        alarmDescription: 'A FleetLM pipeline execution failed (including quality-gate rejections)',
+    /** An alarm (to the SNS topic) as soon as a count reaches 1 within its period; no data is no alarm. */
+    const onAnyCount = (alarmId: string, metric: cloudwatch.Metric | cloudwatch.MathExpression, alarmDescription: string): cloudwatch.Alarm => {
+      const alarm = metric.createAlarm(this, alarmId, {
+        alarmDescription,
         threshold: 1,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
+      alarm.addAlarmAction(alarmAction);
+      return alarm;
+    };
     const eventCount = (metricName: string, period: Duration) =>
       new cloudwatch.Metric({ namespace: DEVICE_METRICS_NAMESPACE, metricName, statistic: 'Sum', period });
-    this.failedJobExecutionsAlarm = new cloudwatch.MathExpression({
-      expression: 'FILL(failed, 0) + FILL(timedOut, 0)',
-      usingMetrics: { failed: eventCount(FLEET_EVENT_METRICS.jobExecutionsFailed, FIVE_MIN), timedOut: eventCount(FLEET_EVENT_METRICS.jobExecutionsTimedOut, FIVE_MIN) },
-      label: 'Job executions failed, rejected or timed out',
-      period: FIVE_MIN,
-    }).createAlarm(this, 'FailedJobExecutions', {
-      alarmDescription: 'A rollout job execution failed, was rejected or timed out on a device (IoT job execution events).',
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.failedJobExecutionsAlarm.addAlarmAction(alarmAction);
     const fifteen = Duration.minutes(15);
-    this.devicesOfflineAlarm = new cloudwatch.MathExpression({
-      expression: 'FILL(disconnects, 0) - FILL(connects, 0)',
-      usingMetrics: { disconnects: eventCount(FLEET_EVENT_METRICS.deviceDisconnects, fifteen), connects: eventCount(FLEET_EVENT_METRICS.deviceConnects, fifteen) },
-      label: 'Disconnects not followed by a connect',
-      period: fifteen,
-    }).createAlarm(this, 'DevicesOffline', {
-      alarmDescription: 'More devices disconnected than reconnected over 15 minutes (IoT lifecycle events): a device went offline.',
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.devicesOfflineAlarm.addAlarmAction(alarmAction);
+
+    this.failedRunsAlarm = onAnyCount(
+      'FailedRuns',
+      stateMachine.metricFailed({ period: FIVE_MIN, statistic: 'Sum' }),
+      'A FleetLM pipeline execution failed (including quality-gate rejections)',
+    );
+    this.failedJobExecutionsAlarm = onAnyCount(
+      'FailedJobExecutions',
+      new cloudwatch.MathExpression({
+        expression: 'FILL(failed, 0) + FILL(timedOut, 0)',
+        usingMetrics: { failed: eventCount(FLEET_EVENT_METRICS.jobExecutionsFailed, FIVE_MIN), timedOut: eventCount(FLEET_EVENT_METRICS.jobExecutionsTimedOut, FIVE_MIN) },
+        label: 'Job executions failed, rejected or timed out',
+        period: FIVE_MIN,
+      }),
+      'A rollout job execution failed, was rejected or timed out on a device (IoT job execution events).',
+    );
+    this.devicesOfflineAlarm = onAnyCount(
+      'DevicesOffline',
+      new cloudwatch.MathExpression({
+        expression: 'FILL(disconnects, 0) - FILL(connects, 0)',
+        usingMetrics: { disconnects: eventCount(FLEET_EVENT_METRICS.deviceDisconnects, fifteen), connects: eventCount(FLEET_EVENT_METRICS.deviceConnects, fifteen) },
+        label: 'Disconnects not followed by a connect',
+        period: fifteen,
+      }),
+      'More devices disconnected than reconnected over 15 minutes (IoT lifecycle events): a device went offline.',
+    );
 
     this.latencyAlarm = fleetLatency.createAlarm(this, 'LatencyAboveLimit', {
       alarmDescription: `Fleet p50 first-token latency above ${config.latencyAlarmMs} ms for 15 minutes`,
@@ -98,7 +101,7 @@ export class ObservabilityStack extends Stack {
       alarmDescription: 'Fleet p50 first-token latency above its anomaly band (likely a model or runtime regression)',
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    for (const alarm of [this.failedRunsAlarm, this.latencyAlarm, this.latencyAnomalyAlarm]) alarm.addAlarmAction(alarmAction);
+    for (const alarm of [this.latencyAlarm, this.latencyAnomalyAlarm]) alarm.addAlarmAction(alarmAction);
 
     const lambdaErrors = Object.entries(props.functions).map(([name, f]) => f.metricErrors({ period: FIVE_MIN, label: name }));
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {

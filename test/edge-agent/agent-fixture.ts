@@ -109,6 +109,27 @@ export class TestFleet {
   }
 
   /** Writes the thing's device secret as `dir/mqtt-password` (0600) and returns the path, for in-process agents. */
+  /** Writes `dir`/agent.json for `thingName` (with its device secret beside it) as the tests' agents use it. */
+  async writeAgentConfig(thingName: string, dir: string): Promise<string> {
+    const configPath = path.join(dir, 'agent.json');
+    await fs.writeFile(
+      configPath,
+      JSON.stringify({
+        thingName,
+        mqtt: { host: this.hub.endpoints.mqtt.host, port: this.hub.endpoints.mqtt.port, passwordFile: await this.passwordFile(thingName, dir), reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000 },
+        modelDir: 'models',
+        stateDir: 'state',
+        fleetPublicKeyPath: this.publicKeyPath,
+        http: { port: 0 },
+        download: { retry: { initialDelayMs: 100, maxDelayMs: 1000, maxAttempts: 20, deadlineMs: 30_000 }, idleTimeoutMs: 5000 },
+        runtime: { threads: 1 },
+        telemetry: { intervalMs: 60_000 },
+        logLevel: 'debug',
+      }),
+    );
+    return configPath;
+  }
+
   async passwordFile(name: string, dir: string): Promise<string> {
     const file = path.join(dir, 'mqtt-password');
     await writeDeviceSecretFile(file, await this.deviceSecret(name));
@@ -269,23 +290,7 @@ export class AgentProcess {
     env: Record<string, string> = {},
     entry = path.join(REPO, 'bin/fleetlm-agent.js'),
   ): Promise<AgentProcess> {
-    const configPath = path.join(dir, 'agent.json');
-    await writeDeviceSecretFile(path.join(dir, 'mqtt-password'), await fleet.deviceSecret(thingName));
-    await fs.writeFile(
-      configPath,
-      JSON.stringify({
-        thingName,
-        mqtt: { host: fleet.hub.endpoints.mqtt.host, port: fleet.hub.endpoints.mqtt.port, passwordFile: 'mqtt-password', reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000 },
-        modelDir: 'models',
-        stateDir: 'state',
-        fleetPublicKeyPath: fleet.publicKeyPath,
-        http: { port: 0 },
-        download: { retry: { initialDelayMs: 100, maxDelayMs: 1000, maxAttempts: 20, deadlineMs: 30_000 }, idleTimeoutMs: 5000 },
-        runtime: { threads: 1 },
-        telemetry: { intervalMs: 60_000 },
-        logLevel: 'debug',
-      }),
-    );
+    const configPath = await fleet.writeAgentConfig(thingName, dir);
     const proc = spawn(process.execPath, [entry, '--config', configPath], {
       cwd: dir,
       env: { ...process.env, ...env },

@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { UrlPolicy } from '../../edge-agent/url-policy.ts';
 import { RetryBudget, checkFreeSpace, confinedPath, downloadFile, fetchSmall, type DownloadOptions } from '../../edge-agent/downloader.ts';
 import { silentLogger } from '../../edge-agent/log.ts';
+import { canMountTmpfs } from '../helpers/tmpfs.ts';
 
 const body = randomBytes(256 * 1024);
 const sha = createHash('sha256').update(body).digest('hex');
@@ -189,19 +190,8 @@ describe('retry policy', () => {
 });
 
 // A real full filesystem: a 128 KiB tmpfs cannot hold the 256 KiB body. Needs root (mount); skipped otherwise.
-const canMount = (() => {
-  if (process.getuid?.() !== 0) return false;
-  try {
-    const probe = execFileSync('mktemp', ['-d']).toString().trim();
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'ignore' });
-    execFileSync('umount', [probe]);
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
-describe.skipIf(!canMount)('disk full (real tmpfs)', () => {
+describe.skipIf(!canMountTmpfs)('disk full (real tmpfs)', () => {
   it('fails at once with VALIDATION_DISK_FULL and leaves no partial file', async () => {
     const mnt = path.join(dir, 'small');
     await fs.mkdir(mnt);

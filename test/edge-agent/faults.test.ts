@@ -11,6 +11,7 @@ import { buildDecoderModel } from '../../models/onnx/build-decoder.ts';
 import { saveOnnxModel } from '../../models/onnx/proto.ts';
 import { readTelemetryDir } from '../../fleet/telemetry-reader.ts';
 import { AgentProcess, TEST_SPEC, TestFleet, buildTestModel, eventually, sleep, tempDir, type BuiltModel } from './agent-fixture.ts';
+import { canMountTmpfs } from '../helpers/tmpfs.ts';
 
 let fleet: TestFleet;
 let good: BuiltModel;
@@ -212,19 +213,8 @@ describe('storage faults during the download', () => {
   }, 180_000);
 
   // A real full filesystem: the model directory is a small tmpfs that a filler file fills mid-download.
-  const canMount = (() => {
-    if (process.getuid?.() !== 0) return false;
-    try {
-      const probe = execFileSync('mktemp', ['-d']).toString().trim();
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'ignore' });
-      execFileSync('umount', [probe]);
-      return true;
-    } catch {
-      return false;
-    }
-  })();
 
-  it.skipIf(!canMount)('fails at once with VALIDATION_DISK_FULL when the disk fills mid-download, leaving nothing behind', async () => {
+  it.skipIf(!canMountTmpfs)('fails at once with VALIDATION_DISK_FULL when the disk fills mid-download, leaving nothing behind', async () => {
     const thing = 'fault-full-1';
     const arn = await fleet.createThing(thing);
     const dir = await tempDir('fleetlm-agent-full-');

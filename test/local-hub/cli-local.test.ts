@@ -21,6 +21,27 @@ describe('fleetlm local', () => {
     for (const d of dirs) await removeDir(d);
   });
 
+  /** Starts `fleetlm local up --dir DIR --json` and resolves once it has printed its endpoints. */
+  async function localUp(dir: string): Promise<{ child: ChildProcess; endpoints: HubEndpoints }> {
+    const child = spawn(process.execPath, [BIN, 'local', 'up', '--dir', dir, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let out = '';
+    const endpoints = await new Promise<HubEndpoints>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no endpoints printed: ${out}`)), 30_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        try {
+          const parsed = JSON.parse(out) as HubEndpoints;
+          clearTimeout(timer);
+          resolve(parsed);
+        } catch {
+          // not complete yet
+        }
+      });
+    });
+    return { child, endpoints };
+  }
+
   it('resolves settings: defaults < environment < flags, validated', () => {
     expect(resolveUpSettings({}, {})).toMatchObject({ dir: '.fleetlm/local', allowUnregistered: false });
     expect(resolveUpSettings({}, { FLEETLM_LOCAL_DIR: '/x', FLEETLM_LOCAL_MQTT_PORT: '1883' })).toMatchObject({ dir: '/x', mqttPort: 1883 });
@@ -33,22 +54,7 @@ describe('fleetlm local', () => {
   it('runs a hub in the foreground, writes endpoints.json, and stops on SIGINT', async () => {
     const dir = await tempDir();
     dirs.push(dir);
-    const child = spawn(process.execPath, [BIN, 'local', 'up', '--dir', dir, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const endpoints = await new Promise<HubEndpoints>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no endpoints printed: ${out}`)), 30_000);
-      child.stdout.on('data', () => {
-        try {
-          const parsed = JSON.parse(out) as HubEndpoints;
-          clearTimeout(timer);
-          resolve(parsed);
-        } catch {
-          // not complete yet
-        }
-      });
-    });
+    const { child, endpoints } = await localUp(dir);
     expect(JSON.parse(readFileSync(path.join(dir, 'endpoints.json'), 'utf8'))).toEqual(endpoints);
     const iot = new IoTClient({ region: endpoints.region, endpoint: endpoints.iotEndpoint, credentials: { ...endpoints.credentials }, maxAttempts: 1 });
     await iot.send(new CreateThingCommand({ thingName: 'cli-thing' }));
@@ -68,22 +74,7 @@ describe('fleetlm local', () => {
     const dir = await tempDir();
     dirs.push(dir);
     const upOnce = async (): Promise<HubEndpoints> => {
-      const child = spawn(process.execPath, [BIN, 'local', 'up', '--dir', dir, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      children.push(child);
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      const e = await new Promise<HubEndpoints>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no endpoints printed: ${out}`)), 30_000);
-        child.stdout.on('data', () => {
-          try {
-            const parsed = JSON.parse(out) as HubEndpoints;
-            clearTimeout(timer);
-            resolve(parsed);
-          } catch {
-            // not complete yet
-          }
-        });
-      });
+      const { child, endpoints: e } = await localUp(dir);
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       child.kill('SIGINT');
       expect(await exited).toBe(0);

@@ -91,23 +91,7 @@ export class Supervisor {
 
   /** Writes an agent.json for `thingName` beside the agent home. */
   static async configure(fleet: TestFleet, thingName: string, dir: string): Promise<string> {
-    const configPath = path.join(dir, 'agent.json');
-    await fs.writeFile(
-      configPath,
-      JSON.stringify({
-        thingName,
-        mqtt: { host: fleet.hub.endpoints.mqtt.host, port: fleet.hub.endpoints.mqtt.port, passwordFile: await fleet.passwordFile(thingName, dir), reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000 },
-        modelDir: 'models',
-        stateDir: 'state',
-        fleetPublicKeyPath: fleet.publicKeyPath,
-        http: { port: 0 },
-        download: { retry: { initialDelayMs: 100, maxDelayMs: 1000, maxAttempts: 20, deadlineMs: 30_000 }, idleTimeoutMs: 5000 },
-        runtime: { threads: 1 },
-        telemetry: { intervalMs: 60_000 },
-        logLevel: 'debug',
-      }),
-    );
-    return configPath;
+    return fleet.writeAgentConfig(thingName, dir);
   }
 
   start(hookEnv: Record<string, string> = {}): void {
