@@ -98,15 +98,17 @@ export async function runAgent(argv: string[]): Promise<number> {
     await agent.stop().catch(() => {});
     return err instanceof FleetError && err.code.startsWith('VALIDATION') ? 2 : 1;
   }
-  // `version` is the build's; `agentVersion` the versions/<version> directory the launcher started (self-update's identity).
-  log.info('agent started', { thingName: config.thingName, httpPort: agent.httpPort, version: AGENT_VERSION, agentVersion: launch?.version ?? null });
-  const signal = await new Promise<NodeJS.Signals | 'restart'>((resolve) => {
+  // Handlers before the 'agent started' line: a supervisor may signal as soon as it reads it.
+  const stopRequested = new Promise<NodeJS.Signals | 'restart'>((resolve) => {
     // `on`, not `once`: a second SIGTERM (systemd signals the whole cgroup and the launcher passes its own
     // on) must not kill the agent halfway through its clean stop.
     process.on('SIGTERM', () => resolve('SIGTERM'));
     process.on('SIGINT', () => resolve('SIGINT'));
     void restart.then(() => resolve('restart'));
   });
+  // `version` is the build's; `agentVersion` the versions/<version> directory the launcher started (self-update's identity).
+  log.info('agent started', { thingName: config.thingName, httpPort: agent.httpPort, version: AGENT_VERSION, agentVersion: launch?.version ?? null });
+  const signal = await stopRequested;
   log.info('stopping', { signal });
   await agent.stop();
   return signal === 'restart' ? EXIT_RESTART : 0;

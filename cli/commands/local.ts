@@ -122,12 +122,8 @@ async function up(flags: UpFlags): Promise<void> {
       { cause: err },
     );
   });
-  if (s.json) process.stdout.write(`${JSON.stringify(hub.endpoints, null, 2)}\n`);
-  else {
-    process.stdout.write(`${describeEndpoints(hub.endpoints)}\nEndpoints written to ${hub.endpointsFile}\n`);
-    process.stdout.write(`Press Ctrl-C to stop.\n`);
-  }
-  await new Promise<void>((resolve) => {
+  // Handlers first: whoever reads the endpoints may signal at once, and an unhandled SIGINT kills the hub unstopped.
+  const stopped = new Promise<void>((resolve) => {
     const onSignal = () => {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
@@ -136,6 +132,12 @@ async function up(flags: UpFlags): Promise<void> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+  if (s.json) process.stdout.write(`${JSON.stringify(hub.endpoints, null, 2)}\n`);
+  else {
+    process.stdout.write(`${describeEndpoints(hub.endpoints)}\nEndpoints written to ${hub.endpointsFile}\n`);
+    process.stdout.write(`Press Ctrl-C to stop.\n`);
+  }
+  await stopped;
   await hub.stop();
   if (!s.json) process.stderr.write('local hub stopped\n');
 }

@@ -38,6 +38,14 @@ async function deploy(jobId: string, arn: string, thing: string, modelId: string
   return fleet.waitTerminal(jobId, thing, 60_000);
 }
 
+/** Bytes in the `.part` files under an agent's state directory (a download in flight). */
+async function partFileBytes(dir: string): Promise<number> {
+  const entries = await fs.readdir(dir, { recursive: true }).catch(() => [] as string[]);
+  let total = 0;
+  for (const e of entries.filter((n) => n.endsWith('.part'))) total += (await fs.stat(path.join(dir, e)).catch(() => ({ size: 0 }))).size;
+  return total;
+}
+
 const readJson = async (file: string) => JSON.parse(await fs.readFile(file, 'utf8'));
 
 beforeAll(async () => {
@@ -190,7 +198,8 @@ describe('storage faults during the download', () => {
   it('rides out a storage outage longer than the old retry budget (~15 s) with the retry policy', async () => {
     const thing = 'fault-outage-1';
     const arn = await fleet.createThing(thing);
-    const agent = await startAgent(thing, await tempDir('fleetlm-agent-outage-'), {
+    const dir = await tempDir('fleetlm-agent-outage-');
+    const agent = await startAgent(thing, dir, {
       FLEETLM_AGENT_DOWNLOAD_THROTTLE_BYTES_PER_SEC: '150000',
       FLEETLM_AGENT_DOWNLOAD_RETRY_INITIAL_DELAY_MS: '500',
       FLEETLM_AGENT_DOWNLOAD_RETRY_MAX_DELAY_MS: '3000',
@@ -198,6 +207,9 @@ describe('storage faults during the download', () => {
     });
     await fleet.createJob('outage-1', arn, await fleet.publish('outage', '1', good));
     await agent.waitLog((l) => l.msg === 'install phase' && l.phase === 'downloading');
+    // Bytes must be on disk before the outage, or the resume has nothing to ask a Range for (a loaded CI
+    // machine can still be connecting when the phase starts).
+    await eventually(async () => (await partFileBytes(dir)) >= 100_000, 60_000, 'the first 100 kB of the model');
     // Storage and broker gone for 30 s, starting mid-download (the 3.2 MB model takes ~20 s at this rate).
     await fleet.hubDown(async () => {
       await agent.waitLog((l) => l.msg === 'download interrupted; will resume', 30_000);
