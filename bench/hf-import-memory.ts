@@ -7,30 +7,13 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { SMOLLM2_135M_CONFIG } from '../test/helpers/published-configs.ts';
 
 const layerCounts = (process.argv[2] ?? '12,30').split(',').map(Number);
 const keepDir = process.argv[3];
 
 /** HuggingFaceTB/SmolLM2-135M config.json, with `layers` layers instead of 30. */
-const configFor = (layers: number) => ({
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  vocab_size: 49152,
-  hidden_size: 576,
-  intermediate_size: 1536,
-  num_hidden_layers: layers,
-  num_attention_heads: 9,
-  num_key_value_heads: 3,
-  hidden_act: 'silu',
-  max_position_embeddings: 8192,
-  rms_norm_eps: 1e-5,
-  rope_theta: 100000,
-  rope_scaling: null,
-  tie_word_embeddings: true,
-  torch_dtype: 'bfloat16',
-  bos_token_id: 0,
-  eos_token_id: 0,
-});
+const configFor = (layers: number) => ({ ...SMOLLM2_135M_CONFIG, num_hidden_layers: layers });
 type Config = ReturnType<typeof configFor>;
 
 /** HF tensor names and shapes ([out, in] for nn.Linear) of the config above, in save order. */

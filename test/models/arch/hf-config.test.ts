@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { SMOLLM2_135M_CONFIG } from '../../helpers/published-configs.ts';
 import { isGpt2Shaped, llamaFamilyClassOf, toHuggingFaceConfig } from '../../../models/arch/hf-config.ts';
 import { GPT2_SMALL, OPT_125M, QWEN25_05B, SMOLLM2_135M, TINY, TINY_LLAMA, TINYLLAMA_11B } from '../../../models/arch/presets.ts';
 import { parseArchSpec } from '../../../models/arch/spec.ts';
@@ -43,24 +44,8 @@ describe('toHuggingFaceConfig', () => {
 
   it('writes the published SmolLM2-135M and TinyLlama config fields (LlamaForCausalLM)', () => {
     // Values of HuggingFaceTB/SmolLM2-135M and TinyLlama/TinyLlama-1.1B-Chat-v1.0 config.json.
-    expect(toHuggingFaceConfig(SMOLLM2_135M)).toMatchObject({
-      architectures: ['LlamaForCausalLM'],
-      model_type: 'llama',
-      vocab_size: 49152,
-      hidden_size: 576,
-      intermediate_size: 1536,
-      num_hidden_layers: 30,
-      num_attention_heads: 9,
-      num_key_value_heads: 3,
-      head_dim: 64,
-      hidden_act: 'silu',
-      max_position_embeddings: 8192,
-      rms_norm_eps: 1e-5,
-      rope_theta: 100000,
-      tie_word_embeddings: true,
-      attention_bias: false,
-      mlp_bias: false,
-    });
+    // Every architecture field as published; dtype and special ids are those of the checkpoint FleetLM writes.
+    expect(toHuggingFaceConfig(SMOLLM2_135M)).toMatchObject({ ...SMOLLM2_135M_CONFIG, head_dim: 64, torch_dtype: 'float32', bos_token_id: 49151, eos_token_id: 49151 });
     const t = toHuggingFaceConfig(TINYLLAMA_11B);
     expect(t).toMatchObject({ model_type: 'llama', hidden_size: 2048, intermediate_size: 5632, num_key_value_heads: 4, tie_word_embeddings: false, rope_theta: 10000 });
     expect(t).not.toHaveProperty('layer_norm_epsilon');

@@ -4,30 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { specFromHfConfig } from '../../../models/checkpoint/hf-config.ts';
 import { GPT2_SMALL, OPT_125M, QWEN25_05B, SMOLLM2_135M, TINYLLAMA_11B } from '../../../models/arch/presets.ts';
 import { ValidationError } from '../../../common/errors.ts';
+import { SMOLLM2_135M_CONFIG } from '../../helpers/published-configs.ts';
 
-// Field values from the models' published config.json files on the Hugging Face hub.
-const SMOLLM2 = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  vocab_size: 49152,
-  hidden_size: 576,
-  intermediate_size: 1536,
-  num_hidden_layers: 30,
-  num_attention_heads: 9,
-  num_key_value_heads: 3,
-  hidden_act: 'silu',
-  max_position_embeddings: 8192,
-  rms_norm_eps: 1e-5,
-  rope_theta: 100000,
-  rope_scaling: null,
-  attention_bias: false,
-  mlp_bias: false,
-  pretraining_tp: 1,
-  tie_word_embeddings: true,
-  torch_dtype: 'bfloat16',
-  bos_token_id: 0,
-  eos_token_id: 0,
-};
+const SMOLLM2 = SMOLLM2_135M_CONFIG;
 const QWEN25 = {
   architectures: ['Qwen2ForCausalLM'],
   model_type: 'qwen2',
