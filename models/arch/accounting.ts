@@ -41,6 +41,9 @@ export function normParameters(width: number, norm: Norm = 'layernorm'): number 
   return norm === 'rmsnorm' ? width : 2 * width;
 }
 
+/** Counts values rather than bytes (every tensor at one "byte" per value). */
+const VALUES: WeightByteModel = weightByteModel(1);
+
 /**
  * Parameters of one pre-norm transformer layer of width E, attention width A, K/V width Akv, FFN F:
  * two norms (2E each for LayerNorm, E for RMSNorm) + Q (E x A) + K, V (E x Akv each) (+ A + 2 Akv
@@ -49,17 +52,8 @@ export function normParameters(width: number, norm: Norm = 'layernorm'): number 
  * With the default shape: 2E + 3(E A + A) + (A E + E) + 2E + (E F + F) + (F E + E), as before.
  */
 export function layerParameters(width: number, attentionWidth: number, ffnWidth: number, shape: LayerShape = {}): number {
-  const e = width;
-  const a = attentionWidth;
-  const kv = shape.kvWidth ?? a;
-  const f = ffnWidth;
-  const qkvBias = shape.qkvBias ?? true;
-  const outBias = shape.outputBias ?? true;
-  const norms = 2 * normParameters(e, shape.norm);
-  const qkv = e * a + 2 * e * kv + (qkvBias ? a + 2 * kv : 0);
-  const out = a * e + (outBias ? e : 0);
-  const ffn = shape.mlp === 'swiglu' ? 3 * e * f + (outBias ? 2 * f + e : 0) : 2 * e * f + (outBias ? f + e : 0);
-  return norms + qkv + out + ffn;
+  // One layout of a layer's tensors serves both: counting values is weighing each at one byte.
+  return layerWeightBytes(width, attentionWidth, ffnWidth, shape, VALUES);
 }
 
 /** Bytes of one layer's weights under a byte model (linear weights by it, norms and biases as float). */
