@@ -162,9 +162,9 @@ export function parseRange(value: string | undefined, size: number): { start: nu
     return { start: Math.max(0, size - suffix), end: size - 1 };
   }
   const start = Number(m[1]);
+  if (start >= size) return 'unsatisfiable';
   const end = m[2] === '' ? size - 1 : Number(m[2]);
   if (end < start) return undefined;
-  if (start >= size) return 'unsatisfiable';
   return { start, end: Math.min(end, size - 1) };
 }
 
@@ -427,7 +427,10 @@ export function createS3Handler(options: S3ServerOptions): (req: IncomingMessage
       if (method === 'PUT') {
         handled();
         await drainBody(r); // CreateBucketConfiguration: the hub has one region
-        if (!(await store.createBucket(bucket))) throw new S3Error(409, 'BucketAlreadyOwnedByYou', 'Your previous request to create the named bucket succeeded and you already own it.', { BucketName: bucket });
+        // S3 answers a re-created bucket of one's own with 409, except in us-east-1, where it answers 200 for legacy reasons.
+        // https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html#ErrorCodeList (BucketAlreadyOwnedByYou)
+        const created = await store.createBucket(bucket);
+        if (!created && options.region !== 'us-east-1') throw new S3Error(409, 'BucketAlreadyOwnedByYou', 'Your previous request to create the named bucket succeeded and you already own it.', { BucketName: bucket });
         send(res, 200, { location: `/${bucket}` });
         return;
       }
