@@ -39,7 +39,7 @@ export type ObjectRecord = z.infer<typeof ObjectRecord>;
 export type ObjectHeaders = Pick<ObjectRecord, 'contentType' | 'contentEncoding' | 'contentDisposition' | 'contentLanguage' | 'cacheControl' | 'expires' | 'metadata'>;
 
 const UploadRecord = z.object({ bucket: z.string(), key: z.string(), initiated: z.string(), headers: ObjectRecord.pick({ contentType: true, contentEncoding: true, contentDisposition: true, contentLanguage: true, cacheControl: true, expires: true, metadata: true }) });
-const PartRecord = z.object({ blob: z.string(), etag: z.string(), size: z.number().int().nonnegative() });
+const PartRecord = z.object({ blob: z.string().regex(/^part-\d{1,5}-[0-9a-f]{32}$/), etag: z.string(), size: z.number().int().nonnegative() });
 
 /** Conditions a write must meet when it commits (checked under the key's lock, so they are atomic). */
 export interface WriteConditions {
@@ -228,18 +228,17 @@ export class ObjectStore {
     }
   }
 
-  private checkConditions(bucket: string, key: string, existing: ObjectRecord | undefined, cond: WriteConditions): void {
+  private checkConditions(key: string, existing: ObjectRecord | undefined, cond: WriteConditions): void {
     if (cond.ifNoneMatchAny && existing) throw S3Errors.preconditionFailed('If-None-Match');
     if (cond.ifMatch !== undefined) {
       if (!existing) throw S3Errors.noSuchKey(key);
       if (!etagMatches(cond.ifMatch, existing.etag)) throw S3Errors.preconditionFailed('If-Match');
     }
-    void bucket;
   }
 
   /** Throws now if a write to `key` under `cond` would be refused (a cheap check before the body is read). */
   precheck(bucket: string, key: string, cond: WriteConditions): void {
-    this.checkConditions(bucket, key, this.head(bucket, key), cond);
+    this.checkConditions(key, this.head(bucket, key), cond);
   }
 
   /** Makes the staged file the object `key` (atomically, conditions checked at the commit); returns its record. */
@@ -255,7 +254,7 @@ export class ObjectStore {
       return await this.locked(`object:${bucket}/${key}`, async () => {
         const b = this.bucket(bucket);
         const existing = b.objects.get(key);
-        this.checkConditions(bucket, key, existing, cond);
+        this.checkConditions(key, existing, cond);
         const bdir = this.bucketDir(bucket);
         const blob = newId();
         await fs.rename(staged.path, path.join(bdir, 'blobs', blob));
