@@ -87,7 +87,14 @@ export interface BodyCheckResult {
  * client), and throws an S3Error when the body does not match what the request declared. Refuses a body
  * over `maxBytes` as soon as it gets there.
  */
-export async function consumeBody(req: IncomingMessage, mode: PayloadMode, maxBytes: number, sink: (data: Buffer) => Promise<void> | void): Promise<BodyCheckResult> {
+export async function consumeBody(
+  req: IncomingMessage,
+  mode: PayloadMode,
+  maxBytes: number,
+  sink: (data: Buffer) => Promise<void> | void,
+  /** Object data must declare its length (S3 refuses a PutObject or UploadPart without one). */
+  requireLength = false,
+): Promise<BodyCheckResult> {
   const headers = req.headers;
   const checksum = declaredChecksum(headers, mode);
   const contentMd5 = h(headers, 'content-md5');
@@ -100,7 +107,7 @@ export async function consumeBody(req: IncomingMessage, mode: PayloadMode, maxBy
     decoder = new AwsChunkedDecoder();
   } else if (headers['content-length'] !== undefined) {
     declaredLength = Number(headers['content-length']);
-  } else if (req.method === 'PUT') {
+  } else if (requireLength) {
     throw new S3Error(411, 'MissingContentLength', 'You must provide the Content-Length HTTP header.');
   }
   if (declaredLength !== undefined && declaredLength > maxBytes) throw new S3Error(400, 'EntityTooLarge', `Your proposed upload exceeds the maximum allowed size of ${maxBytes} bytes`);
@@ -156,10 +163,16 @@ export async function readSmallBody(req: IncomingMessage, mode: PayloadMode, max
   return Buffer.concat(parts);
 }
 
-/** Reads the body into `file` at its current position. */
+/** Reads object data (with a declared length) into `file` at its current position. */
 export function consumeBodyToFile(req: IncomingMessage, mode: PayloadMode, maxBytes: number, file: FileHandle): Promise<BodyCheckResult> {
-  return consumeBody(req, mode, maxBytes, async (data) => {
-    let off = 0;
-    while (off < data.length) off += (await file.write(data, off, data.length - off)).bytesWritten;
-  });
+  return consumeBody(
+    req,
+    mode,
+    maxBytes,
+    async (data) => {
+      let off = 0;
+      while (off < data.length) off += (await file.write(data, off, data.length - off)).bytesWritten;
+    },
+    true,
+  );
 }
