@@ -193,14 +193,12 @@ export function createIotClient(profile: FleetProfile): IoTClient {
   return new IoTClient({ ...common(profile), ...(profile.iotEndpoint ? { endpoint: profile.iotEndpoint } : {}) });
 }
 
-/** S3 client; path-style and no streaming checksums against the local S3-protocol server. */
+/** S3 client (path-style against the local hub's S3 store, which takes the SDK's default checksummed uploads). */
 export function createS3Client(profile: FleetProfile): S3Client {
   return new S3Client({
     ...common(profile),
     ...(profile.s3.endpoint ? { endpoint: profile.s3.endpoint } : {}),
     forcePathStyle: profile.s3.forcePathStyle,
-    // s3rver does not understand aws-chunked uploads with trailing checksums (the SDK default since 3.729).
-    ...(profile.kind === 'local' ? { requestChecksumCalculation: 'WHEN_REQUIRED' as const, responseChecksumValidation: 'WHEN_REQUIRED' as const } : {}),
   });
 }
 

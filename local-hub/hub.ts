@@ -118,7 +118,7 @@ export async function startHub(options: HubOptions): Promise<LocalHub> {
   try {
     const credentials = await loadOrCreateOperatorCredentials(dir, log);
     const store = await JobStore.open(dir);
-    const s3 = await startS3Store({ directory: path.join(dir, 's3'), bucket, port: options.s3Port, region, credentials });
+    const s3 = await startS3Store({ directory: path.join(dir, 's3'), bucket, port: options.s3Port, region, credentials, onInternalError });
     stoppers.push(() => s3.close());
     const telemetryDir = path.join(dir, 'telemetry');
     const sink: TelemetrySink = await openTelemetrySink(telemetryDir, path.join(dir, REJECTED_FILE), onInternalError);

@@ -46,15 +46,7 @@ export function s3Client(e: HandlerEnv, env: NodeJS.ProcessEnv = process.env): S
   return new S3Client({
     region: e.AWS_REGION,
     ...credentials(env),
-    ...(e.FLEETLM_S3_ENDPOINT
-      ? {
-          endpoint: e.FLEETLM_S3_ENDPOINT,
-          forcePathStyle: true,
-          // The local S3-protocol server does not take aws-chunked uploads with trailing checksums.
-          requestChecksumCalculation: 'WHEN_REQUIRED' as const,
-          responseChecksumValidation: 'WHEN_REQUIRED' as const,
-        }
-      : {}),
+    ...(e.FLEETLM_S3_ENDPOINT ? { endpoint: e.FLEETLM_S3_ENDPOINT, forcePathStyle: true } : {}),
   });
 }
 

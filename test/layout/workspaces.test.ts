@@ -37,7 +37,7 @@ const NOT_ON_DEVICE: readonly RegExp[] = [
   /^cdk-nag$/,
   /^constructs$/,
   /^aedes$/,
-  /^s3rver$/,
+  /^@aws-sdk\/xml-builder$/,
   /^@aws-sdk\/client-/,
   /^@aws-sdk\/s3-request-presigner$/,
   /^tsx$/,

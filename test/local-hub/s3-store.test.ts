@@ -1,7 +1,9 @@
-// The hub's S3 store through @aws-sdk/client-s3: SigV4 checked on every call (s3rver alone does
-// not), keys that need URL encoding, listing, the SDK's default aws-chunked uploads, Range reads.
+// The hub's S3 store through @aws-sdk/client-s3: SigV4 and the body's hash checked on every call, keys that need
+// URL encoding, listing, the SDK's default aws-chunked uploads, Range reads, nothing half-written. How it answers
+// next to an independent S3 implementation is in s3-conformance.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import http from 'node:http';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import {
@@ -18,7 +20,7 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { LocalHub } from '../../local-hub/hub.ts';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { publishBundle, readPublishedVersion } from '../../fleet/publisher.ts';
 import { uploadFileIfAbsent } from '../../fleet/object-upload.ts';
@@ -67,7 +69,7 @@ describe('local hub: S3 store', () => {
       client.destroy();
     }
     // Nothing was written anywhere above or inside the hub's directory.
-    // s3rver stores bucket/key under hub.dir/s3, so three levels up from the bucket is hub.dir's parent.
+    // Looks above the hub's directory too, where a key that climbed would have landed.
     const found = spawnSync('find', [path.dirname(hub.dir), '-maxdepth', '4', '-name', 'pwned-*'], { encoding: 'utf8' });
     expect(found.stdout).toBe('');
   });
@@ -182,5 +184,98 @@ describe('local hub: S3 store', () => {
     const err = await stranger.send(new GetObjectCommand({ Bucket: bucket, Key: 'secret.txt' })).catch((e: unknown) => e);
     expect((err as S3ServiceException).name).toBe('SignatureDoesNotMatch');
     stranger.destroy();
+  });
+
+  /** A client whose requests are altered after SigV4 signed them, as a man in the middle would. */
+  function tamperingClient(alter: (request: { headers: Record<string, string>; body: unknown }) => void): S3Client {
+    const client = new S3Client({ region: hub.endpoints.region, endpoint: hub.endpoints.s3.endpoint, forcePathStyle: true, credentials: hub.endpoints.credentials, maxAttempts: 1 });
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        alter(args.request as { headers: Record<string, string>; body: unknown });
+        return next(args);
+      },
+      { step: 'deserialize', priority: 'low' },
+    );
+    return client;
+  }
+
+  const stagingLeft = () => readdirSync(path.join(hub.dir, 's3', 'tmp'));
+
+  it('refuses a signed PUT whose body was swapped after signing (x-amz-content-sha256 is checked), and stores nothing', async () => {
+    const client = tamperingClient((req) => {
+      req.body = 'evil!!!';
+    });
+    const err = await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'tampered.txt', Body: 'genuine' })).catch((e: unknown) => e);
+    client.destroy();
+    expect((err as S3ServiceException).$metadata.httpStatusCode).toBe(400);
+    expect((err as S3ServiceException).name).toBe('XAmzContentSHA256Mismatch');
+    const missing = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'tampered.txt' })).catch((e: unknown) => e);
+    expect((missing as S3ServiceException).name).toBe('NoSuchKey');
+    expect(stagingLeft()).toEqual([]);
+  });
+
+  it('refuses a streamed (aws-chunked) upload whose bytes do not match its CRC32 trailer, and stores nothing', async () => {
+    const client = tamperingClient((req) => {
+      // The SDK signed "hello" with a trailing CRC32; the bytes that arrive are others, with the original trailer.
+      expect(req.headers['x-amz-content-sha256']).toBe('STREAMING-UNSIGNED-PAYLOAD-TRAILER');
+      req.body = `5\r\nevil!\r\n0\r\nx-amz-checksum-crc32:${Buffer.from([0x36, 0x10, 0xa6, 0x86]).toString('base64')}\r\n\r\n`;
+      delete req.headers['transfer-encoding'];
+      req.headers['content-length'] = String(Buffer.byteLength(req.body as string));
+    });
+    const err = await client
+      .send(new PutObjectCommand({ Bucket: bucket, Key: 'crc.txt', Body: Readable.from([Buffer.from('hello')]), ContentLength: 5 }))
+      .catch((e: unknown) => e);
+    client.destroy();
+    expect((err as S3ServiceException).name).toBe('BadDigest');
+    expect((err as S3ServiceException).$metadata.httpStatusCode).toBe(400);
+    const missing = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'crc.txt' })).catch((e: unknown) => e);
+    expect((missing as S3ServiceException).$metadata.httpStatusCode).toBe(404);
+    expect(stagingLeft()).toEqual([]);
+  });
+
+  it('an upload cut off mid-body leaves neither an object nor a staged file, and an existing object stays whole', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'cut.bin', Body: 'old version' }));
+    // The SDK signs the request; the middleware then sends it by hand and drops the connection after 40 of 100 kB.
+    const client = new S3Client({ region: hub.endpoints.region, endpoint: hub.endpoints.s3.endpoint, forcePathStyle: true, credentials: hub.endpoints.credentials, maxAttempts: 1 });
+    client.middlewareStack.add(
+      () => async (args) => {
+        const r = args.request as { hostname: string; port: number; path: string; method: string; headers: Record<string, string>; query: Record<string, string> };
+        const query = Object.entries(r.query).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
+        await new Promise<void>((resolve) => {
+          const req = http.request({ host: r.hostname, port: r.port, path: `${r.path}?${query}`, method: r.method, headers: r.headers });
+          req.on('error', () => resolve());
+          req.write(Buffer.alloc(40_000, 3), () => setTimeout(() => {
+            req.destroy();
+            resolve();
+          }, 100));
+        });
+        throw new Error('connection dropped mid-body');
+      },
+      { step: 'deserialize', priority: 'low' },
+    );
+    const err = await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'cut.bin', Body: Buffer.alloc(100_000, 3) })).catch((e: unknown) => e);
+    client.destroy();
+    expect(String(err)).toMatch(/dropped mid-body/);
+    const kept = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'cut.bin' }));
+    expect(await kept.Body!.transformToString()).toBe('old version');
+    // The server notices the cut asynchronously; its staged file goes when it does.
+    for (let i = 0; i < 50 && stagingLeft().length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(stagingLeft()).toEqual([]);
+  });
+
+  it('answers operations outside the supported subset with 501 NotImplemented, never as another operation', async () => {
+    const { CopyObjectCommand, GetObjectTaggingCommand, ListObjectsCommand } = await import('@aws-sdk/client-s3');
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'src.txt', Body: 'source' }));
+    for (const cmd of [
+      new CopyObjectCommand({ Bucket: bucket, Key: 'copy.txt', CopySource: `${bucket}/src.txt` }),
+      new GetObjectTaggingCommand({ Bucket: bucket, Key: 'src.txt' }),
+      new ListObjectsCommand({ Bucket: bucket }),
+    ]) {
+      const err = await s3.send(cmd as Parameters<S3Client['send']>[0]).catch((e: unknown) => e);
+      expect((err as S3ServiceException).name, cmd.constructor.name).toBe('NotImplemented');
+      expect((err as S3ServiceException).$metadata.httpStatusCode).toBe(501);
+    }
+    const copy = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'copy.txt' })).catch((e: unknown) => e);
+    expect((copy as S3ServiceException).$metadata.httpStatusCode).toBe(404);
   });
 });
