@@ -428,8 +428,10 @@ export async function rollbackGroup(
     canceled = pick.current.jobId;
   }
   // With the fleet key, the job also carries a signed rollback authorization, so devices install the older
-  // version even when its security version is below the one they run (contracts/rollback-authorization.ts).
-  const rollbackAuthorization = opts.signer ? await signRollbackAuthorization(pick.target, opts.signer) : undefined;
+  // version even when its security version is below the one they run (contracts/rollback-authorization.ts);
+  // a device accepts it only if its agent config lists the group (thingGroups, written by `device register --group`).
+  // Scoped to the group: devices outside it refuse the authorization, so it cannot be replayed to them.
+  const rollbackAuthorization = opts.signer ? await signRollbackAuthorization({ ...pick.target, scope: { thingGroups: [group] } }, opts.signer) : undefined;
   const rollout = await createRollout(iot, s3, profile, { modelId: pick.target.modelId, version: pick.target.version, group, settings: opts.settings, rollbackAuthorization });
   return { from: pick.current, to: pick.target, canceled, rollout };
 }

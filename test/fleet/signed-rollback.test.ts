@@ -55,7 +55,8 @@ beforeAll(async () => {
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).manifest.securityVersion).toBe(Number(sv));
   }
-  const agent = await startAgent({ thingName: 'dev-1', dir: path.join(dir, 'dev-1'), mqtt: profile.mqtt!, mqttPassword: await hub.issueDeviceSecret('dev-1'), fleetPublicKeyPath: pub });
+  // thingGroups as `fleetlm device register --group g` writes it: the signed rollback is scoped to the group.
+  const agent = await startAgent({ thingName: 'dev-1', dir: path.join(dir, 'dev-1'), mqtt: profile.mqtt!, mqttPassword: await hub.issueDeviceSecret('dev-1'), fleetPublicKeyPath: pub, extra: { thingGroups: ['g'] } });
   await waitForAgentApi(agent, 60_000);
 }, 120_000);
 
@@ -79,7 +80,7 @@ describe('rollback below the security version', () => {
     const { jobId, to } = JSON.parse(r.stdout) as { jobId: string; to: { version: string } };
     expect(to.version).toBe('1');
     const doc = JSON.parse((await createIotClient(profile).send(new GetJobDocumentCommand({ jobId }))).document!) as { rollbackAuthorization?: { authorization: string } };
-    expect(JSON.parse(doc.rollbackAuthorization!.authorization)).toMatchObject({ format: 'fleetlm/rollback-authorization@1', modelId: 'tiny', version: '1' });
+    expect(JSON.parse(doc.rollbackAuthorization!.authorization)).toMatchObject({ format: 'fleetlm/rollback-authorization@2', modelId: 'tiny', version: '1', scope: { things: [], thingGroups: ['g'] } });
     expect((await finish(jobId)).status).toBe('SUCCEEDED');
   }, 180_000);
 });
