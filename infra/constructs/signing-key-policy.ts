@@ -54,7 +54,7 @@ export function deploymentRoleArn(stack: Stack): string {
  *
  * Trade-off: administration stays with the account root *user* (break-glass; aws:PrincipalArn of the root user is
  * `arn:PARTITION:iam::ACCOUNT:root`), the deployment role, and the configured admins. Without one of them the key
- * would be unmanageable (KMS cannot recover a key whose policy admits nobody); none of them may sign.
+ * would be unmanageable until AWS Support restored access; none of them may sign.
  * https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html
  */
 export function signingKeyPolicy(stack: Stack, props: SigningKeyPolicyProps): iam.PolicyDocument {
