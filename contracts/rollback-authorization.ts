@@ -89,6 +89,19 @@ export async function signRollbackAuthorization(
   return { authorization: text, signature: await signManifestBytes(Buffer.from(text), signer) };
 }
 
+/**
+ * Reads what a signed authorization says without checking its signature (the operator's CLI does this to refuse,
+ * before creating a job, an authorization the devices would refuse anyway; devices verify the signature).
+ */
+export function readRollbackAuthorization(signed: SignedRollbackAuthorization): RollbackAuthorization {
+  const code = ANTI_ROLLBACK_CODES.badAuthorization;
+  try {
+    return parseJsonWith(RollbackAuthorizationSchema, signed.authorization, 'rollback authorization');
+  } catch (err) {
+    throw new ValidationError(`the rollback authorization is not a scoped ${ROLLBACK_AUTHORIZATION_FORMAT}: ${(err as Error).message}`, { code, cause: err });
+  }
+}
+
 /** The device checking an authorization: its thing name and the thing groups its configuration says it is in. */
 export interface RollbackDevice {
   thingName: string;

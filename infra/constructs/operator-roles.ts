@@ -32,7 +32,7 @@ export type PersonaStatements = Readonly<Record<OperatorPersona, iam.PolicyState
 
 /** What each persona's CLI commands do (docs/cloud.md, "Operator roles"). */
 export const PERSONA_COMMANDS: Readonly<Record<OperatorPersona, readonly string[]>> = {
-  publisher: ['publish', 'deprecate', 'kms-public-key'],
+  publisher: ['publish', 'deprecate', 'authorize-rollback', 'kms-public-key'],
   'rollout-operator': ['rollout', 'status', 'cancel', 'rollback', 'devices', 'jobs'],
   viewer: ['status', 'devices', 'telemetry', 'jobs', 'versions'],
   'device-registrar': ['device register'],

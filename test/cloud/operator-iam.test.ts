@@ -225,7 +225,7 @@ afterAll(async () => {
 const ok = (r: { code: number; stderr: string }, what: string) => expect(r.code, `${what}: ${r.stderr}`).toBe(0);
 
 describe('each persona\'s commands against moto', () => {
-  it('publisher: publish (local key and KMS, single and multipart uploads), deprecate and undo, kms-public-key', async () => {
+  it('publisher: publish (local key and KMS, single and multipart uploads), deprecate and undo, authorize-rollback, kms-public-key', async () => {
     const key = path.join(dir, 'keys', 'fleet-signing-key.pem');
     ok(await cli('publisher', 'publish', '--model-dir', modelDir('m1', 1), '--model-id', 'tiny', '--version', '1.0.0', '--key', key, '--json'), 'publish --key');
     ok(await cli('publisher', 'publish', '--model-dir', modelDir('m2', 2), '--model-id', 'tiny', '--version', '2.0.0', '--kms-key', kmsKeyArn, '--json'), 'publish --kms-key');
@@ -241,6 +241,7 @@ describe('each persona\'s commands against moto', () => {
     });
     ok(await cli('publisher', 'deprecate', '--model', 'tiny', '--version', '2.0.0', '--reason', 'broken', '--json'), 'deprecate');
     ok(await cli('publisher', 'deprecate', '--model', 'tiny', '--version', '2.0.0', '--undo', '--json'), 'deprecate --undo');
+    ok(await cli('publisher', 'authorize-rollback', '--model', 'tiny', '--version', '1.0.0', '--group', GROUP, '--kms-key', kmsKeyArn, '--out', path.join(dir, 'auth.json')), 'authorize-rollback --kms-key');
     // moto's GetPublicKey lacks KeySpec, so the export refuses after the call (test/cloud/aws-path.test.ts); the call is what counts here.
     await cli('publisher', 'kms-public-key', '--kms-key', kmsKeyArn, '--out', path.join(dir, 'kms.pem'));
     const commands = new Set(recorded.publisher.map((c) => c.command));
@@ -256,6 +257,7 @@ describe('each persona\'s commands against moto', () => {
     ok(await cli('rollout-operator', 'cancel', jobId, '--json'), 'cancel');
     // moto has no Jobs data plane, so no version ever succeeded: rollback looks at the history and refuses.
     expect((await cli('rollout-operator', 'rollback', '--group', GROUP)).stderr).toMatch(/no earlier version succeeded/);
+    expect((await cli('rollout-operator', 'rollback', '--group', GROUP, '--authorization', path.join(dir, 'auth.json'))).stderr).toMatch(/no earlier version succeeded/);
     ok(await cli('rollout-operator', 'devices', '--group', GROUP, '--json'), 'devices --group');
     ok(await cli('rollout-operator', 'devices', '--json'), 'devices');
     ok(await cli('rollout-operator', 'jobs', '--group', GROUP, '--json'), 'jobs --group');
