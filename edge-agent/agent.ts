@@ -556,8 +556,8 @@ export class Agent {
       ...doc,
       verify: (b, s) => {
         const m = verifyManifest(doc, b, s, this.publicKeyPem);
-        // Anti-rollback: an older security version needs the fleet key's signed authorization in the job.
-        checkSecurityVersion(m, doc, this.floors.floor(m.modelId), this.publicKeyPem);
+        // Anti-rollback: an older security version needs the fleet key's signed authorization, naming this device, in the job.
+        checkSecurityVersion(m, doc, this.floors.floor(m.modelId), this.publicKeyPem, { thingName: this.cfg.thingName, thingGroups: this.cfg.thingGroups });
       },
     };
   }

@@ -1,5 +1,5 @@
 // Anti-rollback: the highest security version installed per model id (kept in the state directory), and
-// the check that refuses an older one unless the job carries the fleet key's signed rollback authorization.
+// the check that refuses an older one unless the job carries the fleet key's signed rollback authorization for this device.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
@@ -8,7 +8,7 @@ import { ValidationError, describeError } from '../common/errors.ts';
 import { parseJsonWith } from '../common/validate.ts';
 import type { DeployModelDocument } from '../contracts/job-document.ts';
 import type { Manifest } from '../contracts/manifest.ts';
-import { ANTI_ROLLBACK_CODES, verifyRollbackAuthorization } from '../contracts/rollback-authorization.ts';
+import { ANTI_ROLLBACK_CODES, verifyRollbackAuthorization, type RollbackDevice } from '../contracts/rollback-authorization.ts';
 import type { Logger } from './log.ts';
 
 const FILE = 'security-versions.json';
@@ -50,9 +50,9 @@ export class SecurityFloors {
 
 /**
  * Throws (codes in ANTI_ROLLBACK_CODES) when `manifest` may not be installed: expired, or below `floor`
- * without a valid rollback authorization for exactly this version in the job document.
+ * without a valid rollback authorization for exactly this version and naming `device` in the job document.
  */
-export function checkSecurityVersion(manifest: Manifest, doc: DeployModelDocument, floor: number, publicKeyPem: string, now = new Date()): void {
+export function checkSecurityVersion(manifest: Manifest, doc: DeployModelDocument, floor: number, publicKeyPem: string, device: RollbackDevice, now = new Date()): void {
   if (manifest.expiresAt !== undefined && Date.parse(manifest.expiresAt) <= now.getTime()) {
     throw new ValidationError(`manifest of ${manifest.modelId}@${manifest.version} expired at ${manifest.expiresAt}`, { code: ANTI_ROLLBACK_CODES.expired });
   }
@@ -60,9 +60,9 @@ export function checkSecurityVersion(manifest: Manifest, doc: DeployModelDocumen
   if (v >= floor) return;
   if (!doc.rollbackAuthorization) {
     throw new ValidationError(
-      `${manifest.modelId}@${manifest.version} has security version ${v}, below ${floor} already installed on this device; only a signed rollback (fleetlm rollback --key/--kms-key) may install it`,
+      `${manifest.modelId}@${manifest.version} has security version ${v}, below ${floor} already installed on this device; only a signed rollback naming this device or its group (fleetlm rollback --group G --key/--kms-key) may install it`,
       { code: ANTI_ROLLBACK_CODES.refused },
     );
   }
-  verifyRollbackAuthorization(doc.rollbackAuthorization, publicKeyPem, manifest, now);
+  verifyRollbackAuthorization(doc.rollbackAuthorization, publicKeyPem, manifest, device, now);
 }

@@ -49,6 +49,11 @@ function migrateLegacyRetry(raw: unknown): unknown {
 export const AgentConfigSchema = z
   .object({
     thingName: z.string().refine(isThingName, 'must be 1-128 of [a-zA-Z0-9:_-]'),
+    /**
+     * Thing groups this device is in (written by `fleetlm device register --group`): a signed rollback scoped to a
+     * group is accepted only by devices that list it here (contracts/rollback-authorization.ts).
+     */
+    thingGroups: z.array(z.string().refine(isThingName, 'must be 1-128 of [a-zA-Z0-9:_-]')).max(20).default([]),
     mqtt: z
       .object({
         host: z.string().min(1),
@@ -216,6 +221,7 @@ type Kind = 'string' | 'number' | 'boolean' | 'list';
 /** Every leaf key settable from the environment or `--set`, with its type. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   thingName: 'string',
+  thingGroups: 'list',
   'mqtt.host': 'string',
   'mqtt.port': 'number',
   'mqtt.tls.certPath': 'string',

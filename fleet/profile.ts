@@ -179,6 +179,43 @@ export function requireBucket(profile: FleetProfile): string {
   return profile.s3.bucket;
 }
 
+/** One SDK command as a client built here sends it: the service's client name, the command's name and its input. */
+export interface SentCommand {
+  client: string;
+  command: string;
+  input: Readonly<Record<string, unknown>>;
+}
+const observers = new Set<(sent: SentCommand) => void>();
+
+/**
+ * Calls `observer` with every command the clients built here send from now on (an SDK middleware in the initialize
+ * step, so it sees each command once, before retries); returns the function that stops it. The IAM tests record
+ * what each CLI command calls through this (test/cloud/operator-iam.test.ts).
+ */
+export function observeCommands(observer: (sent: SentCommand) => void): () => void {
+  observers.add(observer);
+  return () => observers.delete(observer);
+}
+
+// Every SDK client has a middlewareStack whose `add` takes (middleware, options); the four clients differ only in
+// their input/output unions, which this middleware never looks at.
+interface AddableStack {
+  add(middleware: (next: (args: { input: object }) => Promise<unknown>, context: { clientName?: string; commandName?: string }) => (args: { input: object }) => Promise<unknown>, options: { step: 'initialize'; name: string }): void;
+}
+function observed<C extends { middlewareStack: unknown }>(client: C): C {
+  (client.middlewareStack as AddableStack).add(
+    (next, context) => async (args) => {
+      if (observers.size > 0) {
+        const sent = { client: context.clientName ?? 'unknown', command: context.commandName ?? 'unknown', input: { ...(args.input as Record<string, unknown>) } };
+        for (const o of observers) o(sent);
+      }
+      return next(args);
+    },
+    { step: 'initialize', name: 'fleetlmCommandObserver' },
+  );
+  return client;
+}
+
 function common(profile: FleetProfile) {
   return {
     region: profile.region,
@@ -190,26 +227,26 @@ function common(profile: FleetProfile) {
 
 /** IoT control-plane client (endpoint overridden for the local hub). */
 export function createIotClient(profile: FleetProfile): IoTClient {
-  return new IoTClient({ ...common(profile), ...(profile.iotEndpoint ? { endpoint: profile.iotEndpoint } : {}) });
+  return observed(new IoTClient({ ...common(profile), ...(profile.iotEndpoint ? { endpoint: profile.iotEndpoint } : {}) }));
 }
 
 /** S3 client (path-style against the local hub's S3 store, which takes the SDK's default checksummed uploads). */
 export function createS3Client(profile: FleetProfile): S3Client {
-  return new S3Client({
+  return observed(new S3Client({
     ...common(profile),
     ...(profile.s3.endpoint ? { endpoint: profile.s3.endpoint } : {}),
     forcePathStyle: profile.s3.forcePathStyle,
-  });
+  }));
 }
 
 /** KMS client (AWS mode only). */
 export function createKmsClient(profile: FleetProfile): KMSClient {
-  return new KMSClient(common(profile));
+  return observed(new KMSClient(common(profile)));
 }
 
 /** DynamoDB client (AWS mode telemetry). */
 export function createDynamoClient(profile: FleetProfile): DynamoDBClient {
-  return new DynamoDBClient(common(profile));
+  return observed(new DynamoDBClient(common(profile)));
 }
 
 /**

@@ -30,7 +30,7 @@ import { agentPackageFileName } from '../contracts/agent-package.ts';
 import type { PublishedAgentPackage } from './agent-publisher.ts';
 import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, modelPrefix } from '../contracts/manifest.ts';
 import type { ManifestSigner } from '../contracts/manifest-signing.ts';
-import { signRollbackAuthorization, type SignedRollbackAuthorization } from '../contracts/rollback-authorization.ts';
+import { readRollbackAuthorization, signRollbackAuthorization, type SignedRollbackAuthorization } from '../contracts/rollback-authorization.ts';
 import { presignedPlaceholder, type FleetProfile } from './profile.ts';
 import { assertNotDeprecated } from './model-registry.ts';
 import { readPublishedVersion } from './publisher.ts';
@@ -413,8 +413,9 @@ export async function rollbackGroup(
   s3: S3Client,
   profile: FleetProfile,
   group: string,
-  opts: { modelId?: string; settings?: Partial<RolloutSettings>; signer?: ManifestSigner } = {},
+  opts: { modelId?: string; settings?: Partial<RolloutSettings>; signer?: ManifestSigner; authorization?: SignedRollbackAuthorization } = {},
 ): Promise<RollbackResult> {
+  if (opts.signer && opts.authorization) throw new ValidationError('pass a signing key or a rollback authorization, not both');
   const history = await rolloutHistory(iot, group);
   const pick = pickRollbackTarget(history, opts.modelId);
   if (!pick) {
@@ -422,14 +423,27 @@ export async function rollbackGroup(
       `no earlier version succeeded on group ${group}: history is ${history.map((h) => `${h.modelId}@${h.version}:${h.status}`).join(', ') || 'empty'}`,
     );
   }
+  if (opts.authorization) {
+    // Refuse here, before anything is canceled, what every device of the group would refuse.
+    const auth = readRollbackAuthorization(opts.authorization);
+    if (auth.modelId !== pick.target.modelId || auth.version !== pick.target.version) {
+      throw new ValidationError(`the rollback authorization is for ${auth.modelId}@${auth.version}, but the rollback of ${group} goes to ${pick.target.modelId}@${pick.target.version}`);
+    }
+    if (!auth.scope.thingGroups.includes(group)) {
+      throw new ValidationError(`the rollback authorization names thing groups [${auth.scope.thingGroups.join(', ')}], not ${group}: its devices would refuse it; issue one with \`fleetlm authorize-rollback --group ${group}\``);
+    }
+    if (Date.parse(auth.expiresAt) <= Date.now()) throw new ValidationError(`the rollback authorization expired at ${auth.expiresAt}`);
+  }
   let canceled: string | undefined;
   if (pick.current.status === 'IN_PROGRESS' || pick.current.status === 'SCHEDULED') {
     await cancelRollout(iot, pick.current.jobId, { comment: `rolled back to ${pick.target.modelId}@${pick.target.version}` });
     canceled = pick.current.jobId;
   }
   // With the fleet key, the job also carries a signed rollback authorization, so devices install the older
-  // version even when its security version is below the one they run (contracts/rollback-authorization.ts).
-  const rollbackAuthorization = opts.signer ? await signRollbackAuthorization(pick.target, opts.signer) : undefined;
+  // version even when its security version is below the one they run (contracts/rollback-authorization.ts);
+  // a device accepts it only if its agent config lists the group (thingGroups, written by `device register --group`).
+  // Scoped to the group: devices outside it refuse the authorization, so it cannot be replayed to them.
+  const rollbackAuthorization = opts.signer ? await signRollbackAuthorization({ ...pick.target, scope: { thingGroups: [group] } }, opts.signer) : opts.authorization;
   const rollout = await createRollout(iot, s3, profile, { modelId: pick.target.modelId, version: pick.target.version, group, settings: opts.settings, rollbackAuthorization });
   return { from: pick.current, to: pick.target, canceled, rollout };
 }

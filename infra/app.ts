@@ -1,4 +1,4 @@
-// The CDK app: four stacks (artifacts, fleet, pipeline, observability) from one validated config,
+// The CDK app: five stacks (artifacts, fleet, pipeline, observability, operator roles) from one validated config,
 // checked by cdk-nag's AwsSolutions pack. `npx cdk synth` runs this through tsx.
 import { App, Tags, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from './nag.ts';
@@ -7,6 +7,7 @@ import { ArtifactsStack } from './stacks/artifacts-stack.ts';
 import { FleetStack } from './stacks/fleet-stack.ts';
 import { PipelineStack } from './stacks/pipeline-stack.ts';
 import { ObservabilityStack } from './stacks/observability-stack.ts';
+import { OperatorsStack } from './stacks/operators-stack.ts';
 
 export interface FleetApp {
   app: App;
@@ -15,6 +16,7 @@ export interface FleetApp {
   fleet: FleetStack;
   pipeline: PipelineStack;
   observability: ObservabilityStack;
+  operators: OperatorsStack;
 }
 
 /** Builds every stack into `app` (tests pass their own App with context). */
@@ -42,10 +44,18 @@ export function buildApp(app: App = new App(), env: NodeJS.ProcessEnv = process.
     telemetryRuleName: fleet.telemetryRule.ruleName!,
     description: 'FleetLM dashboard and alarms',
   });
+  const operators = new OperatorsStack(app, name('Operators'), {
+    env: stackEnv,
+    config,
+    telemetryTable: fleet.deviceStateTable,
+    description: 'FleetLM operator roles: publisher, rollout operator, viewer, device registrar',
+  });
+  operators.addStackDependency(artifacts, 'imports the bucket and signing key');
+  operators.addStackDependency(fleet, 'imports the presign role and the telemetry table');
   // cfn-lint's resource spec has no Tags on AWS::CloudWatch::Dashboard yet.
   Tags.of(app).add('project', 'fleetlm', { excludeResourceTypes: ['AWS::CloudWatch::Dashboard'] });
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
-  return { app, config, artifacts, fleet, pipeline, observability };
+  return { app, config, artifacts, fleet, pipeline, observability, operators };
 }
 
 const isEntry = process.argv[1] !== undefined && /infra[\\/]app\.ts$/.test(process.argv[1]);

@@ -1,9 +1,14 @@
-// Deployment settings for the CDK app: defaults in code, overridden by CDK context
-// (`cdk.json` or `-c fleetlm:key=value`), validated once with zod.
+// Deployment settings for the CDK app: defaults in code < environment (account, region and the principal lists
+// below) < CDK context (`cdk.json` or `-c fleetlm:key=value`), validated once with zod.
 import { z } from 'zod';
 import { parseWith } from '../common/validate.ts';
 
 const NAME = /^[a-z][a-z0-9-]{0,30}$/;
+
+/** An IAM principal ARN (role, user, or the account root), `*` allowed as in an ArnLike condition. */
+const PrincipalArnSchema = z
+  .string()
+  .regex(/^arn:aws[a-z-]*:iam::(\d{12}|\*):(root|role\/[\w+=,.@\/*-]+|user\/[\w+=,.@\/*-]+)$/, 'must be an IAM role, user or root ARN (arn:aws:iam::123456789012:role/Name; * allowed)');
 
 /** A class of device that gets its own IoT thing group and its own pipeline shard. */
 export const DeviceClassSchema = z
@@ -40,6 +45,18 @@ export const InfraConfigSchema = z
     noncurrentVersionDays: z.number().int().min(1).max(3650).default(30),
     /** Alarm when fleet p50 first-token latency stays above this, ms. */
     latencyAlarmMs: z.number().positive().default(2000),
+    /**
+     * Principals (ArnLike patterns) that administer the manifest-signing key: key policy, tags, enable/disable,
+     * deletion; never Sign. The CloudFormation execution role and the account's root user are always added
+     * (infra/constructs/signing-key-policy.ts says why). Env: FLEETLM_SIGNING_KEY_ADMINS (comma-separated).
+     */
+    signingKeyAdmins: z.array(PrincipalArnSchema).max(20).default([]),
+    /**
+     * Principals (exact ARNs) that may assume the operator roles (infra/constructs/operator-roles.ts); empty
+     * means any principal of this account that its own IAM policy lets call sts:AssumeRole on them.
+     * Env: FLEETLM_OPERATOR_PRINCIPALS (comma-separated).
+     */
+    operatorPrincipals: z.array(PrincipalArnSchema.refine((a) => !a.includes('*'), 'must not contain * (a trust policy names principals exactly)')).max(20).default([]),
     /** Email to subscribe to the alarm topic; none means no subscription. */
     alarmEmail: z.string().email().optional(),
     jobs: z
@@ -74,6 +91,8 @@ export type DeviceClass = z.output<typeof DeviceClassSchema>;
 
 /** Context keys read from `fleetlm:<key>`; JSON values (arrays, objects, numbers) are parsed. */
 const KEYS = Object.keys(InfraConfigSchema.shape) as Array<keyof InfraConfig>;
+/** Principal lists: `-c fleetlm:signingKeyAdmins=arn:...,arn:...` as well as a JSON array. */
+const LIST_KEYS = new Set<string>(['signingKeyAdmins', 'operatorPrincipals']);
 
 /** Reads `fleetlm:*` context through `get` (node.tryGetContext) and validates it. */
 export function loadInfraConfig(get: (key: string) => unknown, env: NodeJS.ProcessEnv = process.env): InfraConfig {
@@ -81,11 +100,20 @@ export function loadInfraConfig(get: (key: string) => unknown, env: NodeJS.Proce
   for (const key of KEYS) {
     const value = get(`fleetlm:${key}`);
     if (value === undefined) continue;
-    raw[key] = typeof value === 'string' && key !== 'prefix' && key !== 'region' && key !== 'account' && key !== 'alarmEmail' ? parseContextValue(value) : value;
+    if (typeof value === 'string' && LIST_KEYS.has(key) && !value.trim().startsWith('[')) raw[key] = listFromEnv(value) ?? [];
+    else raw[key] = typeof value === 'string' && key !== 'prefix' && key !== 'region' && key !== 'account' && key !== 'alarmEmail' ? parseContextValue(value) : value;
   }
   raw.account ??= env.CDK_DEFAULT_ACCOUNT;
   raw.region ??= env.CDK_DEFAULT_REGION;
+  raw.signingKeyAdmins ??= listFromEnv(env.FLEETLM_SIGNING_KEY_ADMINS);
+  raw.operatorPrincipals ??= listFromEnv(env.FLEETLM_OPERATOR_PRINCIPALS);
   return parseWith(InfraConfigSchema, raw, 'CDK context (fleetlm:*)');
+}
+
+// Comma-separated list in an environment variable; unset or blank means "not set here".
+function listFromEnv(value: string | undefined): string[] | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  return value.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
 }
 
 // `-c key=value` always arrives as a string; numbers and JSON need decoding.

@@ -326,6 +326,8 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
         modelDir: path.resolve(opts.modelDir ?? path.join(dir, 'models')),
         stateDir: path.resolve(opts.stateDir ?? path.join(dir, 'state')),
         fleetPublicKeyPath: files.fleetPublicKey,
+        // The agent accepts a signed rollback scoped to a group only if it knows it is in that group.
+        ...(opts.group ? { thingGroups: [opts.group] } : {}),
         ...(allowedHosts ? { download: { allowedHosts } } : {}),
         ...(opts.httpPort !== undefined ? { http: { host: '127.0.0.1', port: opts.httpPort, maxConcurrent: 4 } } : {}),
       } satisfies AgentConfigInput,

@@ -1,4 +1,4 @@
-// Operator commands: publish, rollout, status, cancel, rollback, devices, telemetry, keygen.
+// Operator commands: publish, rollout, status, cancel, rollback, authorize-rollback, telemetry, keygen, kms-public-key.
 // Each works against the local hub (`--local [dir]`) or AWS (profile file, SDK credential chain).
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -9,6 +9,14 @@ import type { IoTClient } from '@aws-sdk/client-iot';
 import { TransportError, ValidationError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/atomic-file.ts';
 import { generateSigningKeyPair, LocalKeySigner, type ManifestSigner } from '../../contracts/manifest-signing.ts';
+import {
+  MAX_ROLLBACK_AUTHORIZATION_MS,
+  SignedRollbackAuthorizationSchema,
+  readRollbackAuthorization,
+  signRollbackAuthorization,
+  type SignedRollbackAuthorization,
+} from '../../contracts/rollback-authorization.ts';
+import { parseJsonWith } from '../../common/validate.ts';
 import { KmsSigner, exportKmsPublicKeyPem } from '../../fleet/kms-signer.ts';
 import {
   createIotClient,
@@ -115,7 +123,8 @@ function fmtNum(n: number): string {
   return Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2);
 }
 
-function signerFor(opts: { key?: string; kmsKey?: string }, profile: FleetProfile): ManifestSigner {
+// `profile` may be absent only with --key (a local key needs no account).
+function signerFor(opts: { key?: string; kmsKey?: string }, profile: FleetProfile | undefined): ManifestSigner {
   if (opts.key && opts.kmsKey) throw new ValidationError('pass either --key or --kms-key, not both');
   if (opts.key) {
     let pem: string;
@@ -126,8 +135,8 @@ function signerFor(opts: { key?: string; kmsKey?: string }, profile: FleetProfil
     }
     return new LocalKeySigner(pem);
   }
-  const kmsKey = opts.kmsKey ?? profile.kmsKeyId;
-  if (kmsKey) return new KmsSigner(createKmsClient(profile), kmsKey);
+  const kmsKey = opts.kmsKey ?? profile?.kmsKeyId;
+  if (kmsKey && profile) return new KmsSigner(createKmsClient(profile), kmsKey);
   throw new ValidationError('publishing needs a signing key: --key key.pem (local) or --kms-key ARN (or kmsKeyId in the profile)');
 }
 
@@ -218,6 +227,17 @@ async function rolloutAgent(
   const final = o.watch ? await follow(iot, result.jobId, o) : undefined;
   if (o.json) out(o, { ...result, published, final }, () => '');
   if (final) assertJobSucceeded(final);
+}
+
+/** Reads a signed rollback authorization file written by `authorize-rollback`. */
+function readAuthorizationFile(file: string): SignedRollbackAuthorization {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ValidationError(`cannot read --authorization ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  return parseJsonWith(SignedRollbackAuthorizationSchema, text, `rollback authorization ${file}`);
 }
 
 /** Registers the operator commands on the program. */
@@ -347,13 +367,16 @@ export function register(program: Command): void {
         .requiredOption('--group <group>', 'thing group')
         .option('--model <id>', 'only consider deployments of this model')
         .option('--key <pem>', 'fleet signing key (local mode): also sign a rollback authorization, so devices accept a lower security version')
-        .option('--kms-key <arn>', 'KMS fleet signing key: as --key, in the cloud'),
+        .option('--kms-key <arn>', 'KMS fleet signing key: as --key, in the cloud')
+        .option('--authorization <file>', 'a signed rollback authorization for this group from `fleetlm authorize-rollback` (instead of --key/--kms-key)'),
     ),
-  ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { group: string; model?: string; key?: string; kmsKey?: string }) => {
+  ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { group: string; model?: string; key?: string; kmsKey?: string; authorization?: string }) => {
+    if (o.authorization && (o.key || o.kmsKey)) throw new ValidationError('pass --authorization or --key/--kms-key, not both');
     const profile = await profileFrom(o);
     const iot = createIotClient(profile);
     const signer = o.key || o.kmsKey ? signerFor(o, profile) : undefined;
-    const rb = await rollbackGroup(iot, createS3Client(profile), profile, o.group, { modelId: o.model, settings: rolloutSettings(o), signer });
+    const authorization = o.authorization ? readAuthorizationFile(o.authorization) : undefined;
+    const rb = await rollbackGroup(iot, createS3Client(profile), profile, o.group, { modelId: o.model, settings: rolloutSettings(o), signer, authorization });
     const result = rb.rollout;
     if (!o.json) {
       process.stdout.write(
@@ -363,6 +386,31 @@ export function register(program: Command): void {
     const final = o.watch ? await follow(iot, result.jobId, o) : undefined;
     if (o.json) out(o, { from: rb.from, to: rb.to, canceled: rb.canceled, jobId: result.jobId, final }, () => '');
     if (final) assertJobSucceeded(final);
+  });
+
+  // Separation of duties: whoever may sign (publisher) issues the scoped permission, whoever may create jobs
+  // (rollout operator) uses it with `rollback --authorization`; neither needs the other's rights.
+  withProfile(
+    program
+      .command('authorize-rollback')
+      .description('Sign a rollback authorization for one model version, scoped to thing groups and/or things (for rollback --authorization)')
+      .requiredOption('--model <id>', 'model id')
+      .requiredOption('--version <version>', 'the older version devices may install below their security floor')
+      .option('--group <group...>', 'thing groups whose devices may use it')
+      .option('--thing <name...>', 'things that may use it')
+      .option('--valid-hours <h>', 'validity in hours, 1..168 (default 24)')
+      .option('--key <pem>', 'fleet signing key (local mode)')
+      .option('--kms-key <arn>', 'KMS fleet signing key (cloud)')
+      .requiredOption('--out <file>', 'JSON file to write the signed authorization to'),
+  ).action(async (o: CommonOpts & { model: string; version: string; group?: string[]; thing?: string[]; validHours?: string; key?: string; kmsKey?: string; out: string }) => {
+    if (!o.group?.length && !o.thing?.length) throw new ValidationError('a rollback authorization names its devices: pass --group G and/or --thing T');
+    const validHours = o.validHours === undefined ? 24 : intFlag(o.validHours, '--valid-hours', 1, MAX_ROLLBACK_AUTHORIZATION_MS / 3600_000);
+    // A local key needs no account; a KMS key needs the profile's region and credentials.
+    const signer = signerFor(o, o.key ? undefined : await profileFrom(o, { bucket: false }));
+    const signed = await signRollbackAuthorization({ modelId: o.model, version: o.version, scope: { thingGroups: o.group ?? [], things: o.thing ?? [] } }, signer, { validForMs: validHours * 3600_000 });
+    await writeFileAtomic(o.out, `${JSON.stringify(signed, null, 2)}\n`);
+    const auth = readRollbackAuthorization(signed);
+    out(o, { file: o.out, ...auth }, () => `wrote ${o.out}: ${auth.modelId}@${auth.version} for groups [${auth.scope.thingGroups.join(', ')}] things [${auth.scope.things.join(', ')}], valid until ${auth.expiresAt}`);
   });
 
   withProfile(

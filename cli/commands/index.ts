@@ -36,6 +36,7 @@ export const COMMANDS: ReadonlyArray<CommandEntry> = [
       status: 'Per-device progress of a rollout job',
       cancel: 'Cancel a rollout job',
       rollback: 'Roll the group back to the last version that succeeded on it before the current one',
+      'authorize-rollback': 'Sign a rollback authorization for one model version, scoped to thing groups and/or things (for rollback --authorization)',
       telemetry: 'Latency, tokens/s, memory and energy per device and per model version',
       keygen: 'Create an ECDSA P-256 key pair for signing manifests in local mode',
       'kms-public-key': "Export the KMS manifest-signing key's public key as PEM for agents",

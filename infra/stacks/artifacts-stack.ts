@@ -11,6 +11,8 @@ import type { InfraConfig } from '../config.ts';
 import { exportNames } from '../exports.ts';
 import { fleetFunction } from '../lambda.ts';
 import { PUBLIC_KEY_OBJECT } from '../../functions/shared/constants.ts';
+import { signingKeyPolicy } from '../constructs/signing-key-policy.ts';
+import { operatorRoleName, publishFunctionRoleName, roleArn } from '../constructs/role-names.ts';
 
 export interface ArtifactsStackProps extends StackProps {
   config: InfraConfig;
@@ -57,21 +59,29 @@ export class ArtifactsStack extends Stack {
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
-    // Asymmetric keys cannot rotate automatically; rotation is a new key plus a new agent trust entry.
-    this.signingKey = new kms.Key(this, 'ManifestSigningKey', {
-      keySpec: kms.KeySpec.ECC_NIST_P256,
-      keyUsage: kms.KeyUsage.SIGN_VERIFY,
-      description: `${config.prefix}: signs model manifests (ECDSA_SHA_256); agents verify with the public key`,
-      alias: `alias/${config.prefix}-manifest-signing`,
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-
     // kms:GetPublicKey at deploy time, so the agents' public key is an output and an S3 object
     // rather than a manual step. https://docs.aws.amazon.com/kms/latest/APIReference/API_GetPublicKey.html
     const publicKeyFn = fleetFunction(this, 'PublicKeyFn', {
       entry: 'public-key.ts',
       description: 'Exports the manifest-signing public key as PEM',
       environment: { ARTIFACTS_BUCKET: this.bucket.bucketName },
+    });
+
+    // Asymmetric keys cannot rotate automatically; rotation is a new key plus a new agent trust entry.
+    // The key policy admits only the signers, the public-key readers and the administrators by name (see
+    // infra/constructs/signing-key-policy.ts for why the account root stays an administrator, never a signer).
+    const role = (name: string) => roleArn(this.partition, this.account, name);
+    this.signingKey = new kms.Key(this, 'ManifestSigningKey', {
+      keySpec: kms.KeySpec.ECC_NIST_P256,
+      keyUsage: kms.KeyUsage.SIGN_VERIFY,
+      description: `${config.prefix}: signs model manifests (ECDSA_SHA_256); agents verify with the public key`,
+      alias: `alias/${config.prefix}-manifest-signing`,
+      removalPolicy: RemovalPolicy.RETAIN,
+      policy: signingKeyPolicy(this, {
+        adminArns: config.signingKeyAdmins,
+        signerArns: [role(operatorRoleName(config, 'publisher')), role(publishFunctionRoleName(config))],
+        publicKeyReaderArns: [publicKeyFn.role!.roleArn],
+      }),
     });
     publicKeyFn.addToRolePolicy(new iam.PolicyStatement({ actions: ['kms:GetPublicKey'], resources: [this.signingKey.keyArn] }));
     publicKeyFn.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [this.bucket.arnForObjects(PUBLIC_KEY_OBJECT)] }));

@@ -15,6 +15,7 @@ import type { Construct } from 'constructs';
 import { thingGroupName, type InfraConfig } from '../config.ts';
 import { fleetFunction } from '../lambda.ts';
 import { exportNames, importValue } from '../exports.ts';
+import { publishFunctionRoleName } from '../constructs/role-names.ts';
 
 export interface PipelineStackProps extends StackProps {
   config: InfraConfig;
@@ -99,6 +100,8 @@ export class PipelineStack extends Stack {
     // be answered. HeadObject carries no s3:prefix, so this grant cannot have a prefix condition.
     publish.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }));
     publish.addToRolePolicy(new iam.PolicyStatement({ actions: ['kms:Sign', 'kms:GetPublicKey'], resources: [signingKeyArn] }));
+    // The signing key's policy admits this role by name (infra/constructs/signing-key-policy.ts), so the name is fixed.
+    (publish.role!.node.defaultChild as iam.CfnRole).roleName = publishFunctionRoleName(config);
     allow(rollout, ['s3:GetObject'], ['models/*']);
     rollout.addToRolePolicy(
       new iam.PolicyStatement({

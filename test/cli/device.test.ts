@@ -63,6 +63,8 @@ describe('device register against the local hub', () => {
     expect(config).toMatchObject({ thingName: 'pi-007', mqtt: { host: hub.endpoints.mqtt.host, port: hub.endpoints.mqtt.port } });
     expect(config.mqtt.tls).toBeUndefined();
     expect(config.download.allowedHosts).toEqual([new URL(hub.endpoints.s3.endpoint).host]);
+    // The agent accepts a signed rollback scoped to its group only if it knows the group.
+    expect(config.thingGroups).toEqual(['fleetlm-rpi5']);
     // Its own secret, 0600, accepted by the hub's broker as pi-007 and by no other name.
     const secretFile = config.mqtt.passwordFile!;
     expect(statSync(secretFile).mode & 0o777).toBe(0o600);

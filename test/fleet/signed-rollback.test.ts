@@ -1,6 +1,6 @@
 // Anti-rollback through the operator's commands and a real agent: `publish --security-version`, a plain
-// redeploy of the older release refused by the device, and `rollback --key` carrying the fleet key's
-// signed authorization, which the device accepts.
+// redeploy of the older release refused by the device, `authorize-rollback` + `rollback --authorization` (signer and
+// job creator apart) and `rollback --key`, each carrying the fleet key's authorization scoped to the group.
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -55,7 +55,8 @@ beforeAll(async () => {
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).manifest.securityVersion).toBe(Number(sv));
   }
-  const agent = await startAgent({ thingName: 'dev-1', dir: path.join(dir, 'dev-1'), mqtt: profile.mqtt!, mqttPassword: await hub.issueDeviceSecret('dev-1'), fleetPublicKeyPath: pub });
+  // thingGroups as `fleetlm device register --group g` writes it: the signed rollback is scoped to the group.
+  const agent = await startAgent({ thingName: 'dev-1', dir: path.join(dir, 'dev-1'), mqtt: profile.mqtt!, mqttPassword: await hub.issueDeviceSecret('dev-1'), fleetPublicKeyPath: pub, extra: { thingGroups: ['g'] } });
   await waitForAgentApi(agent, 60_000);
 }, 120_000);
 
@@ -66,7 +67,7 @@ afterAll(async () => {
 });
 
 describe('rollback below the security version', () => {
-  it('is refused as a plain redeploy and accepted from `fleetlm rollback --key`', async () => {
+  it('is refused as a plain redeploy and accepted from `rollback --authorization` and `rollback --key`', async () => {
     expect((await rollout('1', { group: 'g' })).status).toBe('SUCCEEDED');
     expect((await rollout('2', { group: 'g' })).status).toBe('SUCCEEDED');
 
@@ -74,12 +75,29 @@ describe('rollback below the security version', () => {
     const plain = await rollout('1', { things: ['dev-1'] });
     expect(plain).toMatchObject({ status: 'FAILED', details: { code: 'VALIDATION_ROLLBACK_REFUSED' } });
 
+    // Split duties: whoever may sign issues a scoped authorization, whoever may create jobs uses it. One for another
+    // group is refused by the CLI before anything is canceled or created.
+    const other = path.join(dir, 'auth-other.json');
+    expect((await runCliCaptured(['authorize-rollback', '--model', 'tiny', '--version', '1', '--group', 'other', '--key', keyFile(), '--out', other])).code).toBe(0);
+    const refused = await runCliCaptured(['rollback', '--local', hubDir(), '--group', 'g', '--authorization', other]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/names thing groups \[other\], not g/);
+    const authFile = path.join(dir, 'auth-g.json');
+    const issued = await runCliCaptured(['authorize-rollback', '--model', 'tiny', '--version', '1', '--group', 'g', '--key', keyFile(), '--out', authFile, '--json']);
+    expect(issued.code, issued.stderr).toBe(0);
+    expect(JSON.parse(issued.stdout)).toMatchObject({ format: 'fleetlm/rollback-authorization@2', scope: { thingGroups: ['g'], things: [] } });
+    const viaFile = await runCliCaptured(['rollback', '--local', hubDir(), '--group', 'g', '--authorization', authFile, '--json']);
+    expect(viaFile.code, viaFile.stderr).toBe(0);
+    expect((await finish((JSON.parse(viaFile.stdout) as { jobId: string }).jobId)).status).toBe('SUCCEEDED');
+
+    // Forward to 2 again, then back in one step with the key: `rollback --key` signs one scoped to the group.
+    expect((await rollout('2', { group: 'g' })).status).toBe('SUCCEEDED');
     const r = await runCliCaptured(['rollback', '--local', hubDir(), '--group', 'g', '--key', keyFile(), '--json']);
     expect(r.code, r.stderr).toBe(0);
     const { jobId, to } = JSON.parse(r.stdout) as { jobId: string; to: { version: string } };
     expect(to.version).toBe('1');
     const doc = JSON.parse((await createIotClient(profile).send(new GetJobDocumentCommand({ jobId }))).document!) as { rollbackAuthorization?: { authorization: string } };
-    expect(JSON.parse(doc.rollbackAuthorization!.authorization)).toMatchObject({ format: 'fleetlm/rollback-authorization@1', modelId: 'tiny', version: '1' });
+    expect(JSON.parse(doc.rollbackAuthorization!.authorization)).toMatchObject({ format: 'fleetlm/rollback-authorization@2', modelId: 'tiny', version: '1', scope: { things: [], thingGroups: ['g'] } });
     expect((await finish(jobId)).status).toBe('SUCCEEDED');
   }, 180_000);
 });

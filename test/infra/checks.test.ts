@@ -65,7 +65,7 @@ describe('cfn-lint', () => {
     }
     expect(version).toMatch(/cfn-lint \d+/);
     const templates = readdirSync(s.outdir).filter((f) => f.endsWith('.template.json')).map((f) => path.join(s.outdir, f));
-    expect(templates).toHaveLength(4);
+    expect(templates).toHaveLength(5);
     // W3005 flags the DependsOn CDK itself adds beside a GetAtt on Lambda roles; nothing we can change.
     let out = '';
     try {

@@ -12,7 +12,7 @@ const CDK_JSON = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.u
 export interface Synthesized {
   fleetApp: FleetApp;
   outdir: string;
-  templates: { artifacts: Template; fleet: Template; pipeline: Template; observability: Template };
+  templates: { artifacts: Template; fleet: Template; pipeline: Template; observability: Template; operators: Template };
 }
 
 /** Synthesizes the app with cdk.json's context plus `context`; `bundle: false` skips esbuild. */
@@ -32,6 +32,7 @@ export function synthApp(context: Record<string, unknown> = {}, options: { bundl
       fleet: Template.fromStack(fleetApp.fleet),
       pipeline: Template.fromStack(fleetApp.pipeline),
       observability: Template.fromStack(fleetApp.observability),
+      operators: Template.fromStack(fleetApp.operators),
     },
   };
 }
