@@ -1,16 +1,21 @@
-// Step "plan": expands a pipeline request into shards (budget x seed) for the Distributed Map.
+// Step "plan": expands a pipeline request into shards (budget x seed) and writes them to S3, where the
+// Distributed Map's ItemReader reads them; the state carries only their key, so it stays small at any count.
 import { ValidationError } from '../common/errors.ts';
 import { parseJsonWith } from '../common/validate.ts';
 import { z } from 'zod';
-import { BudgetSchema, PipelineRequestSchema, type PlanOutput, type Shard } from './shared/events.ts';
+import { BudgetSchema, PipelineRequestSchema, type PipelineRequest, type PlannedShards, type PlanOutput, type Shard } from './shared/events.ts';
 import { defineHandler } from './shared/handler.ts';
-import { MAX_PIPELINE_SHARDS, STATE_PAYLOAD_LIMIT_BYTES, worstCaseStateBytes } from './shared/payload.ts';
-import type { HandlerEnv } from './shared/env.ts';
+import { pipelineSizeProblem } from './shared/payload.ts';
+import { s3Client, type HandlerEnv } from './shared/env.ts';
+import { putJson } from './shared/s3.ts';
 
 /** Shards for a request: every budget times `seedsPerBudget` seeds. */
-export function planShards(request: z.output<typeof PipelineRequestSchema>, env: Pick<HandlerEnv, 'DEFAULT_BUDGETS'>): PlanOutput {
+export function planShards(request: PipelineRequest, env: Pick<HandlerEnv, 'DEFAULT_BUDGETS'>): PlannedShards {
   const budgets = request.budgets ?? (env.DEFAULT_BUDGETS ? parseJsonWith(z.array(BudgetSchema).min(1), env.DEFAULT_BUDGETS, 'DEFAULT_BUDGETS') : undefined);
   if (!budgets) throw new ValidationError('the request has no budgets and the function has no DEFAULT_BUDGETS: pass budgets[] in the request');
+  // The request schema checks budgets it carries; the deployment's default budgets are checked here.
+  const problem = pipelineSizeProblem(request, budgets);
+  if (problem) throw new ValidationError(problem);
   const shards: Shard[] = [];
   budgets.forEach((budget, b) => {
     for (let s = 0; s < request.seedsPerBudget; s++) {
@@ -30,17 +35,17 @@ export function planShards(request: z.output<typeof PipelineRequestSchema>, env:
       });
     }
   });
-  if (shards.length > MAX_PIPELINE_SHARDS) {
-    throw new ValidationError(`the request expands to ${shards.length} shards (${budgets.length} budgets x ${request.seedsPerBudget} seeds); a run carries at most ${MAX_PIPELINE_SHARDS}`);
-  }
-  const plan = { request, shards };
-  const bytes = worstCaseStateBytes(plan);
-  if (bytes > STATE_PAYLOAD_LIMIT_BYTES) {
-    throw new ValidationError(
-      `the request's ${shards.length} shards make a state of ${bytes} bytes (the Distributed Map's input or result); Step Functions carries at most ${STATE_PAYLOAD_LIMIT_BYTES} (fewer budgets or seeds, or shorter search.widths)`,
-    );
-  }
-  return plan;
+  return { request, shards };
 }
 
-export const handler = defineHandler('plan', PipelineRequestSchema, async (request, env) => planShards(request, env));
+/** Where a run's shards and Map results live (under runs/{runId}/, expired by the bucket's lifecycle rule). */
+export function planKeys(runId: string): { shardsKey: string; resultsPrefix: string } {
+  return { shardsKey: `runs/${runId}/plan/shards.json`, resultsPrefix: `runs/${runId}/shard-results` };
+}
+
+export const handler = defineHandler('plan', PipelineRequestSchema, async (request, env): Promise<PlanOutput> => {
+  const { shards } = planShards(request, env);
+  const keys = planKeys(request.runId);
+  await putJson(s3Client(env), env.ARTIFACTS_BUCKET, keys.shardsKey, shards);
+  return { request, shardCount: shards.length, ...keys };
+});

@@ -41,6 +41,8 @@ export const InfraConfigSchema = z
     modelFunctionMemoryMb: z.number().int().min(512).max(10240).default(3008),
     /** Distributed Map concurrency over shards. */
     maxShardConcurrency: z.number().int().min(1).max(1000).default(10),
+    /** Percentage of shards that may fail without failing the Map (merge still needs a model for every device class). */
+    shardFailureTolerancePercent: z.number().min(0).max(100).default(0),
     /** Days a noncurrent object version is kept before expiry. */
     noncurrentVersionDays: z.number().int().min(1).max(3650).default(30),
     /** Alarm when fleet p50 first-token latency stays above this, ms. */

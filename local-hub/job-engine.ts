@@ -1,7 +1,12 @@
-// Registry and Jobs state machine behind the control plane and the device API: things, groups, jobs,
-// executions, rollout rates, abort, timeouts, retries, CONTINUOUS targets.
+// The local hub's IoT Jobs state machine behind the control plane and the device API: jobs, executions,
+// CONTINUOUS targets, cancel and delete. The rollout policy (rate, abort, retry, timers) is pure and lives in
+// rollout-policy.ts; things and groups in thing-registry.ts; notify / notify-next in job-notifications.ts.
 // Semantics follow https://docs.aws.amazon.com/iot/latest/developerguide/jobs-api.html
-import { randomUUID } from 'node:crypto';
+import { HubApiError } from './hub-api-error.ts';
+import { IotArns } from './iot-arns.ts';
+import { executionWithoutDocument } from './execution-wire.ts';
+import { jobDocumentProblem } from './job-document-limits.ts';
+import { JobNotifier } from './job-notifications.ts';
 import {
   TERMINAL_STATUSES,
   executionKey,
@@ -15,27 +20,21 @@ import {
   type RolloutConfig,
   type ThingRecord,
 } from './job-store.ts';
-
-/** Error kinds shared by both APIs; each API maps them to its own wire names. */
-export type HubErrorKind =
-  | 'ResourceNotFound'
-  | 'ResourceAlreadyExists'
-  | 'InvalidRequest'
-  | 'InvalidStateTransition'
-  | 'VersionMismatch'
-  | 'LimitExceeded'
-  | 'Conflict';
-
-/** An expected API failure (a rejection), not a bug. */
-export class HubApiError extends Error {
-  readonly kind: HubErrorKind;
-  readonly execution?: ExecutionRecord;
-  constructor(kind: HubErrorKind, message: string, execution?: ExecutionRecord) {
-    super(message);
-    this.kind = kind;
-    this.execution = execution;
-  }
-}
+import {
+  abortDecision,
+  afterNotified,
+  afterSucceeded,
+  hasTimedOut,
+  inProgressDeadline,
+  initialRolloutCounters,
+  nextStepDeadline,
+  rolloutAllowance,
+  secondsBeforeTimedOut,
+  shouldRetry,
+  type JobsClock,
+  type RolloutCounters,
+} from './rollout-policy.ts';
+import { ThingRegistry } from './thing-registry.ts';
 
 export interface EngineOptions {
   region: string;
@@ -72,37 +71,55 @@ export interface DeviceUpdateInput {
   stepTimeoutInMinutes?: number;
 }
 
-const PENDING: ReadonlySet<ExecutionStatus> = new Set(['QUEUED', 'IN_PROGRESS']);
-const MAX_RATE_PER_MINUTE = 1000;
-
 function byQueueOrder(a: ExecutionRecord, b: ExecutionRecord): number {
   return a.seq - b.seq;
 }
 
-/** The registry plus the jobs state machine; mutations mark things whose notifications are due. */
+function countersOf(job: JobRecord): RolloutCounters {
+  return {
+    windowStart: job.rolloutWindowStart,
+    sentInWindow: job.rolloutSentInWindow,
+    rate: job.rolloutRate,
+    windowRate: job.rolloutWindowRate,
+    notifiedSinceIncrease: job.rolloutNotifiedSinceIncrease,
+    succeededSinceIncrease: job.rolloutSucceededSinceIncrease,
+  };
+}
+
+function setCounters(job: JobRecord, c: RolloutCounters): void {
+  job.rolloutWindowStart = c.windowStart;
+  job.rolloutSentInWindow = c.sentInWindow;
+  job.rolloutRate = c.rate;
+  job.rolloutWindowRate = c.windowRate;
+  job.rolloutNotifiedSinceIncrease = c.notifiedSinceIncrease;
+  job.rolloutSucceededSinceIncrease = c.succeededSinceIncrease;
+}
+
+/** The jobs state machine over the registry; mutations mark the things whose notifications are due. */
 export class JobEngine {
   private readonly store: JobStore;
   private readonly opts: EngineOptions;
   private readonly now: () => number;
+  private readonly clock: JobsClock;
+  private readonly arns: IotArns;
+  private readonly registry: ThingRegistry;
+  private readonly notifier: JobNotifier;
   /** Non-terminal executions by key, for timers and pending lists. */
   private readonly active = new Map<string, ExecutionRecord>();
-  private readonly dirtyThings = new Set<string>();
-  /** What was last announced per thing, so notify / notify-next fire only on change. */
-  private readonly lastPendingKey = new Map<string, string>();
-  private readonly lastNextKey = new Map<string, string>();
 
   constructor(store: JobStore, opts: EngineOptions) {
     this.store = store;
     this.opts = opts;
     this.now = opts.now ?? Date.now;
+    this.clock = { now: this.now, minuteMs: opts.minuteMs };
+    this.arns = new IotArns(opts.region, opts.accountId);
+    this.registry = new ThingRegistry(store.state, this.arns, this.now);
+    this.notifier = new JobNotifier(this, { publish: opts.publish, now: this.now });
     for (const list of Object.values(store.state.executions)) {
       const latest = list[list.length - 1];
       if (latest && !TERMINAL_STATUSES.has(latest.status)) this.active.set(executionKey(latest.jobId, latest.thingName), latest);
     }
-    for (const thing of this.thingsWithExecutions()) {
-      this.lastPendingKey.set(thing, this.pendingKey(thing));
-      this.lastNextKey.set(thing, this.nextKey(thing));
-    }
+    this.notifier.prime(new Set([...this.active.values()].map((e) => e.thingName)));
   }
 
   get minuteMs(): number {
@@ -113,107 +130,58 @@ export class JobEngine {
     return this.store.state;
   }
 
-  // ---- ARNs ----------------------------------------------------------------------------------
-
-  private arn(resource: string): string {
-    return `arn:aws:iot:${this.opts.region}:${this.opts.accountId}:${resource}`;
-  }
+  // ---- ARNs, things and groups ---------------------------------------------------------------
 
   thingArn(name: string): string {
-    return this.arn(`thing/${name}`);
+    return this.arns.thing(name);
   }
 
   groupArn(name: string): string {
-    return this.arn(`thinggroup/${name}`);
+    return this.arns.group(name);
   }
 
   jobArn(id: string): string {
-    return this.arn(`job/${id}`);
+    return this.arns.job(id);
   }
 
   /** Parses a thing or thing-group ARN of this hub's account and region. */
   parseTargetArn(arn: string): { kind: 'thing' | 'thinggroup'; name: string } | null {
-    const m = /^arn:aws:iot:([a-z0-9-]+):(\d{12}):(thing|thinggroup)\/([a-zA-Z0-9:_-]{1,128})$/.exec(arn);
-    if (!m || m[1] !== this.opts.region || m[2] !== this.opts.accountId) return null;
-    return { kind: m[3] as 'thing' | 'thinggroup', name: m[4]! };
+    return this.arns.parseTarget(arn);
   }
 
-  // ---- things and groups ---------------------------------------------------------------------
-
   hasThing(name: string): boolean {
-    return Object.hasOwn(this.state.things, name);
+    return this.registry.hasThing(name);
   }
 
   /** CreateThing: idempotent when the attributes are the same. */
   createThing(name: string, attributes: Record<string, string> = {}): ThingRecord {
-    const existing = this.state.things[name];
-    if (existing) {
-      if (JSON.stringify(existing.attributes) !== JSON.stringify(attributes)) {
-        throw new HubApiError('ResourceAlreadyExists', `Thing ${name} already exists with different attributes`);
-      }
-      return existing;
-    }
-    const thing: ThingRecord = {
-      thingName: name,
-      thingId: randomUUID(),
-      thingArn: this.thingArn(name),
-      attributes,
-      version: 1,
-      createdAt: this.now(),
-    };
-    this.state.things[name] = thing;
-    return thing;
+    return this.registry.createThing(name, attributes);
   }
 
   getThing(name: string): ThingRecord {
-    const thing = this.state.things[name];
-    if (!thing) throw new HubApiError('ResourceNotFound', `Thing ${name} cannot be found.`);
-    return thing;
+    return this.registry.getThing(name);
   }
 
   listThings(): ThingRecord[] {
-    return Object.values(this.state.things).sort((a, b) => a.thingName.localeCompare(b.thingName));
+    return this.registry.listThings();
   }
 
   createThingGroup(name: string, description: string | undefined, attributes: Record<string, string> = {}): GroupRecord {
-    const existing = this.state.groups[name];
-    if (existing) {
-      if (existing.description !== description || JSON.stringify(existing.attributes) !== JSON.stringify(attributes)) {
-        throw new HubApiError('ResourceAlreadyExists', `Thing group ${name} already exists with different properties`);
-      }
-      return existing;
-    }
-    const group: GroupRecord = {
-      thingGroupName: name,
-      thingGroupId: randomUUID(),
-      thingGroupArn: this.groupArn(name),
-      description,
-      attributes,
-      version: 1,
-      createdAt: this.now(),
-      things: [],
-    };
-    this.state.groups[name] = group;
-    return group;
+    return this.registry.createThingGroup(name, description, attributes);
   }
 
   getGroup(name: string): GroupRecord {
-    const group = this.state.groups[name];
-    if (!group) throw new HubApiError('ResourceNotFound', `Thing group ${name} cannot be found.`);
-    return group;
+    return this.registry.getGroup(name);
   }
 
   listGroups(): GroupRecord[] {
-    return Object.values(this.state.groups).sort((a, b) => a.thingGroupName.localeCompare(b.thingGroupName));
+    return this.registry.listGroups();
   }
 
   /** AddThingToThingGroup; CONTINUOUS jobs targeting the group pick the thing up. */
   addThingToGroup(groupName: string, thingName: string): void {
-    const group = this.getGroup(groupName);
-    this.getThing(thingName);
-    if (group.things.includes(thingName)) return;
-    group.things.push(thingName);
-    group.version += 1;
+    const group = this.registry.addThingToGroup(groupName, thingName);
+    if (!group) return;
     for (const job of Object.values(this.state.jobs)) {
       if (job.status !== 'IN_PROGRESS' || job.targetSelection !== 'CONTINUOUS') continue;
       if (!job.targets.includes(group.thingGroupArn)) continue;
@@ -226,55 +194,40 @@ export class JobEngine {
 
   /** RemoveThingFromThingGroup; queued executions of CONTINUOUS jobs become REMOVED. */
   removeThingFromGroup(groupName: string, thingName: string): void {
-    const group = this.getGroup(groupName);
-    this.getThing(thingName);
-    const at = group.things.indexOf(thingName);
-    if (at < 0) return;
-    group.things.splice(at, 1);
-    group.version += 1;
+    const group = this.registry.removeThingFromGroup(groupName, thingName);
+    if (!group) return;
     for (const job of Object.values(this.state.jobs)) {
       if (job.targetSelection !== 'CONTINUOUS' || !job.targets.includes(group.thingGroupArn)) continue;
-      if (this.resolveTargets(job.targets).has(thingName)) continue; // still targeted another way
+      if (this.registry.resolveTargets(job.targets).has(thingName)) continue; // still targeted another way
       job.pendingThings = job.pendingThings.filter((t) => t !== thingName);
       const exec = this.active.get(executionKey(job.jobId, thingName));
       if (exec && exec.status === 'QUEUED') this.finish(job, exec, 'REMOVED');
     }
   }
 
-  private resolveTargets(targets: readonly string[]): Set<string> {
-    const things = new Set<string>();
-    for (const target of targets) {
-      const parsed = this.parseTargetArn(target);
-      if (!parsed) continue;
-      if (parsed.kind === 'thing') {
-        if (this.hasThing(parsed.name)) things.add(parsed.name);
-      } else {
-        for (const t of this.state.groups[parsed.name]?.things ?? []) things.add(t);
-      }
-    }
-    return things;
-  }
-
   // ---- jobs (control plane) ------------------------------------------------------------------
 
-  /** CreateJob: resolves targets now (SNAPSHOT) and starts the rollout. */
+  /** CreateJob: checks targets and document, resolves targets now (SNAPSHOT) and starts the rollout. */
   createJob(input: CreateJobInput): JobRecord {
     if (this.state.jobs[input.jobId]) {
       throw new HubApiError('ResourceAlreadyExists', `Job ${input.jobId} already exists.`);
     }
+    // Nothing is stored that a device could not later be served (the control plane checks this too).
+    const documentProblem = jobDocumentProblem(input.document);
+    if (documentProblem) throw new HubApiError('InvalidRequest', documentProblem);
     const targetSelection = input.targetSelection ?? 'SNAPSHOT';
     for (const target of input.targets) {
-      const parsed = this.parseTargetArn(target);
+      const parsed = this.arns.parseTarget(target);
       if (!parsed) {
         throw new HubApiError(
           'InvalidRequest',
           `Target ${target} is not a thing or thing group ARN of account ${this.opts.accountId} in ${this.opts.region}.`,
         );
       }
-      if (parsed.kind === 'thing' && !this.hasThing(parsed.name)) {
+      if (parsed.kind === 'thing' && !this.registry.hasThing(parsed.name)) {
         throw new HubApiError('ResourceNotFound', `Thing ${parsed.name} cannot be found.`);
       }
-      if (parsed.kind === 'thinggroup' && !this.state.groups[parsed.name]) {
+      if (parsed.kind === 'thinggroup' && !this.registry.hasGroup(parsed.name)) {
         throw new HubApiError('ResourceNotFound', `Thing group ${parsed.name} cannot be found.`);
       }
       if (parsed.kind === 'thing' && targetSelection === 'CONTINUOUS') {
@@ -282,10 +235,10 @@ export class JobEngine {
       }
     }
     const now = this.now();
-    const rate = input.rollout?.exponentialRate?.baseRatePerMinute ?? input.rollout?.maximumPerMinute;
+    const counters = initialRolloutCounters(input.rollout, now);
     const job: JobRecord = {
       jobId: input.jobId,
-      jobArn: this.jobArn(input.jobId),
+      jobArn: this.arns.job(input.jobId),
       description: input.description,
       document: input.document,
       targets: input.targets,
@@ -300,12 +253,12 @@ export class JobEngine {
       retryCriteria: input.retryCriteria,
       createdAt: now,
       lastUpdatedAt: now,
-      pendingThings: [...this.resolveTargets(input.targets)],
-      rolloutWindowStart: now,
-      rolloutSentInWindow: 0,
-      rolloutRate: rate,
-      rolloutNotifiedSinceIncrease: 0,
-      rolloutSucceededSinceIncrease: 0,
+      pendingThings: [...this.registry.resolveTargets(input.targets)],
+      rolloutWindowStart: counters.windowStart,
+      rolloutSentInWindow: counters.sentInWindow,
+      rolloutRate: counters.rate,
+      rolloutNotifiedSinceIncrease: counters.notifiedSinceIncrease,
+      rolloutSucceededSinceIncrease: counters.succeededSinceIncrease,
     };
     this.state.jobs[job.jobId] = job;
     this.rollout(job);
@@ -341,7 +294,7 @@ export class JobEngine {
 
   /** Latest execution of each job for `thingName`. */
   executionsForThing(thingName: string): ExecutionRecord[] {
-    this.getThing(thingName);
+    this.registry.getThing(thingName);
     const out: ExecutionRecord[] = [];
     for (const list of Object.values(this.state.executions)) {
       const latest = list[list.length - 1];
@@ -366,9 +319,7 @@ export class JobEngine {
 
   /** Seconds until the earliest timer fires, or undefined without timers. */
   secondsBeforeTimedOut(exec: ExecutionRecord): number | undefined {
-    const deadline = Math.min(exec.stepDeadline ?? Infinity, exec.inProgressDeadline ?? Infinity);
-    if (!Number.isFinite(deadline)) return undefined;
-    return Math.max(0, Math.ceil((deadline - this.now()) / 1000));
+    return secondsBeforeTimedOut(exec, this.clock);
   }
 
   /** Counts of latest executions per status (DescribeJob jobProcessDetails). */
@@ -459,7 +410,7 @@ export class JobEngine {
       exec.versionNumber += 1;
       exec.lastUpdatedAt = this.now();
       this.setStepTimer(exec, stepTimeoutInMinutes);
-      this.dirtyThings.add(thingName);
+      this.notifier.touch(thingName);
     }
     return exec;
   }
@@ -490,7 +441,7 @@ export class JobEngine {
     if (input.status === 'IN_PROGRESS') {
       if (exec.status === 'QUEUED') this.moveToInProgress(job, exec);
       this.setStepTimer(exec, input.stepTimeoutInMinutes);
-      this.dirtyThings.add(thingName);
+      this.notifier.touch(thingName);
     } else {
       if (exec.status === 'QUEUED') exec.startedAt ??= now;
       this.finish(job, exec, input.status, false);
@@ -499,19 +450,16 @@ export class JobEngine {
   }
 
   private moveToInProgress(job: JobRecord, exec: ExecutionRecord): void {
-    const now = this.now();
     exec.status = 'IN_PROGRESS';
-    exec.startedAt = now;
-    if (job.inProgressTimeoutInMinutes !== undefined) {
-      exec.inProgressDeadline = now + job.inProgressTimeoutInMinutes * this.opts.minuteMs;
-    }
+    exec.startedAt = this.now();
+    const deadline = inProgressDeadline(job.inProgressTimeoutInMinutes, this.clock);
+    if (deadline !== undefined) exec.inProgressDeadline = deadline;
   }
 
-  /** -1 cancels the step timer; a value sets a new one; undefined leaves it as it is. */
   private setStepTimer(exec: ExecutionRecord, minutes: number | undefined): void {
-    if (minutes === undefined) return;
-    if (minutes === -1) delete exec.stepDeadline;
-    else exec.stepDeadline = this.now() + minutes * this.opts.minuteMs;
+    const deadline = nextStepDeadline(exec.stepDeadline, minutes, this.clock);
+    if (deadline === undefined) delete exec.stepDeadline;
+    else exec.stepDeadline = deadline;
   }
 
   /** Moves an execution to a terminal state and runs the consequences (retry, abort, completion). */
@@ -522,24 +470,14 @@ export class JobEngine {
     delete exec.stepDeadline;
     delete exec.inProgressDeadline;
     this.active.delete(executionKey(exec.jobId, exec.thingName));
-    this.dirtyThings.add(exec.thingName);
-    if (status === 'SUCCEEDED' && job.rollout?.exponentialRate) {
-      job.rolloutSucceededSinceIncrease += 1;
-      this.maybeIncreaseRate(job);
+    this.notifier.touch(exec.thingName);
+    if (status === 'SUCCEEDED') setCounters(job, afterSucceeded(job.rollout, countersOf(job)));
+    if (job.status === 'IN_PROGRESS' && shouldRetry(job.retryCriteria, status, exec.retryAttempt)) {
+      this.createExecution(job, exec.thingName, exec.executionNumber + 1, exec.retryAttempt + 1);
+      return;
     }
-    if ((status === 'FAILED' || status === 'TIMED_OUT') && this.maybeRetry(job, exec)) return;
     this.checkAbort(job);
     this.checkCompletion(job);
-  }
-
-  /** Queues a new execution when jobExecutionsRetryConfig allows another attempt. */
-  private maybeRetry(job: JobRecord, exec: ExecutionRecord): boolean {
-    if (job.status !== 'IN_PROGRESS' || !job.retryCriteria) return false;
-    const criterion =
-      job.retryCriteria.find((c) => c.failureType === exec.status) ?? job.retryCriteria.find((c) => c.failureType === 'ALL');
-    if (!criterion || exec.retryAttempt >= criterion.numberOfRetries) return false;
-    this.createExecution(job, exec.thingName, exec.executionNumber + 1, exec.retryAttempt + 1);
-    return true;
   }
 
   private createExecution(job: JobRecord, thingName: string, executionNumber: number, retryAttempt: number): ExecutionRecord {
@@ -559,51 +497,21 @@ export class JobEngine {
     const key = executionKey(job.jobId, thingName);
     (this.state.executions[key] ??= []).push(exec);
     this.active.set(key, exec);
-    this.dirtyThings.add(thingName);
+    this.notifier.touch(thingName);
     return exec;
   }
 
   // ---- rollout, abort, completion, timers ----------------------------------------------------
 
-  private currentRate(job: JobRecord): number | undefined {
-    if (!job.rollout) return undefined;
-    if (job.rollout.exponentialRate) {
-      return Math.min(job.rolloutRate ?? job.rollout.exponentialRate.baseRatePerMinute, job.rollout.maximumPerMinute ?? MAX_RATE_PER_MINUTE);
-    }
-    return job.rollout.maximumPerMinute;
-  }
-
-  private maybeIncreaseRate(job: JobRecord): void {
-    const exp = job.rollout?.exponentialRate;
-    if (!exp) return;
-    const { numberOfNotifiedThings, numberOfSucceededThings } = exp.rateIncreaseCriteria;
-    const hit =
-      (numberOfNotifiedThings !== undefined && job.rolloutNotifiedSinceIncrease >= numberOfNotifiedThings) ||
-      (numberOfSucceededThings !== undefined && job.rolloutSucceededSinceIncrease >= numberOfSucceededThings);
-    if (!hit) return;
-    job.rolloutRate = Math.min((job.rolloutRate ?? exp.baseRatePerMinute) * exp.incrementFactor, MAX_RATE_PER_MINUTE);
-    job.rolloutNotifiedSinceIncrease = 0;
-    job.rolloutSucceededSinceIncrease = 0;
-  }
-
-  /** Creates executions for pending targets, at most `rate` per minute window. */
+  /** Creates executions for pending targets, as many as the rollout policy allows now. */
   private rollout(job: JobRecord): void {
     if (job.status !== 'IN_PROGRESS' || job.pendingThings.length === 0) return;
-    const now = this.now();
-    const rate = this.currentRate(job);
-    let allowance = Infinity;
-    if (rate !== undefined) {
-      if (now - job.rolloutWindowStart >= this.opts.minuteMs || job.rolloutWindowRate === undefined) {
-        if (now - job.rolloutWindowStart >= this.opts.minuteMs) job.rolloutWindowStart = now;
-        job.rolloutSentInWindow = 0;
-        job.rolloutWindowRate = rate;
-      }
-      allowance = Math.max(0, Math.floor(job.rolloutWindowRate) - job.rolloutSentInWindow);
-    }
+    const { allowance, counters } = rolloutAllowance(job.rollout, countersOf(job), this.clock);
+    setCounters(job, counters);
     let sent = 0;
     while (sent < allowance && job.pendingThings.length > 0) {
       const thingName = job.pendingThings.shift()!;
-      if (!this.hasThing(thingName)) continue;
+      if (!this.registry.hasThing(thingName)) continue;
       const previous = this.state.executions[executionKey(job.jobId, thingName)];
       const last = previous?.[previous.length - 1];
       if (last && !TERMINAL_STATUSES.has(last.status)) continue;
@@ -611,34 +519,16 @@ export class JobEngine {
       sent += 1;
     }
     if (sent > 0) {
-      job.rolloutSentInWindow += sent;
-      job.rolloutNotifiedSinceIncrease += sent;
-      job.lastUpdatedAt = now;
-      this.maybeIncreaseRate(job);
+      setCounters(job, afterNotified(job.rollout, countersOf(job), sent));
+      job.lastUpdatedAt = this.now();
     }
   }
 
   /** abortConfig: cancel the job once a failure type passes its threshold. */
   private checkAbort(job: JobRecord): void {
-    if (job.status !== 'IN_PROGRESS' || !job.abortCriteria || job.abortCriteria.length === 0) return;
-    const latest = this.executionsForJob(job.jobId);
-    const executed = latest.filter((e) => TERMINAL_STATUSES.has(e.status) && e.status !== 'CANCELED' && e.status !== 'REMOVED');
-    for (const c of job.abortCriteria) {
-      if (executed.length < c.minNumberOfExecutedThings) continue;
-      const failures = executed.filter((e) =>
-        c.failureType === 'ALL' ? e.status === 'FAILED' || e.status === 'REJECTED' || e.status === 'TIMED_OUT' : e.status === c.failureType,
-      ).length;
-      const percentage = (failures * 100) / executed.length;
-      if (percentage >= c.thresholdPercentage) {
-        this.cancel(
-          job,
-          false,
-          'ABORTED',
-          `Job aborted by abortConfig: ${failures} of ${executed.length} executed things ended ${c.failureType} (${percentage.toFixed(1)}% >= ${c.thresholdPercentage}%, minNumberOfExecutedThings ${c.minNumberOfExecutedThings}).`,
-        );
-        return;
-      }
-    }
+    if (job.status !== 'IN_PROGRESS') return;
+    const decision = abortDecision(job.abortCriteria, this.executionsForJob(job.jobId).map((e) => e.status));
+    if (decision) this.cancel(job, false, 'ABORTED', decision.comment);
   }
 
   private checkCompletion(job: JobRecord): void {
@@ -651,106 +541,33 @@ export class JobEngine {
 
   /** Advances rollouts and fires expired timers; called periodically by the hub. */
   tick(): void {
-    const now = this.now();
     for (const exec of [...this.active.values()]) {
-      const deadline = Math.min(exec.stepDeadline ?? Infinity, exec.inProgressDeadline ?? Infinity);
-      if (deadline <= now) {
-        const job = this.state.jobs[exec.jobId];
-        if (job) this.finish(job, exec, 'TIMED_OUT');
-      }
+      if (!hasTimedOut(exec, this.clock)) continue;
+      const job = this.state.jobs[exec.jobId];
+      if (job) this.finish(job, exec, 'TIMED_OUT');
     }
     for (const job of Object.values(this.state.jobs)) this.rollout(job);
   }
 
-  /** True when something changed since the last `takeNotifications`. */
-  hasPendingNotifications(): boolean {
-    return this.dirtyThings.size > 0;
-  }
-
   // ---- notifications -------------------------------------------------------------------------
 
-  private thingsWithExecutions(): Set<string> {
-    const things = new Set<string>();
-    for (const exec of this.active.values()) things.add(exec.thingName);
-    return things;
+  /** True when something changed since the last `sendNotifications`. */
+  hasPendingNotifications(): boolean {
+    return this.notifier.hasPending();
   }
 
-  private pendingKey(thingName: string): string {
-    const { inProgress, queued } = this.pendingFor(thingName);
-    return [...inProgress, ...queued].map((e) => `${e.jobId}#${e.executionNumber}`).join(',');
-  }
-
-  private nextKey(thingName: string): string {
-    const next = this.nextPending(thingName);
-    return next ? `${next.jobId}#${next.executionNumber}` : '';
-  }
-
-  /**
-   * Sends notify (pending list changed) and notify-next (next execution changed) for every thing
-   * touched since the last call. https://docs.aws.amazon.com/iot/latest/developerguide/jobs-comm-notifications.html
-   */
-  async sendNotifications(): Promise<void> {
-    const things = [...this.dirtyThings];
-    this.dirtyThings.clear();
-    const sends: Promise<void>[] = [];
-    for (const thingName of things) {
-      const pendingKey = this.pendingKey(thingName);
-      const nextKey = this.nextKey(thingName);
-      const timestamp = Math.floor(this.now() / 1000);
-      const base = `$aws/things/${thingName}/jobs`;
-      if (pendingKey !== (this.lastPendingKey.get(thingName) ?? '')) {
-        this.lastPendingKey.set(thingName, pendingKey);
-        const { inProgress, queued } = this.pendingFor(thingName);
-        const jobs: Record<string, unknown[]> = {};
-        if (inProgress.length > 0) jobs.IN_PROGRESS = inProgress.map(executionSummary);
-        if (queued.length > 0) jobs.QUEUED = queued.map(executionSummary);
-        sends.push(this.opts.publish(`${base}/notify`, JSON.stringify({ timestamp, jobs })));
-      }
-      if (nextKey !== (this.lastNextKey.get(thingName) ?? '')) {
-        this.lastNextKey.set(thingName, nextKey);
-        const next = this.nextPending(thingName);
-        sends.push(
-          (async () => {
-            const payload: Record<string, unknown> = { timestamp };
-            if (next) payload.execution = await this.executionData(next, true);
-            await this.opts.publish(`${base}/notify-next`, JSON.stringify(payload));
-          })(),
-        );
-      }
-    }
-    await Promise.all(sends);
+  /** Sends notify / notify-next for every thing touched since the last call. */
+  sendNotifications(): Promise<void> {
+    return this.notifier.send();
   }
 
   /** JobExecution as the MQTT API returns it (timestamps in epoch seconds). */
   async executionData(exec: ExecutionRecord, includeJobDocument: boolean): Promise<Record<string, unknown>> {
-    const out: Record<string, unknown> = {
-      jobId: exec.jobId,
-      thingName: exec.thingName,
-      status: exec.status,
-      statusDetails: exec.statusDetails,
-      queuedAt: Math.floor(exec.queuedAt / 1000),
-      lastUpdatedAt: Math.floor(exec.lastUpdatedAt / 1000),
-      versionNumber: exec.versionNumber,
-      executionNumber: exec.executionNumber,
-    };
-    if (exec.startedAt !== undefined) out.startedAt = Math.floor(exec.startedAt / 1000);
+    const out = executionWithoutDocument(exec);
     if (includeJobDocument) {
       const job = this.state.jobs[exec.jobId];
       if (job) out.jobDocument = await this.opts.renderDocument(job);
     }
     return out;
   }
-}
-
-/** JobExecutionSummary as the MQTT API returns it. */
-export function executionSummary(exec: ExecutionRecord): Record<string, unknown> {
-  const out: Record<string, unknown> = {
-    jobId: exec.jobId,
-    queuedAt: Math.floor(exec.queuedAt / 1000),
-    lastUpdatedAt: Math.floor(exec.lastUpdatedAt / 1000),
-    executionNumber: exec.executionNumber,
-    versionNumber: exec.versionNumber,
-  };
-  if (exec.startedAt !== undefined) out.startedAt = Math.floor(exec.startedAt / 1000);
-  return out;
 }

@@ -4,7 +4,9 @@
 import { z } from 'zod';
 import { formatIssues } from '../common/validate.ts';
 import { isJobId } from '../contracts/jobs-topics.ts';
-import { HubApiError, executionSummary, type JobEngine } from './job-engine.ts';
+import { executionSummary } from './execution-wire.ts';
+import { HubApiError } from './hub-api-error.ts';
+import type { JobEngine } from './job-engine.ts';
 import { TERMINAL_STATUSES, type ExecutionRecord } from './job-store.ts';
 
 /** ErrorResponse codes of the Jobs device API. */

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { ModelIdSchema, ModelVersionSchema } from '../../contracts/manifest.ts';
 import { ArchSpecSchema } from '../../models/arch/spec.ts';
+import { pipelineSizeProblem } from './payload.ts';
 
 const NAME = /^[a-z][a-z0-9-]{0,30}$/;
 /** S3 keys written by the pipeline live under runs/{runId}/ (expired by a lifecycle rule). */
@@ -91,10 +92,10 @@ export const PipelineRequestSchema = z
       .default({ enabled: true }),
   })
   .strict()
-  // Mirrors functions/shared/payload.ts MAX_PIPELINE_SHARDS (the plan step also checks default budgets and bytes).
-  .refine((r) => !r.budgets || r.budgets.length * r.seedsPerBudget <= 150, {
-    message: 'budgets x seedsPerBudget must be at most 150 shards: the Distributed Map result travels inline and Step Functions stops at 256 KiB',
-    path: ['seedsPerBudget'],
+  // What the state machine can carry (functions/shared/payload.ts); the plan step checks default budgets the same way.
+  .superRefine((r, ctx) => {
+    const problem = r.budgets && pipelineSizeProblem(r, r.budgets);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem, path: ['budgets'] });
   });
 export type PipelineRequest = z.output<typeof PipelineRequestSchema>;
 export type PipelineRequestInput = z.input<typeof PipelineRequestSchema>;
@@ -118,10 +119,30 @@ export const ShardSchema = z
   .strict();
 export type Shard = z.output<typeof ShardSchema>;
 
+/** The plan before it is stored: the request and its shards (the plan step writes the shards to S3). */
+export interface PlannedShards {
+  request: PipelineRequest;
+  shards: Shard[];
+}
+
+/** The plan step's output: the shards stay in S3 (the Distributed Map's ItemReader reads them), not in the state. */
 export const PlanOutputSchema = z
-  .object({ request: PipelineRequestSchema, shards: z.array(ShardSchema).min(1) })
+  .object({
+    request: PipelineRequestSchema,
+    shardCount: z.number().int().positive(),
+    /** JSON array of Shard under runs/{runId}/, read by the Map's ItemReader and by merge. */
+    shardsKey: S3KeySchema,
+    /** Prefix under runs/{runId}/ where the Map's ResultWriter exports child results. */
+    resultsPrefix: S3KeySchema,
+  })
   .strict();
 export type PlanOutput = z.output<typeof PlanOutputSchema>;
+
+/** A Distributed Map's output with ResultWriter: the Map Run and where its manifest.json was written. */
+export const MapRunOutputSchema = z
+  .object({ MapRunArn: z.string(), ResultWriterDetails: z.object({ Bucket: z.string(), Key: S3KeySchema }).passthrough() })
+  .passthrough();
+export type MapRunOutput = z.output<typeof MapRunOutputSchema>;
 
 export const SearchSummarySchema = z
   .object({
@@ -176,7 +197,8 @@ export const EvaluateSummarySchema = z
 export const EvaluateOutputSchema = CompressOutputSchema.extend({ evaluate: EvaluateSummarySchema }).strict();
 export type EvaluateOutput = z.output<typeof EvaluateOutputSchema>;
 
-export const MergeInputSchema = z.object({ request: PipelineRequestSchema, shards: z.array(EvaluateOutputSchema).min(1) }).passthrough();
+/** The plan plus the Distributed Map's result pointer (ResultPath $.shardResults). */
+export const MergeInputSchema = PlanOutputSchema.extend({ shardResults: MapRunOutputSchema }).passthrough();
 export type MergeInput = z.output<typeof MergeInputSchema>;
 
 export const CandidateSchema = z

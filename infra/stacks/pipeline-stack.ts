@@ -14,6 +14,7 @@ import { suppress } from '../nag.ts';
 import type { Construct } from 'constructs';
 import { thingGroupName, type InfraConfig } from '../config.ts';
 import { fleetFunction } from '../lambda.ts';
+import { shardMap } from '../shard-map.ts';
 import { exportNames, importValue } from '../exports.ts';
 import { publishFunctionRoleName } from '../constructs/role-names.ts';
 
@@ -93,7 +94,8 @@ export class PipelineStack extends Stack {
       list(f, ['runs/*']);
     }
     allow(evaluate, ['s3:GetObject'], ['eval/*']);
-    allow(merge, ['s3:PutObject'], ['runs/*']);
+    allow(plan, ['s3:PutObject'], ['runs/*']);
+    allow(merge, ['s3:GetObject', 's3:PutObject'], ['runs/*']);
     allow(publish, ['s3:GetObject'], ['runs/*', 'models/*']);
     allow(publish, ['s3:PutObject'], ['models/*']);
     // Without ListBucket a HeadObject on a missing key is 403, not 404, and "already published?" cannot
@@ -146,12 +148,17 @@ export class PipelineStack extends Stack {
       .next(invoke(STEP.build, build, 'Build the ONNX decoder with seeded weights'))
       .next(invoke(STEP.compress, compress, 'Tensor-train compress the token embedding'))
       .next(invoke(STEP.evaluate, evaluate, 'Perplexity before and after compression'));
-    const shards = new sfn.DistributedMap(this, STEP.shards, {
+    // Shards go through S3 both ways (the plan writes them, the Map's ResultWriter exports the results, merge
+    // reads them), so the state stays small at any shard count (functions/shared/payload.ts).
+    const shards = shardMap(this, STEP.shards, {
       comment: 'One child execution per shard (budget x seed); too much work for one Lambda',
-      itemsPath: '$.shards',
+      bucket,
+      scratchPrefix: 'runs/',
+      itemsKeyPath: '$.shardsKey',
+      resultsPrefixPath: '$.resultsPrefix',
+      resultPath: '$.shardResults',
       maxConcurrency: config.maxShardConcurrency,
-      mapExecutionType: sfn.StateMachineType.STANDARD,
-      resultPath: '$.shards',
+      toleratedFailurePercentage: config.shardFailureTolerancePercent,
     });
     shards.itemProcessor(shardChain);
 
@@ -197,7 +204,7 @@ export class PipelineStack extends Stack {
       { id: 'AwsSolutions-SNS2', reason: 'Notifications carry run ids and error text only; alarms cannot publish to the AWS-managed SNS key and a CMK costs $1/month.' },
     ]);
     for (const f of Object.values(this.functions)) suppress(f, [xray]);
-    for (const f of [search, build, compress, evaluate, merge, publish]) {
+    for (const f of [plan, search, build, compress, evaluate, merge, publish]) {
       suppress(f, [{ id: 'AwsSolutions-IAM5', reason: 'Per-run scratch objects are created under runs/ with names known only at run time.', finding: objects('runs/*') }]);
     }
     suppress(evaluate, [{ id: 'AwsSolutions-IAM5', reason: 'Evaluation texts are read from the eval/ prefix only.', finding: objects('eval/*') }]);
@@ -210,6 +217,7 @@ export class PipelineStack extends Stack {
     ]);
     suppress(this.stateMachine, [
       xray,
+      { id: 'AwsSolutions-IAM5', reason: 'The Distributed Map reads its items from and exports its results to runs/{runId}/, named at run time.', finding: `Resource::arn:<AWS::Partition>:s3:::${names.bucketName}/runs/*` },
       ...Object.values(this.functions).map((f) => ({ id: 'AwsSolutions-IAM5', reason: 'LambdaInvoke may call any version of its own function (qualifier :*).', finding: `Resource::<${logicalId(f)}.Arn>:*` })),
       ...[':*', '/*:*'].map((tail) => ({
         id: 'AwsSolutions-IAM5',

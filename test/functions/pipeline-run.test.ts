@@ -12,7 +12,7 @@ import { parseManifestSignature } from '../../contracts/manifest.ts';
 import { verifyManifestBytes } from '../../contracts/manifest-signing.ts';
 import type { MergeOutput, RolloutOutput } from '../../functions/shared/events.ts';
 import { render } from '../infra/synth.ts';
-import { runStateMachine, type AslMachine, type TaskResolver } from './sfn-runner.ts';
+import { runStateMachine, type AslMachine, type RunOptions, type TaskResolver } from './sfn-runner.ts';
 import { startHandlerFixture, TINY_REQUEST, type HandlerFixture } from './fixture.ts';
 
 /** The pipeline's definition for a gate threshold, and a resolver from Lambda ARNs to handler modules. */
@@ -47,14 +47,25 @@ afterAll(async () => {
   await fx?.stop();
 });
 
+/** The Map's ItemReader and ResultWriter go to the local hub's S3 store, the artifacts bucket. */
+function s3Options(): RunOptions {
+  return { s3, resolveBucket: () => fx.env.ARTIFACTS_BUCKET };
+}
+
 describe('pipeline state machine', () => {
   it('given a two-shard request, when the definition runs end to end, then the best shard is published, signed and rolled out', async () => {
     const { machine, resolve } = pipelineDefinition(10);
-    const r = await runStateMachine(machine, { ...TINY_REQUEST, seedsPerBudget: 2 }, resolve);
+    const r = await runStateMachine(machine, { ...TINY_REQUEST, seedsPerBudget: 2 }, resolve, s3Options());
     expect(r.error ?? '', r.cause).toBe('');
     expect(r.status).toBe('SUCCEEDED');
     expect(r.trace.filter((t) => t === 'Shards/Evaluate')).toHaveLength(2);
     expect(r.trace.slice(-6)).toEqual(['Merge', 'QualityGate', 'Publish', 'RolloutEnabled', 'Rollout', 'Done']);
+    // The shards went through S3: the plan's items file, the Map's manifest and results, the summary.
+    const scratch = await s3.send(new ListObjectsV2Command({ Bucket: fx.env.ARTIFACTS_BUCKET, Prefix: 'runs/test-run-1/' }));
+    const keys = (scratch.Contents ?? []).map((o) => o.Key!);
+    expect(keys).toContain('runs/test-run-1/plan/shards.json');
+    expect(keys.filter((k) => /^runs\/test-run-1\/shard-results\/[0-9a-f-]{36}\/(manifest|SUCCEEDED_0)\.json$/.test(k))).toHaveLength(2);
+    expect(keys).toContain('runs/test-run-1/summary.json');
 
     const out = r.output as RolloutOutput;
     expect(out.jobs).toEqual([{ deviceClass: 'rpi5', jobId: 'fleetlm-test-run-1-rpi5', jobArn: expect.stringContaining('job/fleetlm-test-run-1-rpi5'), targets: [expect.stringContaining('thinggroup/fleetlm-rpi5')] }]);
@@ -97,7 +108,7 @@ describe('pipeline state machine', () => {
       maxQualityDrop: 0.5,
       summaryKey: 'runs/gate-run/summary.json',
     };
-    const r = await runStateMachine(machine, merged, resolve, { startAt: 'QualityGate' });
+    const r = await runStateMachine(machine, merged, resolve, { ...s3Options(), startAt: 'QualityGate' });
     expect(r.status).toBe('FAILED');
     expect(r.error).toBe('QualityGateRejected');
     expect(r.trace).toEqual(['QualityGate', 'NotifyRejected', 'QualityGateRejected']);
@@ -108,7 +119,7 @@ describe('pipeline state machine', () => {
 
   it('given a budget no architecture fits, when the machine runs, then the map fails, the failure is notified and the run fails', async () => {
     const { machine, resolve } = pipelineDefinition(0.15);
-    const r = await runStateMachine(machine, { ...TINY_REQUEST, runId: 'bad-run', budgets: [{ deviceClass: 'rpi5', memoryBudgetBytes: 1000, flopsBudget: 1 }] }, resolve);
+    const r = await runStateMachine(machine, { ...TINY_REQUEST, runId: 'bad-run', budgets: [{ deviceClass: 'rpi5', memoryBudgetBytes: 1000, flopsBudget: 1 }] }, resolve, s3Options());
     expect(r.status).toBe('FAILED');
     expect(r.error).toBe('PipelineFailed');
     expect(r.trace).toEqual(['Plan', 'Shards', 'Shards/Search', 'NotifyFailure', 'PipelineFailed']);

@@ -1,7 +1,12 @@
 // A small interpreter for the Amazon States Language subset the pipeline uses (Task, Map in
 // DISTRIBUTED mode run inline, Choice, Succeed, Fail, Retry, Catch, ResultPath), so the real
-// synthesized definition can be run against the real handlers on a small input.
+// synthesized definition can be run against the real handlers on a small input. The Distributed Map's
+// ItemReader (a JSON array in S3), ResultWriter (manifest.json plus SUCCEEDED_n/FAILED_n/PENDING_n files,
+// Transformation NONE) and ToleratedFailurePercentage/Count follow the Step Functions developer guide
+// (input-output-itemreader.html, input-output-resultwriter.html, state-map-distributed.html).
 // https://states-language.net/spec.html
+import { randomUUID } from 'node:crypto';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 
 export interface AslState {
   Type: 'Task' | 'Map' | 'Choice' | 'Succeed' | 'Fail' | 'Pass';
@@ -16,6 +21,10 @@ export interface AslState {
   Default?: string;
   ItemsPath?: string;
   ItemProcessor?: AslMachine;
+  ItemReader?: { Resource: string; ReaderConfig?: { InputType?: string }; Parameters?: Record<string, unknown> };
+  ResultWriter?: { Resource?: string; Parameters?: Record<string, unknown> };
+  ToleratedFailurePercentage?: number;
+  ToleratedFailureCount?: number;
   Error?: string;
   Cause?: string;
   CausePath?: string;
@@ -26,6 +35,25 @@ export interface AslMachine {
 }
 
 export type TaskResolver = (resource: string, stateName: string) => ((input: unknown) => Promise<unknown>) | undefined;
+
+export interface RunOptions {
+  startAt?: string;
+  /** S3 for ItemReader and ResultWriter (the local hub's S3 store or moto). */
+  s3?: S3Client;
+  /** Maps a Bucket parameter as rendered in the definition (an import token) to the bucket to use. */
+  resolveBucket?: (rendered: string) => string;
+  /** Called as each state is left with its input and output (inner Map states prefixed with `Map/`). */
+  onState?: (state: string, input: unknown, output: unknown) => void;
+}
+
+/** One child execution of a Distributed Map, as the runner keeps it for ResultWriter. */
+export interface ChildRun {
+  input: unknown;
+  status: 'SUCCEEDED' | 'FAILED' | 'PENDING';
+  output?: unknown;
+  error?: string;
+  cause?: string;
+}
 
 export interface RunResult {
   status: 'SUCCEEDED' | 'FAILED';
@@ -92,10 +120,100 @@ function choose(state: AslState, input: unknown): string {
   return state.Default;
 }
 
+/**
+ * Writes children as a Distributed Map's ResultWriter does (Transformation NONE, OutputType JSON): one file
+ * per status under `{prefix}/{mapRunId}/`, then manifest.json; returns the Map's output.
+ */
+export async function exportMapResults(s3: S3Client, bucket: string, prefix: string, children: readonly ChildRun[]): Promise<{ MapRunArn: string; ResultWriterDetails: { Bucket: string; Key: string } }> {
+  const mapRunId = randomUUID();
+  const base = `${prefix === '' ? '' : `${prefix.replace(/\/$/, '')}/`}${mapRunId}/`;
+  const mapRunArn = `arn:aws:states:us-east-1:123456789012:mapRun:local-runner/Map:${mapRunId}`;
+  const files: Record<string, Array<{ Key: string; Size: number }>> = { FAILED: [], PENDING: [], SUCCEEDED: [] };
+  for (const status of ['SUCCEEDED', 'FAILED', 'PENDING'] as const) {
+    const runs = children.filter((c) => c.status === status);
+    if (runs.length === 0) continue;
+    const entries = runs.map((c) => {
+      const name = randomUUID();
+      return {
+        ExecutionArn: `arn:aws:states:us-east-1:123456789012:execution:local-runner/Map:${name}`,
+        Input: JSON.stringify(c.input),
+        InputDetails: { Included: true },
+        Name: name,
+        ...(c.output !== undefined ? { Output: JSON.stringify(c.output), OutputDetails: { Included: true } } : {}),
+        ...(c.error !== undefined ? { Error: c.error, Cause: c.cause } : {}),
+        Status: status,
+      };
+    });
+    const body = JSON.stringify(entries);
+    const key = `${base}${status}_0.json`;
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+    files[status]!.push({ Key: key, Size: Buffer.byteLength(body) });
+  }
+  const manifestKey = `${base}manifest.json`;
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: manifestKey, Body: JSON.stringify({ DestinationBucket: bucket, MapRunArn: mapRunArn, ResultFiles: files }) }));
+  return { MapRunArn: mapRunArn, ResultWriterDetails: { Bucket: bucket, Key: manifestKey } };
+}
+
 /** Runs `machine` on `input`; Task resources are mapped to functions by `resolve`. */
-export async function runStateMachine(machine: AslMachine, input: unknown, resolve: TaskResolver, options: { startAt?: string } = {}): Promise<RunResult> {
+export async function runStateMachine(machine: AslMachine, input: unknown, resolve: TaskResolver, options: RunOptions = {}): Promise<RunResult> {
   const trace: string[] = [];
   const notifications: RunResult['notifications'] = [];
+  const bucketOf = (params: Record<string, unknown>) => (options.resolveBucket ?? ((b: string) => b))(String(params.Bucket));
+
+  function s3(): S3Client {
+    if (!options.s3) throw new Error('this definition reads or writes S3 (ItemReader/ResultWriter): pass options.s3');
+    return options.s3;
+  }
+
+  async function readItems(state: AslState, value: unknown): Promise<unknown[]> {
+    if (!state.ItemReader) {
+      const items = getPath(value, state.ItemsPath ?? '$');
+      if (!Array.isArray(items)) throw new StatesError('States.Runtime', `ItemsPath ${state.ItemsPath} is not an array`);
+      return items;
+    }
+    const { Resource, ReaderConfig, Parameters } = state.ItemReader;
+    if (!Resource.endsWith(':states:::s3:getObject') || ReaderConfig?.InputType !== 'JSON') throw new Error(`unsupported ItemReader ${JSON.stringify(state.ItemReader)}`);
+    const params = resolveParameters(Parameters ?? {}, value) as Record<string, unknown>;
+    let text: string;
+    try {
+      const out = await s3().send(new GetObjectCommand({ Bucket: bucketOf(params), Key: String(params.Key) }));
+      text = await out.Body!.transformToString();
+    } catch (err) {
+      throw new StatesError('States.ItemReaderFailed', `GetObject ${String(params.Key)}: ${(err as Error).message}`);
+    }
+    const items = JSON.parse(text) as unknown;
+    if (!Array.isArray(items)) throw new StatesError('States.ItemReaderFailed', 'the JSON file is not an array');
+    return items;
+  }
+
+  async function writeResults(state: AslState, value: unknown, children: ChildRun[]): Promise<unknown> {
+    const params = resolveParameters(state.ResultWriter!.Parameters ?? {}, value) as Record<string, unknown>;
+    return exportMapResults(s3(), bucketOf(params), typeof params.Prefix === 'string' ? params.Prefix : '', children);
+  }
+
+  /** Runs every item as a child execution; stops starting new ones once the tolerated failures are exceeded. */
+  async function runMap(name: string, state: AslState, value: unknown): Promise<unknown> {
+    const items = await readItems(state, value);
+    const children: ChildRun[] = items.map((item) => ({ input: item, status: 'PENDING' }));
+    const exceeded = (failed: number) =>
+      failed > (state.ToleratedFailureCount ?? Infinity) || (failed * 100) / Math.max(1, items.length) > (state.ToleratedFailurePercentage ?? (state.ToleratedFailureCount === undefined ? 0 : 100));
+    let failed = 0;
+    let firstFailure: StatesError | undefined;
+    for (const child of children) {
+      const r = await run(state.ItemProcessor!, child.input, `${name}/`);
+      if (r.failed) {
+        Object.assign(child, { status: 'FAILED', error: r.failed.errorName, cause: r.failed.causeText });
+        failed += 1;
+        firstFailure ??= r.failed;
+        if (exceeded(failed)) break;
+      } else Object.assign(child, { status: 'SUCCEEDED', output: r.value });
+    }
+    const result = state.ResultWriter ? await writeResults(state, value, children) : children.map((c) => c.output);
+    if (firstFailure && exceeded(failed)) {
+      throw new StatesError('States.ExceedToleratedFailureThreshold', `${firstFailure.errorName}: ${firstFailure.causeText}`);
+    }
+    return result;
+  }
 
   async function execTask(name: string, state: AslState, value: unknown): Promise<unknown> {
     if (state.Resource?.includes(':states:::sns:publish')) {
@@ -136,17 +254,11 @@ export async function runStateMachine(machine: AslMachine, input: unknown, resol
       try {
         let result: unknown;
         if (state.Type === 'Task') result = await execTask(name, state, current);
-        else if (state.Type === 'Map') {
-          const items = getPath(current, state.ItemsPath ?? '$');
-          if (!Array.isArray(items)) throw new StatesError('States.Runtime', `ItemsPath ${state.ItemsPath} is not an array`);
-          result = [];
-          for (const item of items) {
-            const r = await run(state.ItemProcessor!, item, `${name}/`);
-            if (r.failed) throw new StatesError('States.ExceedToleratedFailureThreshold', `${r.failed.errorName}: ${r.failed.causeText}`);
-            (result as unknown[]).push(r.value);
-          }
-        } else result = current;
+        else if (state.Type === 'Map') result = await runMap(name, state, current);
+        else result = current;
+        const stateInput = current;
         current = setPath(current, state.ResultPath, result);
+        options.onState?.(prefix + name, stateInput, current);
       } catch (err) {
         const e = err instanceof StatesError ? err : new StatesError((err as Error).name, (err as Error).message);
         const c = state.Catch?.find((x) => matches(x.ErrorEquals, e.errorName));

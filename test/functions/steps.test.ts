@@ -11,8 +11,9 @@ import { handler as publish } from '../../functions/publish.ts';
 import { handler as rollout, pipelineJobId } from '../../functions/rollout.ts';
 import { handler as publicKey, PUBLIC_KEY_OBJECT } from '../../functions/public-key.ts';
 import { ValidationError } from '../../common/errors.ts';
-import type { EvaluateOutput, MergeOutput, PublishOutput } from '../../functions/shared/events.ts';
-import { startHandlerFixture, tinyShard, TINY_REQUEST, type HandlerFixture } from './fixture.ts';
+import type { EvaluateOutput, MergeOutput, PipelineRequestInput, PublishOutput, Shard } from '../../functions/shared/events.ts';
+import { exportMapResults, type ChildRun } from './sfn-runner.ts';
+import { startHandlerFixture, tinyShard, TINY_BUDGET, TINY_REQUEST, type HandlerFixture } from './fixture.ts';
 
 let fx: HandlerFixture;
 let s3: S3Client;
@@ -42,10 +43,17 @@ function evaluated(shardId: string, ppl: number, params: number, deviceClass = '
   };
 }
 
+async function readJson(key: string): Promise<unknown> {
+  return JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: key }))).Body!.transformToString()) as unknown;
+}
+
 describe('plan', () => {
-  it('given no budgets in the request, when planned, then the deployment default budgets times seedsPerBudget make the shards', async () => {
+  it('given no budgets in the request, when planned, then the deployment default budgets times seedsPerBudget make the shards, written to S3 for the Map', async () => {
     const out = await plan({ ...TINY_REQUEST, seedsPerBudget: 3 });
-    expect(out.shards.map((s) => [s.shardId, s.seed, s.version])).toEqual([
+    expect(out).toMatchObject({ shardCount: 3, shardsKey: 'runs/test-run-1/plan/shards.json', resultsPrefix: 'runs/test-run-1/shard-results' });
+    expect(out).not.toHaveProperty('shards');
+    const shards = (await readJson(out.shardsKey)) as Shard[];
+    expect(shards.map((s) => [s.shardId, s.seed, s.version])).toEqual([
       ['rpi5-b0-s0', 1, '1.0.0-rpi5'],
       ['rpi5-b0-s1', 2, '1.0.0-rpi5'],
       ['rpi5-b0-s2', 3, '1.0.0-rpi5'],
@@ -57,26 +65,57 @@ describe('plan', () => {
   });
 });
 
+/** Plans `request`, exports `children` as the Map's ResultWriter would, and returns merge's input. */
+async function mapped(request: PipelineRequestInput, children: ChildRun[]): Promise<Record<string, unknown>> {
+  const planned = await plan(request);
+  const shardResults = await exportMapResults(s3, fx.env.ARTIFACTS_BUCKET, planned.resultsPrefix, children);
+  return { ...planned, shardResults };
+}
+
+const succeeded = (output: EvaluateOutput): ChildRun => ({ input: output, status: 'SUCCEEDED', output });
+
 describe('merge', () => {
-  it('given shards of two classes, when merged, then each class keeps its lowest-perplexity shard and the worst drop is reported', async () => {
+  it('given shards of two classes exported by the Map, when merged, then each class keeps its lowest-perplexity shard and the worst drop is reported', async () => {
+    const request = { ...TINY_REQUEST, seedsPerBudget: 2, budgets: [{ ...TINY_BUDGET, deviceClass: 'rpi5' }, { ...TINY_BUDGET, deviceClass: 'orin' }] };
     const shards = [evaluated('rpi5-b0-s0', 120, 10), evaluated('rpi5-b0-s1', 110, 20), evaluated('orin-b1-s0', 105, 30, 'orin')];
-    const out = await merge({ request: { ...TINY_REQUEST, seedsPerBudget: 2 }, shards });
+    const out = await merge(await mapped(request, shards.map(succeeded)));
     expect(out.candidates.map((c) => [c.deviceClass, c.shardId])).toEqual([
       ['orin', 'orin-b1-s0'],
       ['rpi5', 'rpi5-b0-s1'],
     ]);
     expect(out.maxQualityDrop).toBeCloseTo(0.1, 12);
-    const summary = await s3.send(new GetObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: out.summaryKey }));
-    expect(JSON.parse(await summary.Body!.transformToString()).shards).toHaveLength(3);
+    const summary = (await readJson(out.summaryKey)) as { shards: unknown[]; failed: unknown[] };
+    expect(summary.shards).toHaveLength(3);
+    expect(summary.failed).toEqual([]);
   });
 
   it('given equal perplexities, when choosing, then the smaller model wins', () => {
     expect(chooseCandidates([evaluated('a', 110, 50), evaluated('b', 110, 40)])[0]!.shardId).toBe('b');
   });
 
-  it('given a shard from another run, when merged, then it is rejected', async () => {
+  it('given a tolerated failed shard, when merged, then the class is still served by its other shard and the failure is in the summary', async () => {
+    const failed: ChildRun = { input: { ...tinyShard(), shardId: 'rpi5-b0-s0' }, status: 'FAILED', error: 'States.Timeout', cause: 'task timed out' };
+    const out = await merge(await mapped({ ...TINY_REQUEST, seedsPerBudget: 2 }, [failed, succeeded(evaluated('rpi5-b0-s1', 110, 20))]));
+    expect(out.candidates.map((c) => c.shardId)).toEqual(['rpi5-b0-s1']);
+    const summary = (await readJson(out.summaryKey)) as { failed: unknown[] };
+    expect(summary.failed).toEqual([{ status: 'FAILED', error: 'States.Timeout', cause: 'task timed out', input: expect.objectContaining({ shardId: 'rpi5-b0-s0' }) }]);
+  });
+
+  it('given a device class whose every shard failed, when merged, then it fails naming the class and the failures', async () => {
+    const request = { ...TINY_REQUEST, budgets: [{ ...TINY_BUDGET, deviceClass: 'rpi5' }, { ...TINY_BUDGET, deviceClass: 'orin' }] };
+    const failed: ChildRun = { input: { ...tinyShard(), shardId: 'orin-b1-s0' }, status: 'FAILED', error: 'ValidationError', cause: 'no architecture fits' };
+    await expect(merge(await mapped(request, [succeeded(evaluated('rpi5-b0-s0', 110, 20)), failed]))).rejects.toThrow(
+      /no shard of device class orin succeeded \(1 of 2 shards succeeded; failed: orin-b1-s0 FAILED \(ValidationError: no architecture fits\)\)/,
+    );
+  });
+
+  it('given a shard from another run, or results outside the run or the bucket, when merged, then it is rejected', async () => {
     const foreign = { ...evaluated('rpi5-b0-s0', 120, 10), runId: 'other' };
-    await expect(merge({ request: TINY_REQUEST, shards: [foreign] })).rejects.toThrow(ValidationError);
+    await expect(merge(await mapped(TINY_REQUEST, [succeeded(foreign)]))).rejects.toThrow(/shard rpi5-b0-s0 of run other is not a planned shard of run test-run-1/);
+    const input = await mapped(TINY_REQUEST, [succeeded(evaluated('rpi5-b0-s0', 120, 10))]);
+    const details = (input.shardResults as { ResultWriterDetails: { Bucket: string; Key: string } }).ResultWriterDetails;
+    await expect(merge({ ...input, shardResults: { MapRunArn: 'x', ResultWriterDetails: { ...details, Bucket: 'someone-elses' } } })).rejects.toThrow(ValidationError);
+    await expect(merge({ ...input, shardResults: { MapRunArn: 'x', ResultWriterDetails: { ...details, Key: 'runs/other-run/x/manifest.json' } } })).rejects.toThrow(/not under runs\/test-run-1\//);
   });
 });
 

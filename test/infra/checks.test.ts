@@ -14,6 +14,8 @@ import { fleetFunction } from '../../infra/lambda.ts';
 import { TransportError, ValidationError } from '../../common/errors.ts';
 import { RETRYABLE_ERRORS } from '../../infra/stacks/pipeline-stack.ts';
 import { synthApp, type Synthesized } from './synth.ts';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { startS3Store } from '../../local-hub/s3-store.ts';
 
 interface Report {
   pluginReports: Array<{ pluginName: string; conclusion: string; violations: Array<{ ruleName: string; severity: string; violatingConstructs: Array<{ constructPath: string }> }> }>;
@@ -134,14 +136,23 @@ describe('bundling', () => {
     // onnxruntime stays external: the bundle imports it rather than inlining it.
     expect(readFileSync(path.join(evaluate, 'index.mjs'), 'utf8')).toMatch(/from\s*"onnxruntime-node"|import\("onnxruntime-node"\)|require\("onnxruntime-node"\)/);
 
-    const plan = (await import(path.join(assetOf('Plan'), 'index.mjs'))) as { handler: (e: unknown) => Promise<{ shards: Array<{ shardId: string }> }> };
+    const plan = (await import(path.join(assetOf('Plan'), 'index.mjs'))) as { handler: (e: unknown) => Promise<{ shardCount: number; shardsKey: string }> };
+    // The plan writes its shards to S3: the local hub's S3-protocol store stands in for the bucket.
+    const credentials = { accessKeyId: 'bundle-test', secretAccessKey: 'bundle-test-secret' };
+    const store = await startS3Store({ directory: path.join(outdir, 's3'), bucket: 'fleetlm-test', region: 'us-east-1', credentials });
     const saved = { ...process.env };
     process.env.ARTIFACTS_BUCKET = 'fleetlm-test';
+    process.env.FLEETLM_S3_ENDPOINT = store.endpoint;
+    process.env.FLEETLM_LOCAL_ACCESS_KEY_ID = credentials.accessKeyId;
+    process.env.FLEETLM_LOCAL_SECRET_ACCESS_KEY = credentials.secretAccessKey;
     process.env.DEFAULT_BUDGETS = JSON.stringify([{ deviceClass: 'rpi5', memoryBudgetBytes: 1e8, flopsBudget: 1e10 }]);
     process.env.FLEETLM_QUIET_HANDLERS = '1';
+    const client = new S3Client({ region: 'us-east-1', endpoint: store.endpoint, forcePathStyle: true, credentials });
     try {
       const out = await plan.handler({ runId: 'r1', modelId: 'tiny', version: '1.0.0', seedsPerBudget: 2 });
-      expect(out.shards.map((x) => x.shardId)).toEqual(['rpi5-b0-s0', 'rpi5-b0-s1']);
+      expect(out.shardCount).toBe(2);
+      const stored = JSON.parse(await (await client.send(new GetObjectCommand({ Bucket: 'fleetlm-test', Key: out.shardsKey }))).Body!.transformToString()) as Array<{ shardId: string }>;
+      expect(stored.map((x) => x.shardId)).toEqual(['rpi5-b0-s0', 'rpi5-b0-s1']);
       // The minified bundle still throws errors named after their class: Lambda reports that name as the
       // errorType, and the pipeline's Retry/Catch ErrorEquals match on it.
       delete process.env.DEFAULT_BUDGETS;
@@ -153,6 +164,8 @@ describe('bundling', () => {
       expect(RETRYABLE_ERRORS).toContain(new TransportError('x').name);
     } finally {
       process.env = saved;
+      client.destroy();
+      await store.close();
     }
   });
 });

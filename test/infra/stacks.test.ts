@@ -191,11 +191,50 @@ describe('pipeline stack', () => {
     expect(next('Shards')).toBe('Merge');
     expect(next('Merge')).toBe('QualityGate');
     const shards = def.States.Shards!;
-    expect(shards).toMatchObject({ Type: 'Map', ItemsPath: '$.shards', MaxConcurrency: 10, ItemProcessor: { ProcessorConfig: { Mode: 'DISTRIBUTED' }, StartAt: 'Search' } });
+    expect(shards).toMatchObject({ Type: 'Map', MaxConcurrency: 10, ItemProcessor: { ProcessorConfig: { Mode: 'DISTRIBUTED' }, StartAt: 'Search' } });
     const inner = shards.ItemProcessor!.States;
     expect([inner.Search!.Next, inner.Build!.Next, inner.Compress!.Next, inner.Evaluate!.End]).toEqual(['Build', 'Compress', 'Evaluate', true]);
     expect(def.States.Publish!.Next).toBe('RolloutEnabled');
     expect(def.States.Rollout!.Next).toBe('Done');
+  });
+
+  it('given the shards Map, when synthesized, then it reads the plan from S3, exports results to S3 and states its failure tolerance', () => {
+    const shards = renderDeep(def.States.Shards) as Record<string, unknown>;
+    expect(shards.ItemsPath).toBeUndefined();
+    expect(shards.ItemReader).toEqual({
+      Resource: 'arn:<AWS::Partition>:states:::s3:getObject',
+      ReaderConfig: { InputType: 'JSON' },
+      Parameters: { Bucket: '<import:fleetlm-artifacts-bucket-name>', 'Key.$': '$.shardsKey' },
+    });
+    expect(shards.ResultWriter).toEqual({
+      Resource: 'arn:<AWS::Partition>:states:::s3:putObject',
+      Parameters: { Bucket: '<import:fleetlm-artifacts-bucket-name>', 'Prefix.$': '$.resultsPrefix' },
+    });
+    expect(shards.ToleratedFailurePercentage).toBe(0);
+    expect(shards.ResultPath).toBe('$.shardResults');
+    const tolerant = synthApp({ 'fleetlm:shardFailureTolerancePercent': 5 });
+    const tolerantDef = JSON.parse(render(onlyResource(tolerant.templates.pipeline, 'AWS::StepFunctions::StateMachine').props.DefinitionString)) as { States: Record<string, Record<string, unknown>> };
+    expect(tolerantDef.States.Shards!.ToleratedFailurePercentage).toBe(5);
+  });
+
+  it('given the Distributed Map, when synthesized, then the state machine may start its own child executions and use S3 under runs/ only', () => {
+    const policies = Object.values(s.templates.pipeline.findResources('AWS::IAM::Policy')).map((p) => renderDeep((p as { Properties: unknown }).Properties)) as Array<{ PolicyName: string; Roles: string[]; PolicyDocument: { Statement: Array<Record<string, unknown>> } }>;
+    const { logicalId: machineId, props: machine } = onlyResource(s.templates.pipeline, 'AWS::StepFunctions::StateMachine');
+    const roleId = render(machine.RoleArn).replace(/^<|\.Arn>$/g, '');
+    const statements = policies.filter((p) => p.Roles.includes(`<${roleId}>`)).flatMap((p) => p.PolicyDocument.Statement);
+    expect(statements).toContainEqual({ Action: 'states:StartExecution', Effect: 'Allow', Resource: `<${machineId}>` });
+    expect(statements).toContainEqual(expect.objectContaining({ Action: ['states:DescribeExecution', 'states:StopExecution'], Effect: 'Allow' }));
+    const objects = 'arn:<AWS::Partition>:s3:::<import:fleetlm-artifacts-bucket-name>/runs/*';
+    // ItemReader's GetObject and ResultWriter's actions (CDK merges statements on the same resource).
+    const s3Actions = statements.filter((st) => st.Resource === objects).flatMap((st) => [st.Action].flat());
+    expect(s3Actions.sort()).toEqual(['s3:AbortMultipartUpload', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:PutObject']);
+    // Nothing on the state machine's role reaches S3 outside runs/.
+    const s3Resources = statements.filter((st) => [st.Action].flat().some((a) => String(a).startsWith('s3:'))).flatMap((st) => [st.Resource].flat());
+    expect(s3Resources.every((r) => String(r).endsWith('/runs/*'))).toBe(true);
+    // The plan writes the items and merge reads the results, both under runs/.
+    const fnStatements = (prefix: string) => policies.find((p) => p.PolicyName.startsWith(prefix))!.PolicyDocument.Statement;
+    expect(fnStatements('PlanFn')).toContainEqual({ Action: 's3:PutObject', Effect: 'Allow', Resource: '<import:fleetlm-artifacts-bucket-arn>/runs/*' });
+    expect(fnStatements('MergeFn')).toContainEqual({ Action: ['s3:GetObject', 's3:PutObject'], Effect: 'Allow', Resource: '<import:fleetlm-artifacts-bucket-arn>/runs/*' });
   });
 
   it('given the quality gate, when synthesized, then publishing needs maxQualityDrop <= the configured 0.15, else notify and fail', () => {
