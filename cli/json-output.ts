@@ -288,7 +288,14 @@ export const JSON_OUTPUTS = {
   rollout: z.union([z.strictObject(RolloutResultShape), AgentRolloutSchema]),
   status: JobProgressSchema,
   cancel: JobProgressSchema,
-  rollback: z.strictObject({ from: DeploymentRefSchema, to: DeploymentRefSchema, canceled: z.boolean(), jobId: str, final: JobProgressSchema.optional() }),
+  rollback: z.strictObject({
+    from: DeploymentRefSchema,
+    to: DeploymentRefSchema,
+    /** The current job, when it was still running and rollback canceled it first. */
+    canceled: str.optional(),
+    jobId: str,
+    final: JobProgressSchema.optional(),
+  }),
   telemetry: z.strictObject({ messages: count, byDevice: z.array(TelemetrySummarySchema), byVersion: z.array(TelemetrySummarySchema) }),
   keygen: z.strictObject({ privateKey: str, publicKey: str, replaced: z.boolean() }),
   'kms-public-key': z.strictObject({ keyId: str, publicKey: str }),
