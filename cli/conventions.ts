@@ -76,6 +76,11 @@ export function wantsJson(argv: readonly string[]): boolean {
 function usageErrorOf(failure: CommandLineFailure): UsageError {
   const { error, command } = failure;
   const subcommands = command.commands.map((c) => c.name()).filter((n) => n !== 'help');
+  // `fleetlm help nosuch` ends in commander's help-on-error too: it is an unknown command, not a missing one.
+  const [first, asked] = command.args;
+  if (error.code === 'commander.help' && first === 'help' && asked !== undefined) {
+    return new UsageError(`unknown command '${asked}'`, { code: 'USAGE_UNKNOWN_COMMAND' });
+  }
   const message =
     error.code === 'commander.help'
       ? `missing command${subcommands.length > 0 && subcommands.length <= 8 ? ` (one of ${subcommands.join(', ')})` : ''}`
