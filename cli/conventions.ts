@@ -84,7 +84,8 @@ function usageErrorOf(failure: CommandLineFailure): UsageError {
   const message =
     error.code === 'commander.help'
       ? `missing command${subcommands.length > 0 && subcommands.length <= 8 ? ` (one of ${subcommands.join(', ')})` : ''}`
-      : error.message.replace(/^error: /, '');
+      : // One line: commander puts its "(Did you mean --limit?)" on a line of its own.
+        error.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
   // No `cause`: commander's message is the whole story, and describeError would repeat it.
   return new UsageError(message, { code: USAGE_CODES[error.code] ?? 'USAGE' });
 }

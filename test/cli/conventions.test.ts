@@ -200,10 +200,13 @@ describe('the CLI rule for failures, on every command of the catalog', () => {
   }, 240_000);
 
   it('the built binary: --help and --version exit 0 on stdout, no command is a usage error, --json errors are one JSON object', async () => {
-    const [help, version, none, group, missingJson, invalidJson] = await runAll(
-      [['rollout', '--help'], ['--version'], [], ['device'], ['build', '--json'], ['jobs', '--limit', 'x', '--json']],
+    const [help, version, none, group, missingJson, invalidJson, typo] = await runAll(
+      [['rollout', '--help'], ['--version'], [], ['device'], ['build', '--json'], ['jobs', '--limit', 'x', '--json'], ['jobs', '--limt', '5']],
       dir,
     );
+    // Commander's suggestion stays on the error's one line.
+    expect(typo!.code).toBe(1);
+    expect(lastLine(typo!.stderr)).toBe("fleetlm: error: unknown option '--limt' (Did you mean --limit?) (run 'fleetlm jobs --help')");
     expect(help!.code).toBe(0);
     expect(help!.stdout).toContain('Usage: fleetlm rollout');
     expect(version!.code).toBe(0);
