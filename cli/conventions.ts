@@ -7,7 +7,7 @@ import { FleetError, UsageError, describeError, isValidationCode, type UsageCode
 import { EXIT } from './exit-codes.ts';
 import { withFlagNames } from './flag-names.ts';
 
-/** What a run learns while commander parses: the command whose action ran, and help text commander wrote. */
+/** What a run learns while commander parses: the command whose action ran. */
 export interface CliRunState {
   /** The (sub)command whose action started, for the `--help` hint of errors thrown inside it. */
   active?: Command;
