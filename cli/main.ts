@@ -1,15 +1,13 @@
 // The `fleetlm` operator CLI. Each command lives in cli/commands/<name>.ts and registers itself; only the
 // module of the command being run is loaded.
-import { Command, CommanderError } from 'commander';
-import { FleetError, describeError, isValidationCode } from '../common/errors.ts';
+import { Command } from 'commander';
 import { COMMANDS, type CommandEntry } from './commands/index.ts';
+import { applyConventions, reportFailure, wantsJson, type CliRunState } from './conventions.ts';
 
 function baseProgram(): Command {
   return new Command('fleetlm')
     .description('Design, compress and ship small language models to IoT fleets, then watch them run.')
-    .version('0.1.0')
-    .showHelpAfterError()
-    .configureOutput({ outputError: (str, write) => write(str) });
+    .version('0.1.0');
 }
 
 /** The entry whose module registers the command `argv` names (`fleetlm help <cmd>` included), if any. */
@@ -34,20 +32,19 @@ export async function buildProgram(entry?: CommandEntry): Promise<Command> {
   return program;
 }
 
-/** Runs the CLI; bad input exits 2, other failures exit 1 (a watched rollout 3 or 4), all with a one-line reason. */
+/**
+ * Runs the CLI and returns its exit code, the same rule for every command (cli/conventions.ts, the table in
+ * cli/exit-codes.ts): usage errors 1 with the command's help, invalid input 2, a watched rollout 3 or 4.
+ */
 export async function runCli(argv: string[]): Promise<number> {
-  const program = (await buildProgram(entryFor(argv))).exitOverride();
+  const program = await buildProgram(entryFor(argv));
+  const state: CliRunState = {};
+  applyConventions(program, state);
   try {
     await program.parseAsync(argv);
     return 0;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    // A watched rollout's outcome carries its own exit code (fleet/job-outcome.ts: 3 failed, 4 timed out).
-    const own = (err as { exitCode?: unknown }).exitCode;
-    const code = err instanceof FleetError && typeof own === 'number' ? own : err instanceof FleetError && isValidationCode(err.code) ? 2 : 1;
-    process.stderr.write(`fleetlm: error: ${describeError(err)}\n`);
-    if (process.env.FLEETLM_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
-    return code;
+    return reportFailure(err, { state, program, json: wantsJson(argv) });
   }
 }
 

@@ -72,7 +72,7 @@ export type StateCode = 'STATE_BUSY' | 'STATE_IDLE' | 'STATE_NO_RESTART' | 'STAT
 export type OutcomeCode = 'OUTCOME_JOB_FAILED' | 'OUTCOME_WATCH_TIMEOUT';
 
 /** Every error code a FleetLM program raises: one union, so a switch over codes is checked by the compiler. */
-export type FleetErrorCode = ValidationCode | TransportCode | ModelCode | StateCode | OutcomeCode;
+export type FleetErrorCode = ValidationCode | TransportCode | ModelCode | StateCode | OutcomeCode | UsageCode;
 
 /** True for the codes of bad input (what exits with status 2), without comparing string prefixes. */
 export function isValidationCode(code: FleetErrorCode): code is ValidationCode {
@@ -122,4 +122,25 @@ export function describeError(err: unknown): string {
     return `${err.message}${cause}`;
   }
   return String(err);
+}
+
+/** Codes of UsageError: the command line itself is wrong (unknown flag or command, missing option, bad choice; exit status 1). */
+export type UsageCode =
+  | 'USAGE'
+  | 'USAGE_CONFLICTING_OPTIONS'
+  | 'USAGE_EXCESS_ARGUMENTS'
+  | 'USAGE_INVALID_ARGUMENT'
+  | 'USAGE_MISSING_ARGUMENT'
+  | 'USAGE_MISSING_COMMAND'
+  | 'USAGE_MISSING_OPTION'
+  | 'USAGE_MISSING_OPTION_VALUE'
+  | 'USAGE_UNKNOWN_COMMAND'
+  | 'USAGE_UNKNOWN_OPTION';
+
+/** The command line does not parse (cli/conventions.ts turns commander's errors into these). */
+export class UsageError extends FleetError {
+  declare readonly code: UsageCode;
+  constructor(message: string, options?: { cause?: unknown; code?: UsageCode }) {
+    super(options?.code ?? 'USAGE', message, options);
+  }
 }

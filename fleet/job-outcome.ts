@@ -1,12 +1,13 @@
 // How a watched rollout ended, as an exit code a pipeline can gate on: 0 every device succeeded, 3 the job
-// failed, was aborted or canceled, 4 the watch timed out (1 other failures, 2 bad input, as for every command).
+// failed, was aborted or canceled, 4 the watch timed out (1 usage errors and other failures, 2 bad input, as for
+// every command: cli/exit-codes.ts).
 import { FleetError, type OutcomeCode } from '../common/errors.ts';
 import { formatAgo } from './fleet-inventory.ts';
 import { getJobProgress, type JobProgress } from './fleet-status.ts';
 import type { IoTClient } from '@aws-sdk/client-iot';
 
 /** Exit codes of `rollout --watch`, `rollback --watch` and `status --watch` (docs/operator.md). */
-export const WATCH_EXIT = { succeeded: 0, error: 1, usage: 2, failed: 3, timedOut: 4 } as const;
+export const WATCH_EXIT = { succeeded: 0, error: 1, usage: 1, invalid: 2, failed: 3, timedOut: 4 } as const;
 
 /** A watched job that did not end in success; `exitCode` is what the CLI exits with. */
 export class JobOutcomeError extends FleetError {

@@ -189,11 +189,16 @@ async function buildDeb(opts: PackageAgentOptions, stage: string, topDir: string
   run('dpkg-deb', ['--root-owner-group', '-Zgzip', '-z9', '--build', root, out], 'packaging the .deb');
 }
 
+/** Throws unless `version` can name an agent package (a file name part and a Debian upstream version). */
+export function checkAgentVersion(version: string): void {
+  if (!VERSION_RE.test(version)) {
+    throw new ValidationError(`agent version must start with a digit and use only [0-9A-Za-z.+~] (a Debian version), got ${JSON.stringify(version)}`);
+  }
+}
+
 /** Writes fleetlm-agent-<version>-linux-<arch>.tar.gz (and the .deb) into `outDir`. */
 export async function packageAgent(opts: PackageAgentOptions): Promise<PackageAgentResult> {
-  if (!VERSION_RE.test(opts.version)) {
-    throw new ValidationError(`agent version must start with a digit and use only [0-9A-Za-z.+~] (a Debian version), got ${JSON.stringify(opts.version)}`);
-  }
+  checkAgentVersion(opts.version);
   if (!AGENT_ARCHES.includes(opts.arch)) throw new ValidationError(`--arch must be one of ${AGENT_ARCHES.join(', ')}, got ${JSON.stringify(opts.arch)}`);
   const wantDeb = opts.deb ?? true;
   if (wantDeb && spawnSync('dpkg-deb', ['--version']).status !== 0) {

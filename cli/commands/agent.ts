@@ -3,9 +3,9 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { parseWith } from '../../common/validate.ts';
+import { parseFlags } from '../flag-names.ts';
 import { bundleAgent, defaultAgentVersion, findRepoRoot } from '../agent-package/agent-bundle.ts';
-import { AGENT_ARCHES, packageAgent } from '../agent-package/package-agent.ts';
+import { AGENT_ARCHES, checkAgentVersion, packageAgent } from '../agent-package/package-agent.ts';
 
 const PackageSettingsSchema = z
   .object({
@@ -32,11 +32,14 @@ export function register(program: Command): void {
     .action(async (o: { out: string; agentVersion?: string; minify: boolean }) => {
       const repoRoot = findRepoRoot();
       const outDir = path.resolve(o.out);
+      // The bundle's version is the one its package and self-update report later: refuse what packaging would.
+      const version = o.agentVersion ?? defaultAgentVersion(repoRoot);
+      checkAgentVersion(version);
       const r = await bundleAgent({
         repoRoot,
         outDir,
         launcherOutDir: path.join(outDir, 'launcher'),
-        version: o.agentVersion ?? defaultAgentVersion(repoRoot),
+        version,
         minify: o.minify,
       });
       process.stdout.write(`agent ${r.version} bundled: ${r.entry}${r.launcher ? `, launcher ${r.launcher}` : ''}\n`);
@@ -51,7 +54,7 @@ export function register(program: Command): void {
     .option('--no-deb', 'only the tarball (no dpkg-deb needed)')
     .option('--json', 'machine-readable result on stdout')
     .action(async (raw: Record<string, unknown>) => {
-      const o = parseWith(PackageSettingsSchema, { json: false, ...raw }, 'fleetlm agent package options');
+      const o = parseFlags(PackageSettingsSchema, { json: false, ...raw }, 'fleetlm agent package options');
       const repoRoot = findRepoRoot();
       const r = await packageAgent({
         repoRoot,

@@ -2,7 +2,7 @@
 // with random GPT-2-scheme weights or a safetensors checkpoint in FleetLM, GPT-2 or OPT layout.
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { parseWith } from '../../common/validate.ts';
+import { parseFlags } from '../flag-names.ts';
 import { CHECKPOINT_LAYOUTS } from '../../models/checkpoint/layouts.ts';
 import { buildModelFile, loadArchSpec } from '../../models/onnx/build-model-file.ts';
 import { ACTIVATIONS } from '../../models/onnx/build-decoder.ts';
@@ -36,7 +36,7 @@ export function register(program: Command): void {
     .option('--external-data <mode>', 'auto (above the 2 GB protobuf limit) | always | never')
     .option('--json', 'print a JSON summary')
     .action(async (raw: Record<string, unknown>) => {
-      const opts = parseWith(OptionsSchema, raw, 'build options');
+      const opts = parseFlags(OptionsSchema, raw, 'build options');
       const spec = await loadArchSpec(opts.arch);
       const started = Date.now();
       const result = await buildModelFile(spec, {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { ValidationError } from '../../common/errors.ts';
-import { parseWith } from '../../common/validate.ts';
+import { parseFlags } from '../flag-names.ts';
 import { writeJsonAtomic } from '../../common/atomic-file.ts';
 import { compressEmbedding, type CompressOutcome } from '../../models/compression/auto.ts';
 import { formatReport } from '../../models/compression/report.ts';
@@ -160,7 +160,7 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of the row sample used for shape selection')
     .option('--json', 'print the report as JSON')
     .action(async (raw: Record<string, unknown>) => {
-      const opts = parseWith(OptionsSchema, raw, 'compress options');
+      const opts = parseFlags(OptionsSchema, raw, 'compress options');
       const report = await runCompress(opts);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -84,10 +84,17 @@ async function call<T>(what: string, fn: () => Promise<T>, tolerate?: new (...ar
   }
 }
 
-async function ensureThingInGroup(iot: IoTClient, thing: string, group: string | undefined): Promise<void> {
+async function ensureThing(iot: IoTClient, thing: string): Promise<void> {
   // CreateThing is idempotent for an existing thing with the same attributes; re-registering is allowed.
   await call(`CreateThing ${thing}`, () => iot.send(new CreateThingCommand({ thingName: thing })), ResourceAlreadyExistsException);
-  if (!group) return;
+}
+
+/**
+ * The last step of a registration: a group rollout targets every member and waits for each, so a thing joins
+ * its group only once its credentials and config exist. A failure here leaves a complete device outside the
+ * group; registering again adds it.
+ */
+async function joinGroup(iot: IoTClient, thing: string, group: string): Promise<void> {
   await call(`CreateThingGroup ${group}`, () => iot.send(new CreateThingGroupCommand({ thingGroupName: group })), ResourceAlreadyExistsException);
   await call(`AddThingToThingGroup ${thing} -> ${group}`, () => iot.send(new AddThingToThingGroupCommand({ thingName: thing, thingGroupName: group })));
 }
@@ -274,7 +281,7 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
   }
   // The fleet key is checked before anything is created, so a refused key leaves no half-registered thing.
   await fleetPublicKey(profile, opts, files.fleetPublicKey);
-  await ensureThingInGroup(iot, opts.thing, opts.group);
+  await ensureThing(iot, opts.thing);
 
   let mqtt: AgentConfigInput['mqtt'];
   // Artifact hosts: the local hub's S3 store exactly (host:port); on AWS the agent derives the region's S3 hosts.
@@ -339,6 +346,8 @@ export async function registerDevice(profile: FleetProfile, iot: IoTClient, opts
     if (createdCertificate) await removeCertificate(iot, opts.thing, opts.policy ?? DEFAULT_DEVICE_POLICY, createdCertificate);
     throw err;
   }
+  // Last: a thing in its group is a rollout target, so only a complete device joins (a failed run leaves none there).
+  if (opts.group) await joinGroup(iot, opts.thing, opts.group);
   return {
     mode: profile.kind,
     thingName: opts.thing,

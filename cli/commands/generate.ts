@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { ValidationError } from '../../common/errors.ts';
-import { parseWith } from '../../common/validate.ts';
+import { parseFlags } from '../flag-names.ts';
 import { isHfTokenizer, loadLanguageModel, tokenizerForModel, type ChatMessage, type Tokenizer } from '../../models/runtime/index.ts';
 
 const OptionsSchema = z
@@ -62,7 +62,7 @@ export function register(program: Command): void {
     .option('--system <text>', 'with --chat: a system message before the user message')
     .option('--json', 'print one JSON object with the text and timings instead of streaming')
     .action(async (raw: Record<string, unknown>) => {
-      const opts = parseWith(OptionsSchema, raw, 'generate options');
+      const opts = parseFlags(OptionsSchema, raw, 'generate options');
       const loadStart = performance.now();
       const tok = await tokenizerForModel(opts.model, opts.tokenizer);
       const model = await loadLanguageModel(opts.model, {

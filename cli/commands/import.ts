@@ -2,7 +2,7 @@
 // Mistral; safetensors, fp32/fp16/bf16, sharded or not) to a bundle `fleetlm publish` takes as it is.
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { parseWith } from '../../common/validate.ts';
+import { parseFlags } from '../flag-names.ts';
 import { importHfModel } from '../../models/onnx/import-hf-model.ts';
 
 const OptionsSchema = z
@@ -33,7 +33,7 @@ export function register(program: Command): void {
     .option('--json', 'print a JSON summary')
     .option('--verbose', 'print the effective options and the imported spec on stderr')
     .action(async (raw: Record<string, unknown>) => {
-      const opts = parseWith(OptionsSchema, raw, 'import options');
+      const opts = parseFlags(OptionsSchema, raw, 'import options');
       if (opts.verbose) process.stderr.write(`import options: ${JSON.stringify(opts)}\n`);
       const started = Date.now();
       const r = await importHfModel({ hfDir: opts.hf, outDir: opts.out, fused: opts.fused, externalData: opts.externalData, force: opts.force });

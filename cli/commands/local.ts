@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { TransportError, ValidationError, describeError } from '../../common/errors.ts';
-import { parseJsonWith, parseWith } from '../../common/validate.ts';
+import { parseJsonWith } from '../../common/validate.ts';
+import { flagOf, parseFlags } from '../flag-names.ts';
 import { startHub, type HubEndpoints } from '../../local-hub/hub.ts';
 
 const DEFAULT_DIR = '.fleetlm/local';
@@ -53,9 +54,13 @@ interface UpFlags {
   verbose?: boolean;
 }
 
+function localEnvName(key: string): string {
+  return `FLEETLM_LOCAL_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
 /** Resolves `local up` settings: defaults < FLEETLM_LOCAL_* environment < flags. */
 export function resolveUpSettings(flags: UpFlags, env: NodeJS.ProcessEnv = process.env): UpSettings {
-  return parseWith(
+  return parseFlags(
     UpSettingsSchema,
     {
       dir: flags.dir ?? env.FLEETLM_LOCAL_DIR ?? DEFAULT_DIR,
@@ -71,6 +76,8 @@ export function resolveUpSettings(flags: UpFlags, env: NodeJS.ProcessEnv = proce
       verbose: flags.verbose ?? false,
     },
     '`fleetlm local up` settings',
+    // The environment sets these too.
+    Object.fromEntries(['dir', 'mqttPort', 'httpPort', 's3Port', 'minuteMs', 'brokerUrl', 'brokerUsername', 'brokerPassword'].map((k) => [k, `${flagOf(k)} (or ${localEnvName(k)})`])),
   );
 }
 

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { z } from 'zod';
 import { ValidationError } from '../../common/errors.ts';
-import { parseWith } from '../../common/validate.ts';
+import { parseFlags } from '../flag-names.ts';
 import { loadLanguageModel, perplexity, tokenizerForModel } from '../../models/runtime/index.ts';
 
 const OptionsSchema = z
@@ -38,7 +38,7 @@ export function register(program: Command): void {
     .option('--tokenizer <name|file>', "gpt2, or a tokenizer.json file: Hugging Face format or FleetLM's older fleetlm/bpe@1 (default: tokenizer.json beside the model, with its tokenizer_config.json, else gpt2)")
     .option('--json', 'print a JSON result')
     .action(async (raw: Record<string, unknown>) => {
-      const opts = parseWith(OptionsSchema, raw, 'perplexity options');
+      const opts = parseFlags(OptionsSchema, raw, 'perplexity options');
       let text: string;
       try {
         text = await fs.readFile(opts.text, 'utf8');

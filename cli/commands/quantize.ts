@@ -5,7 +5,8 @@ import { existsSync, promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { ValidationError } from '../../common/errors.ts';
-import { parseJsonWith, parseWith } from '../../common/validate.ts';
+import { parseJsonWith } from '../../common/validate.ts';
+import { parseFlags } from '../flag-names.ts';
 import { writeJsonAtomic } from '../../common/atomic-file.ts';
 import { loadOnnxModel, onnx, resolveExternalData, saveOnnxModel } from '../../models/onnx/proto.ts';
 import { DEFAULT_ACCURACY_LEVEL, quantizeModel, type AccuracyLevel } from '../../models/quantization/onnx-quantize.ts';
@@ -163,7 +164,7 @@ export function register(program: Command): void {
     .option('--max-increase <f>', 'largest allowed perplexity increase over the dense model, as a fraction (default: the record\'s, else 0.15)')
     .option('--json', 'print the report as JSON')
     .action(async (raw: Record<string, unknown>) => {
-      const opts = parseWith(OptionsSchema, raw, 'quantize options');
+      const opts = parseFlags(OptionsSchema, raw, 'quantize options');
       const report = await runQuantize(opts);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -139,6 +139,10 @@ export function searchOptionsFrom(s: Partial<Record<SettingKey, string>>, flags:
   if (typeof device === 'string' && !DEVICE_IDS.includes(device)) {
     throw new ValidationError(`--device must be one of ${DEVICE_IDS.join(', ')}; got '${device}' (use --device-file for others)`);
   }
+  // Said here in flags: the library's own message names its fields.
+  if (s.latency !== undefined && device === undefined && !s.latencyTable) {
+    throw new ValidationError(`--latency needs a device to model latency on: pass --device (${DEVICE_IDS.join(', ')}), --device-file or --latency-table`);
+  }
   const opts: SearchOptions = {
     budgets: {
       params: positive(s.params === undefined ? undefined : parseCount(s.params, '--params'), '--params', s.params),
@@ -284,6 +288,12 @@ export function register(program: Command): void {
         });
       } finally {
         bar?.stop();
+      }
+      if (Object.keys(options.budgets ?? {}).length === 0) {
+        // Unbounded, maximum entropy means the widest, deepest design the search space holds.
+        process.stderr.write(
+          `fleetlm search: warning: no budget given (--params, --flops, --memory or --latency), so nothing bounds the design: it has ${formatCount(result.params)} parameters. Give a budget, e.g. --params 20M, or --device rpi4 --latency 40ms\n`,
+        );
       }
       if (flags.out) await writeJsonAtomic(flags.out, result);
       if (flags.hfConfig) await writeJsonAtomic(flags.hfConfig, toHuggingFaceConfig(result.spec));

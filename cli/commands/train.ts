@@ -5,7 +5,7 @@ import cliProgress from 'cli-progress';
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { ValidationError } from '../../common/errors.ts';
-import { parseWith } from '../../common/validate.ts';
+import { parseFlags } from '../flag-names.ts';
 import { countParameters } from '../../models/arch/accounting.ts';
 import { loadArchSpec } from '../../models/onnx/build-model-file.ts';
 import { gpt2Tokenizer, type Tokenizer } from '../../models/runtime/tokenizer.ts';
@@ -67,7 +67,7 @@ export function register(program: Command): void {
     .option('--threads <n>', 'GEMM threads, 1 or 2; same results either way (default: FLEETLM_TRAIN_THREADS, else the cores, at most 2)')
     .option('--json', 'print a JSON summary')
     .action(async (raw: Record<string, unknown>) => {
-      const opts = parseWith(OptionsSchema, raw, 'train options');
+      const opts = parseFlags(OptionsSchema, raw, 'train options');
       // Flag over FLEETLM_TRAIN_THREADS; reading it here refuses a bad value before any work.
       if (opts.threads !== undefined) setGemmThreads(opts.threads);
       else gemmThreads();

@@ -29,7 +29,7 @@ describe('CLI command catalog', () => {
     const top = await buildProgram();
     expect(top.commands.map((c) => c.name())).toEqual(COMMANDS.flatMap((e) => Object.keys(e.commands)));
     const r = await runCliCaptured(['no-such-command']);
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/unknown command 'no-such-command'/);
   });
 });

@@ -148,15 +148,16 @@ describe('device register against AWS IoT', () => {
       expect(r.code).toBe(0);
       expect(fake.calls.map((c) => `${c.method} ${c.path}`)).toEqual([
         'POST /things/jetson-01',
-        'POST /thing-groups/fleetlm-jetson-orin-nano',
-        'PUT /thing-groups/addThingToThingGroup',
         'POST /keys-and-certificate?setAsActive=true',
         'PUT /target-policies/fleetlm-device',
         'PUT /things/jetson-01/principals',
         'GET /endpoint?endpointType=iot%3AData-ATS',
+        // Last: only a complete device becomes a group rollout's target.
+        'POST /thing-groups/fleetlm-jetson-orin-nano',
+        'PUT /thing-groups/addThingToThingGroup',
       ]);
-      expect(JSON.parse(fake.calls[4]!.body)).toEqual({ target: 'arn:aws:iot:eu-west-1:123456789012:cert/abc123' });
-      expect(fake.calls[5]!.principal).toBe('arn:aws:iot:eu-west-1:123456789012:cert/abc123');
+      expect(JSON.parse(fake.calls[2]!.body)).toEqual({ target: 'arn:aws:iot:eu-west-1:123456789012:cert/abc123' });
+      expect(fake.calls[3]!.principal).toBe('arn:aws:iot:eu-west-1:123456789012:cert/abc123');
       const config = AgentConfigSchema.parse(JSON.parse(readFileSync(out, 'utf8')));
       expect(config.mqtt).toMatchObject({ host: 'abc123-ats.iot.eu-west-1.amazonaws.com', port: 8883, tls: { certPath: path.join(dir, 'jetson-01', 'jetson-01.cert.pem'), keyPath: path.join(dir, 'jetson-01', 'jetson-01.private.key') } });
       expect(readFileSync(config.mqtt.tls!.keyPath, 'utf8')).toContain('secret');

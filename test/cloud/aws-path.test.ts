@@ -17,6 +17,7 @@ import {
   IoTClient,
   ListCertificatesCommand,
   ListThingPrincipalsCommand,
+  ListThingsInThingGroupCommand,
 } from '@aws-sdk/client-iot';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/client-kms';
@@ -336,6 +337,26 @@ describe('device register against moto IoT', () => {
     expect((await iot.send(new ListThingPrincipalsCommand({ thingName: 'pi-10' }))).principals ?? []).toEqual([]);
     expect(existsSync(path.join(dir, 'dev', 'pi-10', 'pi-10.private.key'))).toBe(false);
     expect(existsSync(out)).toBe(false);
+  });
+
+  it('a run that fails half-way leaves the thing out of its group (a group rollout would wait on it forever); the run that succeeds adds it', async () => {
+    const group = 'fleetlm-halfway';
+    const members = async () => {
+      try {
+        return (await iot.send(new ListThingsInThingGroupCommand({ thingGroupName: group }))).things ?? [];
+      } catch {
+        return []; // the group does not exist yet
+      }
+    };
+    const out = path.join(dir, 'dev', 'pi-11', 'agent.json');
+    const pub = path.join(dir, 'keys', 'fleet-public-key.pem');
+    const failed = await cli('device', 'register', '--thing', 'pi-11', '--group', group, '--out', out, '--policy', 'no-such-policy', '--fleet-public-key', pub);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/AttachPolicy no-such-policy/);
+    expect(await members()).toEqual([]);
+    const ok = await cli('device', 'register', '--thing', 'pi-11', '--group', group, '--out', out, '--fleet-public-key', pub);
+    expect(ok.code).toBe(0);
+    expect(await members()).toEqual(['pi-11']);
   });
 });
 

@@ -102,7 +102,13 @@ describe('fleetlm operator commands on the local hub', () => {
     const watched = await cli('status', jobId, '--local', path.join(dir, 'hub'), '--watch', '--json');
     expect(watched.code).toBe(3);
     expect((JSON.parse(watched.out) as { status: string }).status).toBe('CANCELED');
-    expect(watched.err.trim().split('\n').at(-1)).toBe(`fleetlm: error: job ${jobId} ended CANCELED (OPERATOR_CANCEL): CANCELED=1; pi-1 CANCELED`);
+    // With --json the error is one JSON object, the last line on stderr.
+    expect(JSON.parse(watched.err.trim().split('\n').at(-1)!)).toEqual({
+      error: { code: 'OUTCOME_JOB_FAILED', message: `job ${jobId} ended CANCELED (OPERATOR_CANCEL): CANCELED=1; pi-1 CANCELED`, exitCode: 3 },
+    });
+    const watchedText = await cli('status', jobId, '--local', path.join(dir, 'hub'), '--watch');
+    expect(watchedText.code).toBe(3);
+    expect(watchedText.err.trim().split('\n').at(-1)).toBe(`fleetlm: error: job ${jobId} ended CANCELED (OPERATOR_CANCEL): CANCELED=1; pi-1 CANCELED`);
   });
 
   it('rollout --watch --watch-timeout exits 4 and names the devices still pending and whether they are online', async () => {

@@ -46,9 +46,9 @@ describe('fleetlm local', () => {
     expect(resolveUpSettings({}, {})).toMatchObject({ dir: '.fleetlm/local', allowUnregistered: false });
     expect(resolveUpSettings({}, { FLEETLM_LOCAL_DIR: '/x', FLEETLM_LOCAL_MQTT_PORT: '1883' })).toMatchObject({ dir: '/x', mqttPort: 1883 });
     expect(resolveUpSettings({ dir: '/y', mqttPort: '2000' }, { FLEETLM_LOCAL_DIR: '/x', FLEETLM_LOCAL_MQTT_PORT: '1883' })).toMatchObject({ dir: '/y', mqttPort: 2000 });
-    expect(() => resolveUpSettings({ mqttPort: '70000' }, {})).toThrow(/mqttPort/);
+    expect(() => resolveUpSettings({ mqttPort: '70000' }, {})).toThrow(/--mqtt-port \(or FLEETLM_LOCAL_MQTT_PORT\)/);
     expect(resolveUpSettings({}, { FLEETLM_LOCAL_BROKER_URL: 'mqtt://127.0.0.1:1883' }).brokerUrl).toBe('mqtt://127.0.0.1:1883');
-    expect(() => resolveUpSettings({ brokerUrl: 'http://x' }, {})).toThrow(/brokerUrl/);
+    expect(() => resolveUpSettings({ brokerUrl: 'http://x' }, {})).toThrow(/--broker-url \(or FLEETLM_LOCAL_BROKER_URL\)/);
   });
 
   it('runs a hub in the foreground, writes endpoints.json, and stops on SIGINT', async () => {

@@ -47,7 +47,7 @@ describe('fleetlm import', () => {
     writeFileSync(path.join(out, 'notes.txt'), 'mine');
     const r = await runCliCaptured(['import', '--hf', hf, '--out', out]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^fleetlm: error: --out .*taken is not empty .*pass --force to replace it\n$/);
+    expect(r.stderr).toMatch(/^fleetlm: error: --out .*taken is not empty .*pass --force to replace it \(run 'fleetlm import --help'\)\n$/);
     expect(existsSync(path.join(out, 'notes.txt'))).toBe(true);
     const forced = await runCliCaptured(['import', '--hf', hf, '--out', out, '--force']);
     expect(forced.code).toBe(0);
@@ -65,7 +65,7 @@ describe('fleetlm import', () => {
     expect(b.stderr).toMatch(/--hf .*nope is not a directory/);
     const c = await runCliCaptured(['import', '--hf', hf, '--out', path.join(root, 'c'), '--external-data', 'sometimes']);
     expect(c.code).toBe(2);
-    expect(c.stderr).toMatch(/externalData/);
+    expect(c.stderr).toMatch(/--external-data \(got "sometimes"\)/);
     expect(existsSync(path.join(root, 'g')) || existsSync(path.join(root, 'n')) || existsSync(path.join(root, 'c'))).toBe(false);
   });
 

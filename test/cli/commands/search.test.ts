@@ -102,13 +102,24 @@ describe('fleetlm search', () => {
     [['--iterations', '1.5'], /--iterations must be a whole number/],
     [['--min-attention-ratio', '2'], /--min-attention-ratio must be between 0 and 1; got '2'/],
     [['--min-embedding-width', '0'], /--min-embedding-width must be greater than zero/],
-    [['--params', '6M', '--min-embedding-width', '128'], /params budget 6M is below the smallest feasible value 6\.76M .*width 128 \(minEmbeddingWidth 128\)/],
+    [['--params', '6M', '--min-embedding-width', '128'], /params budget 6M is below the smallest feasible value 6\.76M .*width 128 \(--min-embedding-width 128\)/],
     [['--weight-bits', '3'], /--weight-bits.*'3'/],
     [['--family', 'bert'], /--family.*'bert'/],
-    [['--weight-bits', '4', '--bytes-per-weight', '2'], /give weightBits \(4\) or bytesPerWeight \(2\), not both/],
+    [['--weight-bits', '4', '--bytes-per-weight', '2'], /give --weight-bits \(4\) or --bytes-per-weight \(2\), not both/],
+    [['--latency', '40ms'], /--latency needs a device to model latency on: pass --device \(jetson-nano, .*\), --device-file or --latency-table/],
+    [['--blocks', '17'], /--blocks: Too big/],
   ])('fails with exit 2 and a clear message for %j', async (args, message) => {
     const r = await fleetlmInProcess([...args, '--iterations', String(args.includes('--iterations') ? args[args.indexOf('--iterations') + 1] : 10)]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
+  });
+
+  it('warns when no budget bounds the design, and not when one does', async () => {
+    const free = await fleetlmInProcess(['--iterations', '10']);
+    expect(free.code).toBe(0);
+    expect(free.stderr).toMatch(/^fleetlm search: warning: no budget given \(--params, --flops, --memory or --latency\), so nothing bounds the design: it has [\d.]+[KMG] parameters/);
+    const bounded = await fleetlmInProcess(['--params', '20M', '--iterations', '10']);
+    expect(bounded.code).toBe(0);
+    expect(bounded.stderr).not.toMatch(/warning/);
   });
 });

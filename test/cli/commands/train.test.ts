@@ -64,6 +64,6 @@ describe('fleetlm train', () => {
     expect(bad.stderr).toMatch(/seq/);
     const badOut = await run(['train', '--arch', path.join(dir, 'arch.json'), '--text', 'moby-dick', '--tokens', '10', '--out', path.join(dir, 'x.bin')]);
     expect(badOut.code).toBe(2);
-    expect(badOut.stderr).toMatch(/out: must end in \.safetensors/);
+    expect(badOut.stderr).toMatch(/--out \(got "[^"]*"\): must end in \.safetensors/);
   });
 });

@@ -53,7 +53,7 @@ describe('fleetlm generate / perplexity', () => {
   it('exits 2 on bad flags and 1 on a bad model, with one-line reasons', async () => {
     const bad = await cli(['generate', '--model', model, '--prompt', 'x', '--top-p', '2']);
     expect(bad.code).toBe(2);
-    expect(bad.err).toMatch(/topP/);
+    expect(bad.err).toMatch(/--top-p/);
     const garbage = path.join(dir, 'garbage.onnx');
     await fs.writeFile(garbage, 'not a model');
     const broken = await cli(['generate', '--model', garbage, '--prompt', 'x']);
