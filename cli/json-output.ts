@@ -2,6 +2,7 @@
 // numbers as numbers, stable key names), and the error object every command writes to stderr with --json.
 // docs/operator.md ("--json output") points here; test/cli/json-output.test.ts validates real outputs.
 import { z } from 'zod';
+import { RollbackAuthorizationSchema } from '../contracts/rollback-authorization.ts';
 
 const num = z.number();
 const int = z.number().int();
@@ -296,6 +297,8 @@ export const JSON_OUTPUTS = {
     jobId: str,
     final: JobProgressSchema.optional(),
   }),
+  /** The authorization as signed (RollbackAuthorizationSchema) and the file it went to. */
+  'authorize-rollback': RollbackAuthorizationSchema.extend({ file: str }),
   telemetry: z.strictObject({ messages: count, byDevice: z.array(TelemetrySummarySchema), byVersion: z.array(TelemetrySummarySchema) }),
   keygen: z.strictObject({ privateKey: str, publicKey: str, replaced: z.boolean() }),
   'kms-public-key': z.strictObject({ keyId: str, publicKey: str }),

@@ -108,6 +108,7 @@ function invalidInvocations(t: string): Record<string, string[]> {
     status: ['job-1', ...noHub],
     cancel: ['job-1', ...noHub],
     rollback: ['--group', 'g', ...noHub],
+    'authorize-rollback': ['--model', 'm', '--version', '1', '--out', path.join(t, 'auth.json'), ...noHub],
     telemetry: ['--since', '0', ...noHub],
     keygen: ['--out-dir', path.join(t, 'keys')],
     'kms-public-key': ['--out', path.join(t, 'kms.pem'), ...noHub],

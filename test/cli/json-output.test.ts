@@ -123,7 +123,7 @@ describe('--json output shapes', () => {
     expect(withJson.sort()).toEqual(Object.keys(JSON_OUTPUTS).sort());
   });
 
-  it('fleet commands against a local hub: keygen, device register, publish, rollout, status, jobs, devices, versions, deprecate, telemetry, cancel, local endpoints, rollback', async () => {
+  it('fleet commands against a local hub: keygen, device register, publish, rollout, status, jobs, devices, versions, deprecate, telemetry, cancel, local endpoints, rollback, authorize-rollback', async () => {
     const local = ['--local', hubDir];
     const keys = await json('keygen', ['--out-dir', path.join(dir, 'keys')]);
     const device = await json('device register', [...local, '--thing', 'pi-2', '--group', 'lab', '--out', path.join(dir, 'pi-2', 'agent.json'), '--fleet-public-key', keys.publicKey]);
@@ -162,6 +162,8 @@ describe('--json output shapes', () => {
     const second = await json('rollout', [...local, '--model', 'tiny', '--version', '1.1', '--group', 'rb']);
     const rolledBack = await json('rollback', [...local, '--group', 'rb']);
     expect(rolledBack).toMatchObject({ from: { jobId: second.jobId, version: '1.1' }, to: { jobId: first.jobId, version: '1.0' } });
+    const authorized = await json('authorize-rollback', ['--model', 'tiny', '--version', '1.0', '--group', 'rb', '--key', keys.privateKey, '--out', path.join(dir, 'rb-auth.json')]);
+    expect(authorized).toMatchObject({ modelId: 'tiny', version: '1.0', scope: { thingGroups: ['rb'], things: [] } });
     // Rolling back without an earlier good version fails: the error is one JSON object on stderr.
     const refused = await runCliCaptured(['rollback', ...local, '--group', 'lab', '--json']);
     expect(refused.code).toBe(2);
