@@ -137,7 +137,7 @@ describe('canaryOutcome', () => {
     jobId: 'j-canary',
     status,
     counts: {},
-    devices: devices.map(([thingName, s]) => ({ thingName, status: s, statusDetails: s === 'FAILED' ? { reason: 'model failed to load' } : {} })),
+    devices: devices.map(([thingName, s]) => ({ thingName, status: s, statusDetails: (s === 'FAILED' ? { reason: 'model failed to load' } : {}) as Record<string, string> })),
     done: false,
   });
 

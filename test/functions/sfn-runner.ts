@@ -1,10 +1,11 @@
 // A small interpreter for the Amazon States Language subset the pipeline uses (Task, Map in
-// DISTRIBUTED mode run inline, Choice, Succeed, Fail, Retry, Catch, ResultPath), so the real
+// DISTRIBUTED mode run inline, Choice, Wait, Succeed, Fail, Retry, Catch, ResultPath), so the real
 // synthesized definition can be run against the real handlers on a small input.
 // https://states-language.net/spec.html
 
 export interface AslState {
-  Type: 'Task' | 'Map' | 'Choice' | 'Succeed' | 'Fail' | 'Pass';
+  Type: 'Task' | 'Map' | 'Choice' | 'Wait' | 'Succeed' | 'Fail' | 'Pass';
+  Seconds?: number;
   Next?: string;
   End?: boolean;
   Resource?: string;
@@ -87,13 +88,20 @@ function choose(state: AslState, input: unknown): string {
     if ('NumericLessThanEquals' in c && typeof v === 'number' && v <= (c.NumericLessThanEquals as number)) return c.Next;
     if ('BooleanEquals' in c && v === c.BooleanEquals) return c.Next;
     if ('StringEquals' in c && v === c.StringEquals) return c.Next;
+    if ('IsPresent' in c && (v !== undefined) === c.IsPresent) return c.Next;
   }
   if (!state.Default) throw new StatesError('States.NoChoiceMatched', 'no choice matched');
   return state.Default;
 }
 
 /** Runs `machine` on `input`; Task resources are mapped to functions by `resolve`. */
-export async function runStateMachine(machine: AslMachine, input: unknown, resolve: TaskResolver, options: { startAt?: string } = {}): Promise<RunResult> {
+export async function runStateMachine(
+  machine: AslMachine,
+  input: unknown,
+  resolve: TaskResolver,
+  /** `onWait` runs in place of a Wait state's sleep (a test moves the world on there); without it a Wait passes at once. */
+  options: { startAt?: string; onWait?: (state: string, input: unknown) => Promise<void> } = {},
+): Promise<RunResult> {
   const trace: string[] = [];
   const notifications: RunResult['notifications'] = [];
 
@@ -131,6 +139,11 @@ export async function runStateMachine(machine: AslMachine, input: unknown, resol
       }
       if (state.Type === 'Choice') {
         name = choose(state, current);
+        continue;
+      }
+      if (state.Type === 'Wait') {
+        await options.onWait?.(name, current);
+        name = state.Next!;
         continue;
       }
       try {
