@@ -150,7 +150,7 @@ async function progressIfAny(iot: IoTClient, jobId: string, details: boolean): P
 /** A rollout as `status` shows it: its own job and, when it had one, its canary job (`<id>-canary`). */
 export async function rolloutProgress(iot: IoTClient, jobId: string, opts: { details?: boolean } = {}): Promise<{ main?: JobProgress; canary?: JobProgress }> {
   const details = opts.details ?? true;
-  const [main, canary] = await Promise.all([progressIfAny(iot, jobId, details), jobId.endsWith('-canary') ? undefined : progressIfAny(iot, canaryJobId(jobId), details)]);
+  const [main, canary] = await Promise.all([progressIfAny(iot, jobId, details), canaryJobId(jobId).length > 64 ? undefined : progressIfAny(iot, canaryJobId(jobId), details)]);
   if (!main && !canary) throw new ValidationError(`job ${jobId} does not exist (nor a canary job ${canaryJobId(jobId)})`);
   return { ...(main ? { main } : {}), ...(canary ? { canary } : {}) };
 }
