@@ -418,7 +418,11 @@ export function register(program: Command): void {
     out(o, shown, () =>
       [
         ...(canary ? [`canary ${formatProgress(canary)}`] : []),
-        main ? formatProgress(main) : `job ${jobId} not created yet: the rest of the devices get it only once every canary device SUCCEEDED`,
+        main
+          ? formatProgress(main)
+          : canary && TERMINAL_JOB_STATUSES.has(canary.status) && !jobSucceeded(canary)
+            ? `job ${jobId} will not be created: its canary ended ${canary.status}, so the other devices were not notified`
+            : `job ${jobId} not created yet: the other devices get it once every canary device SUCCEEDED`,
       ].join('\n'),
     );
   });

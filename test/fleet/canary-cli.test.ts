@@ -107,6 +107,7 @@ describe('rollout --canary with real agents', () => {
     // status and status --watch of the rollout: its job was never created; a pipeline gating on it gets 3.
     const status = JSON.parse((await cli('status', 'canary-bad', '--json')).out) as { status: string; canary: { status: string; counts: Record<string, number> } };
     expect(status).toMatchObject({ status: 'NOT_CREATED', canary: { counts: { FAILED: 1 } } });
+    expect((await cli('status', 'canary-bad')).out).toMatch(/^job canary-bad will not be created: its canary ended (CANCELED|COMPLETED), so the other devices were not notified$/m);
     const watched = await cli('status', 'canary-bad', '--watch');
     expect(watched.code).toBe(3);
     expect(watched.err.trim().split('\n').at(-1)).toMatch(/canary canary-bad-canary ended (CANCELED|COMPLETED).*job canary-bad will not be created/);
