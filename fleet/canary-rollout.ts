@@ -11,18 +11,22 @@ import { canarySize, type RolloutPolicy } from './rollout-policy.ts';
 import {
   cancelRollout,
   canaryJobId,
+  createAgentRollout,
   createRollout,
   makeJobId,
   MAX_ROLLOUT_JOB_ID,
   parseDeployment,
   rolloutThings,
   splitSettings,
+  type AgentRolloutRequest,
+  type AgentRolloutResult,
   type RolloutRequest,
   type RolloutResult,
+  type RolloutSettings,
 } from './rollout.ts';
 
 /** A started canary: which devices, under which job, for which rollout. */
-export interface CanaryStart {
+export interface CanaryStart<R = RolloutResult> {
   /** The rollout's job id; the rest of the group gets the job of this id once the canary succeeded. */
   jobId: string;
   canaryJobId: string;
@@ -31,7 +35,7 @@ export interface CanaryStart {
   targetCount: number;
   policy: RolloutPolicy;
   /** The canary job as created (absent when an existing canary job was picked up again). */
-  canary?: RolloutResult;
+  canary?: R;
 }
 
 /** Where a canary stands: still running, every execution SUCCEEDED, or it failed (with why). */
@@ -60,32 +64,64 @@ export function canaryOutcome(p: JobProgress, expectedDevices: number, retries: 
   return { state: 'pending' };
 }
 
-/** Creates the canary job (`<id>-canary`) for the first devices of the rollout; with an existing one of the same version, picks it up again. */
-export async function startCanary(iot: IoTClient, s3: S3Client, profile: FleetProfile, req: RolloutRequest): Promise<CanaryStart> {
-  const { policy } = splitSettings(req.settings);
-  if (policy.canaryPercent === undefined) throw new ValidationError('startCanary needs a canary share (--canary 5%)');
-  const jobId = req.jobId ?? makeJobId(req.modelId, req.version);
+/** What a canary needs from any rollout kind (model or agent): its targets, policy and job id, and how to make one job. */
+export interface CanaryPlan<R> {
+  group?: string;
+  things?: string[];
+  settings?: RolloutSettings;
+  /** The rollout's job id (its canary job is `<jobId>-canary`). */
+  jobId: string;
+  /** Picks an existing canary job up again (a rerun with the same --job-id, a retried Lambda) when it is this rollout's. */
+  resume: boolean;
+  /** What is rolled out, for messages: `tiny@2`, `agent 1.4.0`. */
+  label: string;
+  /** True when an existing job's description says it is this rollout's canary. */
+  isOwnCanary: (description: string | undefined) => boolean;
+  /** Creates one job of this rollout: the canary (with canaryOf and canaryThings) or the rollout's own. */
+  create: (job: { jobId: string; settings: RolloutSettings; canaryOf?: string; canaryThings?: string[] }) => Promise<R>;
+}
+
+/** Creates the canary job (`<id>-canary`) for the first devices of the rollout; with `resume`, picks an existing one of this rollout up again. */
+export async function startCanaryWith<R>(iot: IoTClient, plan: CanaryPlan<R>): Promise<CanaryStart<R>> {
+  const { policy } = splitSettings(plan.settings);
+  if (policy.canaryPercent === undefined) throw new ValidationError('a canary rollout needs a canary share (--canary 5%)');
+  const jobId = plan.jobId;
   if (jobId.length > MAX_ROLLOUT_JOB_ID) throw new ValidationError(`--job-id is ${jobId.length} characters; with a canary it may have at most ${MAX_ROLLOUT_JOB_ID} (the canary job is ${canaryJobId('<id>')})`);
-  const things = await rolloutThings(iot, req, policy);
-  if (things.length === 0) throw new ValidationError(`a canary needs devices to pick from: ${req.group ? `group ${req.group} has none now` : 'no things named'}`);
+  const things = await rolloutThings(iot, plan, policy);
+  if (things.length === 0) throw new ValidationError(`a canary needs devices to pick from: ${plan.group ? `group ${plan.group} has none now` : 'no things named'}`);
   const canaryThings = pickCanaryThings(things, policy);
   const base = { jobId, canaryJobId: canaryJobId(jobId), canaryThings, targetCount: things.length, policy };
-  const existing = req.jobId ? await getJobProgress(iot, base.canaryJobId).catch(() => undefined) : undefined;
+  const existing = plan.resume ? await getJobProgress(iot, base.canaryJobId).catch(() => undefined) : undefined;
   if (existing) {
-    const dep = parseDeployment(existing.description);
-    if (dep?.modelId !== req.modelId || dep.version !== req.version || dep.canaryOf !== jobId) {
-      throw new ValidationError(`job ${base.canaryJobId} exists and is not the canary of ${req.modelId}@${req.version} for ${jobId}: pick another --job-id`);
+    if (!plan.isOwnCanary(existing.description)) {
+      throw new ValidationError(`job ${base.canaryJobId} exists and is not the canary of ${plan.label} for ${jobId}: pick another --job-id`);
     }
     return { ...base, canaryThings: existing.devices.map((d) => d.thingName).sort() };
   }
-  const canary = await createRollout(
-    iot,
-    s3,
-    profile,
-    { ...req, jobId: base.canaryJobId, settings: { ...req.settings, canaryPercent: undefined, targetSelection: 'SNAPSHOT' } },
-    { canaryOf: jobId, canaryThings },
-  );
+  const canary = await plan.create({ jobId: base.canaryJobId, settings: { ...plan.settings, canaryPercent: undefined, targetSelection: 'SNAPSHOT' }, canaryOf: jobId, canaryThings });
   return { ...base, canary };
+}
+
+/** The plan of a model rollout (fleet/rollout.ts createRollout for both jobs). */
+export function modelCanaryPlan(iot: IoTClient, s3: S3Client, profile: FleetProfile, req: RolloutRequest): CanaryPlan<RolloutResult> {
+  return {
+    group: req.group,
+    things: req.things,
+    settings: req.settings,
+    jobId: req.jobId ?? makeJobId(req.modelId, req.version),
+    resume: req.jobId !== undefined,
+    label: `${req.modelId}@${req.version}`,
+    isOwnCanary: (description) => {
+      const dep = parseDeployment(description);
+      return dep?.modelId === req.modelId && dep.version === req.version && dep.canaryOf === (req.jobId ?? '');
+    },
+    create: (job) => createRollout(iot, s3, profile, { ...req, jobId: job.jobId, settings: job.settings }, { canaryOf: job.canaryOf, canaryThings: job.canaryThings }),
+  };
+}
+
+/** Creates a model rollout's canary job (`<id>-canary`); with `req.jobId` given, picks an existing one of the same version up again. */
+export async function startCanary(iot: IoTClient, s3: S3Client, profile: FleetProfile, req: RolloutRequest): Promise<CanaryStart<RolloutResult>> {
+  return startCanaryWith(iot, modelCanaryPlan(iot, s3, profile, req));
 }
 
 /** Creates the rollout's own job (`<id>`) for the whole target, once the canary succeeded; canary devices already run the version and report SUCCEEDED at once. */
@@ -94,27 +130,29 @@ export async function releaseRest(iot: IoTClient, s3: S3Client, profile: FleetPr
 }
 
 /** What a canary rollout came to: the canary's last progress and outcome, and the rollout's job when the canary succeeded. */
-export interface CanaryRolloutResult extends CanaryStart {
+export interface CanaryRolloutResult<R = RolloutResult> extends CanaryStart<R> {
   canaryProgress: JobProgress;
   outcome: Exclude<CanaryOutcome, { state: 'pending' }>;
   /** Set when the canary did not end in time and its job was canceled. */
   timedOut?: boolean;
-  main?: RolloutResult;
+  main?: R;
+}
+
+/** How long to poll, and who hears about the canary. */
+export interface CanaryWatchOptions<R> {
+  intervalMs?: number;
+  timeoutMs?: number;
+  onCanaryStarted?: (s: CanaryStart<R>) => void;
+  onCanaryProgress?: (p: JobProgress) => void;
 }
 
 /**
- * Runs a canary rollout: the canary job, a poll until its outcome is known (at most the policy's
+ * Runs a canary rollout of any kind: the canary job, a poll until its outcome is known (at most the policy's
  * canaryTimeoutMinutes, or `timeoutMs` when shorter), then the rollout's job, or nothing when the canary failed.
  * A canary that fails or times out has its job canceled so no queued canary device starts.
  */
-export async function runCanaryRollout(
-  iot: IoTClient,
-  s3: S3Client,
-  profile: FleetProfile,
-  req: RolloutRequest,
-  opts: { intervalMs?: number; timeoutMs?: number; onCanaryStarted?: (s: CanaryStart) => void; onCanaryProgress?: (p: JobProgress) => void } = {},
-): Promise<CanaryRolloutResult> {
-  const start = await startCanary(iot, s3, profile, req);
+export async function runCanaryWith<R>(iot: IoTClient, plan: CanaryPlan<R>, opts: CanaryWatchOptions<R> = {}): Promise<CanaryRolloutResult<R>> {
+  const start = await startCanaryWith(iot, plan);
   opts.onCanaryStarted?.(start);
   const deadline = Date.now() + Math.min(start.policy.canaryTimeoutMinutes * 60_000, opts.timeoutMs ?? Number.POSITIVE_INFINITY);
   for (;;) {
@@ -122,7 +160,7 @@ export async function runCanaryRollout(
     opts.onCanaryProgress?.(p);
     const outcome = canaryOutcome(p, start.canaryThings.length, start.policy.retries);
     if (outcome.state === 'succeeded') {
-      const main = await releaseRest(iot, s3, profile, req, start.jobId);
+      const main = await plan.create({ jobId: start.jobId, settings: { ...plan.settings, canaryPercent: undefined } });
       return { ...start, canaryProgress: p, outcome, main };
     }
     if (outcome.state === 'failed') {
@@ -135,6 +173,32 @@ export async function runCanaryRollout(
     }
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 1000));
   }
+}
+
+/** The plan of an agent update (fleet/rollout.ts createAgentRollout for both jobs). */
+export function agentPlan(iot: IoTClient, profile: FleetProfile, req: AgentRolloutRequest & { jobId: string }, resume: boolean): CanaryPlan<AgentRolloutResult> {
+  const version = req.packages[0]?.version ?? '?';
+  return {
+    group: req.group,
+    things: req.things,
+    settings: req.settings,
+    jobId: req.jobId,
+    resume,
+    label: `agent ${version}`,
+    isOwnCanary: (description) => description?.startsWith(`fleetlm update-agent ${version} `) === true && description.endsWith(`(canary of ${req.jobId})`),
+    create: (job) => createAgentRollout(iot, profile, { ...req, jobId: job.jobId, settings: job.settings }, { canaryOf: job.canaryOf, canaryThings: job.canaryThings }),
+  };
+}
+
+/** A model rollout with a canary (runCanaryWith over createRollout). */
+export async function runCanaryRollout(
+  iot: IoTClient,
+  s3: S3Client,
+  profile: FleetProfile,
+  req: RolloutRequest,
+  opts: CanaryWatchOptions<RolloutResult> = {},
+): Promise<CanaryRolloutResult<RolloutResult>> {
+  return runCanaryWith(iot, modelCanaryPlan(iot, s3, profile, req), opts);
 }
 
 /** Reads a job that may not exist; other failures propagate. */

@@ -271,16 +271,25 @@ export interface AgentRolloutResult extends Omit<RolloutResult, 'modelId' | 'doc
 }
 
 /** Creates the IoT Job that replaces the agent on a group (or named things), with the same rollout, canary and abort settings as models. */
-export async function createAgentRollout(iot: IoTClient, profile: FleetProfile, req: AgentRolloutRequest): Promise<AgentRolloutResult> {
+export async function createAgentRollout(
+  iot: IoTClient,
+  profile: FleetProfile,
+  req: AgentRolloutRequest,
+  /** For a canary job: the rollout it belongs to, and the devices it targets instead of the request's. */
+  opts: { canaryOf?: string; canaryThings?: string[] } = {},
+): Promise<AgentRolloutResult> {
   const { policy, healthCheck } = splitSettings(req.settings);
   if (healthCheck) throw new ValidationError('health-check options apply to model rollouts only; an agent update is checked by the new agent confirming');
-  if (policy.canaryPercent !== undefined) throw new ValidationError('--canary applies to model rollouts; an agent update goes out as one job (roll it to a canary group first)');
-  const { targets, targetCount } = await resolveTargets(iot, req, policy);
+  if (policy.canaryPercent !== undefined && !opts.canaryOf) {
+    throw new ValidationError('createAgentRollout makes one job; an agent update with a canary goes through runCanaryWith (fleet/canary-rollout.ts)');
+  }
+  const { targets, targetCount } = await resolveTargets(iot, opts.canaryThings ? { things: opts.canaryThings } : req, policy);
   const document = buildUpdateAgentDocument(profile, req.packages, req.confirmTimeoutSec);
   const config = jobConfig(policy, profile.presignRoleArn);
   const jobId = req.jobId ?? makeJobId('agent', document.version);
   const arches = document.packages.map((p) => `${p.platform}-${p.arch}`).join(',');
-  const jobArn = await submitJob(iot, jobId, targets, document, `fleetlm update-agent ${document.version} (${arches})${req.group ? ` to group ${req.group}` : ''}`, config);
+  const description = `fleetlm update-agent ${document.version} (${arches})${req.group ? ` to group ${req.group}` : ''}${opts.canaryOf ? ` (canary of ${opts.canaryOf})` : ''}`;
+  const jobArn = await submitJob(iot, jobId, targets, document, description, config);
   return { jobId, jobArn, version: document.version, targets, targetCount, document, config };
 }
 

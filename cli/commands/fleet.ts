@@ -23,9 +23,9 @@ import {
 } from '../../fleet/profile.ts';
 import { publishBundle } from '../../fleet/publisher.ts';
 import { publishAgentPackage, type PublishedAgentPackage } from '../../fleet/agent-publisher.ts';
-import { createAgentRollout, createRollout, rollbackGroup, splitSettings, type RolloutRequest, type RolloutSettings } from '../../fleet/rollout.ts';
+import { createAgentRollout, createRollout, makeJobId, rollbackGroup, splitSettings, type RolloutRequest, type RolloutSettings } from '../../fleet/rollout.ts';
 import { DEFAULT_ROLLOUT_POLICY, policyWarnings } from '../../fleet/rollout-policy.ts';
-import { cancelRolloutWithCanary, rolloutProgress, runCanaryRollout } from '../../fleet/canary-rollout.ts';
+import { agentPlan, cancelRolloutWithCanary, modelCanaryPlan, rolloutProgress, runCanaryWith, type CanaryPlan } from '../../fleet/canary-rollout.ts';
 import { parsePercentage } from '../../fleet/job-limits.ts';
 import { formatProgress, TERMINAL_JOB_STATUSES, watchJob, type JobProgress } from '../../fleet/fleet-status.ts';
 import { assertJobSucceeded, jobSucceeded, JobOutcomeError, WATCH_EXIT, watchTimeoutError } from '../../fleet/job-outcome.ts';
@@ -202,19 +202,24 @@ function watchTimeoutSec(o: { watchTimeout?: unknown }): number | undefined {
 /**
  * `rollout --canary`: the canary job first, then (only once every canary device SUCCEEDED) the rollout's job for
  * all devices. A failed or timed-out canary exits 3 (or 4 when `--watch-timeout` ran out first) and the rest of
- * the devices never get a job.
+ * the devices never get a job. Models and agent updates alike (the plan says how to make each job).
  */
-async function rolloutWithCanary(iot: IoTClient, s3: S3Client, profile: FleetProfile, req: RolloutRequest, o: CommonOpts & { watch?: unknown; watchTimeout?: unknown }): Promise<void> {
+async function rolloutWithCanary<R extends { jobId: string; targetCount: number }>(
+  iot: IoTClient,
+  plan: CanaryPlan<R>,
+  o: CommonOpts & { watch?: unknown; watchTimeout?: unknown },
+  extraJson: Record<string, unknown> = {},
+): Promise<void> {
   const started = Date.now();
   const limitSec = watchTimeoutSec(o);
   let lastText = '';
-  const r = await runCanaryRollout(iot, s3, profile, req, {
+  const r = await runCanaryWith(iot, plan, {
     timeoutMs: limitSec === undefined ? undefined : limitSec * 1000,
     onCanaryStarted: (c) => {
       if (o.json) return;
-      const rest = req.group ? `group ${req.group}` : 'the named things';
+      const rest = plan.group ? `group ${plan.group}` : 'the named things';
       process.stdout.write(
-        `${c.canary ? 'created' : 'following'} canary job ${c.canaryJobId}: ${req.modelId}@${req.version} -> ${c.canaryThings.length} of ${c.targetCount} device(s) (${c.canaryThings.join(', ')}); ` +
+        `${c.canary ? 'created' : 'following'} canary job ${c.canaryJobId}: ${plan.label} -> ${c.canaryThings.length} of ${c.targetCount} device(s) (${c.canaryThings.join(', ')}); ` +
           `${rest} gets job ${c.jobId} once every canary device SUCCEEDED\n`,
       );
     },
@@ -227,7 +232,7 @@ async function rolloutWithCanary(iot: IoTClient, s3: S3Client, profile: FleetPro
   });
   const canary = { jobId: r.canaryJobId, things: r.canaryThings, outcome: r.outcome, progress: r.canaryProgress };
   if (r.outcome.state === 'failed' || !r.main) {
-    if (o.json) out(o, { jobId: r.jobId, created: false, canary }, () => '');
+    if (o.json) out(o, { jobId: r.jobId, created: false, ...extraJson, canary }, () => '');
     const byWatch = r.timedOut === true && limitSec !== undefined && limitSec * 1000 < r.policy.canaryTimeoutMinutes * 60_000;
     const reason = r.outcome.state === 'failed' ? r.outcome.reason : 'canary did not succeed';
     throw new JobOutcomeError(
@@ -237,15 +242,15 @@ async function rolloutWithCanary(iot: IoTClient, s3: S3Client, profile: FleetPro
     );
   }
   const main = r.main;
-  if (!o.json) process.stdout.write(`canary succeeded on ${r.canaryThings.length} device(s); created job ${main.jobId}: ${main.modelId}@${main.version} -> ${main.targetCount} device(s)\n`);
+  if (!o.json) process.stdout.write(`canary succeeded on ${r.canaryThings.length} device(s); created job ${main.jobId}: ${plan.label} -> ${main.targetCount} device(s)\n`);
   if (o.watch) {
     const left = limitSec === undefined ? undefined : Math.max(1, limitSec - Math.floor((Date.now() - started) / 1000));
     const final = await follow(iot, main.jobId, { ...o, watchTimeout: left === undefined ? undefined : String(left) });
-    if (o.json) out(o, { ...main, canary, final }, () => '');
+    if (o.json) out(o, { ...main, ...extraJson, canary, final }, () => '');
     assertJobSucceeded(final);
     return;
   }
-  if (o.json) out(o, { ...main, canary }, () => '');
+  if (o.json) out(o, { ...main, ...extraJson, canary }, () => '');
 }
 
 /**
@@ -292,7 +297,13 @@ async function rolloutAgent(
     published.push(p);
     if (!o.json) process.stdout.write(`${p.uploaded ? 'published' : 'already published'} agent ${p.version} for ${p.platform}-${p.arch} at s3://${profile.s3.bucket}/${p.prefix}\n`);
   }
-  const result = await createAgentRollout(iot, profile, { packages: published, group: o.group, things: o.thing, jobId: o.jobId, settings, confirmTimeoutSec });
+  const req = { packages: published, group: o.group, things: o.thing, settings, confirmTimeoutSec };
+  if (settings.canaryPercent !== undefined) {
+    const jobId = o.jobId ?? makeJobId('agent', published[0]!.version);
+    await rolloutWithCanary(iot, agentPlan(iot, profile, { ...req, jobId }, o.jobId !== undefined), o, { published });
+    return;
+  }
+  const result = await createAgentRollout(iot, profile, { ...req, jobId: o.jobId });
   if (!o.json) process.stdout.write(`created job ${result.jobId}: agent ${result.version} -> ${result.targetCount} device(s)\n`);
   const final = o.watch ? await follow(iot, result.jobId, o) : undefined;
   if (o.json) out(o, { ...result, published, final }, () => '');
@@ -384,7 +395,7 @@ export function register(program: Command): void {
     const req: RolloutRequest = { modelId: o.model, version: o.version, group: o.group, things: o.thing, jobId: o.jobId, settings: rolloutSettings(o) };
     const s3 = createS3Client(profile);
     if (req.settings?.canaryPercent !== undefined) {
-      await rolloutWithCanary(iot, s3, profile, req, o);
+      await rolloutWithCanary(iot, modelCanaryPlan(iot, s3, profile, req), o);
       return;
     }
     const result = await createRollout(iot, s3, profile, req);
