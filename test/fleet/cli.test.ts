@@ -11,6 +11,7 @@ import { DescribeJobCommand, GetJobDocumentCommand } from '@aws-sdk/client-iot';
 import { startHub, type LocalHub } from '../../local-hub/hub.ts';
 import { createIotClient, readLocalProfile } from '../../fleet/profile.ts';
 import { provisionThings } from '../../local-demo/provision.ts';
+import { buildAgentPackage } from '../edge-agent/self-update/self-update-fixture.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
@@ -131,6 +132,21 @@ describe('fleetlm operator commands on the local hub', () => {
     expect(cancel.code).toBe(2);
     expect(cancel.err).toMatch(/nothing to cancel: cli-canary-canary CANCELED/);
     expect((await cli('rollback', '--local', hubDir, '--group', 'lab', '--canary', '5%')).err).toMatch(/--canary applies to rollout/);
+  });
+
+  it('an agent update takes the same canary: the canary job names the update, the group never gets its job when the canary does not end', async () => {
+    const hubDir = path.join(dir, 'hub');
+    const pkgDir = path.join(dir, 'agent-packages');
+    mkdirSync(pkgDir, { recursive: true });
+    const pkg = await buildAgentPackage(pkgDir, '0.9.0', 'crash');
+    const r = await cli('rollout', '--local', hubDir, '--agent-package', pkg, '--key', path.join(dir, 'keys', 'fleet-signing-key.pem'), '--group', 'lab', '--canary', '50%', '--job-id', 'agent-canary', '--watch-timeout', '2');
+    expect(r.code).toBe(4);
+    expect(r.out).toMatch(/^created canary job agent-canary-canary: agent 0\.9\.0 -> 1 of 2 device\(s\) \(pi-1\); group lab gets job agent-canary once every canary device SUCCEEDED$/m);
+    const iot = createIotClient(readLocalProfile(hubDir));
+    const canary = (await iot.send(new DescribeJobCommand({ jobId: 'agent-canary-canary' }))).job!;
+    expect(canary.description).toMatch(/^fleetlm update-agent 0\.9\.0 \(linux-\w+\) to group lab \(canary of agent-canary\)$/);
+    expect(canary.status).toBe('CANCELED');
+    await expect(iot.send(new DescribeJobCommand({ jobId: 'agent-canary' }))).rejects.toThrow();
   });
 
   it('rollout --watch --watch-timeout exits 4 and names the devices still pending and whether they are online', async () => {
