@@ -69,7 +69,7 @@ export type ModelCode =
 export type StateCode = 'STATE_BUSY' | 'STATE_IDLE' | 'STATE_NO_RESTART' | 'STATE_TRANSITION' | 'AGENT_RESTARTING';
 
 /** How a watched rollout ended when it did not succeed (fleet/job-outcome.ts; exit 3 or 4). */
-export type OutcomeCode = 'OUTCOME_JOB_FAILED' | 'OUTCOME_WATCH_TIMEOUT';
+export type OutcomeCode = 'OUTCOME_JOB_FAILED' | 'OUTCOME_WATCH_TIMEOUT' | 'OUTCOME_CANARY_FAILED';
 
 /** Every error code a FleetLM program raises: one union, so a switch over codes is checked by the compiler. */
 export type FleetErrorCode = ValidationCode | TransportCode | ModelCode | StateCode | OutcomeCode | UsageCode;

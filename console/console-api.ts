@@ -9,7 +9,8 @@ import { getJobProgress, type JobProgress } from '../fleet/fleet-status.ts';
 import { listDeployments, type JobHistoryEntry } from '../fleet/job-history.ts';
 import { listVersions, type VersionSummary } from '../fleet/model-registry.ts';
 import { createIotClient, createS3Client, type FleetProfile } from '../fleet/profile.ts';
-import { cancelRollout, rollbackGroup } from '../fleet/rollout.ts';
+import { rollbackGroup } from '../fleet/rollout.ts';
+import { cancelRolloutWithCanary } from '../fleet/canary-rollout.ts';
 import { latestByDevice, readTelemetry } from '../fleet/telemetry-reader.ts';
 
 /** One telemetry point of a device, as the charts plot it (null where the device did not measure). */
@@ -75,8 +76,9 @@ export function createConsoleApi(profile: FleetProfile, clients: { iot?: IoTClie
       return versions.map((v) => ({ ...v, devices: running.get(`${v.modelId}@${v.version}`) ?? [] }));
     },
     cancel: async (jobId) => {
-      await cancelRollout(iot, jobId, { comment: 'canceled from the fleetlm console' });
-      return getJobProgress(iot, jobId);
+      // A rollout's canary job (<id>-canary) is canceled with it, as `fleetlm cancel` does.
+      const canceled = await cancelRolloutWithCanary(iot, jobId, { comment: 'canceled from the fleetlm console' });
+      return getJobProgress(iot, canceled.includes(jobId) ? jobId : canceled[0]!);
     },
     rollback: async (group) => {
       const rb = await rollbackGroup(iot, s3, profile, group);

@@ -1,8 +1,7 @@
 // Deployment history for operators: every fleetlm rollout job (all groups or one), newest first, with its
 // outcome counts from DescribeJob's jobProcessDetails. Feeds `fleetlm jobs` and the console's jobs list.
-import { DescribeJobCommand, ListJobsCommand, type IoTClient, type JobSummary } from '@aws-sdk/client-iot';
-import { TransportError } from '../common/errors.ts';
-import { parseDeployment } from './rollout.ts';
+import { DescribeJobCommand, type IoTClient } from '@aws-sdk/client-iot';
+import { groupJobSummaries, parseDeployment } from './rollout.ts';
 
 /** Execution counts of one job, by outcome. */
 export interface OutcomeCounts {
@@ -23,6 +22,8 @@ export interface JobHistoryEntry {
   version: string;
   /** The group the rollout targeted (from its description), null for things-only rollouts. */
   group: string | null;
+  /** For a canary job: the job id of its rollout (the job the rest of the group gets once the canary succeeded). */
+  canaryOf: string | null;
   status: string;
   reasonCode: string | null;
   createdAt: string | null;
@@ -34,17 +35,7 @@ export interface JobHistoryEntry {
 
 /** The fleetlm rollout jobs, newest first; `group` keeps one group's, `limit` the newest n. */
 export async function listDeployments(iot: IoTClient, opts: { group?: string; limit?: number } = {}): Promise<JobHistoryEntry[]> {
-  const summaries: JobSummary[] = [];
-  let nextToken: string | undefined;
-  try {
-    do {
-      const page = await iot.send(new ListJobsCommand({ thingGroupName: opts.group, nextToken, maxResults: 100 }));
-      summaries.push(...(page.jobs ?? []));
-      nextToken = page.nextToken;
-    } while (nextToken);
-  } catch (err) {
-    throw new TransportError(`ListJobs failed: ${(err as Error).message}`, { cause: err });
-  }
+  const summaries = await groupJobSummaries(iot, opts.group);
   summaries.sort((a, b) => (b.createdAt?.getTime() ?? 0) - (a.createdAt?.getTime() ?? 0));
   const out: JobHistoryEntry[] = [];
   for (const s of summaries) {
@@ -52,7 +43,7 @@ export async function listDeployments(iot: IoTClient, opts: { group?: string; li
     if (!s.jobId) continue;
     const job = (await iot.send(new DescribeJobCommand({ jobId: s.jobId }))).job;
     const dep = parseDeployment(job?.description);
-    if (!job || !dep || (opts.group && dep.group && dep.group !== opts.group)) continue;
+    if (!job || !dep || (opts.group && (dep.group ? dep.group !== opts.group : dep.canaryOf !== undefined))) continue;
     const d = job.jobProcessDetails ?? {};
     const counts: OutcomeCounts = {
       succeeded: d.numberOfSucceededThings ?? 0,
@@ -69,6 +60,7 @@ export async function listDeployments(iot: IoTClient, opts: { group?: string; li
       modelId: dep.modelId,
       version: dep.version,
       group: dep.group ?? null,
+      canaryOf: dep.canaryOf ?? null,
       status: job.status ?? 'UNKNOWN',
       reasonCode: job.reasonCode ?? null,
       createdAt: job.createdAt?.toISOString() ?? null,

@@ -34,70 +34,53 @@ import { readRollbackAuthorization, signRollbackAuthorization, type SignedRollba
 import { presignedPlaceholder, type FleetProfile } from './profile.ts';
 import { assertNotDeprecated } from './model-registry.ts';
 import { readPublishedVersion } from './publisher.ts';
-import { checkJobConfig } from './job-limits.ts';
+import { resolveRolloutPolicy, toCreateJobConfig, type RolloutPolicy, type RolloutPolicyInput } from './rollout-policy.ts';
 
 /** AWS IoT caps a job document at 32 KB. */
 const MAX_JOB_DOCUMENT_BYTES = 32 * 1024;
 
-/** Rollout settings; every field has a default a person can reason about. */
-export interface RolloutSettings {
-  /** Fraction (0..1] of the group that gets the job first; the rest follow only once that many succeed. */
-  canary?: number;
-  /** Upper bound on notifications per minute (AWS allows 1..1000). */
-  maxPerMinute: number;
-  /** Cancel the job once this percentage of executed things failed, rejected or timed out. */
-  abortThresholdPercent: number;
-  /** The abort criterion only applies after this many things finished (default: the canary size, or 1). */
-  abortMinExecuted?: number;
-  /** Minutes an execution may stay IN_PROGRESS before it is TIMED_OUT. */
-  timeoutMinutes: number;
-  /** Retries of a FAILED or TIMED_OUT execution (0..10). */
-  retries: number;
-  /** How long a presigned artifact URL stays valid (60..3600 s). */
-  presignExpiresInSec: number;
-  /** SNAPSHOT (default): the things in the group now; CONTINUOUS: also things added later. */
-  targetSelection: 'SNAPSHOT' | 'CONTINUOUS';
-  healthCheck?: Partial<HealthCheck>;
+/**
+ * What a rollout takes from its caller: the rollout policy (fleet/rollout-policy.ts, one schema for the CLI, the
+ * Lambdas and the CDK app) plus the job document's health check.
+ */
+export type RolloutSettings = RolloutPolicyInput & { healthCheck?: Partial<HealthCheck> };
+
+/** Splits settings into the validated policy and the document's health check. */
+export function splitSettings(settings: RolloutSettings = {}): { policy: RolloutPolicy; healthCheck?: Partial<HealthCheck> } {
+  const { healthCheck, ...policy } = settings;
+  return { policy: resolveRolloutPolicy(policy, 'rollout settings'), ...(healthCheck ? { healthCheck } : {}) };
 }
 
-export const DEFAULT_ROLLOUT: RolloutSettings = {
-  maxPerMinute: 100,
-  abortThresholdPercent: 20,
-  timeoutMinutes: 30,
-  retries: 0,
-  presignExpiresInSec: 3600,
-  targetSelection: 'SNAPSHOT',
-};
+/** The suffix of a rollout's canary job: `<jobId>-canary`, so `status`, `jobs` and `cancel` show them as one rollout. */
+export const CANARY_SUFFIX = '-canary';
 
-/** Parses `5%`, `0.05` or `5` (a number above 1 is a percentage) into a fraction in (0, 1]. */
-export function parsePercent(text: string, flag: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$/.exec(text);
-  const raw = m ? Number(m[1]) : Number.NaN;
-  const fraction = m && (m[2] === '%' || raw > 1) ? raw / 100 : raw;
-  if (!Number.isFinite(fraction) || fraction <= 0 || fraction > 1) {
-    throw new ValidationError(`${flag} must be a percentage in (0%, 100%] such as 5% or 0.05; got ${JSON.stringify(text)}`);
-  }
-  return fraction;
+/** Longest rollout job id: its canary job's id must still fit IoT's 64 characters. */
+export const MAX_ROLLOUT_JOB_ID = 64 - CANARY_SUFFIX.length;
+
+/** The id of a rollout's canary job. */
+export function canaryJobId(jobId: string): string {
+  return `${jobId}${CANARY_SUFFIX}`;
 }
 
-/** Job ids are [a-zA-Z0-9_-]{1,64}; model versions may hold dots, so they become underscores. */
+/** Job ids are [a-zA-Z0-9_-]{1,64} (57 here, leaving room for `-canary`); model versions may hold dots, so they become underscores. */
 export function makeJobId(modelId: string, version: string, now = Date.now()): string {
   const stamp = now.toString(36);
   const base = `fleetlm-${modelId}-${version}`.replace(/[^a-zA-Z0-9_-]/g, '_');
-  return `${base.slice(0, 63 - stamp.length)}-${stamp}`;
+  return `${base.slice(0, MAX_ROLLOUT_JOB_ID - 1 - stamp.length)}-${stamp}`;
 }
 
-const DESCRIPTION = /^fleetlm deploy (\S+)@(\S+)(?: to group (\S+))?/;
+const DESCRIPTION = /^fleetlm deploy (\S+)@(\S+)(?: to group (\S+))?(?: \(canary of (\S+)\))?/;
 
 /** The job description records what was deployed, so rollback can read history without job documents. */
-export function describeDeployment(modelId: string, version: string, group?: string): string {
-  return `fleetlm deploy ${modelId}@${version}${group ? ` to group ${group}` : ''}`;
+export function describeDeployment(modelId: string, version: string, group?: string, canaryOf?: string): string {
+  return `fleetlm deploy ${modelId}@${version}${group ? ` to group ${group}` : ''}${canaryOf ? ` (canary of ${canaryOf})` : ''}`;
 }
 
-/** Reads model id, version and group back from a job description written by describeDeployment. */
-export function parseDeployment(description: string | undefined): { modelId: string; version: string; group?: string } | undefined {
+/** Reads model id, version, group and (for a canary job) its rollout's job id back from a description written by describeDeployment. */
+export function parseDeployment(description: string | undefined): { modelId: string; version: string; group?: string; canaryOf?: string } | undefined {
   const m = description ? DESCRIPTION.exec(description) : null;
-  return m ? { modelId: m[1]!, version: m[2]!, group: m[3] } : undefined;
+  if (!m) return undefined;
+  return { modelId: m[1]!, version: m[2]!, group: m[3], ...(m[4] ? { canaryOf: m[4] } : {}) };
 }
 
 /** Builds the deploy-model@1 document with presigned-URL placeholders for every object. */
@@ -151,7 +134,7 @@ export interface RolloutRequest {
   version: string;
   group?: string;
   things?: string[];
-  settings?: Partial<RolloutSettings>;
+  settings?: RolloutSettings;
   jobId?: string;
   /** Lets devices install this version below their security-version floor (a signed rollback). */
   rollbackAuthorization?: SignedRollbackAuthorization;
@@ -168,68 +151,22 @@ export interface RolloutResult {
   config: Pick<CreateJobCommandInput, 'jobExecutionsRolloutConfig' | 'abortConfig' | 'timeoutConfig' | 'jobExecutionsRetryConfig' | 'presignedUrlConfig' | 'targetSelection'>;
 }
 
-/** Maps operator settings to CreateJob's rollout, abort, timeout and retry configuration. */
-export function jobConfig(settings: RolloutSettings, targetCount: number, roleArn: string): RolloutResult['config'] {
-  if (!Number.isInteger(settings.maxPerMinute) || settings.maxPerMinute < 1 || settings.maxPerMinute > 1000) {
-    throw new ValidationError(`--max-per-minute must be an integer in 1..1000 (AWS IoT's range); got ${settings.maxPerMinute}`);
-  }
-  if (!(settings.abortThresholdPercent > 0 && settings.abortThresholdPercent <= 100)) {
-    throw new ValidationError(`--abort-threshold must be in (0%, 100%]; got ${settings.abortThresholdPercent}%`);
-  }
-  if (!Number.isInteger(settings.timeoutMinutes) || settings.timeoutMinutes < 1 || settings.timeoutMinutes > 10080) {
-    throw new ValidationError(`--timeout-minutes must be an integer in 1..10080; got ${settings.timeoutMinutes}`);
-  }
-  if (!Number.isInteger(settings.retries) || settings.retries < 0 || settings.retries > 10) {
-    throw new ValidationError(`--retries must be an integer in 0..10; got ${settings.retries}`);
-  }
-  if (!roleArn) {
-    throw new ValidationError('a presign role ARN is required for presigned artifact URLs: set presignRoleArn in the profile or pass --role-arn');
-  }
-  const canaryCount = settings.canary ? Math.max(1, Math.ceil(settings.canary * Math.max(1, targetCount))) : undefined;
-  const minExecuted = settings.abortMinExecuted ?? canaryCount ?? 1;
-  const config: RolloutResult['config'] = {
-    targetSelection: settings.targetSelection,
-    // A canary is an exponential rollout whose first wave is the canary and whose rate only grows
-    // once the canary devices have succeeded; with the abort criterion below applying from the
-    // canary's size, a bad canary cancels the job before the rest of the group hears of it.
-    jobExecutionsRolloutConfig: canaryCount
-      ? {
-          maximumPerMinute: settings.maxPerMinute,
-          exponentialRate: {
-            baseRatePerMinute: Math.min(canaryCount, settings.maxPerMinute),
-            incrementFactor: 5,
-            rateIncreaseCriteria: { numberOfSucceededThings: canaryCount },
-          },
-        }
-      : { maximumPerMinute: settings.maxPerMinute },
-    abortConfig: {
-      criteriaList: [
-        { failureType: 'ALL', action: 'CANCEL', thresholdPercentage: settings.abortThresholdPercent, minNumberOfExecutedThings: minExecuted },
-      ],
-    },
-    timeoutConfig: { inProgressTimeoutInMinutes: settings.timeoutMinutes },
-    presignedUrlConfig: { roleArn, expiresInSec: settings.presignExpiresInSec },
-  };
-  if (settings.retries > 0) {
-    config.jobExecutionsRetryConfig = {
-      criteriaList: [
-        { failureType: 'FAILED', numberOfRetries: settings.retries },
-        { failureType: 'TIMED_OUT', numberOfRetries: settings.retries },
-      ],
-    };
-  }
-  return checkJobConfig(config);
+/** Maps operator settings to CreateJob's configuration: the one policy mapping (fleet/rollout-policy.ts). */
+export function jobConfig(policy: RolloutPolicy, roleArn: string): RolloutResult['config'] {
+  return toCreateJobConfig(policy, roleArn);
 }
 
 /** The group's ARN and the named things' ARNs, with how many devices they reach. */
-async function resolveTargets(iot: IoTClient, req: { group?: string; things?: string[] }, settings: RolloutSettings): Promise<{ targets: string[]; targetCount: number }> {
+async function resolveTargets(iot: IoTClient, req: { group?: string; things?: string[] }, policy: RolloutPolicy): Promise<{ targets: string[]; targetCount: number; thingNames: string[] }> {
   const targets: string[] = [];
+  const thingNames = new Set<string>();
   let targetCount = 0;
   if (req.group) {
     const g = await describeGroup(iot, req.group);
     targets.push(g.arn);
     targetCount += g.things.length;
-    if (g.things.length === 0 && settings.targetSelection === 'SNAPSHOT') {
+    for (const t of g.things) thingNames.add(t);
+    if (g.things.length === 0 && policy.targetSelection === 'SNAPSHOT') {
       throw new ValidationError(`thing group ${req.group} has no things: a SNAPSHOT job would reach nobody (add devices, or use --continuous)`);
     }
   }
@@ -239,13 +176,14 @@ async function resolveTargets(iot: IoTClient, req: { group?: string; things?: st
       if (!arn) throw new TransportError(`DescribeThing ${thing} returned no ARN`);
       targets.push(arn);
       targetCount += 1;
+      thingNames.add(thing);
     } catch (err) {
       if (err instanceof TransportError) throw err;
       throw new ValidationError(`thing ${thing} cannot be targeted: ${(err as Error).message}`, { cause: err });
     }
   }
   if (targets.length === 0) throw new ValidationError('a rollout needs a target: pass --group G (or --thing T)');
-  return { targets, targetCount };
+  return { targets, targetCount, thingNames: [...thingNames] };
 }
 
 /** CreateJob with a checked document size; returns the job ARN. */
@@ -262,17 +200,35 @@ async function submitJob(iot: IoTClient, jobId: string, targets: string[], docum
   }
 }
 
-/** Creates the IoT Job that deploys a published version to a group (or to named things). */
-export async function createRollout(iot: IoTClient, s3: S3Client, profile: FleetProfile, req: RolloutRequest): Promise<RolloutResult> {
-  const settings: RolloutSettings = { ...DEFAULT_ROLLOUT, ...stripUndefined(req.settings ?? {}) };
-  await assertNotDeprecated(s3, profile.s3.bucket, req.modelId, req.version);
-  const { targets, targetCount } = await resolveTargets(iot, req, settings);
-  const document = await buildDeployDocument(s3, profile, req.modelId, req.version, settings.healthCheck);
-  if (req.rollbackAuthorization) document.rollbackAuthorization = req.rollbackAuthorization;
-  const config = jobConfig(settings, targetCount, profile.presignRoleArn);
+/** Creates the IoT Job that deploys a published version to a group (or to named things): one job, no canary (fleet/canary-rollout.ts runs canaries). */
+export async function createRollout(
+  iot: IoTClient,
+  s3: S3Client,
+  profile: FleetProfile,
+  req: RolloutRequest,
+  /** For a canary job: the rollout it belongs to, and the devices it targets instead of the request's. */
+  opts: { canaryOf?: string; canaryThings?: string[] } = {},
+): Promise<RolloutResult> {
+  const { policy, healthCheck } = splitSettings(req.settings);
+  if (policy.canaryPercent !== undefined && !opts.canaryOf) {
+    throw new ValidationError('createRollout makes one job; a rollout with a canary goes through runCanaryRollout (fleet/canary-rollout.ts)');
+  }
   const jobId = req.jobId ?? makeJobId(req.modelId, req.version);
-  const jobArn = await submitJob(iot, jobId, targets, document, describeDeployment(req.modelId, req.version, req.group), config);
+  if (!opts.canaryOf && jobId.length > MAX_ROLLOUT_JOB_ID) {
+    throw new ValidationError(`--job-id is ${jobId.length} characters; a rollout's id may have at most ${MAX_ROLLOUT_JOB_ID} so that its canary job ${canaryJobId('<id>')} fits IoT's 64`);
+  }
+  await assertNotDeprecated(s3, profile.s3.bucket, req.modelId, req.version);
+  const { targets, targetCount } = await resolveTargets(iot, opts.canaryThings ? { things: opts.canaryThings } : req, policy);
+  const document = await buildDeployDocument(s3, profile, req.modelId, req.version, healthCheck);
+  if (req.rollbackAuthorization) document.rollbackAuthorization = req.rollbackAuthorization;
+  const config = jobConfig(policy, profile.presignRoleArn);
+  const jobArn = await submitJob(iot, jobId, targets, document, describeDeployment(req.modelId, req.version, req.group, opts.canaryOf), config);
   return { jobId, jobArn, modelId: req.modelId, version: req.version, targets, targetCount, document, config };
+}
+
+/** The thing names a rollout request reaches now (group members and named things), without creating anything. */
+export async function rolloutThings(iot: IoTClient, req: { group?: string; things?: string[] }, policy: RolloutPolicy): Promise<string[]> {
+  return (await resolveTargets(iot, req, policy)).thingNames;
 }
 
 /** Builds the update-agent@1 document for published agent builds of one version (one per platform/arch). */
@@ -304,7 +260,7 @@ export interface AgentRolloutRequest {
   packages: readonly PublishedAgentPackage[];
   group?: string;
   things?: string[];
-  settings?: Partial<RolloutSettings>;
+  settings?: RolloutSettings;
   jobId?: string;
   /** Seconds the new agent has to connect and report before the device rolls back (default 120). */
   confirmTimeoutSec?: number;
@@ -315,20 +271,26 @@ export interface AgentRolloutResult extends Omit<RolloutResult, 'modelId' | 'doc
 }
 
 /** Creates the IoT Job that replaces the agent on a group (or named things), with the same rollout, canary and abort settings as models. */
-export async function createAgentRollout(iot: IoTClient, profile: FleetProfile, req: AgentRolloutRequest): Promise<AgentRolloutResult> {
-  const settings: RolloutSettings = { ...DEFAULT_ROLLOUT, ...stripUndefined(req.settings ?? {}) };
-  if (settings.healthCheck) throw new ValidationError('health-check options apply to model rollouts only; an agent update is checked by the new agent confirming');
-  const { targets, targetCount } = await resolveTargets(iot, req, settings);
+export async function createAgentRollout(
+  iot: IoTClient,
+  profile: FleetProfile,
+  req: AgentRolloutRequest,
+  /** For a canary job: the rollout it belongs to, and the devices it targets instead of the request's. */
+  opts: { canaryOf?: string; canaryThings?: string[] } = {},
+): Promise<AgentRolloutResult> {
+  const { policy, healthCheck } = splitSettings(req.settings);
+  if (healthCheck) throw new ValidationError('health-check options apply to model rollouts only; an agent update is checked by the new agent confirming');
+  if (policy.canaryPercent !== undefined && !opts.canaryOf) {
+    throw new ValidationError('createAgentRollout makes one job; an agent update with a canary goes through runCanaryWith (fleet/canary-rollout.ts)');
+  }
+  const { targets, targetCount } = await resolveTargets(iot, opts.canaryThings ? { things: opts.canaryThings } : req, policy);
   const document = buildUpdateAgentDocument(profile, req.packages, req.confirmTimeoutSec);
-  const config = jobConfig(settings, targetCount, profile.presignRoleArn);
+  const config = jobConfig(policy, profile.presignRoleArn);
   const jobId = req.jobId ?? makeJobId('agent', document.version);
   const arches = document.packages.map((p) => `${p.platform}-${p.arch}`).join(',');
-  const jobArn = await submitJob(iot, jobId, targets, document, `fleetlm update-agent ${document.version} (${arches})${req.group ? ` to group ${req.group}` : ''}`, config);
+  const description = `fleetlm update-agent ${document.version} (${arches})${req.group ? ` to group ${req.group}` : ''}${opts.canaryOf ? ` (canary of ${opts.canaryOf})` : ''}`;
+  const jobArn = await submitJob(iot, jobId, targets, document, description, config);
   return { jobId, jobArn, version: document.version, targets, targetCount, document, config };
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** Cancels a job; executions already IN_PROGRESS finish unless `force`. */
@@ -355,20 +317,37 @@ export interface DeploymentRecord {
   inProgress: number;
 }
 
-/** The group's fleetlm deployments, newest first (ListJobs filtered by group, then DescribeJob each). */
-export async function rolloutHistory(iot: IoTClient, group: string): Promise<DeploymentRecord[]> {
+/**
+ * The jobs of one group's rollouts: ListJobs filtered by the group, plus the canary jobs (`<id>-canary`), which
+ * target the canary things rather than the group and so are not in that filter; callers keep those whose
+ * description names the group.
+ */
+export async function groupJobSummaries(iot: IoTClient, group: string | undefined): Promise<JobSummary[]> {
   const summaries: JobSummary[] = [];
   try {
     for await (const page of paginateListJobs({ client: iot, pageSize: 100 }, { thingGroupName: group })) summaries.push(...(page.jobs ?? []));
+    if (group) {
+      for await (const page of paginateListJobs({ client: iot, pageSize: 100 }, {})) {
+        summaries.push(...(page.jobs ?? []).filter((j) => j.jobId?.endsWith(CANARY_SUFFIX)));
+      }
+    }
   } catch (err) {
-    throw new TransportError(`ListJobs for group ${group} failed: ${(err as Error).message}`, { cause: err });
+    throw new TransportError(`ListJobs${group ? ` for group ${group}` : ''} failed: ${(err as Error).message}`, { cause: err });
   }
+  const seen = new Set<string>();
+  return summaries.filter((j) => j.jobId !== undefined && !seen.has(j.jobId) && seen.add(j.jobId));
+}
+
+/** The group's fleetlm deployments (canary jobs included), newest first (ListJobs filtered by group, then DescribeJob each). */
+export async function rolloutHistory(iot: IoTClient, group: string): Promise<DeploymentRecord[]> {
+  const summaries = await groupJobSummaries(iot, group);
   const records: DeploymentRecord[] = [];
   for (const s of summaries) {
     if (!s.jobId) continue;
     const job = (await iot.send(new DescribeJobCommand({ jobId: s.jobId }))).job;
     const dep = parseDeployment(job?.description);
-    if (!job || !dep || (dep.group && dep.group !== group)) continue;
+    // Group-targeted jobs are the group's whatever their description; a canary job only when it names the group.
+    if (!job || !dep || (dep.group ? dep.group !== group : s.jobId.endsWith(CANARY_SUFFIX))) continue;
     const d = job.jobProcessDetails ?? {};
     records.push({
       jobId: s.jobId,
@@ -413,7 +392,7 @@ export async function rollbackGroup(
   s3: S3Client,
   profile: FleetProfile,
   group: string,
-  opts: { modelId?: string; settings?: Partial<RolloutSettings>; signer?: ManifestSigner; authorization?: SignedRollbackAuthorization } = {},
+  opts: { modelId?: string; settings?: RolloutSettings; signer?: ManifestSigner; authorization?: SignedRollbackAuthorization } = {},
 ): Promise<RollbackResult> {
   if (opts.signer && opts.authorization) throw new ValidationError('pass a signing key or a rollback authorization, not both');
   const history = await rolloutHistory(iot, group);
@@ -444,6 +423,7 @@ export async function rollbackGroup(
   // a device accepts it only if its agent config lists the group (thingGroups, written by `device register --group`).
   // Scoped to the group: devices outside it refuse the authorization, so it cannot be replayed to them.
   const rollbackAuthorization = opts.signer ? await signRollbackAuthorization({ ...pick.target, scope: { thingGroups: [group] } }, opts.signer) : opts.authorization;
-  const rollout = await createRollout(iot, s3, profile, { modelId: pick.target.modelId, version: pick.target.version, group, settings: opts.settings, rollbackAuthorization });
+  // A rollback goes straight to the whole group: the target version already ran there without failures.
+  const rollout = await createRollout(iot, s3, profile, { modelId: pick.target.modelId, version: pick.target.version, group, settings: { ...opts.settings, canaryPercent: undefined }, rollbackAuthorization });
   return { from: pick.current, to: pick.target, canceled, rollout };
 }

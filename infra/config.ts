@@ -2,6 +2,7 @@
 // below) < CDK context (`cdk.json` or `-c fleetlm:key=value`), validated once with zod.
 import { z } from 'zod';
 import { parseWith } from '../common/validate.ts';
+import { resolveRolloutPolicy, type RolloutPolicyInput } from '../fleet/rollout-policy.ts';
 
 const NAME = /^[a-z][a-z0-9-]{0,30}$/;
 
@@ -9,6 +10,21 @@ const NAME = /^[a-z][a-z0-9-]{0,30}$/;
 const PrincipalArnSchema = z
   .string()
   .regex(/^arn:aws[a-z-]*:iam::(\d{12}|\*):(root|role\/[\w+=,.@\/*-]+|user\/[\w+=,.@\/*-]+)$/, 'must be an IAM role, user or root ARN (arn:aws:iam::123456789012:role/Name; * allowed)');
+
+/**
+ * What the pipeline's rollouts do unless `fleetlm:rollout` says otherwise: a 10% canary first (the rest of each
+ * group only after it succeeded), then a rate that doubles every 20 notified devices, 2 retries, an hour per
+ * execution, and an abort at 10% failed (counted from 11 executed devices, so one device's failures never cancel
+ * the retries; fleet/rollout-policy.ts abortMinExecuted).
+ */
+export const PIPELINE_ROLLOUT: RolloutPolicyInput = {
+  canaryPercent: 10,
+  exponentialRate: { baseRatePerMinute: 10, incrementFactor: 2, increaseAfterNotified: 20 },
+  abortThresholdPercent: 10,
+  timeoutMinutes: 60,
+  retries: 2,
+  canaryTimeoutMinutes: 240,
+};
 
 /** A class of device that gets its own IoT thing group and its own pipeline shard. */
 export const DeviceClassSchema = z
@@ -61,30 +77,16 @@ export const InfraConfigSchema = z
     operatorPrincipals: z.array(PrincipalArnSchema.refine((a) => !a.includes('*'), 'must not contain * (a trust policy names principals exactly)')).max(20).default([]),
     /** Email to subscribe to the alarm topic; none means no subscription. */
     alarmEmail: z.string().email().optional(),
-    jobs: z
-      .object({
-        baseRatePerMinute: z.number().int().min(1).max(1000).default(10),
-        incrementFactor: z.number().min(1.1).max(5).default(2),
-        notifiedThingsToIncrease: z.number().int().min(1).default(20),
-        maximumPerMinute: z.number().int().min(1).max(1000).default(100),
-        abortFailedPercent: z.number().min(1).max(100).default(10),
-        abortMinExecuted: z.number().int().min(1).default(10),
-        inProgressTimeoutMinutes: z.number().int().min(1).max(10080).default(60),
-        retries: z.number().int().min(0).max(10).default(2),
-        presignedUrlExpirySec: z.number().int().min(60).max(3600).default(3600),
-      })
-      .strict()
-      .default({
-        baseRatePerMinute: 10,
-        incrementFactor: 2,
-        notifiedThingsToIncrease: 20,
-        maximumPerMinute: 100,
-        abortFailedPercent: 10,
-        abortMinExecuted: 10,
-        inProgressTimeoutMinutes: 60,
-        retries: 2,
-        presignedUrlExpirySec: 3600,
-      }),
+    /**
+     * The rollout policy of the pipeline's jobs: the schema the CLI uses (fleet/rollout-policy.ts, fields such as
+     * canaryPercent, abortThresholdPercent, retries); fields left out take PIPELINE_ROLLOUT below, then the policy's defaults.
+     */
+    rollout: z
+      .record(z.string(), z.unknown())
+      .default({})
+      .transform((o) => resolveRolloutPolicy({ ...PIPELINE_ROLLOUT, ...o }, 'CDK context fleetlm:rollout')),
+    /** Seconds the pipeline waits between two looks at its canary jobs. */
+    canaryPollSeconds: z.number().int().min(10).max(3600).default(60),
   })
   .strict();
 

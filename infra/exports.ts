@@ -9,7 +9,6 @@ export function exportNames(prefix: string) {
     bucketArn: `${prefix}-artifacts-bucket-arn`,
     signingKeyArn: `${prefix}-manifest-signing-key-arn`,
     presignRoleArn: `${prefix}-jobs-presign-role-arn`,
-    jobTemplateArn: `${prefix}-deploy-job-template-arn`,
   } as const;
 }
 export type ExportNames = ReturnType<typeof exportNames>;

@@ -14,6 +14,7 @@ import { generateSigningKeyPair, LocalKeySigner } from '../contracts/manifest-si
 import { createIotClient, createS3Client, localProfile, type FleetProfile } from '../fleet/profile.ts';
 import { publishBundle, type PublishResult } from '../fleet/publisher.ts';
 import { createRollout, rollbackGroup, type RolloutSettings } from '../fleet/rollout.ts';
+import { runCanaryRollout } from '../fleet/canary-rollout.ts';
 import { watchJob, type JobProgress } from '../fleet/fleet-status.ts';
 import { latestByDevice, readTelemetryDir } from '../fleet/telemetry-reader.ts';
 import type { Telemetry } from '../contracts/telemetry.ts';
@@ -351,7 +352,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     published.push(v1);
     aborted();
 
-    const settings: Partial<RolloutSettings> = { timeoutMinutes: 5, abortThresholdPercent: 20, healthCheck: { prompt: opts.prompt, maxTokens: 8, maxFirstTokenMs: 10_000 } };
+    const settings: RolloutSettings = { timeoutMinutes: 5, abortThresholdPercent: 20, healthCheck: { prompt: opts.prompt, maxTokens: 8, maxFirstTokenMs: 10_000 } };
     const goodJob = await clock.stage('rollout v1 (IoT Job)', async () => {
       const r = await createRollout(iot, s3, profile, { modelId: opts.modelId, version: '1.0.0', group: opts.group, settings });
       log(`    job ${r.jobId} -> ${r.targetCount} devices`);
@@ -398,14 +399,19 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         publishBundle({ s3, bucket: profile.s3.bucket, signer, modelDir: brokenDir, modelId: opts.modelId, version: '2.0.0-broken' }), (p) => `s3://${p.bucket}/${p.prefix}`);
       published.push(v2);
       result.brokenJob = await clock.stage('rollout v2 with canary + abort threshold', async () => {
-        const r = await createRollout(iot, s3, profile, {
+        // A real canary: one device gets job <id>-canary; the other devices get job <id> only if it SUCCEEDED.
+        const r = await runCanaryRollout(iot, s3, profile, {
           modelId: opts.modelId,
           version: '2.0.0-broken',
           group: opts.group,
-          settings: { ...settings, canary: 1 / things.length, abortThresholdPercent: 20 },
+          settings: { ...settings, canaryPercent: Number((100 / things.length).toFixed(2)), abortThresholdPercent: 20 },
+        }, {
+          intervalMs: 250,
+          timeoutMs: opts.jobTimeoutMs,
+          onCanaryStarted: (c) => log(`    canary job ${c.canaryJobId} -> ${c.canaryThings.join(', ')}; job ${c.jobId} for the other ${c.targetCount - c.canaryThings.length} device(s) only if it succeeds`),
         });
-        log(`    job ${r.jobId}: canary of ${r.config.jobExecutionsRolloutConfig?.exponentialRate?.baseRatePerMinute ?? '?'} device(s), abort when >20% of finished devices fail`);
-        return waitForJob(iot, r.jobId, opts, r.jobId);
+        log(`    ${r.outcome.state === 'succeeded' ? `canary succeeded: job ${r.main?.jobId} created` : `canary failed: job ${r.jobId} never created, the other devices were not notified`}`);
+        return r.canaryProgress;
       }, (p) => `${p.status}${p.reasonCode ? ` (${p.reasonCode})` : ''} ${JSON.stringify(p.counts)}`);
       for (const d of result.brokenJob.devices) if (d.statusDetails.reason) log(`    ${d.thingName}: ${d.status}: ${d.statusDetails.reason}`);
       result.afterBroken = await clock.stage('devices still serve v1', () => Promise.all(agents.map((a) => requestCompletion(a, opts.prompt, 8))), (cs) =>

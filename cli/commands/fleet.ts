@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import type { IoTClient } from '@aws-sdk/client-iot';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { TransportError, ValidationError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/atomic-file.ts';
 import { generateSigningKeyPair, LocalKeySigner, type ManifestSigner } from '../../contracts/manifest-signing.ts';
@@ -30,18 +31,12 @@ import {
 } from '../../fleet/profile.ts';
 import { publishBundle } from '../../fleet/publisher.ts';
 import { publishAgentPackage, type PublishedAgentPackage } from '../../fleet/agent-publisher.ts';
-import {
-  DEFAULT_ROLLOUT,
-  cancelRollout,
-  createAgentRollout,
-  createRollout,
-  parsePercent,
-  rollbackGroup,
-  type RolloutSettings,
-} from '../../fleet/rollout.ts';
+import { createAgentRollout, createRollout, makeJobId, rollbackGroup, splitSettings, type RolloutRequest, type RolloutSettings } from '../../fleet/rollout.ts';
+import { DEFAULT_ROLLOUT_POLICY, policyWarnings } from '../../fleet/rollout-policy.ts';
+import { agentPlan, cancelRolloutWithCanary, modelCanaryPlan, rolloutProgress, runCanaryWith, type CanaryPlan } from '../../fleet/canary-rollout.ts';
 import { parsePercentage } from '../../fleet/job-limits.ts';
-import { formatProgress, getJobProgress, watchJob, type JobProgress } from '../../fleet/fleet-status.ts';
-import { assertJobSucceeded, watchTimeoutError } from '../../fleet/job-outcome.ts';
+import { formatProgress, TERMINAL_JOB_STATUSES, watchJob, type JobProgress } from '../../fleet/fleet-status.ts';
+import { assertJobSucceeded, jobSucceeded, JobOutcomeError, WATCH_EXIT, watchTimeoutError } from '../../fleet/job-outcome.ts';
 import { readTelemetry, summarise, type TelemetrySummary } from '../../fleet/telemetry-reader.ts';
 
 export interface CommonOpts extends ProfileFlags {
@@ -140,9 +135,11 @@ function signerFor(opts: { key?: string; kmsKey?: string }, profile: FleetProfil
   throw new ValidationError('publishing needs a signing key: --key key.pem (local) or --kms-key ARN (or kmsKeyId in the profile)');
 }
 
-function rolloutSettings(o: Record<string, string | boolean | undefined>): Partial<RolloutSettings> {
-  const s: Partial<RolloutSettings> = {};
-  if (typeof o.canary === 'string') s.canary = parsePercent(o.canary, '--canary');
+/** Rollout flags as RolloutSettings, validated against the one policy schema before anything is sent. */
+function rolloutSettings(o: Record<string, string | boolean | undefined>): RolloutSettings {
+  const s: RolloutSettings = {};
+  if (typeof o.canary === 'string') s.canaryPercent = parsePercentage(o.canary, '--canary');
+  if (typeof o.canaryTimeout === 'string') s.canaryTimeoutMinutes = intFlag(o.canaryTimeout, '--canary-timeout', 1, 10080);
   if (typeof o.maxPerMinute === 'string') s.maxPerMinute = intFlag(o.maxPerMinute, '--max-per-minute', 1, 1000);
   if (typeof o.abortThreshold === 'string') s.abortThresholdPercent = parsePercentage(o.abortThreshold, '--abort-threshold');
   if (typeof o.abortMinExecuted === 'string') s.abortMinExecuted = intFlag(o.abortMinExecuted, '--abort-min-executed', 1, 1_000_000);
@@ -159,18 +156,21 @@ function rolloutSettings(o: Record<string, string | boolean | undefined>): Parti
     hc.minTokensPerSecond = v;
   }
   if (Object.keys(hc).length) s.healthCheck = hc;
+  // The whole policy is checked here, so a bad combination fails before any upload or job; warnings go to stderr.
+  for (const w of policyWarnings(splitSettings(s).policy)) process.stderr.write(`fleetlm: warning: ${w}\n`);
   return s;
 }
 
 function addRolloutFlags(cmd: Command): Command {
   return cmd
-    .option('--canary <percent>', 'first wave as a share of the group, e.g. 5%; the rest follow once it succeeds')
-    .option('--max-per-minute <n>', `notifications per minute, 1..1000 (default ${DEFAULT_ROLLOUT.maxPerMinute})`)
-    .option('--abort-threshold <percent>', `cancel when this share of finished devices failed (default ${DEFAULT_ROLLOUT.abortThresholdPercent}%)`)
-    .option('--abort-min-executed <n>', 'apply the abort threshold only after n devices finished (default: canary size or 1)')
-    .option('--timeout-minutes <n>', `minutes a device may stay IN_PROGRESS (default ${DEFAULT_ROLLOUT.timeoutMinutes})`)
-    .option('--retries <n>', `retries of a FAILED or TIMED_OUT execution, 0..10 (default ${DEFAULT_ROLLOUT.retries})`)
-    .option('--presign-expires <sec>', `validity of presigned artifact URLs, 60..3600 (default ${DEFAULT_ROLLOUT.presignExpiresInSec})`)
+    .option('--canary <percent>', 'a first job (<job>-canary) to this share of the devices, e.g. 5% (at least one); the rest get the job only after every canary device SUCCEEDED')
+    .option('--canary-timeout <min>', `with --canary: minutes the canary may take before it counts as failed (default ${DEFAULT_ROLLOUT_POLICY.canaryTimeoutMinutes})`)
+    .option('--max-per-minute <n>', `notifications per minute, 1..1000 (default ${DEFAULT_ROLLOUT_POLICY.maxPerMinute})`)
+    .option('--abort-threshold <percent>', `cancel when this share of finished devices failed (default ${DEFAULT_ROLLOUT_POLICY.abortThresholdPercent}%)`)
+    .option('--abort-min-executed <n>', 'apply the abort threshold only after n devices finished (default 1; with --retries, enough that one device alone cannot reach the threshold)')
+    .option('--timeout-minutes <n>', `minutes a device may stay IN_PROGRESS (default ${DEFAULT_ROLLOUT_POLICY.timeoutMinutes})`)
+    .option('--retries <n>', `retries of a FAILED or TIMED_OUT execution, 0..10 (default ${DEFAULT_ROLLOUT_POLICY.retries})`)
+    .option('--presign-expires <sec>', `validity of presigned artifact URLs, 60..3600 (default ${DEFAULT_ROLLOUT_POLICY.presignExpiresInSec})`)
     .option('--continuous', 'also deploy to devices added to the group later')
     .option('--health-prompt <text>', 'prompt of the on-device health check')
     .option('--max-first-token-ms <ms>', 'health check: slowest acceptable first token')
@@ -203,6 +203,90 @@ async function follow(iot: IoTClient, jobId: string, opts: CommonOpts & { watchT
   });
 }
 
+/** Seconds of `--watch-timeout`, if given. */
+function watchTimeoutSec(o: { watchTimeout?: unknown }): number | undefined {
+  return typeof o.watchTimeout === 'string' ? intFlag(o.watchTimeout, '--watch-timeout', 1, 604_800) : undefined;
+}
+
+/**
+ * `rollout --canary`: the canary job first, then (only once every canary device SUCCEEDED) the rollout's job for
+ * all devices. A failed or timed-out canary exits 3 (or 4 when `--watch-timeout` ran out first) and the rest of
+ * the devices never get a job. Models and agent updates alike (the plan says how to make each job).
+ */
+async function rolloutWithCanary<R extends { jobId: string; targetCount: number }>(
+  iot: IoTClient,
+  plan: CanaryPlan<R>,
+  o: CommonOpts & { watch?: unknown; watchTimeout?: unknown },
+  extraJson: Record<string, unknown> = {},
+): Promise<void> {
+  const started = Date.now();
+  const limitSec = watchTimeoutSec(o);
+  let lastText = '';
+  const r = await runCanaryWith(iot, plan, {
+    timeoutMs: limitSec === undefined ? undefined : limitSec * 1000,
+    onCanaryStarted: (c) => {
+      if (o.json) return;
+      const rest = plan.group ? `group ${plan.group}` : 'the named things';
+      process.stdout.write(
+        `${c.canary ? 'created' : 'following'} canary job ${c.canaryJobId}: ${plan.label} -> ${c.canaryThings.length} of ${c.targetCount} device(s) (${c.canaryThings.join(', ')}); ` +
+          `${rest} gets job ${c.jobId} once every canary device SUCCEEDED\n`,
+      );
+    },
+    onCanaryProgress: (p) => {
+      if (o.json) return;
+      const text = formatProgress(p);
+      if (text !== lastText) process.stdout.write(`${text}\n`);
+      lastText = text;
+    },
+  });
+  const canary = { jobId: r.canaryJobId, things: r.canaryThings, outcome: r.outcome, progress: r.canaryProgress };
+  if (r.outcome.state === 'failed' || !r.main) {
+    if (o.json) out(o, { jobId: r.jobId, created: false, ...extraJson, canary }, () => '');
+    const byWatch = r.timedOut === true && limitSec !== undefined && limitSec * 1000 < r.policy.canaryTimeoutMinutes * 60_000;
+    const reason = r.outcome.state === 'failed' ? r.outcome.reason : 'canary did not succeed';
+    throw new JobOutcomeError(
+      byWatch ? 'OUTCOME_WATCH_TIMEOUT' : 'OUTCOME_CANARY_FAILED',
+      `${reason}${r.timedOut ? ' (canceled)' : ''}; job ${r.jobId} was not created: the other ${r.targetCount - r.canaryThings.length} device(s) were not notified`,
+      byWatch ? WATCH_EXIT.timedOut : WATCH_EXIT.failed,
+    );
+  }
+  const main = r.main;
+  if (!o.json) process.stdout.write(`canary succeeded on ${r.canaryThings.length} device(s); created job ${main.jobId}: ${plan.label} -> ${main.targetCount} device(s)\n`);
+  if (o.watch) {
+    const left = limitSec === undefined ? undefined : Math.max(1, limitSec - Math.floor((Date.now() - started) / 1000));
+    const final = await follow(iot, main.jobId, { ...o, watchTimeout: left === undefined ? undefined : String(left) });
+    if (o.json) out(o, { ...main, ...extraJson, canary, final }, () => '');
+    assertJobSucceeded(final);
+    return;
+  }
+  if (o.json) out(o, { ...main, ...extraJson, canary }, () => '');
+}
+
+/**
+ * `status --watch` of a rollout: follows its canary while the rollout's own job does not exist yet, then the
+ * job. A canary that failed ends the watch with exit 3: that job will never be created.
+ */
+async function followRollout(iot: IoTClient, jobId: string, o: CommonOpts & { watchTimeout?: unknown }): Promise<JobProgress> {
+  const started = Date.now();
+  const limitSec = watchTimeoutSec(o);
+  for (;;) {
+    const { main, canary } = await rolloutProgress(iot, jobId);
+    if (main) {
+      const left = limitSec === undefined ? undefined : Math.max(1, limitSec - Math.floor((Date.now() - started) / 1000));
+      return follow(iot, jobId, { ...o, watchTimeout: left === undefined ? undefined : String(left) });
+    }
+    if (canary && TERMINAL_JOB_STATUSES.has(canary.status) && !jobSucceeded(canary)) {
+      if (!o.json) process.stdout.write(`canary ${formatProgress(canary)}\n`);
+      throw new JobOutcomeError('OUTCOME_CANARY_FAILED', `canary ${canary.jobId} ended ${canary.status}${canary.reasonCode ? ` (${canary.reasonCode})` : ''}: job ${jobId} will not be created`, WATCH_EXIT.failed);
+    }
+    if (limitSec !== undefined && Date.now() - started >= limitSec * 1000) {
+      throw new JobOutcomeError('OUTCOME_WATCH_TIMEOUT', `job ${jobId} not created after ${limitSec} s: its canary ${canary?.jobId ?? '?'} is ${canary?.status ?? 'missing'}`, WATCH_EXIT.timedOut);
+    }
+    if (!o.json && canary) process.stdout.write(`canary ${formatProgress(canary)}\n`);
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+}
+
 /** `rollout --agent-package FILE...`: publish each build (signed), then one update-agent@1 job for all of them. */
 async function rolloutAgent(
   iot: IoTClient,
@@ -222,7 +306,13 @@ async function rolloutAgent(
     published.push(p);
     if (!o.json) process.stdout.write(`${p.uploaded ? 'published' : 'already published'} agent ${p.version} for ${p.platform}-${p.arch} at s3://${profile.s3.bucket}/${p.prefix}\n`);
   }
-  const result = await createAgentRollout(iot, profile, { packages: published, group: o.group, things: o.thing, jobId: o.jobId, settings, confirmTimeoutSec });
+  const req = { packages: published, group: o.group, things: o.thing, settings, confirmTimeoutSec };
+  if (settings.canaryPercent !== undefined) {
+    const jobId = o.jobId ?? makeJobId('agent', published[0]!.version);
+    await rolloutWithCanary(iot, agentPlan(iot, profile, { ...req, jobId }, o.jobId !== undefined), o, { published });
+    return;
+  }
+  const result = await createAgentRollout(iot, profile, { ...req, jobId: o.jobId });
   if (!o.json) process.stdout.write(`created job ${result.jobId}: agent ${result.version} -> ${result.targetCount} device(s)\n`);
   const final = o.watch ? await follow(iot, result.jobId, o) : undefined;
   if (o.json) out(o, { ...result, published, final }, () => '');
@@ -322,14 +412,13 @@ export function register(program: Command): void {
       return;
     }
     if (!o.model || !o.version) throw new ValidationError('rollout needs --model ID --version V (a published model) or --agent-package FILE (an agent update)');
-    const result = await createRollout(iot, createS3Client(profile), profile, {
-      modelId: o.model,
-      version: o.version,
-      group: o.group,
-      things: o.thing,
-      jobId: o.jobId,
-      settings: rolloutSettings(o),
-    });
+    const req: RolloutRequest = { modelId: o.model, version: o.version, group: o.group, things: o.thing, jobId: o.jobId, settings: rolloutSettings(o) };
+    const s3 = createS3Client(profile);
+    if (req.settings?.canaryPercent !== undefined) {
+      await rolloutWithCanary(iot, modelCanaryPlan(iot, s3, profile, req), o);
+      return;
+    }
+    const result = await createRollout(iot, s3, profile, req);
     if (!o.json) process.stdout.write(`created job ${result.jobId}: ${result.modelId}@${result.version} -> ${result.targetCount} device(s)\n`);
     if (o.watch) {
       const final = await follow(iot, result.jobId, o);
@@ -340,23 +429,51 @@ export function register(program: Command): void {
     if (o.json) out(o, result, () => '');
   });
 
-  withProfile(program.command('status').description('Per-device progress of a rollout job').argument('<job>', 'job id').option('--watch', 'refresh until the job is done; exit 0 only if every device succeeded (3 failed/aborted/canceled, 4 timed out)').option('--watch-timeout <sec>', 'with --watch: give up after this many seconds (exit 4)')).action(
-    async (jobId: string, o: CommonOpts & { watch?: boolean; watchTimeout?: string }) => {
-      const iot = createIotClient(await profileFrom(o, { bucket: false }));
-      const p = o.watch ? await follow(iot, jobId, o) : await getJobProgress(iot, jobId, { details: true });
+  withProfile(
+    program
+      .command('status')
+      .description("Per-device progress of a rollout job (and of its canary job <job>-canary, when it had one)")
+      .argument('<job>', 'job id')
+      .option('--watch', 'refresh until the job is done; exit 0 only if every device succeeded (3 failed/aborted/canceled or canary failed, 4 timed out)')
+      .option('--watch-timeout <sec>', 'with --watch: give up after this many seconds (exit 4)'),
+  ).action(async (jobId: string, o: CommonOpts & { watch?: boolean; watchTimeout?: string }) => {
+    const iot = createIotClient(await profileFrom(o, { bucket: false }));
+    if (o.watch) {
+      const p = await followRollout(iot, jobId, o);
       if (o.json) out(o, p, () => '');
-      else if (!o.watch) process.stdout.write(`${formatProgress(p)}\n`);
-      if (o.watch) assertJobSucceeded(p);
-    },
-  );
+      assertJobSucceeded(p);
+      return;
+    }
+    const { main, canary } = await rolloutProgress(iot, jobId);
+    const shown = main ? { ...main, ...(canary ? { canary } : {}) } : { jobId, status: 'NOT_CREATED', counts: {}, devices: [], done: canary ? TERMINAL_JOB_STATUSES.has(canary.status) : true, canary };
+    out(o, shown, () =>
+      [
+        ...(canary ? [`canary ${formatProgress(canary)}`] : []),
+        main
+          ? formatProgress(main)
+          : canary && TERMINAL_JOB_STATUSES.has(canary.status) && !jobSucceeded(canary)
+            ? `job ${jobId} will not be created: its canary ended ${canary.status}, so the other devices were not notified`
+            : `job ${jobId} not created yet: the other devices get it once every canary device SUCCEEDED`,
+      ].join('\n'),
+    );
+  });
 
   withProfile(
-    program.command('cancel').description('Cancel a rollout job').argument('<job>', 'job id').option('--force', 'also cancel executions already IN_PROGRESS'),
+    program
+      .command('cancel')
+      .description('Cancel a rollout job, and its canary job <job>-canary when it has one')
+      .argument('<job>', 'job id')
+      .option('--force', 'also cancel executions already IN_PROGRESS'),
   ).action(async (jobId: string, o: CommonOpts & { force?: boolean }) => {
     const iot = createIotClient(await profileFrom(o, { bucket: false }));
-    await cancelRollout(iot, jobId, { force: o.force, comment: 'canceled with fleetlm cancel' });
-    const p = await getJobProgress(iot, jobId);
-    out(o, p, () => `canceled ${jobId}: ${p.status} ${JSON.stringify(p.counts)}`);
+    const canceled = await cancelRolloutWithCanary(iot, jobId, { force: o.force, comment: 'canceled with fleetlm cancel' });
+    const { main, canary } = await rolloutProgress(iot, jobId, { details: false });
+    out(o, { jobId, canceled, ...(main ? { status: main.status, counts: main.counts } : {}), ...(canary ? { canary: { jobId: canary.jobId, status: canary.status, counts: canary.counts } } : {}) }, () =>
+      [canary, main]
+        .filter((p): p is JobProgress => p !== undefined)
+        .map((p) => `${canceled.includes(p.jobId) ? 'canceled' : 'left'} ${p.jobId}: ${p.status} ${JSON.stringify(p.counts)}`)
+        .join('\n'),
+    );
   });
 
   addRolloutFlags(
@@ -372,6 +489,7 @@ export function register(program: Command): void {
     ),
   ).action(async (o: CommonOpts & Record<string, string | boolean | undefined> & { group: string; model?: string; key?: string; kmsKey?: string; authorization?: string }) => {
     if (o.authorization && (o.key || o.kmsKey)) throw new ValidationError('pass --authorization or --key/--kms-key, not both');
+    if (o.canary !== undefined) throw new ValidationError('rollback deploys a version that already ran on the group to all of it at once; --canary applies to rollout');
     const profile = await profileFrom(o);
     const iot = createIotClient(profile);
     const signer = o.key || o.kmsKey ? signerFor(o, profile) : undefined;

@@ -33,8 +33,8 @@ export const COMMANDS: ReadonlyArray<CommandEntry> = [
     commands: {
       publish: 'Sign and upload a model bundle to S3 under models/{id}/{version}/ (versions are immutable)',
       rollout: 'Deploy a published model version, or publish and deploy an agent package (self-update), to a thing group as an IoT Job',
-      status: 'Per-device progress of a rollout job',
-      cancel: 'Cancel a rollout job',
+      status: 'Per-device progress of a rollout job (and of its canary job <job>-canary, when it had one)',
+      cancel: 'Cancel a rollout job, and its canary job <job>-canary when it has one',
       rollback: 'Roll the group back to the last version that succeeded on it before the current one',
       'authorize-rollback': 'Sign a rollback authorization for one model version, scoped to thing groups and/or things (for rollback --authorization)',
       telemetry: 'Latency, tokens/s, memory and energy per device and per model version',

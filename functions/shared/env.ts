@@ -21,8 +21,8 @@ const HandlerEnvSchema = z.object({
   THING_GROUPS: z.string().optional(),
   /** JSON array of default budgets (device classes) for the plan step. */
   DEFAULT_BUDGETS: z.string().optional(),
-  /** JSON of fleet/rollout.ts RolloutSettings overrides (from the deployment's jobs config). */
-  ROLLOUT_SETTINGS: z.string().optional(),
+  /** JSON of the rollout policy (fleet/rollout-policy.ts), from the deployment's `fleetlm:rollout` context. */
+  ROLLOUT_POLICY: z.string().optional(),
   FLEETLM_TMP: z.string().default('/tmp'),
   /** The quality gate's limit (fraction); publish records it in quality.json and refuses a bundle over it. */
   MAX_QUALITY_DROP: z.coerce.number().nonnegative().optional(),

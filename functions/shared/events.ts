@@ -246,8 +246,30 @@ export type PublishOutput = z.output<typeof PublishOutputSchema>;
 export const RolloutJobSchema = z
   .object({ deviceClass: z.string(), jobId: z.string(), jobArn: z.string(), targets: z.array(z.string()).min(1) })
   .strict();
+/** One device class's canary, waiting for its outcome before the class's rollout job is created. */
+export const CanaryJobSchema = z
+  .object({
+    deviceClass: z.string(),
+    /** The rollout's job id; created by the canary-release step once every canary succeeded. */
+    jobId: z.string(),
+    canaryJobId: z.string(),
+    canaryThings: z.array(z.string()).min(1),
+    group: z.string(),
+    modelId: z.string(),
+    version: z.string(),
+  })
+  .strict();
+/** The pipeline's canaries: started together, judged together by the canary-check step (PENDING until decided). */
+export const CanaryStateSchema = z
+  .object({
+    startedAt: z.string().datetime(),
+    jobs: z.array(CanaryJobSchema).min(1),
+    state: z.enum(['PENDING', 'SUCCEEDED', 'FAILED', 'RELEASED']),
+    reason: z.string().optional(),
+  })
+  .strict();
 export const RolloutOutputSchema = z
-  .object({ runId: RunIdSchema, jobs: z.array(RolloutJobSchema), skipped: z.string().optional() })
+  .object({ runId: RunIdSchema, jobs: z.array(RolloutJobSchema), skipped: z.string().optional(), canary: CanaryStateSchema.optional() })
   .strict();
 export type RolloutOutput = z.output<typeof RolloutOutputSchema>;
 

@@ -1,5 +1,5 @@
 // The device side of the cloud: thing groups per device class, the least-privilege IoT policy
-// devices connect with, the role IoT uses to presign artifact URLs, the deploy job template, and
+// devices connect with, the role IoT uses to presign artifact URLs, and
 // the topic rule that stores telemetry (DynamoDB latest state, CloudWatch metrics and logs).
 import { CfnOutput, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -67,7 +67,6 @@ export class FleetStack extends Stack {
   readonly thingGroups: Record<string, iot.CfnThingGroup> = {};
   readonly devicePolicy: iot.CfnPolicy;
   readonly presignRole: iam.Role;
-  readonly jobTemplate: iot.CfnJobTemplate;
   readonly deviceStateTable: dynamodb.Table;
   readonly telemetryLogGroup: logs.LogGroup;
   readonly telemetryRule: iot.CfnTopicRule;
@@ -111,36 +110,10 @@ export class FleetStack extends Stack {
       { id: 'AwsSolutions-IAM5', reason: 'GetObject on models/* only: each job names different versions, all under that prefix.', finding: `Resource::${names.bucketArn}/models/*` },
     ]);
 
-    const jobs = config.jobs;
-    this.jobTemplate = new iot.CfnJobTemplate(this, 'DeployModelTemplate', {
-      jobTemplateId: `${config.prefix}-deploy-model`,
-      description: 'FleetLM model deployment (fleetlm/deploy-model@1): default rollout, abort, timeout and retry settings',
-      // Jobs created by the rollout step carry their own document; this one only names the schema.
-      document: JSON.stringify({ schema: 'fleetlm/deploy-model@1', template: true }),
-      // The any-typed L1 properties pass through verbatim, so they use CloudFormation's PascalCase.
-      presignedUrlConfig: { RoleArn: this.presignRole.roleArn, ExpiresInSec: jobs.presignedUrlExpirySec },
-      jobExecutionsRolloutConfig: {
-        ExponentialRolloutRate: {
-          BaseRatePerMinute: jobs.baseRatePerMinute,
-          IncrementFactor: jobs.incrementFactor,
-          RateIncreaseCriteria: { NumberOfNotifiedThings: jobs.notifiedThingsToIncrease },
-        },
-        MaximumPerMinute: jobs.maximumPerMinute,
-      },
-      abortConfig: {
-        CriteriaList: [
-          { Action: 'CANCEL', FailureType: 'FAILED', MinNumberOfExecutedThings: jobs.abortMinExecuted, ThresholdPercentage: jobs.abortFailedPercent },
-          { Action: 'CANCEL', FailureType: 'TIMED_OUT', MinNumberOfExecutedThings: jobs.abortMinExecuted, ThresholdPercentage: jobs.abortFailedPercent },
-        ],
-      },
-      timeoutConfig: { InProgressTimeoutInMinutes: jobs.inProgressTimeoutMinutes },
-      jobExecutionsRetryConfig: {
-        retryCriteriaList: [
-          { failureType: 'FAILED', numberOfRetries: jobs.retries },
-          { failureType: 'TIMED_OUT', numberOfRetries: jobs.retries },
-        ],
-      },
-    });
+    // No CfnJobTemplate: every job carries its own configuration from the one rollout policy
+    // (fleet/rollout-policy.ts, set per job by the CLI and the rollout Lambdas). A template would be a second copy
+    // of that policy that drifts, and its document could only be a placeholder that devices reject, so a job made
+    // from it in the console would fail on every device (docs/cloud.md, "Rollout policy").
 
     this.deviceStateTable = new dynamodb.Table(this, 'DeviceState', {
       partitionKey: { name: 'thingName', type: dynamodb.AttributeType.STRING },
@@ -279,7 +252,6 @@ export class FleetStack extends Stack {
 
     new CfnOutput(this, 'IotDataEndpoint', { value: endpoint.getResponseField('endpointAddress') });
     new CfnOutput(this, 'DevicePolicyName', { value: this.devicePolicyName });
-    new CfnOutput(this, 'JobTemplateArn', { value: this.jobTemplate.attrArn, exportName: names.jobTemplateArn });
     new CfnOutput(this, 'PresignRoleArn', { value: this.presignRole.roleArn, exportName: names.presignRoleArn });
     new CfnOutput(this, 'DeviceStateTableName', { value: this.deviceStateTable.tableName });
     new CfnOutput(this, 'ThingGroups', { value: config.deviceClasses.map((c) => thingGroupName(config, c.name)).join(',') });

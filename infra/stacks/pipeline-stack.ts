@@ -1,6 +1,7 @@
 // The model pipeline: one Lambda per step and the Step Functions state machine that runs
 // plan -> Distributed Map over shards (search -> build -> compress -> evaluate) -> merge ->
-// quality gate -> publish -> rollout, with retries, and a failure path that notifies and fails.
+// quality gate -> publish -> rollout (canary jobs, a wait/check loop, then each group's job), with retries,
+// and failure paths that notify and fail.
 import { CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, Token, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -38,6 +39,13 @@ export const STEP = {
   publish: 'Publish',
   rolloutEnabled: 'RolloutEnabled',
   rollout: 'Rollout',
+  canaryStarted: 'CanaryStarted',
+  canaryWait: 'CanaryWait',
+  canaryCheck: 'CanaryCheck',
+  canaryOutcome: 'CanaryOutcome',
+  canaryRelease: 'CanaryRelease',
+  notifyCanaryFailed: 'NotifyCanaryFailed',
+  canaryFailed: 'CanaryFailed',
   done: 'Done',
   notifyFailure: 'NotifyFailure',
   failed: 'PipelineFailed',
@@ -70,19 +78,13 @@ export class PipelineStack extends Stack {
     const evaluate = fn('evaluate', fleetFunction(this, 'EvaluateFn', { entry: 'evaluate.ts', description: 'Perplexity of baseline and compressed models', ...modelStep, onnxRuntime: true, environment: baseEnv }));
     const merge = fn('merge', fleetFunction(this, 'MergeFn', { entry: 'merge.ts', description: 'Chooses the best shard per device class', environment: baseEnv }));
     const publish = fn('publish', fleetFunction(this, 'PublishFn', { entry: 'publish.ts', description: 'Signs and publishes bundles', timeout: Duration.minutes(15), memoryMb: 1024, ephemeralStorageMb: 4096, environment: { ...baseEnv, MANIFEST_KEY_ARN: signingKeyArn, MAX_QUALITY_DROP: String(config.maxQualityDrop) } }));
-    // Abort, timeout, retry, presign and rate limit as in the job template, so console-made and
-    // pipeline-made jobs behave alike (fleet/rollout.ts sets them per job rather than via the template).
-    const rolloutSettings = {
-      maxPerMinute: config.jobs.maximumPerMinute,
-      abortThresholdPercent: config.jobs.abortFailedPercent,
-      abortMinExecuted: config.jobs.abortMinExecuted,
-      timeoutMinutes: config.jobs.inProgressTimeoutMinutes,
-      retries: config.jobs.retries,
-      presignExpiresInSec: config.jobs.presignedUrlExpirySec,
-      targetSelection: 'SNAPSHOT',
-    };
+    // The pipeline's jobs follow the one rollout policy (fleet/rollout-policy.ts, validated in infra/config.ts),
+    // passed to the rollout Lambdas as JSON and validated again there by the same schema.
     const thingGroups = Object.fromEntries(config.deviceClasses.map((c) => [c.name, thingGroupName(config, c.name)]));
-    const rollout = fn('rollout', fleetFunction(this, 'RolloutFn', { entry: 'rollout.ts', description: 'Creates the IoT deployment jobs', environment: { ...baseEnv, PRESIGN_ROLE_ARN: presignRoleArn, THING_GROUPS: JSON.stringify(thingGroups), ROLLOUT_SETTINGS: JSON.stringify(rolloutSettings) } }));
+    const rolloutEnv = { ...baseEnv, PRESIGN_ROLE_ARN: presignRoleArn, THING_GROUPS: JSON.stringify(thingGroups), ROLLOUT_POLICY: JSON.stringify(config.rollout) };
+    const rollout = fn('rollout', fleetFunction(this, 'RolloutFn', { entry: 'rollout.ts', description: 'Creates the IoT deployment jobs (or their canary jobs)', environment: rolloutEnv }));
+    const canaryCheck = fn('canary-check', fleetFunction(this, 'CanaryCheckFn', { entry: 'canary-check.ts', description: 'Judges the canary jobs: PENDING, SUCCEEDED or FAILED', environment: rolloutEnv }));
+    const canaryRelease = fn('canary-release', fleetFunction(this, 'CanaryReleaseFn', { entry: 'canary-release.ts', description: 'Creates each group\'s job once its canary succeeded', environment: rolloutEnv }));
 
     // Least privilege per step: exact actions on fixed prefixes (scratch under runs/, bundles under models/).
     const allow = (f: NodejsFunction, actions: string[], prefixes: string[]) =>
@@ -104,23 +106,25 @@ export class PipelineStack extends Stack {
     publish.addToRolePolicy(new iam.PolicyStatement({ actions: ['kms:Sign', 'kms:GetPublicKey'], resources: [signingKeyArn] }));
     // The signing key's policy admits this role by name (infra/constructs/signing-key-policy.ts), so the name is fixed.
     (publish.role!.node.defaultChild as iam.CfnRole).roleName = publishFunctionRoleName(config);
-    allow(rollout, ['s3:GetObject'], ['models/*']);
-    rollout.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['iot:CreateJob'],
-        resources: [
-          this.formatArn({ service: 'iot', resource: 'job', resourceName: '*' }),
-          this.formatArn({ service: 'iot', resource: 'thinggroup', resourceName: `${config.prefix}-*` }),
-        ],
-      }),
+    const jobArns = this.formatArn({ service: 'iot', resource: 'job', resourceName: '*' });
+    const groupArns = this.formatArn({ service: 'iot', resource: 'thinggroup', resourceName: `${config.prefix}-*` });
+    // Canary jobs target the canary things themselves, so CreateJob also needs thing ARNs (any thing: the
+    // canary devices are members of this deployment's groups, picked at run time).
+    const thingArns = this.formatArn({ service: 'iot', resource: 'thing', resourceName: '*' });
+    for (const f of [rollout, canaryRelease]) {
+      allow(f, ['s3:GetObject'], ['models/*']);
+      f.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:CreateJob'], resources: f === rollout ? [jobArns, groupArns, thingArns] : [jobArns, groupArns] }));
+      f.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:DescribeThingGroup', 'iot:ListThingsInThingGroup'], resources: [groupArns] }));
+      f.addToRolePolicy(new iam.PolicyStatement({ actions: ['iam:PassRole'], resources: [presignRoleArn] }));
+    }
+    rollout.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:DescribeThing'], resources: [thingArns] }));
+    // Picking an existing canary job up again (a retried step) reads it; the checker reads and cancels canaries.
+    rollout.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:DescribeJob', 'iot:ListJobExecutionsForJob', 'iot:DescribeJobExecution'], resources: [jobArns, thingArns] }));
+    canaryCheck.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['iot:DescribeJob', 'iot:ListJobExecutionsForJob', 'iot:DescribeJobExecution', 'iot:CancelJob'], resources: [jobArns, thingArns] }),
     );
-    rollout.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['iot:DescribeThingGroup', 'iot:ListThingsInThingGroup'],
-        resources: [this.formatArn({ service: 'iot', resource: 'thinggroup', resourceName: `${config.prefix}-*` })],
-      }),
-    );
-    rollout.addToRolePolicy(new iam.PolicyStatement({ actions: ['iam:PassRole'], resources: [presignRoleArn] }));
+    // Fleet indexing tells the checker which pending canary devices are offline (best effort; no resource ARN).
+    canaryCheck.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:SearchIndex'], resources: [this.formatArn({ service: 'iot', resource: 'index', resourceName: 'AWS_Things' })] }));
 
     this.notifications = new sns.Topic(this, 'Notifications', { displayName: 'FleetLM pipeline and fleet alarms', enforceSSL: true });
     if (config.alarmEmail) this.notifications.addSubscription(new subs.EmailSubscription(config.alarmEmail));
@@ -171,8 +175,25 @@ export class PipelineStack extends Stack {
     const rejected = new sfn.Fail(this, STEP.rejected, { error: 'QualityGateRejected', cause: `compressed model perplexity grew by more than ${config.maxQualityDrop}` });
     const done = new sfn.Succeed(this, STEP.done);
 
+    // Rollout with a real canary: the rollout step makes only the canary jobs when the policy has a canary; a
+    // wait/check loop follows them; each group's own job comes only once every canary device SUCCEEDED, and a
+    // failed or timed-out canary notifies and fails the run (the rest of the groups never get a job).
+    const notifyCanaryFailed = new tasks.SnsPublish(this, STEP.notifyCanaryFailed, {
+      topic: this.notifications,
+      subject: 'FleetLM canary failed: rollout stopped',
+      message: sfn.TaskInput.fromObject({ execution: sfn.JsonPath.executionId, runId: sfn.JsonPath.stringAt('$.runId'), reason: sfn.JsonPath.stringAt('$.canary.reason') }),
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    const canaryFailed = new sfn.Fail(this, STEP.canaryFailed, { error: 'CanaryFailed', causePath: '$.canary.reason' });
+    const canaryWait = new sfn.Wait(this, STEP.canaryWait, { time: sfn.WaitTime.duration(Duration.seconds(config.canaryPollSeconds)), comment: 'Let the canary devices install and health-check' });
+    const canaryOutcome = new sfn.Choice(this, STEP.canaryOutcome)
+      .when(sfn.Condition.stringEquals('$.canary.state', 'SUCCEEDED'), onError(invoke(STEP.canaryRelease, canaryRelease, 'Each group gets its job now that its canary succeeded')).next(done))
+      .when(sfn.Condition.stringEquals('$.canary.state', 'FAILED'), notifyCanaryFailed.next(canaryFailed))
+      .otherwise(canaryWait);
+    canaryWait.next(onError(invoke(STEP.canaryCheck, canaryCheck, 'PENDING, SUCCEEDED or FAILED (canary timeout included)'))).next(canaryOutcome);
+    const canaryStarted = new sfn.Choice(this, STEP.canaryStarted).when(sfn.Condition.isPresent('$.canary'), canaryWait).otherwise(done);
     const rolloutChoice = new sfn.Choice(this, STEP.rolloutEnabled)
-      .when(sfn.Condition.booleanEquals('$.request.rollout.enabled', true), onError(invoke(STEP.rollout, rollout, 'Create one IoT job per device class')).next(done))
+      .when(sfn.Condition.booleanEquals('$.request.rollout.enabled', true), onError(invoke(STEP.rollout, rollout, 'Create one IoT job (or its canary job) per device class')).next(canaryStarted))
       .otherwise(done);
     const gate = new sfn.Choice(this, STEP.gate, { comment: `Publish only when perplexity grows by at most ${config.maxQualityDrop}` })
       .when(sfn.Condition.numberLessThanEquals('$.maxQualityDrop', config.maxQualityDrop), onError(invoke(STEP.publish, publish, 'Sign and upload bundles')).next(rolloutChoice))
@@ -208,13 +229,15 @@ export class PipelineStack extends Stack {
       suppress(f, [{ id: 'AwsSolutions-IAM5', reason: 'Per-run scratch objects are created under runs/ with names known only at run time.', finding: objects('runs/*') }]);
     }
     suppress(evaluate, [{ id: 'AwsSolutions-IAM5', reason: 'Evaluation texts are read from the eval/ prefix only.', finding: objects('eval/*') }]);
-    for (const f of [publish, rollout]) {
+    for (const f of [publish, rollout, canaryRelease]) {
       suppress(f, [{ id: 'AwsSolutions-IAM5', reason: 'Bundles live under models/{modelId}/{version}/, one prefix per published version.', finding: objects('models/*') }]);
     }
-    suppress(rollout, [
-      { id: 'AwsSolutions-IAM5', reason: 'CreateJob needs job/* because job ids are minted per run.', finding: `Resource::arn:<AWS::Partition>:iot:${region}:${account}:job/*` },
-      { id: 'AwsSolutions-IAM5', reason: 'Jobs may target any of this deployment\'s thing groups, which share its prefix.', finding: `Resource::arn:<AWS::Partition>:iot:${region}:${account}:thinggroup/${config.prefix}-*` },
-    ]);
+    const jobFinding = { id: 'AwsSolutions-IAM5', reason: 'Job ids (and their -canary jobs) are minted per run, so job/* it is.', finding: `Resource::arn:<AWS::Partition>:iot:${region}:${account}:job/*` };
+    const thingFinding = { id: 'AwsSolutions-IAM5', reason: 'Canary jobs target things picked at run time from this deployment\'s groups.', finding: `Resource::arn:<AWS::Partition>:iot:${region}:${account}:thing/*` };
+    const groupFinding = { id: 'AwsSolutions-IAM5', reason: 'Jobs may target any of this deployment\'s thing groups, which share its prefix.', finding: `Resource::arn:<AWS::Partition>:iot:${region}:${account}:thinggroup/${config.prefix}-*` };
+    suppress(rollout, [jobFinding, thingFinding, groupFinding]);
+    suppress(canaryRelease, [jobFinding, groupFinding]);
+    suppress(canaryCheck, [jobFinding, thingFinding]);
     suppress(this.stateMachine, [
       xray,
       { id: 'AwsSolutions-IAM5', reason: 'The Distributed Map reads its items from and exports its results to runs/{runId}/, named at run time.', finding: `Resource::arn:<AWS::Partition>:s3:::${names.bucketName}/runs/*` },

@@ -35,7 +35,8 @@ describe('local demo pipeline', () => {
     const inspect = async (live: DemoLive) => {
       const e = live.endpoints;
       const iot = new IoTClient({ endpoint: e.iotEndpoint, region: e.region, credentials: e.credentials });
-      const jobs = (await iot.send(new ListJobsCommand({ thingGroupName: live.group }))).jobs ?? [];
+      // Unfiltered: the canary job targets the canary device, not the group, so a group filter would not list it.
+      const jobs = (await iot.send(new ListJobsCommand({}))).jobs ?? [];
       expect(jobs).toHaveLength(3);
       const described = await Promise.all(jobs.map(async (j) => (await iot.send(new DescribeJobCommand({ jobId: j.jobId! }))).job!));
       described.sort((a, b) => a.createdAt!.getTime() - b.createdAt!.getTime());
@@ -46,9 +47,11 @@ describe('local demo pipeline', () => {
       expect(Object.values(await executions(iot, good!.jobId!))).toEqual(['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']);
       expect(good!.status).toBe('COMPLETED');
 
-      // v2 (corrupt ONNX, validly signed): the canary fails its health check, the abort criterion cancels the job,
-      // and no device ever reports SUCCEEDED for it.
-      expect(broken!.description).toMatch(/@2\.0\.0-broken /);
+      // v2 (corrupt ONNX, validly signed): the canary job (one device) fails its health check, the abort criterion
+      // cancels it, no device ever reports SUCCEEDED for it, and the rollout's own job for the others never exists.
+      expect(broken!.description).toMatch(/@2\.0\.0-broken .*\(canary of \S+\)$/);
+      expect(broken!.jobId).toMatch(/-canary$/);
+      expect(Object.keys(await executions(iot, broken!.jobId!))).toHaveLength(1);
       expect(broken!.status).toBe('CANCELED');
       const brokenExecs = await executions(iot, broken!.jobId!);
       expect(Object.values(brokenExecs)).toContain('FAILED');

@@ -11,6 +11,7 @@ import { DescribeJobCommand, GetJobDocumentCommand } from '@aws-sdk/client-iot';
 import { startHub, type LocalHub } from '../../local-hub/hub.ts';
 import { createIotClient, readLocalProfile } from '../../fleet/profile.ts';
 import { provisionThings } from '../../local-demo/provision.ts';
+import { buildAgentPackage } from '../edge-agent/self-update/self-update-fixture.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
@@ -69,14 +70,16 @@ describe('fleetlm operator commands on the local hub', () => {
     expect(again.err).toMatch(/already published/);
   });
 
-  it('rolls out with canary, abort, timeout and retry settings from flags', async () => {
-    const r = await cli('rollout', '--local', path.join(dir, 'hub'), '--model', 'tiny', '--version', '1.0', '--group', 'lab', '--canary', '50%', '--abort-threshold', '10%', '--timeout-minutes', '7', '--retries', '2', '--json');
+  it('rolls out with abort, timeout and retry settings from flags; retries raise the abort minimum so one device cannot cancel them', async () => {
+    const r = await cli('rollout', '--local', path.join(dir, 'hub'), '--model', 'tiny', '--version', '1.0', '--group', 'lab', '--max-per-minute', '1', '--abort-threshold', '10%', '--timeout-minutes', '7', '--retries', '2', '--json');
     expect(r.code).toBe(0);
+    expect(r.err).toBe('');
     const { jobId } = JSON.parse(r.out) as { jobId: string };
     const iot = createIotClient(readLocalProfile(path.join(dir, 'hub')));
     const job = (await iot.send(new DescribeJobCommand({ jobId }))).job!;
-    expect(job.jobExecutionsRolloutConfig?.exponentialRate).toMatchObject({ baseRatePerMinute: 1, rateIncreaseCriteria: { numberOfSucceededThings: 1 } });
-    expect(job.abortConfig?.criteriaList?.[0]).toMatchObject({ failureType: 'ALL', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 1 });
+    expect(job.jobExecutionsRolloutConfig).toMatchObject({ maximumPerMinute: 1 });
+    // 10% with retries: from 11 executed devices (1 of 11 is 9.1%), so a device's failed attempt cannot cancel its retries.
+    expect(job.abortConfig?.criteriaList?.[0]).toMatchObject({ failureType: 'ALL', action: 'CANCEL', thresholdPercentage: 10, minNumberOfExecutedThings: 11 });
     expect(job.timeoutConfig?.inProgressTimeoutInMinutes).toBe(7);
     expect(job.jobExecutionsRetryConfig?.criteriaList).toHaveLength(2);
     const doc = JSON.parse((await iot.send(new GetJobDocumentCommand({ jobId }))).document!) as { schema: string; artifacts: { url: string }[] };
@@ -86,8 +89,8 @@ describe('fleetlm operator commands on the local hub', () => {
     const status = await cli('status', jobId, '--local', path.join(dir, 'hub'), '--json');
     const p = JSON.parse(status.out) as { status: string; devices: { thingName: string; status: string }[] };
     expect(p.status).toBe('IN_PROGRESS');
-    // The canary (50% of 2 = 1 device per minute until it succeeds) holds the second device back:
-    // like AWS, the hub creates an execution only when the rollout reaches the thing.
+    // One notification a minute holds the second device back: like AWS, the hub creates an execution only
+    // when the rollout reaches the thing.
     expect(p.devices.map((d) => d.thingName)).toEqual(['pi-1']);
     // No agent runs here: the QUEUED target is offline, and status says so rather than just QUEUED.
     expect(p.devices[0]).toMatchObject({ status: 'QUEUED', online: false });
@@ -96,7 +99,7 @@ describe('fleetlm operator commands on the local hub', () => {
 
     const cancel = await cli('cancel', jobId, '--local', path.join(dir, 'hub'), '--json');
     expect(cancel.code).toBe(0);
-    expect((JSON.parse(cancel.out) as { status: string }).status).toBe('CANCELED');
+    expect(JSON.parse(cancel.out)).toMatchObject({ jobId, canceled: [jobId], status: 'CANCELED' });
 
     // A pipeline gates on the exit code: a canceled job is not a success (3), and --json still prints it.
     const watched = await cli('status', jobId, '--local', path.join(dir, 'hub'), '--watch', '--json');
@@ -109,6 +112,47 @@ describe('fleetlm operator commands on the local hub', () => {
     const watchedText = await cli('status', jobId, '--local', path.join(dir, 'hub'), '--watch');
     expect(watchedText.code).toBe(3);
     expect(watchedText.err.trim().split('\n').at(-1)).toBe(`fleetlm: error: job ${jobId} ended CANCELED (OPERATOR_CANCEL): CANCELED=1; pi-1 CANCELED`);
+  });
+
+  it('warns when an explicit abort minimum lets one device cancel the retries', async () => {
+    const r = await cli('rollout', '--local', path.join(dir, 'hub'), '--model', 'tiny', '--version', '1.0', '--thing', 'pi-2', '--retries', '2', '--abort-min-executed', '1', '--json');
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/^fleetlm: warning: retries 2 with abort threshold 20% from 1 executed device\(s\): one device's failure \(1 of 1\) reaches the threshold and cancels the job, and its retries with it; raise the minimum to 6 or more/);
+    expect((await cli('cancel', (JSON.parse(r.out) as { jobId: string }).jobId, '--local', path.join(dir, 'hub'))).code).toBe(0);
+  });
+
+  it('rollout --canary with no agent: the watch runs out (4), the canary job is canceled, the group never gets its job', async () => {
+    const hubDir = path.join(dir, 'hub');
+    const r = await cli('rollout', '--local', hubDir, '--model', 'tiny', '--version', '1.0', '--group', 'lab', '--canary', '50%', '--job-id', 'cli-canary', '--watch-timeout', '2');
+    expect(r.code).toBe(4);
+    expect(r.out).toMatch(/^created canary job cli-canary-canary: tiny@1\.0 -> 1 of 2 device\(s\) \(pi-1\); group lab gets job cli-canary once every canary device SUCCEEDED$/m);
+    expect(r.err.trim().split('\n').at(-1)).toBe('fleetlm: error: canary cli-canary-canary did not finish in time (canceled); job cli-canary was not created: the other 1 device(s) were not notified');
+    const st = await cli('status', 'cli-canary', '--local', hubDir, '--json');
+    expect(st.err).toBe('');
+    const status = JSON.parse(st.out) as { status: string; canary: { status: string; devices: { thingName: string }[] } };
+    expect(status.status).toBe('NOT_CREATED');
+    expect(status.canary.status).toBe('CANCELED');
+    expect(status.canary.devices.map((d) => d.thingName)).toEqual(['pi-1']);
+    // Nothing left to cancel: both jobs of the rollout are accounted for.
+    const cancel = await cli('cancel', 'cli-canary', '--local', hubDir);
+    expect(cancel.code).toBe(2);
+    expect(cancel.err).toMatch(/nothing to cancel: cli-canary-canary CANCELED/);
+    expect((await cli('rollback', '--local', hubDir, '--group', 'lab', '--canary', '5%')).err).toMatch(/--canary applies to rollout/);
+  });
+
+  it('an agent update takes the same canary: the canary job names the update, the group never gets its job when the canary does not end', async () => {
+    const hubDir = path.join(dir, 'hub');
+    const pkgDir = path.join(dir, 'agent-packages');
+    mkdirSync(pkgDir, { recursive: true });
+    const pkg = await buildAgentPackage(pkgDir, '0.9.0', 'crash');
+    const r = await cli('rollout', '--local', hubDir, '--agent-package', pkg, '--key', path.join(dir, 'keys', 'fleet-signing-key.pem'), '--group', 'lab', '--canary', '50%', '--job-id', 'agent-canary', '--watch-timeout', '2');
+    expect(r.code).toBe(4);
+    expect(r.out).toMatch(/^created canary job agent-canary-canary: agent 0\.9\.0 -> 1 of 2 device\(s\) \(pi-1\); group lab gets job agent-canary once every canary device SUCCEEDED$/m);
+    const iot = createIotClient(readLocalProfile(hubDir));
+    const canary = (await iot.send(new DescribeJobCommand({ jobId: 'agent-canary-canary' }))).job!;
+    expect(canary.description).toMatch(/^fleetlm update-agent 0\.9\.0 \(linux-\w+\) to group lab \(canary of agent-canary\)$/);
+    expect(canary.status).toBe('CANCELED');
+    await expect(iot.send(new DescribeJobCommand({ jobId: 'agent-canary' }))).rejects.toThrow();
   });
 
   it('rollout --watch --watch-timeout exits 4 and names the devices still pending and whether they are online', async () => {

@@ -1,7 +1,7 @@
 // CreateJob reference ranges: the numbers a rollout sends, and the operator's percentages turned into them.
 import { describe, expect, it } from 'vitest';
 import { checkJobConfig, checkJobNumber, parsePercentage } from '../../fleet/job-limits.ts';
-import { DEFAULT_ROLLOUT, jobConfig } from '../../fleet/rollout.ts';
+import { DEFAULT_ROLLOUT_POLICY, toCreateJobConfig } from '../../fleet/rollout-policy.ts';
 
 const ROLE = 'arn:aws:iam::1:role/r';
 
@@ -30,9 +30,9 @@ describe('parsePercentage', () => {
 });
 
 describe('checkJobConfig', () => {
-  it('passes what jobConfig builds from the defaults and from a canary', () => {
-    expect(() => jobConfig(DEFAULT_ROLLOUT, 10, ROLE)).not.toThrow();
-    expect(() => jobConfig({ ...DEFAULT_ROLLOUT, canary: 0.1, abortThresholdPercent: 7 }, 100, ROLE)).not.toThrow();
+  it('passes what the policy mapping builds from the defaults and from a canary with retries', () => {
+    expect(() => toCreateJobConfig(DEFAULT_ROLLOUT_POLICY, ROLE)).not.toThrow();
+    expect(() => toCreateJobConfig({ ...DEFAULT_ROLLOUT_POLICY, canaryPercent: 10, abortThresholdPercent: 7, retries: 3 }, ROLE)).not.toThrow();
   });
 
   it('refuses each number outside its reference range', () => {
@@ -47,6 +47,6 @@ describe('checkJobConfig', () => {
     expect(() => checkJobConfig({ abortConfig: { criteriaList: [{ failureType: 'ALL', action: 'CANCEL', thresholdPercentage: 10.999, minNumberOfExecutedThings: 1 }] } })).toThrow(
       /thresholdPercentage/,
     );
-    expect(() => jobConfig({ ...DEFAULT_ROLLOUT, abortThresholdPercent: 0.07 * 100 }, 10, ROLE)).toThrow(/two decimals/);
+    expect(() => toCreateJobConfig({ ...DEFAULT_ROLLOUT_POLICY, abortThresholdPercent: 0.07 * 100 }, ROLE)).toThrow(/two decimals/);
   });
 });

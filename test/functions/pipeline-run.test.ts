@@ -3,8 +3,17 @@
 // rollout to a thing group on the local hub; plus the gate's rejection and the failure path.
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { CreateThingCommand, CreateThingGroupCommand, AddThingToThingGroupCommand, DescribeJobCommand, GetJobDocumentCommand, IoTClient } from '@aws-sdk/client-iot';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateThingCommand,
+  CreateThingGroupCommand,
+  AddThingToThingGroupCommand,
+  DescribeJobCommand,
+  GetJobDocumentCommand,
+  IoTClient,
+  ListJobExecutionsForJobCommand,
+  ListJobExecutionsForThingCommand,
+} from '@aws-sdk/client-iot';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadInfraConfig } from '../../infra/config.ts';
 import { PipelineStack } from '../../infra/stacks/pipeline-stack.ts';
@@ -14,6 +23,10 @@ import type { MergeOutput, RolloutOutput } from '../../functions/shared/events.t
 import { render } from '../infra/synth.ts';
 import { runStateMachine, type AslMachine, type RunOptions, type TaskResolver } from './sfn-runner.ts';
 import { startHandlerFixture, TINY_REQUEST, type HandlerFixture } from './fixture.ts';
+import { handler as rolloutStep } from '../../functions/rollout.ts';
+import { handler as canaryCheck } from '../../functions/canary-check.ts';
+import type { PublishOutput } from '../../functions/shared/events.ts';
+import { TestDevice } from '../local-hub/helpers.ts';
 
 /** The pipeline's definition for a gate threshold, and a resolver from Lambda ARNs to handler modules. */
 function pipelineDefinition(maxQualityDrop: number): { machine: AslMachine; resolve: TaskResolver } {
@@ -59,7 +72,8 @@ describe('pipeline state machine', () => {
     expect(r.error ?? '', r.cause).toBe('');
     expect(r.status).toBe('SUCCEEDED');
     expect(r.trace.filter((t) => t === 'Shards/Evaluate')).toHaveLength(2);
-    expect(r.trace.slice(-6)).toEqual(['Merge', 'QualityGate', 'Publish', 'RolloutEnabled', 'Rollout', 'Done']);
+    // ROLLOUT_POLICY is unset in the handlers' environment: no canary, so one job per class and straight to Done.
+    expect(r.trace.slice(-7)).toEqual(['Merge', 'QualityGate', 'Publish', 'RolloutEnabled', 'Rollout', 'CanaryStarted', 'Done']);
     // The shards went through S3: the plan's items file, the Map's manifest and results, the summary.
     const scratch = await s3.send(new ListObjectsV2Command({ Bucket: fx.env.ARTIFACTS_BUCKET, Prefix: 'runs/test-run-1/' }));
     const keys = (scratch.Contents ?? []).map((o) => o.Key!);
@@ -126,5 +140,134 @@ describe('pipeline state machine', () => {
     const msg = r.notifications[0]!.message as { error: string; cause: string };
     expect(msg.error).toBe('States.ExceedToleratedFailureThreshold');
     expect(msg.cause).toMatch(/^ValidationError: /);
+  });
+});
+
+/** A merged result whose bundle objects exist in S3, so the machine can go on from Publish. */
+async function mergedFor(runId: string, version: string): Promise<MergeOutput> {
+  const prefix = `runs/${runId}/rpi5-b0-s0/compressed/`;
+  for (const [name, body] of [['model.onnx', 'onnx-bytes'], ['arch.json', '{"vocabSize":4}'], ['compression.json', '{"method":"tt-row"}']] as const) {
+    await s3.send(new PutObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: `${prefix}${name}`, Body: body }));
+  }
+  return {
+    request: { ...(TINY_REQUEST as MergeOutput['request']), runId, seedsPerBudget: 1, rollout: { enabled: true } },
+    candidates: [
+      {
+        deviceClass: 'rpi5',
+        modelId: 'tiny-lm',
+        version,
+        shardId: 'rpi5-b0-s0',
+        specKey: `runs/${runId}/rpi5-b0-s0/search-result.json`,
+        modelPrefix: prefix,
+        parameters: 1,
+        evaluate: { tokens: 10, baselinePerplexity: 100, compressedPerplexity: 101, qualityDrop: 0.01 },
+        embeddingCompressionRatio: 2,
+        seed: 1,
+      },
+    ],
+    maxQualityDrop: 0.01,
+    summaryKey: `runs/${runId}/summary.json`,
+  };
+}
+
+/**
+ * Plays a device through the Jobs MQTT API: takes every pending execution; `jobId`'s ends `status`, any other
+ * (earlier tests' jobs) SUCCEEDED. Returns the job ids it was offered.
+ */
+async function settle(device: TestDevice, jobId: string, status: 'SUCCEEDED' | 'FAILED'): Promise<string[]> {
+  const offered: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const next = await device.request('start-next', {});
+    const exec = next.payload.execution as { jobId: string } | undefined;
+    if (!exec) return offered;
+    offered.push(exec.jobId);
+    const final = exec.jobId === jobId ? status : 'SUCCEEDED';
+    const details = final === 'FAILED' ? { step: 'health-checking', reason: 'model failed to load: not a valid ONNX model' } : { step: 'done' };
+    const r = await device.request(`${exec.jobId}/update`, { status: final, statusDetails: details });
+    expect(r.outcome).toBe('accepted');
+  }
+  return offered;
+}
+
+async function executionsOf(thingName: string): Promise<string[]> {
+  const out = await iot.send(new ListJobExecutionsForThingCommand({ thingName }));
+  return (out.executionSummaries ?? []).map((e) => e.jobId!);
+}
+
+describe('pipeline canary', () => {
+  const devices: TestDevice[] = [];
+  const policy = JSON.stringify({ canaryPercent: 30, canaryTimeoutMinutes: 240 });
+
+  beforeAll(async () => {
+    // Three devices: a 30% canary is pi-001 (the first by name); pi-002 and pi-003 are the rest.
+    for (const name of ['pi-002', 'pi-003']) {
+      await iot.send(new CreateThingCommand({ thingName: name }));
+      await iot.send(new AddThingToThingGroupCommand({ thingGroupName: 'fleetlm-rpi5', thingName: name }));
+    }
+    for (const name of ['pi-001', 'pi-002', 'pi-003']) devices.push(await TestDevice.connect(fx.hub, name));
+    process.env.ROLLOUT_POLICY = policy;
+  });
+  afterAll(async () => {
+    delete process.env.ROLLOUT_POLICY;
+    for (const d of devices) await d.close();
+  });
+
+  it('given a canary that succeeds, when the machine runs from publish, then the group gets its job only after the check saw SUCCEEDED', async () => {
+    const { machine, resolve } = pipelineDefinition(0.15);
+    const waits: string[] = [];
+    const r = await runStateMachine(machine, await mergedFor('canary-ok', '2.0.0-rpi5'), resolve, {
+      startAt: 'Publish',
+      onWait: async () => {
+        // The group's job does not exist while the canary is being watched.
+        await expect(iot.send(new DescribeJobCommand({ jobId: 'fleetlm-canary-ok-rpi5' }))).rejects.toThrow();
+        waits.push((await settle(devices[0]!, 'fleetlm-canary-ok-rpi5-canary', 'SUCCEEDED')).join(','));
+      },
+    });
+    expect(r.error ?? '', r.cause).toBe('');
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.trace.slice(r.trace.indexOf('Rollout'))).toEqual(['Rollout', 'CanaryStarted', 'CanaryWait', 'CanaryCheck', 'CanaryOutcome', 'CanaryRelease', 'Done']);
+    expect(waits[0]).toContain('fleetlm-canary-ok-rpi5-canary');
+    const canaryExecs = await iot.send(new ListJobExecutionsForJobCommand({ jobId: 'fleetlm-canary-ok-rpi5-canary' }));
+    expect((canaryExecs.executionSummaries ?? []).map((e) => e.thingArn!.split('/').pop())).toEqual(['pi-001']);
+    const out = r.output as RolloutOutput;
+    expect(out.canary).toMatchObject({ state: 'RELEASED', jobs: [{ deviceClass: 'rpi5', jobId: 'fleetlm-canary-ok-rpi5', canaryJobId: 'fleetlm-canary-ok-rpi5-canary', canaryThings: ['pi-001'] }] });
+    expect(out.jobs.map((j) => j.jobId)).toEqual(['fleetlm-canary-ok-rpi5']);
+    const main = await iot.send(new DescribeJobCommand({ jobId: 'fleetlm-canary-ok-rpi5' }));
+    expect(main.job?.targets).toEqual([expect.stringContaining('thinggroup/fleetlm-rpi5')]);
+    expect(await executionsOf('pi-002')).toContain('fleetlm-canary-ok-rpi5');
+  });
+
+  it('given a canary whose device fails, when the machine runs, then it notifies, fails, and the rest of the group never gets a job', async () => {
+    const { machine, resolve } = pipelineDefinition(0.15);
+    const r = await runStateMachine(machine, await mergedFor('canary-bad', '3.0.0-rpi5'), resolve, {
+      startAt: 'Publish',
+      onWait: async () => {
+        await settle(devices[0]!, 'fleetlm-canary-bad-rpi5-canary', 'FAILED');
+      },
+    });
+    expect(r.status).toBe('FAILED');
+    expect(r.error).toBe('CanaryFailed');
+    expect(r.trace.slice(r.trace.indexOf('Rollout'))).toEqual(['Rollout', 'CanaryStarted', 'CanaryWait', 'CanaryCheck', 'CanaryOutcome', 'NotifyCanaryFailed', 'CanaryFailed']);
+    expect(r.cause).toMatch(/canary fleetlm-canary-bad-rpi5-canary: pi-001 FAILED \(model failed to load/);
+    expect(r.notifications).toEqual([{ state: 'NotifyCanaryFailed', message: { execution: '<context $$.Execution.Id>', runId: 'canary-bad', reason: r.cause } }]);
+    await expect(iot.send(new DescribeJobCommand({ jobId: 'fleetlm-canary-bad-rpi5' }))).rejects.toThrow();
+    for (const rest of ['pi-002', 'pi-003']) expect((await executionsOf(rest)).filter((j) => j.startsWith('fleetlm-canary-bad'))).toEqual([]);
+  });
+
+  it('given a canary that is not done in time, when checked, then it fails and the canary job is canceled', async () => {
+    const published: PublishOutput = {
+      request: { ...(TINY_REQUEST as MergeOutput['request']), runId: 'canary-late', seedsPerBudget: 1, rollout: { enabled: true } },
+      published: [{ deviceClass: 'rpi5', modelId: 'tiny-lm', version: '2.0.0-rpi5', prefix: 'models/tiny-lm/2.0.0-rpi5/', manifestSha256: '0'.repeat(64), totalBytes: 1 }],
+    };
+    const started = await rolloutStep(published);
+    expect(started.jobs).toEqual([]);
+    expect(started.canary).toMatchObject({ state: 'PENDING', jobs: [{ canaryJobId: 'fleetlm-canary-late-rpi5-canary', canaryThings: ['pi-001'] }] });
+    // Still running and in time: PENDING.
+    expect((await canaryCheck(started)).canary!.state).toBe('PENDING');
+    // Started 241 minutes ago with a 240-minute canary timeout.
+    const late = { ...started, canary: { ...started.canary!, startedAt: new Date(Date.now() - 241 * 60_000).toISOString() } };
+    const checked = await canaryCheck(late);
+    expect(checked.canary).toMatchObject({ state: 'FAILED', reason: expect.stringMatching(/^canary not done after 240 min: fleetlm-canary-late-rpi5-canary IN_PROGRESS/) });
+    expect((await iot.send(new DescribeJobCommand({ jobId: 'fleetlm-canary-late-rpi5-canary' }))).job?.status).toBe('CANCELED');
   });
 });

@@ -1,5 +1,5 @@
 // A small interpreter for the Amazon States Language subset the pipeline uses (Task, Map in
-// DISTRIBUTED mode run inline, Choice, Succeed, Fail, Retry, Catch, ResultPath), so the real
+// DISTRIBUTED mode run inline, Choice, Wait, Succeed, Fail, Retry, Catch, ResultPath), so the real
 // synthesized definition can be run against the real handlers on a small input. The Distributed Map's
 // ItemReader (a JSON array in S3), ResultWriter (manifest.json plus SUCCEEDED_n/FAILED_n/PENDING_n files,
 // Transformation NONE) and ToleratedFailurePercentage/Count follow the Step Functions developer guide
@@ -9,7 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 
 export interface AslState {
-  Type: 'Task' | 'Map' | 'Choice' | 'Succeed' | 'Fail' | 'Pass';
+  Type: 'Task' | 'Map' | 'Choice' | 'Wait' | 'Succeed' | 'Fail' | 'Pass';
+  Seconds?: number;
   Next?: string;
   End?: boolean;
   Resource?: string;
@@ -44,6 +45,8 @@ export interface RunOptions {
   resolveBucket?: (rendered: string) => string;
   /** Called as each state is left with its input and output (inner Map states prefixed with `Map/`). */
   onState?: (state: string, input: unknown, output: unknown) => void;
+  /** Runs in place of a Wait state's sleep (a test moves the world on there); without it a Wait passes at once. */
+  onWait?: (state: string, input: unknown) => Promise<void>;
 }
 
 /** One child execution of a Distributed Map, as the runner keeps it for ResultWriter. */
@@ -115,6 +118,7 @@ function choose(state: AslState, input: unknown): string {
     if ('NumericLessThanEquals' in c && typeof v === 'number' && v <= (c.NumericLessThanEquals as number)) return c.Next;
     if ('BooleanEquals' in c && v === c.BooleanEquals) return c.Next;
     if ('StringEquals' in c && v === c.StringEquals) return c.Next;
+    if ('IsPresent' in c && (v !== undefined) === c.IsPresent) return c.Next;
   }
   if (!state.Default) throw new StatesError('States.NoChoiceMatched', 'no choice matched');
   return state.Default;
@@ -249,6 +253,11 @@ export async function runStateMachine(machine: AslMachine, input: unknown, resol
       }
       if (state.Type === 'Choice') {
         name = choose(state, current);
+        continue;
+      }
+      if (state.Type === 'Wait') {
+        await options.onWait?.(name, current);
+        name = state.Next!;
         continue;
       }
       try {

@@ -80,17 +80,9 @@ describe('fleet stack', () => {
     expect(groups.sort()).toEqual(['fleetlm-jetson-orin-nano', 'fleetlm-rpi5']);
   });
 
-  it('given the job template, when synthesized, then it carries rollout, abort, timeout, retry and presigned-URL settings', () => {
-    const { props } = onlyResource(s.templates.fleet, 'AWS::IoT::JobTemplate');
-    expect(props).toMatchObject({
-      JobTemplateId: 'fleetlm-deploy-model',
-      JobExecutionsRolloutConfig: { ExponentialRolloutRate: { BaseRatePerMinute: 10, IncrementFactor: 2, RateIncreaseCriteria: { NumberOfNotifiedThings: 20 } }, MaximumPerMinute: 100 },
-      AbortConfig: { CriteriaList: [{ Action: 'CANCEL', FailureType: 'FAILED', MinNumberOfExecutedThings: 10, ThresholdPercentage: 10 }, { Action: 'CANCEL', FailureType: 'TIMED_OUT' }] },
-      TimeoutConfig: { InProgressTimeoutInMinutes: 60 },
-      JobExecutionsRetryConfig: { RetryCriteriaList: [{ FailureType: 'FAILED', NumberOfRetries: 2 }, { FailureType: 'TIMED_OUT', NumberOfRetries: 2 }] },
-      PresignedUrlConfig: { ExpiresInSec: 3600 },
-    });
-    expect(render((props.PresignedUrlConfig as { RoleArn: unknown }).RoleArn)).toMatch(/^<JobsPresignRole[0-9A-F]+\.Arn>$/);
+  it('given the one rollout policy, when synthesized, then there is no job template (every job carries its own configuration)', () => {
+    s.templates.fleet.resourceCountIs('AWS::IoT::JobTemplate', 0);
+    expect(Object.keys(s.templates.fleet.findOutputs('*'))).not.toContain('JobTemplateArn');
   });
 
   it('given the presign role, when synthesized, then IoT may assume it and it reads only models/*', () => {
@@ -178,9 +170,9 @@ describe('pipeline stack', () => {
     def = JSON.parse(render(props.DefinitionString)) as typeof def;
   });
 
-  it('given eight steps, when synthesized, then each is an arm64 Node 24 function', () => {
+  it('given ten steps, when synthesized, then each is an arm64 Node 24 function', () => {
     const fns = Object.values(s.templates.pipeline.findResources('AWS::Lambda::Function')).map((f) => (f as { Properties: Record<string, unknown> }).Properties);
-    expect(fns).toHaveLength(8);
+    expect(fns).toHaveLength(10);
     for (const f of fns) expect(f).toMatchObject({ Runtime: 'nodejs24.x', Architectures: ['arm64'], Handler: 'index.handler', TracingConfig: { Mode: 'Active' } });
   });
 
@@ -195,7 +187,49 @@ describe('pipeline stack', () => {
     const inner = shards.ItemProcessor!.States;
     expect([inner.Search!.Next, inner.Build!.Next, inner.Compress!.Next, inner.Evaluate!.End]).toEqual(['Build', 'Compress', 'Evaluate', true]);
     expect(def.States.Publish!.Next).toBe('RolloutEnabled');
-    expect(def.States.Rollout!.Next).toBe('Done');
+    expect(def.States.Rollout!.Next).toBe('CanaryStarted');
+  });
+
+  it('given the canary, when synthesized, then rollout -> wait/check loop -> release only on SUCCEEDED, notify and fail on FAILED', () => {
+    const st = def.States;
+    // No canary in the rollout step's output: straight to Done.
+    expect(st.CanaryStarted).toMatchObject({ Type: 'Choice', Choices: [{ Variable: '$.canary', IsPresent: true, Next: 'CanaryWait' }], Default: 'Done' });
+    // The loop: wait, check, decide; PENDING (the default) waits again.
+    expect(st.CanaryWait).toMatchObject({ Type: 'Wait', Seconds: 60, Next: 'CanaryCheck' });
+    expect(st.CanaryCheck!.Next).toBe('CanaryOutcome');
+    expect(st.CanaryOutcome).toMatchObject({
+      Type: 'Choice',
+      Choices: [
+        { Variable: '$.canary.state', StringEquals: 'SUCCEEDED', Next: 'CanaryRelease' },
+        { Variable: '$.canary.state', StringEquals: 'FAILED', Next: 'NotifyCanaryFailed' },
+      ],
+      Default: 'CanaryWait',
+    });
+    // Only the release step creates the groups' jobs, and only from SUCCEEDED; a failure notifies, then fails the run.
+    const into = (target: string) => Object.entries(st).filter(([, x]) => x.Next === target || (x.Choices ?? []).some((c) => c.Next === target)).map(([n]) => n);
+    expect(into('CanaryRelease')).toEqual(['CanaryOutcome']);
+    expect(st.CanaryRelease!.Next).toBe('Done');
+    expect(st.NotifyCanaryFailed!.Next).toBe('CanaryFailed');
+    expect(st.CanaryFailed).toMatchObject({ Type: 'Fail', Error: 'CanaryFailed', CausePath: '$.canary.reason' });
+  });
+
+  it('given the deployment context, when synthesized, then the rollout Lambdas get the one policy with the pipeline defaults (10% canary)', () => {
+    const fns = Object.entries(s.templates.pipeline.findResources('AWS::Lambda::Function')).filter(([id]) => /^(Rollout|CanaryCheck|CanaryRelease)Fn/.test(id));
+    expect(fns).toHaveLength(3);
+    for (const [, f] of fns) {
+      const env = (f as { Properties: { Environment: { Variables: Record<string, string> } } }).Properties.Environment.Variables;
+      expect(JSON.parse(env.ROLLOUT_POLICY!)).toEqual({
+        maxPerMinute: 100,
+        exponentialRate: { baseRatePerMinute: 10, incrementFactor: 2, increaseAfterNotified: 20 },
+        canaryPercent: 10,
+        canaryTimeoutMinutes: 240,
+        abortThresholdPercent: 10,
+        timeoutMinutes: 60,
+        retries: 2,
+        presignExpiresInSec: 3600,
+        targetSelection: 'SNAPSHOT',
+      });
+    }
   });
 
   it('given the shards Map, when synthesized, then it reads the plan from S3, exports results to S3 and states its failure tolerance', () => {
@@ -249,9 +283,9 @@ describe('pipeline stack', () => {
   it('given every task, when synthesized, then transport errors are retried and any error goes to the failure path', () => {
     const tasks = { ...def.States, ...def.States.Shards!.ItemProcessor!.States };
     const lambdaTasks = Object.entries(tasks).filter(([, st]) => st.Type === 'Task' && st.Resource?.includes('Fn'));
-    expect(lambdaTasks.map(([n]) => n).sort()).toEqual(['Build', 'Compress', 'Evaluate', 'Merge', 'Plan', 'Publish', 'Rollout', 'Search']);
+    expect(lambdaTasks.map(([n]) => n).sort()).toEqual(['Build', 'CanaryCheck', 'CanaryRelease', 'Compress', 'Evaluate', 'Merge', 'Plan', 'Publish', 'Rollout', 'Search']);
     for (const [, st] of lambdaTasks) expect(st.Retry?.[0]?.ErrorEquals).toContain('TransportError');
-    for (const name of ['Plan', 'Shards', 'Merge', 'Publish', 'Rollout']) {
+    for (const name of ['Plan', 'Shards', 'Merge', 'Publish', 'Rollout', 'CanaryCheck', 'CanaryRelease']) {
       expect(def.States[name]!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'NotifyFailure' }]);
     }
     expect(def.States.NotifyFailure!.Next).toBe('PipelineFailed');
@@ -264,8 +298,17 @@ describe('pipeline stack', () => {
     expect(rollout).toContainEqual({
       Action: 'iot:CreateJob',
       Effect: 'Allow',
+      Resource: ['arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:job/*', 'arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:thing/*', 'arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:thinggroup/fleetlm-*'],
+    });
+    // The group's own job (after the canary) targets only this deployment's groups.
+    const release = policies.find((p) => p.PolicyName.startsWith('CanaryReleaseFn'))!.PolicyDocument.Statement;
+    expect(release).toContainEqual({
+      Action: 'iot:CreateJob',
+      Effect: 'Allow',
       Resource: ['arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:job/*', 'arn:<AWS::Partition>:iot:us-east-1:<AWS::AccountId>:thinggroup/fleetlm-*'],
     });
+    const check = policies.find((p) => p.PolicyName.startsWith('CanaryCheckFn'))!.PolicyDocument.Statement;
+    expect(JSON.stringify(check)).not.toContain('iot:CreateJob');
     expect(rollout).toContainEqual({ Action: 'iam:PassRole', Effect: 'Allow', Resource: '<import:fleetlm-jobs-presign-role-arn>' });
     const publish = policies.find((p) => p.PolicyName.startsWith('PublishFn'))!.PolicyDocument.Statement;
     // Unconditioned ListBucket: HeadObject on a missing version must answer 404, not 403.

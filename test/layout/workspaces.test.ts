@@ -18,7 +18,8 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   fleet: ['common', 'contracts', 'models'],
   'local-hub': ['common', 'contracts'],
   functions: ['common', 'contracts', 'models', 'fleet'],
-  infra: ['common', 'contracts', 'functions'],
+  // fleet: the one rollout policy (fleet/rollout-policy.ts) that the CDK app validates and hands to the rollout Lambdas.
+  infra: ['common', 'contracts', 'fleet', 'functions'],
   'local-demo': ['common', 'contracts', 'models', 'fleet', 'local-hub', 'edge-agent'],
   console: ['common', 'contracts', 'fleet'],
   cli: ['common', 'contracts', 'models', 'fleet', 'local-hub', 'local-demo', 'functions', 'edge-agent', 'console'],
