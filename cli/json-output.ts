@@ -287,8 +287,16 @@ export const JSON_OUTPUTS = {
   publish: PublishSchema,
   /** A model rollout; with --agent-package the agent rollout's shape (AgentRolloutSchema). */
   rollout: z.union([z.strictObject(RolloutResultShape), AgentRolloutSchema]),
-  status: JobProgressSchema,
-  cancel: JobProgressSchema,
+  /** A rollout's job; `canary` is its `<job>-canary` job when it had one (status NOT_CREATED until the canary succeeded). */
+  status: JobProgressSchema.extend({ canary: JobProgressSchema.optional() }),
+  /** The jobs `cancel` canceled (the rollout's and its canary's), and where each stands now. */
+  cancel: z.strictObject({
+    jobId: str,
+    canceled: z.array(str),
+    status: str.optional(),
+    counts: JobProgressSchema.shape.counts.optional(),
+    canary: z.strictObject({ jobId: str, status: str, counts: JobProgressSchema.shape.counts }).optional(),
+  }),
   rollback: z.strictObject({
     from: DeploymentRefSchema,
     to: DeploymentRefSchema,
@@ -338,6 +346,8 @@ export const JSON_OUTPUTS = {
         completedAt: iso.nullable(),
         counts: z.strictObject({ succeeded: count, failed: count, rejected: count, timedOut: count, canceled: count, removed: count, inProgress: count, queued: count }),
         total: count,
+        /** On a canary job, the rollout it gates (created only once the canary succeeded); null otherwise. */
+        canaryOf: str.nullable(),
       }),
     ),
   }),

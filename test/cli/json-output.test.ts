@@ -147,6 +147,7 @@ describe('--json output shapes', () => {
     expect(telemetry.messages).toBe(0);
     const canceled = await json('cancel', [rollout.jobId, ...local]);
     expect(canceled.status).toBe('CANCELED');
+    expect(canceled.canceled).toEqual([rollout.jobId]);
     const endpoints = await json('local endpoints', ['--dir', hubDir]);
     expect(endpoints.mqtt.port).toBe(hub.endpoints.mqtt.port);
     // A rollback: 1.0 succeeded on group rb (its device says so over the Jobs MQTT API), then 1.1 went out.

@@ -102,7 +102,7 @@ describe('pipeline payload sizes with the shards in S3', () => {
     });
     expect(r.error ?? '', r.cause).toBe('');
     expect(r.trace.filter((t) => t === 'Shards/Evaluate')).toHaveLength(1000);
-    expect(r.trace.slice(-6)).toEqual(['Merge', 'QualityGate', 'Publish', 'RolloutEnabled', 'Rollout', 'Done']);
+    expect(r.trace.slice(-7)).toEqual(['Merge', 'QualityGate', 'Publish', 'RolloutEnabled', 'Rollout', 'CanaryStarted', 'Done']);
 
     const sizes = Object.fromEntries([...largest].sort(([a], [b]) => a.localeCompare(b)));
     process.stdout.write(`largest input or output per state, bytes (1,000 shards): ${JSON.stringify(sizes)}\n`);
