@@ -9,7 +9,8 @@ import { countForwardFlops, countParameters } from '../models/arch/accounting.ts
 import { networkEntropy } from '../models/entropy/network-entropy.ts';
 import { uniformGpt2Design } from '../models/search/baselines.ts';
 import { computeUnitOf, deviceProfile } from '../models/search/device-profiles.ts';
-import { predictLatencyMs, RooflineLatencyModel } from '../models/search/latency-model.ts';
+import { predictLatencyMs } from '../models/search/latency-model.ts';
+import { RooflineLatencyModel } from '../models/search/roofline-latency.ts';
 import { searchArchitecture, type SearchOptions } from '../models/search/search.ts';
 
 const PARAMS = 64e6;
