@@ -1,20 +1,19 @@
-// Study: which zero-cost objective ranks designs by trained quality? Trains 14 designs at one
+// Study: which zero-cost objective ranks designs by trained quality? Trains 12 designs at one
 // parameter budget (the entropy search's pick, the uniform GPT-2 recipe, a depth x width grid and
 // seeded random two-block designs) for several epochs with several seeds each, then reports Kendall
 // tau-b and Spearman rho with bootstrap intervals between each objective and validation quality.
-// Run: npx tsx bench/entropy-quality.ts [--budget 480000 --train-tokens 40000 --epochs 3 --seeds 3 --jobs 2]
+// Run: npx tsx bench/entropy-quality.ts [--budget 280000 --train-tokens 24000 --epochs 3 --seeds 3 --random 2 --jobs 2 --list]
 // Writes bench/results/entropy-quality.json and .svg.
 import { fork } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { countForwardFlops, countParameters, parameterBreakdown } from '../models/arch/accounting.ts';
-import { embeddingWidthOf, parseArchSpec, type ArchSpec } from '../models/arch/spec.ts';
-import { matrixEntropy } from '../models/entropy/matrix-entropy.ts';
-import { networkEntropy } from '../models/entropy/network-entropy.ts';
-import { uniformGpt2Design } from '../models/search/baselines.ts';
+import { countParameters } from '../models/arch/accounting.ts';
+import { parseArchSpec, type ArchSpec } from '../models/arch/spec.ts';
+import { objectiveValue } from '../models/search/objective.ts';
 import { searchArchitecture } from '../models/search/search.ts';
 import { bpeTokenizer, trainBpe } from '../models/training/bpe-trainer.ts';
 import { loadDocuments, splitDocuments, tokenizeDocuments } from '../models/training/data.ts';
@@ -26,16 +25,18 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 const { values: args } = parseArgs({
   options: {
-    budget: { type: 'string', default: '480000' },
-    'train-tokens': { type: 'string', default: '40000' },
+    budget: { type: 'string', default: '280000' },
+    'train-tokens': { type: 'string', default: '24000' },
     epochs: { type: 'string', default: '3' },
     seeds: { type: 'string', default: '3' },
-    random: { type: 'string', default: '3' },
+    random: { type: 'string', default: '2' },
     vocab: { type: 'string', default: '512' },
     jobs: { type: 'string', default: String(Math.min(2, os.availableParallelism())) },
     resamples: { type: 'string', default: '10000' },
     worker: { type: 'boolean', default: false },
     list: { type: 'boolean', default: false },
+    /** Report from the cached runs only (no training); designs without a run are left out. */
+    'report-only': { type: 'boolean', default: false },
   },
 });
 const BUDGET = Number(args.budget);
@@ -73,6 +74,26 @@ function fill(name: string, width: number, ffnRatio: number, budget = BUDGET): A
   return design(name, [{ width, ffnRatio, layers }]);
 }
 
+/**
+ * The uniform GPT-2-style baseline at the budget: GPT-2's layer (FFN 4x, heads of 64, width / 64 of
+ * them) in one block filled to the budget, at the width (a multiple of 64) with the most parameters.
+ * (uniformGpt2Design also ties depth to width, E / 64 layers, which at this size leaves a 1-layer
+ * 64-wide model far under the budget.)
+ */
+function uniformGpt2(budget: number): ArchSpec {
+  let best: ArchSpec | null = null;
+  for (let width = 64; width <= 1024; width += 64) {
+    const one = parseArchSpec({ name: 'uniform', vocabSize: VOCAB, contextLength: CONTEXT, blocks: [{ width, ffnRatio: 4, layers: 1, heads: width / 64, headDim: 64 }] });
+    if (countParameters(one) > budget) break;
+    let layers = 1;
+    const at = (l: number): ArchSpec => ({ ...one, blocks: [{ ...one.blocks[0]!, layers: l }] });
+    while (countParameters(at(layers + 1)) <= budget) layers++;
+    if (!best || countParameters(at(layers)) >= countParameters(best)) best = at(layers);
+  }
+  if (!best) throw new Error(`no GPT-2-style layer fits ${budget} parameters`);
+  return best;
+}
+
 /** The designs, in a fixed order: the search's, the uniform baseline, the grid, then random ones. */
 function designs(): ArchSpec[] {
   const out: ArchSpec[] = [];
@@ -90,11 +111,10 @@ function designs(): ArchSpec[] {
     seed: DATA_SEED,
   });
   out.push({ ...searched.spec, name: 'entropy search' });
-  const gpt2 = uniformGpt2Design(BUDGET, { vocabSize: VOCAB, contextLength: CONTEXT });
-  if (!gpt2) throw new Error(`no GPT-2-style design fits ${BUDGET} parameters`);
+  const gpt2 = uniformGpt2(BUDGET);
   out.push({ ...gpt2, name: `uniform gpt2 ${gpt2.blocks[0]!.width}x${gpt2.blocks[0]!.layers}` });
   // Depth x width grid, filled to the budget, plus two at about half of it (so size varies too).
-  for (const [w, r] of [[64, 4], [64, 1], [96, 4], [128, 1], [160, 4], [192, 2], [224, 1]] as const) {
+  for (const [w, r] of [[64, 4], [64, 1], [96, 4], [96, 1], [128, 1], [160, 1.5]] as const) {
     const s = fill('grid', w, r);
     out.push({ ...s, name: `${w}x${s.blocks[0]!.layers} ffn${r}` });
   }
@@ -121,20 +141,16 @@ function designs(): ArchSpec[] {
   return out;
 }
 
-/** The objectives under test: each is "higher is predicted better". */
-function objectives(spec: ArchSpec): Record<string, number> {
-  const body = networkEntropy(spec).entropy;
-  const E = embeddingWidthOf(spec);
-  // The token embedding (V x E) and the head (E x V, counted again when tied: it applies a second
-  // transform, as each layer of a shared-weight block counts in networkEntropy).
-  const embeddingHead = 2 * matrixEntropy(spec.vocabSize, E);
-  const breakdown = parameterBreakdown(spec);
+/** The objectives under test (each "higher is predicted better"), as the search computes them (objective.ts). */
+function objectives(spec: ArchSpec): { entropy: number; entropyWithEmbedding: number; params: number; nonEmbeddingParams: number; flops: number } {
+  const o = { seqLen: SEQ };
   return {
-    entropy: body,
-    entropyWithEmbedding: body + embeddingHead,
-    params: countParameters(spec),
-    nonEmbeddingParams: countParameters(spec) - breakdown.tokenEmbedding - breakdown.positionEmbedding,
-    flops: countForwardFlops(spec, SEQ),
+    entropy: objectiveValue(spec, 'entropy', o),
+    // The token embedding (V x E) and the tied head, counted again: it applies a second transform.
+    entropyWithEmbedding: objectiveValue(spec, 'entropy-embedding', o),
+    params: objectiveValue(spec, 'params', o),
+    nonEmbeddingParams: objectiveValue(spec, 'decoder-params', o),
+    flops: objectiveValue(spec, 'flops', o),
   };
 }
 
@@ -185,8 +201,8 @@ async function runTask(t: Task, data: { train: Int32Array; validation: Int32Arra
 /** Child process: prepares the same data, then trains whatever tasks the parent sends. */
 async function worker(): Promise<void> {
   const data = await prepareData();
-  process.on('message', (t: Task | null) => {
-    if (t === null) process.exit(0);
+  process.on('message', (t: Task | 'done') => {
+    if (t === 'done') process.exit(0);
     void runTask(t, data).then((r) => process.send!(r));
   });
   process.send!('ready');
@@ -203,7 +219,7 @@ async function runAll(tasks: Task[], onResult: (r: TaskResult) => void): Promise
         });
         const next = (): void => {
           const t = queue.shift();
-          child.send(t ?? null);
+          child.send(t ?? 'done');
           if (!t) resolve();
         };
         child.on('message', (m: TaskResult | 'ready') => {
@@ -253,17 +269,40 @@ async function main(): Promise<void> {
     for (const s of specs) console.log(`${s.name!.padEnd(44)} ${countParameters(s).toLocaleString('en-US').padStart(9)}  ${JSON.stringify(s.blocks.map((b) => [b.width, b.layers, b.ffnRatio, b.heads, b.headDim]))}`);
     return;
   }
-  const tasks: Task[] = specs.flatMap((spec, index) => SEEDS.map((seed) => ({ index, spec, seed })));
-  console.log(`${specs.length} designs x ${SEEDS.length} seeds at ${BUDGET.toLocaleString('en-US')} parameters; ${TRAIN_TOKENS} training tokens x ${EPOCHS} epochs; ${JOBS} worker(s)`);
+  // Seed-major order, so an interrupted run has every design at the first seeds.
+  const tasks: Task[] = SEEDS.flatMap((seed) => specs.map((spec, index) => ({ index, spec, seed })));
+  // Finished runs are kept in a cache keyed by everything that decides them, so a rerun resumes.
+  const settings = { VOCAB, TRAIN_TOKENS, EPOCHS, CONTEXT, SEQ, BATCH, LR, EVAL_TOKENS, DATA_SEED };
+  const keyOf = (t: Task): string => createHash('sha256').update(JSON.stringify({ spec: t.spec, seed: t.seed, settings })).digest('hex').slice(0, 24);
+  const cacheFile = path.join(os.tmpdir(), 'fleetlm-entropy-quality-runs.jsonl');
+  const cached = new Map<string, TaskResult>();
+  if (existsSync(cacheFile)) {
+    for (const line of readFileSync(cacheFile, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      const { key, result } = JSON.parse(line) as { key: string; result: TaskResult };
+      cached.set(key, result);
+    }
+  }
   const results: TaskResult[] = [];
-  await runAll(tasks, (r) => {
+  const todo: Task[] = [];
+  for (const t of tasks) {
+    const hit = cached.get(keyOf(t));
+    if (hit) results.push({ ...hit, index: t.index, seed: t.seed });
+    else todo.push(t);
+  }
+  console.log(`${specs.length} designs x ${SEEDS.length} seeds at ${BUDGET.toLocaleString('en-US')} parameters; ${TRAIN_TOKENS} training tokens x ${EPOCHS} epochs; ${JOBS} worker(s); ${results.length} run(s) from ${cacheFile}`);
+  await runAll(args['report-only'] ? [] : todo, (r) => {
     results.push(r);
+    appendFileSync(cacheFile, `${JSON.stringify({ key: keyOf(tasks.find((t) => t.index === r.index && t.seed === r.seed)!), result: r })}\n`);
     console.log(`  [${results.length}/${tasks.length}] ${specs[r.index]!.name!.padEnd(44)} seed ${r.seed}  val loss ${r.evalLoss.toFixed(4)}  (${r.seconds.toFixed(0)} s, ${r.tokensPerSecond.toFixed(0)} tok/s)`);
   });
-  const rows = specs.map((spec, index) => {
+  const done = specs.map((_, index) => results.filter((r) => r.index === index).length);
+  if (done.some((n) => n < SEEDS.length)) console.log(`incomplete: runs per design ${done.join(' ')} (of ${SEEDS.length}); designs without a run are left out`);
+  const rows = specs.flatMap((spec, index) => {
     const runs = results.filter((r) => r.index === index).sort((a, b) => a.seed - b.seed);
+    if (runs.length === 0) return [];
     const losses = runs.map((r) => r.evalLoss);
-    return {
+    return [{
       name: spec.name!,
       layers: spec.blocks.reduce((s, b) => s + b.layers, 0),
       ...objectives(spec),
@@ -273,7 +312,7 @@ async function main(): Promise<void> {
       epochLosses: Array.from({ length: EPOCHS }, (_, e) => mean(runs.map((r) => r.epochLosses[e]!))),
       seeds: runs.map((r) => ({ seed: r.seed, evalLoss: r.evalLoss, bestEvalLoss: r.bestEvalLoss, epochLosses: r.epochLosses, seconds: r.seconds })),
       spec,
-    };
+    }];
   });
   console.log('\ndesign                                        layers    params  entropy  +emb/head   MFLOPs  val loss (sd)    ppl');
   for (const r of [...rows].sort((a, b) => a.evalLoss - b.evalLoss)) {

@@ -7,12 +7,19 @@ import { attentionEntropy, ffnEntropy } from '../entropy/network-entropy.ts';
 import { matrixEntropy } from '../entropy/matrix-entropy.ts';
 import type { LatencyModel } from './latency-model.ts';
 import type { ResolvedOptions } from './options.ts';
+import { SEARCH_OBJECTIVES } from './objective.ts';
 
 /** Genes per block: width index, ffn ratio index, layers, heads, shared (0/1), K/V heads (llama). */
 export const G = 6;
 /** Mutation codes: the gene a step changes (GENE_KV only in the llama family). */
 export const GENE_SHARE = 4;
 export const GENE_KV = 5;
+
+// The objectives as numbers, so evaluate() switches on integers.
+const OBJECTIVE_ENTROPY = SEARCH_OBJECTIVES.indexOf('entropy');
+const OBJECTIVE_ENTROPY_EMBEDDING = SEARCH_OBJECTIVES.indexOf('entropy-embedding');
+const OBJECTIVE_PARAMS = SEARCH_OBJECTIVES.indexOf('params');
+const OBJECTIVE_DECODER_PARAMS = SEARCH_OBJECTIVES.indexOf('decoder-params');
 
 /** Precomputed per-choice costs and the allocation-free evaluator of a genome. */
 export class Evaluator {
@@ -33,6 +40,10 @@ export class Evaluator {
   private readonly kvSlots: Int32Array; // [(h - 1) * hdim + kv - 1]: slot of kv among h's divisors, -1 if none
   readonly attH: Float64Array; // [(w * hdim + h - 1) * mkv + slot], alpha applied
   readonly ffnH: Float64Array; // [w * nr + r], alpha applied
+  /** Entropy of the token embedding and the LM head by first-block width [w] (or last, untied: [nw + w]); entropy-embedding objective only. */
+  readonly embH: Float64Array;
+  /** The objective's index in SEARCH_OBJECTIVES. */
+  private readonly objective: number;
   readonly layerP: Float64Array; // parameters of one layer, [layer index]
   readonly layerB: Float64Array | null; // shipped bytes of one layer, [layer index]; null with a uniform bytesPerWeight
   readonly layerMs: Float64Array | null; // [layer index]
@@ -51,6 +62,8 @@ export class Evaluator {
   latency = 0;
   entropy = 0;
   rho = 0;
+  /** The objective's value (what the population is sorted by). */
+  score = 0;
   /** Whether every block meets the attention-width floor. */
   attentionOk = true;
 
@@ -113,6 +126,17 @@ export class Evaluator {
           const k = this.divisors[(h - 1) * mkv + i]!;
           this.attH[(w * hdim + h - 1) * mkv + i] = o.alphaAttention * (k === h ? 4 * hj[h]! : 2 * hj[h]! + 2 * hj[k]!);
         }
+      }
+    }
+    this.objective = SEARCH_OBJECTIVES.indexOf(o.objective);
+    this.embH = new Float64Array(2 * nw);
+    if (o.objective === 'entropy-embedding') {
+      // Same expression as embeddingHeadEntropy (network-entropy.ts), per width.
+      for (let w = 0; w < nw; w++) {
+        const e = o.widths[w]!;
+        const emb = matrixEntropy(o.vocabSize, o.embeddingWidth ?? e, mat);
+        this.embH[w] = o.tiedHead ? 2 * emb : emb;
+        this.embH[nw + w] = o.tiedHead ? 0 : matrixEntropy(e, o.vocabSize, mat);
       }
     }
     const cells = nw * nr * hdim * mkv;
@@ -287,6 +311,22 @@ export class Evaluator {
     }
     this.latency = ms;
     this.entropy = entropy;
+    switch (this.objective) {
+      case OBJECTIVE_ENTROPY:
+        this.score = entropy;
+        break;
+      case OBJECTIVE_ENTROPY_EMBEDDING:
+        this.score = entropy + this.embH[w0]! + this.embH[this.nw + prevW]!;
+        break;
+      case OBJECTIVE_PARAMS:
+        this.score = params;
+        break;
+      case OBJECTIVE_DECODER_PARAMS:
+        this.score = params - (o.vocabSize + posRows) * eEmb;
+        break;
+      default:
+        this.score = flops;
+    }
     // rho = L / (16 log2 E) with L all layers and E their mean width (models/entropy/effectiveness.ts).
     this.rho = layers / (16 * Math.log2(widthSum / layers));
     this.attentionOk = attentionOk;

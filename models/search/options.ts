@@ -8,6 +8,7 @@ import { weightStorageOfBits, type WeightStorage } from '../arch/weight-storage.
 import { DEFAULT_RHO_MAX } from '../entropy/effectiveness.ts';
 import { DeviceProfileSchema } from './device-profiles.ts';
 import { LayerLatencyTableSchema } from './latency-table.ts';
+import { DEFAULT_OBJECTIVE, SEARCH_OBJECTIVES } from './objective.ts';
 
 const positiveInt = z.number().int().positive();
 
@@ -52,6 +53,8 @@ export const DEFAULT_MIN_ATTENTION_RATIO = 0.25;
 export const SearchOptionsSchema = z
   .object({
     budgets: SearchBudgetsSchema.default({}),
+    /** What the search maximises within the budgets (objective.ts). */
+    objective: z.enum(SEARCH_OBJECTIVES).default(DEFAULT_OBJECTIVE),
     /** A shipped device id (see device-profiles.ts) or a full profile. */
     device: z.union([z.string().min(1), DeviceProfileSchema]).optional(),
     computeUnit: z.enum(['gpu', 'cpu']).optional(),
@@ -116,6 +119,7 @@ export type SearchOptions = z.input<typeof SearchOptionsSchema> & { onProgress?:
 
 /** Options copied into the settings as parsed. */
 type CopiedSetting =
+  | 'objective'
   | 'iterations'
   | 'population'
   | 'parentSetSize'
@@ -207,6 +211,7 @@ export function settingsOf(
   floor: { width: number | null; source: SearchSettings['minEmbeddingWidthSource'] },
 ): SearchSettings {
   return {
+    objective: o.objective,
     iterations: o.iterations,
     population: o.population,
     parentSetSize: o.parentSetSize,

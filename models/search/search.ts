@@ -14,6 +14,7 @@ import { Evaluator, G, GENE_KV, GENE_SHARE, genomeToSpec } from './evaluator.ts'
 import { predictLatencyMs } from './latency-model.ts';
 import { resolveSearchOptions, settingsOf, DEFAULT_MIN_EMBEDDING_WIDTH, type ResolvedOptions, type SearchBudgets, type SearchOptions, type SearchSettings } from './options.ts';
 import { Population } from './population.ts';
+import { objectiveValue, type SearchObjective } from './objective.ts';
 
 export {
   DEFAULT_FFN_RATIOS,
@@ -27,6 +28,7 @@ export {
   type SearchSettings,
 } from './options.ts';
 export type { SearchDevice } from './device-latency.ts';
+export { DEFAULT_OBJECTIVE, SEARCH_OBJECTIVES, type SearchObjective } from './objective.ts';
 
 /** What the search found, with every figure recomputed from the spec by the accounting code. */
 export interface SearchResult {
@@ -37,7 +39,10 @@ export interface SearchResult {
   decodeMemoryBytes: number;
   /** Bytes of the weights as they ship (weightStorage, or parameters x bytesPerWeight). */
   weightBytes: number;
-  /** Network entropy in nats (models/entropy/README.md). */
+  /** What the search maximised (also settings.objective) and the design's value of it. */
+  objective: SearchObjective;
+  score: number;
+  /** Network entropy in nats (models/entropy/README.md), whatever the objective. */
   entropy: number;
   entropyAttention: number;
   entropyFfn: number;
@@ -107,7 +112,7 @@ function embeddingFloor(
 }
 
 /**
- * Searches for the highest-entropy architecture within the budgets. Synchronous and seeded: the
+ * Searches for the architecture with the highest value of the objective (default DEFAULT_OBJECTIVE) within the budgets. Synchronous and seeded: the
  * same options give the same result. Throws ValidationError (code VALIDATION_INFEASIBLE_BUDGET)
  * when even the smallest architecture breaks a budget, naming the smallest feasible value.
  */
@@ -140,7 +145,7 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
     const s = `${nb} block(s) of width ${o.widths[w0Min]}${why}, FFN ratio ${o.ffnRatios[0]}, 1 layer and ${heads} head${heads === 1 ? '' : 's'}${kvText} each${emb}, vocab ${o.vocabSize}, context ${o.contextLength}`;
     throw new ValidationError(`no architecture meets the budgets: ${infeasibility(ev, o, s).join('; ')}`, { code: 'VALIDATION_INFEASIBLE_BUDGET' });
   }
-  population.insert(child, ev.entropy);
+  population.insert(child, ev.score);
 
   const rng = new Rng(o.seed);
   // Genes a step may change: width, ratio, layers, heads, then K/V heads (llama), then sharing (when searched).
@@ -216,7 +221,7 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
     evaluated++;
     if (!ev.feasible()) continue;
     feasibleCount++;
-    if (population.insert(child, ev.entropy)) inserted++;
+    if (population.insert(child, ev.score)) inserted++;
   }
   onProgress?.(o.iterations, o.iterations);
 
@@ -234,6 +239,9 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
   if (params !== ev.params || flops !== ev.flops || memory !== ev.memory || shipped !== ev.weightBytes || (latencyMs !== null && latencyMs !== ev.latency) || ent.rho !== ev.rho) {
     throw new Error(`search evaluator disagrees with the accounting for ${JSON.stringify(spec)}`);
   }
+  // The objective from the accounting and entropy code; entropies are summed in another order, so to 1e-9.
+  const score = objectiveValue(spec, o.objective, { sigma: o.sigma, eps: o.eps, alphaAttention: o.alphaAttention, alphaFfn: o.alphaFfn, seqLen });
+  if (!(Math.abs(score - ev.score) <= 1e-9 * Math.abs(score))) throw new Error(`search objective ${o.objective} disagrees with the accounting (${ev.score} vs ${score}) for ${JSON.stringify(spec)}`);
   if (!(ent.rho <= o.rhoMax) || !ev.attentionOk) throw new Error(`search returned a design outside rhoMax or the attention floor: ${JSON.stringify(spec)}`);
   return {
     format: 'fleetlm/search-result@1',
@@ -242,6 +250,8 @@ export function searchArchitecture(options: SearchOptions = {}): SearchResult {
     flops,
     decodeMemoryBytes: memory,
     weightBytes: shipped,
+    objective: o.objective,
+    score,
     entropy: ent.entropy,
     entropyAttention: ent.attention,
     entropyFfn: ent.ffn,
