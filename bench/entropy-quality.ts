@@ -98,6 +98,7 @@ function uniformGpt2(budget: number): ArchSpec {
 function designs(): ArchSpec[] {
   const out: ArchSpec[] = [];
   const searched = searchArchitecture({
+    objective: 'entropy',
     budgets: { params: BUDGET },
     vocabSize: VOCAB,
     contextLength: CONTEXT,

@@ -18,7 +18,7 @@ export type SearchObjective = (typeof SEARCH_OBJECTIVES)[number];
  * The default objective. bench/entropy-quality.ts trained 14 designs x 3 seeds at 480k parameters:
  * see docs/search.md for the figures behind this choice.
  */
-export const DEFAULT_OBJECTIVE: SearchObjective = 'entropy';
+export const DEFAULT_OBJECTIVE: SearchObjective = 'params';
 
 /** Parameters other than the token and position tables. */
 export function decoderParameters(spec: ArchSpec): number {
