@@ -292,6 +292,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const design = await clock.stage(opts.trained ? `architecture (${opts.trained.archPath})` : `search (${opts.deviceClass}, objective ${DEFAULT_OBJECTIVE})`, () =>
       designArchitecture({ ...searchOptions, archPath: opts.trained?.archPath }), (d) => JSON.stringify(d.spec.blocks.map((b) => `${b.layers}x(E=${b.width},R=${b.ffnRatio},H=${b.heads})`)));
     aborted();
+    const madeBy = design.summary.search as { objective?: string; device?: { id?: string } | null; seed?: number } | undefined;
+    if (madeBy) log(`    the architecture is a search result: objective ${madeBy.objective}, device ${madeBy.device?.id ?? 'none'}, seed ${madeBy.seed}`);
     let shippedDesign: DesignResult = design;
     if (trained && committedSpec) {
       const searchedParams = (design.summary as { params?: number }).params;
