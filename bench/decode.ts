@@ -166,9 +166,9 @@ async function merinoSpec(specFile: string | undefined): Promise<{ spec: ArchSpe
       searchArchitecture?: (o: Record<string, unknown>) => { spec: ArchSpec; params: number };
     };
     if (typeof mod.searchArchitecture === 'function') {
-      const result = mod.searchArchitecture({ budgets: { params: 64e6 }, seed: 1, iterations: 20000 });
+      const result = mod.searchArchitecture({ objective: 'entropy', budgets: { params: 64e6 }, seed: 1, iterations: 20000 });
       const spec = parseArchSpec({ ...result.spec, name: 'merino-search-64m' });
-      return { spec, source: 'models/search searchArchitecture({ budgets: { params: 64e6 }, seed: 1, iterations: 20000 })' };
+      return { spec, source: "models/search searchArchitecture({ objective: 'entropy', budgets: { params: 64e6 }, seed: 1, iterations: 20000 })" };
     }
   } catch (err) {
     process.stderr.write(`[bench] search unavailable (${(err as Error).message.split('\n')[0]}); using the hand-written 64M design\n`);

@@ -9,7 +9,8 @@ import { countForwardFlops, countParameters } from '../models/arch/accounting.ts
 import { networkEntropy } from '../models/entropy/network-entropy.ts';
 import { uniformGpt2Design } from '../models/search/baselines.ts';
 import { computeUnitOf, deviceProfile } from '../models/search/device-profiles.ts';
-import { predictLatencyMs, RooflineLatencyModel } from '../models/search/latency-model.ts';
+import { predictLatencyMs } from '../models/search/latency-model.ts';
+import { RooflineLatencyModel } from '../models/search/roofline-latency.ts';
 import { searchArchitecture, type SearchOptions } from '../models/search/search.ts';
 
 const PARAMS = 64e6;
@@ -26,11 +27,11 @@ const shape = (blocks: ReadonlyArray<{ width: number; layers: number; ffnRatio: 
   blocks.map((b) => `${b.width}x${b.layers} (R ${b.ffnRatio}, ${b.heads} heads)`).join(' | ');
 
 const scenarios: Array<{ name: string; options: SearchOptions }> = [
-  { name: `params ${formatCount(PARAMS)} + FLOPs ${formatCount(FLOPS)} on ${DEVICE}`, options: { budgets: { params: PARAMS, flops: FLOPS }, device: DEVICE } },
-  { name: `params ${formatCount(PARAMS)} only`, options: { budgets: { params: PARAMS } } },
+  { name: `params ${formatCount(PARAMS)} + FLOPs ${formatCount(FLOPS)} on ${DEVICE}`, options: { objective: 'entropy', budgets: { params: PARAMS, flops: FLOPS }, device: DEVICE } },
+  { name: `params ${formatCount(PARAMS)} only`, options: { objective: 'entropy', budgets: { params: PARAMS } } },
   {
     name: `params ${formatCount(PARAMS)} + FLOPs ${formatCount(FLOPS)} on ${DEVICE}, floors off (minEmbeddingWidth 64, minAttentionRatio 0)`,
-    options: { budgets: { params: PARAMS, flops: FLOPS }, device: DEVICE, minEmbeddingWidth: 64, minAttentionRatio: 0 },
+    options: { objective: 'entropy', budgets: { params: PARAMS, flops: FLOPS }, device: DEVICE, minEmbeddingWidth: 64, minAttentionRatio: 0 },
   },
 ];
 

@@ -1,4 +1,4 @@
-// Step "search": MeRino entropy search for one shard's budget; the result is stored in S3 and
+// Step "search": the architecture search (MeRino's, objective per the request) for one shard's budget; the result is stored in S3 and
 // only its figures travel on in the state.
 import { DEVICE_IDS } from '../models/search/device-profiles.ts';
 import { searchArchitecture, type SearchResult } from '../models/search/search.ts';
@@ -15,6 +15,7 @@ export function searchShard(shard: Shard): SearchResult {
     // A class named like a shipped device profile gets latency predictions for that device.
     device: DEVICE_IDS.includes(cls) ? cls : undefined,
     seed: shard.seed,
+    objective: shard.search.objective,
     vocabSize: shard.vocabSize,
     contextLength: shard.contextLength,
     iterations: shard.search.iterations,

@@ -34,6 +34,7 @@ import {
   demoModel,
   DEMO_MODEL_DIR,
   DEMO_TRAIN_COMMAND,
+  demoSearchCommand,
   designArchitecture,
   evaluateModels,
   writeBundleMetadata,
@@ -41,6 +42,7 @@ import {
   type TrainedModel,
 } from './model-pipeline.ts';
 import { loadArchSpec } from '../models/onnx/build-model-file.ts';
+import { DEFAULT_OBJECTIVE } from '../models/search/search.ts';
 import { TOKENIZER_FILE } from '../models/runtime/index.ts';
 import { provisionThings } from './provision.ts';
 import { DEFAULT_MAX_PERPLEXITY_INCREASE, formatQuality, type QualityStep } from '../models/quality/quality-gate.ts';
@@ -275,38 +277,55 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     aborted();
 
     // The search always runs for the device class (unless a trained architecture was given); by
-    // default the design it finds is shown, and the trained demo model is what ships.
-    const design = await clock.stage(opts.trained ? `architecture (${opts.trained.archPath})` : `search (${opts.deviceClass})`, () =>
-      designArchitecture({
-        deviceClass: opts.deviceClass,
-        seed: opts.seed,
-        iterations: opts.searchIterations,
-        population: opts.searchPopulation,
-        maxParams: opts.maxParams,
-        contextLength: opts.contextLength,
-        archPath: opts.trained?.archPath,
-      }), (d) => JSON.stringify(d.spec.blocks.map((b) => `${b.layers}x(E=${b.width},R=${b.ffnRatio},H=${b.heads})`)));
-    aborted();
+    // default the design it finds is shown, and the trained demo model is what ships. The search
+    // designs for the shipped tokenizer's vocabulary, so the two designs can be compared.
     const trained: TrainedModel | undefined = opts.trained ?? ((opts.ship ?? 'trained') === 'trained' ? await demoModel(opts.demoModelDir ?? DEMO_MODEL_DIR) : undefined);
+    const committedSpec = trained && !opts.trained ? await loadArchSpec(trained.archPath) : undefined;
+    const searchOptions = {
+      deviceClass: opts.deviceClass,
+      seed: opts.seed,
+      iterations: opts.searchIterations,
+      population: opts.searchPopulation,
+      maxParams: opts.maxParams,
+      contextLength: committedSpec?.contextLength ?? opts.contextLength,
+      ...(committedSpec ? { vocabSize: committedSpec.vocabSize } : {}),
+    };
+    const design = await clock.stage(opts.trained ? `architecture (${opts.trained.archPath})` : `search (${opts.deviceClass}, objective ${DEFAULT_OBJECTIVE})`, () =>
+      designArchitecture({ ...searchOptions, archPath: opts.trained?.archPath }), (d) => JSON.stringify(d.spec.blocks.map((b) => `${b.layers}x(E=${b.width},R=${b.ffnRatio},H=${b.heads})`)));
+    aborted();
+    const madeBy = design.summary.search as { objective?: string; device?: { id?: string } | null; seed?: number } | undefined;
+    if (madeBy) log(`    the architecture is a search result: objective ${madeBy.objective}, device ${madeBy.device?.id ?? 'none'}, seed ${madeBy.seed}`);
     let shippedDesign: DesignResult = design;
-    if (trained && !opts.trained) {
-      const spec = await loadArchSpec(trained.archPath);
+    if (trained && committedSpec) {
       const searchedParams = (design.summary as { params?: number }).params;
+      const searchCommand = demoSearchCommand(searchOptions);
+      // The committed model is "the searched design" only if its provenance says a search made it and it is that design.
+      const sameDesign = JSON.stringify(committedSpec.blocks) === JSON.stringify(design.spec.blocks) && committedSpec.vocabSize === design.spec.vocabSize && committedSpec.contextLength === design.spec.contextLength;
+      const fromSearch = trained.provenance?.design === 'search' && sameDesign;
       shippedDesign = {
-        spec,
+        spec: committedSpec,
         summary: {
           source: path.relative(process.cwd(), trained.archPath) || trained.archPath,
-          trainedBy: DEMO_TRAIN_COMMAND,
-          searchedDesign: { deviceClass: opts.deviceClass, spec: design.spec, ...(searchedParams !== undefined ? { params: searchedParams } : {}) },
+          trainedBy: trained.provenance?.train ?? DEMO_TRAIN_COMMAND,
+          designedBy: fromSearch ? trained.provenance!.detail : `hand-picked: ${trained.provenance?.detail ?? 'no provenance.json'}`,
+          shippedIsSearchedDesign: fromSearch,
+          searchedDesign: { deviceClass: opts.deviceClass, command: searchCommand, spec: design.spec, ...(searchedParams !== undefined ? { params: searchedParams } : {}) },
         },
       };
+      log(
+        fromSearch
+          ? `    the trained demo model is this design: \`${trained.provenance!.detail}\`, trained by \`${trained.provenance!.train}\``
+          : `    the trained demo model is NOT this design: it is ${trained.provenance?.detail ?? 'a hand-picked design'}. To ship the searched one trained: ` +
+              `\`${searchCommand} --out demo-search.json\`, then \`fleetlm train --arch demo-search.json ...\` and \`fleetlm demo --arch demo-search.json --weights ...\` (docs/training.md)`,
+      );
     }
     const workDir = path.join(dir, 'build');
     const built = await clock.stage(trained ? 'build ONNX (trained weights)' : 'build ONNX (searched design, random weights)', async () => {
       const b = await buildModel(shippedDesign.spec, workDir, opts.seed, trained?.weightsPath);
       if (trained && !opts.trained) {
         const ppl = trained.trainValidationPerplexity !== undefined ? `, validation perplexity ${trained.trainValidationPerplexity} at the end of training` : '';
-        log(`    shipping the trained demo model: ${(b.build.parameters / 1e6).toFixed(1)}M params${ppl}, trained by \`${DEMO_TRAIN_COMMAND}\` — see docs/training.md (--searched ships the searched design with random weights instead)`);
+        const what = shippedDesign.summary.shippedIsSearchedDesign ? 'the searched design' : 'a hand-picked design, not the searched one';
+        log(`    shipping the trained demo model (${what}): ${(b.build.parameters / 1e6).toFixed(1)}M params${ppl}, trained by \`${trained.provenance?.train ?? DEMO_TRAIN_COMMAND}\` — see docs/training.md (--searched ships the searched design with random weights instead)`);
       }
       return b;
     }, (b) => `${b.build.parameters.toLocaleString('en-US')} parameters, ${(b.build.modelBytes / 2 ** 20).toFixed(1)} MB`);

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
 import type { ArchSpec } from '../models/arch/spec.ts';
-import { searchArchitecture } from '../models/search/search.ts';
+import { DEFAULT_OBJECTIVE, searchArchitecture, type SearchObjective } from '../models/search/search.ts';
 import { buildModelFile, loadArchSpec, type BuildModelFileResult } from '../models/onnx/build-model-file.ts';
 import { loadOnnxModel, saveOnnxModel } from '../models/onnx/proto.ts';
 import { compressEmbedding, type MethodChoice } from '../models/compression/auto.ts';
@@ -47,8 +47,22 @@ export async function heldOutText(maxChars = 6000): Promise<string> {
 /** Where the committed trained demo model lives (arch.json, weights.safetensors, tokenizer.json, train.log). */
 export const DEMO_MODEL_DIR = fileURLToPath(new URL('../assets/demo-model/', import.meta.url));
 
+/** Beside a committed demo model: where its design came from and how it was trained (DemoProvenance). */
+export const DEMO_PROVENANCE_FILE = 'provenance.json';
+
 /** How the committed demo model was made (docs/training.md has the full run). */
 export const DEMO_TRAIN_COMMAND = 'fleetlm train --arch models/training/demo-arch.json --text moby-dick --tokens 480000 --seq 128 --tokenizer bpe --vocab 4096 ...';
+
+/**
+ * Where a committed demo model's design came from (provenance.json beside it): picked by hand, or
+ * produced by a search (with the command that reproduces it); and the command that trained it.
+ */
+export interface DemoProvenance {
+  design: 'hand-picked' | 'search';
+  /** What the design is and why (hand-picked), or the exact `fleetlm search` command (search). */
+  detail: string;
+  train: string;
+}
 
 /** A trained model to ship: architecture, FleetLM-layout weights and (optionally) its BPE tokenizer. */
 export interface TrainedModel {
@@ -57,17 +71,24 @@ export interface TrainedModel {
   tokenizerPath?: string;
   /** Validation perplexity the trainer reported (from train.log), when known. */
   trainValidationPerplexity?: number;
+  /** From provenance.json, when the directory has one. */
+  provenance?: DemoProvenance;
 }
 
 /** The trained demo model in `dir`; throws ValidationError (from the loaders) when a file is missing. */
 export async function demoModel(dir = DEMO_MODEL_DIR): Promise<TrainedModel> {
   const log = await fs.readFile(path.join(dir, 'train.log'), 'utf8').catch(() => '');
   const m = /validation loss:\s+[\d.]+ \(perplexity ([\d.]+)\)/.exec(log);
+  const provenance = await fs
+    .readFile(path.join(dir, DEMO_PROVENANCE_FILE), 'utf8')
+    .then((t) => JSON.parse(t) as DemoProvenance)
+    .catch(() => undefined);
   return {
     archPath: path.join(dir, 'arch.json'),
     weightsPath: path.join(dir, 'weights.safetensors'),
     tokenizerPath: path.join(dir, TOKENIZER_FILE),
     ...(m ? { trainValidationPerplexity: Number(m[1]) } : {}),
+    ...(provenance ? { provenance } : {}),
   };
 }
 
@@ -80,8 +101,25 @@ export interface DesignOptions {
   /** Parameter budget; small so that three agents and a build fit a 2-core machine. */
   maxParams: number;
   contextLength: number;
+  /** Vocabulary the design is for (default GPT-2's 50257; the trained demo model's tokenizer has 4096). */
+  vocabSize?: number;
+  /** What the search maximises (default DEFAULT_OBJECTIVE). */
+  objective?: SearchObjective;
   /** Use this architecture (spec or search-result JSON) instead of searching. */
   archPath?: string;
+}
+
+/** The demo search's fixed settings: two blocks of at most 8 layers with 32-wide heads. */
+const DEMO_SEARCH_SPACE = { blocks: 2, maxLayersPerBlock: 8, headDim: 32 } as const;
+
+/** The `fleetlm search` command that gives exactly the design designArchitecture finds for these options. */
+export function demoSearchCommand(opts: Omit<DesignOptions, 'archPath'>): string {
+  const parents = Math.max(1, Math.min(64, opts.population >> 3));
+  return (
+    `fleetlm search --device ${opts.deviceClass} --params ${opts.maxParams} --blocks ${DEMO_SEARCH_SPACE.blocks} --max-layers ${DEMO_SEARCH_SPACE.maxLayersPerBlock} ` +
+    `--head-dim ${DEMO_SEARCH_SPACE.headDim} --vocab ${opts.vocabSize ?? 50257} --context ${opts.contextLength} --objective ${opts.objective ?? DEFAULT_OBJECTIVE} ` +
+    `--seed ${opts.seed} --iterations ${opts.iterations} --population ${opts.population} --parents ${parents}`
+  );
 }
 
 export interface DesignResult {
@@ -91,14 +129,23 @@ export interface DesignResult {
 }
 
 /**
- * Runs the MeRino entropy search for a device class with the paper's population and iteration
- * count (a fraction of a second here); the parameter budget and two blocks of at most 8 layers keep
- * the model small enough for three agents on one machine.
+ * Runs the architecture search (MeRino's evolutionary search, DEFAULT_OBJECTIVE unless given) for a
+ * device class with the paper's population and iteration count (a second here); the parameter budget
+ * and two blocks of at most 8 layers keep the model small enough for three agents on one machine.
  */
 export async function designArchitecture(opts: DesignOptions): Promise<DesignResult> {
   if (opts.archPath) {
-    // A trained checkpoint fixes the architecture: take it as given instead of searching.
-    return { spec: await loadArchSpec(opts.archPath), summary: { source: opts.archPath } };
+    // A trained checkpoint fixes the architecture: take it as given instead of searching. A search
+    // result says which search produced the design; keep that with it.
+    const raw = await fs.readFile(opts.archPath, 'utf8').catch(() => '');
+    let search: Record<string, unknown> | undefined;
+    try {
+      const v = JSON.parse(raw) as Record<string, unknown>;
+      if (v.format === 'fleetlm/search-result@1') search = { objective: v.objective ?? 'entropy', device: v.device, budgets: v.budgets, seed: v.seed, settings: v.settings };
+    } catch {
+      // Not JSON: loadArchSpec below names the problem.
+    }
+    return { spec: await loadArchSpec(opts.archPath), summary: { source: opts.archPath, ...(search ? { search } : {}) } };
   }
   const r = searchArchitecture({
     device: opts.deviceClass,
@@ -107,10 +154,10 @@ export async function designArchitecture(opts: DesignOptions): Promise<DesignRes
     iterations: opts.iterations,
     population: opts.population,
     parentSetSize: Math.max(1, Math.min(64, opts.population >> 3)),
-    blocks: 2,
+    ...DEMO_SEARCH_SPACE,
     contextLength: opts.contextLength,
-    maxLayersPerBlock: 8,
-    headDim: 32,
+    ...(opts.vocabSize !== undefined ? { vocabSize: opts.vocabSize } : {}),
+    ...(opts.objective !== undefined ? { objective: opts.objective } : {}),
   });
   const { spec, ...summary } = r;
   return { spec, summary: summary as unknown as Record<string, unknown> };

@@ -14,7 +14,7 @@ export interface CommandEntry {
 }
 
 export const COMMANDS: ReadonlyArray<CommandEntry> = [
-  { commands: { search: 'Search a decoder architecture of maximum entropy within budgets (MeRino)' }, load: () => import('./search.ts') },
+  { commands: { search: 'Search a decoder architecture within budgets (MeRino evolutionary search; objective selectable)' }, load: () => import('./search.ts') },
   { commands: { build: 'Build an ONNX decoder (KV cache, Optimum I/O names) from an architecture spec' }, load: () => import('./build.ts') },
   {
     commands: { import: 'Import a Hugging Face checkpoint folder (GPT-2, OPT, Llama, Qwen2, Mistral) as an ONNX model bundle' },

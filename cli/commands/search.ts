@@ -1,5 +1,5 @@
-// `fleetlm search`: entropy-driven architecture search under parameter, FLOP, memory and latency
-// budgets. Settings: defaults in code < --config file < FLEETLM_SEARCH_* environment < flags.
+// `fleetlm search`: evolutionary architecture search (MeRino's entropy or another objective) under parameter,
+// FLOP, memory and latency budgets. Settings: defaults in code < --config file < FLEETLM_SEARCH_* environment < flags.
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
@@ -11,12 +11,15 @@ import { formatBytes, formatCount, parseBytes, parseCount, parseDurationMs } fro
 import { ffnWidthOf } from '../../models/arch/spec.ts';
 import { describeWeightStorage } from '../../models/arch/weight-storage.ts';
 import { toHuggingFaceConfig } from '../../models/arch/hf-config.ts';
-import { DEFAULT_FFN_RATIOS, DEFAULT_MIN_EMBEDDING_WIDTH, DEFAULT_WIDTHS, SearchOptionsSchema, searchArchitecture, type SearchOptions, type SearchResult } from '../../models/search/search.ts';
+import { DEFAULT_FFN_RATIOS, DEFAULT_MIN_EMBEDDING_WIDTH, DEFAULT_OBJECTIVE, DEFAULT_WIDTHS, SEARCH_OBJECTIVES, SearchOptionsSchema, searchArchitecture, type SearchObjective, type SearchOptions, type SearchResult } from '../../models/search/search.ts';
 import { DEVICE_IDS, parseDeviceProfile } from '../../models/search/device-profiles.ts';
 import { loadLatencyTable } from '../../models/search/latency-table.ts';
 
 interface Flags {
   config?: string;
+  objective?: string;
+  maxLayers?: string;
+  headDim?: string;
   params?: string;
   flops?: string;
   memory?: string;
@@ -54,8 +57,8 @@ interface Flags {
 
 // Keys a config file or the environment may set; values as on the command line.
 const SETTING_KEYS = [
-  'params', 'flops', 'memory', 'latency', 'device', 'deviceFile', 'unit', 'latencyTable', 'seed', 'iterations', 'population', 'parents',
-  'blocks', 'embeddingWidth', 'minEmbeddingWidth', 'minAttentionRatio', 'vocab', 'context', 'seqLen', 'bytesPerWeight', 'family', 'weightBits', 'blockSize', 'ropeTheta', 'rhoMax', 'alphaAttention', 'alphaFfn', 'weightSharing',
+  'objective', 'params', 'flops', 'memory', 'latency', 'device', 'deviceFile', 'unit', 'latencyTable', 'seed', 'iterations', 'population', 'parents',
+  'blocks', 'maxLayers', 'headDim', 'embeddingWidth', 'minEmbeddingWidth', 'minAttentionRatio', 'vocab', 'context', 'seqLen', 'bytesPerWeight', 'family', 'weightBits', 'blockSize', 'ropeTheta', 'rhoMax', 'alphaAttention', 'alphaFfn', 'weightSharing',
 ] as const;
 type SettingKey = (typeof SETTING_KEYS)[number];
 
@@ -144,6 +147,7 @@ export function searchOptionsFrom(s: Partial<Record<SettingKey, string>>, flags:
     throw new ValidationError(`--latency needs a device to model latency on: pass --device (${DEVICE_IDS.join(', ')}), --device-file or --latency-table`);
   }
   const opts: SearchOptions = {
+    objective: oneOf(s.objective, SEARCH_OBJECTIVES, '--objective'),
     budgets: {
       params: positive(s.params === undefined ? undefined : parseCount(s.params, '--params'), '--params', s.params),
       flops: positive(s.flops === undefined ? undefined : parseCount(s.flops, '--flops'), '--flops', s.flops),
@@ -158,6 +162,8 @@ export function searchOptionsFrom(s: Partial<Record<SettingKey, string>>, flags:
     population: positive(integer(s.population, '--population'), '--population', s.population),
     parentSetSize: positive(integer(s.parents, '--parents'), '--parents', s.parents),
     blocks: positive(integer(s.blocks, '--blocks'), '--blocks', s.blocks),
+    maxLayersPerBlock: positive(integer(s.maxLayers, '--max-layers'), '--max-layers', s.maxLayers),
+    headDim: positive(integer(s.headDim, '--head-dim'), '--head-dim', s.headDim),
     embeddingWidth: positive(integer(s.embeddingWidth, '--embedding-width'), '--embedding-width', s.embeddingWidth),
     minEmbeddingWidth: positive(integer(s.minEmbeddingWidth, '--min-embedding-width'), '--min-embedding-width', s.minEmbeddingWidth),
     minAttentionRatio: atMostOne(real(s.minAttentionRatio, '--min-attention-ratio'), '--min-attention-ratio', s.minAttentionRatio),
@@ -183,12 +189,21 @@ export function searchOptionsFrom(s: Partial<Record<SettingKey, string>>, flags:
 const fmtInt = (n: number): string => n.toLocaleString('en-US');
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 
+/** How the summary names each objective. */
+const OBJECTIVE_TEXT: Record<SearchObjective, string> = {
+  entropy: 'entropy (MeRino)',
+  'entropy-embedding': 'entropy with embedding and head',
+  params: 'parameters',
+  'decoder-params': 'decoder parameters (embeddings excluded)',
+  flops: 'FLOPs',
+};
+
 /** Human summary of a result. */
 export function describeResult(r: SearchResult): string {
   const lines: string[] = [];
   const st = r.settings;
   lines.push(
-    `searched ${fmtInt(st.iterations)} iterations (population ${st.population}, parents ${st.parentSetSize}, seed ${r.seed}) in ${r.stats.elapsedMs.toFixed(0)} ms`,
+    `searched ${fmtInt(st.iterations)} iterations (population ${st.population}, parents ${st.parentSetSize}, seed ${r.seed}) in ${r.stats.elapsedMs.toFixed(0)} ms, maximising ${OBJECTIVE_TEXT[r.objective]}`,
   );
   const emb = r.spec.embeddingWidth ?? r.spec.blocks[0]!.width;
   const floor =
@@ -214,6 +229,8 @@ export function describeResult(r: SearchResult): string {
     lines.push(`latency       ${r.latencyMs.toFixed(2)} ms/token${of(r.budgets.latencyMs, (x) => `${x} ms`)} on ${r.device.id} (${r.device.unit}, ${r.device.latencyModel})`);
   }
   lines.push(`entropy       ${r.entropy.toFixed(1)} nats (attention ${r.entropyAttention.toFixed(1)}, FFN ${r.entropyFfn.toFixed(1)})`);
+  if (r.objective === 'entropy-embedding') lines.push(`objective     ${r.score.toFixed(1)} nats (entropy with embedding and head)`);
+  if (r.objective === 'decoder-params') lines.push(`objective     ${formatCount(r.score)} decoder parameters (${fmtInt(r.score)})`);
   lines.push(`rho           ${r.rho.toFixed(3)} (max ${r.budgets.rhoMax})`);
   return lines.join('\n');
 }
@@ -222,7 +239,8 @@ export function describeResult(r: SearchResult): string {
 export function register(program: Command): void {
   program
     .command('search')
-    .description('Search a decoder architecture of maximum entropy within budgets (MeRino)')
+    .description('Search a decoder architecture within budgets (MeRino evolutionary search; objective selectable)')
+    .option('--objective <name>', `what to maximise: ${SEARCH_OBJECTIVES.join(', ')} (default ${DEFAULT_OBJECTIVE}; docs/search.md says what the study measured)`)
     .option('--params <count>', 'parameter budget, e.g. 64M')
     .option('--flops <count>', 'forward FLOPs budget at --seq-len, e.g. 160G')
     .option('--memory <bytes>', 'decode memory budget (weights + KV cache), e.g. 512MiB')
@@ -236,6 +254,8 @@ export function register(program: Command): void {
     .option('--population <n>', 'population size (default 512)')
     .option('--parents <n>', 'parent set size (default 64)')
     .option('--blocks <n>', 'transformer blocks (default 3)')
+    .option('--max-layers <n>', 'most layers per block (default 32)')
+    .option('--head-dim <n>', 'attention head dimension (default 64)')
     .option('--embedding-width <n>', 'fixed embedding (and tied head) width (default: first block width)')
     .option('--min-embedding-width <n>', 'floor on the searched embedding (first block) width (default 128, lowered to fit)')
     .option('--min-attention-ratio <x>', 'every block needs heads x head dim >= x times its width (default 0.25; 0 = off)')

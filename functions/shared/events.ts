@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { ModelIdSchema, ModelVersionSchema } from '../../contracts/manifest.ts';
 import { ArchSpecSchema } from '../../models/arch/spec.ts';
+import { SEARCH_OBJECTIVES } from '../../models/search/objective.ts';
 import { pipelineSizeProblem } from './payload.ts';
 
 const NAME = /^[a-z][a-z0-9-]{0,30}$/;
@@ -32,6 +33,8 @@ export const BudgetSchema = z
 /** Search settings a request may tune (the rest are the search's defaults). */
 export const SearchSettingsSchema = z
   .object({
+    /** What the search maximises (models/search/objective.ts); absent means the search's default. */
+    objective: z.enum(SEARCH_OBJECTIVES).optional(),
     iterations: z.number().int().positive().max(1_000_000).default(20_000),
     population: z.number().int().min(1).max(10_000).default(256),
     blocks: z.number().int().min(1).max(8).default(3),

@@ -1,6 +1,6 @@
 // Entropy of a whole decoder: alpha_att * H_attention + alpha_ffn * H_ffn summed over every layer,
 // the objective the architecture search maximises (models/entropy/README.md explains it).
-import { attentionWidthOf, ffnWidthOf, kvWidthOf, type ArchSpec, type Mlp } from '../arch/spec.ts';
+import { attentionWidthOf, embeddingWidthOf, ffnWidthOf, kvWidthOf, type ArchSpec, type Mlp } from '../arch/spec.ts';
 import { matrixEntropy, type MatrixEntropyOptions } from './matrix-entropy.ts';
 import { networkEffectiveness } from './effectiveness.ts';
 
@@ -49,4 +49,16 @@ export function networkEntropy(spec: ArchSpec, options: EntropyOptions = {}): Ne
   }
   const entropy = (options.alphaAttention ?? 1) * attention + (options.alphaFfn ?? 1) * ffn;
   return { entropy, attention, ffn, rho: networkEffectiveness(spec.blocks) };
+}
+
+/**
+ * Entropy of the token embedding (V x Eemb) and the LM head: a tied head is the same matrix applied
+ * a second time and counts again (as each layer of a shared-weight block does); an untied head is
+ * E_last x V. Not part of MeRino's objective; the `entropy-embedding` search objective adds it.
+ */
+export function embeddingHeadEntropy(spec: ArchSpec, options: MatrixEntropyOptions = {}): number {
+  const eEmb = embeddingWidthOf(spec);
+  const embedding = matrixEntropy(spec.vocabSize, eEmb, options);
+  if (spec.tiedHead) return 2 * embedding;
+  return embedding + matrixEntropy(spec.blocks[spec.blocks.length - 1]!.width, spec.vocabSize, options);
 }

@@ -101,8 +101,10 @@ describe('local demo pipeline', () => {
     expect(checked).toBe(true);
     expect(result.timings.every((t) => t.ok)).toBe(true);
     // The search still runs and shows its design; the trained model is what ships.
-    expect(lines.some((l) => /^\[\d+\] search \(rpi4\) done/.test(l))).toBe(true);
-    expect(lines.some((l) => l.includes('shipping the trained demo model: 4.2M params'))).toBe(true);
+    expect(lines.some((l) => /^\[\d+\] search \(rpi4, objective [a-z-]+\) done/.test(l))).toBe(true);
+    // The committed model is hand-picked (assets/demo-model/provenance.json): the demo says so, and how to ship the searched one.
+    expect(lines.some((l) => l.includes('the trained demo model is NOT this design') && l.includes('fleetlm search --device rpi4 --params 4000000'))).toBe(true);
+    expect(lines.some((l) => l.includes('shipping the trained demo model (a hand-picked design, not the searched one): 4.2M params'))).toBe(true);
     expect(result.shipped.kind).toBe('trained');
     expect(result.published[0]!.manifest.tokenizer).toEqual({ kind: 'huggingface', file: 'tokenizer.json' });
     expect(result.published[0]!.files.map((f) => `${f.name}:${f.role}`).sort()).toEqual(['model.onnx:model', 'tokenizer.json:tokenizer']);

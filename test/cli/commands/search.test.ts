@@ -92,7 +92,25 @@ describe('fleetlm search', () => {
     expect(human.stdout).toMatch(/weights +[\d.]+ MiB \(int8 \(block 32, symmetric\); K\/V cache 4 bytes per value\)/);
   });
 
+  it('maximises the objective --objective names, and says which', async () => {
+    const common = ['--params', '300K', '--vocab', '512', '--context', '64', '--blocks', '1', '--max-layers', '6', '--head-dim', '32', '--min-embedding-width', '64', '--iterations', '3000', '--json'];
+    const byParams = JSON.parse((await fleetlmInProcess([...common, '--objective', 'params'])).stdout);
+    const byEntropy = JSON.parse((await fleetlmInProcess([...common, '--objective', 'entropy'])).stdout);
+    expect(byParams.objective).toBe('params');
+    expect(byParams.settings).toMatchObject({ objective: 'params', maxLayersPerBlock: 6, headDim: 32 });
+    expect(byParams.score).toBe(byParams.params);
+    expect(byParams.params).toBeGreaterThanOrEqual(byEntropy.params);
+    expect(byEntropy.entropy).toBeGreaterThan(byParams.entropy);
+    for (const b of byParams.spec.blocks) expect(b.layers).toBeLessThanOrEqual(6);
+    const human = await fleetlmInProcess(['--objective', 'decoder-params', '--params', '20M', '--iterations', '500']);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/maximising decoder parameters \(embeddings excluded\)/);
+    expect(human.stdout).toMatch(/objective +[\d.]+M decoder parameters/);
+  });
+
   it.each([
+    [['--objective', 'accuracy'], /--objective must be one of entropy, entropy-embedding, params, decoder-params, flops; got 'accuracy'/],
+    [['--max-layers', '0'], /--max-layers must be greater than zero/],
     [['--params', '64X'], /--params has unknown suffix 'X' in '64X'/],
     [['--flops', '-5G'], /--flops must not be negative/],
     [['--params', 'NaN'], /--params must be a number/],

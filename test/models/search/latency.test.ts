@@ -3,12 +3,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { computeUnitOf, DEVICE_PROFILES, deviceProfile, parseDeviceProfile } from '../../../models/search/device-profiles.ts';
-import { predictLatencyMs, RooflineLatencyModel } from '../../../models/search/latency-model.ts';
-import { loadLatencyTable, MeasuredLatencyModel, parseLatencyTable } from '../../../models/search/latency-table.ts';
-import { searchArchitecture } from '../../../models/search/search.ts';
+import { predictLatencyMs } from '../../../models/search/latency-model.ts';
+import { RooflineLatencyModel } from '../../../models/search/roofline-latency.ts';
+import { loadLatencyTable, parseLatencyTable } from '../../../models/search/latency-table.ts';
+import { MeasuredLatencyModel } from '../../../models/search/measured-latency.ts';
+import { searchArchitecture, type SearchOptions } from '../../../models/search/search.ts';
 import { GPT2_SMALL, SMOLLM2_135M, TINYLLAMA_11B } from '../../../models/arch/presets.ts';
 import { countParameters, kvCacheBytes, weightBytes } from '../../../models/arch/accounting.ts';
 import { weightStorageOfBits } from '../../../models/arch/weight-storage.ts';
+
+/** These tests are about MeRino's entropy search: pin the objective (the default is the study's pick, objective.test.ts). */
+const searchEntropy = (o: SearchOptions = {}): ReturnType<typeof searchArchitecture> => searchArchitecture({ objective: 'entropy', ...o });
 
 describe('device profiles', () => {
   it('ship the four device classes, each valid and with sources', () => {
@@ -131,10 +136,10 @@ describe('measured latency table', () => {
 
     it('drives the search when given', () => {
     const base = { budgets: { params: 30e6, latencyMs: 40 }, device: 'rpi4', contextLength: 256, iterations: 2000 } as const;
-    const measured = searchArchitecture({ ...base, latencyTable: table });
+    const measured = searchEntropy({ ...base, latencyTable: table });
     expect(measured.device?.latencyModel).toBe('measured');
     expect(measured.latencyMs).toBeLessThanOrEqual(40);
     expect(predictLatencyMs(measured.spec, new MeasuredLatencyModel(table, roofline))).toBe(measured.latencyMs);
-    expect(() => searchArchitecture({ ...base, device: 'rpi5', latencyTable: table })).toThrow(/table is for device 'rpi4'/);
+    expect(() => searchEntropy({ ...base, device: 'rpi5', latencyTable: table })).toThrow(/table is for device 'rpi4'/);
   });
 });

@@ -6,10 +6,14 @@ import { networkEffectiveness } from '../../../models/entropy/effectiveness.ts';
 import { networkEntropy } from '../../../models/entropy/network-entropy.ts';
 import { parseArchSpec } from '../../../models/arch/spec.ts';
 import { computeUnitOf, deviceProfile, DEVICE_IDS } from '../../../models/search/device-profiles.ts';
-import { predictLatencyMs, RooflineLatencyModel } from '../../../models/search/latency-model.ts';
+import { predictLatencyMs } from '../../../models/search/latency-model.ts';
+import { RooflineLatencyModel } from '../../../models/search/roofline-latency.ts';
 import { uniformGpt2Design } from '../../../models/search/baselines.ts';
 import { ValidationError } from '../../../common/errors.ts';
 import { SeededRandom as Rng } from '../../../models/random.ts';
+
+/** These tests are about MeRino's entropy search: pin the objective (the default is the study's pick, objective.test.ts). */
+const searchEntropy = (o: SearchOptions = {}): ReturnType<typeof searchArchitecture> => searchArchitecture({ objective: 'entropy', ...o });
 
 const logUniform = (rng: Rng, lo: number, hi: number): number => Math.exp(Math.log(lo) + rng.next() * (Math.log(hi) - Math.log(lo)));
 
@@ -64,7 +68,7 @@ describe('searchArchitecture budgets', () => {
       };
       let result;
       try {
-        result = searchArchitecture(options);
+        result = searchEntropy(options);
       } catch (err) {
         expect(err).toBeInstanceOf(ValidationError);
         expect((err as ValidationError).code).toBe('VALIDATION_INFEASIBLE_BUDGET');
@@ -112,7 +116,7 @@ describe('searchArchitecture budgets', () => {
   it('names the smallest feasible value when no design can meet a budget', () => {
     const err = (() => {
       try {
-        searchArchitecture({ budgets: { params: 1e6 }, iterations: 10 });
+        searchEntropy({ budgets: { params: 1e6 }, iterations: 10 });
       } catch (e) {
         return e as ValidationError;
       }
@@ -122,15 +126,15 @@ describe('searchArchitecture budgets', () => {
     // 3 blocks of width 64 with 1 layer, FFN ratio 1 and 1 head, GPT-2 vocab and context.
     const smallest = parseArchSpec({ vocabSize: 50257, contextLength: 1024, blocks: Array.from({ length: 3 }, () => ({ width: 64, ffnRatio: 1, layers: 1, heads: 1 })) });
     expect(err.message).toContain(`smallest feasible value 3.36M (${countParameters(smallest)} parameters)`);
-    expect(() => searchArchitecture({ budgets: { flops: 1e9 }, iterations: 10 })).toThrow(/FLOPs budget 1G is below the smallest feasible value/);
-    expect(() => searchArchitecture({ rhoMax: 0.01, iterations: 10 })).toThrow(/rhoMax 0.01 is below the smallest feasible value 0.0313/);
-    expect(() => searchArchitecture({ budgets: { latencyMs: 0.01 }, device: 'rpi4', iterations: 10 })).toThrow(/latency budget 0.01 ms is below/);
+    expect(() => searchEntropy({ budgets: { flops: 1e9 }, iterations: 10 })).toThrow(/FLOPs budget 1G is below the smallest feasible value/);
+    expect(() => searchEntropy({ rhoMax: 0.01, iterations: 10 })).toThrow(/rhoMax 0.01 is below the smallest feasible value 0.0313/);
+    expect(() => searchEntropy({ budgets: { latencyMs: 0.01 }, device: 'rpi4', iterations: 10 })).toThrow(/latency budget 0.01 ms is below/);
   });
 
   it('rejects a latency budget without a device, and unknown devices', () => {
-    expect(() => searchArchitecture({ budgets: { latencyMs: 10 }, iterations: 1 })).toThrow(/latency budget needs a device/);
-    expect(() => searchArchitecture({ device: 'jetson-tx9', iterations: 1 })).toThrow(/unknown device 'jetson-tx9'; known devices: jetson-nano/);
-    expect(() => searchArchitecture({ budgets: { params: -5 } })).toThrow(ValidationError);
+    expect(() => searchEntropy({ budgets: { latencyMs: 10 }, iterations: 1 })).toThrow(/latency budget needs a device/);
+    expect(() => searchEntropy({ device: 'jetson-tx9', iterations: 1 })).toThrow(/unknown device 'jetson-tx9'; known devices: jetson-nano/);
+    expect(() => searchEntropy({ budgets: { params: -5 } })).toThrow(ValidationError);
   });
 });
 
@@ -138,18 +142,18 @@ describe('searchArchitecture results', () => {
   const opts: SearchOptions = { budgets: { params: 64e6, flops: 160e9 }, device: 'jetson-nano', seed: 7, iterations: 5000 };
 
   it('is deterministic: same seed, same design and figures', () => {
-    const a = searchArchitecture(opts);
-    const b = searchArchitecture(opts);
+    const a = searchEntropy(opts);
+    const b = searchEntropy(opts);
     const { stats: sa, ...ra } = a;
     const { stats: sb, ...rb } = b;
     expect(rb).toEqual(ra);
     expect(sb.evaluated).toBe(sa.evaluated);
-    const c = searchArchitecture({ ...opts, seed: 8 });
+    const c = searchEntropy({ ...opts, seed: 8 });
     expect(c.spec).not.toEqual(a.spec);
   });
 
   it('reports figures that agree with the accounting and entropy code', () => {
-    const r = searchArchitecture(opts);
+    const r = searchEntropy(opts);
     expect(r.params).toBe(countParameters(r.spec));
     expect(r.flops).toBe(countForwardFlops(r.spec, 1024));
     expect(r.decodeMemoryBytes).toBe(decodeMemoryBytes(r.spec, 1024, 4));
@@ -163,14 +167,14 @@ describe('searchArchitecture results', () => {
   });
 
   it('beats the uniform GPT-2-style design of the same parameter budget on entropy', () => {
-    const r = searchArchitecture({ budgets: { params: 64e6 }, iterations: 20000 });
+    const r = searchEntropy({ budgets: { params: 64e6 }, iterations: 20000 });
     const baseline = uniformGpt2Design(64e6)!;
     expect(countParameters(baseline)).toBeLessThanOrEqual(64e6);
     expect(r.entropy).toBeGreaterThan(networkEntropy(baseline).entropy);
   });
 
   it('honours a fixed embedding width, weight sharing and custom vocabularies', () => {
-    const r = searchArchitecture({ budgets: { params: 20e6 }, embeddingWidth: 256, weightSharing: 'always', vocabSize: 8000, contextLength: 256, iterations: 3000 });
+    const r = searchEntropy({ budgets: { params: 20e6 }, embeddingWidth: 256, weightSharing: 'always', vocabSize: 8000, contextLength: 256, iterations: 3000 });
     expect(r.spec.embeddingWidth).toBe(256);
     expect(r.spec.vocabSize).toBe(8000);
     expect(r.params).toBeLessThanOrEqual(20e6);
@@ -179,7 +183,7 @@ describe('searchArchitecture results', () => {
   });
 
   it('keeps the default embedding and attention floors and reports rho as L / (16 log2 E)', () => {
-    const r = searchArchitecture(opts);
+    const r = searchEntropy(opts);
     expect(r.settings).toMatchObject({ minEmbeddingWidth: 128, minEmbeddingWidthSource: 'default', minAttentionRatio: 0.25, embeddingWidth: null });
     expect(r.spec.embeddingWidth).toBeUndefined(); // the embedding is the first block's width
     expect(r.spec.blocks[0]!.width).toBeGreaterThanOrEqual(128);
@@ -189,7 +193,7 @@ describe('searchArchitecture results', () => {
     const meanWidth = r.spec.blocks.reduce((n, b) => n + b.layers * b.width, 0) / layers;
     expect(r.rho).toBeCloseTo(layers / (16 * Math.log2(meanWidth)), 12);
     expect(r.rho).toBeLessThanOrEqual(0.5);
-    const tight = searchArchitecture({ ...opts, rhoMax: 0.2 });
+    const tight = searchEntropy({ ...opts, rhoMax: 0.2 });
     expect(tight.rho).toBeLessThanOrEqual(0.2);
     expect(networkEffectiveness(tight.spec.blocks)).toBe(tight.rho);
   });
@@ -197,31 +201,31 @@ describe('searchArchitecture results', () => {
   it('lowers the default embedding floor to fit a tight budget, but never a floor the caller set', () => {
     // The local demo's search: 6M parameters cannot hold a 128-wide embedding of 50,257 tokens (6.43M).
     const demo: SearchOptions = { device: 'rpi4', budgets: { params: 6e6 }, blocks: 2, contextLength: 128, maxLayersPerBlock: 8, headDim: 32, iterations: 5000, population: 64, parentSetSize: 8 };
-    const r = searchArchitecture(demo);
+    const r = searchEntropy(demo);
     expect(r.settings).toMatchObject({ minEmbeddingWidth: 64, minEmbeddingWidthSource: 'lowered-to-fit' });
     expect(r.params).toBeLessThanOrEqual(6e6);
-    expect(() => searchArchitecture({ ...demo, minEmbeddingWidth: 128 })).toThrow(/params budget 6M is below the smallest feasible value 6.5\d*M .*width 128 \(minEmbeddingWidth 128\)/);
-    const wide = searchArchitecture({ ...opts, minEmbeddingWidth: 320 });
+    expect(() => searchEntropy({ ...demo, minEmbeddingWidth: 128 })).toThrow(/params budget 6M is below the smallest feasible value 6.5\d*M .*width 128 \(minEmbeddingWidth 128\)/);
+    const wide = searchEntropy({ ...opts, minEmbeddingWidth: 320 });
     expect(wide.settings).toMatchObject({ minEmbeddingWidth: 320, minEmbeddingWidthSource: 'option' });
     expect(wide.spec.blocks[0]!.width).toBeGreaterThanOrEqual(320);
-    expect(() => searchArchitecture({ embeddingWidth: 64, minEmbeddingWidth: 128, iterations: 1 })).toThrow(/embeddingWidth 64 is below minEmbeddingWidth 128/);
-    expect(() => searchArchitecture({ minEmbeddingWidth: 4096, iterations: 1 })).toThrow(/minEmbeddingWidth 4096 is above the widest width in the search space \(2048\)/);
+    expect(() => searchEntropy({ embeddingWidth: 64, minEmbeddingWidth: 128, iterations: 1 })).toThrow(/embeddingWidth 64 is below minEmbeddingWidth 128/);
+    expect(() => searchEntropy({ minEmbeddingWidth: 4096, iterations: 1 })).toThrow(/minEmbeddingWidth 4096 is above the widest width in the search space \(2048\)/);
   });
 
   it('applies the attention floor only as configured', () => {
-    const strict = searchArchitecture({ ...opts, minAttentionRatio: 1 });
+    const strict = searchEntropy({ ...opts, minAttentionRatio: 1 });
     for (const b of strict.spec.blocks) expect(b.heads * b.headDim).toBeGreaterThanOrEqual(b.width);
     // Without the floor the objective prefers thin attention somewhere (models/entropy/README.md).
     // Seed 1 at the default 100,000 iterations gave 1 head of 64 on 512-wide blocks before the floor existed.
-    const off = searchArchitecture({ ...opts, seed: 1, iterations: 100_000, minAttentionRatio: 0, minEmbeddingWidth: 64 });
+    const off = searchEntropy({ ...opts, seed: 1, iterations: 100_000, minAttentionRatio: 0, minEmbeddingWidth: 64 });
     expect(off.spec.blocks[0]!.width).toBe(64);
     expect(off.spec.blocks.some((b) => b.heads * b.headDim < b.width / 4)).toBe(true);
-    expect(() => searchArchitecture({ minAttentionRatio: 1, maxHeads: 1, widths: [128, 256], iterations: 1 })).toThrow(/minAttentionRatio 1 needs more than maxHeads 1 heads/);
+    expect(() => searchEntropy({ minAttentionRatio: 1, maxHeads: 1, widths: [128, 256], iterations: 1 })).toThrow(/minAttentionRatio 1 needs more than maxHeads 1 heads/);
   });
 
   it('reports progress up to the iteration count', () => {
     const seen: number[] = [];
-    searchArchitecture({ iterations: 9000, budgets: { params: 30e6 }, onProgress: (done, total) => seen.push(done / total) });
+    searchEntropy({ iterations: 9000, budgets: { params: 30e6 }, onProgress: (done, total) => seen.push(done / total) });
     expect(seen[0]).toBe(0);
     expect(seen[seen.length - 1]).toBe(1);
   });
@@ -261,7 +265,7 @@ describe('searchArchitecture for the Llama family and shipped weight bits', () =
       };
       let r;
       try {
-        r = searchArchitecture(options);
+        r = searchEntropy(options);
       } catch (err) {
         expect((err as ValidationError).code).toBe('VALIDATION_INFEASIBLE_BUDGET');
         continue;
@@ -294,12 +298,12 @@ describe('searchArchitecture for the Llama family and shipped weight bits', () =
     // An untied 320-wide design: embedding 32000 x 320 stays fp32 (41 MB) in both; the head is 41 MB
     // at 32 bits but 32000 x 10 blocks x 20 bytes = 6.4 MB at 4 bits, so only 4 bits fit 60 MB.
     const wide: SearchOptions = { ...base, minEmbeddingWidth: 320, tiedHead: false, budgets: { decodeMemoryBytes: 60e6 } };
-    expect(() => searchArchitecture({ ...wide, weightBits: 32 })).toThrow(/decode memory budget 57.22 MiB is below the smallest feasible value 81.91 MiB/);
-    const fits = searchArchitecture({ ...wide, weightBits: 4 });
+    expect(() => searchEntropy({ ...wide, weightBits: 32 })).toThrow(/decode memory budget 57.22 MiB is below the smallest feasible value 81.91 MiB/);
+    const fits = searchEntropy({ ...wide, weightBits: 4 });
     expect(fits.decodeMemoryBytes).toBeLessThanOrEqual(60e6);
     expect(weightBytes(fits.spec, weightStorageOfBits(32))).toBeGreaterThan(60e6);
-    const r4 = searchArchitecture({ ...base, weightBits: 4 });
-    const r32 = searchArchitecture({ ...base, weightBits: 32 });
+    const r4 = searchEntropy({ ...base, weightBits: 4 });
+    const r32 = searchEntropy({ ...base, weightBits: 32 });
     expect(r4.decodeMemoryBytes).toBeLessThanOrEqual(40e6);
     expect(r32.decodeMemoryBytes).toBeLessThanOrEqual(40e6);
     // The same bytes buy far more parameters at 4 bits.
@@ -312,8 +316,8 @@ describe('searchArchitecture for the Llama family and shipped weight bits', () =
 
   it('counts the shipped bytes in the latency model: fewer bits, more model within the same latency', () => {
     const base: SearchOptions = { family: 'llama', device: 'rpi4', vocabSize: 32000, contextLength: 512, iterations: 4000, seed: 2, budgets: { latencyMs: 15 } };
-    const r16 = searchArchitecture({ ...base, weightBits: 16 });
-    const r4 = searchArchitecture({ ...base, weightBits: 4 });
+    const r16 = searchEntropy({ ...base, weightBits: 16 });
+    const r4 = searchEntropy({ ...base, weightBits: 4 });
     expect(r16.latencyMs!).toBeLessThanOrEqual(15);
     expect(r4.latencyMs!).toBeLessThanOrEqual(15);
     expect(r4.params).toBeGreaterThan(r16.params);
@@ -327,22 +331,22 @@ describe('searchArchitecture for the Llama family and shipped weight bits', () =
 
   it('leaves the GPT search as it was by default, and 32-bit weights change nothing', () => {
     const opts: SearchOptions = { budgets: { params: 64e6, flops: 160e9, decodeMemoryBytes: 300e6 }, device: 'jetson-nano', seed: 7, iterations: 3000 };
-    const plain = searchArchitecture(opts);
+    const plain = searchEntropy(opts);
     expect(plain.settings).toMatchObject({ family: 'gpt', weightStorage: null, bytesPerWeight: 4, kvBytesPerValue: 4 });
     expect(plain.spec.positions).toBe('learned');
     expect(plain.spec.blocks.every((b) => b.norm === 'layernorm' && b.mlp === 'gelu' && b.kvHeads === b.heads)).toBe(true);
     expect(plain.weightBytes).toBe(plain.params * 4);
-    const fp32 = searchArchitecture({ ...opts, weightBits: 32 });
+    const fp32 = searchEntropy({ ...opts, weightBits: 32 });
     expect(fp32.spec).toEqual(plain.spec);
     expect(fp32.decodeMemoryBytes).toBe(plain.decodeMemoryBytes);
     expect(fp32.latencyMs).toBe(plain.latencyMs);
   });
 
   it('refuses contradictory weight settings', () => {
-    expect(() => searchArchitecture({ weightBits: 4, bytesPerWeight: 2, iterations: 1 })).toThrow(/give weightBits \(4\) or bytesPerWeight \(2\), not both/);
-    expect(() => searchArchitecture({ weightBits: 3 as 4, iterations: 1 })).toThrow(ValidationError);
-    expect(() => searchArchitecture({ weightBits: 4, blockSize: 48 as 32, iterations: 1 })).toThrow(ValidationError);
+    expect(() => searchEntropy({ weightBits: 4, bytesPerWeight: 2, iterations: 1 })).toThrow(/give weightBits \(4\) or bytesPerWeight \(2\), not both/);
+    expect(() => searchEntropy({ weightBits: 3 as 4, iterations: 1 })).toThrow(ValidationError);
+    expect(() => searchEntropy({ weightBits: 4, blockSize: 48 as 32, iterations: 1 })).toThrow(ValidationError);
     const table = { format: 'fleetlm/layer-latency@1' as const, device: 'rpi4', seqLen: 1024, layers: [{ width: 256, ffnWidth: 256, heads: 1, ms: 1 }] };
-    expect(() => searchArchitecture({ latencyTable: table, weightBits: 4, iterations: 1 })).toThrow(/measured at 32-bit weights .* ships 4-bit weights/);
+    expect(() => searchEntropy({ latencyTable: table, weightBits: 4, iterations: 1 })).toThrow(/measured at 32-bit weights .* ships 4-bit weights/);
   });
 });
