@@ -11,6 +11,7 @@ import { DescribeJobCommand, GetJobDocumentCommand } from '@aws-sdk/client-iot';
 import { startHub, type LocalHub } from '../../local-hub/hub.ts';
 import { createIotClient, readLocalProfile } from '../../fleet/profile.ts';
 import { provisionThings } from '../../local-demo/provision.ts';
+import { writeTinyModel } from '../helpers/tiny-model.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
@@ -28,7 +29,7 @@ beforeAll(async () => {
   await provisionThings(createIotClient(readLocalProfile(path.join(dir, 'hub'))), 'lab', ['pi-1', 'pi-2']);
   const model = path.join(dir, 'model');
   mkdirSync(model);
-  writeFileSync(path.join(model, 'model.onnx'), Buffer.alloc(2048, 1));
+  await writeTinyModel(model);
   expect((await cli('keygen', '--out-dir', path.join(dir, 'keys'))).code).toBe(0);
 });
 
@@ -67,6 +68,22 @@ describe('fleetlm operator commands on the local hub', () => {
     const again = await cli(...args);
     expect(again.code).toBe(2);
     expect(again.err).toMatch(/already published/);
+  });
+
+  it('refuses to publish a text file as model.onnx with exit code 2, uploading nothing; --skip-bundle-checks says loudly what it does', async () => {
+    const fake = path.join(dir, 'fake-model');
+    mkdirSync(fake);
+    writeFileSync(path.join(fake, 'model.onnx'), 'a text file, not a model\n');
+    const args = ['publish', '--local', path.join(dir, 'hub'), '--model-dir', fake, '--model-id', 'fake', '--version', '1', '--key', path.join(dir, 'keys', 'fleet-signing-key.pem')];
+    const refused = await cli(...args);
+    expect(refused.code).toBe(2);
+    expect(refused.out).toBe('');
+    expect(refused.err).toMatch(/the bundle's model must load in onnxruntime; .*model\.onnx does not/);
+    expect((await cli('versions', '--local', path.join(dir, 'hub'), '--json')).out).not.toContain('"fake"');
+    const skipped = await cli(...args, '--skip-bundle-checks');
+    expect(skipped.code).toBe(0);
+    expect(skipped.err).toMatch(/WARNING: --skip-bundle-checks.*safety net only/);
+    expect(skipped.out).toMatch(/bundle check: SKIPPED/);
   });
 
   it('rolls out with canary, abort, timeout and retry settings from flags', async () => {
