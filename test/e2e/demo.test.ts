@@ -46,8 +46,9 @@ describe('local demo pipeline', () => {
       expect(Object.values(await executions(iot, good!.jobId!))).toEqual(['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']);
       expect(good!.status).toBe('COMPLETED');
 
-      // v2 (corrupt ONNX, validly signed): the canary fails its health check, the abort criterion cancels the job,
-      // and no device ever reports SUCCEEDED for it.
+      // v2 (corrupt ONNX): publish's bundle check refuses it; published with the check skipped (validly signed),
+      // the canary fails its health check, the abort criterion cancels the job, and no device reports SUCCEEDED.
+      expect(live.result.brokenRefusal).toMatchObject({ code: 'VALIDATION_BUNDLE_LOAD', message: expect.stringMatching(/must load in onnxruntime/) });
       expect(broken!.description).toMatch(/@2\.0\.0-broken /);
       expect(broken!.status).toBe('CANCELED');
       const brokenExecs = await executions(iot, broken!.jobId!);
