@@ -6,7 +6,7 @@ import { describeError, ValidationError, type ValidationCode } from '../../commo
 import { loadLanguageModel, type LanguageModel } from './language-model.ts';
 import { argmax } from './sampling.ts';
 import type { Tokenizer } from './tokenizer.ts';
-import { vocabMismatch } from './vocab-match.ts';
+import { declaredTokenizerVocab, vocabMismatch } from './vocab-match.ts';
 
 /** The prompt of the check: short, plain English every byte-level tokenizer encodes. */
 export const BUNDLE_CHECK_PROMPT = 'Hello';
@@ -70,7 +70,7 @@ export async function checkBundle(opts: BundleCheckOptions): Promise<BundleCheck
   }
   try {
     const V = model.info.vocabSize;
-    const mismatch = vocabMismatch(V, tokenizer.vocabSize);
+    const mismatch = vocabMismatch(V, tokenizer.vocabSize, declaredTokenizerVocab(model.info.metadata));
     if (mismatch) {
       throw refuse('VALIDATION_BUNDLE_VOCAB', `the bundle's tokenizer must fit its model: ${mismatch} (model ${modelPath}, tokenizer ${tokenizerSource})`);
     }
