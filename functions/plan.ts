@@ -1,4 +1,5 @@
-// Step "plan": expands a pipeline request into shards (budget x seed) for the Distributed Map.
+// Step "plan": expands a pipeline request into shards (budget x seed) for the Distributed Map, and resolves
+// whether the run asks for a rollout (a trained model: yes, after approval; random weights: only if asked).
 import { ValidationError } from '../common/errors.ts';
 import { parseJsonWith } from '../common/validate.ts';
 import { z } from 'zod';
@@ -8,7 +9,12 @@ import { MAX_PIPELINE_SHARDS, STATE_PAYLOAD_LIMIT_BYTES, worstCaseStateBytes } f
 import type { HandlerEnv } from './shared/env.ts';
 
 /** Shards for a request: every budget times `seedsPerBudget` seeds. */
-export function planShards(request: z.output<typeof PipelineRequestSchema>, env: Pick<HandlerEnv, 'DEFAULT_BUDGETS'>): PlanOutput {
+export function planShards(input: z.output<typeof PipelineRequestSchema>, env: Pick<HandlerEnv, 'DEFAULT_BUDGETS'>): PlanOutput {
+  // Random weights are never rolled out unless the request says so; the resolved value travels in the state.
+  const request = { ...input, rollout: { ...input.rollout, enabled: input.rollout.enabled ?? input.model.kind !== 'random-weights' } };
+  if (request.model.kind !== 'random-weights' && request.seedsPerBudget > 1) {
+    throw new ValidationError(`seedsPerBudget ${request.seedsPerBudget} applies to random-weights searches only; a ${request.model.kind} model is one model, so pass seedsPerBudget 1`);
+  }
   const budgets = request.budgets ?? (env.DEFAULT_BUDGETS ? parseJsonWith(z.array(BudgetSchema).min(1), env.DEFAULT_BUDGETS, 'DEFAULT_BUDGETS') : undefined);
   if (!budgets) throw new ValidationError('the request has no budgets and the function has no DEFAULT_BUDGETS: pass budgets[] in the request');
   const shards: Shard[] = [];
@@ -20,6 +26,7 @@ export function planShards(request: z.output<typeof PipelineRequestSchema>, env:
         modelId: request.modelId,
         version: `${request.version}-${budget.deviceClass}`.slice(0, 63),
         budget,
+        model: request.model,
         seed: request.seed + s,
         vocabSize: request.vocabSize,
         contextLength: request.contextLength,

@@ -1,6 +1,8 @@
 // The model pipeline: one Lambda per step and the Step Functions state machine that runs
 // plan -> Distributed Map over shards (search -> build -> compress -> evaluate) -> merge ->
-// quality gate -> publish -> rollout, with retries, and a failure path that notifies and fails.
+// quality gate -> publish -> approval (a task token `fleetlm approve` answers) -> rollout, with retries,
+// and a failure path that notifies and fails. The input is a trained model (checkpoint or Hugging Face
+// folder under inputs/); random weights only for benchmarks.
 import { CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, Token, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -35,6 +37,9 @@ export const STEP = {
   gate: 'QualityGate',
   publish: 'Publish',
   rolloutEnabled: 'RolloutEnabled',
+  notifyApproval: 'NotifyApprovalNeeded',
+  approval: 'AwaitApproval',
+  approvalRejected: 'RolloutRejected',
   rollout: 'Rollout',
   done: 'Done',
   notifyFailure: 'NotifyFailure',
@@ -67,7 +72,9 @@ export class PipelineStack extends Stack {
     const compress = fn('compress', fleetFunction(this, 'CompressFn', { entry: 'compress.ts', description: 'Tensor-train compresses the embeddings', ...modelStep, environment: baseEnv }));
     const evaluate = fn('evaluate', fleetFunction(this, 'EvaluateFn', { entry: 'evaluate.ts', description: 'Perplexity of baseline and compressed models', ...modelStep, onnxRuntime: true, environment: baseEnv }));
     const merge = fn('merge', fleetFunction(this, 'MergeFn', { entry: 'merge.ts', description: 'Chooses the best shard per device class', environment: baseEnv }));
-    const publish = fn('publish', fleetFunction(this, 'PublishFn', { entry: 'publish.ts', description: 'Signs and publishes bundles', timeout: Duration.minutes(15), memoryMb: 1024, ephemeralStorageMb: 4096, environment: { ...baseEnv, MANIFEST_KEY_ARN: signingKeyArn, MAX_QUALITY_DROP: String(config.maxQualityDrop) } }));
+    // onnxruntime: publish runs the bundle check (the model loads and generates a token with its tokenizer) before signing.
+    const publish = fn('publish', fleetFunction(this, 'PublishFn', { entry: 'publish.ts', description: 'Checks, signs and publishes bundles', ...modelStep, onnxRuntime: true, environment: { ...baseEnv, MANIFEST_KEY_ARN: signingKeyArn, MAX_QUALITY_DROP: String(config.maxQualityDrop) } }));
+    const approval = fn('approval', fleetFunction(this, 'ApprovalFn', { entry: 'approval.ts', description: 'Stores the rollout approval request (task token + quality figures)', environment: baseEnv }));
     // Abort, timeout, retry, presign and rate limit as in the job template, so console-made and
     // pipeline-made jobs behave alike (fleet/rollout.ts sets them per job rather than via the template).
     const rolloutSettings = {
@@ -91,6 +98,11 @@ export class PipelineStack extends Stack {
       allow(f, ['s3:GetObject', 's3:PutObject'], ['runs/*']);
       list(f, ['runs/*']);
     }
+    // The run's input model (a checkpoint or Hugging Face folder) is read from inputs/ only.
+    allow(search, ['s3:GetObject'], ['inputs/*']);
+    allow(build, ['s3:GetObject'], ['inputs/*']);
+    list(build, ['inputs/*']);
+    allow(approval, ['s3:PutObject'], ['approvals/*']);
     allow(evaluate, ['s3:GetObject'], ['eval/*']);
     allow(merge, ['s3:PutObject'], ['runs/*']);
     allow(publish, ['s3:GetObject'], ['runs/*', 'models/*']);
@@ -161,8 +173,42 @@ export class PipelineStack extends Stack {
     const rejected = new sfn.Fail(this, STEP.rejected, { error: 'QualityGateRejected', cause: `compressed model perplexity grew by more than ${config.maxQualityDrop}` });
     const done = new sfn.Succeed(this, STEP.done);
 
+    // Rollout waits for a person: the approval task stores its token with the figures (approvals/{execution}.json)
+    // and the run sleeps until `fleetlm approve` sends SendTaskSuccess, or SendTaskFailure (RolloutRejected).
+    const notifyApproval = new tasks.SnsPublish(this, STEP.notifyApproval, {
+      topic: this.notifications,
+      subject: 'FleetLM release waits for approval',
+      message: sfn.TaskInput.fromObject({
+        execution: sfn.JsonPath.executionId,
+        runId: sfn.JsonPath.stringAt('$.request.runId'),
+        published: sfn.JsonPath.objectAt('$.published'),
+        answer: 'fleetlm approve <execution> (or --reject --reason TEXT); fleetlm approve --list shows the figures',
+      }),
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    const awaitApproval = new tasks.LambdaInvoke(this, STEP.approval, {
+      lambdaFunction: approval,
+      integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+      payload: sfn.TaskInput.fromObject({
+        taskToken: sfn.JsonPath.taskToken,
+        executionArn: sfn.JsonPath.executionId,
+        request: sfn.JsonPath.objectAt('$.request'),
+        published: sfn.JsonPath.objectAt('$.published'),
+      }),
+      comment: 'Wait for `fleetlm approve` with the quality figures of what would roll out',
+      taskTimeout: sfn.Timeout.duration(Duration.hours(config.approvalTimeoutHours)),
+      resultPath: sfn.JsonPath.DISCARD,
+      retryOnServiceExceptions: false,
+    });
+    awaitApproval.addRetry({ errors: RETRYABLE_ERRORS, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 3, jitterStrategy: sfn.JitterType.FULL });
+    const approvalRejected = new sfn.Fail(this, STEP.approvalRejected, { error: 'RolloutRejected', causePath: '$.error.Cause' });
+    // The rejection first: Catch clauses are tried in order, and onError's States.ALL would take it otherwise.
+    awaitApproval.addCatch(approvalRejected, { errors: ['RolloutRejected'], resultPath: '$.error' });
     const rolloutChoice = new sfn.Choice(this, STEP.rolloutEnabled)
-      .when(sfn.Condition.booleanEquals('$.request.rollout.enabled', true), onError(invoke(STEP.rollout, rollout, 'Create one IoT job per device class')).next(done))
+      .when(
+        sfn.Condition.booleanEquals('$.request.rollout.enabled', true),
+        onError(notifyApproval).next(onError(awaitApproval)).next(onError(invoke(STEP.rollout, rollout, 'Create one IoT job per device class')).next(done)),
+      )
       .otherwise(done);
     const gate = new sfn.Choice(this, STEP.gate, { comment: `Publish only when perplexity grows by at most ${config.maxQualityDrop}` })
       .when(sfn.Condition.numberLessThanEquals('$.maxQualityDrop', config.maxQualityDrop), onError(invoke(STEP.publish, publish, 'Sign and upload bundles')).next(rolloutChoice))
@@ -178,7 +224,8 @@ export class PipelineStack extends Stack {
       stateMachineName: `${config.prefix}-pipeline`,
       definitionBody: sfn.DefinitionBody.fromChainable(definition),
       stateMachineType: sfn.StateMachineType.STANDARD,
-      timeout: Duration.hours(6),
+      // Six hours of work plus the approval wait.
+      timeout: Duration.hours(6 + config.approvalTimeoutHours),
       tracingEnabled: true,
       logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });
@@ -197,6 +244,10 @@ export class PipelineStack extends Stack {
     for (const f of [search, build, compress, evaluate, merge, publish]) {
       suppress(f, [{ id: 'AwsSolutions-IAM5', reason: 'Per-run scratch objects are created under runs/ with names known only at run time.', finding: objects('runs/*') }]);
     }
+    for (const f of [search, build]) {
+      suppress(f, [{ id: 'AwsSolutions-IAM5', reason: 'Input models are folders under inputs/ named by each run request.', finding: objects('inputs/*') }]);
+    }
+    suppress(approval, [{ id: 'AwsSolutions-IAM5', reason: 'One approval request per execution under approvals/, named by the execution.', finding: objects('approvals/*') }]);
     suppress(evaluate, [{ id: 'AwsSolutions-IAM5', reason: 'Evaluation texts are read from the eval/ prefix only.', finding: objects('eval/*') }]);
     for (const f of [publish, rollout]) {
       suppress(f, [{ id: 'AwsSolutions-IAM5', reason: 'Bundles live under models/{modelId}/{version}/, one prefix per published version.', finding: objects('models/*') }]);
