@@ -140,12 +140,12 @@ describe('bundling', () => {
     process.env.DEFAULT_BUDGETS = JSON.stringify([{ deviceClass: 'rpi5', memoryBudgetBytes: 1e8, flopsBudget: 1e10 }]);
     process.env.FLEETLM_QUIET_HANDLERS = '1';
     try {
-      const out = await plan.handler({ runId: 'r1', modelId: 'tiny', version: '1.0.0', seedsPerBudget: 2 });
+      const out = await plan.handler({ runId: 'r1', modelId: 'tiny', version: '1.0.0', model: { kind: 'random-weights', benchmarkOnly: true }, seedsPerBudget: 2 });
       expect(out.shards.map((x) => x.shardId)).toEqual(['rpi5-b0-s0', 'rpi5-b0-s1']);
       // The minified bundle still throws errors named after their class: Lambda reports that name as the
       // errorType, and the pipeline's Retry/Catch ErrorEquals match on it.
       delete process.env.DEFAULT_BUDGETS;
-      const thrown = await plan.handler({ runId: 'r2', modelId: 'tiny', version: '1.0.0', seedsPerBudget: 2 }).then(
+      const thrown = await plan.handler({ runId: 'r2', modelId: 'tiny', version: '1.0.0', model: { kind: 'random-weights', benchmarkOnly: true }, seedsPerBudget: 2 }).then(
         () => undefined,
         (err: unknown) => err as Error,
       );
