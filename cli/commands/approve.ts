@@ -17,12 +17,12 @@ function figures(s: ApprovalState): string {
   const rows = s.request.versions.map((v) => [
     v.deviceClass,
     `${v.modelId}@${v.version}`,
-    v.quality ? Number(v.quality.baselinePerplexity.toFixed(2)) : null,
-    v.quality ? Number(v.quality.perplexity.toFixed(2)) : null,
+    v.quality ? v.quality.baselinePerplexity.toFixed(2) : null,
+    v.quality ? v.quality.perplexity.toFixed(2) : null,
     v.quality ? `${(v.quality.qualityDrop * 100).toFixed(2)}%` : null,
     v.quality ? `${v.quality.embeddingCompressionRatio.toFixed(2)}x` : null,
     v.quality ? v.quality.parameters : null,
-    Number((v.totalBytes / 2 ** 20).toFixed(1)),
+    (v.totalBytes / 2 ** 20).toFixed(1),
   ]);
   const model = s.request.model as { kind?: unknown; prefix?: unknown };
   return [

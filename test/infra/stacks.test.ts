@@ -220,7 +220,7 @@ describe('pipeline stack', () => {
     expect(into.map(([n]) => n)).toEqual(['AwaitApproval']);
   });
 
-  it('given the publish function, when synthesized, then it has the model steps' memory for the bundle check (infra/lambda.ts ships onnxruntime beside it)', () => {
+  it('given the publish function, when synthesized, then it has the memory of the model steps for the bundle check (infra/lambda.ts ships onnxruntime beside it)', () => {
     const publish = Object.values(s.templates.pipeline.findResources('AWS::Lambda::Function'))
       .map((f) => (f as { Properties: { Description?: string; MemorySize?: number } }).Properties)
       .find((p) => p.Description?.includes('publishes bundles'));
