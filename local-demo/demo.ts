@@ -410,10 +410,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           throw new TransportError(`publish was expected to refuse the corrupt v2 with a bundle-check error; it ${err === undefined ? 'published it' : `failed otherwise: ${describeError(err)}`}`);
         }
         return { code: err.code, message: err.message };
-      }, (r) => `${r.code}: ${r.message.replace(brokenDir, '.../bundle-v2-broken')}`);
+      }, (r) => `${r.code}: ${r.message.replaceAll(brokenDir, '.../bundle-v2-broken')}`);
       // Second line: a bad model that reaches the devices anyway (here forced with the check skipped, as
       // `--skip-bundle-checks` does, which exists for exactly this test) fails the canary's health check.
-      const v2 = await clock.stage("publish v2 with the bundle check skipped (--skip-bundle-checks: tests the devices' safety net only)", () =>
+      const v2 = await clock.stage('publish v2 with --skip-bundle-checks (safety-net test only)', () =>
         publishBundle({ ...v2Publish, skipBundleChecks: true }), (p) => `s3://${p.bucket}/${p.prefix} (validly signed; its manifest records the skipped check)`);
       published.push(v2);
       result.brokenJob = await clock.stage('rollout v2 with canary + abort threshold', async () => {
