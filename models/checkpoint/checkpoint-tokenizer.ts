@@ -19,9 +19,10 @@ export function trainedTokenizerPath(weightsPath: string): string {
 
 /**
  * Finds the tokenizer of the checkpoint at `weightsPath` whose metadata records `recorded` (undefined for
- * checkpoints from elsewhere). A recorded file is looked for by its name beside the checkpoint, then as
- * `<checkpoint>.tokenizer.json`, then as `tokenizer.json`; a missing one is a ValidationError
- * (VALIDATION_TOKENIZER_MISSING) naming the tokenizer and every place looked.
+ * checkpoints from elsewhere). A recorded file (`bpe:<file>`) is looked for by its name beside the checkpoint,
+ * then as `<checkpoint>.tokenizer.json`, then as `tokenizer.json`; a missing one is a ValidationError
+ * (VALIDATION_TOKENIZER_MISSING) naming the tokenizer and every place looked. Without a recorded file, a
+ * tokenizer found in those places is used, else none.
  */
 export async function findCheckpointTokenizer(weightsPath: string, recorded: string | undefined): Promise<CheckpointTokenizer> {
   if (recorded === 'gpt2') return { kind: 'gpt2' };
@@ -29,7 +30,8 @@ export async function findCheckpointTokenizer(weightsPath: string, recorded: str
   const named = recorded?.includes(':') ? recorded.slice(recorded.indexOf(':') + 1) : undefined;
   const candidates = [...(named && !named.includes('/') && !named.includes('\\') ? [path.join(dir, named)] : []), trainedTokenizerPath(path.resolve(weightsPath)), path.join(dir, 'tokenizer.json')];
   for (const c of [...new Set(candidates)]) if (await isFile(c)) return { kind: 'file', path: c, recorded };
-  if (recorded === undefined) return { kind: 'none' };
+  // Only a recorded file (`bpe:<file>`, what `fleetlm train` writes) must be found; another name says nothing about one.
+  if (named === undefined) return { kind: 'none' };
   throw new ValidationError(
     `checkpoint ${weightsPath} was trained with tokenizer ${recorded} (its safetensors metadata), which is not beside it: looked for ${[...new Set(candidates)].join(', ')}; ` +
       'copy the tokenizer file there or pass --tokenizer FILE',
