@@ -40,7 +40,21 @@ export type ValidationCode =
   | 'VALIDATION_TT_SHAPE'
   | 'VALIDATION_URL_NOT_ALLOWED'
   | 'VALIDATION_URL_REDIRECT'
-  | 'VALIDATION_VERSION_EXISTS';
+  | 'VALIDATION_VERSION_EXISTS'
+  /** A tokenizer that does not fit the model's logits (models/runtime/vocab-match.ts). */
+  | 'VALIDATION_TOKENIZER_MISMATCH'
+  /** A checkpoint's tokenizer is not where build looks for it (models/checkpoint/checkpoint-tokenizer.ts). */
+  | 'VALIDATION_TOKENIZER_MISSING'
+  /** Publish's bundle check (models/runtime/bundle-check.ts): the model does not load in onnxruntime. */
+  | 'VALIDATION_BUNDLE_LOAD'
+  /** Publish's bundle check: the bundle's tokenizer does not fit the model's vocabulary. */
+  | 'VALIDATION_BUNDLE_VOCAB'
+  /** Publish's bundle check: the model's logits are NaN, infinite or equal for every token. */
+  | 'VALIDATION_BUNDLE_LOGITS'
+  /** Publish's bundle check: the model loads but cannot generate and decode a token. */
+  | 'VALIDATION_BUNDLE_GENERATE'
+  /** `fleetlm approve`: no pending approval for the execution, or it was already answered. */
+  | 'VALIDATION_APPROVAL';
 
 /** Codes of TransportError. */
 export type TransportCode =

@@ -1,6 +1,7 @@
-// Publishing a model bundle: collect the files a device needs from a model directory, write a
-// manifest listing each with size and sha256, sign it, and upload everything to S3 under
-// models/{modelId}/{version}/. A version, once its manifest.json exists, never changes.
+// Publishing a model bundle: collect the files a device needs from a model directory, check that the
+// model runs with its tokenizer (models/runtime/bundle-check.ts), write a manifest listing each file with
+// size and sha256, sign it, and upload everything to S3 under models/{modelId}/{version}/. A version,
+// once its manifest.json exists, never changes.
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, NoSuchKey, NotFound, PutObjectCommand, S3ServiceException, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
@@ -26,9 +27,12 @@ import { signManifestBytes, type ManifestSigner } from '../contracts/manifest-si
 import { sha256File, sha256Hex } from '../common/hash.ts';
 import { uploadFileIfAbsent } from './object-upload.ts';
 import { QUALITY_FILE, QualityRecordSchema, rejudge } from '../models/quality/quality-gate.ts';
-// The tokenizer modules directly: the runtime's index would load onnxruntime into every publish.
+// The tokenizer modules directly: the runtime's index loads onnxruntime, which only the bundle check
+// needs (imported when it runs, so importing this module for its constants stays cheap).
 import { loadTokenizerFile } from '../models/runtime/tokenizer-file.ts';
 import { isFleetBpeFile } from '../models/runtime/tokenizer-fleetlm-bpe.ts';
+import { gpt2Tokenizer, type Tokenizer } from '../models/runtime/tokenizer.ts';
+import type { BundleCheckResult } from '../models/runtime/bundle-check.ts';
 
 /** Files in a model directory that carry metadata for the manifest rather than bytes for the device. */
 export const BUNDLE_METADATA_FILES = {
@@ -56,6 +60,8 @@ export interface PreparedBundle {
   paths: Map<string, string>;
   /** Files in the model directory that were neither shipped nor used as metadata. */
   ignored: string[];
+  /** What the bundle check found, or 'skipped' under skipBundleChecks. */
+  check: BundleCheckResult | 'skipped';
 }
 
 export interface PrepareOptions {
@@ -72,6 +78,12 @@ export interface PrepareOptions {
   securityVersion?: number;
   /** Devices refuse to install the release after this ISO time. */
   expiresAt?: string;
+  /**
+   * Skip the bundle check (model loads, tokenizer fits, finite logits, one token). For testing the
+   * agents' safety net only: the manifest records the skip, and a bundle that fails the check fails
+   * on every device.
+   */
+  skipBundleChecks?: boolean;
   now?: Date;
 }
 
@@ -82,12 +94,14 @@ export interface PrepareOptions {
  * 'huggingface' } with its tokenizer_config.json. The files are loaded first, so a broken tokenizer
  * fails here rather than on every device.
  */
-async function tokenizerRef(dir: string, shipped: ReadonlySet<string>): Promise<ManifestInput['tokenizer']> {
+async function tokenizerRef(dir: string, shipped: ReadonlySet<string>): Promise<{ ref: ManifestInput['tokenizer']; tokenizer: Tokenizer; source: string }> {
   const { tokenizer, tokenizerConfig } = BUNDLE_METADATA_FILES;
-  if (!shipped.has(tokenizer)) return { kind: 'gpt2-bpe' };
+  if (!shipped.has(tokenizer)) return { ref: { kind: 'gpt2-bpe' }, tokenizer: gpt2Tokenizer(), source: `gpt2 (the bundle has no ${tokenizer})` };
   const file = path.join(dir, tokenizer);
+  let loaded: Tokenizer;
   try {
-    await loadTokenizerFile(file);
+    // With the config exactly when the device gets it (it ships whenever tokenizer.json does).
+    loaded = await loadTokenizerFile(file, shipped.has(tokenizerConfig) ? path.join(dir, tokenizerConfig) : null);
   } catch (err) {
     throw new ValidationError(`model directory's ${tokenizer} cannot be loaded: ${(err as Error).message}`, { cause: err });
   }
@@ -97,8 +111,18 @@ async function tokenizerRef(dir: string, shipped: ReadonlySet<string>): Promise<
   } catch {
     // Loaded above, so it is JSON.
   }
-  if (old) return { kind: 'bpe', file: tokenizer };
-  return shipped.has(tokenizerConfig) ? { kind: 'huggingface', file: tokenizer, config: tokenizerConfig } : { kind: 'huggingface', file: tokenizer };
+  const ref: ManifestInput['tokenizer'] = old
+    ? { kind: 'bpe', file: tokenizer }
+    : shipped.has(tokenizerConfig)
+      ? { kind: 'huggingface', file: tokenizer, config: tokenizerConfig }
+      : { kind: 'huggingface', file: tokenizer };
+  return { ref, tokenizer: loaded, source: file };
+}
+
+/** The manifest's record of the bundle check: what was checked, without timings (a resumed publish must match). */
+function checkRecord(check: BundleCheckResult | 'skipped'): Record<string, unknown> {
+  if (check === 'skipped') return { skipped: true, reason: 'published with skipBundleChecks (--skip-bundle-checks): for testing the agents\' safety net only' };
+  return { passed: true, modelVocabSize: check.modelVocabSize, tokenizerVocabSize: check.tokenizerVocabSize };
 }
 
 async function readJsonObject<S extends z.ZodType>(file: string, schema: S): Promise<z.output<S> | undefined> {
@@ -180,6 +204,12 @@ export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundl
   }
   let compression: Record<string, unknown> | undefined;
   for (const c of BUNDLE_METADATA_FILES.compression) compression ??= await readJsonObject(path.join(dir, c), JsonObjectSchema);
+  const tok = await tokenizerRef(dir, new Set(paths.keys()));
+  // Before anything is signed or uploaded: a version is immutable, so a bundle no device can run must never become one.
+  const check: BundleCheckResult | 'skipped' = opts.skipBundleChecks
+    ? 'skipped'
+    : await (await import('../models/runtime/bundle-check.ts')).checkBundle({ modelPath: paths.get(entry)!, tokenizer: tok.tokenizer, tokenizerSource: tok.source });
+  const evaluation = withQuality(opts.overrides?.evaluation ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.evaluation), JsonObjectSchema)), quality);
   const input: ManifestInput = {
     format: 'fleetlm/manifest@1',
     modelId: opts.modelId,
@@ -187,17 +217,17 @@ export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundl
     createdAt: (opts.now ?? new Date()).toISOString(),
     entry,
     files,
-    tokenizer: await tokenizerRef(dir, new Set(paths.keys())),
+    tokenizer: tok.ref,
     generation: opts.overrides?.generation ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.generation), GenerationDefaultsSchema)) ?? {},
     arch: opts.overrides?.arch ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.arch), JsonObjectSchema)),
     compression: opts.overrides?.compression ?? compression,
-    evaluation: withQuality(opts.overrides?.evaluation ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.evaluation), JsonObjectSchema)), quality),
+    evaluation: { ...evaluation, bundleCheck: checkRecord(check) },
     lineage: opts.overrides?.lineage ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.lineage), LineageSchema)) ?? {},
     ...(opts.securityVersion !== undefined ? { securityVersion: opts.securityVersion } : {}),
     ...(opts.expiresAt !== undefined ? { expiresAt: opts.expiresAt } : {}),
   };
   const manifest = parseWith(ManifestSchema, input, 'model manifest');
-  return { manifest, manifestBytes: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), paths, ignored };
+  return { manifest, manifestBytes: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), paths, ignored, check };
 }
 
 export interface PublishOptions extends PrepareOptions {
@@ -224,6 +254,8 @@ export interface PublishResult {
   files: ManifestFile[];
   totalBytes: number;
   ignored: string[];
+  /** What the bundle check found before the upload, or 'skipped'. */
+  check: BundleCheckResult | 'skipped';
 }
 
 function isNotFound(err: unknown): boolean {
@@ -372,6 +404,7 @@ export async function publishBundle(opts: PublishOptions): Promise<PublishResult
     files: bundle.manifest.files,
     totalBytes,
     ignored: bundle.ignored,
+    check: bundle.check,
   };
 }
 

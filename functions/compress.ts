@@ -12,6 +12,15 @@ import { defineHandler } from './shared/handler.ts';
 import { s3Client } from './shared/env.ts';
 import { downloadPrefix, scratchDir, uploadDir } from './shared/s3.ts';
 
+/** Files of the built bundle that the compressed model keeps as they are. */
+const CARRIED_FILES = ['tokenizer.json', 'tokenizer_config.json', 'generation.json'];
+
+async function copyCarried(from: string, to: string): Promise<void> {
+  for (const name of CARRIED_FILES) {
+    if ((await fs.stat(path.join(from, name)).catch(() => undefined))?.isFile()) await fs.copyFile(path.join(from, name), path.join(to, name));
+  }
+}
+
 export const handler = defineHandler('compress', BuildOutputSchema, async (input, env): Promise<CompressOutput> => {
   const s3 = s3Client(env);
   const inDir = await scratchDir(env.FLEETLM_TMP, 'compress-in');
@@ -35,6 +44,7 @@ export const handler = defineHandler('compress', BuildOutputSchema, async (input
     let quantization: CompressOutput['compress']['quantization'];
     if (q) {
       await saveOnnxModel(rewritten.model, path.join(embDir, 'model.onnx'));
+      await copyCarried(inDir, embDir);
       embeddingModelPrefix = `${shardPrefix(input.runId, input.shardId)}compressed-embedding/`;
       await uploadDir(s3, env.ARTIFACTS_BUCKET, embDir, embeddingModelPrefix);
       const quantized = quantizeModel(rewritten.model, q);
@@ -44,6 +54,8 @@ export const handler = defineHandler('compress', BuildOutputSchema, async (input
       await saveOnnxModel(rewritten.model, path.join(outDir, 'model.onnx'));
     }
     await fs.copyFile(path.join(inDir, 'arch.json'), path.join(outDir, 'arch.json'));
+    // The tokenizer and generation defaults travel with every model evaluate and publish read.
+    await copyCarried(inDir, outDir);
     await writeJsonAtomic(path.join(outDir, 'compression.json'), { ...outcome.report, why: outcome.why, ...(quantization ? { quantization } : {}) });
     const modelPrefix = `${shardPrefix(input.runId, input.shardId)}compressed/`;
     const { files, bytes } = await uploadDir(s3, env.ARTIFACTS_BUCKET, outDir, modelPrefix);

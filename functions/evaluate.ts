@@ -3,7 +3,7 @@
 // onnxruntime (through models/runtime).
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { loadLanguageModel, perplexity } from '../models/runtime/index.ts';
+import { assertTokenizerFits, loadLanguageModel, perplexity, tokenizerForModel } from '../models/runtime/index.ts';
 import { CompressOutputSchema, type EvaluateOutput } from './shared/events.ts';
 import { defineHandler } from './shared/handler.ts';
 import { DEFAULT_EVAL_TEXT } from './shared/eval-text.ts';
@@ -11,8 +11,11 @@ import { s3Client } from './shared/env.ts';
 import { downloadPrefix, getBytes, scratchDir } from './shared/s3.ts';
 
 async function perplexityOf(modelPath: string, text: string, maxTokens: number): Promise<{ perplexity: number; tokens: number }> {
-  const model = await loadLanguageModel(modelPath, { allowSpinning: false });
+  // The tokenizer that ships beside the model (tokenizer.json), else GPT-2's for random-weight benchmarks.
+  const tok = await tokenizerForModel(modelPath);
+  const model = await loadLanguageModel(modelPath, { allowSpinning: false, tokenizer: tok.tokenizer });
   try {
+    assertTokenizerFits(model.info, tok.tokenizer, tok);
     const r = await perplexity(model, text, { maxTokens });
     return { perplexity: r.perplexity, tokens: r.scoredTokens };
   } finally {

@@ -1,6 +1,7 @@
 // Step "publish": for each candidate that passed the gate, signs its manifest with the KMS key and
-// uploads the bundle to models/{modelId}/{version}/ (fleet/publisher.ts). Idempotent: a version
-// already published by an earlier attempt of this step is read back, not published again.
+// uploads the bundle to models/{modelId}/{version}/ (fleet/publisher.ts), after the same bundle check as
+// `fleetlm publish` (the model loads in onnxruntime and generates a token with its tokenizer; this function
+// ships onnxruntime for that). Idempotent: a version already published by an earlier attempt is read back.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ValidationError } from '../common/errors.ts';
@@ -20,6 +21,15 @@ export const handler = defineHandler('publish', MergeOutputSchema, async (input,
   const signer = new KmsSigner(kmsClient(env), env.MANIFEST_KEY_ARN);
   const published: PublishOutput['published'] = [];
   for (const c of input.candidates) {
+    // What the approval request shows for this version (functions/approval.ts).
+    const quality = {
+      tokens: c.evaluate.tokens,
+      baselinePerplexity: c.evaluate.baselinePerplexity,
+      perplexity: c.evaluate.compressedPerplexity,
+      qualityDrop: c.evaluate.qualityDrop,
+      parameters: c.parameters,
+      embeddingCompressionRatio: c.embeddingCompressionRatio,
+    };
     if (await isPublished(s3, env.ARTIFACTS_BUCKET, c.modelId, c.version)) {
       const v = await readPublishedVersion(s3, env.ARTIFACTS_BUCKET, c.modelId, c.version);
       published.push({
@@ -29,6 +39,7 @@ export const handler = defineHandler('publish', MergeOutputSchema, async (input,
         prefix: modelPrefix(c.modelId, c.version),
         manifestSha256: v.manifestSha256,
         totalBytes: v.manifest.files.reduce((n, f) => n + f.size, 0) + v.manifestBytes.length,
+        quality,
       });
       continue;
     }
@@ -52,7 +63,7 @@ export const handler = defineHandler('publish', MergeOutputSchema, async (input,
         signer,
         overrides: { lineage: { searchSeed: c.seed, sourceModel: `run ${input.request.runId} shard ${c.shardId}` } },
       });
-      published.push({ deviceClass: c.deviceClass, modelId: r.modelId, version: r.version, prefix: r.prefix, manifestSha256: r.manifestSha256, totalBytes: r.totalBytes });
+      published.push({ deviceClass: c.deviceClass, modelId: r.modelId, version: r.version, prefix: r.prefix, manifestSha256: r.manifestSha256, totalBytes: r.totalBytes, quality });
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

@@ -1,11 +1,15 @@
-// Step "search": the architecture search (MeRino's, objective per the request) for one shard's budget; the result is stored in S3 and
-// only its figures travel on in the state.
+// Step "search": the architecture search (MeRino's, objective per the request) for one shard's budget
+// (random-weights runs), or the figures of the run's own model against the budget (trained models: nothing
+// to search); the result is stored in S3 and only its figures travel on in the state.
 import { DEVICE_IDS } from '../models/search/device-profiles.ts';
 import { searchArchitecture, type SearchResult } from '../models/search/search.ts';
 import { ShardSchema, shardPrefix, type SearchOutput, type Shard } from './shared/events.ts';
 import { defineHandler } from './shared/handler.ts';
 import { s3Client } from './shared/env.ts';
 import { putJson } from './shared/s3.ts';
+import { archCosts } from '../models/arch/accounting.ts';
+import { networkEntropy } from '../models/entropy/network-entropy.ts';
+import { inputModelSpec } from './shared/input-model.ts';
 
 /** Runs the search a shard asks for (synchronous and seeded: a retry finds the same spec). */
 export function searchShard(shard: Shard): SearchResult {
@@ -28,6 +32,15 @@ export function searchShard(shard: Shard): SearchResult {
 }
 
 export const handler = defineHandler('search', ShardSchema, async (shard, env): Promise<SearchOutput> => {
+  if (shard.model.kind !== 'random-weights') {
+    const s3 = s3Client(env);
+    const spec = await inputModelSpec(s3, env.ARTIFACTS_BUCKET, shard.model);
+    const costs = archCosts(spec, spec.contextLength);
+    const entropy = networkEntropy(spec).entropy;
+    const specKey = `${shardPrefix(shard.runId, shard.shardId)}search-result.json`;
+    await putJson(s3, env.ARTIFACTS_BUCKET, specKey, { spec, source: shard.model, params: costs.params, flops: costs.flops, decodeMemoryBytes: costs.decodeMemoryBytes, entropy });
+    return { ...shard, search: { specKey, parameters: costs.params, forwardFlops: costs.flops, decodeMemoryBytes: costs.decodeMemoryBytes, entropy, latencyMs: null } };
+  }
   const result = searchShard(shard);
   const specKey = `${shardPrefix(shard.runId, shard.shardId)}search-result.json`;
   await putJson(s3Client(env), env.ARTIFACTS_BUCKET, specKey, result);

@@ -55,6 +55,8 @@ export const InfraConfigSchema = z
     maxQualityDrop: z.number().positive().max(10).default(0.15),
     /** Lambda memory for model steps (search, build, compress, evaluate), MiB. */
     modelFunctionMemoryMb: z.number().int().min(512).max(10240).default(3008),
+    /** How long a run waits at its approval step for `fleetlm approve` before it fails (States.Timeout), hours. */
+    approvalTimeoutHours: z.number().int().min(1).max(24 * 30).default(72),
     /** Distributed Map concurrency over shards. */
     maxShardConcurrency: z.number().int().min(1).max(1000).default(10),
     /** Percentage of shards that may fail without failing the Map (merge still needs a model for every device class). */

@@ -9,7 +9,7 @@ import type { IoTClient } from '@aws-sdk/client-iot';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { startHub, type LocalHub } from '../local-hub/hub.ts';
 import { writeFileAtomic } from '../common/atomic-file.ts';
-import { TransportError } from '../common/errors.ts';
+import { describeError, TransportError, ValidationError } from '../common/errors.ts';
 import { generateSigningKeyPair, LocalKeySigner } from '../contracts/manifest-signing.ts';
 import { createIotClient, createS3Client, localProfile, type FleetProfile } from '../fleet/profile.ts';
 import { publishBundle, type PublishResult } from '../fleet/publisher.ts';
@@ -143,6 +143,8 @@ export interface DemoResult {
   goodJob: JobProgress;
   completions: Completion[];
   report: DeviceReport[];
+  /** How publish's bundle check refused the corrupt v2 before it was published with the checks skipped. */
+  brokenRefusal?: { code: string; message: string };
   brokenJob?: JobProgress;
   afterBroken?: Completion[];
   rollbackJob?: JobProgress;
@@ -157,7 +159,10 @@ export interface DemoResult {
   endpoints: LocalHub['endpoints'];
 }
 
-/** Makes a copy of a model directory whose ONNX file is corrupt but which publishes (and signs) fine. */
+/**
+ * Makes a copy of a model directory whose ONNX file is corrupt. Publish's bundle check refuses it; the demo
+ * then publishes it with the check skipped, to show what the devices do when a bad model reaches them anyway.
+ */
 async function corruptBundle(srcDir: string, dstDir: string): Promise<void> {
   await fs.mkdir(dstDir, { recursive: true });
   for (const name of await fs.readdir(srcDir)) {
@@ -414,8 +419,22 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     if (opts.broken) {
       const brokenDir = path.join(dir, 'bundle-v2-broken');
       await corruptBundle(bundleDir, brokenDir);
-      const v2 = await clock.stage('publish v2 (corrupt ONNX, validly signed)', () =>
-        publishBundle({ s3, bucket: profile.s3.bucket, signer, modelDir: brokenDir, modelId: opts.modelId, version: '2.0.0-broken' }), (p) => `s3://${p.bucket}/${p.prefix}`);
+      const v2Publish = { s3, bucket: profile.s3.bucket, signer, modelDir: brokenDir, modelId: opts.modelId, version: '2.0.0-broken' };
+      // First line of defence: publish runs the model before signing, and refuses this one.
+      result.brokenRefusal = await clock.stage('publish v2 (corrupt ONNX): the bundle check refuses it', async () => {
+        const err = await publishBundle(v2Publish).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        if (!(err instanceof ValidationError) || !err.code.startsWith('VALIDATION_BUNDLE_')) {
+          throw new TransportError(`publish was expected to refuse the corrupt v2 with a bundle-check error; it ${err === undefined ? 'published it' : `failed otherwise: ${describeError(err)}`}`);
+        }
+        return { code: err.code, message: err.message };
+      }, (r) => `${r.code}: ${r.message.replaceAll(brokenDir, '.../bundle-v2-broken')}`);
+      // Second line: a bad model that reaches the devices anyway (here forced with the check skipped, as
+      // `--skip-bundle-checks` does, which exists for exactly this test) fails the canary's health check.
+      const v2 = await clock.stage('publish v2 with --skip-bundle-checks (safety-net test only)', () =>
+        publishBundle({ ...v2Publish, skipBundleChecks: true }), (p) => `s3://${p.bucket}/${p.prefix} (validly signed; its manifest records the skipped check)`);
       published.push(v2);
       result.brokenJob = await clock.stage('rollout v2 with canary + abort threshold', async () => {
         // A real canary: one device gets job <id>-canary; the other devices get job <id> only if it SUCCEEDED.

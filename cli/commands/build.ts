@@ -17,6 +17,7 @@ const OptionsSchema = z
     layout: z.enum(CHECKPOINT_LAYOUTS).default('fleetlm'),
     activation: z.enum(ACTIVATIONS).optional(),
     externalData: z.enum(['auto', 'always', 'never']).default('auto'),
+    tokenizer: z.string().min(1).optional(),
     json: z.boolean().default(false),
   })
   .strict();
@@ -34,6 +35,7 @@ export function register(program: Command): void {
     .option('--layout <layout>', `checkpoint tensor layout: ${CHECKPOINT_LAYOUTS.join(', ')}`)
     .option('--activation <fn>', `FFN activation ${ACTIVATIONS.join('|')} (default: gelu_tanh for --layout gpt2, relu for opt, else gelu)`)
     .option('--external-data <mode>', 'auto (above the 2 GB protobuf limit) | always | never')
+    .option('--tokenizer <file>', 'tokenizer.json to write beside the model (default with --weights: the one the checkpoint was trained with, found beside it)')
     .option('--json', 'print a JSON summary')
     .action(async (raw: Record<string, unknown>) => {
       const opts = parseFlags(OptionsSchema, raw, 'build options');
@@ -47,6 +49,7 @@ export function register(program: Command): void {
         layout: opts.layout,
         activation: opts.activation,
         externalData: opts.externalData,
+        tokenizerPath: opts.tokenizer,
       });
       const seconds = (Date.now() - started) / 1000;
       if (opts.json) {
@@ -61,6 +64,14 @@ export function register(program: Command): void {
         `  weights:      ${weights}, activation ${result.activation}`,
         `  model file:   ${result.modelBytes.toLocaleString('en-US')} bytes`,
       ];
+      const tok = result.tokenizer;
+      lines.push(
+        tok.source === 'file'
+          ? `  tokenizer:    ${tok.path} (${tok.vocabSize} ids, from ${tok.from}${tok.configPath ? ', with its tokenizer_config.json' : ''})`
+          : tok.source === 'gpt2'
+            ? '  tokenizer:    gpt2 (built in; the checkpoint was trained with it)'
+            : '  tokenizer:    none written (generate and publish use gpt2 unless a tokenizer.json is put beside the model)',
+      );
       if (result.externalDataPath) lines.push(`  external data: ${result.externalDataPath} (${result.externalDataBytes.toLocaleString('en-US')} bytes)`);
       process.stdout.write(`${lines.join('\n')}\n`);
     });

@@ -346,14 +346,24 @@ export function register(program: Command): void {
       .option('--kms-key <arn>', 'AWS KMS ECC_NIST_P256 key that signs the manifest (cloud)')
       .option('--max-perplexity-increase <f>', 'judge the bundle\'s quality.json under this limit (fraction of the dense perplexity) instead of its own')
       .option('--security-version <n>', 'anti-rollback: devices refuse releases of this model with a lower security version (integer)')
-      .option('--expires-at <time>', 'devices refuse to install this release after this ISO 8601 time'),
-  ).action(async (o: CommonOpts & { modelDir: string; modelId: string; version: string; entry?: string; key?: string; kmsKey?: string; maxPerplexityIncrease?: string; securityVersion?: string; expiresAt?: string }) => {
+      .option('--expires-at <time>', 'devices refuse to install this release after this ISO 8601 time')
+      .option(
+        '--skip-bundle-checks',
+        "FOR TESTING THE AGENTS' SAFETY NET ONLY: publish without checking that the model loads, fits its tokenizer and yields finite logits (the manifest records the skip)",
+      ),
+  ).action(async (o: CommonOpts & { modelDir: string; modelId: string; version: string; entry?: string; key?: string; kmsKey?: string; maxPerplexityIncrease?: string; securityVersion?: string; expiresAt?: string; skipBundleChecks?: boolean }) => {
     const maxPerplexityIncrease = o.maxPerplexityIncrease === undefined ? undefined : Number(o.maxPerplexityIncrease);
     if (maxPerplexityIncrease !== undefined && !(Number.isFinite(maxPerplexityIncrease) && maxPerplexityIncrease >= 0)) {
       throw new ValidationError(`--max-perplexity-increase must be a fraction >= 0, e.g. 0.05; got ${o.maxPerplexityIncrease}`);
     }
     const profile = await profileFrom(o);
     const signer = signerFor(o, profile);
+    if (o.skipBundleChecks) {
+      process.stderr.write(
+        'WARNING: --skip-bundle-checks: publishing without checking that the model runs. This is for testing the agents\' safety net only; ' +
+          'devices will refuse a bundle that fails the checks, and the version stays published (immutable).\n',
+      );
+    }
     const bar = showBars(o) ? new cliProgress.SingleBar({ format: 'upload [{bar}] {percentage}% {file}', stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
     let started = false;
     const result = await publishBundle({
@@ -365,6 +375,7 @@ export function register(program: Command): void {
       version: o.version,
       entry: o.entry,
       maxPerplexityIncrease,
+      skipBundleChecks: o.skipBundleChecks === true,
       ...(o.securityVersion !== undefined ? { securityVersion: intFlag(o.securityVersion, '--security-version', 0, 2 ** 31 - 1) } : {}),
       ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt } : {}),
       onProgress: (done, total, file) => {
@@ -383,6 +394,9 @@ export function register(program: Command): void {
           result.files.map((f) => [f.name, f.role, f.size, f.sha256.slice(0, 16)]),
         ),
         `manifest sha256 ${result.manifestSha256}  signed by ${result.signature.keyId}`,
+        result.check === 'skipped'
+          ? 'bundle check: SKIPPED (--skip-bundle-checks; recorded in the manifest)'
+          : `bundle check: loads in onnxruntime, tokenizer ${result.check.tokenizerVocabSize} ids for ${result.check.modelVocabSize} logits, finite logits, first token ${JSON.stringify(result.check.tokenText)}`,
         ...(result.ignored.length ? [`not shipped: ${result.ignored.join(', ')}`] : []),
       ].join('\n'),
     );

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { ValidationError } from '../../common/errors.ts';
 import { parseFlags } from '../flag-names.ts';
-import { isHfTokenizer, loadLanguageModel, tokenizerForModel, type ChatMessage, type Tokenizer } from '../../models/runtime/index.ts';
+import { assertTokenizerFits, isHfTokenizer, loadLanguageModel, tokenizerForModel, type ChatMessage, type Tokenizer } from '../../models/runtime/index.ts';
 
 const OptionsSchema = z
   .object({
@@ -72,6 +72,7 @@ export function register(program: Command): void {
       });
       const loadMs = performance.now() - loadStart;
       try {
+        assertTokenizerFits(model.info, tok.tokenizer, tok);
         const result = await model.generateText(promptOf(tok.tokenizer, opts.prompt, opts.chat, opts.system), {
           maxTokens: opts.maxTokens,
           temperature: opts.temperature,

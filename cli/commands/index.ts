@@ -59,6 +59,10 @@ export const COMMANDS: ReadonlyArray<CommandEntry> = [
     commands: { console: 'Serve the operator web console (devices, jobs, telemetry charts, model registry) on 127.0.0.1' },
     load: () => import('./console.ts'),
   },
+  {
+    commands: { approve: "Approve (or --reject) a pipeline run's rollout after reading its quality figures; --list shows approvals" },
+    load: () => import('./approve.ts'),
+  },
   { commands: { device: 'register devices with the fleet' }, load: () => import('./device.ts') },
   { commands: { agent: 'Bundle and package the device agent (tar.gz and .deb per architecture)' }, load: () => import('./agent.ts') },
   {

@@ -5,7 +5,7 @@ import cliProgress from 'cli-progress';
 import { z } from 'zod';
 import { ValidationError } from '../../common/errors.ts';
 import { parseFlags } from '../flag-names.ts';
-import { loadLanguageModel, perplexity, tokenizerForModel } from '../../models/runtime/index.ts';
+import { assertTokenizerFits, loadLanguageModel, perplexity, tokenizerForModel } from '../../models/runtime/index.ts';
 
 const OptionsSchema = z
   .object({
@@ -45,11 +45,18 @@ export function register(program: Command): void {
       } catch (err) {
         throw new ValidationError(`--text ${opts.text}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
       }
+      const tok = await tokenizerForModel(opts.model, opts.tokenizer);
       const model = await loadLanguageModel(opts.model, {
-        tokenizer: (await tokenizerForModel(opts.model, opts.tokenizer)).tokenizer,
+        tokenizer: tok.tokenizer,
         intraOpNumThreads: opts.threads,
         contextLength: opts.contextLength,
       });
+      try {
+        assertTokenizerFits(model.info, tok.tokenizer, tok);
+      } catch (err) {
+        await model.dispose();
+        throw err;
+      }
       const showBar = !opts.json && process.stderr.isTTY === true;
       const bar = showBar
         ? new cliProgress.SingleBar({ format: 'perplexity [{bar}] {value}/{total} tokens', stream: process.stderr }, cliProgress.Presets.shades_classic)

@@ -66,6 +66,30 @@ export const CompressionSettingsSchema = z
   .strict();
 export type Budget = z.output<typeof BudgetSchema>;
 
+/** Input models live under inputs/, the only prefix the search and build steps may read besides runs/. */
+export const InputPrefixSchema = S3KeySchema.max(256, 'must be at most 256 characters (it travels in every shard of the state)').refine((k) => k.startsWith('inputs/') && k.endsWith('/'), 'must be a folder under inputs/ ending in / (the only prefix the pipeline reads input models from)');
+
+/**
+ * The model a run ships: a FleetLM checkpoint folder (arch.json, one .safetensors written by `fleetlm train`,
+ * its tokenizer), a Hugging Face folder (config.json, safetensors, tokenizer.json as `save_pretrained` writes
+ * it), or random weights on a searched design, for benchmarking the pipeline only (never rolled out unless
+ * the request sets rollout.enabled).
+ */
+export const ModelSourceSchema = z.discriminatedUnion(
+  'kind',
+  [
+    z.object({ kind: z.literal('checkpoint'), prefix: InputPrefixSchema }).strict(),
+    z.object({ kind: z.literal('huggingface'), prefix: InputPrefixSchema }).strict(),
+    z.object({ kind: z.literal('random-weights'), benchmarkOnly: z.literal(true, { error: 'must be true: random weights are for benchmarking the pipeline only' }) }).strict(),
+  ],
+  {
+    error:
+      'must name the model to ship: {"kind":"checkpoint","prefix":"inputs/<dir>/"} (a `fleetlm train` checkpoint), {"kind":"huggingface","prefix":"inputs/<dir>/"} ' +
+      '(a save_pretrained folder), or {"kind":"random-weights","benchmarkOnly":true} (benchmarks only)',
+  },
+);
+export type ModelSource = z.output<typeof ModelSourceSchema>;
+
 /** What starts a pipeline execution. */
 export const PipelineRequestSchema = z
   .object({
@@ -73,6 +97,8 @@ export const PipelineRequestSchema = z
     modelId: ModelIdSchema,
     /** Base version; each device class publishes `{version}-{deviceClass}`. */
     version: ModelVersionSchema,
+    /** What to ship (required): a trained model, or random weights for benchmarks. */
+    model: ModelSourceSchema,
     seed: z.number().int().nonnegative().default(1),
     vocabSize: z.number().int().positive().max(1_000_000).default(50257),
     contextLength: z.number().int().positive().max(32768).default(256),
@@ -87,12 +113,16 @@ export const PipelineRequestSchema = z
     evalTokens: z.number().int().min(16).max(100_000).default(512),
     rollout: z
       .object({
-        enabled: z.boolean().default(true),
+        /**
+         * Ask for a rollout (it still waits for `fleetlm approve`). Default: true for a checkpoint or Hugging
+         * Face model, false for random weights; the plan step writes the resolved value.
+         */
+        enabled: z.boolean().optional(),
         /** deviceClass -> thing group, overriding the deployment's groups. */
         thingGroups: z.record(z.string(), z.string().min(1).max(128)).optional(),
       })
       .strict()
-      .default({ enabled: true }),
+      .default({}),
   })
   .strict()
   // What the state machine can carry (functions/shared/payload.ts); the plan step checks default budgets the same way.
@@ -111,6 +141,7 @@ export const ShardSchema = z
     modelId: ModelIdSchema,
     version: ModelVersionSchema,
     budget: BudgetSchema,
+    model: ModelSourceSchema,
     seed: z.number().int().nonnegative(),
     vocabSize: z.number().int().positive(),
     contextLength: z.number().int().positive(),
@@ -231,6 +262,18 @@ export const MergeOutputSchema = z
   .strict();
 export type MergeOutput = z.output<typeof MergeOutputSchema>;
 
+/** The figures an approver sees for each published version (from evaluate and merge). */
+export const PublishedQualitySchema = z
+  .object({
+    tokens: z.number().int().positive(),
+    baselinePerplexity: z.number().positive(),
+    perplexity: z.number().positive(),
+    /** (perplexity - baseline) / baseline. */
+    qualityDrop: z.number(),
+    parameters: z.number().nonnegative(),
+    embeddingCompressionRatio: z.number().positive(),
+  })
+  .strict();
 export const PublishedSchema = z
   .object({
     deviceClass: z.string(),
@@ -239,6 +282,7 @@ export const PublishedSchema = z
     prefix: S3KeySchema,
     manifestSha256: z.string(),
     totalBytes: z.number().int().nonnegative(),
+    quality: PublishedQualitySchema.optional(),
   })
   .strict();
 export const PublishOutputSchema = z

@@ -1,7 +1,8 @@
 // The model pipeline: one Lambda per step and the Step Functions state machine that runs
 // plan -> Distributed Map over shards (search -> build -> compress -> evaluate) -> merge ->
-// quality gate -> publish -> rollout (canary jobs, a wait/check loop, then each group's job), with retries,
-// and failure paths that notify and fail.
+// quality gate -> publish -> approval (a task token `fleetlm approve` answers) -> rollout (canary jobs, a
+// wait/check loop, then each group's job), with retries, and failure paths that notify and fail. The input
+// is a trained model (checkpoint or Hugging Face folder under inputs/); random weights only for benchmarks.
 import { CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, Token, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -38,6 +39,9 @@ export const STEP = {
   gate: 'QualityGate',
   publish: 'Publish',
   rolloutEnabled: 'RolloutEnabled',
+  notifyApproval: 'NotifyApprovalNeeded',
+  approval: 'AwaitApproval',
+  approvalRejected: 'RolloutRejected',
   rollout: 'Rollout',
   canaryStarted: 'CanaryStarted',
   canaryWait: 'CanaryWait',
@@ -77,7 +81,9 @@ export class PipelineStack extends Stack {
     const compress = fn('compress', fleetFunction(this, 'CompressFn', { entry: 'compress.ts', description: 'Tensor-train compresses the embeddings', ...modelStep, environment: baseEnv }));
     const evaluate = fn('evaluate', fleetFunction(this, 'EvaluateFn', { entry: 'evaluate.ts', description: 'Perplexity of baseline and compressed models', ...modelStep, onnxRuntime: true, environment: baseEnv }));
     const merge = fn('merge', fleetFunction(this, 'MergeFn', { entry: 'merge.ts', description: 'Chooses the best shard per device class', environment: baseEnv }));
-    const publish = fn('publish', fleetFunction(this, 'PublishFn', { entry: 'publish.ts', description: 'Signs and publishes bundles', timeout: Duration.minutes(15), memoryMb: 1024, ephemeralStorageMb: 4096, environment: { ...baseEnv, MANIFEST_KEY_ARN: signingKeyArn, MAX_QUALITY_DROP: String(config.maxQualityDrop) } }));
+    // onnxruntime: publish runs the bundle check (the model loads and generates a token with its tokenizer) before signing.
+    const publish = fn('publish', fleetFunction(this, 'PublishFn', { entry: 'publish.ts', description: 'Checks, signs and publishes bundles', ...modelStep, onnxRuntime: true, environment: { ...baseEnv, MANIFEST_KEY_ARN: signingKeyArn, MAX_QUALITY_DROP: String(config.maxQualityDrop) } }));
+    const approval = fn('approval', fleetFunction(this, 'ApprovalFn', { entry: 'approval.ts', description: 'Stores the rollout approval request (task token + quality figures)', environment: baseEnv }));
     // The pipeline's jobs follow the one rollout policy (fleet/rollout-policy.ts, validated in infra/config.ts),
     // passed to the rollout Lambdas as JSON and validated again there by the same schema.
     const thingGroups = Object.fromEntries(config.deviceClasses.map((c) => [c.name, thingGroupName(config, c.name)]));
@@ -95,6 +101,11 @@ export class PipelineStack extends Stack {
       allow(f, ['s3:GetObject', 's3:PutObject'], ['runs/*']);
       list(f, ['runs/*']);
     }
+    // The run's input model (a checkpoint or Hugging Face folder) is read from inputs/ only.
+    allow(search, ['s3:GetObject'], ['inputs/*']);
+    allow(build, ['s3:GetObject'], ['inputs/*']);
+    list(build, ['inputs/*']);
+    allow(approval, ['s3:PutObject'], ['approvals/*']);
     allow(evaluate, ['s3:GetObject'], ['eval/*']);
     allow(plan, ['s3:PutObject'], ['runs/*']);
     allow(merge, ['s3:GetObject', 's3:PutObject'], ['runs/*']);
@@ -192,8 +203,44 @@ export class PipelineStack extends Stack {
       .otherwise(canaryWait);
     canaryWait.next(onError(invoke(STEP.canaryCheck, canaryCheck, 'PENDING, SUCCEEDED or FAILED (canary timeout included)'))).next(canaryOutcome);
     const canaryStarted = new sfn.Choice(this, STEP.canaryStarted).when(sfn.Condition.isPresent('$.canary'), canaryWait).otherwise(done);
+    // Rollout waits for a person: the approval task stores its token with the figures (approvals/{execution}.json)
+    // and the run sleeps until `fleetlm approve` sends SendTaskSuccess, or SendTaskFailure (RolloutRejected).
+    const notifyApproval = new tasks.SnsPublish(this, STEP.notifyApproval, {
+      topic: this.notifications,
+      subject: 'FleetLM release waits for approval',
+      message: sfn.TaskInput.fromObject({
+        execution: sfn.JsonPath.executionId,
+        runId: sfn.JsonPath.stringAt('$.request.runId'),
+        published: sfn.JsonPath.objectAt('$.published'),
+        answer: 'fleetlm approve <execution> (or --reject --reason TEXT); fleetlm approve --list shows the figures',
+      }),
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    const awaitApproval = new tasks.LambdaInvoke(this, STEP.approval, {
+      lambdaFunction: approval,
+      integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+      payload: sfn.TaskInput.fromObject({
+        taskToken: sfn.JsonPath.taskToken,
+        executionArn: sfn.JsonPath.executionId,
+        request: sfn.JsonPath.objectAt('$.request'),
+        published: sfn.JsonPath.objectAt('$.published'),
+      }),
+      comment: 'Wait for `fleetlm approve` with the quality figures of what would roll out',
+      taskTimeout: sfn.Timeout.duration(Duration.hours(config.approvalTimeoutHours)),
+      resultPath: sfn.JsonPath.DISCARD,
+      retryOnServiceExceptions: false,
+    });
+    awaitApproval.addRetry({ errors: RETRYABLE_ERRORS, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 3, jitterStrategy: sfn.JitterType.FULL });
+    const approvalRejected = new sfn.Fail(this, STEP.approvalRejected, { error: 'RolloutRejected', causePath: '$.error.Cause' });
+    // The rejection first: Catch clauses are tried in order, and onError's States.ALL would take it otherwise.
+    awaitApproval.addCatch(approvalRejected, { errors: ['RolloutRejected'], resultPath: '$.error' });
     const rolloutChoice = new sfn.Choice(this, STEP.rolloutEnabled)
-      .when(sfn.Condition.booleanEquals('$.request.rollout.enabled', true), onError(invoke(STEP.rollout, rollout, 'Create one IoT job (or its canary job) per device class')).next(canaryStarted))
+      .when(
+        sfn.Condition.booleanEquals('$.request.rollout.enabled', true),
+        onError(notifyApproval)
+          .next(onError(awaitApproval))
+          .next(onError(invoke(STEP.rollout, rollout, 'Create one IoT job (or its canary job) per device class')).next(canaryStarted)),
+      )
       .otherwise(done);
     const gate = new sfn.Choice(this, STEP.gate, { comment: `Publish only when perplexity grows by at most ${config.maxQualityDrop}` })
       .when(sfn.Condition.numberLessThanEquals('$.maxQualityDrop', config.maxQualityDrop), onError(invoke(STEP.publish, publish, 'Sign and upload bundles')).next(rolloutChoice))
@@ -209,7 +256,8 @@ export class PipelineStack extends Stack {
       stateMachineName: `${config.prefix}-pipeline`,
       definitionBody: sfn.DefinitionBody.fromChainable(definition),
       stateMachineType: sfn.StateMachineType.STANDARD,
-      timeout: Duration.hours(6),
+      // Six hours of work plus the approval wait.
+      timeout: Duration.hours(6 + config.approvalTimeoutHours),
       tracingEnabled: true,
       logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });
@@ -228,6 +276,10 @@ export class PipelineStack extends Stack {
     for (const f of [plan, search, build, compress, evaluate, merge, publish]) {
       suppress(f, [{ id: 'AwsSolutions-IAM5', reason: 'Per-run scratch objects are created under runs/ with names known only at run time.', finding: objects('runs/*') }]);
     }
+    for (const f of [search, build]) {
+      suppress(f, [{ id: 'AwsSolutions-IAM5', reason: 'Input models are folders under inputs/ named by each run request.', finding: objects('inputs/*') }]);
+    }
+    suppress(approval, [{ id: 'AwsSolutions-IAM5', reason: 'One approval request per execution under approvals/, named by the execution.', finding: objects('approvals/*') }]);
     suppress(evaluate, [{ id: 'AwsSolutions-IAM5', reason: 'Evaluation texts are read from the eval/ prefix only.', finding: objects('eval/*') }]);
     for (const f of [publish, rollout, canaryRelease]) {
       suppress(f, [{ id: 'AwsSolutions-IAM5', reason: 'Bundles live under models/{modelId}/{version}/, one prefix per published version.', finding: objects('models/*') }]);

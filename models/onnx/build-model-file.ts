@@ -1,6 +1,7 @@
 // One call from an architecture (spec, spec file, search result or preset) and optional checkpoint
 // to an ONNX model on disk: what `fleetlm build` and the benchmarks use.
 import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { ModelError, ValidationError } from '../../common/errors.ts';
 import { parseArchSpec, type ArchSpec } from '../arch/spec.ts';
 import { PRESETS } from '../arch/presets.ts';
@@ -9,6 +10,10 @@ import { activationOfLayout, weightsFromCheckpoint, type CheckpointLayout } from
 import { buildDecoderModel, parameterInitializerNames, type Activation } from './build-decoder.ts';
 import { saveOnnxModel, tensorElementCount } from './proto.ts';
 import { initWeights, type DecoderWeights } from '../arch/weights.ts';
+import { findCheckpointTokenizer } from '../checkpoint/checkpoint-tokenizer.ts';
+import { loadTokenizerFile, tokenizerConfigPathFor, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../runtime/tokenizer-file.ts';
+import { gpt2Tokenizer } from '../runtime/tokenizer.ts';
+import { TOKENIZER_METADATA_KEY, vocabMismatch } from '../runtime/vocab-match.ts';
 
 export interface BuildModelFileOptions {
   outPath: string;
@@ -22,7 +27,18 @@ export interface BuildModelFileOptions {
   /** FFN activation; default follows the layout (gpt2: gelu_tanh, opt: relu, fleetlm: gelu). */
   activation?: Activation;
   externalData?: 'auto' | 'always' | 'never';
+  /**
+   * tokenizer.json to write beside the model (with its tokenizer_config.json when there is one). Default: with
+   * weightsPath, the checkpoint's own (models/checkpoint/checkpoint-tokenizer.ts); with random weights, none.
+   */
+  tokenizerPath?: string;
 }
+
+/** The tokenizer the build wrote beside the model, or why none. */
+export type BuiltTokenizer =
+  | { source: 'file'; from: string; path: string; configPath: string | null; vocabSize: number }
+  | { source: 'gpt2' }
+  | { source: 'none' };
 
 export interface BuildModelFileResult {
   modelPath: string;
@@ -35,6 +51,7 @@ export interface BuildModelFileResult {
   fused: boolean;
   activation: Activation;
   weights: { source: 'random'; seed: number } | { source: 'checkpoint'; path: string; layout: CheckpointLayout };
+  tokenizer: BuiltTokenizer;
 }
 
 /**
@@ -77,8 +94,16 @@ export async function buildModelFile(spec: ArchSpec, options: BuildModelFileOpti
   const fused = options.fused === true;
   let weights: DecoderWeights;
   let source: BuildModelFileResult['weights'];
+  let tokenizerFile: string | undefined = options.tokenizerPath;
+  let gpt2 = false;
   if (options.weightsPath) {
     const file = await readSafetensors(options.weightsPath);
+    if (tokenizerFile === undefined) {
+      // Found (or refused) before the model is written: a model without its tokenizer decodes garbage.
+      const found = await findCheckpointTokenizer(options.weightsPath, file.metadata.tokenizer);
+      if (found.kind === 'file') tokenizerFile = found.path;
+      gpt2 = found.kind === 'gpt2';
+    }
     weights = weightsFromCheckpoint(spec, file, layout);
     source = { source: 'checkpoint', path: options.weightsPath, layout };
   } else {
@@ -86,7 +111,16 @@ export async function buildModelFile(spec: ArchSpec, options: BuildModelFileOpti
     weights = initWeights(spec, seed);
     source = { source: 'random', seed };
   }
+  const tokenizer = tokenizerFile !== undefined ? await checkedTokenizer(tokenizerFile, spec) : undefined;
+  if (gpt2) {
+    const why = vocabMismatch(spec.vocabSize, gpt2Tokenizer().vocabSize);
+    if (why) throw new ValidationError(`checkpoint ${options.weightsPath} records the gpt2 tokenizer, which does not fit its architecture: ${why}`, { code: 'VALIDATION_TOKENIZER_MISMATCH' });
+  }
   const model = buildDecoderModel(spec, weights, { fused, activation });
+  if (tokenizer) {
+    // What generate, perplexity and publish compare the tokenizer beside the model with (vocab-match.ts).
+    model.metadataProps = [...(model.metadataProps ?? []), { key: TOKENIZER_METADATA_KEY, value: JSON.stringify({ vocabSize: tokenizer.vocabSize, file: path.basename(tokenizer.file) }) }];
+  }
   const params = new Set(parameterInitializerNames(model));
   const parameters = (model.graph?.initializer ?? []).filter((t) => params.has(t.name ?? '')).reduce((n, t) => n + tensorElementCount(t), 0);
   let saved;
@@ -103,5 +137,28 @@ export async function buildModelFile(spec: ArchSpec, options: BuildModelFileOpti
     fused,
     activation,
     weights: source,
+    tokenizer: tokenizer ? await copyTokenizer(tokenizer, path.dirname(path.resolve(options.outPath))) : { source: gpt2 ? 'gpt2' : 'none' },
   };
+}
+
+/** Loads a tokenizer file and refuses one that does not fit the architecture's vocabulary. */
+async function checkedTokenizer(file: string, spec: ArchSpec): Promise<{ file: string; vocabSize: number }> {
+  const tok = await loadTokenizerFile(file);
+  // Smaller is fine here (a BPE trained on a short text stops early); the metadata records the exact size.
+  const why = tok.vocabSize > spec.vocabSize ? vocabMismatch(spec.vocabSize, tok.vocabSize) : undefined;
+  if (why) throw new ValidationError(`tokenizer ${file} does not fit the architecture (vocabSize ${spec.vocabSize}): ${why}`, { code: 'VALIDATION_TOKENIZER_MISMATCH' });
+  return { file, vocabSize: tok.vocabSize };
+}
+
+/** Copies the tokenizer (and its tokenizer_config.json) into the model's directory as tokenizer.json. */
+async function copyTokenizer(tok: { file: string; vocabSize: number }, dir: string): Promise<BuiltTokenizer> {
+  const dst = path.join(dir, TOKENIZER_FILE);
+  if (path.resolve(tok.file) !== dst) await fs.copyFile(tok.file, dst);
+  const config = tokenizerConfigPathFor(path.resolve(tok.file));
+  let configPath: string | null = null;
+  if ((await fs.stat(config).catch(() => undefined))?.isFile()) {
+    configPath = path.join(dir, TOKENIZER_CONFIG_FILE);
+    if (config !== configPath) await fs.copyFile(config, configPath);
+  }
+  return { source: 'file', from: tok.file, path: dst, configPath, vocabSize: tok.vocabSize };
 }

@@ -21,6 +21,8 @@ export { loadTokenizer, loadTokenizerFile, findTokenizerBeside, tokenizerForMode
 export { huggingFaceTokenizer, type HfTokenizer } from './tokenizer-hf.ts';
 export { isHfTokenizer } from './tokenizer-kind.ts';
 export { bpeToHuggingFace, huggingFaceToBpe, bpeTokenizerConfig, isFleetBpeFile, BpeFileSchema, type BpeFile } from './tokenizer-fleetlm-bpe.ts';
+export { assertTokenizerFits, declaredTokenizerVocab, vocabMismatch, MAX_VOCAB_PADDING, TOKENIZER_METADATA_KEY, type TokenizerSource } from './vocab-match.ts';
+export { checkBundle, BUNDLE_CHECK_PROMPT, type BundleCheckOptions, type BundleCheckResult } from './bundle-check.ts';
 export { ChatTemplate, type ChatMessage } from './chat-template.ts';
 export { StopSequences } from './stop-sequences.ts';
 export { defaultThreadCount, availableExecutionProviders, checkExecutionProviders, type BackendOptions, type ExecutionProviderInfo } from './onnx-backend.ts';

@@ -71,11 +71,12 @@ export async function findTokenizerBeside(modelPath: string): Promise<string | u
 
 /**
  * The tokenizer for a model: the explicit choice when given, else a `tokenizer.json` (and its
- * tokenizer_config.json) beside the model file, else GPT-2.
+ * tokenizer_config.json) beside the model file, else GPT-2 (with `missing`, the tokenizer.json looked for).
  */
-export async function tokenizerForModel(modelPath: string, choice?: string): Promise<{ tokenizer: Tokenizer; source: string }> {
+export async function tokenizerForModel(modelPath: string, choice?: string): Promise<{ tokenizer: Tokenizer; source: string; missing?: string }> {
   if (choice !== undefined) return { tokenizer: await loadTokenizer(choice), source: choice };
   const beside = await findTokenizerBeside(modelPath);
   if (beside) return { tokenizer: await loadTokenizer(beside), source: beside };
-  return { tokenizer: gpt2Tokenizer(), source: 'gpt2' };
+  // `missing` lets a caller whose model does not fit GPT-2 name the file it looked for (vocab-match.ts).
+  return { tokenizer: gpt2Tokenizer(), source: 'gpt2', missing: path.join(path.dirname(path.resolve(modelPath)), TOKENIZER_FILE) };
 }

@@ -3,7 +3,7 @@
 // AWS_REGION, credentials from the environment) and the profile file, and the Lambda handlers. Where moto lacks
 // an API, each test says so and names the local-hub test that covers that path instead.
 import { createHash, createPublicKey, verify } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +31,7 @@ import { parseManifestBytes, parseManifestSignature } from '../../contracts/mani
 import { LocalKeySigner } from '../../contracts/manifest-signing.ts';
 import { publishBundle } from '../../fleet/publisher.ts';
 import { createS3Client, resolveProfile } from '../../fleet/profile.ts';
+import { writeTinyModel } from '../helpers/tiny-model.ts';
 
 const REGION = 'us-east-1';
 const BUCKET = 'fleetlm-artifacts-moto';
@@ -61,10 +62,11 @@ async function object(key: string): Promise<Buffer> {
   return Buffer.from(await out.Body!.transformToByteArray());
 }
 
-function modelDir(name: string, fill: number): string {
+/** A bundle directory with a real tiny model (publish checks that it runs); seeds give different bytes. */
+async function modelDir(name: string, seed: number): Promise<string> {
   const d = path.join(dir, name);
   mkdirSync(d, { recursive: true });
-  writeFileSync(path.join(d, 'model.onnx'), Buffer.alloc(4096, fill));
+  await writeTinyModel(d, { seed });
   return d;
 }
 
@@ -141,7 +143,7 @@ afterAll(async () => {
 
 describe('publish against moto S3 (and KMS)', () => {
   it('publishes with a local key: every object lands under models/{id}/{version}/ and the manifest verifies against the bytes', async () => {
-    const r = await cli('publish', '--model-dir', modelDir('m1', 1), '--model-id', 'tiny', '--version', '1.0.0', '--key', path.join(dir, 'keys', 'fleet-signing-key.pem'), '--json');
+    const r = await cli('publish', '--model-dir', await modelDir('m1', 1), '--model-id', 'tiny', '--version', '1.0.0', '--key', path.join(dir, 'keys', 'fleet-signing-key.pem'), '--json');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const manifestBytes = await object('models/tiny/1.0.0/manifest.json');
@@ -153,7 +155,7 @@ describe('publish against moto S3 (and KMS)', () => {
 
   it('refuses to publish a version twice and leaves the published bytes untouched', async () => {
     const before = await object('models/tiny/1.0.0/model.onnx');
-    const r = await cli('publish', '--model-dir', modelDir('m1-other', 9), '--model-id', 'tiny', '--version', '1.0.0', '--key', path.join(dir, 'keys', 'fleet-signing-key.pem'));
+    const r = await cli('publish', '--model-dir', await modelDir('m1-other', 9), '--model-id', 'tiny', '--version', '1.0.0', '--key', path.join(dir, 'keys', 'fleet-signing-key.pem'));
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/already published.*immutable/);
     expect((await object('models/tiny/1.0.0/model.onnx')).equals(before)).toBe(true);
@@ -164,7 +166,7 @@ describe('publish against moto S3 (and KMS)', () => {
     const key = readFileSync(path.join(dir, 'keys', 'fleet-signing-key.pem'), 'utf8');
     const client = createS3Client(profile);
     // Several files per bundle so the two uploads interleave object by object.
-    const dirs = [modelDir('race-a', 3), modelDir('race-b', 4)];
+    const dirs = [await modelDir('race-a', 3), await modelDir('race-b', 4)];
     for (const [i, d] of dirs.entries()) for (const n of ['a.bin', 'b.bin', 'c.bin']) writeFileSync(path.join(d, n), Buffer.alloc(2048, 10 + i));
     const results = await Promise.allSettled(
       dirs.map((d) => publishBundle({ s3: client, bucket: BUCKET, signer: new LocalKeySigner(key), modelDir: d, modelId: 'race', version: '1' })),
@@ -181,7 +183,7 @@ describe('publish against moto S3 (and KMS)', () => {
   });
 
   it('uploads a file above the threshold in parts, reporting progress per part, and completes it only if the key is still free', async () => {
-    const d = modelDir('big', 5);
+    const d = await modelDir('big', 5);
     const big = Buffer.alloc(11 * 2 ** 20 + 123);
     for (let i = 0; i < big.length; i += 4096) big[i] = (i / 4096) & 0xff;
     writeFileSync(path.join(d, 'model.onnx.data'), big);
@@ -201,7 +203,7 @@ describe('publish against moto S3 (and KMS)', () => {
     const { uploadFileIfAbsent } = await import('../../fleet/object-upload.ts');
     const again = await uploadFileIfAbsent(
       client,
-      { bucket: BUCKET, key: 'models/big/1/model.onnx.data', file: path.join(d, 'model.onnx'), size: 4096, contentType: 'application/octet-stream' },
+      { bucket: BUCKET, key: 'models/big/1/model.onnx.data', file: path.join(d, 'model.onnx'), size: statSync(path.join(d, 'model.onnx')).size, contentType: 'application/octet-stream' },
       { multipartThresholdBytes: 1 },
     );
     expect(again).toBe(false);
@@ -209,7 +211,7 @@ describe('publish against moto S3 (and KMS)', () => {
   });
 
   it('publishes with a KMS key: one Sign call with the 32-byte digest; moto 5.2 does not implement MessageType DIGEST (it signs the digest as a RAW message, hashing it again), so the signature is checked in that form here; DIGEST semantics are covered against the local KMS-protocol server in test/fleet/kms-signer.test.ts', async () => {
-    const r = await cli('publish', '--model-dir', modelDir('m2', 2), '--model-id', 'tiny', '--version', '2.0.0', '--kms-key', kmsKeyArn, '--json');
+    const r = await cli('publish', '--model-dir', await modelDir('m2', 2), '--model-id', 'tiny', '--version', '2.0.0', '--kms-key', kmsKeyArn, '--json');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const der = (await kms.send(new GetPublicKeyCommand({ KeyId: kmsKeyArn }))).PublicKey!;

@@ -47,8 +47,10 @@ describe('local demo pipeline', () => {
       expect(Object.values(await executions(iot, good!.jobId!))).toEqual(['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']);
       expect(good!.status).toBe('COMPLETED');
 
-      // v2 (corrupt ONNX, validly signed): the canary job (one device) fails its health check, the abort criterion
-      // cancels it, no device ever reports SUCCEEDED for it, and the rollout's own job for the others never exists.
+      // v2 (corrupt ONNX): publish's bundle check refuses it; published with the check skipped (validly signed),
+      // the canary job (one device) fails its health check, the abort criterion cancels it, no device ever
+      // reports SUCCEEDED for it, and the rollout's own job for the others never exists.
+      expect(live.result.brokenRefusal).toMatchObject({ code: 'VALIDATION_BUNDLE_LOAD', message: expect.stringMatching(/must load in onnxruntime/) });
       expect(broken!.description).toMatch(/@2\.0\.0-broken .*\(canary of \S+\)$/);
       expect(broken!.jobId).toMatch(/-canary$/);
       expect(Object.keys(await executions(iot, broken!.jobId!))).toHaveLength(1);

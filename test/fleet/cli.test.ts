@@ -12,6 +12,7 @@ import { startHub, type LocalHub } from '../../local-hub/hub.ts';
 import { createIotClient, readLocalProfile } from '../../fleet/profile.ts';
 import { provisionThings } from '../../local-demo/provision.ts';
 import { buildAgentPackage } from '../edge-agent/self-update/self-update-fixture.ts';
+import { writeTinyModel } from '../helpers/tiny-model.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
@@ -29,7 +30,7 @@ beforeAll(async () => {
   await provisionThings(createIotClient(readLocalProfile(path.join(dir, 'hub'))), 'lab', ['pi-1', 'pi-2']);
   const model = path.join(dir, 'model');
   mkdirSync(model);
-  writeFileSync(path.join(model, 'model.onnx'), Buffer.alloc(2048, 1));
+  await writeTinyModel(model);
   expect((await cli('keygen', '--out-dir', path.join(dir, 'keys'))).code).toBe(0);
 });
 
@@ -68,6 +69,25 @@ describe('fleetlm operator commands on the local hub', () => {
     const again = await cli(...args);
     expect(again.code).toBe(2);
     expect(again.err).toMatch(/already published/);
+  });
+
+  it('refuses to publish a text file as model.onnx with exit code 2, uploading nothing; --skip-bundle-checks warns loudly', async () => {
+    const fake = path.join(dir, 'fake-model');
+    mkdirSync(fake);
+    writeFileSync(path.join(fake, 'model.onnx'), 'a text file, not a model\n');
+    const args = ['publish', '--local', path.join(dir, 'hub'), '--model-dir', fake, '--model-id', 'fake', '--version', '1', '--key', path.join(dir, 'keys', 'fleet-signing-key.pem')];
+    const refused = await cli(...args);
+    expect(refused.code).toBe(2);
+    expect(refused.out).toBe('');
+    expect(refused.err).toMatch(/the bundle's model must load in onnxruntime; .*model\.onnx does not/);
+    expect((await cli('versions', '--local', path.join(dir, 'hub'), '--json')).out).not.toContain('"fake"');
+    // The flag warns before anything else (an empty directory then fails as usual, so the shared hub's
+    // registry stays as the later tests expect; publishing with it is covered in publisher.test.ts).
+    const empty = path.join(dir, 'empty-model');
+    mkdirSync(empty);
+    const skipped = await cli('publish', '--local', path.join(dir, 'hub'), '--model-dir', empty, '--model-id', 'fake', '--version', '1', '--key', path.join(dir, 'keys', 'fleet-signing-key.pem'), '--skip-bundle-checks');
+    expect(skipped.err).toMatch(/WARNING: --skip-bundle-checks.*safety net only/);
+    expect(skipped.code).toBe(2);
   });
 
   it('rolls out with abort, timeout and retry settings from flags; retries raise the abort minimum so one device cannot cancel them', async () => {
@@ -217,7 +237,8 @@ describe('fleetlm jobs, versions and deprecate on the local hub', () => {
 
     const versions = await cli('versions', '--local', hubDir, '--json');
     const listed = (JSON.parse(versions.out) as { versions: { modelId: string; version: string; totalBytes: number; files: number; deprecated: unknown }[] }).versions;
-    expect(listed).toEqual([expect.objectContaining({ modelId: 'tiny', version: '1.0', totalBytes: 2048, files: 1, deprecated: null })]);
+    const modelBytes = statSync(path.join(dir, 'model', 'model.onnx')).size;
+    expect(listed).toEqual([expect.objectContaining({ modelId: 'tiny', version: '1.0', totalBytes: modelBytes, files: 1, deprecated: null })]);
 
     const dep = await cli('deprecate', '--local', hubDir, '--model', 'tiny', '--version', '1.0', '--reason', 'quality regression');
     expect(dep.code).toBe(0);

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeTinyModel } from '../helpers/tiny-model.ts';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../fleet/profile.ts';
 import { publishBundle } from '../../fleet/publisher.ts';
@@ -30,7 +31,7 @@ async function get(key: string): Promise<Buffer> {
 beforeAll(async () => {
   s3srv = await startTestS3();
   dir = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-refusal-'));
-  writeFileSync(path.join(dir, 'model.onnx'), Buffer.alloc(4096, 3));
+  await writeTinyModel(dir, { seed: 3 });
   const s3 = createS3Client(s3srv.profile);
   await publishBundle({ s3, bucket: s3srv.profile.s3.bucket, signer: new LocalKeySigner(fleetKey.privateKeyPem), modelDir: dir, modelId: 'tiny', version: '1' });
   doc = await buildDeployDocument(s3, s3srv.profile, 'tiny', '1');

@@ -12,6 +12,10 @@ import { createS3Client } from '../../fleet/profile.ts';
 import { publishBundle, readPublishedVersion } from '../../fleet/publisher.ts';
 import { LocalKeySigner, generateSigningKeyPair } from '../../contracts/manifest-signing.ts';
 import { startTestS3, type TestS3 } from './s3-server.ts';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { ValidationError } from '../../common/errors.ts';
+import { parseArchSpec } from '../../models/arch/spec.ts';
+import { writeTinyModel } from '../helpers/tiny-model.ts';
 
 const DEMO_TOKENIZER = fileURLToPath(new URL('../../assets/demo-model/tokenizer.json', import.meta.url));
 const OLD_DEMO_TOKENIZER = fileURLToPath(new URL('../models/runtime/testdata/demo-bpe-v1.tokenizer.json', import.meta.url));
@@ -22,7 +26,8 @@ const keys = generateSigningKeyPair();
 beforeAll(async () => {
   s3srv = await startTestS3();
   dir = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-pub-bpe-'));
-  writeFileSync(path.join(dir, 'model.onnx'), Buffer.from('bytes standing in for a model'));
+  // A real model of the demo tokenizer's 4,096 ids: publish runs it with the tokenizer before uploading.
+  await writeTinyModel(dir, { spec: parseArchSpec({ vocabSize: 4096, contextLength: 32, blocks: [{ width: 16, ffnRatio: 2, layers: 1, heads: 1, headDim: 16 }] }) });
   copyFileSync(DEMO_TOKENIZER, path.join(dir, 'tokenizer.json'));
 });
 
@@ -62,5 +67,19 @@ describe('publishBundle with a tokenizer', () => {
     writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE' } }));
     await expect(publishBundle({ s3, bucket, signer, modelDir: dir, modelId: 'bpe', version: '4.0.0' })).rejects.toThrow(/tokenizer.json cannot be loaded/);
     copyFileSync(DEMO_TOKENIZER, path.join(dir, 'tokenizer.json'));
+  });
+
+  it('refuses a tokenizer that does not fit the model (VALIDATION_BUNDLE_VOCAB) before anything is uploaded', async () => {
+    const s3 = createS3Client(s3srv.profile);
+    const bucket = s3srv.profile.s3.bucket;
+    const other = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-pub-vocab-'));
+    await writeTinyModel(other); // GPT-2's 50,257 ids
+    copyFileSync(DEMO_TOKENIZER, path.join(other, 'tokenizer.json'));
+    const err = await publishBundle({ s3, bucket, signer: new LocalKeySigner(keys.privateKeyPem), modelDir: other, modelId: 'mismatch', version: '1' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ValidationError);
+    expect((err as ValidationError).code).toBe('VALIDATION_BUNDLE_VOCAB');
+    expect((err as Error).message).toMatch(/logits cover 50257 ids but the tokenizer has 4096/);
+    expect((await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'models/mismatch/' }))).Contents ?? []).toEqual([]);
+    rmSync(other, { recursive: true, force: true });
   });
 });

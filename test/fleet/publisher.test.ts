@@ -9,6 +9,7 @@ import { publishBundle, readPublishedVersion } from '../../fleet/publisher.ts';
 import { LocalKeySigner, generateSigningKeyPair, verifyManifestBytes } from '../../contracts/manifest-signing.ts';
 import { ValidationError } from '../../common/errors.ts';
 import { startTestS3, type TestS3 } from './s3-server.ts';
+import { writeTinyModel } from '../helpers/tiny-model.ts';
 
 let s3srv: TestS3;
 let dir: string;
@@ -17,8 +18,8 @@ const keys = generateSigningKeyPair();
 beforeAll(async () => {
   s3srv = await startTestS3();
   dir = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-pub-'));
-  writeFileSync(path.join(dir, 'model.onnx'), Buffer.from('not really onnx, but bytes are bytes'));
-  writeFileSync(path.join(dir, 'model.onnx.data'), Buffer.alloc(70_000, 7));
+  // A real model: publish checks that it loads and generates (with its weights in model.onnx.data).
+  await writeTinyModel(dir, { externalData: 'always' });
   writeFileSync(path.join(dir, 'arch.json'), JSON.stringify({ spec: { vocabSize: 50257 }, params: 123 }));
   writeFileSync(path.join(dir, 'evaluation.json'), JSON.stringify({ perplexityBefore: 10.5, perplexityAfter: 10.9 }));
   writeFileSync(path.join(dir, 'compression-report.json'), JSON.stringify({ method: 'tt-row', ratio: 2 }));
@@ -52,6 +53,8 @@ describe('publishBundle', () => {
     expect(pub.manifest.compression).toMatchObject({ method: 'tt-row' });
     expect(pub.manifest.evaluation).toMatchObject({ perplexityAfter: 10.9 });
     expect(pub.manifest.lineage).toEqual({ searchSeed: 7, sourceModel: 'random-init' });
+    expect(pub.manifest.evaluation).toMatchObject({ bundleCheck: { passed: true, modelVocabSize: 50257, tokenizerVocabSize: 50257 } });
+    expect(res.check).toMatchObject({ modelVocabSize: 50257, promptTokens: 1 });
     for (const f of pub.manifest.files) {
       const obj = await s3.send(new GetObjectCommand({ Bucket: s3srv.profile.s3.bucket, Key: res.prefix + f.name }));
       const bytes = Buffer.from(await obj.Body!.transformToByteArray());
@@ -74,5 +77,28 @@ describe('publishBundle', () => {
     await expect(publishBundle({ s3, bucket: s3srv.profile.s3.bucket, signer, modelDir: empty, modelId: 'tiny', version: '2' })).rejects.toThrow(/must hold the entry ONNX file model.onnx/);
     await expect(publishBundle({ s3, bucket: s3srv.profile.s3.bucket, signer, modelDir: dir, modelId: 'Bad_Id', version: '2' })).rejects.toThrow(/model id/);
     rmSync(empty, { recursive: true, force: true });
+  });
+
+  it('refuses a bundle whose model.onnx is a text file before anything is uploaded (VALIDATION_BUNDLE_LOAD)', async () => {
+    const s3 = createS3Client(s3srv.profile);
+    const fake = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-fake-'));
+    writeFileSync(path.join(fake, 'model.onnx'), 'a text file, not a model\n');
+    const err = await publishBundle({ s3, bucket: s3srv.profile.s3.bucket, signer: new LocalKeySigner(keys.privateKeyPem), modelDir: fake, modelId: 'fake', version: '1' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ValidationError);
+    expect((err as ValidationError).code).toBe('VALIDATION_BUNDLE_LOAD');
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: s3srv.profile.s3.bucket, Prefix: 'models/fake/' }));
+    expect(listed.Contents ?? []).toEqual([]);
+    rmSync(fake, { recursive: true, force: true });
+  });
+
+  it('publishes an unchecked bundle only under skipBundleChecks, and the signed manifest says so', async () => {
+    const s3 = createS3Client(s3srv.profile);
+    const fake = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-fake-'));
+    writeFileSync(path.join(fake, 'model.onnx'), 'a text file, not a model\n');
+    const res = await publishBundle({ s3, bucket: s3srv.profile.s3.bucket, signer: new LocalKeySigner(keys.privateKeyPem), modelDir: fake, modelId: 'fake', version: 'skipped', skipBundleChecks: true });
+    expect(res.check).toBe('skipped');
+    const pub = await readPublishedVersion(s3, s3srv.profile.s3.bucket, 'fake', 'skipped');
+    expect(pub.manifest.evaluation).toMatchObject({ bundleCheck: { skipped: true } });
+    rmSync(fake, { recursive: true, force: true });
   });
 });

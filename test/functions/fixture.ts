@@ -61,6 +61,9 @@ export const TINY_REQUEST: PipelineRequestInput = {
   runId: 'test-run-1',
   modelId: 'tiny-lm',
   version: '1.0.0',
+  // The search-and-random-weights path exercises every step in seconds; runs with a trained model are in
+  // model-steps.test.ts (checkpoint, Hugging Face folder) and pipeline-run.test.ts.
+  model: { kind: 'random-weights', benchmarkOnly: true },
   seed: 1,
   vocabSize: 50257,
   contextLength: 64,
@@ -77,6 +80,7 @@ export function tinyShard(): Shard {
     modelId: 'tiny-lm',
     version: '1.0.0-rpi5',
     budget: TINY_BUDGET,
+    model: { kind: 'random-weights', benchmarkOnly: true },
     seed: 1,
     vocabSize: 50257,
     contextLength: 64,

@@ -1,6 +1,8 @@
 // The synthesized Step Functions definition, run state by state against the real handlers on a
-// tiny request: two shards through the Distributed Map, merge, gate, publish (KMS-signed) and
-// rollout to a thing group on the local hub; plus the gate's rejection and the failure path.
+// tiny request: two shards through the Distributed Map, merge, gate, publish (KMS-signed), the approval
+// step (its task token stored with the figures, answered as `fleetlm approve` would) and rollout to a thing
+// group on the local hub; plus random weights that are not rolled out, a rejected approval, the gate's
+// rejection and the failure path.
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import {
@@ -13,19 +15,19 @@ import {
   ListJobExecutionsForJobCommand,
   ListJobExecutionsForThingCommand,
 } from '@aws-sdk/client-iot';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadInfraConfig } from '../../infra/config.ts';
 import { PipelineStack } from '../../infra/stacks/pipeline-stack.ts';
 import { parseManifestSignature } from '../../contracts/manifest.ts';
 import { verifyManifestBytes } from '../../contracts/manifest-signing.ts';
-import type { MergeOutput, RolloutOutput } from '../../functions/shared/events.ts';
+import type { MergeOutput, PublishOutput, RolloutOutput } from '../../functions/shared/events.ts';
 import { render } from '../infra/synth.ts';
 import { runStateMachine, type AslMachine, type RunOptions, type TaskResolver } from './sfn-runner.ts';
+import { approvalRequestKey, ApprovalRequestSchema, type ApprovalRequest } from '../../fleet/approval.ts';
 import { startHandlerFixture, TINY_REQUEST, type HandlerFixture } from './fixture.ts';
 import { handler as rolloutStep } from '../../functions/rollout.ts';
 import { handler as canaryCheck } from '../../functions/canary-check.ts';
-import type { PublishOutput } from '../../functions/shared/events.ts';
 import { TestDevice } from '../local-hub/helpers.ts';
 
 /** The pipeline's definition for a gate threshold, and a resolver from Lambda ARNs to handler modules. */
@@ -64,22 +66,41 @@ afterAll(async () => {
 function s3Options(): RunOptions {
   return { s3, resolveBucket: () => fx.env.ARTIFACTS_BUCKET };
 }
+const bytes = async (key: string) => Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: key }))).Body!.transformToByteArray());
 
 describe('pipeline state machine', () => {
-  it('given a two-shard request, when the definition runs end to end, then the best shard is published, signed and rolled out', async () => {
+  it('given a two-shard request asking for a rollout, when the definition runs end to end, then the best shard is published, signed, waits for approval with its figures, and rolls out once approved', async () => {
     const { machine, resolve } = pipelineDefinition(10);
-    const r = await runStateMachine(machine, { ...TINY_REQUEST, seedsPerBudget: 2 }, resolve, s3Options());
+    const executionArn = 'arn:aws:states:us-east-1:123456789012:execution:fleetlm-pipeline:run-approved';
+    let stored: ApprovalRequest | undefined;
+    const r = await runStateMachine(machine, { ...TINY_REQUEST, seedsPerBudget: 2, rollout: { enabled: true } }, resolve, {
+      ...s3Options(),
+      executionArn,
+      // What `fleetlm approve` does: read the stored request, check the figures, answer its token.
+      onTaskToken: async ({ state, token }) => {
+        expect(state).toBe('AwaitApproval');
+        stored = ApprovalRequestSchema.parse(JSON.parse((await bytes(approvalRequestKey('run-approved'))).toString('utf8')));
+        expect(stored.taskToken).toBe(token);
+        return { output: { approved: true } };
+      },
+    });
     expect(r.error ?? '', r.cause).toBe('');
     expect(r.status).toBe('SUCCEEDED');
     expect(r.trace.filter((t) => t === 'Shards/Evaluate')).toHaveLength(2);
     // ROLLOUT_POLICY is unset in the handlers' environment: no canary, so one job per class and straight to Done.
-    expect(r.trace.slice(-7)).toEqual(['Merge', 'QualityGate', 'Publish', 'RolloutEnabled', 'Rollout', 'CanaryStarted', 'Done']);
+    expect(r.trace.slice(-9)).toEqual(['Merge', 'QualityGate', 'Publish', 'RolloutEnabled', 'NotifyApprovalNeeded', 'AwaitApproval', 'Rollout', 'CanaryStarted', 'Done']);
     // The shards went through S3: the plan's items file, the Map's manifest and results, the summary.
     const scratch = await s3.send(new ListObjectsV2Command({ Bucket: fx.env.ARTIFACTS_BUCKET, Prefix: 'runs/test-run-1/' }));
     const keys = (scratch.Contents ?? []).map((o) => o.Key!);
     expect(keys).toContain('runs/test-run-1/plan/shards.json');
     expect(keys.filter((k) => /^runs\/test-run-1\/shard-results\/[0-9a-f-]{36}\/(manifest|SUCCEEDED_0)\.json$/.test(k))).toHaveLength(2);
     expect(keys).toContain('runs/test-run-1/summary.json');
+    // The approval request carries what would roll out with its quality figures.
+    expect(stored).toMatchObject({ executionArn, executionName: 'run-approved', runId: 'test-run-1', model: { kind: 'random-weights' } });
+    expect(stored!.versions).toEqual([
+      expect.objectContaining({ deviceClass: 'rpi5', version: '1.0.0-rpi5', quality: expect.objectContaining({ baselinePerplexity: expect.any(Number), perplexity: expect.any(Number), qualityDrop: expect.any(Number), embeddingCompressionRatio: expect.any(Number) }) }),
+    ]);
+    expect(r.notifications.map((n) => n.state)).toEqual(['NotifyApprovalNeeded']);
 
     const out = r.output as RolloutOutput;
     expect(out.jobs).toEqual([{ deviceClass: 'rpi5', jobId: 'fleetlm-test-run-1-rpi5', jobArn: expect.stringContaining('job/fleetlm-test-run-1-rpi5'), targets: [expect.stringContaining('thinggroup/fleetlm-rpi5')] }]);
@@ -87,7 +108,6 @@ describe('pipeline state machine', () => {
     const prefix = 'models/tiny-lm/1.0.0-rpi5/';
     const listed = await s3.send(new ListObjectsV2Command({ Bucket: fx.env.ARTIFACTS_BUCKET, Prefix: prefix }));
     expect((listed.Contents ?? []).map((o) => o.Key!.slice(prefix.length)).sort()).toEqual(['.publish-claim.json', 'manifest.json', 'manifest.sig.json', 'model.onnx']);
-    const bytes = async (key: string) => Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: key }))).Body!.transformToByteArray());
     const manifest = await bytes(`${prefix}manifest.json`);
     const sig = parseManifestSignature((await bytes(`${prefix}manifest.sig.json`)).toString('utf8'));
     expect(sig.keyId).toBe(fx.kms.keyId);
@@ -141,32 +161,43 @@ describe('pipeline state machine', () => {
     expect(msg.error).toBe('States.ExceedToleratedFailureThreshold');
     expect(msg.cause).toMatch(/^ValidationError: /);
   });
+
+  it('given published versions, when the approver rejects, then the run ends in RolloutRejected and no job is created', async () => {
+    const { machine, resolve } = pipelineDefinition(0.15);
+    const published: PublishOutput = {
+      request: { ...(TINY_REQUEST as PublishOutput['request']), runId: 'reject-run', seedsPerBudget: 1, rollout: { enabled: true } },
+      published: [{ deviceClass: 'rpi5', modelId: 'tiny-lm', version: '7.0.0-rpi5', prefix: 'models/tiny-lm/7.0.0-rpi5/', manifestSha256: 'a'.repeat(64), totalBytes: 1000 }],
+    };
+    const r = await runStateMachine(machine, published, resolve, {
+      startAt: 'RolloutEnabled',
+      executionArn: 'arn:aws:states:us-east-1:123456789012:execution:fleetlm-pipeline:run-rejected',
+      onTaskToken: async () => ({ error: 'RolloutRejected', cause: 'perplexity too high for the kiosk fleet' }),
+    });
+    expect(r.status).toBe('FAILED');
+    expect(r.error).toBe('RolloutRejected');
+    expect(r.cause).toBe('perplexity too high for the kiosk fleet');
+    expect(r.trace).toEqual(['RolloutEnabled', 'NotifyApprovalNeeded', 'AwaitApproval', 'RolloutRejected']);
+    await expect(iot.send(new DescribeJobCommand({ jobId: 'fleetlm-reject-run-rpi5' }))).rejects.toThrow();
+  });
+
+  it('given a random-weights request that does not ask for a rollout, when publish is done, then the run ends without approval or rollout', async () => {
+    const { machine, resolve } = pipelineDefinition(0.15);
+    const published: PublishOutput = {
+      // What the plan step resolves for random weights without rollout.enabled.
+      request: { ...(TINY_REQUEST as PublishOutput['request']), runId: 'bench-run', seedsPerBudget: 1, rollout: { enabled: false } },
+      published: [{ deviceClass: 'rpi5', modelId: 'tiny-lm', version: '8.0.0-rpi5', prefix: 'models/tiny-lm/8.0.0-rpi5/', manifestSha256: 'b'.repeat(64), totalBytes: 1000 }],
+    };
+    const r = await runStateMachine(machine, published, resolve, { startAt: 'RolloutEnabled' });
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.trace).toEqual(['RolloutEnabled', 'Done']);
+  });
 });
 
-/** A merged result whose bundle objects exist in S3, so the machine can go on from Publish. */
-async function mergedFor(runId: string, version: string): Promise<MergeOutput> {
-  const prefix = `runs/${runId}/rpi5-b0-s0/compressed/`;
-  for (const [name, body] of [['model.onnx', 'onnx-bytes'], ['arch.json', '{"vocabSize":4}'], ['compression.json', '{"method":"tt-row"}']] as const) {
-    await s3.send(new PutObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: `${prefix}${name}`, Body: body }));
-  }
+/** What the approval step passes on to Rollout: one published version of run `runId` for rpi5. */
+function approvedFor(runId: string, version: string): PublishOutput {
   return {
-    request: { ...(TINY_REQUEST as MergeOutput['request']), runId, seedsPerBudget: 1, rollout: { enabled: true } },
-    candidates: [
-      {
-        deviceClass: 'rpi5',
-        modelId: 'tiny-lm',
-        version,
-        shardId: 'rpi5-b0-s0',
-        specKey: `runs/${runId}/rpi5-b0-s0/search-result.json`,
-        modelPrefix: prefix,
-        parameters: 1,
-        evaluate: { tokens: 10, baselinePerplexity: 100, compressedPerplexity: 101, qualityDrop: 0.01 },
-        embeddingCompressionRatio: 2,
-        seed: 1,
-      },
-    ],
-    maxQualityDrop: 0.01,
-    summaryKey: `runs/${runId}/summary.json`,
+    request: { ...(TINY_REQUEST as PublishOutput['request']), runId, seedsPerBudget: 1, rollout: { enabled: true } },
+    published: [{ deviceClass: 'rpi5', modelId: 'tiny-lm', version, prefix: `models/tiny-lm/${version}/`, manifestSha256: '0'.repeat(64), totalBytes: 1 }],
   };
 }
 
@@ -215,8 +246,9 @@ describe('pipeline canary', () => {
   it('given a canary that succeeds, when the machine runs from publish, then the group gets its job only after the check saw SUCCEEDED', async () => {
     const { machine, resolve } = pipelineDefinition(0.15);
     const waits: string[] = [];
-    const r = await runStateMachine(machine, await mergedFor('canary-ok', '2.0.0-rpi5'), resolve, {
-      startAt: 'Publish',
+    // From Rollout: publish and approval are covered above.
+    const r = await runStateMachine(machine, approvedFor('canary-ok', '2.0.0-rpi5'), resolve, {
+      startAt: 'Rollout',
       onWait: async () => {
         // The group's job does not exist while the canary is being watched.
         await expect(iot.send(new DescribeJobCommand({ jobId: 'fleetlm-canary-ok-rpi5' }))).rejects.toThrow();
@@ -239,8 +271,8 @@ describe('pipeline canary', () => {
 
   it('given a canary whose device fails, when the machine runs, then it notifies, fails, and the rest of the group never gets a job', async () => {
     const { machine, resolve } = pipelineDefinition(0.15);
-    const r = await runStateMachine(machine, await mergedFor('canary-bad', '3.0.0-rpi5'), resolve, {
-      startAt: 'Publish',
+    const r = await runStateMachine(machine, approvedFor('canary-bad', '3.0.0-rpi5'), resolve, {
+      startAt: 'Rollout',
       onWait: async () => {
         await settle(devices[0]!, 'fleetlm-canary-bad-rpi5-canary', 'FAILED');
       },
@@ -255,11 +287,7 @@ describe('pipeline canary', () => {
   });
 
   it('given a canary that is not done in time, when checked, then it fails and the canary job is canceled', async () => {
-    const published: PublishOutput = {
-      request: { ...(TINY_REQUEST as MergeOutput['request']), runId: 'canary-late', seedsPerBudget: 1, rollout: { enabled: true } },
-      published: [{ deviceClass: 'rpi5', modelId: 'tiny-lm', version: '2.0.0-rpi5', prefix: 'models/tiny-lm/2.0.0-rpi5/', manifestSha256: '0'.repeat(64), totalBytes: 1 }],
-    };
-    const started = await rolloutStep(published);
+    const started = await rolloutStep(approvedFor('canary-late', '2.0.0-rpi5'));
     expect(started.jobs).toEqual([]);
     expect(started.canary).toMatchObject({ state: 'PENDING', jobs: [{ canaryJobId: 'fleetlm-canary-late-rpi5-canary', canaryThings: ['pi-001'] }] });
     // Still running and in time: PENDING.

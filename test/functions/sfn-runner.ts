@@ -47,6 +47,10 @@ export interface RunOptions {
   onState?: (state: string, input: unknown, output: unknown) => void;
   /** Runs in place of a Wait state's sleep (a test moves the world on there); without it a Wait passes at once. */
   onWait?: (state: string, input: unknown) => Promise<void>;
+  /** $$.Execution.Id for Parameters (default: the `<context $$.Execution.Id>` placeholder). */
+  executionArn?: string;
+  /** Called once a `.waitForTaskToken` task's function has run, with the token it was given. */
+  onTaskToken?: (task: { state: string; token: string }) => Promise<TaskTokenAnswer>;
 }
 
 /** One child execution of a Distributed Map, as the runner keeps it for ResultWriter. */
@@ -98,15 +102,21 @@ function setPath(input: unknown, p: string | null | undefined, result: unknown):
   return root;
 }
 
-function resolveParameters(params: Record<string, unknown>, input: unknown): unknown {
+/** Context-object paths ($$.Task.Token, $$.Execution.Id) the run knows; others read as `<context ...>`. */
+type ContextValues = Readonly<Record<string, string | undefined>>;
+
+function resolveParameters(params: Record<string, unknown>, input: unknown, context: ContextValues = {}): unknown {
   return Object.fromEntries(
     Object.entries(params).map(([k, v]) => {
-      if (k.endsWith('.$') && typeof v === 'string') return [k.slice(0, -2), v.startsWith('$$') ? `<context ${v}>` : getPath(input, v)];
-      if (v && typeof v === 'object' && !Array.isArray(v)) return [k, resolveParameters(v as Record<string, unknown>, input)];
+      if (k.endsWith('.$') && typeof v === 'string') return [k.slice(0, -2), v.startsWith('$$') ? (context[v] ?? `<context ${v}>`) : getPath(input, v)];
+      if (v && typeof v === 'object' && !Array.isArray(v)) return [k, resolveParameters(v as Record<string, unknown>, input, context)];
       return [k, v];
     }),
   );
 }
+
+/** How a test answers a `.waitForTaskToken` task: output (SendTaskSuccess) or error and cause (SendTaskFailure). */
+export type TaskTokenAnswer = { output: unknown } | { error: string; cause: string };
 
 function matches(errorEquals: string[], name: string): boolean {
   return errorEquals.includes('States.ALL') || errorEquals.includes(name);
@@ -219,9 +229,23 @@ export async function runStateMachine(machine: AslMachine, input: unknown, resol
     return result;
   }
 
+  let tokens = 0;
+
   async function execTask(name: string, state: AslState, value: unknown): Promise<unknown> {
+    if (state.Resource?.includes(':states:::lambda:invoke.waitForTaskToken')) {
+      // https://docs.aws.amazon.com/step-functions/latest/dg/connect-to-resource.html#connect-wait-token
+      const token = `test-task-token-${++tokens}`;
+      const params = resolveParameters(state.Parameters ?? {}, value, { '$$.Task.Token': token, '$$.Execution.Id': options.executionArn }) as { FunctionName?: string; Payload?: unknown };
+      const fn = resolve(params.FunctionName ?? '', name);
+      if (!fn) throw new Error(`no handler for state ${name} (${params.FunctionName})`);
+      await fn(params.Payload);
+      if (!options.onTaskToken) throw new Error(`state ${name} waits for a task token and the test gave no onTaskToken`);
+      const answer = await options.onTaskToken({ state: name, token });
+      if ('error' in answer) throw new StatesError(answer.error, answer.cause);
+      return answer.output;
+    }
     if (state.Resource?.includes(':states:::sns:publish')) {
-      const params = resolveParameters(state.Parameters ?? {}, value) as { Message?: unknown };
+      const params = resolveParameters(state.Parameters ?? {}, value, { '$$.Execution.Id': options.executionArn }) as { Message?: unknown };
       notifications.push({ state: name, message: params.Message });
       return { MessageId: `local-${notifications.length}` };
     }

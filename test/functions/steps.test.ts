@@ -1,6 +1,10 @@
 // The small steps (plan, merge, publish, rollout, public-key) against the local S3-protocol
 // server, the local hub's IoT control plane and the local KMS-protocol server.
 import { createPublicKey } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { writeTinyModel } from '../helpers/tiny-model.ts';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateThingGroupCommand, IoTClient } from '@aws-sdk/client-iot';
 import type { CloudFormationCustomResourceCreateEvent } from 'aws-lambda';
@@ -63,6 +67,23 @@ describe('plan', () => {
   it('given a request with an unknown field, when planned, then a ValidationError names it', async () => {
     await expect(plan({ ...TINY_REQUEST, budget: 3 })).rejects.toThrow(/plan event: .*budget/);
   });
+
+  it('given a request without a model, when planned, then it is refused, naming the three kinds of input', async () => {
+    const { model: _none, ...noModel } = TINY_REQUEST;
+    await expect(plan(noModel)).rejects.toThrow(/model: must name the model to ship: .*checkpoint.*huggingface.*random-weights/);
+    await expect(plan({ ...TINY_REQUEST, model: { kind: 'random-weights' } })).rejects.toThrow(/benchmarkOnly/);
+    await expect(plan({ ...TINY_REQUEST, model: { kind: 'checkpoint', prefix: 'runs/x/' } })).rejects.toThrow(/model.prefix: must be a folder under inputs\//);
+  });
+
+  it('given the kind of model, when planned, then a trained model asks for a rollout (after approval) and random weights only when the request says so', async () => {
+    const trained = await plan({ ...TINY_REQUEST, model: { kind: 'checkpoint', prefix: 'inputs/m/' } });
+    expect(trained.request.rollout.enabled).toBe(true);
+    expect(trained.shards[0]!.model).toEqual({ kind: 'checkpoint', prefix: 'inputs/m/' });
+    expect((await plan(TINY_REQUEST)).request.rollout.enabled).toBe(false);
+    expect((await plan({ ...TINY_REQUEST, rollout: { enabled: true } })).request.rollout.enabled).toBe(true);
+    expect((await plan({ ...TINY_REQUEST, model: { kind: 'huggingface', prefix: 'inputs/hf/' }, rollout: { enabled: false } })).request.rollout.enabled).toBe(false);
+    await expect(plan({ ...TINY_REQUEST, model: { kind: 'checkpoint', prefix: 'inputs/m/' }, seedsPerBudget: 2 })).rejects.toThrow(/seedsPerBudget 2 applies to random-weights searches only/);
+  });
 });
 
 /** Plans `request`, exports `children` as the Map's ResultWriter would, and returns merge's input. */
@@ -124,9 +145,13 @@ describe('publish and rollout', () => {
   let published: PublishOutput;
 
   beforeAll(async () => {
-    // A compressed bundle as the compress step leaves it (the bytes need not be a real model here).
+    // A compressed bundle as the compress step leaves it: a real model, since publish checks that it runs.
+    const modelDir = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-steps-model-'));
+    await writeTinyModel(modelDir);
+    const onnx = readFileSync(path.join(modelDir, 'model.onnx'));
+    rmSync(modelDir, { recursive: true, force: true });
     for (const [name, body] of [
-      ['model.onnx', 'onnx-bytes'],
+      ['model.onnx', onnx],
       ['arch.json', '{"vocabSize":4}'],
       ['compression.json', '{"method":"tt-row"}'],
     ] as const) {
@@ -138,10 +163,12 @@ describe('publish and rollout', () => {
   it('given a candidate, when published, then the bundle is signed through KMS and uploaded; publishing again is a no-op', async () => {
     published = await publish(merged);
     expect(published.published).toEqual([
-      { deviceClass: 'rpi5', modelId: 'tiny-lm', version: '1.0.0-rpi5', prefix: 'models/tiny-lm/1.0.0-rpi5/', manifestSha256: expect.stringMatching(/^[0-9a-f]{64}$/), totalBytes: expect.any(Number) },
+      { deviceClass: 'rpi5', modelId: 'tiny-lm', version: '1.0.0-rpi5', prefix: 'models/tiny-lm/1.0.0-rpi5/', manifestSha256: expect.stringMatching(/^[0-9a-f]{64}$/), totalBytes: expect.any(Number),
+        // The figures the approval step shows (functions/approval.ts).
+        quality: { tokens: 10, baselinePerplexity: 100, perplexity: 101, qualityDrop: expect.closeTo(0.01, 12), parameters: expect.any(Number), embeddingCompressionRatio: 2 } },
     ]);
     const manifest = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: fx.env.ARTIFACTS_BUCKET, Key: 'models/tiny-lm/1.0.0-rpi5/manifest.json' }))).Body!.transformToString());
-    expect(manifest.evaluation).toMatchObject({ compressedPerplexity: 101, deviceClass: 'rpi5' });
+    expect(manifest.evaluation).toMatchObject({ compressedPerplexity: 101, deviceClass: 'rpi5', bundleCheck: { passed: true } });
     expect(manifest.compression).toEqual({ method: 'tt-row' });
     const signs = fx.kms.calls.filter((c) => c === 'TrentService.Sign').length;
     const again = await publish(merged);

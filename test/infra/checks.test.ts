@@ -149,14 +149,14 @@ describe('bundling', () => {
     process.env.FLEETLM_QUIET_HANDLERS = '1';
     const client = new S3Client({ region: 'us-east-1', endpoint: store.endpoint, forcePathStyle: true, credentials });
     try {
-      const out = await plan.handler({ runId: 'r1', modelId: 'tiny', version: '1.0.0', seedsPerBudget: 2 });
+      const out = await plan.handler({ runId: 'r1', modelId: 'tiny', version: '1.0.0', model: { kind: 'random-weights', benchmarkOnly: true }, seedsPerBudget: 2 });
       expect(out.shardCount).toBe(2);
       const stored = JSON.parse(await (await client.send(new GetObjectCommand({ Bucket: 'fleetlm-test', Key: out.shardsKey }))).Body!.transformToString()) as Array<{ shardId: string }>;
       expect(stored.map((x) => x.shardId)).toEqual(['rpi5-b0-s0', 'rpi5-b0-s1']);
       // The minified bundle still throws errors named after their class: Lambda reports that name as the
       // errorType, and the pipeline's Retry/Catch ErrorEquals match on it.
       delete process.env.DEFAULT_BUDGETS;
-      const thrown = await plan.handler({ runId: 'r2', modelId: 'tiny', version: '1.0.0', seedsPerBudget: 2 }).then(
+      const thrown = await plan.handler({ runId: 'r2', modelId: 'tiny', version: '1.0.0', model: { kind: 'random-weights', benchmarkOnly: true }, seedsPerBudget: 2 }).then(
         () => undefined,
         (err: unknown) => err as Error,
       );

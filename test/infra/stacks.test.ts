@@ -170,9 +170,9 @@ describe('pipeline stack', () => {
     def = JSON.parse(render(props.DefinitionString)) as typeof def;
   });
 
-  it('given ten steps, when synthesized, then each is an arm64 Node 24 function', () => {
+  it('given eleven functions (ten steps and the approval request), when synthesized, then each is an arm64 Node 24 function', () => {
     const fns = Object.values(s.templates.pipeline.findResources('AWS::Lambda::Function')).map((f) => (f as { Properties: Record<string, unknown> }).Properties);
-    expect(fns).toHaveLength(10);
+    expect(fns).toHaveLength(11);
     for (const f of fns) expect(f).toMatchObject({ Runtime: 'nodejs24.x', Architectures: ['arm64'], Handler: 'index.handler', TracingConfig: { Mode: 'Active' } });
   });
 
@@ -271,6 +271,36 @@ describe('pipeline stack', () => {
     expect(fnStatements('MergeFn')).toContainEqual({ Action: ['s3:GetObject', 's3:PutObject'], Effect: 'Allow', Resource: '<import:fleetlm-artifacts-bucket-arn>/runs/*' });
   });
 
+  it('given the definition, when synthesized, then the only way to Rollout is through the approval task token, which carries the quality figures', () => {
+    const enabled = def.States.RolloutEnabled!;
+    expect(enabled.Choices).toEqual([{ Variable: '$.request.rollout.enabled', BooleanEquals: true, Next: 'NotifyApprovalNeeded' }]);
+    expect(enabled.Default).toBe('Done');
+    expect(def.States.NotifyApprovalNeeded!.Next).toBe('AwaitApproval');
+    const approval = def.States.AwaitApproval! as SfnState & { Parameters: { FunctionName: string; Payload: Record<string, string> }; TimeoutSeconds?: number };
+    expect(approval.Resource).toBe('arn:<AWS::Partition>:states:::lambda:invoke.waitForTaskToken');
+    expect(approval.Parameters.FunctionName).toMatch(/ApprovalFn/);
+    // The request carries the token, the execution and what would roll out (published[] with its quality figures).
+    expect(approval.Parameters.Payload).toEqual({ 'taskToken.$': '$$.Task.Token', 'executionArn.$': '$$.Execution.Id', 'request.$': '$.request', 'published.$': '$.published' });
+    expect(approval.TimeoutSeconds).toBe(72 * 3600);
+    expect(approval.Next).toBe('Rollout');
+    // A rejection ends in its own Fail state; anything else takes the failure path.
+    expect(approval.Catch).toEqual([
+      { ErrorEquals: ['RolloutRejected'], ResultPath: '$.error', Next: 'RolloutRejected' },
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'NotifyFailure' },
+    ]);
+    expect(def.States.RolloutRejected).toMatchObject({ Type: 'Fail', Error: 'RolloutRejected' });
+    const into = Object.entries(def.States).filter(([, st]) => st.Next === 'Rollout' || st.Default === 'Rollout' || st.Choices?.some((c) => c.Next === 'Rollout'));
+    expect(into.map(([n]) => n)).toEqual(['AwaitApproval']);
+  });
+
+  it('given the publish function, when synthesized, then it has the memory of the model steps for the bundle check (infra/lambda.ts ships onnxruntime beside it)', () => {
+    const publish = Object.values(s.templates.pipeline.findResources('AWS::Lambda::Function'))
+      .map((f) => (f as { Properties: { Description?: string; MemorySize?: number } }).Properties)
+      .find((p) => p.Description?.includes('publishes bundles'));
+    expect(publish?.Description).toBe('Checks, signs and publishes bundles');
+    expect(publish?.MemorySize).toBe(3008);
+  });
+
   it('given the quality gate, when synthesized, then publishing needs maxQualityDrop <= the configured 0.15, else notify and fail', () => {
     const gate = def.States.QualityGate!;
     expect(gate.Type).toBe('Choice');
@@ -284,6 +314,7 @@ describe('pipeline stack', () => {
     const tasks = { ...def.States, ...def.States.Shards!.ItemProcessor!.States };
     const lambdaTasks = Object.entries(tasks).filter(([, st]) => st.Type === 'Task' && st.Resource?.includes('Fn'));
     expect(lambdaTasks.map(([n]) => n).sort()).toEqual(['Build', 'CanaryCheck', 'CanaryRelease', 'Compress', 'Evaluate', 'Merge', 'Plan', 'Publish', 'Rollout', 'Search']);
+    expect(def.States.AwaitApproval!.Retry?.[0]?.ErrorEquals).toContain('TransportError');
     for (const [, st] of lambdaTasks) expect(st.Retry?.[0]?.ErrorEquals).toContain('TransportError');
     for (const name of ['Plan', 'Shards', 'Merge', 'Publish', 'Rollout', 'CanaryCheck', 'CanaryRelease']) {
       expect(def.States[name]!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'NotifyFailure' }]);

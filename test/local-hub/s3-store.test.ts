@@ -23,6 +23,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { publishBundle, readPublishedVersion } from '../../fleet/publisher.ts';
+import { writeTinyModel } from '../helpers/tiny-model.ts';
 import { uploadFileIfAbsent } from '../../fleet/object-upload.ts';
 import { generateSigningKeyPair, LocalKeySigner, verifyManifestBytes } from '../../contracts/manifest-signing.ts';
 import { removeDir, s3Client, startTestHub } from './helpers.ts';
@@ -141,12 +142,14 @@ describe('local hub: S3 store', () => {
   });
 
   it('two concurrent publishers of one version: exactly one wins and its manifest verifies against the bytes', async () => {
-    const dirs = [0, 1].map((i) => {
-      const d = mkdtempSync(path.join(os.tmpdir(), `fleetlm-race-${i}-`));
-      writeFileSync(path.join(d, 'model.onnx'), Buffer.alloc(4096, i + 1));
-      for (const n of ['a.bin', 'b.bin', 'c.bin']) writeFileSync(path.join(d, n), Buffer.alloc(2048, 10 + i));
-      return d;
-    });
+    const dirs = await Promise.all(
+      [0, 1].map(async (i) => {
+        const d = mkdtempSync(path.join(os.tmpdir(), `fleetlm-race-${i}-`));
+        await writeTinyModel(d, { seed: i + 1 }); // two real models with different bytes
+        for (const n of ['a.bin', 'b.bin', 'c.bin']) writeFileSync(path.join(d, n), Buffer.alloc(2048, 10 + i));
+        return d;
+      }),
+    );
     const keys = generateSigningKeyPair();
     const results = await Promise.allSettled(
       dirs.map((d) => publishBundle({ s3, bucket, signer: new LocalKeySigner(keys.privateKeyPem), modelDir: d, modelId: 'race', version: '1' })),

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { prepareBundle } from '../../../fleet/publisher.ts';
+import { writeTinyModel } from '../../helpers/tiny-model.ts';
 import { appendQualityStep, formatQuality, judgeQuality, qualityStep, rejudge, QUALITY_FILE, type QualityRecord } from '../../../models/quality/quality-gate.ts';
 
 const base = { text: 'held-out.txt', tokens: 1000 };
@@ -58,9 +59,9 @@ describe('judgeQuality', () => {
 
 describe('publish refuses a bundle that fails the gate', () => {
   let dir: string;
-  beforeAll(() => {
+  beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-gate-'));
-    writeFileSync(path.join(dir, 'model.onnx'), Buffer.from('bytes standing in for a model'));
+    await writeTinyModel(dir);
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
