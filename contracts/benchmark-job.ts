@@ -1,12 +1,16 @@
 // `fleetlm/benchmark@1`: the IoT Job document that asks a device to time a grid of decoder
 // microbenchmarks with onnxruntime and upload a `fleetlm/layer-latency@1` table. The grid's ONNX files
-// are built and quantized by the operator's CLI and downloaded like model artifacts (same allow-list,
-// same sha256 checks), so the device bundle carries no model builder. Shared by the agent and the CLI.
+// are built and quantized by the operator's CLI and published as a signed bundle (model id
+// `benchmark-grid`), which the device downloads and verifies exactly as a model (allow-list, sha256,
+// fleet-key signature), so the device bundle carries no model builder. Shared by the agent and the CLI.
 import { z } from 'zod';
 import { parseWith } from '../common/validate.ts';
 import { JobArtifactSchema } from './job-document.ts';
+import { BundleFileNameSchema, ModelIdSchema, ModelVersionSchema, Sha256HexSchema } from './manifest.ts';
 
 export const BENCHMARK_SCHEMA = 'fleetlm/benchmark@1';
+/** Model id the grid bundles are published under. */
+export const BENCHMARK_GRID_MODEL_ID = 'benchmark-grid';
 
 const positiveInt = z.number().int().positive();
 const UrlSchema = z.string().min(1).max(4096);
@@ -19,7 +23,8 @@ const UrlSchema = z.string().min(1).max(4096);
  */
 export const BenchmarkModelSchema = z
   .object({
-    artifact: JobArtifactSchema,
+    /** The grid file (one of the document's artifacts). */
+    name: BundleFileNameSchema,
     role: z.enum(['layer', 'fixed']),
     width: positiveInt,
     ffnWidth: positiveInt,
@@ -37,6 +42,12 @@ export const BenchmarkDocumentSchema = z
     runId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
     /** Device class the operator designs for (a device profile id such as rpi4); the table's `device`. */
     deviceClass: z.string().min(1).max(64),
+    /** The signed grid bundle, as in deploy-model@1: the manifest must list exactly `artifacts`. */
+    modelId: ModelIdSchema,
+    version: ModelVersionSchema,
+    manifest: z.object({ url: UrlSchema, sha256: Sha256HexSchema, size: z.number().int().nonnegative() }).strict(),
+    signature: z.object({ url: UrlSchema }).strict(),
+    artifacts: z.array(JobArtifactSchema).min(2).max(64),
     /** How the grid's weights are stored (the search's weightBits must match to use the table). */
     storage: z.enum(['fp32', 'int8', 'int4']),
     /** KV-cache lengths (past tokens + the new one) each layer is timed at; the first is the table's seqLen. */
@@ -56,10 +67,12 @@ export const BenchmarkDocumentSchema = z
   })
   .strict()
   .superRefine((d, ctx) => {
+    const artifacts = new Set(d.artifacts.map((a) => a.name));
     const names = new Set<string>();
     d.models.forEach((m, i) => {
-      if (names.has(m.artifact.name)) ctx.addIssue({ code: 'custom', path: ['models', i, 'artifact', 'name'], message: `duplicate artifact name ${m.artifact.name}` });
-      names.add(m.artifact.name);
+      if (names.has(m.name)) ctx.addIssue({ code: 'custom', path: ['models', i, 'name'], message: `duplicate model ${m.name}` });
+      if (!artifacts.has(m.name)) ctx.addIssue({ code: 'custom', path: ['models', i, 'name'], message: `${m.name} is not one of the artifacts` });
+      names.add(m.name);
     });
   });
 
