@@ -23,8 +23,6 @@ import { describeGroup } from './rollout.ts';
 
 /** Where device tables and run records live in the artifact bucket. */
 export const BENCHMARK_PREFIX = 'benchmarks/';
-/** Where `fleetlm latency` writes merged tables: latency/<group>/<class>-<storage>.json. */
-export const LATENCY_PREFIX = 'latency/';
 
 export interface BenchmarkRolloutRequest {
   group: string;
@@ -215,25 +213,4 @@ export async function readRunTables(s3: S3Client, bucket: string, run: Benchmark
     tables.push(value);
   }
   return { tables, missing };
-}
-
-/** Key of a group's merged table for one class and storage. */
-export function mergedTableKey(group: string, deviceClass: string, storage: string): string {
-  return `${LATENCY_PREFIX}${group}/${deviceClass}-${storage}.json`;
-}
-
-/** Writes a merged table where `fleetlm search --group` and the pipeline read it. */
-export async function putMergedTable(s3: S3Client, bucket: string, key: string, table: unknown): Promise<void> {
-  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: JSON.stringify(table, null, 2), ContentType: 'application/json' }));
-}
-
-/** Reads a merged table (raw JSON), or null when the group has none for that class and storage. */
-export async function getMergedTable(s3: S3Client, bucket: string, key: string): Promise<unknown | null> {
-  try {
-    return JSON.parse(await getText(s3, bucket, key));
-  } catch (err) {
-    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if (status === 404 || (err as Error).name === 'NoSuchKey') return null;
-    throw new TransportError(`cannot read s3://${bucket}/${key}: ${(err as Error).message}`, { cause: err });
-  }
 }

@@ -72,13 +72,13 @@ function storageName(s: WeightStorage | null): string {
 
 /**
  * Compares reported and predicted decode latency per (class, version). `classOf` maps things to their
- * device class (from benchmark runs); `tables` holds the merged table of each class.
+ * device class (from benchmark runs); `tables` holds the merged tables of each class (one per storage).
  */
 export function latencyCheck(input: {
   telemetry: readonly Telemetry[];
   versions: readonly DeployedVersion[];
   classOf: ReadonlyMap<string, string>;
-  tables: ReadonlyMap<string, LayerLatencyTable>;
+  tables: ReadonlyMap<string, readonly LayerLatencyTable[]>;
   /** KV length for classes without a table (default 64). */
   defaultSeqLen?: number;
 }): CheckRow[] {
@@ -106,7 +106,8 @@ export function latencyCheck(input: {
     const v = byRef.get(g.ref);
     const [modelId, version] = g.ref.split('@') as [string, string];
     const measuredMs = median(g.ms);
-    const table = input.tables.get(g.cls);
+    const candidates = input.tables.get(g.cls) ?? [];
+    const table = candidates.find((t) => (t.storage ?? `${t.bytesPerWeight * 8}-bit`) === storageName(v?.storage ?? null)) ?? candidates[0];
     const seqLen = table?.seqLen ?? input.defaultSeqLen ?? 64;
     const notes: string[] = [];
     let rooflineMs: number | null = null;

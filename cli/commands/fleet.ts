@@ -115,7 +115,7 @@ function fmtNum(n: number): string {
   return Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2);
 }
 
-function signerFor(opts: { key?: string; kmsKey?: string }, profile: FleetProfile): ManifestSigner {
+export function signerFor(opts: { key?: string; kmsKey?: string }, profile: FleetProfile): ManifestSigner {
   if (opts.key && opts.kmsKey) throw new ValidationError('pass either --key or --kms-key, not both');
   if (opts.key) {
     let pem: string;
