@@ -81,7 +81,7 @@ async function publishGrid(s3: S3Client, profile: FleetProfile, o: GridOptions, 
   try {
     log(`building ${files.length} grid files (${o.storage}) ...`);
     await buildGridFiles(files, o, dir);
-    await publishBundle({ s3, bucket: profile.s3.bucket, signer, modelDir: dir, modelId: BENCHMARK_GRID_MODEL_ID, version, entry: files[0]!.name });
+    await publishBundle({ s3, bucket: profile.s3.bucket, signer, modelDir: dir, modelId: BENCHMARK_GRID_MODEL_ID, version, entry: files[0]!.name, shipEveryModel: true });
     log(`published grid ${BENCHMARK_GRID_MODEL_ID}@${version}`);
   } finally {
     await fs.rm(dir, { recursive: true, force: true });

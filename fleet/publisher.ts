@@ -73,6 +73,8 @@ export interface PrepareOptions {
   /** Devices refuse to install the release after this ISO time. */
   expiresAt?: string;
   now?: Date;
+  /** Ship every .onnx file, not only the entry (a benchmark grid is many models); default false. */
+  shipEveryModel?: boolean;
 }
 
 
@@ -161,7 +163,7 @@ export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundl
       continue;
     }
     // Only the chosen entry among several ONNX files ships; the others are build leftovers.
-    if (role === 'model' && name !== entry) {
+    if (role === 'model' && name !== entry && !opts.shipEveryModel) {
       ignored.push(name);
       continue;
     }
