@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ModelError, TransportError, ValidationError } from '../common/errors.ts';
 import type { BenchmarkDocument } from '../contracts/benchmark-job.ts';
-import { bytesPerWeightOf, type GridFile } from '../models/benchmark/grid.ts';
+import { bytesPerWeightOf, type GridFile } from '../models/benchmark/grid-file.ts';
 import { entriesFromTimings, type FileTiming } from '../models/benchmark/layer-timings.ts';
 import { parseLatencyTable, type LayerLatencyTable } from '../models/search/latency-table.ts';
 import type { Logger } from './log.ts';

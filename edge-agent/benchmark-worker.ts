@@ -2,7 +2,7 @@
 // low CPU priority) that times the grid files with onnxruntime and sends the figures back over IPC.
 // A separate process keeps the timings off the serving process's threads and lets the agent renice
 // it, stop it at the time limit, or kill it when the job is canceled.
-import type { GridFile } from '../models/benchmark/grid.ts';
+import type { GridFile } from '../models/benchmark/grid-file.ts';
 import type { FileTiming } from '../models/benchmark/layer-timings.ts';
 
 /** What the agent sends the worker. */

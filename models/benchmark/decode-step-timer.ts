@@ -3,7 +3,7 @@
 // benchmark worker); the two depths of a layer are timed alternately so slow drift hits both alike.
 import { ModelError } from '../../common/errors.ts';
 import { createSession, disposeTensor, float32Tensor, int64Tensor, type OnnxSession, type OrtTensor } from '../runtime/onnx-backend.ts';
-import type { GridFile } from './grid.ts';
+import type { GridFile } from './grid-file.ts';
 import type { FileTiming } from './layer-timings.ts';
 
 export interface TimerOptions {
@@ -17,8 +17,8 @@ export interface TimerOptions {
   deadline: number;
   /** Resolves when the device is idle enough to measure (called before each timed block). */
   waitIdle: () => Promise<void>;
-  /** Called after each timed block (progress, heartbeats). */
-  onBlock?: (done: number, total: number) => void;
+  /** Called after each timed block with its figures (progress, and figures that survive a kill). */
+  onBlock?: (timings: FileTiming[], done: number, total: number) => void;
 }
 
 /** Feeds of one decode step at `kvLength` for a file of this shape. */
@@ -77,6 +77,7 @@ export async function timeGridFiles(dir: string, files: readonly GridFile[], o: 
   for (const block of blocks) {
     if (Date.now() >= o.deadline) return { timings, complete: false };
     const sessions: OnnxSession[] = [];
+    const blockTimings: FileTiming[] = [];
     try {
       for (const f of block) sessions.push(await createSession(`${dir}/${f.name}`, o.threads > 0 ? { intraOpNumThreads: o.threads } : {}));
       const lengths = block[0]!.role === 'fixed' ? o.kvLengths.slice(0, 1) : o.kvLengths;
@@ -87,12 +88,13 @@ export async function timeGridFiles(dir: string, files: readonly GridFile[], o: 
         for (let w = 0; w < o.warmup; w++) for (let i = 0; i < block.length; i++) await stepMs(sessions[i]!, feeds[i]!);
         const samples: number[][] = block.map(() => []);
         for (let n = 0; n < o.samples; n++) for (let i = 0; i < block.length; i++) samples[i]!.push(await stepMs(sessions[i]!, feeds[i]!));
-        block.forEach((f, i) => timings.push({ name: f.name, kvLength: kv, ms: median(samples[i]!), samples: o.samples }));
+        block.forEach((f, i) => blockTimings.push({ name: f.name, kvLength: kv, ms: median(samples[i]!), samples: o.samples }));
       }
     } finally {
       for (const s of sessions) await s.dispose();
     }
-    o.onBlock?.(++done, total);
+    timings.push(...blockTimings);
+    o.onBlock?.(blockTimings, ++done, total);
   }
   return { timings, complete: true };
 }

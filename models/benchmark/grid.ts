@@ -8,9 +8,9 @@ import { initWeights } from '../arch/weights.ts';
 import { buildDecoderModel } from '../onnx/build-decoder.ts';
 import { saveOnnxModel } from '../onnx/proto.ts';
 import { quantizeModel } from '../quantization/onnx-quantize.ts';
+import type { GridFile, GridStorage } from './grid-file.ts';
 
-/** Weight storage of a grid: fp32, or 8- / 4-bit blocks (MatMulNBits), as the shipped models use. */
-export type GridStorage = 'fp32' | 'int8' | 'int4';
+export { bytesPerWeightOf, type GridFile, type GridStorage } from './grid-file.ts';
 
 /** Vocabulary of the layer files: tiny, so their embedding and head cost next to nothing and cancel out anyway. */
 export const LAYER_FILE_VOCAB = 64;
@@ -30,18 +30,6 @@ export interface GridOptions {
   blockSize?: 32 | 64 | 128;
   /** The two depths each layer is built at (default 1 and 3). */
   depths?: readonly [number, number];
-}
-
-/** One file of the grid (as benchmark@1 lists it). */
-export interface GridFile {
-  name: string;
-  role: 'layer' | 'fixed';
-  width: number;
-  ffnWidth: number;
-  heads: number;
-  headDim: number;
-  depth: number;
-  vocabSize: number;
 }
 
 /** The files of a grid, in a stable order (the same options give the same names). */
@@ -93,9 +81,4 @@ export async function buildGridFiles(files: readonly GridFile[], o: Pick<GridOpt
     out.push(p);
   }
   return out;
-}
-
-/** Bytes per weight a table of this storage records (the search matches it against weightBits). */
-export function bytesPerWeightOf(storage: GridStorage): number {
-  return storage === 'fp32' ? 4 : storage === 'int8' ? 1 : 0.5;
 }

@@ -1,7 +1,7 @@
 // From the timed grid files to table entries: a layer's cost is the time difference of its two depths
 // over the depth difference (the per-model costs cancel), and a width's per-model cost is its fixed
 // file's time less the layers in it. Pure arithmetic, so the device and the tests share it.
-import type { GridFile } from './grid.ts';
+import type { GridFile } from './grid-file.ts';
 
 /** Median time of one decode step of one file at one KV length. */
 export interface FileTiming {
