@@ -9,6 +9,7 @@ import path from 'node:path';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
 import type { ArchSpec } from '../models/arch/spec.ts';
 import { searchArchitecture } from '../models/search/search.ts';
+import type { LayerLatencyTable } from '../models/search/latency-table.ts';
 import { buildModelFile, loadArchSpec, type BuildModelFileResult } from '../models/onnx/build-model-file.ts';
 import { loadOnnxModel, saveOnnxModel } from '../models/onnx/proto.ts';
 import { compressEmbedding, type MethodChoice } from '../models/compression/auto.ts';
@@ -82,6 +83,8 @@ export interface DesignOptions {
   contextLength: number;
   /** Use this architecture (spec or search-result JSON) instead of searching. */
   archPath?: string;
+  /** The fleet-measured layer table of the device class (the search designs against it instead of the roofline). */
+  latencyTable?: LayerLatencyTable;
 }
 
 export interface DesignResult {
@@ -111,6 +114,8 @@ export async function designArchitecture(opts: DesignOptions): Promise<DesignRes
     contextLength: opts.contextLength,
     maxLayersPerBlock: 8,
     headDim: 32,
+    // A table measured at block-quantized weights is only exact for a search that ships them.
+    ...(opts.latencyTable ? { latencyTable: opts.latencyTable, ...(opts.latencyTable.storage === 'int4' ? { weightBits: 4 as const } : opts.latencyTable.storage === 'int8' ? { weightBits: 8 as const } : {}) } : {}),
   });
   const { spec, ...summary } = r;
   return { spec, summary: summary as unknown as Record<string, unknown> };

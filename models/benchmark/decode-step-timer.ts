@@ -3,6 +3,7 @@
 // benchmark worker); the two depths of a layer are timed alternately so slow drift hits both alike.
 import { ModelError } from '../../common/errors.ts';
 import { createSession, disposeTensor, float32Tensor, int64Tensor, type OnnxSession, type OrtTensor } from '../runtime/onnx-backend.ts';
+import { Sampler } from '../runtime/sampling.ts';
 import type { GridFile } from './grid-file.ts';
 import type { FileTiming } from './layer-timings.ts';
 
@@ -35,9 +36,19 @@ function stepFeeds(s: OnnxSession, f: GridFile, kvLength: number): Record<string
   return feeds;
 }
 
-async function stepMs(s: OnnxSession, feeds: Record<string, OrtTensor>): Promise<number> {
+/**
+ * One timed step: the session run, and for per-model cost files also what the runtime does with the
+ * logits before the next step (sampling at the manifests' default temperature 0.8 and top-p 0.95), a
+ * per-token cost of every generation that no layer shows.
+ */
+async function stepMs(s: OnnxSession, feeds: Record<string, OrtTensor>, sampler: Sampler | null): Promise<number> {
   const t0 = performance.now();
   const out = await s.run(feeds);
+  if (sampler) {
+    const logits = out.logits;
+    if (logits?.type !== 'float32') throw new ModelError('grid file returned no float32 logits', { code: 'MODEL_RUN' });
+    sampler.sample(logits.data as Float32Array);
+  }
   const ms = performance.now() - t0;
   for (const t of Object.values(out)) disposeTensor(t);
   return ms;
@@ -85,9 +96,10 @@ export async function timeGridFiles(dir: string, files: readonly GridFile[], o: 
         await o.waitIdle();
         if (Date.now() >= o.deadline) return { timings, complete: false };
         const feeds = block.map((f, i) => stepFeeds(sessions[i]!, f, kv));
-        for (let w = 0; w < o.warmup; w++) for (let i = 0; i < block.length; i++) await stepMs(sessions[i]!, feeds[i]!);
+        const samplers = block.map((f) => (f.role === 'fixed' ? new Sampler(f.vocabSize, { temperature: 0.8, topP: 0.95, seed: 1 }) : null));
+        for (let w = 0; w < o.warmup; w++) for (let i = 0; i < block.length; i++) await stepMs(sessions[i]!, feeds[i]!, samplers[i]!);
         const samples: number[][] = block.map(() => []);
-        for (let n = 0; n < o.samples; n++) for (let i = 0; i < block.length; i++) samples[i]!.push(await stepMs(sessions[i]!, feeds[i]!));
+        for (let n = 0; n < o.samples; n++) for (let i = 0; i < block.length; i++) samples[i]!.push(await stepMs(sessions[i]!, feeds[i]!, samplers[i]!));
         block.forEach((f, i) => blockTimings.push({ name: f.name, kvLength: kv, ms: median(samples[i]!), samples: o.samples }));
       }
     } finally {

@@ -58,7 +58,7 @@ export const MergedFromSchema = z
  * `seqLen`, batch 1, on `device`. Layers are keyed by (width, ffnWidth, heads, headDim); an entry
  * may carry its own seqLen (KV length), and the model interpolates between KV lengths.
  * Head entries are the per-model costs of one step: embedding lookup, final norm, LM head and the
- * runtime's per-run overhead.
+ * runtime's per-run overhead and the sampling of the next token.
  */
 export const LayerLatencyTableSchema = z
   .object({
