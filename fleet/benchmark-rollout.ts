@@ -38,6 +38,8 @@ export interface BenchmarkRolloutRequest {
   timeoutMinutes: number;
   signer: ManifestSigner;
   runId?: string;
+  /** Only these members of the group (default: all of them). */
+  things?: string[];
   onProgress?: (line: string) => void;
 }
 
@@ -104,7 +106,10 @@ export async function createBenchmarkRollout(iot: IoTClient, s3: S3Client, profi
   // The upload URL must outlive the queue, the download and the timing: the job timeout plus an hour.
   const uploadExpiresIn = Math.min(7 * 24 * 3600, req.timeoutMinutes * 60 + 3600);
   const jobs: BenchmarkRun['jobs'] = [];
-  const things = [...group.things].sort();
+  const members = new Set(group.things);
+  const outside = (req.things ?? []).filter((t) => !members.has(t));
+  if (outside.length > 0) throw new ValidationError(`not in thing group ${req.group}: ${outside.join(', ')}`);
+  const things = [...(req.things ?? group.things)].sort();
   for (const [i, thingName] of things.entries()) {
     const tableKey = deviceTableKey(runId, thingName);
     const uploadUrl = await getSignedUrl(s3, new PutObjectCommand({ Bucket: profile.s3.bucket, Key: tableKey, ContentType: 'application/json' }), { expiresIn: uploadExpiresIn });

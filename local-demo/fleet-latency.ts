@@ -24,7 +24,7 @@ export const DEMO_BENCHMARK = {
   vocabSize: 4096,
   /** The first is the completions' context (prompt + reply); the second the demo's context length. */
   kvLengths: [32, 128],
-  samples: 7,
+  samples: 15,
   warmup: 2,
   /** The agents serve with one thread; the benchmark times with the same. */
   threads: 1,
@@ -43,6 +43,8 @@ export async function benchmarkFleet(o: {
   s3: S3Client;
   profile: FleetProfile;
   group: string;
+  /** The group's devices; benchmarked one after another. */
+  things: readonly string[];
   deviceClass: string;
   storage: GridStorage;
   signer: ManifestSigner;
@@ -50,31 +52,38 @@ export async function benchmarkFleet(o: {
   log: (line: string) => void;
 }): Promise<FleetBenchmark> {
   const { widths, ffnRatios, headDim, vocabSize, kvLengths, samples, warmup, threads, timeLimitSec } = DEMO_BENCHMARK;
-  const run = await createBenchmarkRollout(o.iot, o.s3, o.profile, {
-    group: o.group,
-    deviceClass: o.deviceClass,
-    grid: { widths: [...widths], ffnRatios: [...ffnRatios], headDim, vocabSize, storage: o.storage },
-    kvLengths: [...kvLengths],
-    samples,
-    warmup,
-    threads,
-    timeLimitSec,
-    idleQuietMs: 0,
-    timeoutMinutes: 5,
-    signer: o.signer,
-  });
-  o.log(`    run ${run.runId}: grid ${run.grid.modelId}@${run.grid.version} (${run.grid.files} files), one job per device, time limit ${timeLimitSec} s`);
-  for (const j of run.jobs) {
-    const p = await watchJob(o.iot, j.jobId, { timeoutMs: o.jobTimeoutMs, intervalMs: 250 });
-    const d = p.devices.find((x) => x.thingName === j.thingName);
-    if (d?.status !== 'SUCCEEDED') throw new TransportError(`benchmark on ${j.thingName} ended ${d?.status ?? p.status}: ${JSON.stringify(d?.statusDetails ?? {})}`);
+  // The demo's devices share this machine's cores, which real devices do not: they take turns, one run each.
+  const tables: unknown[] = [];
+  let run: BenchmarkRun | undefined;
+  for (const thing of o.things) {
+    run = await createBenchmarkRollout(o.iot, o.s3, o.profile, {
+      group: o.group,
+      things: [thing],
+      deviceClass: o.deviceClass,
+      grid: { widths: [...widths], ffnRatios: [...ffnRatios], headDim, vocabSize, storage: o.storage },
+      kvLengths: [...kvLengths],
+      samples,
+      warmup,
+      threads,
+      timeLimitSec,
+      idleQuietMs: 0,
+      timeoutMinutes: 5,
+      signer: o.signer,
+    });
+    if (tables.length === 0) o.log(`    grid ${run.grid.modelId}@${run.grid.version} (${run.grid.files} files), one job per device in turn (they share this machine's cores), time limit ${timeLimitSec} s`);
+    for (const j of run.jobs) {
+      const p = await watchJob(o.iot, j.jobId, { timeoutMs: o.jobTimeoutMs, intervalMs: 250 });
+      const d = p.devices.find((x) => x.thingName === j.thingName);
+      if (d?.status !== 'SUCCEEDED') throw new TransportError(`benchmark on ${j.thingName} ended ${d?.status ?? p.status}: ${JSON.stringify(d?.statusDetails ?? {})}`);
+    }
+    const r = await readRunTables(o.s3, o.profile.s3.bucket, run);
+    if (r.missing.length > 0) throw new TransportError(`benchmark table missing from ${r.missing.join(', ')}`);
+    tables.push(...r.tables);
   }
-  const { tables, missing } = await readRunTables(o.s3, o.profile.s3.bucket, run);
-  if (missing.length > 0) throw new TransportError(`benchmark tables missing from ${missing.join(', ')}`);
   const merged = mergeLatencyTables(tables).find((m) => m.deviceClass === o.deviceClass)!;
   const key = mergedTableKey(o.group, merged.deviceClass, merged.storage);
   await putMergedTable(o.s3, o.profile.s3.bucket, key, merged.table);
-  return { run, merged, tableUrl: `s3://${o.profile.s3.bucket}/${key}` };
+  return { run: run!, merged, tableUrl: `s3://${o.profile.s3.bucket}/${key}` };
 }
 
 /** One line per merged table, for the stage's summary. */
