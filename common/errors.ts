@@ -63,7 +63,8 @@ export type TransportCode =
   | 'TRANSPORT_JOBS_REJECTED'
   | 'TRANSPORT_OFFLINE'
   | 'TRANSPORT_SUBSCRIBE_REFUSED'
-  | 'TRANSPORT_TIMEOUT';
+  | 'TRANSPORT_TIMEOUT'
+  | 'TRANSPORT_UPLOAD';
 
 /** Codes of ModelError. */
 export type ModelCode =
@@ -77,7 +78,8 @@ export type ModelCode =
   | 'MODEL_NO_REUSE'
   | 'MODEL_OPTIONS'
   | 'MODEL_RUN'
-  | 'MODEL_WEIGHTS';
+  | 'MODEL_WEIGHTS'
+  | 'MODEL_BENCHMARK';
 
 /** The agent's install state machine (edge-agent/install-state-machine.ts) and its restarts. */
 export type StateCode = 'STATE_BUSY' | 'STATE_IDLE' | 'STATE_NO_RESTART' | 'STATE_TRANSITION' | 'AGENT_RESTARTING';

@@ -1,11 +1,13 @@
 // The agent: wires MQTT, the jobs client, the install state machine, the model store, the local API and
 // telemetry, and drives one job at a time: the job kind's phase handlers return events and the state
-// machine's table (install-state-machine.ts NEXT) picks the next phase. Two kinds: deploy-model@1 (models)
-// and update-agent@1 (the agent replaces itself; see self-update/ and docs/agent.md "Self-update").
+// machine's table (install-state-machine.ts NEXT) picks the next phase. Three kinds: deploy-model@1 (models),
+// update-agent@1 (the agent replaces itself; see self-update/ and docs/agent.md "Self-update") and
+// benchmark@1 (time a signed grid of layer files and upload a latency table; benchmark-runner.ts).
 import { readFileSync, promises as fs } from 'node:fs';
 import { writeFileAtomic } from '../common/atomic-file.ts';
 import { FleetError, TransportError, ValidationError, describeError } from '../common/errors.ts';
 import { ANTI_ROLLBACK_CODES } from '../contracts/rollback-authorization.ts';
+import { BENCHMARK_SCHEMA, parseBenchmarkDocument, type BenchmarkDocument } from '../contracts/benchmark-job.ts';
 import {
   DEPLOY_MODEL_SCHEMA,
   UPDATE_AGENT_SCHEMA,
@@ -47,6 +49,7 @@ import { readUpdateRecord, type UpdateRecord } from './self-update/update-record
 import { TelemetryOutbox, TelemetryReporter, type RecoveryNote } from './telemetry.ts';
 import { UrlPolicy, defaultAllowedHosts } from './url-policy.ts';
 import { verifyInstalledVersion, verifyManifest } from './verifier.ts';
+import { AGENT_VERSION } from './version.ts';
 
 /** Update rejections meaning the service no longer wants this execution (canceled, removed, timed out). */
 const CANCELED_CODES: ReadonlySet<string> = new Set(['InvalidStateTransition', 'ResourceNotFound', 'TerminalStateReached']);
@@ -131,6 +134,8 @@ export interface AgentDeps {
   requestRestart?: (reason: string) => void;
   /** Test hook wiring: called after each self-update install step (main.ts uses it to crash on purpose). */
   onUpdateStep?: (step: UpdateStep) => void;
+  /** How to start the benchmark worker (the agent entry script run with --benchmark-worker); default: this process's own. */
+  benchmarkWorker?: { entry: string; execArgv: string[] };
 }
 
 /** Where a job's bytes come from and how its manifest is checked: the same path for models and agent packages. */
@@ -229,6 +234,25 @@ export class Agent {
         reporting: (job) => this.onReporting(job),
       },
       // `health-checking` only reports a confirmation already on disk: a restart there runs it again.
+      onRestart: { 'health-checking': 'redo' },
+    });
+    // A benchmark downloads and verifies its signed grid like a model, times it in `installing` (nothing is
+    // installed: the serving model stays), and reports; a restart while timing runs the timing again.
+    const cleanStaging = async (job: ActiveJob): Promise<PhaseResult> => {
+      await fs.rm(this.store.stagingDir(job.jobId), { recursive: true, force: true });
+      return { event: 'ok' };
+    };
+    this.registerJobKind(BENCHMARK_SCHEMA, {
+      handlers: {
+        received: (job) => this.onReceivedBenchmark(job),
+        downloading: (job) => this.onDownloading(job),
+        verifying: (job) => this.onVerifying(job),
+        installing: (job) => this.onBenchmarking(job),
+        'health-checking': async () => ({ event: 'ok' }),
+        committing: cleanStaging,
+        'rolling-back': cleanStaging,
+        reporting: (job) => this.onReporting(job),
+      },
       onRestart: { 'health-checking': 'redo' },
     });
   }
@@ -544,8 +568,13 @@ export class Agent {
     return (job.document as { schema?: unknown } | null)?.schema === UPDATE_AGENT_SCHEMA;
   }
 
-  /** The bytes a job downloads and how their manifest is verified, for either job kind. */
+  /** The bytes a job downloads and how their manifest is verified, for every job kind. */
   private payload(job: ActiveJob): Payload {
+    if ((job.document as { schema?: unknown } | null)?.schema === BENCHMARK_SCHEMA) {
+      const doc = parseBenchmarkDocument(job.document);
+      // Signed by the fleet key like a model; no security floor (the grid is never installed).
+      return { ...doc, verify: (b, s) => void verifyManifest(doc, b, s, this.publicKeyPem) };
+    }
     if (this.isAgentUpdate(job)) {
       const doc = parseUpdateAgentDocument(job.document);
       const ref = this.updater.selectPackage(doc);
@@ -585,6 +614,68 @@ export class Agent {
       };
     }
     return { event: 'ok', target };
+  }
+
+  /** A benchmark is refused when its document is invalid; the serving model stays the job's target. */
+  private async onReceivedBenchmark(job: ActiveJob): Promise<PhaseResult> {
+    try {
+      const doc = parseBenchmarkDocument(job.document);
+      const clash = doc.artifacts.find((a) => RESERVED_NAMES.has(a.name));
+      if (clash) throw new ValidationError(`artifact name ${clash.name} is reserved for the agent's own files (${[...RESERVED_NAMES].join(', ')})`);
+      // Checked before anything is downloaded or timed: an upload the device may not make fails now.
+      this.urlPolicy.check(doc.upload.url, 'benchmark upload URL');
+    } catch (err) {
+      return { event: 'failed', outcome: { status: 'REJECTED', statusDetails: details({ step: 'validating', reason: reasonOf(err), code: err instanceof FleetError ? err.code : undefined }) } };
+    }
+    return { event: 'ok', target: job.previous };
+  }
+
+  /** Times the verified grid in a low-priority worker, uploads the table and reports a summary. */
+  private async onBenchmarking(job: ActiveJob): Promise<PhaseResult> {
+    const doc: BenchmarkDocument = parseBenchmarkDocument(job.document);
+    await this.progress(job.jobId, { step: 'benchmarking', runId: doc.runId });
+    try {
+      const { runBenchmark } = await import('./benchmark-runner.ts');
+      const r = await this.withHeartbeat(job.jobId, 'benchmarking', () =>
+        runBenchmark({
+          doc,
+          dir: this.store.stagingDir(job.jobId),
+          thingName: this.cfg.thingName,
+          agentVersion: this.updater.runningVersion ?? AGENT_VERSION,
+          sysfsRoot: this.cfg.telemetry.sysfsRoot,
+          serving: () => ({ inFlight: this.stats.inFlight, lastActivityAt: this.stats.lastActivityAt }),
+          urlPolicy: this.urlPolicy,
+          signal: this.jobAbort.signal,
+          log: this.log,
+          worker: this.deps.benchmarkWorker,
+          onProgress: (done, total) => void this.progress(job.jobId, { step: 'benchmarking', progress: `${done}/${total}` }),
+        }),
+      );
+      this.log.info('benchmark uploaded', { jobId: job.jobId, layers: r.table.layers.length, heads: r.table.heads.length, complete: r.complete, dropped: r.dropped.length });
+      return {
+        event: 'ok',
+        outcome: {
+          status: 'SUCCEEDED',
+          statusDetails: details({
+            step: 'done',
+            runId: doc.runId,
+            layers: r.table.layers.length,
+            heads: r.table.heads.length,
+            complete: r.complete ? 'yes' : `no (time limit ${doc.timeLimitSec} s)`,
+            dropped: r.dropped.length > 0 ? r.dropped.slice(0, 3).join('; ') : undefined,
+            waitedForIdleMs: r.waitedForIdleMs,
+            uploadedBytes: r.uploadedBytes,
+            board: r.table.measuredOn?.board,
+            onnxruntime: r.table.measuredOn?.onnxruntime,
+          }),
+        },
+      };
+    } catch (err) {
+      if (this.stopped) throw err;
+      if (this.canceled.has(job.jobId)) return { event: 'failed', outcome: (await this.canceledResult(job)).outcome };
+      this.log.warn('benchmark failed', { jobId: job.jobId, error: describeError(err) });
+      return { event: 'failed', outcome: failed('benchmarking', err) };
+    }
   }
 
   private async onDownloading(job: ActiveJob): Promise<PhaseResult> {

@@ -39,6 +39,8 @@ export class InferenceStats {
   rejected = 0;
   tokens = 0;
   inFlight = 0;
+  /** When a generation last started or ended (epoch ms; 0: never), for "idle since" checks. */
+  lastActivityAt = 0;
   private readonly firstToken: Window;
   private readonly tps: Window;
 
@@ -77,6 +79,7 @@ export class InferenceStats {
   /** A generation started (+1) or ended (-1). */
   running(delta: 1 | -1): void {
     this.inFlight += delta;
+    this.lastActivityAt = Date.now();
     this.metrics.inFlight.inc(delta);
   }
 

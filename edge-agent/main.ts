@@ -19,6 +19,8 @@ function collect(value: string, previous: string[]): string[] {
 
 /** Parses argv, runs the agent until a signal; resolves with the exit code. */
 export async function runAgent(argv: string[]): Promise<number> {
+  // The agent's own benchmark worker (benchmark-runner.ts forks the agent entry with this flag).
+  if (argv[2] === '--benchmark-worker') return (await import('./benchmark-worker.ts')).runBenchmarkWorker();
   const program = new Command('fleetlm-agent')
     .description('FleetLM device agent: takes IoT Jobs, installs models safely, serves them on 127.0.0.1, reports telemetry.')
     .version(AGENT_VERSION)

@@ -10,7 +10,7 @@ import { confinedPath, verifyFileOnDisk } from './downloader.ts';
 import type { ModelRef } from './model-store.ts';
 
 /** Verifies manifest bytes + signature text for `doc`; returns the parsed manifest or throws ValidationError. */
-export function verifyManifest(doc: DeployModelDocument, manifestBytes: Uint8Array, signatureText: string, publicKeyPem: string): Manifest {
+export function verifyManifest(doc: Pick<DeployModelDocument, 'modelId' | 'version' | 'artifacts'>, manifestBytes: Uint8Array, signatureText: string, publicKeyPem: string): Manifest {
   const sig = parseManifestSignature(signatureText);
   if (!verifyManifestBytes(manifestBytes, sig, publicKeyPem)) {
     throw new ValidationError(`manifest signature (key ${sig.keyId}) does not verify against the fleet public key`, {
@@ -20,7 +20,7 @@ export function verifyManifest(doc: DeployModelDocument, manifestBytes: Uint8Arr
   const manifest = parseManifestBytes(manifestBytes);
   if (manifest.modelId !== doc.modelId || manifest.version !== doc.version) {
     throw new ValidationError(
-      `manifest is for ${manifest.modelId}@${manifest.version} but the job deploys ${doc.modelId}@${doc.version}`,
+      `manifest is for ${manifest.modelId}@${manifest.version} but the job names ${doc.modelId}@${doc.version}`,
       { code: 'VALIDATION_MANIFEST_MISMATCH' },
     );
   }

@@ -85,6 +85,8 @@ export interface PrepareOptions {
    */
   skipBundleChecks?: boolean;
   now?: Date;
+  /** Ship every .onnx file, not only the entry (a benchmark grid is many models); default false. */
+  shipEveryModel?: boolean;
 }
 
 
@@ -185,7 +187,7 @@ export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundl
       continue;
     }
     // Only the chosen entry among several ONNX files ships; the others are build leftovers.
-    if (role === 'model' && name !== entry) {
+    if (role === 'model' && name !== entry && !opts.shipEveryModel) {
       ignored.push(name);
       continue;
     }

@@ -3,21 +3,26 @@
 // to search); the result is stored in S3 and only its figures travel on in the state.
 import { DEVICE_IDS } from '../models/search/device-profiles.ts';
 import { searchArchitecture, type SearchResult } from '../models/search/search.ts';
+import { LayerLatencyTableSchema, type LayerLatencyTable } from '../models/search/latency-table.ts';
 import { ShardSchema, shardPrefix, type SearchOutput, type Shard } from './shared/events.ts';
 import { defineHandler } from './shared/handler.ts';
 import { s3Client } from './shared/env.ts';
-import { putJson } from './shared/s3.ts';
+import { getJson, putJson } from './shared/s3.ts';
 import { archCosts } from '../models/arch/accounting.ts';
 import { networkEntropy } from '../models/entropy/network-entropy.ts';
 import { inputModelSpec } from './shared/input-model.ts';
 
-/** Runs the search a shard asks for (synchronous and seeded: a retry finds the same spec). */
-export function searchShard(shard: Shard): SearchResult {
+/**
+ * Runs the search a shard asks for (synchronous and seeded: a retry finds the same spec); with the
+ * class's fleet-measured table, latency comes from it (roofline where it has no entry).
+ */
+export function searchShard(shard: Shard, latencyTable?: LayerLatencyTable): SearchResult {
   const cls = shard.budget.deviceClass;
   return searchArchitecture({
     budgets: { decodeMemoryBytes: shard.budget.memoryBudgetBytes, flops: shard.budget.flopsBudget, latencyMs: shard.budget.latencyMs },
     // A class named like a shipped device profile gets latency predictions for that device.
     device: DEVICE_IDS.includes(cls) ? cls : undefined,
+    ...(latencyTable ? { latencyTable } : {}),
     seed: shard.seed,
     objective: shard.search.objective,
     vocabSize: shard.vocabSize,
@@ -41,7 +46,9 @@ export const handler = defineHandler('search', ShardSchema, async (shard, env): 
     await putJson(s3, env.ARTIFACTS_BUCKET, specKey, { spec, source: shard.model, params: costs.params, flops: costs.flops, decodeMemoryBytes: costs.decodeMemoryBytes, entropy });
     return { ...shard, search: { specKey, parameters: costs.params, forwardFlops: costs.flops, decodeMemoryBytes: costs.decodeMemoryBytes, entropy, latencyMs: null } };
   }
-  const result = searchShard(shard);
+  const key = shard.budget.latencyTableKey;
+  const table = key ? await getJson(s3Client(env), env.ARTIFACTS_BUCKET, key, LayerLatencyTableSchema) : undefined;
+  const result = searchShard(shard, table);
   const specKey = `${shardPrefix(shard.runId, shard.shardId)}search-result.json`;
   await putJson(s3Client(env), env.ARTIFACTS_BUCKET, specKey, result);
   return {

@@ -18,6 +18,9 @@ import { runCanaryRollout } from '../fleet/canary-rollout.ts';
 import { watchJob, type JobProgress } from '../fleet/fleet-status.ts';
 import { latestByDevice, readTelemetryDir } from '../fleet/telemetry-reader.ts';
 import type { Telemetry } from '../contracts/telemetry.ts';
+import type { CheckRow } from '../fleet/latency-check.ts';
+import { storageOfManifest } from '../fleet/latency-check.ts';
+import { benchmarkFleet, describeBenchmark, latencyReport, type FleetBenchmark } from './fleet-latency.ts';
 import {
   killAllAgentsSync,
   requestCompletion,
@@ -82,6 +85,8 @@ export interface DemoOptions {
   trained?: TrainedModel;
   /** Also roll out a broken version and roll back. */
   broken: boolean;
+  /** Benchmark the devices first (benchmark@1 jobs) and search against the merged measured table. */
+  benchmark?: boolean;
   /** Milliseconds to wait for a job to finish. */
   jobTimeoutMs: number;
   telemetryIntervalMs: number;
@@ -116,6 +121,7 @@ export const DEFAULT_DEMO: Omit<DemoOptions, 'log'> = {
   maxPerplexityIncrease: DEFAULT_MAX_PERPLEXITY_INCREASE,
   quantize: true,
   broken: true,
+  benchmark: true,
   jobTimeoutMs: 120_000,
   telemetryIntervalMs: 2000,
   prompt: 'Call me Ishmael. Some years ago',
@@ -157,6 +163,8 @@ export interface DemoResult {
   /** Compression method used and why (auto's comparison for a trained model). */
   compression: { method: string; ratio: number; why: string };
   endpoints: LocalHub['endpoints'];
+  /** The fleet benchmark (run, merged table) and predicted vs reported decode latency of v1. */
+  latency?: { runId: string; tableUrl: string; devices: string[]; outliers: string[]; searchLatencyModel: string | null; check: CheckRow[] };
 }
 
 /**
@@ -281,6 +289,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }, () => `${things.join(', ')} in group ${opts.group}, agents answering on ${agents.map((a) => a.httpUrl.replace('http://127.0.0.1:', ':')).join(' ')}`);
     aborted();
 
+    // The fleet measures first: each device times a small layer grid; the merged table replaces the roofline in the search.
+    let bench: FleetBenchmark | undefined;
+    if (opts.benchmark ?? true) {
+      bench = await clock.stage('benchmark devices (layer latency)', () =>
+        benchmarkFleet({ iot, s3, profile, group: opts.group, things, deviceClass: opts.deviceClass, storage: opts.quantize ? 'int4' : 'fp32', signer, jobTimeoutMs: opts.jobTimeoutMs, log }), describeBenchmark);
+      aborted();
+    }
+
     // The search always runs for the device class (unless a trained architecture was given); by
     // default the design it finds is shown, and the trained demo model is what ships. The search
     // designs for the shipped tokenizer's vocabulary, so the two designs can be compared.
@@ -296,7 +312,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       ...(committedSpec ? { vocabSize: committedSpec.vocabSize } : {}),
     };
     const design = await clock.stage(opts.trained ? `architecture (${opts.trained.archPath})` : `search (${opts.deviceClass}, objective ${DEFAULT_OBJECTIVE})`, () =>
-      designArchitecture({ ...searchOptions, archPath: opts.trained?.archPath }), (d) => JSON.stringify(d.spec.blocks.map((b) => `${b.layers}x(E=${b.width},R=${b.ffnRatio},H=${b.heads})`)));
+      designArchitecture({ ...searchOptions, archPath: opts.trained?.archPath, latencyTable: bench?.merged.table }), (d) => {
+        const dev = d.summary.device as { latencyModel?: string } | null | undefined;
+        const ms = d.summary.latencyMs as number | null | undefined;
+        const latency = dev?.latencyModel ? `, ${typeof ms === 'number' ? `${ms.toFixed(2)} ms/token ` : ''}by the ${dev.latencyModel === 'measured' ? 'fleet-measured table' : 'roofline'}` : '';
+        return `${JSON.stringify(d.spec.blocks.map((b) => `${b.layers}x(E=${b.width},R=${b.ffnRatio},H=${b.heads})`))}${latency}`;
+      });
     aborted();
     const madeBy = design.summary.search as { objective?: string; device?: { id?: string } | null; seed?: number } | undefined;
     if (madeBy) log(`    the architecture is a search result: objective ${madeBy.objective}, device ${madeBy.device?.id ?? 'none'}, seed ${madeBy.seed}`);
@@ -392,6 +413,25 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const telemetry = await clock.stage('telemetry', () => waitForTelemetry(hub!.endpoints.telemetryDir, things, '1.0.0', 15_000), (t) => `${t.size} devices reporting`);
     const report = buildReport(things, goodJob, telemetry, completions);
     log(`\nFleet report (${opts.modelId}@1.0.0)\n${formatReport(report)}\n`);
+    let latencyCheckRows: CheckRow[] = [];
+    if (bench) {
+      const chosen = quantization?.chosen?.config;
+      const storage = chosen ? storageOfManifest({ quantization: { bits: chosen.bits, blockSize: chosen.blockSize } }) : null;
+      // The completions above ran on all devices at once, on cores the demo's devices share: a few more,
+      // one device at a time, give each device's own decode speed (what separate hardware reports).
+      for (const a of agents) for (let i = 0; i < 4; i++) await requestCompletion(a, opts.prompt, 24);
+      // Decode speed reaches telemetry with the next periodic message after the completions.
+      const deadline = Date.now() + Math.max(10_000, 3 * opts.telemetryIntervalMs);
+      let withSpeed = [...telemetry.values()];
+      while (Date.now() < deadline) {
+        withSpeed = [...latestByDevice(await readTelemetryDir(hub.endpoints.telemetryDir)).values()];
+        if (things.every((t) => withSpeed.some((m) => m.thingName === t && m.model?.version === '1.0.0' && (m.inference.tokensPerSecond?.p50 ?? 0) > 0))) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      const lr = latencyReport({ telemetry: withSpeed, modelId: opts.modelId, version: '1.0.0', spec: shippedDesign.spec, storage, things, deviceClass: opts.deviceClass, table: bench.merged.table });
+      latencyCheckRows = lr.rows;
+      log(`Predicted vs measured decode latency (fleetlm latency --check)\n${lr.text}\n`);
+    }
 
     const result: DemoResult = {
       dir,
@@ -414,6 +454,18 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       shipped: trained ? { kind: 'trained', archPath: trained.archPath, weightsPath: trained.weightsPath, ...(trained.tokenizerPath ? { tokenizerPath: trained.tokenizerPath } : {}) } : { kind: 'searched' },
       compression: { method: String((compressed.report as { method?: unknown }).method), ratio: Number((compressed.report as { ratio?: unknown }).ratio), why: compressionWhy },
       endpoints: hub.endpoints,
+      ...(bench
+        ? {
+            latency: {
+              runId: bench.run.runId,
+              tableUrl: bench.tableUrl,
+              devices: bench.merged.devices,
+              outliers: bench.merged.outliers.map((x) => `${x.thingName}: ${x.reason}`),
+              searchLatencyModel: (design.summary.device as { latencyModel?: string } | null | undefined)?.latencyModel ?? null,
+              check: latencyCheckRows,
+            },
+          }
+        : {}),
     };
 
     if (opts.broken) {

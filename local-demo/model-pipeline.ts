@@ -9,6 +9,7 @@ import path from 'node:path';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
 import type { ArchSpec } from '../models/arch/spec.ts';
 import { DEFAULT_OBJECTIVE, searchArchitecture, type SearchObjective } from '../models/search/search.ts';
+import type { LayerLatencyTable } from '../models/search/latency-table.ts';
 import { buildModelFile, loadArchSpec, type BuildModelFileResult } from '../models/onnx/build-model-file.ts';
 import { loadOnnxModel, saveOnnxModel } from '../models/onnx/proto.ts';
 import { compressEmbedding, type MethodChoice } from '../models/compression/auto.ts';
@@ -107,6 +108,8 @@ export interface DesignOptions {
   objective?: SearchObjective;
   /** Use this architecture (spec or search-result JSON) instead of searching. */
   archPath?: string;
+  /** The fleet-measured layer table of the device class (the search designs against it instead of the roofline). */
+  latencyTable?: LayerLatencyTable;
 }
 
 /** The demo search's fixed settings: two blocks of at most 8 layers with 32-wide heads. */
@@ -158,6 +161,8 @@ export async function designArchitecture(opts: DesignOptions): Promise<DesignRes
     contextLength: opts.contextLength,
     ...(opts.vocabSize !== undefined ? { vocabSize: opts.vocabSize } : {}),
     ...(opts.objective !== undefined ? { objective: opts.objective } : {}),
+    // A table measured at block-quantized weights is only exact for a search that ships them.
+    ...(opts.latencyTable ? { latencyTable: opts.latencyTable, ...(opts.latencyTable.storage === 'int4' ? { weightBits: 4 as const } : opts.latencyTable.storage === 'int8' ? { weightBits: 8 as const } : {}) } : {}),
   });
   const { spec, ...summary } = r;
   return { spec, summary: summary as unknown as Record<string, unknown> };

@@ -43,6 +43,8 @@ export interface AgentBundleResult {
    * statically (chunks reached only by `import()` load later, e.g. onnxruntime with the first model).
    */
   startup: { inputs: string[]; externals: string[] };
+  /** Every source file in the bundle, start-up or lazy (what a device carries at all). */
+  inputs: string[];
   version: string;
 }
 
@@ -107,7 +109,8 @@ export async function bundleAgent(opts: { repoRoot: string; outDir: string; laun
     written(r, opts.repoRoot, opts.launcherOutDir);
     await chmod(launcher, 0o755);
   }
-  return { outDir: opts.outDir, entry: path.join(opts.outDir, 'agent.mjs'), ...(launcher ? { launcher } : {}), files, version: opts.version, startup };
+  const inputs = Object.keys(agent.metafile.inputs).sort();
+  return { outDir: opts.outDir, entry: path.join(opts.outDir, 'agent.mjs'), ...(launcher ? { launcher } : {}), files, version: opts.version, startup, inputs };
 }
 
 /** Inputs and externals of `entry` and of every output it reaches through static imports (esbuild metafile). */

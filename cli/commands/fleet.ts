@@ -119,7 +119,7 @@ function fmtNum(n: number): string {
 }
 
 // `profile` may be absent only with --key (a local key needs no account).
-function signerFor(opts: { key?: string; kmsKey?: string }, profile: FleetProfile | undefined): ManifestSigner {
+export function signerFor(opts: { key?: string; kmsKey?: string }, profile: FleetProfile | undefined): ManifestSigner {
   if (opts.key && opts.kmsKey) throw new ValidationError('pass either --key or --kms-key, not both');
   if (opts.key) {
     let pem: string;

@@ -50,6 +50,13 @@ export const COMMANDS: ReadonlyArray<CommandEntry> = [
   { commands: { jobs: 'Rollout history per group, newest first, with outcome counts' }, load: () => import('./jobs.ts') },
   {
     commands: {
+      benchmark: 'Time a grid of layer microbenchmarks on every device of a group (one benchmark job per device)',
+      latency: 'Merge the fleet-measured layer latencies of a group per device class (--check: predicted vs reported decode latency)',
+    },
+    load: () => import('./latency.ts'),
+  },
+  {
+    commands: {
       versions: 'Published model versions: size, compression, quality, deprecation and the devices running each',
       deprecate: 'Mark a published version deprecated so rollouts refuse it (--undo lifts the mark)',
     },

@@ -53,6 +53,13 @@ interface Flags {
   hfConfig?: string;
   json?: boolean;
   verbose?: boolean;
+  /** Fleet group whose merged layer-latency table replaces the roofline (needs --device). */
+  group?: string;
+  local?: string | boolean;
+  profile?: string;
+  awsProfile?: string;
+  region?: string;
+  bucket?: string;
 }
 
 // Keys a config file or the environment may set; values as on the command line.
@@ -235,6 +242,10 @@ export function describeResult(r: SearchResult): string {
   return lines.join('\n');
 }
 
+function groupTableHint(group: string, device: string): string {
+  return ` for ${device} in ${group} (run fleetlm benchmark --group ${group} --device ${device}, then fleetlm latency --group ${group})`;
+}
+
 /** Registers this command on the program. */
 export function register(program: Command): void {
   program
@@ -277,8 +288,30 @@ export function register(program: Command): void {
     .option('--hf-config <file>', 'write a Hugging Face style config.json here')
     .option('--json', 'print the result JSON on stdout')
     .option('--verbose', 'print the resolved settings on stderr')
+    .option('--group <group>', 'design against the latency table the fleet measured for this group and --device (fleetlm latency); roofline when there is none')
+    .addOption(new Option('--local [dir]', 'with --group: the local hub whose endpoints.json is in dir (default .fleetlm/local)'))
+    .option('--profile <file>', 'with --group: AWS profile file (default ~/.fleetlm/profile.json)')
+    .option('--aws-profile <name>', 'with --group: named AWS profile')
+    .option('--region <region>', 'with --group: AWS region')
+    .option('--bucket <bucket>', 'with --group: artifact bucket')
     .action(async (flags: Flags) => {
       const options = searchOptionsFrom(layered(flags, process.env), flags);
+      let latencySource: string | undefined;
+      if (flags.group) {
+        if (options.latencyTable) throw new ValidationError('give --group or --latency-table, not both');
+        if (typeof options.device !== 'string') throw new ValidationError('--group needs --device <class>: the device class whose fleet table to use');
+        // Loaded only here: a plain search needs no AWS SDK.
+        const { groupLatencyTable } = await import('../../fleet/latency-tables.ts');
+        const { profileFrom } = await import('./fleet.ts');
+        const profile = await profileFrom({ local: flags.local, profile: flags.profile, awsProfile: flags.awsProfile, region: flags.region, bucket: flags.bucket });
+        const found = await groupLatencyTable(profile, flags.group, options.device, options.weightBits);
+        if (found) {
+          options.latencyTable = found.table;
+          latencySource = `measured table ${found.url} (${found.table.mergedFrom?.devices.length ?? 1} device(s))`;
+        } else {
+          latencySource = `roofline (no measured table${groupTableHint(flags.group, options.device)})`;
+        }
+      }
       if (flags.verbose) {
         const resolved = parseWith(SearchOptionsSchema, options, 'search options');
         const shown = {
@@ -318,10 +351,11 @@ export function register(program: Command): void {
       if (flags.out) await writeJsonAtomic(flags.out, result);
       if (flags.hfConfig) await writeJsonAtomic(flags.hfConfig, toHuggingFaceConfig(result.spec));
       if (flags.json) {
-        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify(latencySource ? { ...result, latencySource } : result, null, 2)}\n`);
       } else {
         const written = [flags.out, flags.hfConfig].filter(Boolean).map((p) => `wrote ${p}`);
-        process.stdout.write(`${[describeResult(result), ...written].join('\n')}\n`);
+        const source = latencySource ? [`latency model ${latencySource}`] : [];
+        process.stdout.write(`${[describeResult(result), ...source, ...written].join('\n')}\n`);
       }
     });
 }

@@ -27,6 +27,11 @@ export const BudgetSchema = z
     flopsBudget: z.number().positive(),
     /** Predicted per-token latency bound on the class's device profile (models/search/device-profiles.ts). */
     latencyMs: z.number().positive().optional(),
+    /**
+     * The fleet-measured layer table of this class (`fleetlm latency` writes latency/<group>/<class>-<storage>.json);
+     * the search then predicts latency from it instead of the roofline.
+     */
+    latencyTableKey: S3KeySchema.refine((k) => k.startsWith('latency/'), 'must be under latency/ (where fleetlm latency writes merged tables)').optional(),
   })
   .strict();
 

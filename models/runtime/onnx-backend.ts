@@ -222,3 +222,9 @@ export function float32Data(t: OrtTensor): Float32Array {
 export function disposeTensor(t: OrtTensor): void {
   t.dispose();
 }
+
+/** The onnxruntime version this process runs (the native binding's, as onnxruntime-node reports it). */
+export function onnxruntimeVersion(): string {
+  const v = (ort.env as { versions?: { node?: string; common?: string } }).versions;
+  return v?.node ?? v?.common ?? 'unknown';
+}

@@ -9,9 +9,56 @@ import { ValidationError } from '../../common/errors.ts';
 const positiveInt = z.number().int().positive();
 const ms = z.number().positive();
 
+/** Across the devices of a merged table: how far the per-device medians spread around this one. */
+const SpreadSchema = z
+  .object({
+    devices: positiveInt,
+    /** Smallest and largest per-device median, ms. */
+    min: ms,
+    max: ms,
+    /** Median absolute deviation of the per-device medians divided by their median. */
+    relMad: z.number().nonnegative(),
+  })
+  .strict();
+/** KV length (past tokens + the new one) the entry was timed at; default: the table's seqLen. */
+const entrySeqLen = positiveInt.optional();
+
+/** Which device measured a table, and in what state (absent from hand-written tables). */
+export const MeasuredOnSchema = z
+  .object({
+    thingName: z.string().min(1).max(128),
+    /** Board model as the device names it (device tree model, else DMI product name, else CPU model). */
+    board: z.string().max(256),
+    cpu: z.string().max(256),
+    cores: positiveInt,
+    onnxruntime: z.string().max(64),
+    agentVersion: z.string().max(64),
+    /** onnxruntime intra-op threads used for the timings. */
+    threads: z.number().int().nonnegative(),
+    /** Hottest thermal zone at the start and end of the run (null where the device has none), and the 1-minute load. */
+    thermal: z.object({ startC: z.number().nullable(), endC: z.number().nullable() }).strict(),
+    loadAvg1m: z.number().nonnegative(),
+    /** The benchmark job's run id. */
+    runId: z.string().max(64),
+  })
+  .strict();
+
+/** A merged table's provenance: the device tables it is the median of, and those left out or flagged. */
+export const MergedFromSchema = z
+  .object({
+    runIds: z.array(z.string()),
+    devices: z.array(z.object({ thingName: z.string(), board: z.string(), onnxruntime: z.string() }).strict()),
+    /** Devices whose figures sit far from the class median (median ratio outside the outlier band). */
+    outliers: z.array(z.object({ thingName: z.string(), ratio: z.number(), reason: z.string() }).strict()),
+  })
+  .strict();
+
 /**
  * `fleetlm/layer-latency@1`: median milliseconds of one decode step's operators at context
- * `seqLen`, batch 1, on `device`. Layers are keyed by (width, ffnWidth, heads, headDim).
+ * `seqLen`, batch 1, on `device`. Layers are keyed by (width, ffnWidth, heads, headDim); an entry
+ * may carry its own seqLen (KV length), and the model interpolates between KV lengths.
+ * Head entries are the per-model costs of one step: embedding lookup, final norm, LM head and the
+ * runtime's per-run overhead and the sampling of the next token.
  */
 export const LayerLatencyTableSchema = z
   .object({
@@ -20,12 +67,22 @@ export const LayerLatencyTableSchema = z
     unit: z.enum(['gpu', 'cpu']).optional(),
     seqLen: positiveInt,
     bytesPerWeight: z.number().positive().default(4),
+    /** Storage of the timed weights (fp32, int8 or int4 blocks); bytesPerWeight follows it. */
+    storage: z.enum(['fp32', 'fp16', 'int8', 'int4']).optional(),
     measuredAt: z.string().optional(),
+    /** False when the time limit stopped the run before every file was timed. */
+    complete: z.boolean().optional(),
+    measuredOn: MeasuredOnSchema.optional(),
+    mergedFrom: MergedFromSchema.optional(),
     layers: z
-      .array(z.object({ width: positiveInt, ffnWidth: positiveInt, heads: positiveInt, headDim: positiveInt.default(64), ms, samples: positiveInt.optional() }).strict())
+      .array(
+        z
+          .object({ width: positiveInt, ffnWidth: positiveInt, heads: positiveInt, headDim: positiveInt.default(64), seqLen: entrySeqLen, ms, samples: positiveInt.optional(), spread: SpreadSchema.optional() })
+          .strict(),
+      )
       .default([]),
-    heads: z.array(z.object({ width: positiveInt, vocabSize: positiveInt, ms, samples: positiveInt.optional() }).strict()).default([]),
-    projections: z.array(z.object({ inWidth: positiveInt, outWidth: positiveInt, ms, samples: positiveInt.optional() }).strict()).default([]),
+    heads: z.array(z.object({ width: positiveInt, vocabSize: positiveInt, seqLen: entrySeqLen, ms, samples: positiveInt.optional(), spread: SpreadSchema.optional() }).strict()).default([]),
+    projections: z.array(z.object({ inWidth: positiveInt, outWidth: positiveInt, ms, samples: positiveInt.optional(), spread: SpreadSchema.optional() }).strict()).default([]),
   })
   .strict();
 

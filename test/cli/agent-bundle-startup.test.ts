@@ -22,5 +22,11 @@ describe('agent start-up set', () => {
     expect(r.startup.externals).not.toContain('onnxruntime-node');
     const modelFiles = r.startup.inputs.filter((i) => i.startsWith('models/'));
     for (const f of ['models/runtime/language-model.ts', 'models/runtime/onnx-backend.ts', 'models/runtime/tokenizer-hf.ts', 'models/runtime/tokenizer.ts']) expect(modelFiles, f).not.toContain(f);
+    // The benchmark job's runner and timer load with the first benchmark job, not at start-up.
+    for (const f of ['edge-agent/benchmark-runner.ts', 'edge-agent/benchmark-worker.ts', 'models/benchmark/decode-step-timer.ts']) expect(r.startup.inputs, f).not.toContain(f);
+    expect(r.inputs).toContain('models/benchmark/decode-step-timer.ts');
+    // The device never builds models: the ONNX builder, the quantizer and the grid builder are not in the bundle at all.
+    const builders = r.inputs.filter((i) => /^models\/(onnx|quantization|compression|training)\/|^models\/benchmark\/grid\.ts$/.test(i));
+    expect(builders).toEqual([]);
   });
 });

@@ -102,6 +102,18 @@ describe('local demo pipeline', () => {
     });
     expect(checked).toBe(true);
     expect(result.timings.every((t) => t.ok)).toBe(true);
+    // The devices benchmark first; the search designs against the merged measured table and says so.
+    expect(lines.some((l) => /^\[\d+\] benchmark devices \(layer latency\) done .*median of [23] devices -> s3:\/\/.*latency\/demo-fleet\/rpi4-int4\.json/.test(l))).toBe(true);
+    expect(lines.some((l) => /^\[\d+\] search \(rpi4\) done .*by the fleet-measured table/.test(l))).toBe(true);
+    // Three identical processes on one loaded machine: one may come out an outlier (named, left out of the median).
+    expect(result.latency).toMatchObject({ searchLatencyModel: 'measured' });
+    expect(result.latency!.devices.length + result.latency!.outliers.length).toBe(3);
+    // The report: predicted (both models) vs reported decode latency of what shipped, on all three devices.
+    expect(result.latency!.check).toHaveLength(1);
+    expect(result.latency!.check[0]).toMatchObject({ deviceClass: 'rpi4', version: '1.0.0', devices: ['demo-device-1', 'demo-device-2', 'demo-device-3'] });
+    expect(result.latency!.check[0]!.tableMs).toBeGreaterThan(0);
+    expect(result.latency!.check[0]!.rooflineMs).toBeGreaterThan(0);
+    expect(lines.some((l) => l.startsWith('Predicted vs measured decode latency'))).toBe(true);
     // The search still runs and shows its design; the trained model is what ships.
     expect(lines.some((l) => /^\[\d+\] search \(rpi4, objective [a-z-]+\) done/.test(l))).toBe(true);
     // The committed model is hand-picked (assets/demo-model/provenance.json): the demo says so, and how to ship the searched one.

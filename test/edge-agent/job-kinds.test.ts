@@ -69,8 +69,8 @@ describe('job kinds', () => {
       await fleet.createJob('kind-job-2', arn, { schema: 'fleetlm/nope@1' });
       const rejected = await fleet.waitTerminal('kind-job-2', thing);
       expect(rejected.status).toBe('REJECTED');
-      // The agent's own kinds (deploy-model@1, update-agent@1) and the one this test registered.
-      expect(String(rejected.statusDetails?.detailsMap?.kinds).split(', ').sort()).toEqual(['fleetlm/deploy-model@1', 'fleetlm/test-kind@1', 'fleetlm/update-agent@1']);
+      // The agent's own kinds (benchmark@1, deploy-model@1, update-agent@1) and the one this test registered.
+      expect(String(rejected.statusDetails?.detailsMap?.kinds).split(', ').sort()).toEqual(['fleetlm/benchmark@1', 'fleetlm/deploy-model@1', 'fleetlm/test-kind@1', 'fleetlm/update-agent@1']);
       expect(ran).toHaveLength(6); // the unknown schema went through deploy-model's received, not the test kind
     } finally {
       await agent.stop();

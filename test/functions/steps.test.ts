@@ -9,7 +9,7 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { CreateThingGroupCommand, IoTClient } from '@aws-sdk/client-iot';
 import type { CloudFormationCustomResourceCreateEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { handler as plan } from '../../functions/plan.ts';
+import { handler as plan, planShards } from '../../functions/plan.ts';
 import { chooseCandidates, handler as merge } from '../../functions/merge.ts';
 import { handler as publish } from '../../functions/publish.ts';
 import { handler as rollout, pipelineJobId } from '../../functions/rollout.ts';
@@ -78,7 +78,8 @@ describe('plan', () => {
   it('given the kind of model, when planned, then a trained model asks for a rollout (after approval) and random weights only when the request says so', async () => {
     const trained = await plan({ ...TINY_REQUEST, model: { kind: 'checkpoint', prefix: 'inputs/m/' } });
     expect(trained.request.rollout.enabled).toBe(true);
-    expect(trained.shards[0]!.model).toEqual({ kind: 'checkpoint', prefix: 'inputs/m/' });
+    // Every shard carries the model (the items file the Map's ItemReader reads).
+    expect(planShards(trained.request, {}).shards[0]!.model).toEqual({ kind: 'checkpoint', prefix: 'inputs/m/' });
     expect((await plan(TINY_REQUEST)).request.rollout.enabled).toBe(false);
     expect((await plan({ ...TINY_REQUEST, rollout: { enabled: true } })).request.rollout.enabled).toBe(true);
     expect((await plan({ ...TINY_REQUEST, model: { kind: 'huggingface', prefix: 'inputs/hf/' }, rollout: { enabled: false } })).request.rollout.enabled).toBe(false);

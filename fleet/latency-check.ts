@@ -1,0 +1,142 @@
+// `fleetlm latency --check`: for every deployed model version and device class, the decode latency the
+// devices report (1000 / decode tokens per second, median over devices) against two predictions of it:
+// the roofline of the class's device profile and the fleet-measured layer table. Closes the loop between
+// what the search assumed and what the fleet runs.
+import { parseArchSpec, type ArchSpec } from '../models/arch/spec.ts';
+import { weightStorageOfBits, type WeightStorage } from '../models/arch/weight-storage.ts';
+import { computeUnitOf, deviceProfile, DEVICE_IDS } from '../models/search/device-profiles.ts';
+import { predictLatencyMs } from '../models/search/latency-model.ts';
+import type { LayerLatencyTable } from '../models/search/latency-table.ts';
+import { MeasuredLatencyModel } from '../models/search/measured-latency.ts';
+import { RooflineLatencyModel } from '../models/search/roofline-latency.ts';
+import type { Telemetry } from '../contracts/telemetry.ts';
+
+/** Goal of the measured table: its prediction within this fraction of the reported decode latency. */
+export const CHECK_GOAL = 0.15;
+
+/** A deployed version as the check needs it: its architecture and how its weights ship. */
+export interface DeployedVersion {
+  modelId: string;
+  version: string;
+  spec: ArchSpec;
+  /** Weight storage of the shipped file (null: fp32). */
+  storage: WeightStorage | null;
+}
+
+export interface CheckRow {
+  deviceClass: string;
+  modelId: string;
+  version: string;
+  devices: string[];
+  /** Median over devices of 1000 / decode tokens per second (p50). */
+  measuredMs: number;
+  /** KV length the predictions are made at (the table's seqLen). */
+  seqLen: number;
+  rooflineMs: number | null;
+  tableMs: number | null;
+  /** (predicted - measured) / measured. */
+  rooflineError: number | null;
+  tableError: number | null;
+  /** Why a prediction is missing (no table for the class, storage mismatch, no device profile). */
+  notes: string[];
+}
+
+function median(v: readonly number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** The weight storage a published manifest records (its compression.quantization report), or null for float weights. */
+export function storageOfManifest(compression: Record<string, unknown> | undefined): WeightStorage | null {
+  const q = compression?.quantization as { bits?: unknown; blockSize?: unknown } | undefined;
+  const bits = q?.bits;
+  if (bits !== 8 && bits !== 4) return null;
+  const blockSize = q?.blockSize === 64 || q?.blockSize === 128 ? q.blockSize : 32;
+  return weightStorageOfBits(bits, { blockSize });
+}
+
+/** The spec a manifest's arch field holds (`arch.spec`, or the arch itself), or null. */
+export function specOfManifest(arch: Record<string, unknown> | undefined): ArchSpec | null {
+  if (!arch) return null;
+  try {
+    return parseArchSpec('spec' in arch ? arch.spec : arch);
+  } catch {
+    return null;
+  }
+}
+
+function storageName(s: WeightStorage | null): string {
+  return s ? s.type : 'fp32';
+}
+
+/**
+ * Compares reported and predicted decode latency per (class, version). `classOf` maps things to their
+ * device class (from benchmark runs); `tables` holds the merged tables of each class (one per storage).
+ */
+export function latencyCheck(input: {
+  telemetry: readonly Telemetry[];
+  versions: readonly DeployedVersion[];
+  classOf: ReadonlyMap<string, string>;
+  tables: ReadonlyMap<string, readonly LayerLatencyTable[]>;
+  /** KV length for classes without a table (default 64). */
+  defaultSeqLen?: number;
+}): CheckRow[] {
+  // Latest message with a decode speed per (device, version).
+  const latest = new Map<string, Telemetry>();
+  for (const t of input.telemetry) {
+    if (!t.model || !t.inference.tokensPerSecond || !(t.inference.tokensPerSecond.p50 > 0)) continue;
+    const key = `${t.thingName}\u0000${t.model.modelId}@${t.model.version}`;
+    const prev = latest.get(key);
+    if (!prev || t.timestamp >= prev.timestamp) latest.set(key, t);
+  }
+  const groups = new Map<string, { cls: string; ref: string; devices: string[]; ms: number[] }>();
+  for (const t of latest.values()) {
+    const cls = input.classOf.get(t.thingName) ?? 'unbenchmarked';
+    const ref = `${t.model!.modelId}@${t.model!.version}`;
+    const k = `${cls}\u0000${ref}`;
+    const g = groups.get(k) ?? { cls, ref, devices: [], ms: [] };
+    g.devices.push(t.thingName);
+    g.ms.push(1000 / t.inference.tokensPerSecond!.p50);
+    groups.set(k, g);
+  }
+  const byRef = new Map(input.versions.map((v) => [`${v.modelId}@${v.version}`, v]));
+  const rows: CheckRow[] = [];
+  for (const g of [...groups.values()].sort((a, b) => a.cls.localeCompare(b.cls) || a.ref.localeCompare(b.ref))) {
+    const v = byRef.get(g.ref);
+    const [modelId, version] = g.ref.split('@') as [string, string];
+    const measuredMs = median(g.ms);
+    const candidates = input.tables.get(g.cls) ?? [];
+    const table = candidates.find((t) => (t.storage ?? `${t.bytesPerWeight * 8}-bit`) === storageName(v?.storage ?? null)) ?? candidates[0];
+    const seqLen = table?.seqLen ?? input.defaultSeqLen ?? 64;
+    const notes: string[] = [];
+    let rooflineMs: number | null = null;
+    let tableMs: number | null = null;
+    if (!v) notes.push('no architecture in the published manifest');
+    else if (!DEVICE_IDS.includes(g.cls)) notes.push(`device class ${g.cls} has no device profile for a roofline`);
+    else {
+      const roofline = new RooflineLatencyModel(
+        computeUnitOf(deviceProfile(g.cls), table?.unit ?? 'cpu').unit,
+        v.storage ? { seqLen, weights: v.storage } : { seqLen, bytesPerWeight: 4 },
+      );
+      rooflineMs = predictLatencyMs(v.spec, roofline);
+      if (!table) notes.push(`no merged table for ${g.cls}: run fleetlm benchmark and fleetlm latency`);
+      else if ((table.storage ?? `${table.bytesPerWeight * 8}-bit`) !== storageName(v.storage)) notes.push(`table measured ${table.storage ?? `${table.bytesPerWeight * 8}-bit`} weights, the version ships ${storageName(v.storage)}`);
+      else tableMs = predictLatencyMs(v.spec, new MeasuredLatencyModel(table, roofline));
+    }
+    rows.push({
+      deviceClass: g.cls,
+      modelId,
+      version,
+      devices: g.devices.sort(),
+      measuredMs,
+      seqLen,
+      rooflineMs,
+      tableMs,
+      rooflineError: rooflineMs === null ? null : (rooflineMs - measuredMs) / measuredMs,
+      tableError: tableMs === null ? null : (tableMs - measuredMs) / measuredMs,
+      notes,
+    });
+  }
+  return rows;
+}

@@ -1,0 +1,112 @@
+// Times one decode step (one new token over a KV cache of `kvLength - 1` past tokens, batch 1) of each
+// grid file with onnxruntime, the way a deployed model decodes. Runs on the device (the agent's
+// benchmark worker); the two depths of a layer are timed alternately so slow drift hits both alike.
+import { ModelError } from '../../common/errors.ts';
+import { createSession, disposeTensor, float32Tensor, int64Tensor, type OnnxSession, type OrtTensor } from '../runtime/onnx-backend.ts';
+import { Sampler } from '../runtime/sampling.ts';
+import type { GridFile } from './grid-file.ts';
+import type { FileTiming } from './layer-timings.ts';
+
+export interface TimerOptions {
+  /** onnxruntime intra-op threads; 0: the runtime's default (every core). */
+  threads: number;
+  samples: number;
+  warmup: number;
+  /** KV lengths to time layer files at; fixed files are timed at the first. */
+  kvLengths: readonly number[];
+  /** Epoch ms after which no new measurement starts. */
+  deadline: number;
+  /** Resolves when the device is idle enough to measure (called before each timed block). */
+  waitIdle: () => Promise<void>;
+  /** Called after each timed block with its figures (progress, and figures that survive a kill). */
+  onBlock?: (timings: FileTiming[], done: number, total: number) => void;
+}
+
+/** Feeds of one decode step at `kvLength` for a file of this shape. */
+function stepFeeds(s: OnnxSession, f: GridFile, kvLength: number): Record<string, OrtTensor> {
+  const past = kvLength - 1;
+  const feeds: Record<string, OrtTensor> = {};
+  for (const input of s.inputs) {
+    if (input.name === 'input_ids') feeds[input.name] = int64Tensor(BigInt64Array.from([1n]), [1, 1]);
+    else if (input.name === 'attention_mask') feeds[input.name] = int64Tensor(new BigInt64Array(kvLength).fill(1n), [1, kvLength]);
+    else if (input.name === 'position_ids') feeds[input.name] = int64Tensor(BigInt64Array.from([BigInt(past)]), [1, 1]);
+    else if (input.name.startsWith('past_key_values.')) feeds[input.name] = float32Tensor(new Float32Array(f.heads * past * f.headDim), [1, f.heads, past, f.headDim]);
+    else throw new ModelError(`grid file ${f.name} has an input ${input.name} a decode step does not feed`, { code: 'MODEL_INVALID' });
+  }
+  return feeds;
+}
+
+/**
+ * One timed step: the session run, and for per-model cost files also what the runtime does with the
+ * logits before the next step (sampling at the manifests' default temperature 0.8 and top-p 0.95), a
+ * per-token cost of every generation that no layer shows.
+ */
+async function stepMs(s: OnnxSession, feeds: Record<string, OrtTensor>, sampler: Sampler | null): Promise<number> {
+  const t0 = performance.now();
+  const out = await s.run(feeds);
+  if (sampler) {
+    const logits = out.logits;
+    if (logits?.type !== 'float32') throw new ModelError('grid file returned no float32 logits', { code: 'MODEL_RUN' });
+    sampler.sample(logits.data as Float32Array);
+  }
+  const ms = performance.now() - t0;
+  for (const t of Object.values(out)) disposeTensor(t);
+  return ms;
+}
+
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * Times the files in `dir` (layer files in depth pairs at every KV length, fixed files at the first).
+ * Stops starting new blocks at the deadline; `complete` says whether every block ran.
+ */
+export async function timeGridFiles(dir: string, files: readonly GridFile[], o: TimerOptions): Promise<{ timings: FileTiming[]; complete: boolean }> {
+  // Blocks: a layer's two depths together (timed alternately), or one fixed file.
+  const blocks: GridFile[][] = [];
+  const pairs = new Map<string, GridFile[]>();
+  for (const f of files) {
+    if (f.role === 'fixed') {
+      blocks.push([f]);
+      continue;
+    }
+    const key = `${f.width}/${f.ffnWidth}/${f.heads}/${f.headDim}`;
+    if (!pairs.has(key)) {
+      pairs.set(key, []);
+      blocks.push(pairs.get(key)!);
+    }
+    pairs.get(key)!.push(f);
+  }
+  // Fixed files last: they need their layer's figure, and a time limit should cut them first.
+  blocks.sort((a, b) => Number(a[0]!.role === 'fixed') - Number(b[0]!.role === 'fixed'));
+  const timings: FileTiming[] = [];
+  const total = blocks.length;
+  let done = 0;
+  for (const block of blocks) {
+    if (Date.now() >= o.deadline) return { timings, complete: false };
+    const sessions: OnnxSession[] = [];
+    const blockTimings: FileTiming[] = [];
+    try {
+      for (const f of block) sessions.push(await createSession(`${dir}/${f.name}`, o.threads > 0 ? { intraOpNumThreads: o.threads } : {}));
+      const lengths = block[0]!.role === 'fixed' ? o.kvLengths.slice(0, 1) : o.kvLengths;
+      for (const kv of lengths) {
+        await o.waitIdle();
+        if (Date.now() >= o.deadline) return { timings, complete: false };
+        const feeds = block.map((f, i) => stepFeeds(sessions[i]!, f, kv));
+        const samplers = block.map((f) => (f.role === 'fixed' ? new Sampler(f.vocabSize, { temperature: 0.8, topP: 0.95, seed: 1 }) : null));
+        for (let w = 0; w < o.warmup; w++) for (let i = 0; i < block.length; i++) await stepMs(sessions[i]!, feeds[i]!, samplers[i]!);
+        const samples: number[][] = block.map(() => []);
+        for (let n = 0; n < o.samples; n++) for (let i = 0; i < block.length; i++) samples[i]!.push(await stepMs(sessions[i]!, feeds[i]!, samplers[i]!));
+        block.forEach((f, i) => blockTimings.push({ name: f.name, kvLength: kv, ms: median(samples[i]!), samples: o.samples }));
+      }
+    } finally {
+      for (const s of sessions) await s.dispose();
+    }
+    timings.push(...blockTimings);
+    o.onBlock?.(blockTimings, ++done, total);
+  }
+  return { timings, complete: true };
+}

@@ -1,0 +1,95 @@
+// benchmark@1 end to end: `createBenchmarkRollout` publishes a signed grid and sends one job per device of
+// a group; real agent processes download and verify it, time it in their niced worker and upload a
+// layer-latency table with the job's presigned PUT; the tables merge and drive a search. Real local hub
+// (MQTT, IoT Jobs, S3 stand-in), real onnxruntime. A job whose upload URL leaves the allow-list is refused.
+import path from 'node:path';
+import { AddThingToThingGroupCommand, CreateThingGroupCommand, GetJobDocumentCommand } from '@aws-sdk/client-iot';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalKeySigner } from '../../contracts/manifest-signing.ts';
+import { createBenchmarkRollout, readRunTables, type BenchmarkRun } from '../../fleet/benchmark-rollout.ts';
+import { mergeLatencyTables } from '../../fleet/latency-merge.ts';
+import { groupLatencyTable, mergedTableKey, putMergedTable } from '../../fleet/latency-tables.ts';
+import { localProfile } from '../../fleet/profile.ts';
+import { parseLatencyTable } from '../../models/search/latency-table.ts';
+import { searchArchitecture } from '../../models/search/search.ts';
+import { AgentProcess, TestFleet, tempDir } from './agent-fixture.ts';
+
+let fleet: TestFleet;
+const agents: AgentProcess[] = [];
+const THINGS = ['bench-1', 'bench-2'];
+const arns = new Map<string, string>();
+const GROUP = 'bench-fleet';
+let run: BenchmarkRun;
+
+beforeAll(async () => {
+  fleet = await TestFleet.start();
+  await fleet.iot.send(new CreateThingGroupCommand({ thingGroupName: GROUP }));
+  for (const t of THINGS) {
+    arns.set(t, await fleet.createThing(t));
+    await fleet.iot.send(new AddThingToThingGroupCommand({ thingGroupName: GROUP, thingName: t }));
+    agents.push(await AgentProcess.start(fleet, t, await tempDir(`fleetlm-agent-${t}-`)));
+  }
+}, 120_000);
+
+afterAll(async () => {
+  for (const a of agents) await a.stop().catch(() => {});
+  await fleet?.stop();
+});
+
+describe('benchmark job', () => {
+  it('times the signed grid on every device and uploads tables that merge and drive the search', async () => {
+    const profile = localProfile(fleet.hub.endpoints);
+    run = await createBenchmarkRollout(fleet.iot, fleet.s3, profile, {
+      group: GROUP,
+      deviceClass: 'rpi4',
+      grid: { widths: [64, 128], ffnRatios: [4], headDim: 64, vocabSize: 512, storage: 'fp32' },
+      kvLengths: [16, 64],
+      samples: 5,
+      warmup: 1,
+      threads: 1,
+      timeLimitSec: 60,
+      idleQuietMs: 0,
+      timeoutMinutes: 10,
+      signer: new LocalKeySigner(fleet.keys.privateKeyPem),
+    });
+    expect(run.jobs.map((j) => j.thingName)).toEqual(THINGS);
+    for (const j of run.jobs) {
+      const e = await fleet.waitTerminal(j.jobId, j.thingName, 90_000);
+      expect(e.status, JSON.stringify(e.statusDetails)).toBe('SUCCEEDED');
+      expect(Number(e.statusDetails!.detailsMap!.layers)).toBeGreaterThan(0);
+      expect(e.statusDetails!.detailsMap!.onnxruntime).toMatch(/^\d+\.\d+/);
+    }
+    const { tables, missing } = await readRunTables(fleet.s3, profile.s3.bucket, run);
+    expect(missing).toEqual([]);
+    for (const [i, value] of tables.entries()) {
+      const t = parseLatencyTable(value);
+      expect(t.device).toBe('rpi4');
+      expect(t.storage).toBe('fp32');
+      expect(t.seqLen).toBe(16);
+      expect(t.measuredOn!.thingName).toBe(THINGS[i]);
+      expect(t.measuredOn!.runId).toBe(run.runId);
+      expect(t.measuredOn!.board.length).toBeGreaterThan(0);
+      // Every layer at both KV lengths unless noise left one without a positive difference.
+      expect(t.layers.length).toBeGreaterThan(0);
+      expect(t.layers.every((l) => l.ms > 0 && [16, 64].includes(l.seqLen!))).toBe(true);
+    }
+    const [merged] = mergeLatencyTables(tables);
+    expect(merged!.devices).toEqual(THINGS);
+    await putMergedTable(fleet.s3, profile.s3.bucket, mergedTableKey(GROUP, 'rpi4', 'fp32'), merged!.table);
+    const found = await groupLatencyTable(profile, GROUP, 'rpi4', undefined);
+    expect(found?.url).toContain(`latency/${GROUP}/rpi4-fp32.json`);
+    const r = searchArchitecture({ device: 'rpi4', latencyTable: found!.table, seqLen: 16, vocabSize: 512, contextLength: 64, widths: [64, 128], iterations: 2000, budgets: { latencyMs: 50 } });
+    expect(r.device?.latencyModel).toBe('measured');
+    expect(await groupLatencyTable(profile, 'no-such-group', 'rpi4', undefined)).toBeNull();
+  }, 180_000);
+
+  it('refuses a benchmark whose upload URL is outside download.allowedHosts, before downloading anything', async () => {
+    const doc = JSON.parse((await fleet.iot.send(new GetJobDocumentCommand({ jobId: run.jobs[0]!.jobId }))).document!) as { upload: { url: string } };
+    doc.upload.url = 'https://uploads.example.com/benchmarks/x.json';
+    await fleet.createJob('bench-bad-upload', arns.get(THINGS[0]!)!, doc);
+    const e = await fleet.waitTerminal('bench-bad-upload', THINGS[0]!, 30_000);
+    expect(e.status).toBe('REJECTED');
+    expect(e.statusDetails!.detailsMap!.code).toBe('VALIDATION_URL_NOT_ALLOWED');
+    expect(agents[0]!.count((l) => l.msg === 'download complete' && l.jobId === 'bench-bad-upload')).toBe(0);
+  }, 60_000);
+});

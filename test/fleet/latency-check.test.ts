@@ -1,0 +1,87 @@
+// `fleetlm latency --check`: reported decode latency (1000 / decode tokens per second, median over the
+// class's devices) against the roofline and the measured-table predictions, both computed independently
+// here from the same models, with errors relative to the reported figure.
+import { describe, expect, it } from 'vitest';
+import type { Telemetry } from '../../contracts/telemetry.ts';
+import { latencyCheck, specOfManifest, storageOfManifest } from '../../fleet/latency-check.ts';
+import { parseArchSpec } from '../../models/arch/spec.ts';
+import { deviceProfile } from '../../models/search/device-profiles.ts';
+import { predictLatencyMs } from '../../models/search/latency-model.ts';
+import { parseLatencyTable } from '../../models/search/latency-table.ts';
+import { MeasuredLatencyModel } from '../../models/search/measured-latency.ts';
+import { RooflineLatencyModel } from '../../models/search/roofline-latency.ts';
+
+const spec = parseArchSpec({ name: 'm', vocabSize: 4096, contextLength: 256, blocks: [{ width: 128, ffnRatio: 4, layers: 4, heads: 2, headDim: 64 }], tiedHead: true });
+const table = parseLatencyTable({
+  format: 'fleetlm/layer-latency@1',
+  device: 'rpi4',
+  seqLen: 64,
+  storage: 'fp32',
+  layers: [{ width: 128, ffnWidth: 512, heads: 2, headDim: 64, seqLen: 64, ms: 0.5 }],
+  heads: [{ width: 128, vocabSize: 4096, seqLen: 64, ms: 1.5 }],
+});
+
+function msg(thingName: string, tps: number, timestamp: number, version = '1.0.0'): Telemetry {
+  return {
+    schema: 'fleetlm/telemetry@1',
+    thingName,
+    timestamp,
+    seq: timestamp,
+    event: 'periodic',
+    model: { modelId: 'm', version },
+    inference: { requests: 3, firstTokenMs: { p50: 5, p95: 9 }, tokensPerSecond: { p50: tps, p95: tps } },
+    system: { rssBytes: 1, cpuLoad1m: 0, temperatureC: null, powerW: null, energyJ: 0, energyEstimated: true },
+    dropped: 0,
+  };
+}
+
+describe('latencyCheck', () => {
+  it('compares the median reported decode latency with both predictions, per class and version', () => {
+    const telemetry = [msg('a', 100, 1), msg('a', 250, 2), msg('b', 200, 1), msg('c', 400, 1), msg('x', 50, 1)];
+    const rows = latencyCheck({
+      telemetry,
+      versions: [{ modelId: 'm', version: '1.0.0', spec, storage: null }],
+      classOf: new Map([
+        ['a', 'rpi4'],
+        ['b', 'rpi4'],
+        ['c', 'rpi4'],
+      ]),
+      tables: new Map([['rpi4', [table]]]),
+    });
+    const rpi = rows.find((r) => r.deviceClass === 'rpi4')!;
+    // Latest per device: a 250, b 200, c 400 tokens/s -> 4, 5, 2.5 ms; median 4 ms.
+    expect(rpi.devices).toEqual(['a', 'b', 'c']);
+    expect(rpi.measuredMs).toBeCloseTo(4, 12);
+    const roofline = new RooflineLatencyModel(deviceProfile('rpi4').units.cpu!, { seqLen: 64, bytesPerWeight: 4 });
+    const expectedRoofline = predictLatencyMs(spec, roofline);
+    // Four measured layers and the measured per-model cost: 4 x 0.5 + 1.5.
+    expect(predictLatencyMs(spec, new MeasuredLatencyModel(table, roofline))).toBeCloseTo(3.5, 12);
+    expect(rpi.rooflineMs).toBeCloseTo(expectedRoofline, 12);
+    expect(rpi.tableMs).toBeCloseTo(3.5, 12);
+    expect(rpi.tableError).toBeCloseTo((3.5 - 4) / 4, 12);
+    expect(rpi.rooflineError).toBeCloseTo((expectedRoofline - 4) / 4, 12);
+    // A device no benchmark covered is its own class, with no prediction and a note.
+    const x = rows.find((r) => r.deviceClass === 'unbenchmarked')!;
+    expect(x.tableMs).toBeNull();
+    expect(x.notes.join(' ')).toMatch(/no device profile/);
+  });
+
+  it('refuses a table measured at another weight storage than the version ships, and says so', () => {
+    const rows = latencyCheck({
+      telemetry: [msg('a', 100, 1)],
+      versions: [{ modelId: 'm', version: '1.0.0', spec, storage: storageOfManifest({ quantization: { bits: 4, blockSize: 32 } }) }],
+      classOf: new Map([['a', 'rpi4']]),
+      tables: new Map([['rpi4', [table]]]),
+    });
+    expect(rows[0]!.rooflineMs).not.toBeNull();
+    expect(rows[0]!.tableMs).toBeNull();
+    expect(rows[0]!.notes[0]).toMatch(/fp32 weights, the version ships int4/);
+  });
+
+  it('reads the spec and storage a published manifest records', () => {
+    expect(specOfManifest({ spec })?.blocks[0]!.layers).toBe(4);
+    expect(specOfManifest({ nonsense: 1 })).toBeNull();
+    expect(storageOfManifest(undefined)).toBeNull();
+    expect(storageOfManifest({ quantization: { bits: 8, blockSize: 64 } })).toMatchObject({ type: 'int8', blockSize: 64 });
+  });
+});
