@@ -2,6 +2,7 @@
 // numbers as numbers, stable key names), and the error object every command writes to stderr with --json.
 // docs/operator.md ("--json output") points here; test/cli/json-output.test.ts validates real outputs.
 import { z } from 'zod';
+import { SEARCH_OBJECTIVES } from '../models/search/objective.ts';
 import { RollbackAuthorizationSchema } from '../contracts/rollback-authorization.ts';
 
 const num = z.number();
@@ -66,6 +67,8 @@ const PublishSchema = z.strictObject({
   files: z.array(ManifestFileSchema),
   totalBytes: count,
   ignored: z.array(str),
+  /** The bundle check (models/runtime/bundle-check.ts), or 'skipped' with --skip-bundle-checks. */
+  check: z.union([z.literal('skipped'), z.looseObject({ modelVocabSize: count, tokenizerVocabSize: count, promptTokens: count, tokenId: count, tokenText: str })]),
 });
 
 const RolloutResultShape = {
@@ -115,6 +118,9 @@ const SearchSchema = z.strictObject({
   flops: num,
   decodeMemoryBytes: count,
   weightBytes: count,
+  /** What the search maximised (SEARCH_OBJECTIVES) and the design's value of it. */
+  objective: z.enum(SEARCH_OBJECTIVES),
+  score: num,
   entropy: num,
   entropyAttention: num,
   entropyFfn: num,
@@ -138,6 +144,11 @@ const BuildSchema = z.strictObject({
   activation: str,
   weights: z.looseObject({ source: str }),
   arch: str.nullable(),
+  /** The tokenizer written beside the model (source file), GPT-2's (source gpt2), or none. */
+  tokenizer: z.union([
+    z.strictObject({ source: z.literal('file'), from: str, path: str, configPath: str.nullable(), vocabSize: count }),
+    z.strictObject({ source: z.enum(['gpt2', 'none']) }),
+  ]),
   seconds: num,
 });
 
@@ -305,6 +316,21 @@ export const JSON_OUTPUTS = {
     jobId: str,
     final: JobProgressSchema.optional(),
   }),
+  /** `--list`: every approval request with its figures (never the token); otherwise the decision just sent. */
+  approve: z.union([
+    z.strictObject({ approvals: z.array(z.looseObject({ executionName: str, runId: str, versions: z.array(z.looseObject({ version: str })), decision: z.looseObject({ approved: z.boolean() }).nullable() })) }),
+    z.strictObject({ executionName: str, approved: z.boolean(), reason: str.nullable(), decidedAt: iso, versions: z.array(z.looseObject({ version: str })) }),
+  ]),
+  /** The benchmark run (one job per device); with --wait, each device's final status. */
+  benchmark: z.strictObject({
+    run: z.looseObject({ format: z.literal('fleetlm/benchmark-run@1'), runId: str, group: str, deviceClass: str, storage: str, jobs: z.array(z.looseObject({ thingName: str, jobId: str, tableKey: str })) }),
+    finished: z.array(z.strictObject({ thingName: str, status: str, details: z.record(z.string(), str) })).optional(),
+  }),
+  /** The merged tables per device class (and where they went); with --check, predicted vs reported latency. */
+  latency: z.union([
+    z.strictObject({ runId: str, missing: z.array(str), classes: z.array(z.looseObject({ deviceClass: str, storage: str, devices: z.array(str), key: str })) }),
+    z.strictObject({ goal: num, rows: z.array(z.looseObject({ deviceClass: str })) }),
+  ]),
   /** The authorization as signed (RollbackAuthorizationSchema) and the file it went to. */
   'authorize-rollback': RollbackAuthorizationSchema.extend({ file: str }),
   telemetry: z.strictObject({ messages: count, byDevice: z.array(TelemetrySummarySchema), byVersion: z.array(TelemetrySummarySchema) }),
