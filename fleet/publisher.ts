@@ -85,7 +85,7 @@ export interface PrepareOptions {
    */
   skipBundleChecks?: boolean;
   now?: Date;
-  /** Ship every .onnx file, not only the entry (a benchmark grid is many models); default false. */
+  /** Ship every .onnx file, not only the entry (a benchmark grid is many models, exempt from the LM bundle check); default false. */
   shipEveryModel?: boolean;
 }
 
@@ -122,7 +122,8 @@ async function tokenizerRef(dir: string, shipped: ReadonlySet<string>): Promise<
 }
 
 /** The manifest's record of the bundle check: what was checked, without timings (a resumed publish must match). */
-function checkRecord(check: BundleCheckResult | 'skipped'): Record<string, unknown> {
+function checkRecord(check: BundleCheckResult | 'skipped', benchmarkGrid: boolean): Record<string, unknown> {
+  if (check === 'skipped' && benchmarkGrid) return { skipped: true, reason: 'a benchmark grid: layer models that devices time, never serve' };
   if (check === 'skipped') return { skipped: true, reason: 'published with skipBundleChecks (--skip-bundle-checks): for testing the agents\' safety net only' };
   return { passed: true, modelVocabSize: check.modelVocabSize, tokenizerVocabSize: check.tokenizerVocabSize };
 }
@@ -208,7 +209,8 @@ export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundl
   for (const c of BUNDLE_METADATA_FILES.compression) compression ??= await readJsonObject(path.join(dir, c), JsonObjectSchema);
   const tok = await tokenizerRef(dir, new Set(paths.keys()));
   // Before anything is signed or uploaded: a version is immutable, so a bundle no device can run must never become one.
-  const check: BundleCheckResult | 'skipped' = opts.skipBundleChecks
+  // A benchmark grid (shipEveryModel) holds layer models with no tokenizer: devices time them, never serve them.
+  const check: BundleCheckResult | 'skipped' = opts.skipBundleChecks || opts.shipEveryModel
     ? 'skipped'
     : await (await import('../models/runtime/bundle-check.ts')).checkBundle({ modelPath: paths.get(entry)!, tokenizer: tok.tokenizer, tokenizerSource: tok.source });
   const evaluation = withQuality(opts.overrides?.evaluation ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.evaluation), JsonObjectSchema)), quality);
@@ -223,7 +225,7 @@ export async function prepareBundle(opts: PrepareOptions): Promise<PreparedBundl
     generation: opts.overrides?.generation ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.generation), GenerationDefaultsSchema)) ?? {},
     arch: opts.overrides?.arch ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.arch), JsonObjectSchema)),
     compression: opts.overrides?.compression ?? compression,
-    evaluation: { ...evaluation, bundleCheck: checkRecord(check) },
+    evaluation: { ...evaluation, bundleCheck: checkRecord(check, opts.shipEveryModel === true) },
     lineage: opts.overrides?.lineage ?? (await readJsonObject(path.join(dir, BUNDLE_METADATA_FILES.lineage), LineageSchema)) ?? {},
     ...(opts.securityVersion !== undefined ? { securityVersion: opts.securityVersion } : {}),
     ...(opts.expiresAt !== undefined ? { expiresAt: opts.expiresAt } : {}),

@@ -72,6 +72,8 @@ function definition(options: { tolerancePercent?: number; searchFails?: (shardId
       const m = MergeOutputSchema.parse(i);
       return { request: m.request, published: m.candidates.map((c) => ({ deviceClass: c.deviceClass, modelId: c.modelId, version: c.version, prefix: `models/${c.modelId}/${c.version}/`, manifestSha256: 'f'.repeat(64), totalBytes: Number.MAX_SAFE_INTEGER })) };
     },
+    // The approval request's payload is what the approval Lambda stores; the state passes on its input.
+    approval: async () => ({}),
     rollout: async (i): Promise<RolloutOutput> => {
       const p = i as PublishOutput;
       return { runId: p.request.runId, jobs: p.published.map((x) => ({ deviceClass: x.deviceClass, jobId: `fleetlm-${p.request.runId}-${x.deviceClass}`.slice(0, 64), jobArn: `arn:aws:iot:us-east-1:123456789012:job/fleetlm-${p.request.runId}-${x.deviceClass}`, targets: [`arn:aws:iot:us-east-1:123456789012:thinggroup/fleetlm-${x.deviceClass}`] })) };
@@ -91,7 +93,8 @@ describe('pipeline payload sizes with the shards in S3', () => {
     const { machine, resolve } = definition();
     const largest = new Map<string, number>();
     let mergeOutput: unknown;
-    const request = { ...TINY_REQUEST, runId: 'payload-1000', budgets: budgets(100, 20), seedsPerBudget: 10 };
+    // Asking for the rollout, so the approval and rollout states are measured too.
+    const request = { ...TINY_REQUEST, runId: 'payload-1000', budgets: budgets(100, 20), seedsPerBudget: 10, rollout: { enabled: true } };
     const r = await runStateMachine(machine, request, resolve, {
       s3,
       resolveBucket: () => BUCKET,
@@ -99,10 +102,11 @@ describe('pipeline payload sizes with the shards in S3', () => {
         largest.set(state, Math.max(largest.get(state) ?? 0, bytes(input), bytes(output)));
         if (state === 'Merge') mergeOutput = output;
       },
+      onTaskToken: async () => ({ output: { approved: true } }),
     });
     expect(r.error ?? '', r.cause).toBe('');
     expect(r.trace.filter((t) => t === 'Shards/Evaluate')).toHaveLength(1000);
-    expect(r.trace.slice(-7)).toEqual(['Merge', 'QualityGate', 'Publish', 'RolloutEnabled', 'Rollout', 'CanaryStarted', 'Done']);
+    expect(r.trace.slice(-9)).toEqual(['Merge', 'QualityGate', 'Publish', 'RolloutEnabled', 'NotifyApprovalNeeded', 'AwaitApproval', 'Rollout', 'CanaryStarted', 'Done']);
 
     const sizes = Object.fromEntries([...largest].sort(([a], [b]) => a.localeCompare(b)));
     process.stdout.write(`largest input or output per state, bytes (1,000 shards): ${JSON.stringify(sizes)}\n`);

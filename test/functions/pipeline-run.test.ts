@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadInfraConfig } from '../../infra/config.ts';
 import { PipelineStack } from '../../infra/stacks/pipeline-stack.ts';
 import { parseManifestSignature } from '../../contracts/manifest.ts';
-import { verifyManifestBytes } from '../../contracts/manifest-signing.ts';
+import { generateSigningKeyPair, LocalKeySigner, verifyManifestBytes } from '../../contracts/manifest-signing.ts';
 import type { MergeOutput, PublishOutput, RolloutOutput } from '../../functions/shared/events.ts';
 import { render } from '../infra/synth.ts';
 import { runStateMachine, type AslMachine, type RunOptions, type TaskResolver } from './sfn-runner.ts';
@@ -29,6 +29,11 @@ import { startHandlerFixture, TINY_REQUEST, type HandlerFixture } from './fixtur
 import { handler as rolloutStep } from '../../functions/rollout.ts';
 import { handler as canaryCheck } from '../../functions/canary-check.ts';
 import { TestDevice } from '../local-hub/helpers.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { publishBundle } from '../../fleet/publisher.ts';
+import { writeTinyModel } from '../helpers/tiny-model.ts';
 
 /** The pipeline's definition for a gate threshold, and a resolver from Lambda ARNs to handler modules. */
 function pipelineDefinition(maxQualityDrop: number): { machine: AslMachine; resolve: TaskResolver } {
@@ -193,11 +198,15 @@ describe('pipeline state machine', () => {
   });
 });
 
-/** What the approval step passes on to Rollout: one published version of run `runId` for rpi5. */
-function approvedFor(runId: string, version: string): PublishOutput {
+/** What the approval step passes on to Rollout: run `runId`'s version `version` for rpi5, published for real (a tiny model). */
+async function approvedFor(runId: string, version: string): Promise<PublishOutput> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'fleetlm-approved-'));
+  await writeTinyModel(dir);
+  const p = await publishBundle({ s3, bucket: fx.env.ARTIFACTS_BUCKET, signer: new LocalKeySigner(generateSigningKeyPair().privateKeyPem), modelDir: dir, modelId: 'tiny-lm', version });
+  await rm(dir, { recursive: true, force: true });
   return {
     request: { ...(TINY_REQUEST as PublishOutput['request']), runId, seedsPerBudget: 1, rollout: { enabled: true } },
-    published: [{ deviceClass: 'rpi5', modelId: 'tiny-lm', version, prefix: `models/tiny-lm/${version}/`, manifestSha256: '0'.repeat(64), totalBytes: 1 }],
+    published: [{ deviceClass: 'rpi5', modelId: 'tiny-lm', version, prefix: p.prefix, manifestSha256: p.manifestSha256, totalBytes: p.totalBytes }],
   };
 }
 
@@ -243,11 +252,11 @@ describe('pipeline canary', () => {
     for (const d of devices) await d.close();
   });
 
-  it('given a canary that succeeds, when the machine runs from publish, then the group gets its job only after the check saw SUCCEEDED', async () => {
+  it('given a canary that succeeds, when the machine runs from rollout, then the group gets its job only after the check saw SUCCEEDED', async () => {
     const { machine, resolve } = pipelineDefinition(0.15);
     const waits: string[] = [];
     // From Rollout: publish and approval are covered above.
-    const r = await runStateMachine(machine, approvedFor('canary-ok', '2.0.0-rpi5'), resolve, {
+    const r = await runStateMachine(machine, await approvedFor('canary-ok', '2.0.0-rpi5'), resolve, {
       startAt: 'Rollout',
       onWait: async () => {
         // The group's job does not exist while the canary is being watched.
@@ -271,7 +280,7 @@ describe('pipeline canary', () => {
 
   it('given a canary whose device fails, when the machine runs, then it notifies, fails, and the rest of the group never gets a job', async () => {
     const { machine, resolve } = pipelineDefinition(0.15);
-    const r = await runStateMachine(machine, approvedFor('canary-bad', '3.0.0-rpi5'), resolve, {
+    const r = await runStateMachine(machine, await approvedFor('canary-bad', '3.0.0-rpi5'), resolve, {
       startAt: 'Rollout',
       onWait: async () => {
         await settle(devices[0]!, 'fleetlm-canary-bad-rpi5-canary', 'FAILED');
@@ -287,7 +296,7 @@ describe('pipeline canary', () => {
   });
 
   it('given a canary that is not done in time, when checked, then it fails and the canary job is canceled', async () => {
-    const started = await rolloutStep(approvedFor('canary-late', '2.0.0-rpi5'));
+    const started = await rolloutStep(await approvedFor('canary-late', '4.0.0-rpi5'));
     expect(started.jobs).toEqual([]);
     expect(started.canary).toMatchObject({ state: 'PENDING', jobs: [{ canaryJobId: 'fleetlm-canary-late-rpi5-canary', canaryThings: ['pi-001'] }] });
     // Still running and in time: PENDING.

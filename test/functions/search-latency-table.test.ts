@@ -11,6 +11,7 @@ const shard = (budget: Record<string, unknown>) =>
     shardId: 's-1',
     modelId: 'm',
     version: '1.0.0',
+    model: { kind: 'random-weights', benchmarkOnly: true },
     budget: { deviceClass: 'rpi4', memoryBudgetBytes: 64e6, flopsBudget: 1e12, ...budget },
     seed: 1,
     vocabSize: 4096,

@@ -79,7 +79,7 @@ describe('plan', () => {
     const trained = await plan({ ...TINY_REQUEST, model: { kind: 'checkpoint', prefix: 'inputs/m/' } });
     expect(trained.request.rollout.enabled).toBe(true);
     // Every shard carries the model (the items file the Map's ItemReader reads).
-    expect(planShards(trained.request, {}).shards[0]!.model).toEqual({ kind: 'checkpoint', prefix: 'inputs/m/' });
+    expect(planShards(trained.request, fx.env).shards[0]!.model).toEqual({ kind: 'checkpoint', prefix: 'inputs/m/' });
     expect((await plan(TINY_REQUEST)).request.rollout.enabled).toBe(false);
     expect((await plan({ ...TINY_REQUEST, rollout: { enabled: true } })).request.rollout.enabled).toBe(true);
     expect((await plan({ ...TINY_REQUEST, model: { kind: 'huggingface', prefix: 'inputs/hf/' }, rollout: { enabled: false } })).request.rollout.enabled).toBe(false);
