@@ -296,17 +296,21 @@ export function createS3Handler(options: S3ServerOptions): (req: IncomingMessage
     const cond = writeConditionsOf(r.headers);
     store.precheck(bucket, key, cond);
     const fields = objectHeadersOf(r.headers);
+    const { staged, body } = await receiveStaged(r);
+    const record = await store.commitObject(bucket, key, staged, { ...fields, size: body.size, etag: `"${body.md5Hex}"`, ...(body.checksum ? { checksum: body.checksum } : {}) }, cond);
+    send(res, 200, { etag: record.etag, ...(body.checksum ? { [`x-amz-checksum-${body.checksum.name}`]: body.checksum.value } : {}) });
+  }
+
+  /** Receives a request body into a staged file (discarded if the body fails its checks). */
+  async function receiveStaged(r: S3Request) {
     const payload = mode(r);
     const staged = await store.stage();
-    let body;
     try {
-      body = await consumeBodyToFile(r.req, payload, MAX_PUT_BYTES, staged.handle);
+      return { staged, body: await consumeBodyToFile(r.req, payload, MAX_PUT_BYTES, staged.handle) };
     } catch (err) {
       await store.discard(staged);
       throw err;
     }
-    const record = await store.commitObject(bucket, key, staged, { ...fields, size: body.size, etag: `"${body.md5Hex}"`, ...(body.checksum ? { checksum: body.checksum } : {}) }, cond);
-    send(res, 200, { etag: record.etag, ...(body.checksum ? { [`x-amz-checksum-${body.checksum.name}`]: body.checksum.value } : {}) });
   }
 
   async function uploadPart(r: S3Request, res: ServerResponse, bucket: string, key: string): Promise<void> {
@@ -315,15 +319,7 @@ export function createS3Handler(options: S3ServerOptions): (req: IncomingMessage
     const n = r.query.get('partNumber')!;
     if (!/^\d{1,5}$/.test(n) || Number(n) < 1 || Number(n) > MAX_PART_NUMBER) throw S3Errors.invalidArgument(`Part number must be an integer between 1 and ${MAX_PART_NUMBER}, inclusive`);
     await store.assertUpload(bucket, key, uploadId);
-    const payload = mode(r);
-    const staged = await store.stage();
-    let body;
-    try {
-      body = await consumeBodyToFile(r.req, payload, MAX_PUT_BYTES, staged.handle);
-    } catch (err) {
-      await store.discard(staged);
-      throw err;
-    }
+    const { staged, body } = await receiveStaged(r);
     const etag = `"${body.md5Hex}"`;
     await store.commitPart(bucket, key, uploadId, Number(n), staged, { size: body.size, etag });
     send(res, 200, { etag, ...(body.checksum ? { [`x-amz-checksum-${body.checksum.name}`]: body.checksum.value } : {}) });
