@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { runCliCaptured } from '../helpers/run-cli.ts';
-import { startMoto, type MotoServer } from './moto-server.ts';
+import { pointAwsAtMoto, startMoto, type MotoServer } from './moto-server.ts';
 import { TINY_REQUEST } from '../functions/fixture.ts';
 import { approvalDecisionKey } from '../../fleet/approval.ts';
 
@@ -70,8 +70,7 @@ beforeAll(async () => {
   // moto writes its request recording here (not into the working directory).
   process.env.MOTO_RECORDER_FILEPATH = path.join(dir, 'moto-recording');
   moto = await startMoto();
-  Object.assign(process.env, { AWS_ENDPOINT_URL: moto.endpoint, AWS_REGION: REGION, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' });
-  for (const k of ['AWS_PROFILE', 'FLEETLM_LOCAL_DIR', 'FLEETLM_BUCKET', 'AWS_DEFAULT_REGION']) delete process.env[k];
+  pointAwsAtMoto(moto, REGION);
   s3 = new S3Client({ region: REGION, endpoint: moto.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   await fetch(`${moto.endpoint}/moto-api/recorder/start-recording`, { method: 'POST' });

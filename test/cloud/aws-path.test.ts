@@ -24,7 +24,7 @@ import { CreateKeyCommand, GetPublicKeyCommand, KMSClient } from '@aws-sdk/clien
 import { CreateTableCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import type { CloudFormationCustomResourceCreateEvent } from 'aws-lambda';
 import { runCliCaptured } from '../helpers/run-cli.ts';
-import { startMoto, type MotoServer } from './moto-server.ts';
+import { pointAwsAtMoto, startMoto, type MotoServer } from './moto-server.ts';
 import { TINY_REQUEST } from '../functions/fixture.ts';
 import { verifyManifestBytes } from '../../contracts/manifest-signing.ts';
 import { parseManifestBytes, parseManifestSignature } from '../../contracts/manifest.ts';
@@ -88,14 +88,7 @@ beforeAll(async () => {
   moto = await startMoto();
   dir = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-moto-'));
   // AWS's conventions only: the SDK reads these itself, the CLI records them for path-style S3 and placeholders.
-  Object.assign(process.env, {
-    AWS_ENDPOINT_URL: moto.endpoint,
-    AWS_REGION: REGION,
-    AWS_ACCESS_KEY_ID: 'testing',
-    AWS_SECRET_ACCESS_KEY: 'testing',
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-  });
-  for (const k of ['AWS_PROFILE', 'FLEETLM_LOCAL_DIR', 'FLEETLM_BUCKET', 'FLEETLM_KMS_KEY', 'AWS_DEFAULT_REGION']) delete process.env[k];
+  pointAwsAtMoto(moto, REGION);
   const common = { region: REGION, endpoint: moto.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
   iot = new IoTClient(common);
   s3 = new S3Client({ ...common, forcePathStyle: true });

@@ -68,3 +68,18 @@ export async function startMoto(timeoutMs = 30_000): Promise<MotoServer> {
       `the AWS-path tests need moto 5 with its server extras (pip install "moto[server]>=5"), or set FLEETLM_MOTO_PYTHON. ${stderr.slice(0, 1500)}`,
   );
 }
+
+/**
+ * Points the AWS SDK (and so the CLI run in-process) at `moto` by AWS's own conventions only, and clears what
+ * would point it elsewhere: a named profile, the local hub, FleetLM's bucket/key/fleet-key overrides.
+ */
+export function pointAwsAtMoto(moto: MotoServer, region: string): void {
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL: moto.endpoint,
+    AWS_REGION: region,
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  });
+  for (const k of ['AWS_PROFILE', 'AWS_DEFAULT_REGION', 'FLEETLM_LOCAL_DIR', 'FLEETLM_BUCKET', 'FLEETLM_KMS_KEY', 'FLEETLM_FLEET_KEY_SHA256']) delete process.env[k];
+}

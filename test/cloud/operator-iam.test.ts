@@ -15,7 +15,7 @@ import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { CreateTableCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { runCliCaptured } from '../helpers/run-cli.ts';
 import { writeTinyModel } from '../helpers/tiny-model.ts';
-import { startMoto, type MotoServer } from './moto-server.ts';
+import { pointAwsAtMoto, startMoto, type MotoServer } from './moto-server.ts';
 import { renderDeep, synthApp } from '../infra/synth.ts';
 import { createS3Client, observeCommands, resolveProfile, type SentCommand } from '../../fleet/profile.ts';
 import { publishBundle } from '../../fleet/publisher.ts';
@@ -184,14 +184,7 @@ function personaPolicies(): Record<OperatorPersona, Statement[]> {
 beforeAll(async () => {
   moto = await startMoto();
   dir = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-operator-iam-'));
-  Object.assign(process.env, {
-    AWS_ENDPOINT_URL: moto.endpoint,
-    AWS_REGION: REGION,
-    AWS_ACCESS_KEY_ID: 'testing',
-    AWS_SECRET_ACCESS_KEY: 'testing',
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-  });
-  for (const k of ['AWS_PROFILE', 'FLEETLM_LOCAL_DIR', 'FLEETLM_BUCKET', 'FLEETLM_KMS_KEY', 'AWS_DEFAULT_REGION', 'FLEETLM_FLEET_KEY_SHA256']) delete process.env[k];
+  pointAwsAtMoto(moto, REGION);
   const common = { region: REGION, endpoint: moto.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
   const iotClient = new IoTClient(common);
   const s3 = new S3Client({ ...common, forcePathStyle: true });
