@@ -2,7 +2,8 @@
 // task token with the release's quality figures under approvals/{execution}.json; `fleetlm approve` reads it,
 // answers the token (SendTaskSuccess / SendTaskFailure) and records the decision beside it, once.
 // https://docs.aws.amazon.com/step-functions/latest/dg/connect-to-resource.html#connect-wait-token
-import { GetObjectCommand, ListObjectsV2Command, NoSuchKey, PutObjectCommand, S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, NoSuchKey, PutObjectCommand, S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
+import { listKeys } from './s3-list.ts';
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { z } from 'zod';
 import { TransportError, ValidationError } from '../common/errors.ts';
@@ -148,20 +149,10 @@ export async function readApproval(s3: S3Client, bucket: string, execution: stri
 /** Every approval request in the bucket with its decision (undefined: still pending), newest first. */
 export async function listApprovals(s3: S3Client, bucket: string): Promise<ApprovalState[]> {
   const names: string[] = [];
-  let token: string | undefined;
-  do {
-    let out;
-    try {
-      out = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: APPROVALS_PREFIX, ContinuationToken: token }));
-    } catch (err) {
-      throw new TransportError(`cannot list s3://${bucket}/${APPROVALS_PREFIX}`, { cause: err });
-    }
-    for (const o of out.Contents ?? []) {
-      const m = /^approvals\/([A-Za-z0-9_-]+)\.json$/.exec(o.Key ?? '');
-      if (m) names.push(m[1]!);
-    }
-    token = out.IsTruncated ? out.NextContinuationToken : undefined;
-  } while (token);
+  for (const key of await listKeys(s3, bucket, APPROVALS_PREFIX)) {
+    const m = /^approvals\/([A-Za-z0-9_-]+)\.json$/.exec(key);
+    if (m) names.push(m[1]!);
+  }
   const states = await Promise.all(names.map((n) => readApproval(s3, bucket, n)));
   return states.sort((a, b) => b.request.requestedAt.localeCompare(a.request.requestedAt));
 }

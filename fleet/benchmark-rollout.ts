@@ -8,7 +8,8 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CreateJobCommand, DescribeThingCommand, type IoTClient } from '@aws-sdk/client-iot';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { listKeys } from './s3-list.ts';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { TransportError, ValidationError } from '../common/errors.ts';
 import { BENCHMARK_GRID_MODEL_ID, BENCHMARK_SCHEMA, BenchmarkDocumentSchema, type BenchmarkDocument } from '../contracts/benchmark-job.ts';
@@ -177,17 +178,6 @@ async function getText(s3: S3Client, bucket: string, key: string): Promise<strin
   const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   if (!out.Body) throw new TransportError(`s3://${bucket}/${key} has no body`);
   return out.Body.transformToString();
-}
-
-async function listKeys(s3: S3Client, bucket: string, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-    for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key);
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return keys;
 }
 
 /** The benchmark runs recorded for a group, newest first. */

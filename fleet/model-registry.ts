@@ -1,7 +1,8 @@
 // The model registry as operators read it: every published version under models/{id}/{version}/ with its
 // size, compression and quality figures, and deprecation markers (models/{id}/{version}/deprecated.json)
 // that rollouts honour. The marker sits beside the signed manifest, which stays immutable.
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { listKeys } from './s3-list.ts';
 import { z } from 'zod';
 import { TransportError, ValidationError } from '../common/errors.ts';
 import { parseJsonWith } from '../common/validate.ts';
@@ -58,18 +59,7 @@ function isNotFound(err: unknown): boolean {
 
 /** Every published version in the bucket (optionally one model's), sorted by model then creation time. */
 export async function listVersions(s3: S3Client, bucket: string, opts: { modelId?: string } = {}): Promise<VersionSummary[]> {
-  const keys = new Set<string>();
-  let token: string | undefined;
-  const prefix = opts.modelId ? `models/${opts.modelId}/` : 'models/';
-  try {
-    do {
-      const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-      for (const o of page.Contents ?? []) if (o.Key) keys.add(o.Key);
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-  } catch (err) {
-    throw new TransportError(`cannot list s3://${bucket}/${prefix}`, { cause: err });
-  }
+  const keys = new Set(await listKeys(s3, bucket, opts.modelId ? `models/${opts.modelId}/` : 'models/'));
   const out: VersionSummary[] = [];
   for (const key of keys) {
     const m = /^models\/([^/]+)\/([^/]+)\/manifest\.json$/.exec(key);

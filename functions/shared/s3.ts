@@ -3,7 +3,8 @@ import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { listKeys } from '../../fleet/s3-list.ts';
 import type { z } from 'zod';
 import { TransportError } from '../../common/errors.ts';
 import { parseJsonWith } from '../../common/validate.ts';
@@ -67,22 +68,12 @@ export async function downloadFile(s3: S3Client, bucket: string, key: string, fi
 /** Downloads every object directly under `prefix` into `dir`; returns the file names. */
 export async function downloadPrefix(s3: S3Client, bucket: string, prefix: string, dir: string): Promise<string[]> {
   const names: string[] = [];
-  let token: string | undefined;
-  do {
-    let out;
-    try {
-      out = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-    } catch (err) {
-      throw new TransportError(`ListObjectsV2 s3://${bucket}/${prefix} failed`, { cause: err });
-    }
-    for (const obj of out.Contents ?? []) {
-      const rest = obj.Key!.slice(prefix.length);
-      if (!rest || rest.includes('/')) continue;
-      await downloadFile(s3, bucket, obj.Key!, path.join(dir, rest));
-      names.push(rest);
-    }
-    token = out.IsTruncated ? out.NextContinuationToken : undefined;
-  } while (token);
+  for (const key of await listKeys(s3, bucket, prefix)) {
+    const rest = key.slice(prefix.length);
+    if (!rest || rest.includes('/')) continue;
+    await downloadFile(s3, bucket, key, path.join(dir, rest));
+    names.push(rest);
+  }
   return names.sort();
 }
 
