@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { CreateJobCommand, CreateThingCommand, DescribeJobExecutionCommand, IoTClient } from '@aws-sdk/client-iot';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -89,7 +90,16 @@ export class TestFleet {
   async hubDown(during: () => Promise<void>): Promise<void> {
     const ep = this.hub.endpoints;
     await this.hub.stop();
-    await during();
+    // Hold the hub's ports while it is down: freed, another test file's server could take one and answer
+    // the agent's retries (or hang them until the idle timeout). These reset every connection, as a down host's
+    // port refuses it.
+    const ports = [ep.mqtt.port, Number(new URL(ep.iotEndpoint).port), Number(new URL(ep.s3.endpoint).port)];
+    const holders = await Promise.all(ports.map((port) => holdPort(port)));
+    try {
+      await during();
+    } finally {
+      await Promise.all(holders.map((h) => new Promise<void>((resolve) => (h ? h.close(() => resolve()) : resolve()))));
+    }
     this.hub = await startHub({
       dir: this.hubDir,
       mqttPort: ep.mqtt.port,
@@ -350,4 +360,13 @@ export class AgentProcess {
     clearTimeout(timer);
     return code;
   }
+}
+
+/** Listens on loopback `port`, resetting every connection; null when the port could not be had. */
+function holdPort(port: number): Promise<net.Server | null> {
+  return new Promise((resolve) => {
+    const server = net.createServer((socket) => socket.resetAndDestroy());
+    server.once('error', () => resolve(null));
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
 }
