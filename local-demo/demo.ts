@@ -20,7 +20,7 @@ import { latestByDevice, readTelemetryDir } from '../fleet/telemetry-reader.ts';
 import type { Telemetry } from '../contracts/telemetry.ts';
 import type { CheckRow } from '../fleet/latency-check.ts';
 import { storageOfManifest } from '../fleet/latency-check.ts';
-import { benchmarkFleet, describeBenchmark, latencyReport, type FleetBenchmark } from './fleet-latency.ts';
+import { benchmarkFleet, demoGridFor, describeBenchmark, latencyReport, type FleetBenchmark } from './fleet-latency.ts';
 import {
   killAllAgentsSync,
   requestCompletion,
@@ -289,19 +289,21 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }, () => `${things.join(', ')} in group ${opts.group}, agents answering on ${agents.map((a) => a.httpUrl.replace('http://127.0.0.1:', ':')).join(' ')}`);
     aborted();
 
-    // The fleet measures first: each device times a small layer grid; the merged table replaces the roofline in the search.
-    let bench: FleetBenchmark | undefined;
-    if (opts.benchmark ?? true) {
-      bench = await clock.stage('benchmark devices (layer latency)', () =>
-        benchmarkFleet({ iot, s3, profile, group: opts.group, things, deviceClass: opts.deviceClass, storage: opts.quantize ? 'int4' : 'fp32', signer, jobTimeoutMs: opts.jobTimeoutMs, log }), describeBenchmark);
-      aborted();
-    }
-
     // The search always runs for the device class (unless a trained architecture was given); by
     // default the design it finds is shown, and the trained demo model is what ships. The search
     // designs for the shipped tokenizer's vocabulary, so the two designs can be compared.
     const trained: TrainedModel | undefined = opts.trained ?? ((opts.ship ?? 'trained') === 'trained' ? await demoModel(opts.demoModelDir ?? DEMO_MODEL_DIR) : undefined);
     const committedSpec = trained && !opts.trained ? await loadArchSpec(trained.archPath) : undefined;
+
+    // The fleet measures first: each device times the layers of the model to ship (or a small default
+    // grid); the merged table replaces the roofline in the search and prices the shipped model.
+    let bench: FleetBenchmark | undefined;
+    if (opts.benchmark ?? true) {
+      const grid = demoGridFor(trained ? (committedSpec ?? (await loadArchSpec(trained.archPath))) : undefined);
+      bench = await clock.stage('benchmark devices (layer latency)', () =>
+        benchmarkFleet({ iot, s3, profile, group: opts.group, things, deviceClass: opts.deviceClass, storage: opts.quantize ? 'int4' : 'fp32', grid, signer, jobTimeoutMs: opts.jobTimeoutMs, log }), describeBenchmark);
+      aborted();
+    }
     const searchOptions = {
       deviceClass: opts.deviceClass,
       seed: opts.seed,

@@ -12,11 +12,15 @@ import { CHECK_GOAL, latencyCheck, type CheckRow } from '../fleet/latency-check.
 import { mergeLatencyTables, type MergedClass } from '../fleet/latency-merge.ts';
 import { mergedTableKey, putMergedTable } from '../fleet/latency-tables.ts';
 import type { FleetProfile } from '../fleet/profile.ts';
-import type { ArchSpec } from '../models/arch/spec.ts';
+import { ffnWidthOf, type ArchSpec } from '../models/arch/spec.ts';
 import type { WeightStorage } from '../models/arch/weight-storage.ts';
 import type { GridStorage } from '../models/benchmark/grid-file.ts';
+import type { GridOptions } from '../models/benchmark/grid.ts';
 
-/** The demo's grid: the widths of the shipped model and its neighbours, the demo vocabulary, two KV lengths. */
+/**
+ * The demo's timing settings, and the grid it uses when it ships no known design (--searched): GPT-2
+ * layers at two widths, the demo vocabulary, two KV lengths.
+ */
 export const DEMO_BENCHMARK = {
   widths: [128, 256],
   ffnRatios: [4],
@@ -30,6 +34,29 @@ export const DEMO_BENCHMARK = {
   threads: 1,
   timeLimitSec: 30,
 } as const;
+
+/** The layer grid of a benchmark: widths x FFN ratios x head counts at one head width, and the vocabulary. */
+export type DemoGrid = Pick<GridOptions, 'widths' | 'ffnRatios' | 'heads' | 'headDim' | 'vocabSize'>;
+
+/**
+ * The grid that times the layers of `spec` itself (its block widths, FFN ratios and head counts, and
+ * its vocabulary for the per-model costs), so the table prices the shipped model from its own entries;
+ * the default grid when there is no spec or its blocks use different head widths.
+ */
+export function demoGridFor(spec: ArchSpec | undefined): DemoGrid {
+  const fallback: DemoGrid = { widths: [...DEMO_BENCHMARK.widths], ffnRatios: [...DEMO_BENCHMARK.ffnRatios], headDim: DEMO_BENCHMARK.headDim, vocabSize: DEMO_BENCHMARK.vocabSize };
+  if (!spec) return fallback;
+  const headDim = spec.blocks[0]!.headDim;
+  if (spec.blocks.some((b) => b.headDim !== headDim)) return { ...fallback, vocabSize: spec.vocabSize };
+  const uniq = (v: number[]): number[] => [...new Set(v)].sort((a, b) => a - b);
+  return {
+    widths: uniq(spec.blocks.map((b) => b.width)),
+    ffnRatios: uniq(spec.blocks.map((b) => ffnWidthOf(b) / b.width)),
+    heads: uniq(spec.blocks.map((b) => b.heads)),
+    headDim,
+    vocabSize: spec.vocabSize,
+  };
+}
 
 export interface FleetBenchmark {
   run: BenchmarkRun;
@@ -47,11 +74,14 @@ export async function benchmarkFleet(o: {
   things: readonly string[];
   deviceClass: string;
   storage: GridStorage;
+  /** The layers to time (default: DEMO_BENCHMARK's grid). */
+  grid?: DemoGrid;
   signer: ManifestSigner;
   jobTimeoutMs: number;
   log: (line: string) => void;
 }): Promise<FleetBenchmark> {
-  const { widths, ffnRatios, headDim, vocabSize, kvLengths, samples, warmup, threads, timeLimitSec } = DEMO_BENCHMARK;
+  const { kvLengths, samples, warmup, threads, timeLimitSec } = DEMO_BENCHMARK;
+  const grid = o.grid ?? demoGridFor(undefined);
   // The demo's devices share this machine's cores, which real devices do not: they take turns, one run each.
   const tables: unknown[] = [];
   let run: BenchmarkRun | undefined;
@@ -60,7 +90,7 @@ export async function benchmarkFleet(o: {
       group: o.group,
       things: [thing],
       deviceClass: o.deviceClass,
-      grid: { widths: [...widths], ffnRatios: [...ffnRatios], headDim, vocabSize, storage: o.storage },
+      grid: { ...grid, storage: o.storage },
       kvLengths: [...kvLengths],
       samples,
       warmup,

@@ -102,12 +102,19 @@ describe('measured latency table', () => {
     heads: [{ width: 256, vocabSize: 50257, ms: 4 * roofline.headMs(256, 50257) }],
   });
 
-  it('uses measured entries and calibrates the rest by the median ratio', () => {
+  it('uses measured entries, fits unmeasured layers on them and calibrates the rest by the median ratio', () => {
     const m = new MeasuredLatencyModel(table, roofline);
     expect(m.calibration).toBeCloseTo(3, 12);
     expect(m.layerMs(256, 1024, 4, 64)).toBeCloseTo(3 * roofline.layerMs(256, 1024, 4, 64), 12);
     expect(m.layerMs(512, 2048, 8, 64)).toBeCloseTo(2 * roofline.layerMs(512, 2048, 8, 64), 12);
-    expect(m.layerMs(384, 1536, 6, 64)).toBeCloseTo(3 * roofline.layerMs(384, 1536, 6, 64), 12);
+    // Two layer shapes: the line through them (a fixed per-layer cost plus a scale) prices a third.
+    const r1 = roofline.layerMs(256, 1024, 4, 64);
+    const r2 = roofline.layerMs(512, 2048, 8, 64);
+    const scale = (2 * r2 - 3 * r1) / (r2 - r1);
+    expect(m.layerFit.kind).toBe('affine');
+    expect(m.layerFit.scale).toBeCloseTo(scale, 12);
+    expect(m.layerFit.fixedMs).toBeCloseTo(3 * r1 - scale * r1, 12);
+    expect(m.layerMs(384, 1536, 6, 64)).toBeCloseTo(m.layerFit.fixedMs + scale * roofline.layerMs(384, 1536, 6, 64), 12);
     expect(m.projectionMs(256, 512)).toBeCloseTo(3 * roofline.projectionMs(256, 512), 12);
   });
 
