@@ -25,6 +25,11 @@ export const TelemetrySchema = z
         requests: z.number().int().nonnegative(),
         firstTokenMs: Percentiles.nullable(),
         tokensPerSecond: Percentiles.nullable(),
+        /**
+         * Context length the decode steps ran at, per request the mean KV length (prompt + half the
+         * generated tokens): what a latency prediction must be made at (absent from older agents).
+         */
+        decodeKvLength: Percentiles.nullable().optional(),
       })
       .strict(),
     system: z

@@ -43,6 +43,7 @@ export class InferenceStats {
   lastActivityAt = 0;
   private readonly firstToken: Window;
   private readonly tps: Window;
+  private readonly kvLength: Window;
 
   constructor(
     window = 512,
@@ -50,6 +51,7 @@ export class InferenceStats {
   ) {
     this.firstToken = new Window(window);
     this.tps = new Window(window);
+    this.kvLength = new Window(window);
   }
 
   /** A generation request arrived. */
@@ -87,6 +89,8 @@ export class InferenceStats {
   record(firstTokenMs: number, tokensPerSecond: number, tokens: number, promptTokens = 0): void {
     this.firstToken.push(firstTokenMs);
     this.tps.push(tokensPerSecond);
+    // Decode steps run at KV lengths prompt + 1 .. prompt + tokens - 1: their mean.
+    if (tokens > 1) this.kvLength.push(promptTokens + tokens / 2);
     this.tokens += tokens;
     this.metrics.firstTokenMs.observe(firstTokenMs);
     this.metrics.tokensPerSecond.observe(tokensPerSecond);
@@ -100,5 +104,10 @@ export class InferenceStats {
 
   tokensPerSecond(): { p50: number; p95: number } | null {
     return this.tps.summary();
+  }
+
+  /** Mean KV length of each generation's decode steps, over the window. */
+  decodeKvLength(): { p50: number; p95: number } | null {
+    return this.kvLength.summary();
   }
 }

@@ -265,7 +265,7 @@ export class TelemetryReporter {
       seq: this.o.outbox.nextSeq(),
       event,
       model: this.o.currentModel(),
-      inference: { requests: s.requests, firstTokenMs: s.firstTokenMs(), tokensPerSecond: s.tokensPerSecond() },
+      inference: { requests: s.requests, firstTokenMs: s.firstTokenMs(), tokensPerSecond: s.tokensPerSecond(), decodeKvLength: s.decodeKvLength() },
       system: {
         rssBytes: process.memoryUsage.rss(),
         cpuLoad1m: os.loadavg()[0] ?? 0,

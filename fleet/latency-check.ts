@@ -10,6 +10,7 @@ import type { LayerLatencyTable } from '../models/search/latency-table.ts';
 import { MeasuredLatencyModel } from '../models/search/measured-latency.ts';
 import { RooflineLatencyModel } from '../models/search/roofline-latency.ts';
 import type { Telemetry } from '../contracts/telemetry.ts';
+import { ValidationError } from '../common/errors.ts';
 
 /** Goal of the measured table: its prediction within this fraction of the reported decode latency. */
 export const CHECK_GOAL = 0.15;
@@ -30,8 +31,13 @@ export interface CheckRow {
   devices: string[];
   /** Median over devices of 1000 / decode tokens per second (p50). */
   measuredMs: number;
-  /** KV length the predictions are made at (the table's seqLen). */
+  /**
+   * KV length the predictions are made at: the median over devices of the mean KV length their decode
+   * ran at, where every device reports it (agents from the version that added it), else the table's seqLen.
+   */
   seqLen: number;
+  /** Whether seqLen is the devices' reported decode KV length (true) or the table's (false). */
+  seqLenReported: boolean;
   rooflineMs: number | null;
   tableMs: number | null;
   /** (predicted - measured) / measured. */
@@ -70,6 +76,11 @@ function storageName(s: WeightStorage | null): string {
   return s ? s.type : 'fp32';
 }
 
+/** The class's roofline for a version's weight storage at `seqLen`. */
+function rooflineAt(cls: string, v: DeployedVersion, table: LayerLatencyTable | undefined, seqLen: number): RooflineLatencyModel {
+  return new RooflineLatencyModel(computeUnitOf(deviceProfile(cls), table?.unit ?? 'cpu').unit, v.storage ? { seqLen, weights: v.storage } : { seqLen, bytesPerWeight: 4 });
+}
+
 /**
  * Compares reported and predicted decode latency per (class, version). `classOf` maps things to their
  * device class (from benchmark runs); `tables` holds the merged tables of each class (one per storage).
@@ -90,14 +101,16 @@ export function latencyCheck(input: {
     const prev = latest.get(key);
     if (!prev || t.timestamp >= prev.timestamp) latest.set(key, t);
   }
-  const groups = new Map<string, { cls: string; ref: string; devices: string[]; ms: number[] }>();
+  const groups = new Map<string, { cls: string; ref: string; devices: string[]; ms: number[]; kv: number[] }>();
   for (const t of latest.values()) {
     const cls = input.classOf.get(t.thingName) ?? 'unbenchmarked';
     const ref = `${t.model!.modelId}@${t.model!.version}`;
     const k = `${cls}\u0000${ref}`;
-    const g = groups.get(k) ?? { cls, ref, devices: [], ms: [] };
+    const g = groups.get(k) ?? { cls, ref, devices: [], ms: [], kv: [] };
     g.devices.push(t.thingName);
     g.ms.push(1000 / t.inference.tokensPerSecond!.p50);
+    const kv = t.inference.decodeKvLength?.p50;
+    if (kv !== undefined && kv > 0) g.kv.push(kv);
     groups.set(k, g);
   }
   const byRef = new Map(input.versions.map((v) => [`${v.modelId}@${v.version}`, v]));
@@ -108,21 +121,34 @@ export function latencyCheck(input: {
     const measuredMs = median(g.ms);
     const candidates = input.tables.get(g.cls) ?? [];
     const table = candidates.find((t) => (t.storage ?? `${t.bytesPerWeight * 8}-bit`) === storageName(v?.storage ?? null)) ?? candidates[0];
-    const seqLen = table?.seqLen ?? input.defaultSeqLen ?? 64;
     const notes: string[] = [];
+    // Attention reads the whole cache: predict at the context the devices decoded at, when they all say.
+    const reportedKv = g.kv.length === g.devices.length ? Math.max(1, Math.round(median(g.kv))) : undefined;
+    let seqLen = reportedKv ?? table?.seqLen ?? input.defaultSeqLen ?? 64;
+    let seqLenReported = reportedKv !== undefined;
     let rooflineMs: number | null = null;
     let tableMs: number | null = null;
     if (!v) notes.push('no architecture in the published manifest');
     else if (!DEVICE_IDS.includes(g.cls)) notes.push(`device class ${g.cls} has no device profile for a roofline`);
     else {
-      const roofline = new RooflineLatencyModel(
-        computeUnitOf(deviceProfile(g.cls), table?.unit ?? 'cpu').unit,
-        v.storage ? { seqLen, weights: v.storage } : { seqLen, bytesPerWeight: 4 },
-      );
+      const roofline = rooflineAt(g.cls, v, table, seqLen);
       rooflineMs = predictLatencyMs(v.spec, roofline);
       if (!table) notes.push(`no merged table for ${g.cls}: run fleetlm benchmark and fleetlm latency`);
       else if ((table.storage ?? `${table.bytesPerWeight * 8}-bit`) !== storageName(v.storage)) notes.push(`table measured ${table.storage ?? `${table.bytesPerWeight * 8}-bit`} weights, the version ships ${storageName(v.storage)}`);
-      else tableMs = predictLatencyMs(v.spec, new MeasuredLatencyModel(table, roofline));
+      else {
+        try {
+          tableMs = predictLatencyMs(v.spec, new MeasuredLatencyModel(table, roofline));
+        } catch (err) {
+          if (!(err instanceof ValidationError) || !seqLenReported) throw err;
+          // A table timed at one KV length cannot be moved to another: predict both at its own.
+          notes.push(`the devices decoded at KV ${seqLen}, but the table has layers at KV ${table.seqLen} only (time two KV lengths to interpolate); both predictions are at KV ${table.seqLen}`);
+          seqLen = table.seqLen;
+          seqLenReported = false;
+          const atTable = rooflineAt(g.cls, v, table, seqLen);
+          rooflineMs = predictLatencyMs(v.spec, atTable);
+          tableMs = predictLatencyMs(v.spec, new MeasuredLatencyModel(table, atTable));
+        }
+      }
     }
     rows.push({
       deviceClass: g.cls,
@@ -131,6 +157,7 @@ export function latencyCheck(input: {
       devices: g.devices.sort(),
       measuredMs,
       seqLen,
+      seqLenReported,
       rooflineMs,
       tableMs,
       rooflineError: rooflineMs === null ? null : (rooflineMs - measuredMs) / measuredMs,

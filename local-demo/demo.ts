@@ -343,7 +343,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       log(
         fromSearch
           ? `    the trained demo model is this design: \`${trained.provenance!.detail}\`, trained by \`${trained.provenance!.train}\``
-          : `    the trained demo model is NOT this design: it is ${trained.provenance?.detail ?? 'a hand-picked design'}. To ship the searched one trained: ` +
+          : `    the trained demo model is NOT this design: it is ${trained.provenance?.design === 'search' ? `the design of another search (\`${trained.provenance.detail}\`)` : (trained.provenance?.detail ?? 'a hand-picked design')}. To ship this one trained: ` +
               `\`${searchCommand} --out demo-search.json\`, then \`fleetlm train --arch demo-search.json ...\` and \`fleetlm demo --arch demo-search.json --weights ...\` (docs/training.md)`,
       );
     }
@@ -352,7 +352,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const b = await buildModel(shippedDesign.spec, workDir, opts.seed, trained?.weightsPath);
       if (trained && !opts.trained) {
         const ppl = trained.trainValidationPerplexity !== undefined ? `, validation perplexity ${trained.trainValidationPerplexity} at the end of training` : '';
-        const what = shippedDesign.summary.shippedIsSearchedDesign ? 'the searched design' : 'a hand-picked design, not the searched one';
+        const what = shippedDesign.summary.shippedIsSearchedDesign ? 'the searched design' : trained.provenance?.design === 'search' ? 'another search\'s design, not this one' : 'a hand-picked design, not the searched one';
         log(`    shipping the trained demo model (${what}): ${(b.build.parameters / 1e6).toFixed(1)}M params${ppl}, trained by \`${trained.provenance?.train ?? DEMO_TRAIN_COMMAND}\` — see docs/training.md (--searched ships the searched design with random weights instead)`);
       }
       return b;

@@ -12,10 +12,10 @@ import { CHECK_GOAL, latencyCheck, type CheckRow } from '../fleet/latency-check.
 import { mergeLatencyTables, type MergedClass } from '../fleet/latency-merge.ts';
 import { mergedTableKey, putMergedTable } from '../fleet/latency-tables.ts';
 import type { FleetProfile } from '../fleet/profile.ts';
-import { ffnWidthOf, type ArchSpec } from '../models/arch/spec.ts';
+import type { ArchSpec } from '../models/arch/spec.ts';
 import type { WeightStorage } from '../models/arch/weight-storage.ts';
 import type { GridStorage } from '../models/benchmark/grid-file.ts';
-import type { GridOptions } from '../models/benchmark/grid.ts';
+import { layerGridOf, type LayerGrid } from '../models/benchmark/grid.ts';
 
 /**
  * The demo's timing settings, and the grid it uses when it ships no known design (--searched): GPT-2
@@ -35,27 +35,14 @@ export const DEMO_BENCHMARK = {
   timeLimitSec: 30,
 } as const;
 
-/** The layer grid of a benchmark: widths x FFN ratios x head counts at one head width, and the vocabulary. */
-export type DemoGrid = Pick<GridOptions, 'widths' | 'ffnRatios' | 'heads' | 'headDim' | 'vocabSize'>;
-
 /**
- * The grid that times the layers of `spec` itself (its block widths, FFN ratios and head counts, and
- * its vocabulary for the per-model costs), so the table prices the shipped model from its own entries;
- * the default grid when there is no spec or its blocks use different head widths.
+ * The grid that times the layers of `spec` itself (layerGridOf), so the table prices the shipped model
+ * from its own entries; the default grid without a spec, or when its blocks mix head widths.
  */
-export function demoGridFor(spec: ArchSpec | undefined): DemoGrid {
-  const fallback: DemoGrid = { widths: [...DEMO_BENCHMARK.widths], ffnRatios: [...DEMO_BENCHMARK.ffnRatios], headDim: DEMO_BENCHMARK.headDim, vocabSize: DEMO_BENCHMARK.vocabSize };
+export function demoGridFor(spec: ArchSpec | undefined): LayerGrid {
+  const fallback: LayerGrid = { widths: [...DEMO_BENCHMARK.widths], ffnRatios: [...DEMO_BENCHMARK.ffnRatios], headDim: DEMO_BENCHMARK.headDim, vocabSize: DEMO_BENCHMARK.vocabSize };
   if (!spec) return fallback;
-  const headDim = spec.blocks[0]!.headDim;
-  if (spec.blocks.some((b) => b.headDim !== headDim)) return { ...fallback, vocabSize: spec.vocabSize };
-  const uniq = (v: number[]): number[] => [...new Set(v)].sort((a, b) => a - b);
-  return {
-    widths: uniq(spec.blocks.map((b) => b.width)),
-    ffnRatios: uniq(spec.blocks.map((b) => ffnWidthOf(b) / b.width)),
-    heads: uniq(spec.blocks.map((b) => b.heads)),
-    headDim,
-    vocabSize: spec.vocabSize,
-  };
+  return layerGridOf(spec) ?? { ...fallback, vocabSize: spec.vocabSize };
 }
 
 export interface FleetBenchmark {
@@ -75,7 +62,7 @@ export async function benchmarkFleet(o: {
   deviceClass: string;
   storage: GridStorage;
   /** The layers to time (default: DEMO_BENCHMARK's grid). */
-  grid?: DemoGrid;
+  grid?: LayerGrid;
   signer: ManifestSigner;
   jobTimeoutMs: number;
   log: (line: string) => void;
@@ -143,7 +130,7 @@ export function latencyReport(o: {
   const pct = (x: number | null): string => (x === null ? '-' : `${x >= 0 ? '+' : ''}${(x * 100).toFixed(0)}%`);
   const lines = rows.map(
     (r) =>
-      `${r.deviceClass} ${r.modelId}@${r.version} on ${r.devices.length} devices, KV ${r.seqLen}: reported ${r.measuredMs.toFixed(2)} ms/token; ` +
+      `${r.deviceClass} ${r.modelId}@${r.version} on ${r.devices.length} devices, KV ${r.seqLen} (${r.seqLenReported ? 'the devices\' decode context' : 'the table\'s'}): reported ${r.measuredMs.toFixed(2)} ms/token; ` +
       `measured table ${r.tableMs?.toFixed(2) ?? '-'} ms (${pct(r.tableError)}${r.tableError !== null ? (Math.abs(r.tableError) <= CHECK_GOAL ? `, within ${CHECK_GOAL * 100}%` : `, outside ${CHECK_GOAL * 100}%`) : ''}), ` +
       `roofline ${r.rooflineMs?.toFixed(2) ?? '-'} ms (${pct(r.rooflineError)})${r.notes.length ? `; ${r.notes.join('; ')}` : ''}`,
   );

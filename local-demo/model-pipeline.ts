@@ -52,7 +52,7 @@ export const DEMO_MODEL_DIR = fileURLToPath(new URL('../assets/demo-model/', imp
 export const DEMO_PROVENANCE_FILE = 'provenance.json';
 
 /** How the committed demo model was made (docs/training.md has the full run). */
-export const DEMO_TRAIN_COMMAND = 'fleetlm train --arch models/training/demo-arch.json --text moby-dick --tokens 480000 --seq 128 --tokenizer bpe --vocab 4096 ...';
+export const DEMO_TRAIN_COMMAND = 'fleetlm train --arch demo-search.json --text moby-dick --tokens 480000 --seq 128 --tokenizer bpe --vocab 4096 ...';
 
 /**
  * Where a committed demo model's design came from (provenance.json beside it): picked by hand, or

@@ -237,7 +237,7 @@ async function check(o: LatencyOpts, profile: Awaited<ReturnType<typeof profileF
               r.deviceClass,
               `${r.modelId}@${r.version}`,
               r.devices.length,
-              r.seqLen,
+              `${r.seqLen} (${r.seqLenReported ? 'devices' : 'table'})`,
               r.measuredMs,
               r.rooflineMs,
               pct(r.rooflineError),

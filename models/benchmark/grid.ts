@@ -3,7 +3,7 @@
 // building them as ONNX (optionally block-quantized). Runs on the operator's machine, never on a device.
 import path from 'node:path';
 import { ValidationError } from '../../common/errors.ts';
-import { parseArchSpec, type ArchSpec } from '../arch/spec.ts';
+import { ffnWidthOf, parseArchSpec, type ArchSpec } from '../arch/spec.ts';
 import { initWeights } from '../arch/weights.ts';
 import { buildDecoderModel } from '../onnx/build-decoder.ts';
 import { saveOnnxModel } from '../onnx/proto.ts';
@@ -58,6 +58,27 @@ export function planGrid(o: GridOptions): GridFile[] {
   return files;
 }
 
+/** The layers of a grid: widths x FFN ratios x head counts at one head width, and the vocabulary. */
+export type LayerGrid = Pick<GridOptions, 'widths' | 'ffnRatios' | 'heads' | 'headDim' | 'vocabSize'>;
+
+/**
+ * The grid that times the layers of `spec` itself (its block widths, FFN ratios and head counts, its
+ * vocabulary for the per-model costs), so a table prices that model from its own entries; undefined
+ * when its blocks use different head widths (one grid has one).
+ */
+export function layerGridOf(spec: ArchSpec): LayerGrid | undefined {
+  const headDim = spec.blocks[0]!.headDim;
+  if (spec.blocks.some((b) => b.headDim !== headDim)) return undefined;
+  const uniq = (v: number[]): number[] => [...new Set(v)].sort((a, b) => a - b);
+  return {
+    widths: uniq(spec.blocks.map((b) => b.width)),
+    ffnRatios: uniq(spec.blocks.map((b) => ffnWidthOf(b) / b.width)),
+    heads: uniq(spec.blocks.map((b) => b.heads)),
+    headDim,
+    vocabSize: spec.vocabSize,
+  };
+}
+
 /** The decoder spec one grid file holds (GPT-2 family, tied head, learned positions). */
 export function gridFileSpec(f: GridFile, maxKvLength: number): ArchSpec {
   return parseArchSpec({
@@ -75,7 +96,8 @@ export async function buildGridFiles(files: readonly GridFile[], o: Pick<GridOpt
   for (const f of files) {
     const spec = gridFileSpec(f, o.maxKvLength);
     let model = buildDecoderModel(spec, initWeights(spec, 0), { fused: false });
-    if (o.storage !== 'fp32') model = quantizeModel(model, { bits: o.storage === 'int8' ? 8 : 4, blockSize: o.blockSize ?? 32, symmetric: true }).model;
+    // Asymmetric blocks (a zero point each), as `fleetlm quantize` and the pipeline ship them: MatMulNBits reads the zero points too.
+    if (o.storage !== 'fp32') model = quantizeModel(model, { bits: o.storage === 'int8' ? 8 : 4, blockSize: o.blockSize ?? 32, symmetric: false }).model;
     const p = path.join(dir, f.name);
     await saveOnnxModel(model, p, { externalData: 'never' });
     out.push(p);

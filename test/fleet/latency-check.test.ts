@@ -21,7 +21,7 @@ const table = parseLatencyTable({
   heads: [{ width: 128, vocabSize: 4096, seqLen: 64, ms: 1.5 }],
 });
 
-function msg(thingName: string, tps: number, timestamp: number, version = '1.0.0'): Telemetry {
+function msg(thingName: string, tps: number, timestamp: number, version = '1.0.0', decodeKv?: number): Telemetry {
   return {
     schema: 'fleetlm/telemetry@1',
     thingName,
@@ -29,7 +29,7 @@ function msg(thingName: string, tps: number, timestamp: number, version = '1.0.0
     seq: timestamp,
     event: 'periodic',
     model: { modelId: 'm', version },
-    inference: { requests: 3, firstTokenMs: { p50: 5, p95: 9 }, tokensPerSecond: { p50: tps, p95: tps } },
+    inference: { requests: 3, firstTokenMs: { p50: 5, p95: 9 }, tokensPerSecond: { p50: tps, p95: tps }, ...(decodeKv === undefined ? {} : { decodeKvLength: { p50: decodeKv, p95: decodeKv } }) },
     system: { rssBytes: 1, cpuLoad1m: 0, temperatureC: null, powerW: null, energyJ: 0, energyEstimated: true },
     dropped: 0,
   };
@@ -76,6 +76,37 @@ describe('latencyCheck', () => {
     expect(rows[0]!.rooflineMs).not.toBeNull();
     expect(rows[0]!.tableMs).toBeNull();
     expect(rows[0]!.notes[0]).toMatch(/fp32 weights, the version ships int4/);
+  });
+
+  it('predicts at the KV length the devices report decoding at, interpolating the table between its KV lengths', () => {
+    const twoKv = parseLatencyTable({
+      ...table,
+      layers: [
+        { width: 128, ffnWidth: 512, heads: 2, headDim: 64, seqLen: 64, ms: 0.5 },
+        { width: 128, ffnWidth: 512, heads: 2, headDim: 64, seqLen: 256, ms: 1.3 },
+      ],
+    });
+    const classOf = new Map([
+      ['a', 'rpi4'],
+      ['b', 'rpi4'],
+      ['c', 'rpi4'],
+    ]);
+    const versions = [{ modelId: 'm', version: '1.0.0', spec, storage: null }];
+    // Devices decoded at mean KV 150, 160 and 170: the median, 160, is halfway: 0.9 ms per layer.
+    const telemetry = [msg('a', 250, 1, '1.0.0', 150), msg('b', 200, 1, '1.0.0', 170), msg('c', 400, 1, '1.0.0', 160)];
+    const [row] = latencyCheck({ telemetry, versions, classOf, tables: new Map([['rpi4', [twoKv]]]) });
+    expect(row).toMatchObject({ seqLen: 160, seqLenReported: true, notes: [] });
+    expect(row!.tableMs).toBeCloseTo(4 * 0.9 + 1.5, 12);
+    expect(row!.rooflineMs).toBeCloseTo(predictLatencyMs(spec, new RooflineLatencyModel(deviceProfile('rpi4').units.cpu!, { seqLen: 160, bytesPerWeight: 4 })), 12);
+    // One device from before the field: the table's KV length, as for older fleets.
+    const mixed = latencyCheck({ telemetry: [...telemetry.slice(0, 2), msg('c', 400, 1)], versions, classOf, tables: new Map([['rpi4', [twoKv]]]) });
+    expect(mixed[0]).toMatchObject({ seqLen: 64, seqLenReported: false });
+    expect(mixed[0]!.tableMs).toBeCloseTo(4 * 0.5 + 1.5, 12);
+    // A table with one KV length cannot move: both predictions at its KV length, and a note says why.
+    const single = latencyCheck({ telemetry, versions, classOf, tables: new Map([['rpi4', [table]]]) });
+    expect(single[0]).toMatchObject({ seqLen: 64, seqLenReported: false });
+    expect(single[0]!.tableMs).toBeCloseTo(3.5, 12);
+    expect(single[0]!.notes.join(' ')).toMatch(/decoded at KV 160, but the table has layers at KV 64 only/);
   });
 
   it('reads the spec and storage a published manifest records', () => {

@@ -1,5 +1,5 @@
 // The demo's design chain: the `fleetlm search` command the demo prints gives exactly the design the
-// demo's search shows, and the committed demo model's provenance is read and is honest (hand-picked).
+// demo's search shows, and the committed demo model is the design its recorded search produces.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,13 +22,21 @@ describe('demo search chain', () => {
     expect(design.summary.objective).toBe('params');
   });
 
-  it('reads the committed model provenance: hand-picked, and not the searched design', async () => {
+  it('the committed demo model is the design its recorded search command produces, with the demo defaults', async () => {
     const m = await demoModel();
-    expect(m.provenance?.design).toBe('hand-picked');
-    expect(m.provenance?.train).toMatch(/^fleetlm train --arch models\/training\/demo-arch\.json /);
+    expect(m.provenance?.design).toBe('search');
+    expect(m.provenance?.train).toMatch(/^fleetlm train --arch demo-search\.json /);
     const committed = await loadArchSpec(m.archPath);
-    const design = await designArchitecture({ deviceClass: 'rpi4', seed: 1, iterations: 4000, population: 64, maxParams: 6_000_000, contextLength: 128, vocabSize: committed.vocabSize });
-    expect(design.spec.blocks).not.toEqual(committed.blocks);
+    // The demo's own defaults (local-demo/demo.ts) give the same search command the provenance records ...
+    const defaults = { deviceClass: 'rpi4', seed: 1, iterations: 100_000, population: 512, maxParams: 6_000_000, contextLength: committed.contextLength, vocabSize: committed.vocabSize };
+    expect(`${demoSearchCommand(defaults)} --out demo-search.json`).toBe(m.provenance!.detail);
+    // ... and that search, run here, finds exactly the committed design.
+    const design = await designArchitecture(defaults);
+    expect(design.spec.blocks).toEqual(committed.blocks);
+    // The CLI command itself gives it too.
+    const r = await runCliCaptured([...m.provenance!.detail.split(' ').slice(1).filter((a, i, all) => a !== '--out' && all[i - 1] !== '--out'), '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).spec.blocks).toEqual(committed.blocks);
   });
 
   it('keeps which search produced an architecture given as a search result', async () => {
