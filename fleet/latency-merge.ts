@@ -1,8 +1,9 @@
 // Merges the layer-latency tables devices uploaded into one table per device class and weight storage:
 // each entry is the median of the devices' figures with their spread; a device whose figures sit far
 // from its class (a throttled board, a background load, another onnxruntime) is named and left out.
+// Layer families (gpt2, llama at each K/V head count) are separate entries, never one median.
 import { ValidationError } from '../common/errors.ts';
-import { parseLatencyTable, type LayerLatencyTable } from '../models/search/latency-table.ts';
+import { entryFamilyOf, entryKvHeadsOf, parseLatencyTable, type LayerLatencyTable } from '../models/search/latency-table.ts';
 
 /** A device is an outlier when its median ratio to the class median is beyond this factor either way. */
 export const DEFAULT_OUTLIER_FACTOR = 1.3;
@@ -31,8 +32,16 @@ function median(v: readonly number[]): number {
 }
 
 type Keyed = { key: string; ms: number };
-const layerKey = (t: LayerLatencyTable, l: LayerLatencyTable['layers'][number]): string => `L ${l.width}/${l.ffnWidth}/${l.heads}/${l.headDim}@${l.seqLen ?? t.seqLen}`;
-const headKey = (t: LayerLatencyTable, h: LayerLatencyTable['heads'][number]): string => `H ${h.width}/${h.vocabSize}@${h.seqLen ?? t.seqLen}`;
+// gpt2 keys are the keys of old tables; other families add their name (and llama its K/V heads).
+const layerKey = (t: LayerLatencyTable, l: LayerLatencyTable['layers'][number]): string =>
+  entryFamilyOf(l) === 'gpt2'
+    ? `L ${l.width}/${l.ffnWidth}/${l.heads}/${l.headDim}@${l.seqLen ?? t.seqLen}`
+    : `L ${entryFamilyOf(l)} ${l.width}/${l.ffnWidth}/${l.heads}/${entryKvHeadsOf(l)}/${l.headDim}@${l.seqLen ?? t.seqLen}`;
+const headKey = (t: LayerLatencyTable, h: LayerLatencyTable['heads'][number]): string =>
+  `H ${entryFamilyOf(h) === 'gpt2' ? '' : `${entryFamilyOf(h)} `}${h.width}/${h.vocabSize}@${h.seqLen ?? t.seqLen}`;
+/** The family fields a merged entry carries: none for gpt2 (merged tables read as before). */
+const layerFamily = (l: LayerLatencyTable['layers'][number]): Record<string, unknown> => (entryFamilyOf(l) === 'gpt2' ? {} : { family: entryFamilyOf(l), kvHeads: entryKvHeadsOf(l) });
+const headFamily = (h: LayerLatencyTable['heads'][number]): Record<string, unknown> => (entryFamilyOf(h) === 'gpt2' ? {} : { family: entryFamilyOf(h) });
 
 function entriesOf(t: LayerLatencyTable): Keyed[] {
   return [...t.layers.map((l) => ({ key: layerKey(t, l), ms: l.ms })), ...t.heads.map((h) => ({ key: headKey(t, h), ms: h.ms }))];
@@ -124,8 +133,8 @@ export function mergeLatencyTables(inputs: readonly unknown[], o: MergeOptions =
       by.set(k, cur);
     };
     for (const t of kept) {
-      for (const l of t.layers) add(layerKey(t, l), l.ms, l.samples, (ms) => ({ width: l.width, ffnWidth: l.ffnWidth, heads: l.heads, headDim: l.headDim, seqLen: l.seqLen ?? t.seqLen, ms }));
-      for (const h of t.heads) add(headKey(t, h), h.ms, h.samples, (ms) => ({ width: h.width, vocabSize: h.vocabSize, seqLen: h.seqLen ?? t.seqLen, ms }));
+      for (const l of t.layers) add(layerKey(t, l), l.ms, l.samples, (ms) => ({ width: l.width, ffnWidth: l.ffnWidth, heads: l.heads, headDim: l.headDim, seqLen: l.seqLen ?? t.seqLen, ms, ...layerFamily(l) }));
+      for (const h of t.heads) add(headKey(t, h), h.ms, h.samples, (ms) => ({ width: h.width, vocabSize: h.vocabSize, seqLen: h.seqLen ?? t.seqLen, ms, ...headFamily(h) }));
     }
     const layers: unknown[] = [];
     const heads: unknown[] = [];

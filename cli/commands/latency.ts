@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { ValidationError } from '../../common/errors.ts';
 import { writeJsonAtomic } from '../../common/atomic-file.ts';
 import { parseDurationMs } from '../../common/units.ts';
-import type { GridStorage } from '../../models/benchmark/grid.ts';
+import { GRID_FAMILIES, type GridFamily, type GridStorage } from '../../models/benchmark/grid-file.ts';
 import { parseLatencyTable, type LayerLatencyTable } from '../../models/search/latency-table.ts';
 import { createBenchmarkRollout, listBenchmarkRuns, readRunTables, type BenchmarkRun } from '../../fleet/benchmark-rollout.ts';
 import { watchJob } from '../../fleet/fleet-status.ts';
@@ -41,6 +41,8 @@ interface BenchmarkOpts extends CommonOpts {
   group: string;
   device: string;
   storage?: string;
+  family?: string;
+  kvHeads?: string;
   widths?: string;
   ffnRatios?: string;
   heads?: string;
@@ -75,6 +77,8 @@ export function register(program: Command): void {
       .requiredOption('--group <group>', 'thing group to benchmark')
       .requiredOption('--device <class>', 'device class the tables are for (a device profile id such as rpi4)')
       .option('--storage <type>', 'weight storage of the grid: fp32, int8 or int4 (default fp32)')
+      .option('--family <family>', 'layer family of the grid: gpt2, or llama (RMSNorm, SwiGLU, rotary, no biases) (default gpt2)')
+      .option('--kv-heads <list>', 'llama: K/V head counts, each timed with the head counts it divides (default: as many as the query heads)')
       .option('--widths <list>', 'block widths (default 128,256,512,768)')
       .option('--ffn-ratios <list>', 'FFN ratios (default 4)')
       .option('--heads <list>', 'query head counts (default: width / head dim)')
@@ -93,6 +97,10 @@ export function register(program: Command): void {
   ).action(async (o: BenchmarkOpts) => {
     const storage = (o.storage ?? 'fp32') as GridStorage;
     if (!['fp32', 'int8', 'int4'].includes(storage)) throw new ValidationError(`--storage must be fp32, int8 or int4; got '${o.storage}'`);
+    const family = (o.family ?? 'gpt2') as GridFamily;
+    if (!GRID_FAMILIES.includes(family)) throw new ValidationError(`--family must be ${GRID_FAMILIES.join(' or ')}; got '${o.family}'`);
+    if (o.kvHeads !== undefined && family !== 'llama') throw new ValidationError('--kv-heads needs --family llama (a gpt2 layer has as many K/V heads as query heads)');
+    const kvHeads = o.kvHeads !== undefined ? numberList(o.kvHeads, '--kv-heads') : undefined;
     const timeLimitMs = o.timeLimit === undefined ? 300_000 : parseDurationMs(o.timeLimit, '--time-limit');
     const idleQuietMs = o.idleQuiet === undefined ? 2000 : parseDurationMs(o.idleQuiet, '--idle-quiet');
     const profile = await profileFrom(o);
@@ -109,6 +117,8 @@ export function register(program: Command): void {
         headDim: intOpt(o.headDim, '--head-dim', 1, 1024, 64),
         vocabSize: intOpt(o.vocab, '--vocab', 1, 10_000_000, 50257),
         storage,
+        // gpt2 grids carry no family, so they hash and publish as before.
+        ...(family === 'llama' ? { family, ...(kvHeads ? { kvHeads } : {}) } : {}),
       },
       kvLengths: o.kvLengths ? numberList(o.kvLengths, '--kv-lengths') : [64, 256],
       samples: intOpt(o.samples, '--samples', 1, 1000, 15),
@@ -133,7 +143,7 @@ export function register(program: Command): void {
     }
     out(o, { run, finished }, () =>
       [
-        `benchmark ${run.runId}: ${run.jobs.length} device(s) in ${run.group}, class ${run.deviceClass}, ${run.storage}, grid ${run.grid.modelId}@${run.grid.version} (${run.grid.files} files, ${(run.grid.bytes / 1e6).toFixed(1)} MB)`,
+        `benchmark ${run.runId}: ${run.jobs.length} device(s) in ${run.group}, class ${run.deviceClass}, ${run.storage}${run.family ? ` ${run.family}` : ''}, grid ${run.grid.modelId}@${run.grid.version} (${run.grid.files} files, ${(run.grid.bytes / 1e6).toFixed(1)} MB)`,
         ...(finished
           ? finished.map((f) => `  ${f.thingName}: ${f.status}${f.details.reason ? ` (${f.details.reason})` : f.details.layers ? ` (${f.details.layers} layer figures, complete ${f.details.complete})` : ''}`)
           : [`then: fleetlm latency --group ${run.group}`]),

@@ -1,6 +1,7 @@
 // The microbenchmark grid a fleet benchmark times: which decoder files to build (each layer of the grid
-// at two depths, plus one file per width at the target vocabulary for the per-model costs), and
-// building them as ONNX (optionally block-quantized). Runs on the operator's machine, never on a device.
+// at two depths, plus one file per width at the target vocabulary for the per-model costs), of one layer
+// family (GPT-2 or Llama), and building them as ONNX (optionally block-quantized). Runs on the
+// operator's machine, never on a device.
 import path from 'node:path';
 import { ValidationError } from '../../common/errors.ts';
 import { parseArchSpec, type ArchSpec } from '../arch/spec.ts';
@@ -8,9 +9,9 @@ import { initWeights } from '../arch/weights.ts';
 import { buildDecoderModel } from '../onnx/build-decoder.ts';
 import { saveOnnxModel } from '../onnx/proto.ts';
 import { quantizeModel } from '../quantization/onnx-quantize.ts';
-import type { GridFile, GridStorage } from './grid-file.ts';
+import { kvHeadsOf, type GridFamily, type GridFile, type GridStorage } from './grid-file.ts';
 
-export { bytesPerWeightOf, type GridFile, type GridStorage } from './grid-file.ts';
+export { bytesPerWeightOf, GRID_FAMILIES, type GridFamily, type GridFile, type GridStorage } from './grid-file.ts';
 
 /** Vocabulary of the layer files: tiny, so their embedding and head cost next to nothing and cancel out anyway. */
 export const LAYER_FILE_VOCAB = 64;
@@ -30,12 +31,23 @@ export interface GridOptions {
   blockSize?: 32 | 64 | 128;
   /** The two depths each layer is built at (default 1 and 3). */
   depths?: readonly [number, number];
+  /** Layer family of every file (default gpt2). */
+  family?: GridFamily;
+  /** llama: K/V head counts; each layer gets those that divide its query heads (default: as many as its query heads). */
+  kvHeads?: readonly number[];
 }
 
 /** The files of a grid, in a stable order (the same options give the same names). */
 export function planGrid(o: GridOptions): GridFile[] {
   const [d1, d2] = o.depths ?? [1, 3];
   if (!(d2 > d1 && d1 >= 1)) throw new ValidationError(`grid depths must be two increasing positive numbers; got ${d1}, ${d2}`);
+  const llama = (o.family ?? 'gpt2') === 'llama';
+  if (!llama && o.kvHeads) throw new ValidationError('K/V head counts apply to llama grids (grouped-query attention); a gpt2 layer has as many K/V heads as query heads');
+  if (llama && o.headDim % 2 !== 0) throw new ValidationError(`a llama grid needs an even headDim (rotary positions rotate pairs); got ${o.headDim}`);
+  // gpt2 names are what older grids used; llama names carry the family and the K/V heads.
+  const prefix = llama ? 'llama-' : '';
+  const kvChoicesOf = (heads: number): Array<number | undefined> =>
+    !llama ? [undefined] : o.kvHeads ? [...new Set(o.kvHeads)].filter((kv) => kv <= heads && heads % kv === 0).sort((a, b) => a - b) : [heads];
   const files: GridFile[] = [];
   for (const width of [...new Set(o.widths)].sort((a, b) => a - b)) {
     if (width % o.headDim !== 0 && !o.heads) throw new ValidationError(`width ${width} is not a multiple of headDim ${o.headDim}; give heads explicitly`);
@@ -45,27 +57,39 @@ export function planGrid(o: GridOptions): GridFile[] {
     for (const ratio of [...new Set(o.ffnRatios)].sort((a, b) => a - b)) {
       const ffnWidth = Math.round(ratio * width);
       for (const heads of headChoices.sort((a, b) => a - b)) {
-        for (const depth of [d1, d2]) {
-          const f: GridFile = { name: `layer-w${width}-f${ffnWidth}-h${heads}x${o.headDim}-d${depth}.onnx`, role: 'layer', width, ffnWidth, heads, headDim: o.headDim, depth, vocabSize: LAYER_FILE_VOCAB };
-          files.push(f);
-          first ??= f;
+        for (const kv of kvChoicesOf(heads)) {
+          for (const depth of [d1, d2]) {
+            const f: GridFile =
+              kv === undefined
+                ? { name: `layer-w${width}-f${ffnWidth}-h${heads}x${o.headDim}-d${depth}.onnx`, role: 'layer', width, ffnWidth, heads, headDim: o.headDim, depth, vocabSize: LAYER_FILE_VOCAB }
+                : { name: `llama-layer-w${width}-f${ffnWidth}-h${heads}kv${kv}x${o.headDim}-d${depth}.onnx`, role: 'layer', width, ffnWidth, heads, headDim: o.headDim, depth, vocabSize: LAYER_FILE_VOCAB, family: 'llama', kvHeads: kv };
+            files.push(f);
+            first ??= f;
+          }
         }
       }
     }
+    if (!first) throw new ValidationError(`no K/V head count in ${o.kvHeads!.join(', ')} divides a head count (${headChoices.join(', ')}) of width ${width}`);
     // Per-model costs at this width: the first layer of the width once, at the target vocabulary.
-    files.push({ ...first!, name: `fixed-w${width}-v${o.vocabSize}.onnx`, role: 'fixed', depth: d1, vocabSize: o.vocabSize });
+    files.push({ ...first, name: `${prefix}fixed-w${width}-v${o.vocabSize}.onnx`, role: 'fixed', depth: d1, vocabSize: o.vocabSize });
   }
   return files;
 }
 
-/** The decoder spec one grid file holds (GPT-2 family, tied head, learned positions). */
+/**
+ * The decoder spec one grid file holds: tied head; gpt2 with learned positions, llama with rotary
+ * positions, RMSNorm, SwiGLU, no biases and the file's K/V heads (as the Hugging Face Llama import builds it).
+ */
 export function gridFileSpec(f: GridFile, maxKvLength: number): ArchSpec {
+  const block = { width: f.width, ffnHidden: f.ffnWidth, layers: f.depth, heads: f.heads, headDim: f.headDim };
+  const llama = f.family === 'llama';
   return parseArchSpec({
     name: f.name.replace(/\.onnx$/, ''),
     vocabSize: f.vocabSize,
     contextLength: maxKvLength,
-    blocks: [{ width: f.width, ffnHidden: f.ffnWidth, layers: f.depth, heads: f.heads, headDim: f.headDim }],
+    blocks: [llama ? { ...block, kvHeads: kvHeadsOf(f), norm: 'rmsnorm', mlp: 'swiglu', qkvBias: false, outputBias: false } : block],
     tiedHead: true,
+    ...(llama ? { positions: 'rotary' } : {}),
   });
 }
 
