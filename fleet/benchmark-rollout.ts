@@ -217,6 +217,23 @@ export async function listBenchmarkRuns(s3: S3Client, bucket: string, group: str
   return runs.sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.runId.localeCompare(a.runId));
 }
 
+/**
+ * The runs `fleetlm latency` merges for `run`: itself, then for each other layer family the newest run
+ * (of `runs`, newest first) of that family for the same device class and storage, so that merging a
+ * llama run keeps the class's gpt2 entries in its table, and the reverse.
+ */
+export function runsToMerge(runs: readonly BenchmarkRun[], run: BenchmarkRun): BenchmarkRun[] {
+  const familyOf = (r: BenchmarkRun): string => r.family ?? 'gpt2';
+  const out = [run];
+  const families = new Set([familyOf(run)]);
+  for (const r of runs) {
+    if (r.deviceClass !== run.deviceClass || r.storage !== run.storage || families.has(familyOf(r))) continue;
+    families.add(familyOf(r));
+    out.push(r);
+  }
+  return out;
+}
+
 /** The device tables of a run that have been uploaded so far (raw JSON values), and the devices still missing. */
 export async function readRunTables(s3: S3Client, bucket: string, run: BenchmarkRun): Promise<{ tables: unknown[]; missing: string[] }> {
   const present = new Set(await listKeys(s3, bucket, `${BENCHMARK_PREFIX}${run.runId}/devices/`));

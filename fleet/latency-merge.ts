@@ -81,7 +81,40 @@ function mostCommon(values: readonly string[]): string {
 }
 
 /**
- * Merges device tables (already validated or raw JSON values) per (device class, storage). Throws
+ * One device's tables of several runs (a gpt2 and a llama grid are two benchmark runs) as one table of
+ * that device, so the device counts once: entries joined by key, a key in both taken from the newer
+ * table. Tables without a device name, and devices with one table, are returned as they are.
+ */
+function joinByDevice(tables: readonly LayerLatencyTable[]): LayerLatencyTable[] {
+  const byDevice = new Map<string, LayerLatencyTable[]>();
+  const out: LayerLatencyTable[] = [];
+  for (const t of tables) {
+    const name = t.measuredOn?.thingName;
+    if (name === undefined) out.push(t);
+    else byDevice.set(name, [...(byDevice.get(name) ?? []), t]);
+  }
+  for (const list of byDevice.values()) {
+    if (list.length === 1) {
+      out.push(list[0]!);
+      continue;
+    }
+    // Oldest first, so a newer table's entry replaces an older one of the same key.
+    const ordered = [...list].sort((a, b) => (a.measuredAt ?? '').localeCompare(b.measuredAt ?? ''));
+    const layers = new Map<string, LayerLatencyTable['layers'][number]>();
+    const heads = new Map<string, LayerLatencyTable['heads'][number]>();
+    for (const t of ordered) {
+      for (const l of t.layers) layers.set(layerKey(t, l), { ...l, seqLen: l.seqLen ?? t.seqLen });
+      for (const h of t.heads) heads.set(headKey(t, h), { ...h, seqLen: h.seqLen ?? t.seqLen });
+    }
+    const newest = ordered[ordered.length - 1]!;
+    out.push({ ...newest, complete: list.every((t) => t.complete !== false), layers: [...layers.values()], heads: [...heads.values()] });
+  }
+  return out;
+}
+
+/**
+ * Merges device tables (already validated or raw JSON values) per (device class, storage). A device's
+ * tables from several runs (one per layer family) count as one device. Throws
  * ValidationError when there is no table. Deterministic: the same tables give the same output.
  */
 export function mergeLatencyTables(inputs: readonly unknown[], o: MergeOptions = {}): MergedClass[] {
@@ -101,8 +134,10 @@ export function mergeLatencyTables(inputs: readonly unknown[], o: MergeOptions =
     classes.set(key, [...(classes.get(key) ?? []), t]);
   }
   const out: MergedClass[] = [];
-  for (const [key, group] of [...classes].sort((a, b) => a[0].localeCompare(b[0]))) {
+  for (const [key, uploaded] of [...classes].sort((a, b) => a[0].localeCompare(b[0]))) {
     const [deviceClass, storage] = key.split('\u0000') as [string, string];
+    const runIds = [...new Set(uploaded.map((t) => t.measuredOn?.runId).filter((r): r is string => !!r))].sort();
+    const group = joinByDevice(uploaded);
     group.sort((a, b) => (a.measuredOn?.thingName ?? '').localeCompare(b.measuredOn?.thingName ?? ''));
     const notes: string[] = [];
     const seqLen = Number(mostCommon(group.map((t) => String(t.seqLen))));
@@ -155,7 +190,7 @@ export function mergeLatencyTables(inputs: readonly unknown[], o: MergeOptions =
       measuredAt: group.map((t) => t.measuredAt ?? '').sort().pop() || undefined,
       complete: kept.every((t) => t.complete !== false),
       mergedFrom: {
-        runIds: [...new Set(group.map((t) => t.measuredOn?.runId).filter((r): r is string => !!r))].sort(),
+        runIds,
         devices: kept.map((t) => ({ thingName: t.measuredOn?.thingName ?? '', board: t.measuredOn?.board ?? '', onnxruntime: t.measuredOn?.onnxruntime ?? '' })),
         outliers,
       },

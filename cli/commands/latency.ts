@@ -7,7 +7,7 @@ import { writeJsonAtomic } from '../../common/atomic-file.ts';
 import { parseDurationMs } from '../../common/units.ts';
 import { GRID_FAMILIES, type GridFamily, type GridStorage } from '../../models/benchmark/grid-file.ts';
 import { parseLatencyTable, type LayerLatencyTable } from '../../models/search/latency-table.ts';
-import { createBenchmarkRollout, listBenchmarkRuns, readRunTables, type BenchmarkRun } from '../../fleet/benchmark-rollout.ts';
+import { createBenchmarkRollout, listBenchmarkRuns, readRunTables, runsToMerge, type BenchmarkRun } from '../../fleet/benchmark-rollout.ts';
 import { watchJob } from '../../fleet/fleet-status.ts';
 import { listThingNames } from '../../fleet/fleet-inventory.ts';
 import { CHECK_GOAL, latencyCheck, specOfManifest, storageOfManifest, type DeployedVersion } from '../../fleet/latency-check.ts';
@@ -156,7 +156,7 @@ export function register(program: Command): void {
       .command('latency')
       .description('Merge the fleet-measured layer latencies of a group per device class (--check: predicted vs reported decode latency)')
       .requiredOption('--group <group>', 'thing group')
-      .option('--run <id>', 'benchmark run to merge (default: the group\'s newest)')
+      .option('--run <id>', 'benchmark run to merge (default: the group\'s newest); the newest run of each other layer family for its class joins in')
       .option('--out <file>', 'also write the merged table (one class) or tables (a JSON array) here')
       .option('--outlier-factor <x>', 'a device whose figures are this many times off its class median is an outlier (default 1.3)')
       .option('--check', 'compare predicted and reported decode latency of every deployed version'),
@@ -171,7 +171,15 @@ export function register(program: Command): void {
     }
     const run = o.run ? runs.find((r) => r.runId === o.run) : runs[0];
     if (!run) throw new ValidationError(o.run ? `no benchmark run ${o.run} for group ${o.group}` : `no benchmark run for group ${o.group}: run \`fleetlm benchmark --group ${o.group} --device <class>\` first`);
-    const { tables, missing } = await readRunTables(s3, bucket, run);
+    // The newest run of each other layer family for the same class joins in (one table holds every family).
+    const merging = runsToMerge(runs, run);
+    const tables: unknown[] = [];
+    let missing: string[] = [];
+    for (const r of merging) {
+      const read = await readRunTables(s3, bucket, r);
+      tables.push(...read.tables);
+      if (r === run) missing = read.missing;
+    }
     const factor = o.outlierFactor === undefined ? undefined : Number(o.outlierFactor);
     const merged = mergeLatencyTables(tables, { outlierFactor: factor });
     const keys: string[] = [];
@@ -181,7 +189,10 @@ export function register(program: Command): void {
       keys.push(`s3://${bucket}/${key}`);
     }
     if (o.out) await writeJsonAtomic(o.out, merged.length === 1 ? merged[0]!.table : merged.map((m) => m.table));
-    out(o, { runId: run.runId, missing, classes: merged.map((m, i) => ({ ...summary(m), key: keys[i] })) }, () => describeMerge(run, merged, keys, missing));
+    const also = merging.slice(1);
+    out(o, { runId: run.runId, ...(also.length ? { alsoMerged: also.map((r) => r.runId) } : {}), missing, classes: merged.map((m, i) => ({ ...summary(m), key: keys[i] })) }, () =>
+      describeMerge(run, also, merged, keys, missing),
+    );
   });
 }
 
@@ -200,8 +211,10 @@ function summary(m: MergedClass): Record<string, unknown> {
   };
 }
 
-function describeMerge(run: BenchmarkRun, merged: readonly MergedClass[], keys: readonly string[], missing: readonly string[]): string {
-  const lines = [`benchmark ${run.runId} (${run.group}): ${run.jobs.length - missing.length} of ${run.jobs.length} device tables uploaded${missing.length ? `; missing: ${missing.join(', ')}` : ''}`];
+function describeMerge(run: BenchmarkRun, also: readonly BenchmarkRun[], merged: readonly MergedClass[], keys: readonly string[], missing: readonly string[]): string {
+  const lines = [
+    `benchmark ${run.runId} (${run.group}): ${run.jobs.length - missing.length} of ${run.jobs.length} device tables uploaded${missing.length ? `; missing: ${missing.join(', ')}` : ''}${also.map((r) => `; with ${r.family ?? 'gpt2'} run ${r.runId}`).join('')}`,
+  ];
   merged.forEach((m, i) => {
     const s = summary(m);
     lines.push(

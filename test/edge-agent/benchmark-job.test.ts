@@ -128,6 +128,9 @@ describe('benchmark job', () => {
     }
     // Both runs' tables of a device class merge into one table; the families stay separate entries.
     const [merged] = mergeLatencyTables([...gpt2Tables, ...tables]);
+    // Each device timed two runs and counts once.
+    expect(merged!.devices).toEqual(THINGS);
+    expect(merged!.table.mergedFrom!.runIds).toEqual([run.runId, llamaRun.runId].sort());
     expect(merged!.table.layers.some((l) => l.family === undefined)).toBe(true);
     expect(merged!.table.layers.some((l) => l.family === 'llama')).toBe(true);
     const r = searchArchitecture({ device: 'rpi4', family: 'llama', headDim: 16, latencyTable: merged!.table, seqLen: 16, vocabSize: 512, contextLength: 64, widths: [64], iterations: 1000, budgets: { latencyMs: 50 } });
