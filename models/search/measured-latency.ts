@@ -187,7 +187,7 @@ export class MeasuredLatencyModel implements LatencyModel {
   layerMs(width: number, ffnWidth: number, heads: number, headDim: number, shape?: LatencyLayerShape): number {
     const roofline = this.fallback.layerMs(width, ffnWidth, heads, headDim, shape);
     if (isGpt2Layer(heads * headDim, shape)) return this.layers.get(gpt2Key(width, ffnWidth, heads, headDim)) ?? this.layerFit.fixedMs + this.layerFit.scale * roofline;
-    const kvHeads = llamaKvHeads(heads, headDim, shape);
+    const kvHeads = llamaKvHeadsOf(heads, headDim, shape);
     if (kvHeads !== null) {
       const measured = this.layers.get(llamaKey(width, ffnWidth, heads, kvHeads, headDim));
       if (measured !== undefined) return measured;
@@ -225,7 +225,7 @@ function isGpt2Layer(attentionWidth: number, shape: LatencyLayerShape | undefine
 }
 
 /** K/V heads of a layer shape when it is the Llama-family layer llama entries measure, else null. */
-function llamaKvHeads(heads: number, headDim: number, shape: LatencyLayerShape | undefined): number | null {
+export function llamaKvHeadsOf(heads: number, headDim: number, shape: LatencyLayerShape | undefined): number | null {
   if (!shape || shape.norm !== 'rmsnorm' || shape.mlp !== 'swiglu' || shape.qkvBias !== false || shape.outputBias !== false || shape.rotary !== true) return null;
   const kvWidth = shape.kvWidth ?? heads * headDim;
   const kvHeads = kvWidth / headDim;
