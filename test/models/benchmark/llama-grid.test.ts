@@ -58,6 +58,14 @@ describe('planGrid with layer families', () => {
     expect(() => planGrid({ ...grid, kvHeads: [3] })).toThrow(/no K\/V head count in 3 divides a head count \(4\) of width 32/);
   });
 
+  it('a table refuses kvHeads on a gpt2 entry and K/V heads that do not divide the query heads', () => {
+    const t = (layer: object) => ({ format: 'fleetlm/layer-latency@1', device: 'rpi4', seqLen: 8, layers: [{ width: 32, ffnWidth: 64, heads: 4, headDim: 8, ms: 1, ...layer }] });
+    expect(() => parseLatencyTable(t({ kvHeads: 2 }))).toThrow(/kvHeads applies to llama entries only/);
+    expect(() => parseLatencyTable(t({ family: 'llama', kvHeads: 3 }))).toThrow(/kvHeads 3 must divide heads 4/);
+    expect(() => parseLatencyTable(t({ family: 'opt' }))).toThrow(/family/);
+    expect(parseLatencyTable(t({ family: 'llama', kvHeads: 2 })).layers[0]).toMatchObject({ family: 'llama', kvHeads: 2 });
+  });
+
   it('gives a llama file the Llama-family spec and a gpt2 file the GPT-2 one', () => {
     const [layer] = planGrid(grid);
     const spec = gridFileSpec(layer!, 16);
@@ -170,6 +178,9 @@ describe('a llama grid timed on onnxruntime', () => {
     const old = new MeasuredLatencyModel(gpt2Only, roofline);
     expect(old.llamaLayerFit).toBeNull();
     expect(old.layerMs(32, 64, 4, 8, llamaLayerShape(2, 8))).toBeCloseTo(old.calibration * roofline.layerMs(32, 64, 4, 8, llamaLayerShape(2, 8)), 12);
+    // gpt2 layers cost the same with or without llama entries beside them (their fit is fitted to gpt2 entries).
+    expect(model.layerFit).toEqual(old.layerFit);
+    expect(model.layerMs(64, 256, 2, 32)).toBe(old.layerMs(64, 256, 2, 32));
     // A Qwen2-style layer (qkv bias) is neither family's: the calibrated roofline.
     const qwen = { ...llamaLayerShape(2, 8), qkvBias: true };
     expect(model.layerMs(32, 64, 4, 8, qwen)).toBeCloseTo(model.calibration * roofline.layerMs(32, 64, 4, 8, qwen), 12);
