@@ -15,12 +15,6 @@ function median(values: number[]): number {
 /** Points (KV length, ms) of one table key. */
 type Curve = Array<{ seqLen: number; ms: number }>;
 
-function addPoint(map: Map<string, Curve>, key: string, seqLen: number, value: number): void {
-  const c = map.get(key) ?? [];
-  c.push({ seqLen, ms: value });
-  map.set(key, c);
-}
-
 /**
  * A curve's value at `s`: the point measured there, else the straight line through the two measured
  * KV lengths nearest `s` (attention over the cache grows linearly with its length); undefined when
