@@ -328,7 +328,7 @@ export const JSON_OUTPUTS = {
   }),
   /** The merged tables per device class (and where they went); with --check, predicted vs reported latency. */
   latency: z.union([
-    z.strictObject({ runId: str, missing: z.array(str), classes: z.array(z.looseObject({ deviceClass: str, storage: str, devices: z.array(str), key: str })) }),
+    z.strictObject({ runId: str, alsoMerged: z.array(str).optional(), missing: z.array(str), classes: z.array(z.looseObject({ deviceClass: str, storage: str, devices: z.array(str), key: str })) }),
     z.strictObject({ goal: num, rows: z.array(z.looseObject({ deviceClass: str })) }),
   ]),
   /** The authorization as signed (RollbackAuthorizationSchema) and the file it went to. */

@@ -19,7 +19,9 @@ const UrlSchema = z.string().min(1).max(4096);
  * One timed decoder file: `depth` identical layers of (width, ffnWidth, heads x headDim). Layer cost
  * comes from two files of the same layer at different depths (their difference over the depth
  * difference), so the per-model costs (embedding, final norm, head, session overhead) cancel out;
- * `role: 'fixed'` files at the target vocabulary give those per-model costs.
+ * `role: 'fixed'` files at the target vocabulary give those per-model costs. `family` and `kvHeads`
+ * appear on llama files only (RMSNorm, SwiGLU, rotary, no biases, `kvHeads` K/V heads): agents that
+ * predate them refuse unknown fields, so a gpt2 file is written exactly as before (no family).
  */
 export const BenchmarkModelSchema = z
   .object({
@@ -32,8 +34,17 @@ export const BenchmarkModelSchema = z
     headDim: positiveInt,
     depth: positiveInt.max(64),
     vocabSize: positiveInt,
+    /** Layer family; absent: gpt2. */
+    family: z.enum(['gpt2', 'llama']).optional(),
+    /** K/V heads of a llama file (grouped-query attention when below heads); absent: heads. */
+    kvHeads: positiveInt.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((m, ctx) => {
+    if (m.kvHeads === undefined) return;
+    if (m.family !== 'llama') ctx.addIssue({ code: 'custom', path: ['kvHeads'], message: 'kvHeads applies to llama files only' });
+    else if (m.kvHeads > m.heads || m.heads % m.kvHeads !== 0) ctx.addIssue({ code: 'custom', path: ['kvHeads'], message: `kvHeads ${m.kvHeads} must divide heads ${m.heads}` });
+  });
 
 export const BenchmarkDocumentSchema = z
   .object({
@@ -79,6 +90,7 @@ export const BenchmarkDocumentSchema = z
 export type BenchmarkDocument = z.output<typeof BenchmarkDocumentSchema>;
 export type BenchmarkDocumentInput = z.input<typeof BenchmarkDocumentSchema>;
 export type BenchmarkModel = z.output<typeof BenchmarkModelSchema>;
+export type BenchmarkModelInput = z.input<typeof BenchmarkModelSchema>;
 
 /** Validates a benchmark@1 job document. */
 export function parseBenchmarkDocument(value: unknown): BenchmarkDocument {

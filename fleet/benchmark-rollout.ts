@@ -12,11 +12,11 @@ import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/clie
 import { listKeys } from './s3-list.ts';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { TransportError, ValidationError } from '../common/errors.ts';
-import { BENCHMARK_GRID_MODEL_ID, BENCHMARK_SCHEMA, BenchmarkDocumentSchema, type BenchmarkDocument } from '../contracts/benchmark-job.ts';
+import { BENCHMARK_GRID_MODEL_ID, BENCHMARK_SCHEMA, BenchmarkDocumentSchema, type BenchmarkDocument, type BenchmarkModelInput } from '../contracts/benchmark-job.ts';
 import { MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, modelPrefix } from '../contracts/manifest.ts';
 import type { ManifestSigner } from '../contracts/manifest-signing.ts';
 import { parseWith } from '../common/validate.ts';
-import { buildGridFiles, planGrid, type GridOptions, type GridStorage } from '../models/benchmark/grid.ts';
+import { buildGridFiles, planGrid, type GridFile, type GridOptions, type GridStorage } from '../models/benchmark/grid.ts';
 import { checkJobConfig } from './job-limits.ts';
 import { presignedPlaceholder, type FleetProfile } from './profile.ts';
 import { isPublished, publishBundle, readPublishedVersion } from './publisher.ts';
@@ -51,6 +51,8 @@ export interface BenchmarkRun {
   group: string;
   deviceClass: string;
   storage: GridStorage;
+  /** Layer family of the grid; absent: gpt2 (runs recorded before families). */
+  family?: 'llama';
   createdAt: string;
   grid: { modelId: string; version: string; files: number; bytes: number };
   jobs: Array<{ thingName: string; jobId: string; tableKey: string }>;
@@ -66,10 +68,33 @@ export function makeRunId(now = Date.now()): string {
   return `b${now.toString(36)}`;
 }
 
-/** The version a grid is published under: storage plus a hash of everything that shapes its files. */
-function gridVersion(o: GridOptions): string {
-  const h = createHash('sha256').update(JSON.stringify({ ...o, widths: [...o.widths].sort(), ffnRatios: [...o.ffnRatios].sort(), heads: o.heads ? [...o.heads].sort() : null })).digest('hex');
+/**
+ * The version a grid is published under: storage plus a hash of everything that shapes its files. A
+ * gpt2 grid hashes exactly as before families existed (its published bundle is found again).
+ */
+export function gridVersion(o: GridOptions): string {
+  const { family, kvHeads, ...rest } = o;
+  const llama = family === 'llama' ? { family, kvHeads: kvHeads ? [...kvHeads].sort() : null } : {};
+  const h = createHash('sha256').update(JSON.stringify({ ...rest, widths: [...o.widths].sort(), ffnRatios: [...o.ffnRatios].sort(), heads: o.heads ? [...o.heads].sort() : null, ...llama })).digest('hex');
   return `${o.storage}-${h.slice(0, 16)}`;
+}
+
+/**
+ * The benchmark@1 `models` entries of grid files. `family` and `kvHeads` only on llama files: agents
+ * from before them refuse unknown fields, and a gpt2 grid is one any agent times.
+ */
+export function jobModelsOf(files: readonly GridFile[]): BenchmarkModelInput[] {
+  return files.map(({ name, role, width, ffnWidth, heads, headDim, depth, vocabSize, family, kvHeads }) => ({
+    name,
+    role,
+    width,
+    ffnWidth,
+    heads,
+    headDim,
+    depth,
+    vocabSize,
+    ...(family === 'llama' ? { family, kvHeads: kvHeads ?? heads } : {}),
+  }));
 }
 
 /** Builds and publishes the grid unless that exact grid is already published; returns its version. */
@@ -127,7 +152,7 @@ export async function createBenchmarkRollout(iot: IoTClient, s3: S3Client, profi
         signature: { url: presignedPlaceholder(profile, prefix + MANIFEST_SIGNATURE_FILE) },
         artifacts: published.manifest.files.map((f) => ({ name: f.name, url: presignedPlaceholder(profile, prefix + f.name), sha256: f.sha256, size: f.size })),
         kvLengths,
-        models: files.map(({ name, role, width, ffnWidth, heads, headDim, depth, vocabSize }) => ({ name, role, width, ffnWidth, heads, headDim, depth, vocabSize })),
+        models: jobModelsOf(files),
         samples: req.samples,
         warmup: req.warmup,
         threads: req.threads,
@@ -150,7 +175,7 @@ export async function createBenchmarkRollout(iot: IoTClient, s3: S3Client, profi
           jobId,
           targets: [arn],
           document: JSON.stringify(document),
-          description: `fleetlm benchmark ${runId} ${req.deviceClass} ${req.grid.storage} on ${thingName} in group ${req.group}`,
+          description: `fleetlm benchmark ${runId} ${req.deviceClass} ${req.grid.storage}${req.grid.family === 'llama' ? ' llama' : ''} on ${thingName} in group ${req.group}`,
           ...config,
         }),
       );
@@ -166,6 +191,7 @@ export async function createBenchmarkRollout(iot: IoTClient, s3: S3Client, profi
     group: req.group,
     deviceClass: req.deviceClass,
     storage: req.grid.storage,
+    ...(req.grid.family === 'llama' ? { family: 'llama' as const } : {}),
     createdAt: new Date().toISOString(),
     grid: { modelId: BENCHMARK_GRID_MODEL_ID, version, files: files.length, bytes: published.manifest.files.reduce((n, f) => n + f.size, 0) },
     jobs,
@@ -189,6 +215,23 @@ export async function listBenchmarkRuns(s3: S3Client, bucket: string, group: str
     if (run.format === 'fleetlm/benchmark-run@1' && run.group === group) runs.push(run);
   }
   return runs.sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.runId.localeCompare(a.runId));
+}
+
+/**
+ * The runs `fleetlm latency` merges for `run`: itself, then for each other layer family the newest run
+ * (of `runs`, newest first) of that family for the same device class and storage, so that merging a
+ * llama run keeps the class's gpt2 entries in its table, and the reverse.
+ */
+export function runsToMerge(runs: readonly BenchmarkRun[], run: BenchmarkRun): BenchmarkRun[] {
+  const familyOf = (r: BenchmarkRun): string => r.family ?? 'gpt2';
+  const out = [run];
+  const families = new Set([familyOf(run)]);
+  for (const r of runs) {
+    if (r.deviceClass !== run.deviceClass || r.storage !== run.storage || families.has(familyOf(r))) continue;
+    families.add(familyOf(r));
+    out.push(r);
+  }
+  return out;
 }
 
 /** The device tables of a run that have been uploaded so far (raw JSON values), and the devices still missing. */

@@ -2,15 +2,21 @@
 // devices report (1000 / decode tokens per second, median over devices) against two predictions of it:
 // the roofline of the class's device profile and the fleet-measured layer table. Closes the loop between
 // what the search assumed and what the fleet runs.
+import { layerShapeOf } from '../models/arch/accounting.ts';
 import { parseArchSpec, type ArchSpec } from '../models/arch/spec.ts';
 import { weightStorageOfBits, type WeightStorage } from '../models/arch/weight-storage.ts';
 import { computeUnitOf, deviceProfile, DEVICE_IDS } from '../models/search/device-profiles.ts';
 import { predictLatencyMs } from '../models/search/latency-model.ts';
 import type { LayerLatencyTable } from '../models/search/latency-table.ts';
-import { MeasuredLatencyModel } from '../models/search/measured-latency.ts';
+import { llamaKvHeadsOf, MeasuredLatencyModel } from '../models/search/measured-latency.ts';
 import { RooflineLatencyModel } from '../models/search/roofline-latency.ts';
 import type { Telemetry } from '../contracts/telemetry.ts';
 import { ValidationError } from '../common/errors.ts';
+
+/** Whether a spec has layers only a table's llama entries price (RMSNorm, SwiGLU, rotary, no biases). */
+function hasLlamaLayers(spec: ArchSpec): boolean {
+  return spec.blocks.some((b) => llamaKvHeadsOf(b.heads, b.headDim, { ...layerShapeOf(b), rotary: spec.positions === 'rotary' }) !== null);
+}
 
 /** Goal of the measured table: its prediction within this fraction of the reported decode latency. */
 export const CHECK_GOAL = 0.15;
@@ -147,6 +153,9 @@ export function latencyCheck(input: {
           const atTable = rooflineAt(g.cls, v, table, seqLen);
           rooflineMs = predictLatencyMs(v.spec, atTable);
           tableMs = predictLatencyMs(v.spec, new MeasuredLatencyModel(table, atTable));
+        }
+        if (hasLlamaLayers(v.spec) && !table.layers.some((l) => l.family === 'llama')) {
+          notes.push(`Llama-family layers, and the ${g.cls} table has no llama entries (they use the calibrated roofline): run fleetlm benchmark --family llama`);
         }
       }
     }

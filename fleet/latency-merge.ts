@@ -1,8 +1,9 @@
 // Merges the layer-latency tables devices uploaded into one table per device class and weight storage:
 // each entry is the median of the devices' figures with their spread; a device whose figures sit far
 // from its class (a throttled board, a background load, another onnxruntime) is named and left out.
+// Layer families (gpt2, llama at each K/V head count) are separate entries, never one median.
 import { ValidationError } from '../common/errors.ts';
-import { parseLatencyTable, type LayerLatencyTable } from '../models/search/latency-table.ts';
+import { entryFamilyOf, entryKvHeadsOf, parseLatencyTable, type LayerLatencyTable } from '../models/search/latency-table.ts';
 
 /** A device is an outlier when its median ratio to the class median is beyond this factor either way. */
 export const DEFAULT_OUTLIER_FACTOR = 1.3;
@@ -31,8 +32,16 @@ function median(v: readonly number[]): number {
 }
 
 type Keyed = { key: string; ms: number };
-const layerKey = (t: LayerLatencyTable, l: LayerLatencyTable['layers'][number]): string => `L ${l.width}/${l.ffnWidth}/${l.heads}/${l.headDim}@${l.seqLen ?? t.seqLen}`;
-const headKey = (t: LayerLatencyTable, h: LayerLatencyTable['heads'][number]): string => `H ${h.width}/${h.vocabSize}@${h.seqLen ?? t.seqLen}`;
+// gpt2 keys are the keys of old tables; other families add their name (and llama its K/V heads).
+const layerKey = (t: LayerLatencyTable, l: LayerLatencyTable['layers'][number]): string =>
+  entryFamilyOf(l) === 'gpt2'
+    ? `L ${l.width}/${l.ffnWidth}/${l.heads}/${l.headDim}@${l.seqLen ?? t.seqLen}`
+    : `L ${entryFamilyOf(l)} ${l.width}/${l.ffnWidth}/${l.heads}/${entryKvHeadsOf(l)}/${l.headDim}@${l.seqLen ?? t.seqLen}`;
+const headKey = (t: LayerLatencyTable, h: LayerLatencyTable['heads'][number]): string =>
+  `H ${entryFamilyOf(h) === 'gpt2' ? '' : `${entryFamilyOf(h)} `}${h.width}/${h.vocabSize}@${h.seqLen ?? t.seqLen}`;
+/** The family fields a merged entry carries: none for gpt2 (merged tables read as before). */
+const layerFamily = (l: LayerLatencyTable['layers'][number]): Record<string, unknown> => (entryFamilyOf(l) === 'gpt2' ? {} : { family: entryFamilyOf(l), kvHeads: entryKvHeadsOf(l) });
+const headFamily = (h: LayerLatencyTable['heads'][number]): Record<string, unknown> => (entryFamilyOf(h) === 'gpt2' ? {} : { family: entryFamilyOf(h) });
 
 function entriesOf(t: LayerLatencyTable): Keyed[] {
   return [...t.layers.map((l) => ({ key: layerKey(t, l), ms: l.ms })), ...t.heads.map((h) => ({ key: headKey(t, h), ms: h.ms }))];
@@ -72,7 +81,40 @@ function mostCommon(values: readonly string[]): string {
 }
 
 /**
- * Merges device tables (already validated or raw JSON values) per (device class, storage). Throws
+ * One device's tables of several runs (a gpt2 and a llama grid are two benchmark runs) as one table of
+ * that device, so the device counts once: entries joined by key, a key in both taken from the newer
+ * table. Tables without a device name, and devices with one table, are returned as they are.
+ */
+function joinByDevice(tables: readonly LayerLatencyTable[]): LayerLatencyTable[] {
+  const byDevice = new Map<string, LayerLatencyTable[]>();
+  const out: LayerLatencyTable[] = [];
+  for (const t of tables) {
+    const name = t.measuredOn?.thingName;
+    if (name === undefined) out.push(t);
+    else byDevice.set(name, [...(byDevice.get(name) ?? []), t]);
+  }
+  for (const list of byDevice.values()) {
+    if (list.length === 1) {
+      out.push(list[0]!);
+      continue;
+    }
+    // Oldest first, so a newer table's entry replaces an older one of the same key.
+    const ordered = [...list].sort((a, b) => (a.measuredAt ?? '').localeCompare(b.measuredAt ?? ''));
+    const layers = new Map<string, LayerLatencyTable['layers'][number]>();
+    const heads = new Map<string, LayerLatencyTable['heads'][number]>();
+    for (const t of ordered) {
+      for (const l of t.layers) layers.set(layerKey(t, l), { ...l, seqLen: l.seqLen ?? t.seqLen });
+      for (const h of t.heads) heads.set(headKey(t, h), { ...h, seqLen: h.seqLen ?? t.seqLen });
+    }
+    const newest = ordered[ordered.length - 1]!;
+    out.push({ ...newest, complete: list.every((t) => t.complete !== false), layers: [...layers.values()], heads: [...heads.values()] });
+  }
+  return out;
+}
+
+/**
+ * Merges device tables (already validated or raw JSON values) per (device class, storage). A device's
+ * tables from several runs (one per layer family) count as one device. Throws
  * ValidationError when there is no table. Deterministic: the same tables give the same output.
  */
 export function mergeLatencyTables(inputs: readonly unknown[], o: MergeOptions = {}): MergedClass[] {
@@ -92,8 +134,10 @@ export function mergeLatencyTables(inputs: readonly unknown[], o: MergeOptions =
     classes.set(key, [...(classes.get(key) ?? []), t]);
   }
   const out: MergedClass[] = [];
-  for (const [key, group] of [...classes].sort((a, b) => a[0].localeCompare(b[0]))) {
+  for (const [key, uploaded] of [...classes].sort((a, b) => a[0].localeCompare(b[0]))) {
     const [deviceClass, storage] = key.split('\u0000') as [string, string];
+    const runIds = [...new Set(uploaded.map((t) => t.measuredOn?.runId).filter((r): r is string => !!r))].sort();
+    const group = joinByDevice(uploaded);
     group.sort((a, b) => (a.measuredOn?.thingName ?? '').localeCompare(b.measuredOn?.thingName ?? ''));
     const notes: string[] = [];
     const seqLen = Number(mostCommon(group.map((t) => String(t.seqLen))));
@@ -124,8 +168,8 @@ export function mergeLatencyTables(inputs: readonly unknown[], o: MergeOptions =
       by.set(k, cur);
     };
     for (const t of kept) {
-      for (const l of t.layers) add(layerKey(t, l), l.ms, l.samples, (ms) => ({ width: l.width, ffnWidth: l.ffnWidth, heads: l.heads, headDim: l.headDim, seqLen: l.seqLen ?? t.seqLen, ms }));
-      for (const h of t.heads) add(headKey(t, h), h.ms, h.samples, (ms) => ({ width: h.width, vocabSize: h.vocabSize, seqLen: h.seqLen ?? t.seqLen, ms }));
+      for (const l of t.layers) add(layerKey(t, l), l.ms, l.samples, (ms) => ({ width: l.width, ffnWidth: l.ffnWidth, heads: l.heads, headDim: l.headDim, seqLen: l.seqLen ?? t.seqLen, ms, ...layerFamily(l) }));
+      for (const h of t.heads) add(headKey(t, h), h.ms, h.samples, (ms) => ({ width: h.width, vocabSize: h.vocabSize, seqLen: h.seqLen ?? t.seqLen, ms, ...headFamily(h) }));
     }
     const layers: unknown[] = [];
     const heads: unknown[] = [];
@@ -146,7 +190,7 @@ export function mergeLatencyTables(inputs: readonly unknown[], o: MergeOptions =
       measuredAt: group.map((t) => t.measuredAt ?? '').sort().pop() || undefined,
       complete: kept.every((t) => t.complete !== false),
       mergedFrom: {
-        runIds: [...new Set(group.map((t) => t.measuredOn?.runId).filter((r): r is string => !!r))].sort(),
+        runIds,
         devices: kept.map((t) => ({ thingName: t.measuredOn?.thingName ?? '', board: t.measuredOn?.board ?? '', onnxruntime: t.measuredOn?.onnxruntime ?? '' })),
         outliers,
       },

@@ -5,9 +5,9 @@ import type { Command } from 'commander';
 import { ValidationError } from '../../common/errors.ts';
 import { writeJsonAtomic } from '../../common/atomic-file.ts';
 import { parseDurationMs } from '../../common/units.ts';
-import type { GridStorage } from '../../models/benchmark/grid.ts';
+import { GRID_FAMILIES, type GridFamily, type GridStorage } from '../../models/benchmark/grid-file.ts';
 import { parseLatencyTable, type LayerLatencyTable } from '../../models/search/latency-table.ts';
-import { createBenchmarkRollout, listBenchmarkRuns, readRunTables, type BenchmarkRun } from '../../fleet/benchmark-rollout.ts';
+import { createBenchmarkRollout, listBenchmarkRuns, readRunTables, runsToMerge, type BenchmarkRun } from '../../fleet/benchmark-rollout.ts';
 import { watchJob } from '../../fleet/fleet-status.ts';
 import { listThingNames } from '../../fleet/fleet-inventory.ts';
 import { CHECK_GOAL, latencyCheck, specOfManifest, storageOfManifest, type DeployedVersion } from '../../fleet/latency-check.ts';
@@ -41,6 +41,8 @@ interface BenchmarkOpts extends CommonOpts {
   group: string;
   device: string;
   storage?: string;
+  family?: string;
+  kvHeads?: string;
   widths?: string;
   ffnRatios?: string;
   heads?: string;
@@ -75,6 +77,8 @@ export function register(program: Command): void {
       .requiredOption('--group <group>', 'thing group to benchmark')
       .requiredOption('--device <class>', 'device class the tables are for (a device profile id such as rpi4)')
       .option('--storage <type>', 'weight storage of the grid: fp32, int8 or int4 (default fp32)')
+      .option('--family <family>', 'layer family of the grid: gpt2, or llama (RMSNorm, SwiGLU, rotary, no biases) (default gpt2)')
+      .option('--kv-heads <list>', 'llama: K/V head counts, each timed with the head counts it divides (default: as many as the query heads)')
       .option('--widths <list>', 'block widths (default 128,256,512,768)')
       .option('--ffn-ratios <list>', 'FFN ratios (default 4)')
       .option('--heads <list>', 'query head counts (default: width / head dim)')
@@ -93,6 +97,10 @@ export function register(program: Command): void {
   ).action(async (o: BenchmarkOpts) => {
     const storage = (o.storage ?? 'fp32') as GridStorage;
     if (!['fp32', 'int8', 'int4'].includes(storage)) throw new ValidationError(`--storage must be fp32, int8 or int4; got '${o.storage}'`);
+    const family = (o.family ?? 'gpt2') as GridFamily;
+    if (!GRID_FAMILIES.includes(family)) throw new ValidationError(`--family must be ${GRID_FAMILIES.join(' or ')}; got '${o.family}'`);
+    if (o.kvHeads !== undefined && family !== 'llama') throw new ValidationError('--kv-heads needs --family llama (a gpt2 layer has as many K/V heads as query heads)');
+    const kvHeads = o.kvHeads !== undefined ? numberList(o.kvHeads, '--kv-heads') : undefined;
     const timeLimitMs = o.timeLimit === undefined ? 300_000 : parseDurationMs(o.timeLimit, '--time-limit');
     const idleQuietMs = o.idleQuiet === undefined ? 2000 : parseDurationMs(o.idleQuiet, '--idle-quiet');
     const profile = await profileFrom(o);
@@ -109,6 +117,8 @@ export function register(program: Command): void {
         headDim: intOpt(o.headDim, '--head-dim', 1, 1024, 64),
         vocabSize: intOpt(o.vocab, '--vocab', 1, 10_000_000, 50257),
         storage,
+        // gpt2 grids carry no family, so they hash and publish as before.
+        ...(family === 'llama' ? { family, ...(kvHeads ? { kvHeads } : {}) } : {}),
       },
       kvLengths: o.kvLengths ? numberList(o.kvLengths, '--kv-lengths') : [64, 256],
       samples: intOpt(o.samples, '--samples', 1, 1000, 15),
@@ -133,7 +143,7 @@ export function register(program: Command): void {
     }
     out(o, { run, finished }, () =>
       [
-        `benchmark ${run.runId}: ${run.jobs.length} device(s) in ${run.group}, class ${run.deviceClass}, ${run.storage}, grid ${run.grid.modelId}@${run.grid.version} (${run.grid.files} files, ${(run.grid.bytes / 1e6).toFixed(1)} MB)`,
+        `benchmark ${run.runId}: ${run.jobs.length} device(s) in ${run.group}, class ${run.deviceClass}, ${run.storage}${run.family ? ` ${run.family}` : ''}, grid ${run.grid.modelId}@${run.grid.version} (${run.grid.files} files, ${(run.grid.bytes / 1e6).toFixed(1)} MB)`,
         ...(finished
           ? finished.map((f) => `  ${f.thingName}: ${f.status}${f.details.reason ? ` (${f.details.reason})` : f.details.layers ? ` (${f.details.layers} layer figures, complete ${f.details.complete})` : ''}`)
           : [`then: fleetlm latency --group ${run.group}`]),
@@ -146,7 +156,7 @@ export function register(program: Command): void {
       .command('latency')
       .description('Merge the fleet-measured layer latencies of a group per device class (--check: predicted vs reported decode latency)')
       .requiredOption('--group <group>', 'thing group')
-      .option('--run <id>', 'benchmark run to merge (default: the group\'s newest)')
+      .option('--run <id>', 'benchmark run to merge (default: the group\'s newest); the newest run of each other layer family for its class joins in')
       .option('--out <file>', 'also write the merged table (one class) or tables (a JSON array) here')
       .option('--outlier-factor <x>', 'a device whose figures are this many times off its class median is an outlier (default 1.3)')
       .option('--check', 'compare predicted and reported decode latency of every deployed version'),
@@ -161,7 +171,15 @@ export function register(program: Command): void {
     }
     const run = o.run ? runs.find((r) => r.runId === o.run) : runs[0];
     if (!run) throw new ValidationError(o.run ? `no benchmark run ${o.run} for group ${o.group}` : `no benchmark run for group ${o.group}: run \`fleetlm benchmark --group ${o.group} --device <class>\` first`);
-    const { tables, missing } = await readRunTables(s3, bucket, run);
+    // The newest run of each other layer family for the same class joins in (one table holds every family).
+    const merging = runsToMerge(runs, run);
+    const tables: unknown[] = [];
+    let missing: string[] = [];
+    for (const r of merging) {
+      const read = await readRunTables(s3, bucket, r);
+      tables.push(...read.tables);
+      if (r === run) missing = read.missing;
+    }
     const factor = o.outlierFactor === undefined ? undefined : Number(o.outlierFactor);
     const merged = mergeLatencyTables(tables, { outlierFactor: factor });
     const keys: string[] = [];
@@ -171,7 +189,10 @@ export function register(program: Command): void {
       keys.push(`s3://${bucket}/${key}`);
     }
     if (o.out) await writeJsonAtomic(o.out, merged.length === 1 ? merged[0]!.table : merged.map((m) => m.table));
-    out(o, { runId: run.runId, missing, classes: merged.map((m, i) => ({ ...summary(m), key: keys[i] })) }, () => describeMerge(run, merged, keys, missing));
+    const also = merging.slice(1);
+    out(o, { runId: run.runId, ...(also.length ? { alsoMerged: also.map((r) => r.runId) } : {}), missing, classes: merged.map((m, i) => ({ ...summary(m), key: keys[i] })) }, () =>
+      describeMerge(run, also, merged, keys, missing),
+    );
   });
 }
 
@@ -190,8 +211,10 @@ function summary(m: MergedClass): Record<string, unknown> {
   };
 }
 
-function describeMerge(run: BenchmarkRun, merged: readonly MergedClass[], keys: readonly string[], missing: readonly string[]): string {
-  const lines = [`benchmark ${run.runId} (${run.group}): ${run.jobs.length - missing.length} of ${run.jobs.length} device tables uploaded${missing.length ? `; missing: ${missing.join(', ')}` : ''}`];
+function describeMerge(run: BenchmarkRun, also: readonly BenchmarkRun[], merged: readonly MergedClass[], keys: readonly string[], missing: readonly string[]): string {
+  const lines = [
+    `benchmark ${run.runId} (${run.group}): ${run.jobs.length - missing.length} of ${run.jobs.length} device tables uploaded${missing.length ? `; missing: ${missing.join(', ')}` : ''}${also.map((r) => `; with ${r.family ?? 'gpt2'} run ${r.runId}`).join('')}`,
+  ];
   merged.forEach((m, i) => {
     const s = summary(m);
     lines.push(

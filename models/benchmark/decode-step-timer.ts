@@ -4,7 +4,7 @@
 import { ModelError } from '../../common/errors.ts';
 import { createSession, disposeTensor, float32Tensor, int64Tensor, type OnnxSession, type OrtTensor } from '../runtime/onnx-backend.ts';
 import { Sampler } from '../runtime/sampling.ts';
-import type { GridFile } from './grid-file.ts';
+import { kvHeadsOf, layerKeyOf, type GridFile } from './grid-file.ts';
 import type { FileTiming } from './layer-timings.ts';
 
 export interface TimerOptions {
@@ -22,15 +22,19 @@ export interface TimerOptions {
   onBlock?: (timings: FileTiming[], done: number, total: number) => void;
 }
 
-/** Feeds of one decode step at `kvLength` for a file of this shape. */
+/**
+ * Feeds of one decode step at `kvLength` for a file of this shape. Both families take the same inputs
+ * (llama files rotate by position_ids), with the past K/V at the file's K/V heads.
+ */
 function stepFeeds(s: OnnxSession, f: GridFile, kvLength: number): Record<string, OrtTensor> {
   const past = kvLength - 1;
+  const kvHeads = kvHeadsOf(f);
   const feeds: Record<string, OrtTensor> = {};
   for (const input of s.inputs) {
     if (input.name === 'input_ids') feeds[input.name] = int64Tensor(BigInt64Array.from([1n]), [1, 1]);
     else if (input.name === 'attention_mask') feeds[input.name] = int64Tensor(new BigInt64Array(kvLength).fill(1n), [1, kvLength]);
     else if (input.name === 'position_ids') feeds[input.name] = int64Tensor(BigInt64Array.from([BigInt(past)]), [1, 1]);
-    else if (input.name.startsWith('past_key_values.')) feeds[input.name] = float32Tensor(new Float32Array(f.heads * past * f.headDim), [1, f.heads, past, f.headDim]);
+    else if (input.name.startsWith('past_key_values.')) feeds[input.name] = float32Tensor(new Float32Array(kvHeads * past * f.headDim), [1, kvHeads, past, f.headDim]);
     else throw new ModelError(`grid file ${f.name} has an input ${input.name} a decode step does not feed`, { code: 'MODEL_INVALID' });
   }
   return feeds;
@@ -42,10 +46,11 @@ function stepFeeds(s: OnnxSession, f: GridFile, kvLength: number): Record<string
  * timed without them would also time output allocations the deployed model never makes.
  */
 function stepFetches(s: OnnxSession, f: GridFile, kvLength: number): Record<string, OrtTensor> {
+  const kvHeads = kvHeadsOf(f);
   const fetches: Record<string, OrtTensor> = {};
   for (const output of s.outputs) {
     if (output.name === 'logits') fetches[output.name] = float32Tensor(new Float32Array(f.vocabSize), [1, 1, f.vocabSize]);
-    else if (output.name.startsWith('present.')) fetches[output.name] = float32Tensor(new Float32Array(f.heads * kvLength * f.headDim), [1, f.heads, kvLength, f.headDim]);
+    else if (output.name.startsWith('present.')) fetches[output.name] = float32Tensor(new Float32Array(kvHeads * kvLength * f.headDim), [1, kvHeads, kvLength, f.headDim]);
     else throw new ModelError(`grid file ${f.name} has an output ${output.name} a decode step does not fetch`, { code: 'MODEL_INVALID' });
   }
   return fetches;
@@ -104,7 +109,7 @@ export async function timeGridFiles(dir: string, files: readonly GridFile[], o: 
       blocks.push([f]);
       continue;
     }
-    const key = `${f.width}/${f.ffnWidth}/${f.heads}/${f.headDim}`;
+    const key = layerKeyOf(f);
     if (!pairs.has(key)) {
       pairs.set(key, []);
       blocks.push(pairs.get(key)!);

@@ -1,7 +1,8 @@
 // From the timed grid files to table entries: a layer's cost is the time difference of its two depths
 // over the depth difference (the per-model costs cancel), and a width's per-model cost is its fixed
-// file's time less the layers in it. Pure arithmetic, so the device and the tests share it.
-import type { GridFile } from './grid-file.ts';
+// file's time less the layers in it. Pure arithmetic, so the device and the tests share it. Llama files
+// give entries marked `family: 'llama'` (with their K/V heads); gpt2 entries carry no family, as before.
+import { kvHeadsOf, layerKeyOf, type GridFamily, type GridFile } from './grid-file.ts';
 
 /** Median time of one decode step of one file at one KV length. */
 export interface FileTiming {
@@ -19,6 +20,10 @@ export interface LayerEntry {
   seqLen: number;
   ms: number;
   samples: number;
+  /** Absent: gpt2. */
+  family?: GridFamily;
+  /** llama entries: K/V heads of the layer. */
+  kvHeads?: number;
 }
 
 export interface HeadEntry {
@@ -27,6 +32,8 @@ export interface HeadEntry {
   seqLen: number;
   ms: number;
   samples: number;
+  /** Absent: gpt2 (learned positions, LayerNorm); llama: rotary (no position row), RMSNorm. */
+  family?: GridFamily;
 }
 
 /** Entries of a device table, and the grid points noise left without a positive figure. */
@@ -37,7 +44,12 @@ export interface TimedEntries {
   dropped: string[];
 }
 
-const layerKey = (f: Pick<GridFile, 'width' | 'ffnWidth' | 'heads' | 'headDim'>): string => `w${f.width} f${f.ffnWidth} h${f.heads}x${f.headDim}`;
+const layerKey = layerKeyOf;
+/** The family fields an entry of file `f` carries: none for gpt2, so gpt2 tables read as before. */
+const familyFields = (f: GridFile, withKv: boolean): { family?: GridFamily; kvHeads?: number } =>
+  f.family === 'llama' ? { family: 'llama', ...(withKv ? { kvHeads: kvHeadsOf(f) } : {}) } : {};
+
+const headName = (f: GridFile): string => `${f.family === 'llama' ? 'llama ' : ''}w${f.width} v${f.vocabSize}`;
 
 /** Table entries from the timings of `files` (missing timings, e.g. after a time limit, leave entries out). */
 export function entriesFromTimings(files: readonly GridFile[], timings: readonly FileTiming[]): TimedEntries {
@@ -66,7 +78,7 @@ export function entriesFromTimings(files: readonly GridFile[], timings: readonly
         continue;
       }
       layerMsAt.set(`${key}@${s}`, ms);
-      layers.push({ width: lo.width, ffnWidth: lo.ffnWidth, heads: lo.heads, headDim: lo.headDim, seqLen: s, ms, samples: Math.min(t1.samples, t2.samples) });
+      layers.push({ width: lo.width, ffnWidth: lo.ffnWidth, heads: lo.heads, headDim: lo.headDim, seqLen: s, ms, samples: Math.min(t1.samples, t2.samples), ...familyFields(lo, true) });
     }
   }
   const heads: HeadEntry[] = [];
@@ -77,15 +89,15 @@ export function entriesFromTimings(files: readonly GridFile[], timings: readonly
       if (!t) continue;
       const layer = layerMsAt.get(`${layerKey(f)}@${s}`);
       if (layer === undefined) {
-        dropped.push(`per-model cost w${f.width} v${f.vocabSize} @ ${s}: its layer has no figure`);
+        dropped.push(`per-model cost ${headName(f)} @ ${s}: its layer has no figure`);
         continue;
       }
       const ms = t.ms - f.depth * layer;
       if (!(ms > 0)) {
-        dropped.push(`per-model cost w${f.width} v${f.vocabSize} @ ${s}: not above its layers (${t.ms.toFixed(3)} ms for ${f.depth} x ${layer.toFixed(3)} ms)`);
+        dropped.push(`per-model cost ${headName(f)} @ ${s}: not above its layers (${t.ms.toFixed(3)} ms for ${f.depth} x ${layer.toFixed(3)} ms)`);
         continue;
       }
-      heads.push({ width: f.width, vocabSize: f.vocabSize, seqLen: s, ms, samples: t.samples });
+      heads.push({ width: f.width, vocabSize: f.vocabSize, seqLen: s, ms, samples: t.samples, ...familyFields(f, false) });
     }
   }
   return { layers, heads, dropped };

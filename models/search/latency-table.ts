@@ -22,6 +22,12 @@ const SpreadSchema = z
   .strict();
 /** KV length (past tokens + the new one) the entry was timed at; default: the table's seqLen. */
 const entrySeqLen = positiveInt.optional();
+/**
+ * Layer family an entry was timed with; absent: gpt2 (LayerNorm, GELU, biases, learned positions, full
+ * attention). llama: RMSNorm, SwiGLU, no biases, rotary positions, `kvHeads` K/V heads.
+ */
+const entryFamily = z.enum(['gpt2', 'llama']).optional();
+export type LatencyFamily = 'gpt2' | 'llama';
 
 /** Which device measured a table, and in what state (absent from hand-written tables). */
 export const MeasuredOnSchema = z
@@ -55,8 +61,8 @@ export const MergedFromSchema = z
 
 /**
  * `fleetlm/layer-latency@1`: median milliseconds of one decode step's operators at context
- * `seqLen`, batch 1, on `device`. Layers are keyed by (width, ffnWidth, heads, headDim); an entry
- * may carry its own seqLen (KV length), and the model interpolates between KV lengths.
+ * `seqLen`, batch 1, on `device`. Layers are keyed by (family, width, ffnWidth, heads, kvHeads,
+ * headDim); an entry may carry its own seqLen (KV length), and the model interpolates between KV lengths.
  * Head entries are the per-model costs of one step: embedding lookup, final norm, LM head and the
  * runtime's per-run overhead and the sampling of the next token.
  */
@@ -77,16 +83,45 @@ export const LayerLatencyTableSchema = z
     layers: z
       .array(
         z
-          .object({ width: positiveInt, ffnWidth: positiveInt, heads: positiveInt, headDim: positiveInt.default(64), seqLen: entrySeqLen, ms, samples: positiveInt.optional(), spread: SpreadSchema.optional() })
-          .strict(),
+          .object({
+            width: positiveInt,
+            ffnWidth: positiveInt,
+            heads: positiveInt,
+            headDim: positiveInt.default(64),
+            seqLen: entrySeqLen,
+            ms,
+            samples: positiveInt.optional(),
+            spread: SpreadSchema.optional(),
+            family: entryFamily,
+            /** llama: K/V heads (absent: heads). */
+            kvHeads: positiveInt.optional(),
+          })
+          .strict()
+          .superRefine((l, ctx) => {
+            if (l.kvHeads === undefined) return;
+            if (l.family !== 'llama') ctx.addIssue({ code: 'custom', path: ['kvHeads'], message: 'kvHeads applies to llama entries only (a gpt2 layer has as many K/V heads as query heads)' });
+            else if (l.kvHeads > l.heads || l.heads % l.kvHeads !== 0) ctx.addIssue({ code: 'custom', path: ['kvHeads'], message: `kvHeads ${l.kvHeads} must divide heads ${l.heads}` });
+          }),
       )
       .default([]),
-    heads: z.array(z.object({ width: positiveInt, vocabSize: positiveInt, seqLen: entrySeqLen, ms, samples: positiveInt.optional(), spread: SpreadSchema.optional() }).strict()).default([]),
+    heads: z
+      .array(z.object({ width: positiveInt, vocabSize: positiveInt, seqLen: entrySeqLen, ms, samples: positiveInt.optional(), spread: SpreadSchema.optional(), family: entryFamily }).strict())
+      .default([]),
     projections: z.array(z.object({ inWidth: positiveInt, outWidth: positiveInt, ms, samples: positiveInt.optional(), spread: SpreadSchema.optional() }).strict()).default([]),
   })
   .strict();
 
 export type LayerLatencyTable = z.output<typeof LayerLatencyTableSchema>;
+
+/** The family of a table entry (absent: gpt2). */
+export function entryFamilyOf(e: { family?: LatencyFamily | undefined }): LatencyFamily {
+  return e.family ?? 'gpt2';
+}
+
+/** K/V heads of a layer entry (gpt2: its query heads). */
+export function entryKvHeadsOf(l: { family?: LatencyFamily | undefined; heads: number; kvHeads?: number | undefined }): number {
+  return l.family === 'llama' ? (l.kvHeads ?? l.heads) : l.heads;
+}
 
 /** Validates a table given as a value. */
 export function parseLatencyTable(value: unknown): LayerLatencyTable {

@@ -2,6 +2,7 @@
 // a group; real agent processes download and verify it, time it in their niced worker and upload a
 // layer-latency table with the job's presigned PUT; the tables merge and drive a search. Real local hub
 // (MQTT, IoT Jobs, S3 stand-in), real onnxruntime. A job whose upload URL leaves the allow-list is refused.
+// A llama grid (family, K/V heads) goes the same way.
 import path from 'node:path';
 import { AddThingToThingGroupCommand, CreateThingGroupCommand, GetJobDocumentCommand } from '@aws-sdk/client-iot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -92,4 +93,48 @@ describe('benchmark job', () => {
     expect(e.statusDetails!.detailsMap!.code).toBe('VALIDATION_URL_NOT_ALLOWED');
     expect(agents[0]!.count((l) => l.msg === 'download complete' && l.jobId === 'bench-bad-upload')).toBe(0);
   }, 60_000);
+
+  it('times a llama grid (K/V heads 1 and 2) and its entries merge apart from gpt2 ones; gpt2 job documents carry no family', async () => {
+    const gpt2Doc = JSON.parse((await fleet.iot.send(new GetJobDocumentCommand({ jobId: run.jobs[0]!.jobId }))).document!) as { models: object[] };
+    expect(gpt2Doc.models.some((m) => 'family' in m || 'kvHeads' in m)).toBe(false);
+    const profile = localProfile(fleet.hub.endpoints);
+    const llamaRun = await createBenchmarkRollout(fleet.iot, fleet.s3, profile, {
+      group: GROUP,
+      deviceClass: 'rpi4',
+      grid: { widths: [64], ffnRatios: [3], heads: [4], headDim: 16, vocabSize: 512, storage: 'fp32', family: 'llama', kvHeads: [1, 2] },
+      kvLengths: [16, 64],
+      samples: 5,
+      warmup: 1,
+      threads: 1,
+      timeLimitSec: 60,
+      idleQuietMs: 0,
+      timeoutMinutes: 10,
+      signer: new LocalKeySigner(fleet.keys.privateKeyPem),
+    });
+    expect(llamaRun.family).toBe('llama');
+    const doc = JSON.parse((await fleet.iot.send(new GetJobDocumentCommand({ jobId: llamaRun.jobs[0]!.jobId }))).document!) as { models: Array<{ family?: string; kvHeads?: number }> };
+    expect(doc.models.every((m) => m.family === 'llama' && [1, 2].includes(m.kvHeads!))).toBe(true);
+    for (const j of llamaRun.jobs) {
+      const e = await fleet.waitTerminal(j.jobId, j.thingName, 90_000);
+      expect(e.status, JSON.stringify(e.statusDetails)).toBe('SUCCEEDED');
+    }
+    const gpt2Tables = (await readRunTables(fleet.s3, profile.s3.bucket, run)).tables;
+    const { tables } = await readRunTables(fleet.s3, profile.s3.bucket, llamaRun);
+    for (const value of tables) {
+      const t = parseLatencyTable(value);
+      expect(t.layers.length).toBeGreaterThan(0);
+      expect(t.layers.every((l) => l.family === 'llama' && [1, 2].includes(l.kvHeads!) && l.heads === 4 && l.headDim === 16)).toBe(true);
+      expect(t.heads.every((h) => h.family === 'llama')).toBe(true);
+    }
+    // Both runs' tables of a device class merge into one table; the families stay separate entries.
+    const [merged] = mergeLatencyTables([...gpt2Tables, ...tables]);
+    // Each device timed two runs and counts once.
+    expect(merged!.devices).toEqual(THINGS);
+    expect(merged!.table.mergedFrom!.runIds).toEqual([run.runId, llamaRun.runId].sort());
+    expect(merged!.table.layers.some((l) => l.family === undefined)).toBe(true);
+    expect(merged!.table.layers.some((l) => l.family === 'llama')).toBe(true);
+    const r = searchArchitecture({ device: 'rpi4', family: 'llama', headDim: 16, latencyTable: merged!.table, seqLen: 16, vocabSize: 512, contextLength: 64, widths: [64], iterations: 1000, budgets: { latencyMs: 50 } });
+    expect(r.device?.latencyModel).toBe('measured');
+    expect(r.spec.positions).toBe('rotary');
+  }, 180_000);
 });

@@ -109,6 +109,31 @@ describe('latencyCheck', () => {
     expect(single[0]!.notes.join(' ')).toMatch(/decoded at KV 160, but the table has layers at KV 64 only/);
   });
 
+  it('prices a Llama-family version from the llama entries, and says when the table has none', () => {
+    const llama = parseArchSpec({
+      name: 'l',
+      vocabSize: 4096,
+      contextLength: 256,
+      positions: 'rotary',
+      tiedHead: true,
+      blocks: [{ width: 128, ffnHidden: 320, layers: 4, heads: 4, kvHeads: 2, headDim: 32, norm: 'rmsnorm', mlp: 'swiglu', qkvBias: false, outputBias: false }],
+    });
+    const check = (t: typeof table) =>
+      latencyCheck({ telemetry: [msg('a', 100, 1)], versions: [{ modelId: 'm', version: '1.0.0', spec: llama, storage: null }], classOf: new Map([['a', 'rpi4']]), tables: new Map([['rpi4', [t]]]) })[0]!;
+    const without = check(table);
+    expect(without.tableMs).not.toBeNull();
+    expect(without.notes.join(' ')).toMatch(/no llama entries .*fleetlm benchmark --family llama/);
+    const withLlama = parseLatencyTable({
+      ...table,
+      layers: [...table.layers, { width: 128, ffnWidth: 320, heads: 4, headDim: 32, seqLen: 64, ms: 0.25, family: 'llama', kvHeads: 2 }],
+      heads: [...table.heads, { width: 128, vocabSize: 4096, seqLen: 64, ms: 1.25, family: 'llama' }],
+    });
+    const priced = check(withLlama);
+    expect(priced.notes).toEqual([]);
+    // Four measured llama layers and the llama per-model cost; the gpt2 entries (0.5, 1.5) play no part.
+    expect(priced.tableMs).toBeCloseTo(4 * 0.25 + 1.25, 12);
+  });
+
   it('reads the spec and storage a published manifest records', () => {
     expect(specOfManifest({ spec })?.blocks[0]!.layers).toBe(4);
     expect(specOfManifest({ nonsense: 1 })).toBeNull();

@@ -2,6 +2,7 @@
 // outliers (a device far from its class) named with what their table says about them and left out,
 // classes and storage types kept apart. Reference figures are worked out by hand below.
 import { describe, expect, it } from 'vitest';
+import { runsToMerge, type BenchmarkRun } from '../../fleet/benchmark-rollout.ts';
 import { mergeLatencyTables } from '../../fleet/latency-merge.ts';
 
 function device(thingName: string, scale: number, extra: { device?: string; storage?: 'fp32' | 'int4'; endC?: number; board?: string } = {}): unknown {
@@ -81,5 +82,79 @@ describe('mergeLatencyTables', () => {
   it('refuses an empty set and a malformed table, naming it', () => {
     expect(() => mergeLatencyTables([])).toThrow(/no device latency tables/);
     expect(() => mergeLatencyTables([device('a', 1), { format: 'fleetlm/layer-latency@1', device: 'rpi4' }])).toThrow(/device table 2/);
+  });
+});
+
+/** A device's table of a llama run: the same widths as device(), K/V heads 1 and 2, and a llama head. */
+function llamaDevice(thingName: string, scale: number, measuredAt = '2026-12-03T11:00:00.000Z'): unknown {
+  const t = device(thingName, scale) as { measuredOn: object };
+  return {
+    ...t,
+    seqLen: 32,
+    measuredAt,
+    measuredOn: { ...t.measuredOn, runId: 'b2' },
+    layers: [
+      { width: 128, ffnWidth: 512, heads: 2, headDim: 64, seqLen: 64, ms: 0.5 * scale, samples: 5, family: 'llama', kvHeads: 1 },
+      { width: 128, ffnWidth: 512, heads: 2, headDim: 64, seqLen: 64, ms: 0.7 * scale, samples: 5, family: 'llama', kvHeads: 2 },
+    ],
+    heads: [{ width: 128, vocabSize: 4096, seqLen: 64, ms: 1.5 * scale, samples: 5, family: 'llama' }],
+  };
+}
+
+describe('mergeLatencyTables with layer families', () => {
+  it('keeps gpt2 and llama entries (and llama K/V head counts) apart, and a device of two runs counts once', () => {
+    const [m] = mergeLatencyTables([device('a', 1), device('b', 2), llamaDevice('a', 1), llamaDevice('b', 2)]);
+    expect(m!.devices).toEqual(['a', 'b']);
+    expect(m!.table.mergedFrom!.runIds).toEqual(['b1', 'b2']);
+    const layers = m!.table.layers.map((l) => [l.family ?? 'gpt2', l.kvHeads ?? null, l.width, l.ms]);
+    // Medians of two devices (1x and 2x): the means.
+    expect(layers).toEqual([
+      ['gpt2', null, 128, 1.5],
+      ['gpt2', null, 256, 4.5],
+      ['llama', 1, 128, 0.75],
+      ['llama', 2, 128, expect.closeTo(1.05, 12)],
+    ]);
+    expect(m!.table.heads.map((h) => [h.family ?? 'gpt2', h.ms])).toEqual([
+      ['gpt2', 3],
+      ['llama', 2.25],
+    ]);
+    // gpt2 entries come out as they always did: no family field.
+    expect(m!.table.layers.filter((l) => !l.family).every((l) => !('family' in l) && !('kvHeads' in l))).toBe(true);
+  });
+
+  it('takes the newer figure when one device timed the same entry in two runs', () => {
+    const older = llamaDevice('a', 1, '2026-12-03T11:00:00.000Z');
+    const newer = llamaDevice('a', 3, '2026-12-03T12:00:00.000Z');
+    const [m] = mergeLatencyTables([newer, older]);
+    expect(m!.devices).toEqual(['a']);
+    expect(m!.table.layers.find((l) => l.kvHeads === 1)!.ms).toBeCloseTo(1.5, 12);
+  });
+
+  it('merges a run with the newest run of each other family for its class and storage', () => {
+    const run = (runId: string, createdAt: string, extra: Partial<BenchmarkRun> = {}): BenchmarkRun => ({
+      format: 'fleetlm/benchmark-run@1',
+      runId,
+      group: 'g',
+      deviceClass: 'rpi4',
+      storage: 'fp32',
+      createdAt,
+      grid: { modelId: 'benchmark-grid', version: 'v', files: 2, bytes: 1 },
+      jobs: [],
+      ...extra,
+    });
+    // Newest first, as listBenchmarkRuns returns them.
+    const runs = [
+      run('l2', '2026-12-03T05:00:00Z', { family: 'llama' }),
+      run('g3', '2026-12-03T04:00:00Z', { storage: 'int4' }),
+      run('g2', '2026-12-03T03:00:00Z'),
+      run('l1', '2026-12-03T02:00:00Z', { family: 'llama' }),
+      run('g1', '2026-12-03T01:00:00Z'),
+    ];
+    const ids = (r: BenchmarkRun) => runsToMerge(runs, r).map((x) => x.runId);
+    expect(ids(runs[0]!)).toEqual(['l2', 'g2']);
+    expect(ids(runs[2]!)).toEqual(['g2', 'l2']);
+    expect(ids(runs[4]!)).toEqual(['g1', 'l2']);
+    // Another storage has no llama run: merged alone.
+    expect(ids(runs[1]!)).toEqual(['g3']);
   });
 });
