@@ -43,6 +43,8 @@ const { values: args } = parseArgs({
     repeats: { type: 'string', default: '5' },
     kv: { type: 'string', default: '32,128' },
     samples: { type: 'string', default: '15' },
+    /** Time this ONNX file (e.g. a bundle's model.onnx: compressed embedding, quantized) instead of building one from --weights. */
+    model: { type: 'string' },
   },
 });
 const storage = args.storage as GridStorage;
@@ -65,10 +67,10 @@ const grid = layerGridOf(spec);
 if (!grid) throw new Error(`${args.arch}: its blocks mix head widths; one grid has one`);
 const dir = mkdtempSync(path.join(os.tmpdir(), 'fleetlm-latency-prediction-'));
 try {
-  // The model as it ships: trained weights, weights block-quantized as the grid is.
-  const modelPath = path.join(dir, 'model.onnx');
-  await buildModelFile(spec, { outPath: modelPath, fused: false, externalData: 'never', weightsPath: args.weights });
-  if (storage !== 'fp32') {
+  // The model as it ships: trained weights, weights block-quantized as the grid is (or --model as given).
+  const modelPath = args.model ?? path.join(dir, 'model.onnx');
+  if (!args.model) await buildModelFile(spec, { outPath: modelPath, fused: false, externalData: 'never', weightsPath: args.weights });
+  if (!args.model && storage !== 'fp32') {
     const q = quantizeModel(loadOnnxModel(modelPath), { bits: storage === 'int8' ? 8 : 4, blockSize: 32, symmetric: false });
     await saveOnnxModel(q.model, modelPath, { externalData: 'never' });
   }
