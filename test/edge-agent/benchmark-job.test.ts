@@ -37,22 +37,27 @@ afterAll(async () => {
   await fleet?.stop();
 });
 
+/** A benchmark@1 run of `grid` on the group: two KV lengths, a few samples, one thread. */
+function rolloutGrid(grid: Parameters<typeof createBenchmarkRollout>[3]['grid']) {
+  return createBenchmarkRollout(fleet.iot, fleet.s3, localProfile(fleet.hub.endpoints), {
+    group: GROUP,
+    deviceClass: 'rpi4',
+    grid,
+    kvLengths: [16, 64],
+    samples: 5,
+    warmup: 1,
+    threads: 1,
+    timeLimitSec: 60,
+    idleQuietMs: 0,
+    timeoutMinutes: 10,
+    signer: new LocalKeySigner(fleet.keys.privateKeyPem),
+  });
+}
+
 describe('benchmark job', () => {
   it('times the signed grid on every device and uploads tables that merge and drive the search', async () => {
     const profile = localProfile(fleet.hub.endpoints);
-    run = await createBenchmarkRollout(fleet.iot, fleet.s3, profile, {
-      group: GROUP,
-      deviceClass: 'rpi4',
-      grid: { widths: [64, 128], ffnRatios: [4], headDim: 64, vocabSize: 512, storage: 'fp32' },
-      kvLengths: [16, 64],
-      samples: 5,
-      warmup: 1,
-      threads: 1,
-      timeLimitSec: 60,
-      idleQuietMs: 0,
-      timeoutMinutes: 10,
-      signer: new LocalKeySigner(fleet.keys.privateKeyPem),
-    });
+    run = await rolloutGrid({ widths: [64, 128], ffnRatios: [4], headDim: 64, vocabSize: 512, storage: 'fp32' });
     expect(run.jobs.map((j) => j.thingName)).toEqual(THINGS);
     for (const j of run.jobs) {
       const e = await fleet.waitTerminal(j.jobId, j.thingName, 90_000);
@@ -98,19 +103,7 @@ describe('benchmark job', () => {
     const gpt2Doc = JSON.parse((await fleet.iot.send(new GetJobDocumentCommand({ jobId: run.jobs[0]!.jobId }))).document!) as { models: object[] };
     expect(gpt2Doc.models.some((m) => 'family' in m || 'kvHeads' in m)).toBe(false);
     const profile = localProfile(fleet.hub.endpoints);
-    const llamaRun = await createBenchmarkRollout(fleet.iot, fleet.s3, profile, {
-      group: GROUP,
-      deviceClass: 'rpi4',
-      grid: { widths: [64], ffnRatios: [3], heads: [4], headDim: 16, vocabSize: 512, storage: 'fp32', family: 'llama', kvHeads: [1, 2] },
-      kvLengths: [16, 64],
-      samples: 5,
-      warmup: 1,
-      threads: 1,
-      timeLimitSec: 60,
-      idleQuietMs: 0,
-      timeoutMinutes: 10,
-      signer: new LocalKeySigner(fleet.keys.privateKeyPem),
-    });
+    const llamaRun = await rolloutGrid({ widths: [64], ffnRatios: [3], heads: [4], headDim: 16, vocabSize: 512, storage: 'fp32', family: 'llama', kvHeads: [1, 2] });
     expect(llamaRun.family).toBe('llama');
     const doc = JSON.parse((await fleet.iot.send(new GetJobDocumentCommand({ jobId: llamaRun.jobs[0]!.jobId }))).document!) as { models: Array<{ family?: string; kvHeads?: number }> };
     expect(doc.models.every((m) => m.family === 'llama' && [1, 2].includes(m.kvHeads!))).toBe(true);
