@@ -101,8 +101,9 @@ describe('jobs client', () => {
   });
 
   it('restarts the step timer with every update that carries stepTimeoutInMinutes', async () => {
-    // A hub whose minute lasts 300 ms: a 1-minute step timeout expires 300 ms after the last refresh.
-    const fast = await startHub({ dir: await tempDir('fleetlm-jobs-client-fast-hub-'), clock: { minuteMs: 300 } });
+    // A hub whose minute lasts 1 s: a 1-minute step timeout expires 1 s after the last refresh. (At 300 ms,
+    // one slow MQTT round trip on a loaded CI machine let the timer expire between two refreshes.)
+    const fast = await startHub({ dir: await tempDir('fleetlm-jobs-client-fast-hub-'), clock: { minuteMs: 1000 } });
     const iotFast = new IoTClient({ region: fast.endpoints.region, endpoint: fast.endpoints.iotEndpoint, credentials: fast.endpoints.credentials, maxAttempts: 1 });
     const thing = 'jc-step-1';
     const jobId = 'jc-step-job-1';
@@ -117,8 +118,8 @@ describe('jobs client', () => {
       await eventually(async () => transport.connected, 10_000, 'MQTT connection');
       await iotFast.send(new CreateJobCommand({ jobId, targets: [thingArn!], document: '{"op":"x"}' }));
       expect((await jobs.startNext(undefined, 1))?.status).toBe('IN_PROGRESS');
-      // Refreshed every 100 ms for 1.2 s: four times the timeout, still running.
-      for (let i = 0; i < 12; i++) {
+      // Refreshed every 100 ms for 1.6 s: longer than the timeout, so without the restarts it would have expired.
+      for (let i = 0; i < 16; i++) {
         expect((await jobs.update(jobId, 'IN_PROGRESS', { step: 'downloading', progress: `${i}` }, 1)).ok).toBe(true);
         await sleep(100);
       }
