@@ -1,11 +1,12 @@
 // The benchmark runner keeps off serving: its niced worker (the real agent entry, --benchmark-worker)
 // times nothing while a generation is in flight, and starts once the local API has been quiet; the
 // table goes up with a PUT to an allowed host only. Real onnxruntime, a loopback PUT server.
+import { benchmarkDocumentFor } from '../helpers/benchmark-document.ts';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BENCHMARK_SCHEMA, parseBenchmarkDocument } from '../../contracts/benchmark-job.ts';
+import { parseBenchmarkDocument } from '../../contracts/benchmark-job.ts';
 import { runBenchmark } from '../../edge-agent/benchmark-runner.ts';
 import { createLogger } from '../../edge-agent/log.ts';
 import { UrlPolicy } from '../../edge-agent/url-policy.ts';
@@ -38,25 +39,7 @@ beforeAll(async () => {
 afterAll(() => server?.close());
 
 function doc(uploadUrl: string) {
-  return parseBenchmarkDocument({
-    schema: BENCHMARK_SCHEMA,
-    runId: 'r1',
-    deviceClass: 'rpi4',
-    storage: 'fp32',
-    modelId: 'benchmark-grid',
-    version: 'fp32-test',
-    manifest: { url: 'http://127.0.0.1/m', sha256: 'a'.repeat(64), size: 1 },
-    signature: { url: 'http://127.0.0.1/s' },
-    artifacts: files.map((f) => ({ name: f.name, url: `http://127.0.0.1/${f.name}`, sha256: 'a'.repeat(64), size: 1 })),
-    kvLengths: [8, 16],
-    models: files,
-    samples: 3,
-    warmup: 1,
-    threads: 1,
-    timeLimitSec: 120,
-    idleQuietMs: 200,
-    upload: { url: uploadUrl },
-  });
+  return parseBenchmarkDocument(benchmarkDocumentFor(files, { samples: 3, warmup: 1, threads: 1, timeLimitSec: 120, idleQuietMs: 200, upload: { url: uploadUrl } }));
 }
 
 const worker = { entry: path.join(REPO, 'bin/fleetlm-agent.js'), execArgv: [] };

@@ -2,10 +2,11 @@
 // grid (RMSNorm, SwiGLU, rotary, no biases, K/V heads 1, 2 and 4) is built, timed with the device's timer,
 // turned into table entries, merged across two device tables beside gpt2 entries, and the measured model
 // prices a llama spec from the llama entries alone. Also: the job document keeps gpt2 files as they were.
+import { benchmarkDocumentFor } from '../../helpers/benchmark-document.ts';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rm } from 'node:fs/promises';
-import { BENCHMARK_SCHEMA, BenchmarkModelSchema, parseBenchmarkDocument } from '../../../contracts/benchmark-job.ts';
+import { BenchmarkModelSchema, parseBenchmarkDocument } from '../../../contracts/benchmark-job.ts';
 import { gridVersion, jobModelsOf } from '../../../fleet/benchmark-rollout.ts';
 import { mergeLatencyTables } from '../../../fleet/latency-merge.ts';
 import { parseArchSpec } from '../../../models/arch/spec.ts';
@@ -188,23 +189,7 @@ describe('a llama grid timed on onnxruntime', () => {
 });
 
 describe('the benchmark@1 job document with layer families', () => {
-  const base = {
-    schema: BENCHMARK_SCHEMA,
-    runId: 'r1',
-    deviceClass: 'rpi4',
-    storage: 'fp32',
-    modelId: 'benchmark-grid',
-    version: 'fp32-test',
-    manifest: { url: 'http://127.0.0.1/m', sha256: 'a'.repeat(64), size: 1 },
-    signature: { url: 'http://127.0.0.1/s' },
-    kvLengths: [8, 16],
-    upload: { url: 'http://127.0.0.1/u' },
-  };
-  const docOf = (models: ReturnType<typeof jobModelsOf>) => ({
-    ...base,
-    artifacts: models.map((m) => ({ name: m.name, url: `http://127.0.0.1/${m.name}`, sha256: 'a'.repeat(64), size: 1 })),
-    models,
-  });
+  const docOf = (models: ReturnType<typeof jobModelsOf>) => benchmarkDocumentFor(models);
 
   it('writes gpt2 files with exactly the fields older agents accept, and llama files with family and kvHeads', () => {
     const gpt2Models = jobModelsOf(planGrid({ widths: [64], ffnRatios: [2], headDim: 64, vocabSize: 128, maxKvLength: 16, storage: 'fp32' }));
