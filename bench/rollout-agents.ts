@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Agent } from '../edge-agent/agent.ts';
 import { AgentConfigSchema } from '../edge-agent/config.ts';
 import { createLogger } from '../edge-agent/log.ts';
-import { CrtMqttConnection } from '../edge-agent/mqtt-connection.ts';
+import { MqttConnection } from '../edge-agent/mqtt-connection.ts';
 import { OnnxModelRuntime } from '../edge-agent/onnx-model-runtime.ts';
 import { parseWith } from '../common/validate.ts';
 
@@ -40,7 +40,7 @@ for (const thingName of job.things) {
   );
   const agent = new Agent({
     config,
-    transport: new CrtMqttConnection({ clientId: thingName, log, ...config.mqtt }),
+    transport: new MqttConnection({ clientId: thingName, log, ...config.mqtt }),
     runtime: new OnnxModelRuntime(1, false),
     log,
   });

@@ -5,7 +5,7 @@ import { FleetError, ValidationError, describeError } from '../common/errors.ts'
 import { Agent } from './agent.ts';
 import { loadAgentConfig, type AgentConfig } from './config.ts';
 import { createLogger } from './log.ts';
-import { CrtMqttConnection } from './mqtt-connection.ts';
+import { MqttConnection } from './mqtt-connection.ts';
 import { OnnxModelRuntime, checkExecutionProviders } from './onnx-model-runtime.ts';
 import { readLaunchContext } from './self-update/launch-context.ts';
 import { AGENT_VERSION } from './version.ts';
@@ -62,7 +62,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     return 2;
   }
   const log = createLogger(config.logLevel);
-  const transport = new CrtMqttConnection({ clientId: config.thingName, log, ...config.mqtt });
+  const transport = new MqttConnection({ clientId: config.thingName, log, ...config.mqtt });
   const killOn = config.testHooks.killOnPhase;
   const killAtStep = config.testHooks.killAtUpdateStep;
   const launch = readLaunchContext(process.env);
@@ -117,5 +117,5 @@ export async function runAgent(argv: string[]): Promise<number> {
 }
 
 process.exitCode = await runAgent(process.argv);
-// aws-crt keeps native handles alive; exit once shutdown is done.
+// Exit once shutdown is done, whatever handles (sockets, timers of a model session) remain.
 process.exit();

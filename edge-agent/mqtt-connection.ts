@@ -1,13 +1,19 @@
-// The agent's MQTT 3.1.1 link (aws-iot-device-sdk-v2 / aws-crt): mutual TLS to AWS IoT Core on 8883, or 443
-// with ALPN `x-amzn-mqtt-ca`; plain TCP for loopback brokers. Client id = thing name. The agent owns the
-// reconnect loop (exponential backoff with full jitter) so it can resubscribe and announce each reconnect.
+// The agent's MQTT 3.1.1 link (mqtt.js): mutual TLS to AWS IoT Core on 8883, or 443 with ALPN
+// `x-amzn-mqtt-ca`; plain TCP for loopback brokers. Client id = thing name. The agent owns the reconnect loop
+// (exponential backoff with full jitter) so it can resubscribe and announce each reconnect.
+// mqtt.js, not aws-crt: aws-c-mqtt calls a connection's completion callback twice when the socket fails right
+// after TCP setup (its CONNECT send fails, then the channel shutdown reports the failed connect again), and
+// aws-crt-nodejs frees the callback's state on each call, so a broker that resets connections (a load
+// balancer, a restarting hub) crashed the agent with SIGSEGV in aws_mem_release. A pure-JS client has no such
+// failure mode and ships no native binary per board.
 // https://docs.aws.amazon.com/iot/latest/developerguide/protocols.html (port 443 + ALPN)
 // https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/
 import { readFileSync, statSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
-import { iot, io, mqtt } from 'aws-iot-device-sdk-v2';
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { TransportError, describeError } from '../common/errors.ts';
 import type { Logger } from './log.ts';
+import { topicMatchesFilter } from './mqtt-topic-filter.ts';
 
 export type MessageHandler = (topic: string, payload: Buffer) => void;
 
@@ -64,19 +70,26 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-// Reconnects are driven here, so the CRT's own reconnect is pushed far out of the way.
-const CRT_RECONNECT_SEC = 3600;
+function subackRefused(err: unknown): boolean {
+  const granted = (err as { packet?: { granted?: unknown } } | null)?.packet?.granted;
+  return Array.isArray(granted) && granted.some((g) => typeof g === 'number' && (g & 0x80) !== 0);
+}
 
-/** MQTT 3.1.1 connection over aws-crt with agent-driven reconnect and resubscribe. */
-export class CrtMqttConnection extends EventEmitter implements MqttTransport {
-  private readonly client = new mqtt.MqttClient();
+/** One connection attempt: its client, the last error it reported, whether its socket has closed. */
+interface Attempt {
+  readonly client: MqttClient;
+  lastError: unknown;
+  closed: boolean;
+}
+
+/** MQTT 3.1.1 connection over mqtt.js with agent-driven reconnect and resubscribe: one client per attempt. */
+export class MqttConnection extends EventEmitter implements MqttTransport {
   private readonly subs = new Map<string, MessageHandler>();
-  private conn: mqtt.MqttClientConnection | undefined;
+  private client: MqttClient | undefined;
   private isConnected = false;
   private stopped = true;
   private attempt = 0;
   private timer: NodeJS.Timeout | undefined;
-  private connecting = false;
 
   constructor(private readonly opts: MqttConnectionOptions) {
     super();
@@ -89,133 +102,155 @@ export class CrtMqttConnection extends EventEmitter implements MqttTransport {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    void this.connectOnce();
+    this.connectOnce();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    const conn = this.conn;
-    this.conn = undefined;
+    const client = this.client;
+    this.client = undefined;
     const was = this.isConnected;
     this.isConnected = false;
-    if (conn) await this.closeQuietly(conn);
+    if (client) await this.closeQuietly(client, was);
     if (was) this.emit('disconnected');
   }
 
   async subscribe(filter: string, handler: MessageHandler): Promise<void> {
     this.subs.set(filter, handler);
-    if (this.conn && this.isConnected) await this.subscribeOn(this.conn, filter, handler);
+    if (this.client && this.isConnected) await this.subscribeOn(this.client, filter);
   }
 
   async publish(topic: string, payload: string | Uint8Array, qos: 0 | 1): Promise<void> {
-    const conn = this.conn;
-    if (!conn || !this.isConnected) throw new TransportError(`cannot publish to ${topic}: not connected`, { code: 'TRANSPORT_OFFLINE' });
+    const client = this.client;
+    if (!client || !this.isConnected) throw new TransportError(`cannot publish to ${topic}: not connected`, { code: 'TRANSPORT_OFFLINE' });
     const body = typeof payload === 'string' ? payload : Buffer.from(payload);
     try {
-      await withTimeout(
-        conn.publish(topic, body, qos === 1 ? mqtt.QoS.AtLeastOnce : mqtt.QoS.AtMostOnce),
-        this.opts.requestTimeoutMs,
-        `publish to ${topic}`,
-      );
+      await withTimeout(client.publishAsync(topic, body, { qos }), this.opts.requestTimeoutMs, `publish to ${topic}`);
     } catch (err) {
       throw err instanceof TransportError ? err : new TransportError(`publish to ${topic} failed: ${describeError(err)}`, { cause: err });
     }
   }
 
-  private buildConfig(): mqtt.MqttConnectionConfig {
+  private buildOptions(): IClientOptions {
     const o = this.opts;
+    const common: IClientOptions = {
+      host: o.host,
+      port: o.port,
+      clientId: o.clientId,
+      protocolVersion: 4,
+      clean: true,
+      keepalive: o.keepAliveSec,
+      connectTimeout: o.requestTimeoutMs,
+      // Reconnects and resubscribes are the agent's (see connectOnce): one client per attempt.
+      reconnectPeriod: 0,
+      resubscribe: false,
+    };
     if (o.tls) {
-      // new_mtls_builder_from_path puts `x-amzn-mqtt-ca` first in the ALPN list, which port 443 requires.
-      if (o.port === 443 && !io.is_alpn_available()) {
-        throw new TransportError('MQTT over port 443 needs TLS ALPN, which this platform lacks; use port 8883');
-      }
-      let builder = iot.AwsIotMqttConnectionConfigBuilder.new_mtls_builder_from_path(o.tls.certPath, o.tls.keyPath);
-      if (o.tls.caPath) builder = builder.with_certificate_authority_from_path(undefined, o.tls.caPath);
-      return builder
-        .with_endpoint(o.host)
-        .with_port(o.port)
-        .with_client_id(o.clientId)
-        .with_clean_session(true)
-        .with_keep_alive_seconds(o.keepAliveSec)
-        .with_reconnect_min_sec(CRT_RECONNECT_SEC)
-        .with_reconnect_max_sec(CRT_RECONNECT_SEC)
-        .build();
+      const read = (what: string, file: string): Buffer => {
+        try {
+          return readFileSync(file);
+        } catch (err) {
+          throw new TransportError(`cannot read mqtt.tls.${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`, { cause: err });
+        }
+      };
+      return {
+        ...common,
+        protocol: 'mqtts',
+        cert: read('certPath', o.tls.certPath),
+        key: read('keyPath', o.tls.keyPath),
+        ...(o.tls.caPath ? { ca: read('caPath', o.tls.caPath) } : {}),
+        rejectUnauthorized: true,
+        // AWS IoT Core takes MQTT on 443 only with this ALPN protocol name.
+        ...(o.port === 443 ? { ALPNProtocols: ['x-amzn-mqtt-ca'] } : {}),
+      };
     }
     return {
-      client_id: o.clientId,
-      host_name: o.host,
-      port: o.port,
-      clean_session: true,
-      keep_alive: o.keepAliveSec,
-      socket_options: new io.SocketOptions(io.SocketType.STREAM, io.SocketDomain.IPV4, 5000),
-      reconnect_min_sec: CRT_RECONNECT_SEC,
-      reconnect_max_sec: CRT_RECONNECT_SEC,
-      // The SDK-metrics username is an AWS IoT convention; a local broker would read it as credentials.
-      disable_metrics: true,
+      ...common,
+      protocol: 'mqtt',
       ...(o.passwordFile ? { username: o.clientId, password: readDeviceSecret(o.passwordFile, o.log) } : {}),
     };
   }
 
-  private async subscribeOn(conn: mqtt.MqttClientConnection, filter: string, handler: MessageHandler): Promise<void> {
-    const granted = await withTimeout(
-      conn.subscribe(filter, mqtt.QoS.AtLeastOnce, (topic, payload) => {
-        try {
-          handler(topic, Buffer.from(payload));
-        } catch (err) {
-          this.opts.log.error('message handler failed', { topic, error: describeError(err) });
-        }
-      }),
-      this.opts.requestTimeoutMs,
-      `subscribe to ${filter}`,
-    );
-    // SUBACK 0x80: the broker's policy refused this filter.
-    if ((granted.qos as number) === 128 || granted.error_code) {
-      throw new TransportError(`broker refused subscription to ${filter}`, { code: 'TRANSPORT_SUBSCRIBE_REFUSED' });
+  private async subscribeOn(client: MqttClient, filter: string): Promise<void> {
+    try {
+      await withTimeout(client.subscribeAsync(filter, { qos: 1 }), this.opts.requestTimeoutMs, `subscribe to ${filter}`);
+    } catch (err) {
+      // SUBACK 0x80: the broker's policy refused this filter (mqtt.js rejects with the SUBACK packet attached).
+      if (subackRefused(err)) {
+        throw new TransportError(`broker refused subscription to ${filter}`, { code: 'TRANSPORT_SUBSCRIBE_REFUSED', cause: err });
+      }
+      throw err instanceof TransportError ? err : new TransportError(`subscribe to ${filter} failed: ${describeError(err)}`, { cause: err });
     }
   }
 
-  private async connectOnce(): Promise<void> {
-    if (this.stopped || this.connecting) return;
-    this.connecting = true;
-    let conn: mqtt.MqttClientConnection | undefined;
-    try {
-      conn = this.client.new_connection(this.buildConfig());
-      const c = conn;
-      c.on('interrupt', (err) => this.lost(c, `interrupted: ${describeError(err)}`));
-      c.on('error', (err) => this.opts.log.warn('mqtt error', { error: describeError(err) }));
-      c.on('disconnect', () => this.lost(c, 'disconnected by peer'));
-      await withTimeout(c.connect(), this.opts.requestTimeoutMs, `MQTT connect to ${this.opts.host}:${this.opts.port}`);
-      this.conn = c;
-      for (const [filter, handler] of this.subs) await this.subscribeOn(c, filter, handler);
-      if (this.stopped) {
-        await this.closeQuietly(c);
-        return;
+  private dispatch(topic: string, payload: Buffer): void {
+    for (const [filter, handler] of this.subs) {
+      if (!topicMatchesFilter(filter, topic)) continue;
+      try {
+        handler(topic, payload);
+      } catch (err) {
+        this.opts.log.error('message handler failed', { topic, error: describeError(err) });
       }
-      this.isConnected = true;
-      this.attempt = 0;
-      this.opts.log.info('mqtt connected', { host: this.opts.host, port: this.opts.port, tls: Boolean(this.opts.tls) });
-      this.emit('connected');
+    }
+  }
+
+  private connectOnce(): void {
+    if (this.stopped || this.client) return;
+    let client: MqttClient;
+    try {
+      client = connect(this.buildOptions());
     } catch (err) {
       this.opts.log.warn('mqtt connect failed', { error: describeError(err) });
-      if (conn) {
-        if (this.conn === conn) this.conn = undefined;
-        void this.closeQuietly(conn);
-      }
       this.scheduleReconnect();
-    } finally {
-      this.connecting = false;
+      return;
     }
+    this.client = client;
+    const attempt: Attempt = { client, lastError: undefined, closed: false };
+    client.on('error', (err) => {
+      attempt.lastError = err;
+      this.opts.log.debug('mqtt error', { error: describeError(err) });
+    });
+    client.on('message', (topic, payload) => this.dispatch(topic, payload));
+    client.on('close', () => this.closed(attempt));
+    client.once('connect', () => void this.established(attempt));
   }
 
-  private lost(conn: mqtt.MqttClientConnection, why: string): void {
-    if (this.conn !== conn || this.stopped) return;
-    this.conn = undefined;
+  /** CONNACK accepted: subscribe everything, then announce the link. */
+  private async established(attempt: Attempt): Promise<void> {
+    const { client } = attempt;
+    try {
+      for (const filter of this.subs.keys()) await this.subscribeOn(client, filter);
+    } catch (err) {
+      // The close handler logs this and schedules the next attempt.
+      attempt.lastError = err;
+      client.end(true);
+      return;
+    }
+    if (this.client !== client || this.stopped || attempt.closed) return;
+    this.isConnected = true;
+    this.attempt = 0;
+    this.opts.log.info('mqtt connected', { host: this.opts.host, port: this.opts.port, tls: Boolean(this.opts.tls) });
+    this.emit('connected');
+  }
+
+  /** The client's socket closed: a failed attempt or a lost link. Either way the next attempt is scheduled. */
+  private closed(attempt: Attempt): void {
+    if (attempt.closed) return;
+    attempt.closed = true;
+    const { client, lastError } = attempt;
+    // Fails in-flight publishes and subscribes at once instead of leaving them to their timeouts.
+    client.end(true);
+    if (this.client !== client || this.stopped) return;
+    this.client = undefined;
     const was = this.isConnected;
     this.isConnected = false;
-    this.opts.log.warn('mqtt connection lost', { why });
-    void this.closeQuietly(conn);
-    if (was) this.emit('disconnected');
+    if (was) {
+      this.opts.log.warn('mqtt connection lost', { why: lastError === undefined ? 'closed by peer' : describeError(lastError) });
+      this.emit('disconnected');
+    } else {
+      this.opts.log.warn('mqtt connect failed', { error: lastError === undefined ? 'closed before CONNACK' : describeError(lastError) });
+    }
     this.scheduleReconnect();
   }
 
@@ -224,14 +259,17 @@ export class CrtMqttConnection extends EventEmitter implements MqttTransport {
     clearTimeout(this.timer);
     const delay = backoffDelayMs(this.attempt++, this.opts.reconnectMinMs, this.opts.reconnectMaxMs);
     this.opts.log.debug('mqtt reconnect scheduled', { delayMs: delay, attempt: this.attempt });
-    this.timer = setTimeout(() => void this.connectOnce(), delay);
+    this.timer = setTimeout(() => this.connectOnce(), delay);
   }
 
-  private async closeQuietly(conn: mqtt.MqttClientConnection): Promise<void> {
+  /** Sends DISCONNECT when the link is up; gives up on a dead one after 2 s. */
+  private async closeQuietly(client: MqttClient, connected: boolean): Promise<void> {
     try {
-      await withTimeout(conn.disconnect(), 2000, 'MQTT disconnect');
+      if (connected) await withTimeout(client.endAsync(false), 2000, 'MQTT disconnect');
     } catch {
       // The link is being abandoned either way.
+    } finally {
+      client.end(true);
     }
   }
 }

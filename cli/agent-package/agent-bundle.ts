@@ -8,7 +8,7 @@ import * as esbuild from 'esbuild';
 import { ValidationError } from '../../common/errors.ts';
 
 /** Packages with native binaries: left outside the bundle and shipped in the package's node_modules. */
-export const NATIVE_PACKAGES: readonly string[] = ['onnxruntime-node', 'aws-crt'];
+export const NATIVE_PACKAGES: readonly string[] = ['onnxruntime-node'];
 
 /** The launcher's source, when the self-update launcher is part of the tree. */
 export const LAUNCHER_ENTRY = 'edge-agent/self-update/launcher.ts';

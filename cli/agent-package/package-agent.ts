@@ -32,11 +32,6 @@ const NATIVES: readonly NativeShipping[] = [
     include: (arch) => ['package.json', 'LICENSE', 'README.md', 'dist', `bin/napi-v6/linux/${arch}`],
   },
   { name: 'onnxruntime-common', include: () => ['package.json', 'LICENSE', 'README.md', 'dist/cjs', 'dist/esm'] },
-  {
-    name: 'aws-crt',
-    // The native side only: dist/index.js, native/ and common/ need nothing but Node built-ins.
-    include: (arch) => ['package.json', 'LICENSE', 'NOTICE', 'README.md', 'dist/index.js', 'dist/native', 'dist/common', `dist/bin/linux-${arch}-glibc`],
-  },
 ];
 
 export interface PackageAgentOptions {
@@ -140,7 +135,7 @@ async function stageTop(opts: PackageAgentOptions, top: string): Promise<{ launc
     await fs.cp(src, dst, { recursive: true, dereference: true });
   }
   for (const n of NATIVES) {
-    const must = n.name === 'aws-crt' ? `dist/bin/linux-${opts.arch}-glibc` : n.name === 'onnxruntime-node' ? `bin/napi-v6/linux/${opts.arch}` : 'dist/cjs';
+    const must = n.name === 'onnxruntime-node' ? `bin/napi-v6/linux/${opts.arch}` : 'dist/cjs';
     const ok = await fs.stat(path.join(top, 'node_modules', n.name, must)).catch(() => undefined);
     if (!ok) throw new ValidationError(`packaging: node_modules/${n.name} has no ${must}; run npm ci in ${opts.repoRoot}`);
   }

@@ -15,8 +15,8 @@ describe('agent start-up set', () => {
   it('leaves onnxruntime, the tokenizers and the model runtime out of start-up', async () => {
     const r = await bundleAgent({ repoRoot: REPO, outDir: path.join(dir, 'agent'), launcherOutDir: path.join(dir, 'launcher'), version: '0.0.0-test' });
     const packages = new Set(r.startup.inputs.filter((i) => i.includes('node_modules/')).map((i) => i.split('node_modules/').pop()!.split('/').slice(0, i.split('node_modules/').pop()!.startsWith('@') ? 2 : 1).join('/')));
-    // Present at start: the device SDK and what the agent needs before any model.
-    expect(packages).toContain('aws-iot-device-sdk-v2');
+    // Present at start: the MQTT client and what the agent needs before any model.
+    expect(packages).toContain('mqtt');
     expect(packages).toContain('zod');
     for (const heavy of ['@huggingface/tokenizers', '@huggingface/jinja', 'gpt-tokenizer', 'onnx-proto', 'protobufjs']) expect(packages, heavy).not.toContain(heavy);
     expect(r.startup.externals).not.toContain('onnxruntime-node');

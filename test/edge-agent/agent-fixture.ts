@@ -98,14 +98,15 @@ export class TestFleet {
     try {
       await during();
     } finally {
+      // Back up even when `during` failed: the next test in the file needs the hub.
       await Promise.all(holders.map((h) => new Promise<void>((resolve) => (h ? h.close(() => resolve()) : resolve()))));
+      this.hub = await startHub({
+        dir: this.hubDir,
+        mqttPort: ep.mqtt.port,
+        httpPort: Number(new URL(ep.iotEndpoint).port),
+        s3Port: Number(new URL(ep.s3.endpoint).port),
+      });
     }
-    this.hub = await startHub({
-      dir: this.hubDir,
-      mqttPort: ep.mqtt.port,
-      httpPort: Number(new URL(ep.iotEndpoint).port),
-      s3Port: Number(new URL(ep.s3.endpoint).port),
-    });
   }
 
   /** Device secrets issued by the hub, by thing name (agents log in with them). */
@@ -319,7 +320,9 @@ export class AgentProcess {
         if (found) return found;
         // A process killed by a signal has signalCode set and exitCode null.
         if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
-          throw new Error(`agent exited (${this.proc.exitCode ?? this.proc.signalCode}): ${this.stderr.slice(-10).join('\n')}`);
+          // Lines that are not JSON log lines (a crash banner, a native backtrace) come first: they say why.
+          const raw = this.stderr.filter((l) => !l.startsWith('{'));
+          throw new Error(`agent exited (${this.proc.exitCode ?? this.proc.signalCode}): ${raw.slice(0, 20).join('\n')}\n--- last lines ---\n${this.stderr.slice(-10).join('\n')}`);
         }
         return undefined;
       },

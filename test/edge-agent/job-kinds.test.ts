@@ -7,7 +7,7 @@ import { Agent } from '../../edge-agent/agent.ts';
 import { AgentConfigSchema } from '../../edge-agent/config.ts';
 import type { Phase, PhaseHandlers, PhaseResult } from '../../edge-agent/install-state-machine.ts';
 import { createLogger } from '../../edge-agent/log.ts';
-import { CrtMqttConnection } from '../../edge-agent/mqtt-connection.ts';
+import { MqttConnection } from '../../edge-agent/mqtt-connection.ts';
 import { OnnxModelRuntime } from '../../edge-agent/onnx-model-runtime.ts';
 import { parseWith } from '../../common/validate.ts';
 import { TestFleet, tempDir } from './agent-fixture.ts';
@@ -40,7 +40,7 @@ describe('job kinds', () => {
       'test agent config',
     );
     const log = createLogger('warn', () => {});
-    const agent = new Agent({ config, transport: new CrtMqttConnection({ clientId: thing, log, ...config.mqtt }), runtime: new OnnxModelRuntime(1), log });
+    const agent = new Agent({ config, transport: new MqttConnection({ clientId: thing, log, ...config.mqtt }), runtime: new OnnxModelRuntime(1), log });
     const ran: Phase[] = [];
     const step = (phase: Phase, result: PhaseResult) => async () => {
       ran.push(phase);

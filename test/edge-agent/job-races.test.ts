@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../../edge-agent/agent.ts';
 import { AgentConfigSchema } from '../../edge-agent/config.ts';
 import { createLogger } from '../../edge-agent/log.ts';
-import { CrtMqttConnection } from '../../edge-agent/mqtt-connection.ts';
+import { MqttConnection } from '../../edge-agent/mqtt-connection.ts';
 import { OnnxModelRuntime } from '../../edge-agent/onnx-model-runtime.ts';
 import { parseWith } from '../../common/validate.ts';
 import { TestFleet, buildTestModel, eventually, tempDir, type BuiltModel, type LogLine } from './agent-fixture.ts';
@@ -41,7 +41,7 @@ async function startInProcess(thingName: string, rule: DelayRule) {
     },
     'test agent config',
   );
-  const transport = new DelayingTransport(new CrtMqttConnection({ clientId: thingName, log, ...config.mqtt }), rule);
+  const transport = new DelayingTransport(new MqttConnection({ clientId: thingName, log, ...config.mqtt }), rule);
   const agent = new Agent({ config, transport, runtime: new OnnxModelRuntime(1, false), log });
   await agent.start();
   await eventually(async () => transport.connected, 10_000, 'MQTT connection');

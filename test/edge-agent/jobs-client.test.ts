@@ -4,7 +4,7 @@ import { CreateJobCommand, CreateThingCommand, DescribeJobExecutionCommand, IoTC
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobsClient } from '../../edge-agent/jobs-client.ts';
 import { createLogger } from '../../edge-agent/log.ts';
-import { CrtMqttConnection } from '../../edge-agent/mqtt-connection.ts';
+import { MqttConnection } from '../../edge-agent/mqtt-connection.ts';
 import { startHub, type LocalHub } from '../../local-hub/hub.ts';
 import { DelayingTransport, type DelayRule } from './delaying-transport.ts';
 import { eventually, sleep, tempDir } from './agent-fixture.ts';
@@ -35,7 +35,7 @@ async function connect(thingName: string, rule: DelayRule) {
   const { thingArn } = await iot.send(new CreateThingCommand({ thingName }));
   const warnings: Array<Record<string, unknown>> = [];
   const log = createLogger('warn', (line) => warnings.push(JSON.parse(line) as Record<string, unknown>));
-  const inner = new CrtMqttConnection({
+  const inner = new MqttConnection({
     clientId: thingName,
     passwordFile: await devicePasswordFile(hub, thingName),
     host: hub.endpoints.mqtt.host,
@@ -109,7 +109,7 @@ describe('jobs client', () => {
     const jobId = 'jc-step-job-1';
     const { thingArn } = await iotFast.send(new CreateThingCommand({ thingName: thing }));
     const log = createLogger('error', () => {});
-    const transport = new CrtMqttConnection({ clientId: thing, passwordFile: await devicePasswordFile(fast, thing), host: fast.endpoints.mqtt.host, port: fast.endpoints.mqtt.port, keepAliveSec: 30, reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000, log });
+    const transport = new MqttConnection({ clientId: thing, passwordFile: await devicePasswordFile(fast, thing), host: fast.endpoints.mqtt.host, port: fast.endpoints.mqtt.port, keepAliveSec: 30, reconnectMinMs: 200, reconnectMaxMs: 1000, requestTimeoutMs: 5000, log });
     const jobs = new JobsClient(transport, thing, log, 5000);
     const status = async () => (await iotFast.send(new DescribeJobExecutionCommand({ jobId, thingName: thing }))).execution?.status;
     try {

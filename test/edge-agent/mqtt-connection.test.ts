@@ -1,5 +1,6 @@
-// The agent's MQTT link over aws-crt against a real aedes broker: plain TCP on loopback with reconnect and
-// resubscribe after the broker restarts, and mutual TLS with certificates made by openssl.
+// The agent's MQTT link (mqtt.js) against a real aedes broker: plain TCP on loopback with reconnect and
+// resubscribe after the broker restarts, a listener that resets every connection, a refused subscription,
+// and mutual TLS with certificates made by openssl.
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
@@ -9,7 +10,7 @@ import tls from 'node:tls';
 import { Aedes } from 'aedes';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../edge-agent/log.ts';
-import { CrtMqttConnection, backoffDelayMs } from '../../edge-agent/mqtt-connection.ts';
+import { MqttConnection, backoffDelayMs } from '../../edge-agent/mqtt-connection.ts';
 
 interface RunningBroker {
   port: number;
@@ -18,8 +19,9 @@ interface RunningBroker {
   close(): Promise<void>;
 }
 
-async function startBroker(port = 0, tlsOptions?: tls.TlsOptions): Promise<RunningBroker> {
-  const broker = await Aedes.createBroker();
+async function startBroker(port = 0, tlsOptions?: tls.TlsOptions, refuse?: string): Promise<RunningBroker> {
+  // `refuse`: a filter the broker's policy refuses (SUBACK 0x80), as AWS IoT does for one its policy lacks.
+  const broker = await Aedes.createBroker(refuse ? { authorizeSubscribe: (_c, sub, done) => done(null, sub.topic === refuse ? null : sub) } : {});
   const clientIds: string[] = [];
   broker.on('client', (c) => clientIds.push(c.id));
   const sockets = new Set<net.Socket>();
@@ -49,7 +51,7 @@ function publishFromBroker(b: RunningBroker, topic: string, payload: string): Pr
   );
 }
 
-const once = (conn: CrtMqttConnection, event: 'connected' | 'disconnected', ms = 10_000) =>
+const once = (conn: MqttConnection, event: 'connected' | 'disconnected', ms = 10_000) =>
   new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`no ${event} within ${ms} ms`)), ms);
     conn.once(event, () => {
@@ -65,11 +67,11 @@ afterEach(async () => {
 
 const base = { keepAliveSec: 30, reconnectMinMs: 100, reconnectMaxMs: 400, requestTimeoutMs: 5000, log: silentLogger };
 
-describe('CrtMqttConnection', () => {
+describe('MqttConnection', () => {
   it('connects with the thing name as client id, resubscribes after a broker restart', async () => {
     let b = await startBroker();
     const port = b.port;
-    const conn = new CrtMqttConnection({ ...base, clientId: 'thing-7', host: '127.0.0.1', port });
+    const conn = new MqttConnection({ ...base, clientId: 'thing-7', host: '127.0.0.1', port });
     cleanups.push(() => conn.stop(), () => b.close());
     const got: string[] = [];
     await conn.subscribe('fleetlm/thing-7/in', (_t, p) => got.push(p.toString()));
@@ -89,6 +91,60 @@ describe('CrtMqttConnection', () => {
     await back;
     await publishFromBroker(b, 'fleetlm/thing-7/in', 'two');
     await expect.poll(() => got, { timeout: 5000 }).toEqual(['one', 'two']);
+  });
+
+  it('rides out a listener that resets every connection, then connects when the broker returns', async () => {
+    // A restarting broker or a load balancer with no healthy target: TCP connects, then the peer resets it.
+    // aws-crt, the agent's earlier client, crashed the process (SIGSEGV) in this situation now and then.
+    const resetter = net.createServer((s) => s.resetAndDestroy());
+    await new Promise<void>((r) => resetter.listen(0, '127.0.0.1', r));
+    const port = (resetter.address() as net.AddressInfo).port;
+    const lines: Array<{ msg: string; fields?: Record<string, unknown> }> = [];
+    const log = { ...silentLogger, warn: (msg: string, fields?: Record<string, unknown>) => void lines.push({ msg, fields }) };
+    const conn = new MqttConnection({ ...base, reconnectMinMs: 20, reconnectMaxMs: 60, log, clientId: 'thing-r', host: '127.0.0.1', port });
+    cleanups.push(() => conn.stop());
+    let up = 0;
+    conn.on('connected', () => up++);
+    conn.start();
+    await expect.poll(() => lines.filter((l) => l.msg === 'mqtt connect failed').length, { timeout: 10_000 }).toBeGreaterThanOrEqual(20);
+    expect(up).toBe(0);
+    expect(conn.connected).toBe(false);
+    expect(String(lines[0]!.fields?.error)).toMatch(/ECONNRESET|closed before CONNACK/);
+    await new Promise<void>((r) => resetter.close(() => r()));
+    const b = await startBroker(port);
+    cleanups.push(() => b.close());
+    await expect.poll(() => conn.connected, { timeout: 10_000 }).toBe(true);
+    expect(up).toBe(1);
+  });
+
+  it('treats a refused subscription as a failed connect and retries; an in-flight publish fails when the link drops', async () => {
+    const b = await startBroker(0, undefined, 'fleetlm/thing-s/secret');
+    const lines: Array<{ msg: string; fields?: Record<string, unknown> }> = [];
+    const log = { ...silentLogger, warn: (msg: string, fields?: Record<string, unknown>) => void lines.push({ msg, fields }) };
+    const conn = new MqttConnection({ ...base, log, clientId: 'thing-s', host: '127.0.0.1', port: b.port });
+    cleanups.push(() => conn.stop(), () => b.close());
+    await conn.subscribe('fleetlm/thing-s/secret', () => {});
+    conn.start();
+    await expect.poll(() => lines.filter((l) => l.msg === 'mqtt connect failed').length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+    expect(conn.connected).toBe(false);
+    expect(String(lines[0]!.fields?.error)).toMatch(/broker refused subscription to fleetlm\/thing-s\/secret/);
+    await conn.stop();
+
+    // A QoS 1 publish the broker never acknowledges: the link drops under it and the promise rejects then,
+    // not after the request timeout.
+    const ok = new MqttConnection({ ...base, requestTimeoutMs: 60_000, clientId: 'thing-p', host: '127.0.0.1', port: b.port });
+    cleanups.push(() => ok.stop());
+    b.broker.authorizePublish = (_c, _p, _done) => {}; // hold every publish: no PUBACK
+    const ready = once(ok, 'connected');
+    ok.start();
+    await ready;
+    const started = Date.now();
+    const pending = ok.publish('fleetlm/thing-p/out', 'x', 1);
+    const rejected = expect(pending).rejects.toThrow(/publish to fleetlm\/thing-p\/out failed/);
+    await new Promise((r) => setTimeout(r, 200));
+    await b.close();
+    await rejected;
+    expect(Date.now() - started).toBeLessThan(30_000);
   });
 
   const hasOpenssl = (() => {
@@ -111,7 +167,7 @@ describe('CrtMqttConnection', () => {
     }
     const read = (f: string) => fs.readFile(path.join(dir, f));
     const b = await startBroker(0, { key: await read('server.key'), cert: await read('server.pem'), ca: await read('ca.pem'), requestCert: true, rejectUnauthorized: true });
-    const conn = new CrtMqttConnection({
+    const conn = new MqttConnection({
       ...base,
       clientId: 'thing-9',
       host: 'localhost',

@@ -217,7 +217,8 @@ describe('workspace layout', () => {
     }
     const names = [...new Set(seen.values())];
     expect(names).toContain('onnxruntime-node');
-    expect(names).toContain('aws-iot-device-sdk-v2');
+    expect(names).toContain('mqtt');
+    expect(names).not.toContain('aws-crt');
     expect(names.filter((n) => NOT_ON_DEVICE.some((re) => re.test(n)))).toEqual([]);
   });
 });
