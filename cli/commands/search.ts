@@ -49,6 +49,7 @@ interface Flags {
   alphaFfn?: string;
   weightSharing?: 'never' | 'always' | 'search';
   untiedHead?: boolean;
+  symmetric?: boolean;
   out?: string;
   hfConfig?: string;
   json?: boolean;
@@ -144,7 +145,7 @@ function blockSizeOf(text: string | undefined): 32 | 64 | 128 | undefined {
 }
 
 /** Turns the layered settings into search options (every value validated). */
-export function searchOptionsFrom(s: Partial<Record<SettingKey, string>>, flags: Pick<Flags, 'untiedHead'> = {}): SearchOptions {
+export function searchOptionsFrom(s: Partial<Record<SettingKey, string>>, flags: Pick<Flags, 'untiedHead' | 'symmetric'> = {}): SearchOptions {
   const device = s.deviceFile ? parseDeviceProfile(parseJsonWith(z.unknown(), readText(s.deviceFile, '--device-file'), `device file ${s.deviceFile}`)) : s.device;
   if (typeof device === 'string' && !DEVICE_IDS.includes(device)) {
     throw new ValidationError(`--device must be one of ${DEVICE_IDS.join(', ')}; got '${device}' (use --device-file for others)`);
@@ -187,6 +188,7 @@ export function searchOptionsFrom(s: Partial<Record<SettingKey, string>>, flags:
     alphaFfn: real(s.alphaFfn, '--alpha-ffn'),
     weightSharing: oneOf(s.weightSharing, ['never', 'always', 'search'] as const, '--weight-sharing'),
     tiedHead: flags.untiedHead ? false : undefined,
+    symmetric: flags.symmetric ? true : undefined,
   };
   // Leave unset keys out so the search's own defaults apply.
   const budgets = Object.fromEntries(Object.entries(opts.budgets ?? {}).filter(([, v]) => v !== undefined));
@@ -277,6 +279,7 @@ export function register(program: Command): void {
     .option('--family <family>', 'decoder family: gpt (LayerNorm, learned positions, GELU) or llama (RMSNorm, rotary, SwiGLU, GQA) (default gpt)')
     .option('--weight-bits <bits>', 'bits per shipped weight: 32, 16, or 8 and 4 block-quantised (MatMulNBits layout); memory and latency count these bytes')
     .option('--block-size <n>', 'block size of 8- and 4-bit weights: 32, 64 or 128 (default 32)')
+    .option('--symmetric', '8- and 4-bit blocks without zero points; default asymmetric, as fleetlm quantize ships')
     .option('--rope-theta <x>', 'rotary base of llama designs (default 10000)')
     .option('--rho-max <x>', 'upper bound on effectiveness rho (default 0.5)')
     .option('--alpha-attention <x>', 'weight of attention entropy (default 1)')

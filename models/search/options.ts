@@ -94,6 +94,11 @@ export const SearchOptionsSchema = z
     weightBits: z.union([z.literal(32), z.literal(16), z.literal(8), z.literal(4)]).optional(),
     /** Block size of 8- and 4-bit weights. */
     blockSize: z.union([z.literal(32), z.literal(64), z.literal(128)]).default(32),
+    /**
+     * 8- and 4-bit blocks without zero points. Default false: asymmetric, a zero point per block, which is
+     * what `fleetlm quantize`, the pipeline and the benchmark grid ship.
+     */
+    symmetric: z.boolean().default(false),
     /** Rotary base of Llama-family designs. */
     ropeTheta: z.number().positive().default(10000),
     rhoMax: z.number().positive().default(DEFAULT_RHO_MAX),
@@ -142,9 +147,9 @@ type CopiedSetting =
 type ResolvedSetting = 'embeddingWidth' | 'minEmbeddingWidth' | 'seqLen' | 'bytesPerWeight' | 'widths' | 'ffnRatios';
 /**
  * Options reported elsewhere in the result (budgets, device, seed), folded into weightStorage
- * (weightBits, blockSize), or not part of the settings (computeUnit is in the device; the table is input).
+ * (weightBits, blockSize, symmetric), or not part of the settings (computeUnit is in the device; the table is input).
  */
-type ReportedElsewhere = 'budgets' | 'device' | 'computeUnit' | 'latencyTable' | 'seed' | 'weightBits' | 'blockSize' | 'ropeTheta';
+type ReportedElsewhere = 'budgets' | 'device' | 'computeUnit' | 'latencyTable' | 'seed' | 'weightBits' | 'blockSize' | 'symmetric' | 'ropeTheta';
 // Every option must be placed in one of the three groups: a new option that is not fails to compile here.
 type Unplaced = Exclude<keyof ParsedSearchOptions, CopiedSetting | ResolvedSetting | ReportedElsewhere>;
 const everyOptionPlaced: [Unplaced] extends [never] ? true : Unplaced = true;
@@ -188,7 +193,7 @@ export function resolveSearchOptions(options: z.input<typeof SearchOptionsSchema
   if (parsed.family === 'llama' && parsed.headDim % 2 !== 0) {
     throw new ValidationError(`rotary positions need an even headDim; got ${parsed.headDim}`);
   }
-  const storage = parsed.weightBits === undefined ? null : weightStorageOfBits(parsed.weightBits, { blockSize: parsed.blockSize });
+  const storage = parsed.weightBits === undefined ? null : weightStorageOfBits(parsed.weightBits, { blockSize: parsed.blockSize, asymmetric: !parsed.symmetric });
   const bytesPerWeight = parsed.bytesPerWeight ?? 4;
   const o: ResolvedOptions = {
     ...parsed,

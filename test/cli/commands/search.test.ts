@@ -89,7 +89,7 @@ describe('fleetlm search', () => {
     expect(human.code).toBe(0);
     expect(human.stdout).toContain('Llama family: RMSNorm, rotary (theta 10000), SwiGLU, no biases');
     expect(human.stdout).toMatch(/K\/V heads?\)/);
-    expect(human.stdout).toMatch(/weights +[\d.]+ MiB \(int8 \(block 32, symmetric\); K\/V cache 4 bytes per value\)/);
+    expect(human.stdout).toMatch(/weights +[\d.]+ MiB \(int8 \(block 32, asymmetric\); K\/V cache 4 bytes per value\)/);
   });
 
   it('maximises the objective --objective names, and says which', async () => {

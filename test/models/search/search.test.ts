@@ -309,9 +309,13 @@ describe('searchArchitecture for the Llama family and shipped weight bits', () =
     // The same bytes buy far more parameters at 4 bits.
     expect(r4.params).toBeGreaterThan(2 * r32.params);
     expect(r4.entropy).toBeGreaterThan(r32.entropy);
-    expect(r4.settings.weightStorage).toEqual({ type: 'int4', blockSize: 32, asymmetric: false, quantizeEmbedding: false });
+    expect(r4.settings.weightStorage).toEqual({ type: 'int4', blockSize: 32, asymmetric: true, quantizeEmbedding: false });
+    // --symmetric drops the zero points: the same design takes fewer bytes.
+    const sym = searchEntropy({ ...base, weightBits: 4, symmetric: true });
+    expect(sym.settings.weightStorage).toEqual({ type: 'int4', blockSize: 32, asymmetric: false, quantizeEmbedding: false });
+    expect(weightBytes(r4.spec, sym.settings.weightStorage!)).toBeLessThan(weightBytes(r4.spec, r4.settings.weightStorage!));
     expect(r4.settings.bytesPerWeight).toBeNull();
-    expect(r4.decodeMemoryBytes).toBe(decodeMemoryBytes(r4.spec, 512, weightStorageOfBits(4)));
+    expect(r4.decodeMemoryBytes).toBe(decodeMemoryBytes(r4.spec, 512, weightStorageOfBits(4, { asymmetric: true })));
   });
 
   it('counts the shipped bytes in the latency model: fewer bits, more model within the same latency', () => {
