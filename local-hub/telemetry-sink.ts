@@ -1,11 +1,12 @@
 // Durable store for `fleetlm/{thing}/telemetry` (JSON lines, grouped fsync; invalid messages kept apart
-// and counted) and `queryTelemetry`, which the CLI reads it back with.
+// and counted) and `queryTelemetry`, which the CLI reads it back with. The sink validates the fields it knows
+// and stores the message as the device sent it, unknown fields included: the store outlives this hub's version,
+// and a newer CLI reading it must find what a newer agent reported. A newer major schema is rejected, with why.
 import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
-import { TelemetrySchema, type Telemetry } from '../contracts/telemetry.ts';
-import { formatIssues } from '../common/validate.ts';
+import { TelemetryReadSchema, readTelemetryMessage, type Telemetry } from '../contracts/telemetry.ts';
 
 /** Valid messages, one envelope a line. */
 export const TELEMETRY_FILE = 'telemetry.jsonl';
@@ -103,13 +104,13 @@ export async function openTelemetrySink(
         reason = `not valid JSON: ${(err as Error).message}`;
       }
       if (reason === undefined) {
-        const parsed = TelemetrySchema.safeParse(value);
-        if (!parsed.success) reason = formatIssues(parsed.error.issues);
-        else if (parsed.data.thingName !== thingName) {
-          reason = `thingName "${parsed.data.thingName}" does not match the topic's thing "${thingName}"`;
+        const parsed = readTelemetryMessage(value, 'keep');
+        if (parsed.kind !== 'ok') reason = parsed.reason;
+        else if (parsed.message.thingName !== thingName) {
+          reason = `thingName "${parsed.message.thingName}" does not match the topic's thing "${thingName}"`;
         } else {
           stored += 1;
-          const record: TelemetryRecord = { receivedAt, thingName, telemetry: parsed.data };
+          const record: TelemetryRecord = { receivedAt, thingName, telemetry: parsed.message };
           good.push(`${JSON.stringify(record)}\n`);
           return;
         }
@@ -127,7 +128,8 @@ export async function openTelemetrySink(
   };
 }
 
-const RecordSchema = z.object({ receivedAt: z.number(), thingName: z.string(), telemetry: TelemetrySchema });
+// Read back with the reader schema: callers get the fields this version knows.
+const RecordSchema = z.object({ receivedAt: z.number(), thingName: z.string(), telemetry: TelemetryReadSchema });
 
 /** Reads stored telemetry from a hub's telemetry directory, oldest first, filtered. */
 export async function queryTelemetry(dir: string, filter: TelemetryFilter = {}): Promise<TelemetryRecord[]> {

@@ -15,8 +15,7 @@ import { mergeLatencyTables, type MergedClass } from '../../fleet/latency-merge.
 import { getMergedTable, mergedTableKey, putMergedTable } from '../../fleet/latency-tables.ts';
 import { createIotClient, createS3Client } from '../../fleet/profile.ts';
 import { readPublishedVersion } from '../../fleet/publisher.ts';
-import { readTelemetry } from '../../fleet/telemetry-reader.ts';
-import { out, profileFrom, signerFor, table, withProfile, type CommonOpts } from './fleet.ts';
+import { out, profileFrom, readTelemetryFor, signerFor, table, withProfile, type CommonOpts } from './fleet.ts';
 
 function numberList(text: string, what: string, integer = true): number[] {
   const v = text.split(',').map((s) => Number(s.trim()));
@@ -233,7 +232,7 @@ async function check(o: LatencyOpts, profile: Awaited<ReturnType<typeof profileF
   // A device's class is the one its newest benchmark run named.
   const classOf = new Map<string, string>();
   for (const r of [...runs].reverse()) for (const j of r.jobs) classOf.set(j.thingName, r.deviceClass);
-  const telemetry = (await readTelemetry(profile)).filter((t) => things.has(t.thingName));
+  const telemetry = (await readTelemetryFor(profile)).filter((t) => things.has(t.thingName));
   const tables = new Map<string, LayerLatencyTable[]>();
   for (const cls of new Set(classOf.values())) {
     for (const storage of ['fp32', 'int8', 'int4']) {
