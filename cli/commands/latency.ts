@@ -6,7 +6,7 @@ import { ValidationError } from '../../common/errors.ts';
 import { writeJsonAtomic } from '../../common/atomic-file.ts';
 import { parseDurationMs } from '../../common/units.ts';
 import { GRID_FAMILIES, type GridFamily, type GridStorage } from '../../models/benchmark/grid-file.ts';
-import { parseLatencyTable, type LayerLatencyTable } from '../../models/search/latency-table.ts';
+import { readLatencyTable, type LayerLatencyTable } from '../../models/search/latency-table.ts';
 import { createBenchmarkRollout, listBenchmarkRuns, readRunTables, runsToMerge, type BenchmarkRun } from '../../fleet/benchmark-rollout.ts';
 import { watchJob } from '../../fleet/fleet-status.ts';
 import { listThingNames } from '../../fleet/fleet-inventory.ts';
@@ -237,7 +237,7 @@ async function check(o: LatencyOpts, profile: Awaited<ReturnType<typeof profileF
   for (const cls of new Set(classOf.values())) {
     for (const storage of ['fp32', 'int8', 'int4']) {
       const value = await getMergedTable(s3, bucket, mergedTableKey(o.group, cls, storage));
-      if (value !== null) tables.set(cls, [...(tables.get(cls) ?? []), parseLatencyTable(value)]);
+      if (value !== null) tables.set(cls, [...(tables.get(cls) ?? []), readLatencyTable(value, `s3://${bucket}/${mergedTableKey(o.group, cls, storage)}`)]);
     }
   }
   const refs = new Set(telemetry.filter((t) => t.model).map((t) => `${t.model!.modelId}@${t.model!.version}`));
