@@ -1,6 +1,6 @@
 // The hub's telemetry sink with a newer agent: it stores the message as sent (unknown fields kept for newer
-// readers of the store), queryTelemetry reads the known fields, and a newer major schema or a malformed
-// message goes to the rejected file with its reason.
+// readers of the store), queryTelemetry reads the known fields; a message of a newer major schema is stored
+// whole and counted (for a CLI to read or report), a malformed or misattributed one goes to the rejected file.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -18,7 +18,7 @@ describe('telemetry sink and a newer agent', () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  it('stores a newer agent\'s message whole, reads back its known fields, rejects a newer major schema and malformed input', async () => {
+  it('stores a newer agent\'s message whole, reads back its known fields, keeps a newer major schema unread, rejects malformed input', async () => {
     dir = await tempDir('fleetlm-sink-');
     const rejectedFile = path.join(dir, 'rejected.jsonl');
     sink = await openTelemetrySink(path.join(dir, 'telemetry'), rejectedFile);
@@ -27,14 +27,16 @@ describe('telemetry sink and a newer agent', () => {
     send('old-1', currentMessage('old-1', 1));
     send('next-1', nextMajorMessage('next-1', 1));
     send('bad-1', { ...currentMessage('bad-1', 1), system: { ...(currentMessage('bad-1', 1).system as object), energyJ: 'lots' } });
+    send('next-2', nextMajorMessage('someone-else', 1));
     await sink.flush();
-    expect(sink.stats()).toEqual({ stored: 2, rejected: 2 });
+    expect(sink.stats()).toEqual({ stored: 3, rejected: 2, newerSchema: 1 });
 
     const stored = await lines(path.join(dir, 'telemetry', TELEMETRY_FILE));
     const newer = stored.find((r) => r.thingName === 'new-1')!.telemetry as Record<string, Record<string, unknown>>;
     expect(newer.gpu).toEqual(NEWER_FIELDS.top.gpu);
     expect(newer.inference).toMatchObject({ ...NEWER_FIELDS.inference, firstTokenMs: { p50: 12.5, p95: 30, p99: 80 } });
     expect(newer.system).toMatchObject(NEWER_FIELDS.system);
+    expect(stored.find((r) => r.thingName === 'next-1')!.telemetry).toEqual(nextMajorMessage('next-1', 1));
 
     const read = await queryTelemetry(path.join(dir, 'telemetry'));
     expect(read.map((r) => r.thingName)).toEqual(['new-1', 'old-1']);
@@ -44,8 +46,8 @@ describe('telemetry sink and a newer agent', () => {
 
     const rejected = await lines(rejectedFile);
     expect(rejected.map((r) => [r.thingName, r.reason])).toEqual([
-      ['next-1', "telemetry message: schema 'fleetlm/telemetry@2' is major version 2 of fleetlm/telemetry, newer than the fleetlm/telemetry@1 this program reads; upgrade fleetlm to read it"],
       ['bad-1', expect.stringMatching(/^system\.energyJ: /)],
+      ['next-2', 'thingName "someone-else" does not match the topic\'s thing "next-2"'],
     ]);
   });
 });
