@@ -1,9 +1,11 @@
 // An older CLI beside newer agents, end to end on a real local hub: messages a newer agent publishes over MQTT
-// (fields this version does not know) are stored by the hub and read by `fleetlm telemetry` and `devices`;
+// (fields this version does not know) are stored by the hub and read by `fleetlm telemetry`, `devices` and the console;
 // messages of a newer major schema are left out, counted in --json and named in a warning on stderr.
 import { CreateThingCommand } from '@aws-sdk/client-iot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JSON_OUTPUTS } from '../../cli/json-output.ts';
+import { createConsoleApi } from '../../console/console-api.ts';
+import { readLocalProfile } from '../../fleet/profile.ts';
 import { newerAgentMessage, nextMajorMessage } from '../helpers/newer-agent-telemetry.ts';
 import { runCliCaptured } from '../helpers/run-cli.ts';
 import { iotClient, removeDir, startTestHub, TestDevice } from '../local-hub/helpers.ts';
@@ -53,5 +55,10 @@ describe('fleetlm telemetry and devices with agents newer than the CLI', () => {
     const row = r.stdout.split('\n').find((l) => l.startsWith('new-1'));
     expect(row).toMatch(/m@1\.0\.0.*\b51\b.*\b40\b.*12\.5/);
     expect(r.stderr.trim()).toBe(WARNING);
+  });
+
+  it('the console charts the newer agent\'s figures', async () => {
+    const points = await createConsoleApi(readLocalProfile(hub.dir)).telemetry('new-1');
+    expect(points).toEqual([1, 2].map((seq) => ({ t: 1_700_000_000_000 + seq * 1000, tokensPerSecond: 40, firstTokenMs: 12.5, rssMb: 150, temperatureC: 51, powerW: null })));
   });
 });
