@@ -161,6 +161,9 @@ describe('fleetlm search', () => {
     const llama = await run(['--family', 'llama']);
     expect(llama.settings).toMatchObject({ family: 'llama' });
     expect(await run(['--family', 'Llama'])).toEqual(llama);
+    // --verbose prints the effective settings in the flag's spelling.
+    const verbose = await fleetlmInProcess(['--params', '8M', '--iterations', '10', '--family', 'gpt', '--verbose']);
+    expect(verbose.stderr).toContain('"family": "gpt2"');
     const help = await runCliCaptured(['search', '--help']);
     expect(help.stdout.replace(/\s+/g, ' ')).toContain('--family <family> decoder family: gpt2 (LayerNorm, learned positions, GELU, biases; gpt is taken as gpt2) or llama');
   });
