@@ -43,8 +43,8 @@ export class TelemetrySkips {
     const devices = [...new Set([...this.newer.values()].flatMap((d) => [...d]))].sort();
     const shown = devices.length > 5 ? `${devices.slice(0, 5).join(', ')} and ${devices.length - 5} more` : devices.join(', ');
     return (
-      `${this.newerMessages} telemetry message${this.newerMessages === 1 ? '' : 's'}${devices.length ? ` from ${shown}` : ''} use ${[...this.newer.keys()].sort().join(', ')}, ` +
-      `newer than the fleetlm/telemetry@1 this fleetlm reads; they are left out: upgrade fleetlm`
+      `${this.newerMessages} telemetry message${this.newerMessages === 1 ? '' : 's'}${devices.length ? ` from ${shown}` : ''} ${this.newerMessages === 1 ? 'uses' : 'use'} ${[...this.newer.keys()].sort().join(', ')}, ` +
+      `newer than the fleetlm/telemetry@1 this fleetlm reads; ${this.newerMessages === 1 ? 'it is' : 'they are'} left out: upgrade fleetlm`
     );
   }
 }

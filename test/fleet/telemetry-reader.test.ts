@@ -93,6 +93,9 @@ describe('telemetry summaries', () => {
       '2 telemetry messages from next-1, next-2 use fleetlm/telemetry@2, newer than the fleetlm/telemetry@1 this fleetlm reads; they are left out: upgrade fleetlm',
     );
     expect(new TelemetrySkips().describeNewer()).toBeNull();
+    const one = new TelemetrySkips();
+    one.note({ kind: 'newer', schema: 'fleetlm/telemetry@3', thingName: null, reason: '' });
+    expect(one.describeNewer()).toBe('1 telemetry message uses fleetlm/telemetry@3, newer than the fleetlm/telemetry@1 this fleetlm reads; it is left out: upgrade fleetlm');
     rmSync(dir, { recursive: true, force: true });
   });
 
