@@ -333,7 +333,8 @@ export const JSON_OUTPUTS = {
   ]),
   /** The authorization as signed (RollbackAuthorizationSchema) and the file it went to. */
   'authorize-rollback': RollbackAuthorizationSchema.extend({ file: str }),
-  telemetry: z.strictObject({ messages: count, byDevice: z.array(TelemetrySummarySchema), byVersion: z.array(TelemetrySummarySchema) }),
+  /** skipped: messages left out, of a newer major schema (a warning on stderr names them) or malformed. */
+  telemetry: z.strictObject({ messages: count, skipped: z.strictObject({ newerSchema: count, invalid: count }), byDevice: z.array(TelemetrySummarySchema), byVersion: z.array(TelemetrySummarySchema) }),
   keygen: z.strictObject({ privateKey: str, publicKey: str, replaced: z.boolean() }),
   'kms-public-key': z.strictObject({ keyId: str, publicKey: str }),
   devices: z.strictObject({

@@ -54,7 +54,9 @@ export type ValidationCode =
   /** Publish's bundle check: the model loads but cannot generate and decode a token. */
   | 'VALIDATION_BUNDLE_GENERATE'
   /** `fleetlm approve`: no pending approval for the execution, or it was already answered. */
-  | 'VALIDATION_APPROVAL';
+  | 'VALIDATION_APPROVAL'
+  /** A versioned message (telemetry, a layer-latency table) of a newer major version than this program reads. */
+  | 'VALIDATION_SCHEMA_VERSION';
 
 /** Codes of TransportError. */
 export type TransportCode =

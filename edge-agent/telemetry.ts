@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { writeJsonAtomic } from '../common/atomic-file.ts';
 import { describeError } from '../common/errors.ts';
 import { telemetryTopic } from '../contracts/jobs-topics.ts';
-import { TelemetrySchema, type RecoveryNote, type Telemetry } from '../contracts/telemetry.ts';
+import { TELEMETRY_SCHEMA, TelemetryForwardSchema, TelemetryWriteSchema, type RecoveryNote, type Telemetry } from '../contracts/telemetry.ts';
 
 export type { RecoveryNote };
 import type { InferenceStats } from './inference-stats.ts';
@@ -152,7 +152,9 @@ export class TelemetryOutbox {
       const file = path.join(this.dir, f);
       let msg: Telemetry;
       try {
-        msg = TelemetrySchema.parse(JSON.parse(await fs.readFile(file, 'utf8')));
+        // Forwarded as stored, unknown fields included: after a rollback of the agent itself, the queue may hold
+        // messages a newer agent wrote, and what the older one does not know is not its to drop.
+        msg = TelemetryForwardSchema.parse(JSON.parse(await fs.readFile(file, 'utf8')));
       } catch {
         await fs.rm(file, { force: true }); // A torn or foreign file can never be sent.
         continue;
@@ -258,8 +260,9 @@ export class TelemetryReporter {
     const estimated = powerW === null;
     this.energyJ += estimated ? ((cpu.user + cpu.system) / 1e6) * this.o.cpuWatts : powerW * dtSec;
     const s = this.o.stats;
-    return TelemetrySchema.parse({
-      schema: 'fleetlm/telemetry@1',
+    // The strict schema: a field the contract does not have is a bug here, and fails the agent's tests.
+    return TelemetryWriteSchema.parse({
+      schema: TELEMETRY_SCHEMA,
       thingName: this.o.thingName,
       timestamp: Date.now(),
       seq: this.o.outbox.nextSeq(),

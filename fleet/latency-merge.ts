@@ -3,7 +3,7 @@
 // from its class (a throttled board, a background load, another onnxruntime) is named and left out.
 // Layer families (gpt2, llama at each K/V head count) are separate entries, never one median.
 import { ValidationError } from '../common/errors.ts';
-import { entryFamilyOf, entryKvHeadsOf, parseLatencyTable, type LayerLatencyTable } from '../models/search/latency-table.ts';
+import { entryFamilyOf, entryKvHeadsOf, parseLatencyTable, readLatencyTable, type LayerLatencyTable } from '../models/search/latency-table.ts';
 
 /** A device is an outlier when its median ratio to the class median is beyond this factor either way. */
 export const DEFAULT_OUTLIER_FACTOR = 1.3;
@@ -122,7 +122,8 @@ export function mergeLatencyTables(inputs: readonly unknown[], o: MergeOptions =
   if (!(factor > 1)) throw new ValidationError(`outlier factor must be above 1; got ${factor}`);
   const tables = inputs.map((v, i) => {
     try {
-      return parseLatencyTable(v);
+      // Uploaded by agents of any version: fields this version does not know are dropped (readLatencyTable).
+      return readLatencyTable(v);
     } catch (err) {
       throw new ValidationError(`device table ${i + 1}: ${(err as Error).message}`, { cause: err });
     }

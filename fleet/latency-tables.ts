@@ -2,7 +2,7 @@
 // written by `fleetlm latency` and read by `fleetlm search --group`, `latency --check` and the pipeline.
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { TransportError } from '../common/errors.ts';
-import { parseLatencyTable, type LayerLatencyTable } from '../models/search/latency-table.ts';
+import { readLatencyTable, type LayerLatencyTable } from '../models/search/latency-table.ts';
 import { createS3Client, type FleetProfile } from './profile.ts';
 
 /** Prefix of the merged tables. */
@@ -53,5 +53,6 @@ export async function groupLatencyTable(
   const bucket = profile.s3.bucket;
   const key = mergedTableKey(group, deviceClass, storageOfBits(weightBits));
   const value = await getMergedTable(createS3Client(profile), bucket, key);
-  return value === null ? null : { table: parseLatencyTable(value), url: `s3://${bucket}/${key}` };
+  // Written by `fleetlm latency` of any version: read with the tolerant reader.
+  return value === null ? null : { table: readLatencyTable(value, `s3://${bucket}/${key}`), url: `s3://${bucket}/${key}` };
 }

@@ -1,10 +1,12 @@
 // Reading device telemetry back for the operator: the local hub's durable store (a directory of
 // JSON-lines files) or, in the cloud, the DynamoDB table of latest state the IoT rule writes.
-// Summaries per device and per model version feed `fleetlm devices` and `fleetlm telemetry`.
+// Summaries per device and per model version feed `fleetlm devices` and `fleetlm telemetry`. Messages are read
+// with the reader schema: fields a newer agent added are dropped, messages of a newer major schema are counted
+// in TelemetrySkips for the operator (never misread), malformed ones are skipped and counted.
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ScanCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { TelemetrySchema, type Telemetry } from '../contracts/telemetry.ts';
+import { readTelemetryMessage, type Telemetry, type TelemetryReadResult } from '../contracts/telemetry.ts';
 import { createDynamoClient, type FleetProfile } from './profile.ts';
 
 async function listFiles(dir: string): Promise<string[]> {
@@ -17,18 +19,49 @@ async function listFiles(dir: string): Promise<string[]> {
   return out;
 }
 
+/** What a read left out: messages of a newer major schema (per schema id, the devices that sent them) and invalid ones. */
+export class TelemetrySkips {
+  readonly newer = new Map<string, Set<string>>();
+  newerMessages = 0;
+  invalid = 0;
+
+  /** Counts one message that was not read. */
+  note(r: Exclude<TelemetryReadResult, { kind: 'ok' }>): void {
+    if (r.kind === 'invalid') {
+      this.invalid += 1;
+      return;
+    }
+    this.newerMessages += 1;
+    let devices = this.newer.get(r.schema);
+    if (!devices) this.newer.set(r.schema, (devices = new Set()));
+    if (r.thingName) devices.add(r.thingName);
+  }
+
+  /** One line for the operator when messages of a newer schema were left out, else null. */
+  describeNewer(): string | null {
+    if (this.newerMessages === 0) return null;
+    const devices = [...new Set([...this.newer.values()].flatMap((d) => [...d]))].sort();
+    const shown = devices.length > 5 ? `${devices.slice(0, 5).join(', ')} and ${devices.length - 5} more` : devices.join(', ');
+    return (
+      `${this.newerMessages} telemetry message${this.newerMessages === 1 ? '' : 's'}${devices.length ? ` from ${shown}` : ''} ${this.newerMessages === 1 ? 'uses' : 'use'} ${[...this.newer.keys()].sort().join(', ')}, ` +
+      `newer than the fleetlm/telemetry@1 this fleetlm reads; ${this.newerMessages === 1 ? 'it is' : 'they are'} left out: upgrade fleetlm`
+    );
+  }
+}
+
 /** Pulls telemetry out of a stored record: either the message itself or an envelope around it. */
-function extract(value: unknown): Telemetry | undefined {
-  const direct = TelemetrySchema.safeParse(value);
-  if (direct.success) return direct.data;
+function extract(value: unknown): TelemetryReadResult {
+  const direct = readTelemetryMessage(value);
+  if (direct.kind !== 'invalid') return direct;
   if (value && typeof value === 'object') {
     for (const key of ['payload', 'message', 'telemetry', 'data']) {
       const inner = (value as Record<string, unknown>)[key];
-      const parsed = TelemetrySchema.safeParse(typeof inner === 'string' ? safeJson(inner) : inner);
-      if (parsed.success) return parsed.data;
+      if (inner === undefined) continue;
+      const r = readTelemetryMessage(typeof inner === 'string' ? safeJson(inner) : inner);
+      if (r.kind !== 'invalid') return r;
     }
   }
-  return undefined;
+  return direct;
 }
 
 function safeJson(text: string): unknown {
@@ -39,8 +72,8 @@ function safeJson(text: string): unknown {
   }
 }
 
-/** Every valid telemetry message in a local hub's telemetry directory; malformed lines are skipped. */
-export async function readTelemetryDir(dir: string): Promise<Telemetry[]> {
+/** Every valid telemetry message in a local hub's telemetry directory; what is left out is counted in `skips`. */
+export async function readTelemetryDir(dir: string, skips = new TelemetrySkips()): Promise<Telemetry[]> {
   if (!existsSync(dir)) return [];
   const out: Telemetry[] = [];
   for (const file of await listFiles(dir)) {
@@ -48,22 +81,23 @@ export async function readTelemetryDir(dir: string): Promise<Telemetry[]> {
     const trimmed = text.trim();
     if (trimmed.startsWith('[')) {
       const arr = safeJson(trimmed);
-      if (Array.isArray(arr)) for (const v of arr) pushIf(out, extract(v));
+      if (Array.isArray(arr)) for (const v of arr) take(out, extract(v), skips);
       continue;
     }
     for (const line of text.split('\n')) {
-      if (line.trim()) pushIf(out, extract(safeJson(line)));
+      if (line.trim()) take(out, extract(safeJson(line)), skips);
     }
   }
   return out.sort((a, b) => a.timestamp - b.timestamp || a.seq - b.seq);
 }
 
-function pushIf(out: Telemetry[], t: Telemetry | undefined): void {
-  if (t) out.push(t);
+function take(out: Telemetry[], r: TelemetryReadResult, skips: TelemetrySkips): void {
+  if (r.kind === 'ok') out.push(r.message);
+  else skips.note(r);
 }
 
 /** Latest telemetry per device from the DynamoDB table (attribute `payload` holds the message JSON, or the item is the message). */
-export async function readTelemetryTable(ddb: DynamoDBClient, table: string): Promise<Telemetry[]> {
+export async function readTelemetryTable(ddb: DynamoDBClient, table: string, skips = new TelemetrySkips()): Promise<Telemetry[]> {
   const out: Telemetry[] = [];
   let start: Record<string, AttributeValue> | undefined;
   do {
@@ -72,7 +106,7 @@ export async function readTelemetryTable(ddb: DynamoDBClient, table: string): Pr
       const payload = item.payload?.S ?? item.telemetry?.S;
       // The cloud IoT rule stores the message's own fields plus `receivedAt` (see infra/stacks/fleet-stack.ts).
       const { receivedAt: _receivedAt, ...fields } = unmarshallLoose(item);
-      pushIf(out, extract(payload ? safeJson(payload) : fields));
+      take(out, extract(payload ? safeJson(payload) : fields), skips);
     }
     start = page.LastEvaluatedKey;
   } while (start);
@@ -93,10 +127,10 @@ function unmarshallLoose(item: Record<string, unknown>): Record<string, unknown>
   return Object.fromEntries(Object.entries(item).map(([k, v]) => [k, conv(v)]));
 }
 
-/** All telemetry the profile can see. */
-export async function readTelemetry(profile: FleetProfile): Promise<Telemetry[]> {
-  if (profile.telemetry.kind === 'dir') return readTelemetryDir(profile.telemetry.dir);
-  if (profile.telemetry.kind === 'dynamodb') return readTelemetryTable(createDynamoClient(profile), profile.telemetry.table);
+/** All telemetry the profile can see; what is left out is counted in `skips`. */
+export async function readTelemetry(profile: FleetProfile, skips = new TelemetrySkips()): Promise<Telemetry[]> {
+  if (profile.telemetry.kind === 'dir') return readTelemetryDir(profile.telemetry.dir, skips);
+  if (profile.telemetry.kind === 'dynamodb') return readTelemetryTable(createDynamoClient(profile), profile.telemetry.table, skips);
   return [];
 }
 

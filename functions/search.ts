@@ -1,9 +1,10 @@
 // Step "search": the architecture search (MeRino's, objective per the request) for one shard's budget
 // (random-weights runs), or the figures of the run's own model against the budget (trained models: nothing
 // to search); the result is stored in S3 and only its figures travel on in the state.
+import { z } from 'zod';
 import { DEVICE_IDS } from '../models/search/device-profiles.ts';
 import { searchArchitecture, type SearchResult } from '../models/search/search.ts';
-import { LayerLatencyTableSchema, type LayerLatencyTable } from '../models/search/latency-table.ts';
+import { readLatencyTable, type LayerLatencyTable } from '../models/search/latency-table.ts';
 import { ShardSchema, shardPrefix, type SearchOutput, type Shard } from './shared/events.ts';
 import { defineHandler } from './shared/handler.ts';
 import { s3Client } from './shared/env.ts';
@@ -47,7 +48,8 @@ export const handler = defineHandler('search', ShardSchema, async (shard, env): 
     return { ...shard, search: { specKey, parameters: costs.params, forwardFlops: costs.flops, decodeMemoryBytes: costs.decodeMemoryBytes, entropy, latencyMs: null } };
   }
   const key = shard.budget.latencyTableKey;
-  const table = key ? await getJson(s3Client(env), env.ARTIFACTS_BUCKET, key, LayerLatencyTableSchema) : undefined;
+  // A merged table `fleetlm latency` wrote, possibly a newer CLI than this pipeline: read tolerantly.
+  const table = key ? readLatencyTable(await getJson(s3Client(env), env.ARTIFACTS_BUCKET, key, z.unknown()), `s3://${env.ARTIFACTS_BUCKET}/${key}`) : undefined;
   const result = searchShard(shard, table);
   const specKey = `${shardPrefix(shard.runId, shard.shardId)}search-result.json`;
   await putJson(s3Client(env), env.ARTIFACTS_BUCKET, specKey, result);

@@ -1,11 +1,14 @@
 // Durable store for `fleetlm/{thing}/telemetry` (JSON lines, grouped fsync; invalid messages kept apart
-// and counted) and `queryTelemetry`, which the CLI reads it back with.
+// and counted) and `queryTelemetry`, which the CLI reads it back with. The sink validates the fields it knows
+// and stores the message as the device sent it, unknown fields included: the store outlives this hub's version,
+// and a newer CLI reading it must find what a newer agent reported. For the same reason a message of a newer
+// major schema is stored whole (checked only against its topic's thing): this hub cannot read it, but a CLI can,
+// or can at least say that it cannot (`fleetlm telemetry` names such messages and their devices).
 import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
-import { TelemetrySchema, type Telemetry } from '../contracts/telemetry.ts';
-import { formatIssues } from '../common/validate.ts';
+import { TelemetryReadSchema, readTelemetryMessage, type Telemetry } from '../contracts/telemetry.ts';
 
 /** Valid messages, one envelope a line. */
 export const TELEMETRY_FILE = 'telemetry.jsonl';
@@ -36,7 +39,8 @@ export interface TelemetrySink {
   /** Stores one message from `thingName` (returns once queued; `flush` waits for the fsync). */
   accept(thingName: string, payload: Buffer): void;
   flush(): Promise<void>;
-  stats(): { stored: number; rejected: number };
+  /** Messages stored (newerSchema of them of a newer major schema, stored unread) and rejected. */
+  stats(): { stored: number; rejected: number; newerSchema: number };
   close(): Promise<void>;
 }
 
@@ -90,6 +94,11 @@ export async function openTelemetrySink(
   const bad = new Appender(rejectedFile, onError);
   let stored = 0;
   let rejected = 0;
+  let newerSchema = 0;
+  const store = (record: { receivedAt: number; thingName: string; telemetry: unknown }): void => {
+    stored += 1;
+    good.push(`${JSON.stringify(record)}\n`);
+  };
   return {
     dir: telemetryDir,
     accept(thingName, payload) {
@@ -103,14 +112,18 @@ export async function openTelemetrySink(
         reason = `not valid JSON: ${(err as Error).message}`;
       }
       if (reason === undefined) {
-        const parsed = TelemetrySchema.safeParse(value);
-        if (!parsed.success) reason = formatIssues(parsed.error.issues);
-        else if (parsed.data.thingName !== thingName) {
-          reason = `thingName "${parsed.data.thingName}" does not match the topic's thing "${thingName}"`;
+        const parsed = readTelemetryMessage(value, 'keep');
+        const claimed = parsed.kind === 'ok' ? parsed.message.thingName : parsed.kind === 'newer' ? parsed.thingName : null;
+        if (parsed.kind === 'invalid') reason = parsed.reason;
+        else if (claimed !== null && claimed !== thingName) {
+          reason = `thingName "${claimed}" does not match the topic's thing "${thingName}"`;
+        } else if (parsed.kind === 'newer') {
+          newerSchema += 1;
+          store({ receivedAt, thingName, telemetry: value });
+          return;
         } else {
-          stored += 1;
-          const record: TelemetryRecord = { receivedAt, thingName, telemetry: parsed.data };
-          good.push(`${JSON.stringify(record)}\n`);
+          const record: TelemetryRecord = { receivedAt, thingName, telemetry: parsed.message };
+          store(record);
           return;
         }
       }
@@ -120,14 +133,16 @@ export async function openTelemetrySink(
     async flush() {
       await Promise.all([good.flush(), bad.flush()]);
     },
-    stats: () => ({ stored, rejected }),
+    stats: () => ({ stored, rejected, newerSchema }),
     async close() {
       await Promise.all([good.close(), bad.close()]);
     },
   };
 }
 
-const RecordSchema = z.object({ receivedAt: z.number(), thingName: z.string(), telemetry: TelemetrySchema });
+// Read back with the reader schema: callers get the fields this version knows (records of a newer major schema,
+// stored unread, are not returned: fleet/telemetry-reader.ts counts and reports them).
+const RecordSchema = z.object({ receivedAt: z.number(), thingName: z.string(), telemetry: TelemetryReadSchema });
 
 /** Reads stored telemetry from a hub's telemetry directory, oldest first, filtered. */
 export async function queryTelemetry(dir: string, filter: TelemetryFilter = {}): Promise<TelemetryRecord[]> {

@@ -3,8 +3,8 @@
 import type { Command } from 'commander';
 import { formatAgo, readFleet } from '../../fleet/fleet-inventory.ts';
 import { createIotClient } from '../../fleet/profile.ts';
-import { latestByDevice, readTelemetry } from '../../fleet/telemetry-reader.ts';
-import { out, profileFrom, table, withProfile, type CommonOpts } from './fleet.ts';
+import { latestByDevice } from '../../fleet/telemetry-reader.ts';
+import { out, profileFrom, readTelemetryFor, table, withProfile, type CommonOpts } from './fleet.ts';
 
 /** Registers `devices`. */
 export function register(program: Command): void {
@@ -15,7 +15,7 @@ export function register(program: Command): void {
       .option('--group <group>', 'only this thing group'),
   ).action(async (o: CommonOpts & { group?: string }) => {
     const profile = await profileFrom(o, { bucket: false });
-    const latest = latestByDevice(await readTelemetry(profile));
+    const latest = latestByDevice(await readTelemetryFor(profile));
     const now = Date.now();
     const fleet = await readFleet(createIotClient(profile), latest, { group: o.group, now });
     const state = (online: boolean | null) => (online === null ? 'unknown' : online ? 'online' : 'offline');

@@ -37,7 +37,8 @@ import { agentPlan, cancelRolloutWithCanary, modelCanaryPlan, rolloutProgress, r
 import { parsePercentage } from '../../fleet/job-limits.ts';
 import { formatProgress, TERMINAL_JOB_STATUSES, watchJob, type JobProgress } from '../../fleet/fleet-status.ts';
 import { assertJobSucceeded, jobSucceeded, JobOutcomeError, WATCH_EXIT, watchTimeoutError } from '../../fleet/job-outcome.ts';
-import { readTelemetry, summarise, type TelemetrySummary } from '../../fleet/telemetry-reader.ts';
+import { readTelemetry, summarise, TelemetrySkips, type TelemetrySummary } from '../../fleet/telemetry-reader.ts';
+import type { Telemetry } from '../../contracts/telemetry.ts';
 
 export interface CommonOpts extends ProfileFlags {
   json?: boolean;
@@ -90,6 +91,17 @@ export async function profileFrom(opts: CommonOpts, needs: ProfileNeeds = { buck
 /** Prints `value` as JSON with --json, else the human text. */
 export function out(opts: CommonOpts, value: unknown, human: () => string): void {
   process.stdout.write(opts.json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
+}
+
+/**
+ * The profile's telemetry for a command: messages of a newer major schema (from agents newer than this CLI) are
+ * left out with a warning on stderr, so the operator learns why a device is missing rather than reading it wrong.
+ */
+export async function readTelemetryFor(profile: FleetProfile, skips = new TelemetrySkips()): Promise<Telemetry[]> {
+  const messages = await readTelemetry(profile, skips);
+  const note = skips.describeNewer();
+  if (note) process.stderr.write(`fleetlm: warning: ${note}\n`);
+  return messages;
 }
 
 function showBars(opts: CommonOpts): boolean {
@@ -552,7 +564,8 @@ export function register(program: Command): void {
       .option('--since <minutes>', 'only messages from the last n minutes'),
   ).action(async (o: CommonOpts & { since?: string }) => {
     const profile = await profileFrom(o, { bucket: false });
-    let messages = await readTelemetry(profile);
+    const skips = new TelemetrySkips();
+    let messages = await readTelemetryFor(profile, skips);
     if (o.since) {
       const cutoff = Date.now() - intFlag(o.since, '--since', 1, 10_000_000) * 60_000;
       messages = messages.filter((m) => m.timestamp >= cutoff);
@@ -564,7 +577,8 @@ export function register(program: Command): void {
         [title.startsWith('per device') ? 'device' : 'model version', 'msgs', 'devices', 'requests', 'first token ms p50', 'p95', 'tokens/s p50', 'RSS MB', 'energy J'],
         s.map((x) => [x.key, x.messages, x.devices, x.requests, x.firstTokenMsP50, x.firstTokenMsP95, x.tokensPerSecondP50, x.rssMb, `${fmtNum(x.energyJ)}${x.energyEstimated ? ' (est)' : ''}`]),
       )}`;
-    out(o, { messages: messages.length, byDevice, byVersion }, () => `${render('per device', byDevice)}\n\n${render('per model version', byVersion)}`);
+    const skipped = { newerSchema: skips.newerMessages, invalid: skips.invalid };
+    out(o, { messages: messages.length, skipped, byDevice, byVersion }, () => `${render('per device', byDevice)}\n\n${render('per model version', byVersion)}`);
   });
 
   program

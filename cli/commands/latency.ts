@@ -5,9 +5,9 @@ import type { Command } from 'commander';
 import { ValidationError } from '../../common/errors.ts';
 import { writeJsonAtomic } from '../../common/atomic-file.ts';
 import { parseDurationMs } from '../../common/units.ts';
-import { GRID_FAMILIES, type GridFamily, type GridStorage } from '../../models/benchmark/grid-file.ts';
-import { parseLatencyTable, type LayerLatencyTable } from '../../models/search/latency-table.ts';
-import { createBenchmarkRollout, listBenchmarkRuns, readRunTables, runsToMerge, type BenchmarkRun } from '../../fleet/benchmark-rollout.ts';
+import { type GridFamily, type GridStorage } from '../../models/benchmark/grid-file.ts';
+import { readLatencyTable, type LayerLatencyTable } from '../../models/search/latency-table.ts';
+import { createBenchmarkRollout, listBenchmarkRuns, readRunTables, runsToMerge, type BenchmarkRolloutRequest, type BenchmarkRun } from '../../fleet/benchmark-rollout.ts';
 import { watchJob } from '../../fleet/fleet-status.ts';
 import { listThingNames } from '../../fleet/fleet-inventory.ts';
 import { CHECK_GOAL, latencyCheck, specOfManifest, storageOfManifest, type DeployedVersion } from '../../fleet/latency-check.ts';
@@ -15,8 +15,8 @@ import { mergeLatencyTables, type MergedClass } from '../../fleet/latency-merge.
 import { getMergedTable, mergedTableKey, putMergedTable } from '../../fleet/latency-tables.ts';
 import { createIotClient, createS3Client } from '../../fleet/profile.ts';
 import { readPublishedVersion } from '../../fleet/publisher.ts';
-import { readTelemetry } from '../../fleet/telemetry-reader.ts';
-import { out, profileFrom, signerFor, table, withProfile, type CommonOpts } from './fleet.ts';
+import { FAMILY_FLAG_CHOICES, parseFamilyFlag } from '../family-flag.ts';
+import { out, profileFrom, readTelemetryFor, signerFor, table, withProfile, type CommonOpts } from './fleet.ts';
 
 function numberList(text: string, what: string, integer = true): number[] {
   const v = text.split(',').map((s) => Number(s.trim()));
@@ -37,7 +37,7 @@ function pct(x: number | null): string {
   return x === null ? '-' : `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
 }
 
-interface BenchmarkOpts extends CommonOpts {
+export interface BenchmarkOpts extends CommonOpts {
   group: string;
   device: string;
   storage?: string;
@@ -68,6 +68,27 @@ interface LatencyOpts extends CommonOpts {
   check?: boolean;
 }
 
+/**
+ * The grid `fleetlm benchmark` flags ask for (validated). Every spelling of a family gives the same grid, so the
+ * same job documents and grid version: a gpt2 grid carries no family at all, as before families existed.
+ */
+export function benchmarkGridOf(o: Pick<BenchmarkOpts, 'storage' | 'family' | 'kvHeads' | 'widths' | 'ffnRatios' | 'heads' | 'headDim' | 'vocab'>): BenchmarkRolloutRequest['grid'] {
+  const storage = (o.storage ?? 'fp32') as GridStorage;
+  if (!['fp32', 'int8', 'int4'].includes(storage)) throw new ValidationError(`--storage must be fp32, int8 or int4; got '${o.storage}'`);
+  const family: GridFamily = parseFamilyFlag(o.family) ?? 'gpt2';
+  if (o.kvHeads !== undefined && family !== 'llama') throw new ValidationError('--kv-heads needs --family llama (a gpt2 layer has as many K/V heads as query heads)');
+  const kvHeads = o.kvHeads !== undefined ? numberList(o.kvHeads, '--kv-heads') : undefined;
+  return {
+    widths: o.widths ? numberList(o.widths, '--widths') : [128, 256, 512, 768],
+    ffnRatios: o.ffnRatios ? numberList(o.ffnRatios, '--ffn-ratios', false) : [4],
+    ...(o.heads ? { heads: numberList(o.heads, '--heads') } : {}),
+    headDim: intOpt(o.headDim, '--head-dim', 1, 1024, 64),
+    vocabSize: intOpt(o.vocab, '--vocab', 1, 10_000_000, 50257),
+    storage,
+    ...(family === 'llama' ? { family, ...(kvHeads ? { kvHeads } : {}) } : {}),
+  };
+}
+
 /** Registers `benchmark` and `latency`. */
 export function register(program: Command): void {
   withProfile(
@@ -77,7 +98,7 @@ export function register(program: Command): void {
       .requiredOption('--group <group>', 'thing group to benchmark')
       .requiredOption('--device <class>', 'device class the tables are for (a device profile id such as rpi4)')
       .option('--storage <type>', 'weight storage of the grid: fp32, int8 or int4 (default fp32)')
-      .option('--family <family>', 'layer family of the grid: gpt2, or llama (RMSNorm, SwiGLU, rotary, no biases) (default gpt2)')
+      .option('--family <family>', `layer family of the grid: ${FAMILY_FLAG_CHOICES}`)
       .option('--kv-heads <list>', 'llama: K/V head counts, each timed with the head counts it divides (default: as many as the query heads)')
       .option('--widths <list>', 'block widths (default 128,256,512,768)')
       .option('--ffn-ratios <list>', 'FFN ratios (default 4)')
@@ -95,12 +116,7 @@ export function register(program: Command): void {
       .option('--kms-key <arn>', 'KMS signing key for the grid bundle')
       .option('--wait [seconds]', 'wait until every device finished (optionally at most this long)'),
   ).action(async (o: BenchmarkOpts) => {
-    const storage = (o.storage ?? 'fp32') as GridStorage;
-    if (!['fp32', 'int8', 'int4'].includes(storage)) throw new ValidationError(`--storage must be fp32, int8 or int4; got '${o.storage}'`);
-    const family = (o.family ?? 'gpt2') as GridFamily;
-    if (!GRID_FAMILIES.includes(family)) throw new ValidationError(`--family must be ${GRID_FAMILIES.join(' or ')}; got '${o.family}'`);
-    if (o.kvHeads !== undefined && family !== 'llama') throw new ValidationError('--kv-heads needs --family llama (a gpt2 layer has as many K/V heads as query heads)');
-    const kvHeads = o.kvHeads !== undefined ? numberList(o.kvHeads, '--kv-heads') : undefined;
+    const grid = benchmarkGridOf(o);
     const timeLimitMs = o.timeLimit === undefined ? 300_000 : parseDurationMs(o.timeLimit, '--time-limit');
     const idleQuietMs = o.idleQuiet === undefined ? 2000 : parseDurationMs(o.idleQuiet, '--idle-quiet');
     const profile = await profileFrom(o);
@@ -110,16 +126,7 @@ export function register(program: Command): void {
     const run = await createBenchmarkRollout(iot, s3, profile, {
       group: o.group,
       deviceClass: o.device,
-      grid: {
-        widths: o.widths ? numberList(o.widths, '--widths') : [128, 256, 512, 768],
-        ffnRatios: o.ffnRatios ? numberList(o.ffnRatios, '--ffn-ratios', false) : [4],
-        ...(o.heads ? { heads: numberList(o.heads, '--heads') } : {}),
-        headDim: intOpt(o.headDim, '--head-dim', 1, 1024, 64),
-        vocabSize: intOpt(o.vocab, '--vocab', 1, 10_000_000, 50257),
-        storage,
-        // gpt2 grids carry no family, so they hash and publish as before.
-        ...(family === 'llama' ? { family, ...(kvHeads ? { kvHeads } : {}) } : {}),
-      },
+      grid,
       kvLengths: o.kvLengths ? numberList(o.kvLengths, '--kv-lengths') : [64, 256],
       samples: intOpt(o.samples, '--samples', 1, 1000, 15),
       warmup: intOpt(o.warmup, '--warmup', 0, 100, 3),
@@ -233,12 +240,12 @@ async function check(o: LatencyOpts, profile: Awaited<ReturnType<typeof profileF
   // A device's class is the one its newest benchmark run named.
   const classOf = new Map<string, string>();
   for (const r of [...runs].reverse()) for (const j of r.jobs) classOf.set(j.thingName, r.deviceClass);
-  const telemetry = (await readTelemetry(profile)).filter((t) => things.has(t.thingName));
+  const telemetry = (await readTelemetryFor(profile)).filter((t) => things.has(t.thingName));
   const tables = new Map<string, LayerLatencyTable[]>();
   for (const cls of new Set(classOf.values())) {
     for (const storage of ['fp32', 'int8', 'int4']) {
       const value = await getMergedTable(s3, bucket, mergedTableKey(o.group, cls, storage));
-      if (value !== null) tables.set(cls, [...(tables.get(cls) ?? []), parseLatencyTable(value)]);
+      if (value !== null) tables.set(cls, [...(tables.get(cls) ?? []), readLatencyTable(value, `s3://${bucket}/${mergedTableKey(o.group, cls, storage)}`)]);
     }
   }
   const refs = new Set(telemetry.filter((t) => t.model).map((t) => `${t.model!.modelId}@${t.model!.version}`));

@@ -14,6 +14,7 @@ import { toHuggingFaceConfig } from '../../models/arch/hf-config.ts';
 import { DEFAULT_FFN_RATIOS, DEFAULT_MIN_EMBEDDING_WIDTH, DEFAULT_OBJECTIVE, DEFAULT_WIDTHS, SEARCH_OBJECTIVES, SearchOptionsSchema, searchArchitecture, type SearchObjective, type SearchOptions, type SearchResult } from '../../models/search/search.ts';
 import { DEVICE_IDS, parseDeviceProfile } from '../../models/search/device-profiles.ts';
 import { loadLatencyTable } from '../../models/search/latency-table.ts';
+import { FAMILY_FLAG_CHOICES, parseFamilyFlag, type FamilyFlag } from '../family-flag.ts';
 
 interface Flags {
   config?: string;
@@ -144,6 +145,11 @@ function blockSizeOf(text: string | undefined): 32 | 64 | 128 | undefined {
   return v === undefined ? undefined : (Number(v) as 32 | 64 | 128);
 }
 
+/** The search's name for a family: `gpt` for gpt2 (the name its options and results have always used). */
+function searchFamilyOf(f: FamilyFlag | undefined): 'gpt' | 'llama' | undefined {
+  return f === undefined ? undefined : f === 'gpt2' ? 'gpt' : f;
+}
+
 /** Turns the layered settings into search options (every value validated). */
 export function searchOptionsFrom(s: Partial<Record<SettingKey, string>>, flags: Pick<Flags, 'untiedHead' | 'symmetric'> = {}): SearchOptions {
   const device = s.deviceFile ? parseDeviceProfile(parseJsonWith(z.unknown(), readText(s.deviceFile, '--device-file'), `device file ${s.deviceFile}`)) : s.device;
@@ -179,7 +185,7 @@ export function searchOptionsFrom(s: Partial<Record<SettingKey, string>>, flags:
     contextLength: positive(integer(s.context, '--context'), '--context', s.context),
     seqLen: positive(integer(s.seqLen, '--seq-len'), '--seq-len', s.seqLen),
     bytesPerWeight: positive(real(s.bytesPerWeight, '--bytes-per-weight'), '--bytes-per-weight', s.bytesPerWeight),
-    family: oneOf(s.family, ['gpt', 'llama'] as const, '--family'),
+    family: searchFamilyOf(parseFamilyFlag(s.family)),
     weightBits: bitsOf(s.weightBits),
     blockSize: blockSizeOf(s.blockSize),
     ropeTheta: positive(real(s.ropeTheta, '--rope-theta'), '--rope-theta', s.ropeTheta),
@@ -276,7 +282,7 @@ export function register(program: Command): void {
     .option('--context <n>', 'context length (default 1024)')
     .option('--seq-len <n>', 'sequence length for FLOPs, KV cache and latency (default: context)')
     .option('--bytes-per-weight <n>', 'bytes per weight and cache value, every tensor alike (default 4; not with --weight-bits)')
-    .option('--family <family>', 'decoder family: gpt (LayerNorm, learned positions, GELU) or llama (RMSNorm, rotary, SwiGLU, GQA) (default gpt)')
+    .option('--family <family>', `decoder family: ${FAMILY_FLAG_CHOICES}`)
     .option('--weight-bits <bits>', 'bits per shipped weight: 32, 16, or 8 and 4 block-quantised (MatMulNBits layout); memory and latency count these bytes')
     .option('--block-size <n>', 'block size of 8- and 4-bit weights: 32, 64 or 128 (default 32)')
     .option('--symmetric', '8- and 4-bit blocks without zero points; default asymmetric, as fleetlm quantize ships')
@@ -325,6 +331,8 @@ export function register(program: Command): void {
           minEmbeddingWidth:
             resolved.embeddingWidth !== undefined ? 'none (embedding width fixed)' : (resolved.minEmbeddingWidth ?? `${DEFAULT_MIN_EMBEDDING_WIDTH} (default, lowered if the budgets need it)`),
           device: typeof resolved.device === 'object' ? resolved.device.id : resolved.device,
+          // In the flag's spelling (the search calls gpt2 `gpt`).
+          family: resolved.family === 'gpt' ? 'gpt2' : resolved.family,
           latencyTable: resolved.latencyTable ? `${resolved.latencyTable.layers.length} layer entries for ${resolved.latencyTable.device}` : undefined,
         };
         process.stderr.write(`search settings: ${JSON.stringify(shown, null, 2)}\n`);

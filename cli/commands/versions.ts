@@ -3,8 +3,8 @@
 import type { Command } from 'commander';
 import { setDeprecated, listVersions } from '../../fleet/model-registry.ts';
 import { createS3Client } from '../../fleet/profile.ts';
-import { latestByDevice, readTelemetry } from '../../fleet/telemetry-reader.ts';
-import { out, profileFrom, table, withProfile, type CommonOpts } from './fleet.ts';
+import { latestByDevice } from '../../fleet/telemetry-reader.ts';
+import { out, profileFrom, readTelemetryFor, table, withProfile, type CommonOpts } from './fleet.ts';
 
 /** Registers `versions` and `deprecate`. */
 export function register(program: Command): void {
@@ -17,7 +17,7 @@ export function register(program: Command): void {
       .option('--model <id>', 'only this model id'),
   ).action(async (o: CommonOpts & { model?: string }) => {
     const profile = await profileFrom(o);
-    const [versions, telemetry] = await Promise.all([listVersions(createS3Client(profile), profile.s3.bucket, { modelId: o.model }), readTelemetry(profile)]);
+    const [versions, telemetry] = await Promise.all([listVersions(createS3Client(profile), profile.s3.bucket, { modelId: o.model }), readTelemetryFor(profile)]);
     const running = new Map<string, string[]>();
     for (const [thing, t] of latestByDevice(telemetry)) {
       if (t.model) running.set(`${t.model.modelId}@${t.model.version}`, [...(running.get(`${t.model.modelId}@${t.model.version}`) ?? []), thing].sort());

@@ -10,6 +10,7 @@ import * as cr from 'aws-cdk-lib/custom-resources';
 import { suppress } from '../nag.ts';
 import type { Construct } from 'constructs';
 import { TELEMETRY_TOPIC_FILTER } from '../../contracts/jobs-topics.ts';
+import { TELEMETRY_SCHEMA } from '../../contracts/telemetry.ts';
 import { thingGroupName, type InfraConfig } from '../config.ts';
 import { exportNames, importValue } from '../exports.ts';
 
@@ -26,6 +27,8 @@ export const FLEET_EVENT_METRICS = {
   jobExecutionsTimedOut: 'JobExecutionsTimedOut',
   deviceConnects: 'DeviceConnects',
   deviceDisconnects: 'DeviceDisconnects',
+  /** Telemetry messages of another fleetlm/telemetry version than this stack reads (agents newer than the cloud). */
+  telemetryOtherSchema: 'TelemetryOtherSchema',
 } as const;
 
 /** IoT policy variable for the connected thing; a literal, never a CloudFormation Sub variable. */
@@ -166,13 +169,32 @@ export class FleetStack extends Stack {
       topicRulePayload: {
         description: 'Device telemetry: latest state per device, fleet metrics, and per-model-version metrics via logs',
         awsIotSqlVersion: '2016-03-23',
-        sql: `SELECT *, topic(2) AS thingName, timestamp() AS receivedAt FROM '${TELEMETRY_TOPIC_FILTER}' WHERE schema = 'fleetlm/telemetry@1'`,
+        sql: `SELECT *, topic(2) AS thingName, timestamp() AS receivedAt FROM '${TELEMETRY_TOPIC_FILTER}' WHERE schema = '${TELEMETRY_SCHEMA}'`,
         ruleDisabled: false,
         actions: [
           { dynamoDBv2: { putItem: { tableName: this.deviceStateTable.tableName }, roleArn: ruleRole.roleArn } },
           { cloudwatchLogs: { logGroupName: this.telemetryLogGroup.logGroupName, roleArn: ruleRole.roleArn } },
           metric('FirstTokenMsP50', '${inference.firstTokenMs.p50}'),
           metric('TokensPerSecondP50', '${inference.tokensPerSecond.p50}'),
+        ],
+        errorAction: { cloudwatchLogs: { logGroupName: this.ruleErrorLogGroup.logGroupName, roleArn: ruleRole.roleArn } },
+      },
+    });
+
+    // Telemetry of another major version (from agents newer than this stack) is not what the rule above reads, and
+    // it would misread it: counted, with its sender and schema id in the telemetry log, instead of dropped unseen.
+    // Only those fields are selected, so the log group's metric filters never read such a message as @1.
+    // https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-functions.html#iot-func-startswith
+    new iot.CfnTopicRule(this, 'TelemetryOtherSchemaRule', {
+      ruleName: `${config.prefix.replace(/-/g, '_')}_telemetry_other_schema`,
+      topicRulePayload: {
+        description: `Counts telemetry of a schema other than ${TELEMETRY_SCHEMA} (agents newer than the cloud) as ${DEVICE_METRICS_NAMESPACE} ${FLEET_EVENT_METRICS.telemetryOtherSchema}`,
+        awsIotSqlVersion: '2016-03-23',
+        sql: `SELECT topic(2) AS thingName, schema, timestamp() AS receivedAt FROM '${TELEMETRY_TOPIC_FILTER}' WHERE startswith(schema, 'fleetlm/telemetry@') AND schema <> '${TELEMETRY_SCHEMA}'`,
+        ruleDisabled: false,
+        actions: [
+          { cloudwatchMetric: { metricNamespace: DEVICE_METRICS_NAMESPACE, metricName: FLEET_EVENT_METRICS.telemetryOtherSchema, metricUnit: 'Count', metricValue: '1', roleArn: ruleRole.roleArn } },
+          { cloudwatchLogs: { logGroupName: this.telemetryLogGroup.logGroupName, roleArn: ruleRole.roleArn } },
         ],
         errorAction: { cloudwatchLogs: { logGroupName: this.ruleErrorLogGroup.logGroupName, roleArn: ruleRole.roleArn } },
       },

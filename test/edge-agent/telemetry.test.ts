@@ -4,8 +4,9 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TelemetrySchema, type Telemetry } from '../../contracts/telemetry.ts';
+import { TelemetryWriteSchema, type Telemetry } from '../../contracts/telemetry.ts';
 import { TelemetryOutbox, readInaPowerW, readTemperatureC } from '../../edge-agent/telemetry.ts';
+import { NEWER_FIELDS, newerAgentMessage } from '../helpers/newer-agent-telemetry.ts';
 
 const tmp = () => fs.mkdtemp(path.join(os.tmpdir(), 'fleetlm-tel-'));
 
@@ -15,7 +16,7 @@ async function put(root: string, rel: string, text: string): Promise<void> {
 }
 
 function msg(seq: number): Telemetry {
-  return TelemetrySchema.parse({
+  return TelemetryWriteSchema.parse({
     schema: 'fleetlm/telemetry@1',
     thingName: 't',
     timestamp: 1,
@@ -87,5 +88,17 @@ describe('TelemetryOutbox', () => {
     const sent: number[] = [];
     await box.drain(async (m) => void sent.push(m.seq));
     expect(sent).toEqual([1, 2]);
+  });
+
+  it('forwards a queued message of a newer agent (after the agent itself rolled back) with its unknown fields', async () => {
+    const dir = await tmp();
+    await fs.writeFile(path.join(dir, '000000000003.json'), JSON.stringify(newerAgentMessage('t', 3)));
+    await fs.writeFile(path.join(dir, '000000000004.json'), JSON.stringify({ ...newerAgentMessage('t', 4), schema: 'fleetlm/telemetry@2' }));
+    const box = await TelemetryOutbox.open(dir, 10);
+    const sent: Array<Record<string, unknown>> = [];
+    expect(await box.drain(async (m) => void sent.push(JSON.parse(JSON.stringify(m)) as Record<string, unknown>))).toBe(1);
+    expect(sent[0]).toMatchObject({ seq: 3, ...NEWER_FIELDS.top, system: NEWER_FIELDS.system, inference: NEWER_FIELDS.inference });
+    // The one this agent cannot read is not left to block the queue.
+    expect(await box.size()).toBe(0);
   });
 });

@@ -34,7 +34,36 @@ function device(thingName: string, scale: number, extra: { device?: string; stor
   };
 }
 
+/** `device(...)` as a newer agent would upload it: fields this version does not know, at every level. */
+function newerDevice(thingName: string, scale: number): unknown {
+  const t = device(thingName, scale) as { measuredOn: object; layers: object[]; heads: object[] };
+  return {
+    ...t,
+    gpu: { name: 'Orin' },
+    measuredOn: { ...t.measuredOn, kernel: '6.6.0', thermal: { startC: 50, endC: 55, throttled: false } },
+    layers: t.layers.map((l) => ({ ...l, p95: 9, spreadWithin: { min: 0.1 } })),
+    heads: t.heads.map((h) => ({ ...h, p95: 9 })),
+  };
+}
+
 describe('mergeLatencyTables', () => {
+  it('merges a newer agent\'s upload beside current ones: its known figures count, its unknown fields are dropped', () => {
+    const [withNewer] = mergeLatencyTables([device('a', 1), newerDevice('b', 1.2), device('c', 0.9)]);
+    const [current] = mergeLatencyTables([device('a', 1), device('b', 1.2), device('c', 0.9)]);
+    expect(withNewer!.devices).toEqual(['a', 'b', 'c']);
+    expect(withNewer!.table).toEqual(current!.table);
+    // The merged table is this version's own output, checked strictly, so no unknown field survives into it.
+    expect(JSON.stringify(withNewer!.table)).not.toMatch(/gpu|kernel|throttled|p95|spreadWithin/);
+  });
+
+  it('refuses a device table of a newer major format (VALIDATION_SCHEMA_VERSION) and a malformed one, naming the table', () => {
+    const next = { ...(device('b', 1) as object), format: 'fleetlm/layer-latency@2' };
+    expect(() => mergeLatencyTables([device('a', 1), next])).toThrow(/^device table 2: layer latency table: format 'fleetlm\/layer-latency@2' is major version 2 of fleetlm\/layer-latency, newer than the fleetlm\/layer-latency@1 this program reads/);
+    const bad = newerDevice('b', 1) as { layers: Array<Record<string, unknown>> };
+    bad.layers[0]!.ms = 'fast';
+    expect(() => mergeLatencyTables([device('a', 1), bad])).toThrow(/^device table 2: invalid layer latency table: layers\.0\.ms: /);
+  });
+
   it('takes the per-entry median with its spread across devices', () => {
     const [m] = mergeLatencyTables([device('a', 1), device('b', 1.2), device('c', 0.9)]);
     expect(m!.deviceClass).toBe('rpi4');

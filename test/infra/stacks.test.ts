@@ -98,11 +98,16 @@ describe('fleet stack', () => {
 
   it('given the telemetry rule, when synthesized, then it routes fleetlm/+/telemetry to DynamoDB, logs and metrics, with an error action', () => {
     const rules = Object.values(s.templates.fleet.findResources('AWS::IoT::TopicRule')).map((r) => (r as { Properties: { TopicRulePayload: TopicRulePayload } }).Properties.TopicRulePayload);
-    const payload = rules.find((p) => p.Sql.includes('telemetry'))!;
+    const payload = rules.find((p) => p.Sql.startsWith('SELECT *') && p.Sql.includes('telemetry'))!;
     expect(payload.Sql).toBe("SELECT *, topic(2) AS thingName, timestamp() AS receivedAt FROM 'fleetlm/+/telemetry' WHERE schema = 'fleetlm/telemetry@1'");
     expect(payload.Actions.map((a) => Object.keys(a)[0])).toEqual(['DynamoDBv2', 'CloudwatchLogs', 'CloudwatchMetric', 'CloudwatchMetric']);
     expect(payload.Actions[2]).toMatchObject({ CloudwatchMetric: { MetricNamespace: 'FleetLM/Devices', MetricName: 'FirstTokenMsP50', MetricValue: '${inference.firstTokenMs.p50}' } });
     expect(Object.keys(payload.ErrorAction)).toEqual(['CloudwatchLogs']);
+    // Telemetry of another version (agents newer than the stack) is counted and its sender logged, never read as @1.
+    const other = rules.find((p) => p.Sql.includes("schema <> 'fleetlm/telemetry@1'"))!;
+    expect(other.Sql).toBe("SELECT topic(2) AS thingName, schema, timestamp() AS receivedAt FROM 'fleetlm/+/telemetry' WHERE startswith(schema, 'fleetlm/telemetry@') AND schema <> 'fleetlm/telemetry@1'");
+    expect(other.Actions.map((a) => Object.keys(a)[0])).toEqual(['CloudwatchMetric', 'CloudwatchLogs']);
+    expect(other.Actions[0]).toMatchObject({ CloudwatchMetric: { MetricNamespace: 'FleetLM/Devices', MetricName: 'TelemetryOtherSchema', MetricValue: '1', MetricUnit: 'Count' } });
     s.templates.fleet.hasResourceProperties('AWS::DynamoDB::Table', { KeySchema: [{ AttributeName: 'thingName', KeyType: 'HASH' }], BillingMode: 'PAY_PER_REQUEST' });
     s.templates.fleet.hasResourceProperties('AWS::Logs::MetricFilter', {
       MetricTransformations: [Match.objectLike({ MetricName: 'TokensPerSecondP50ByVersion', Dimensions: Match.arrayWith([{ Key: 'ModelVersion', Value: '$.model.version' }]) })],

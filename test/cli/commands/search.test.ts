@@ -122,7 +122,7 @@ describe('fleetlm search', () => {
     [['--min-embedding-width', '0'], /--min-embedding-width must be greater than zero/],
     [['--params', '6M', '--min-embedding-width', '128'], /params budget 6M is below the smallest feasible value 6\.76M .*width 128 \(--min-embedding-width 128\)/],
     [['--weight-bits', '3'], /--weight-bits.*'3'/],
-    [['--family', 'bert'], /--family.*'bert'/],
+    [['--family', 'bert'], /--family must be gpt2 or llama \(gpt is taken as gpt2\); got 'bert'/],
     [['--weight-bits', '4', '--bytes-per-weight', '2'], /give --weight-bits \(4\) or --bytes-per-weight \(2\), not both/],
     [['--latency', '40ms'], /--latency needs a device to model latency on: pass --device \(jetson-nano, .*\), --device-file or --latency-table/],
     [['--blocks', '17'], /--blocks: Too big/],
@@ -139,5 +139,32 @@ describe('fleetlm search', () => {
     const bounded = await fleetlmInProcess(['--params', '20M', '--iterations', '10']);
     expect(bounded.code).toBe(0);
     expect(bounded.stderr).not.toMatch(/warning/);
+  });
+
+  it('spells --family gpt2|llama like `fleetlm benchmark`, takes gpt as gpt2 (flag, config file, environment) and records the same result', async () => {
+    const run = async (args: string[]) => {
+      const r = await fleetlmInProcess(['--params', '8M', '--vocab', '4096', '--iterations', '300', '--seed', '3', '--json', ...args]);
+      expect(r.code, r.stderr).toBe(0);
+      const { stats: _stats, ...result } = JSON.parse(r.stdout) as Record<string, unknown>;
+      return result;
+    };
+    const byDefault = await run([]);
+    // The result keeps the search's own name for the family ("gpt"), as results always have.
+    expect(byDefault.settings).toMatchObject({ family: 'gpt' });
+    for (const spelling of ['gpt2', 'gpt', 'GPT-2']) expect(await run(['--family', spelling]), spelling).toEqual(byDefault);
+    const config = path.join(dir, 'family.json');
+    writeFileSync(config, JSON.stringify({ family: 'gpt2' }));
+    expect(await run(['--config', config])).toEqual(byDefault);
+    process.env.FLEETLM_SEARCH_FAMILY = 'gpt';
+    const fromEnv = await run([]).finally(() => delete process.env.FLEETLM_SEARCH_FAMILY);
+    expect(fromEnv).toEqual(byDefault);
+    const llama = await run(['--family', 'llama']);
+    expect(llama.settings).toMatchObject({ family: 'llama' });
+    expect(await run(['--family', 'Llama'])).toEqual(llama);
+    // --verbose prints the effective settings in the flag's spelling.
+    const verbose = await fleetlmInProcess(['--params', '8M', '--iterations', '10', '--family', 'gpt', '--verbose']);
+    expect(verbose.stderr).toContain('"family": "gpt2"');
+    const help = await runCliCaptured(['search', '--help']);
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain('--family <family> decoder family: gpt2 (LayerNorm, learned positions, GELU, biases; gpt is taken as gpt2) or llama');
   });
 });
