@@ -171,7 +171,16 @@ export async function downloadFile(req: DownloadRequest, opts: DownloadOptions):
           cause: err,
         });
       }
-      opts.log.warn('download interrupted; will resume', { file: path.basename(req.destPath), error: describeError(err), delayMs: Math.round(delay) });
+      // Where the resume starts: bytes on disk of the expected total (all of them when the link broke after
+      // the last byte arrived but before the response ended; the next attempt then only verifies).
+      const bytesOnDisk = (await fileSize(part)) ?? 0;
+      opts.log.warn('download interrupted; will resume', {
+        file: path.basename(req.destPath),
+        error: describeError(err),
+        delayMs: Math.round(delay),
+        bytesOnDisk,
+        expectedBytes: req.expectedSize,
+      });
       await sleep(delay, opts.signal);
     }
   }
