@@ -12,9 +12,9 @@ import { fastExp } from './fast-exp.ts';
  * mass topP is at most 1 - 2^-53 of the total and is reached before them.
  */
 const EXP_CUTOFF = -87;
-/** Index of the high 32-bit word of a float64 in a Uint32Array view (little-endian, as on every Node platform). */
-const HI = 1;
-const LO = 0;
+/** Index of the high 32-bit word of a float64 in a Uint32Array view: 1 on little-endian platforms, 0 on big-endian ones (s390x). */
+const HI = new Uint32Array(Float64Array.of(1).buffer)[1] === 0x3ff00000 ? 1 : 0;
+const LO = 1 - HI;
 /** Boundary buckets at most this large are ordered by insertion sort; larger ones are refined further. */
 const SMALL_BUCKET = 32;
 /**
@@ -101,7 +101,7 @@ export class Sampler {
   // Candidate weights e^((l - max) / T) and their bit patterns (non-negative float64s order like their bits).
   private readonly weights: Float64Array;
   private readonly words: Uint32Array;
-  // Radix select: weight per float64 exponent, weight per 12-bit digit, candidates in the boundary bucket.
+  // Radix select: weight per float64 exponent (four interleaved copies), per digit, and the boundary bucket.
   private readonly massByExponent = new Float64Array(4 * EXPONENT_BINS);
   private readonly massByDigit: Float64Array;
   private readonly bucket: Int32Array;
