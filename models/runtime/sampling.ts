@@ -18,22 +18,21 @@ const LO = 1 - HI;
 /** Boundary buckets at most this large are ordered by insertion sort; larger ones are refined further. */
 const SMALL_BUCKET = 32;
 /**
- * Bins per radix-select level: 1 = the exponent (see exponentBin), 2 = high word bits 19..12, 3 = bits
- * 11..0, 4..6 = the low word's 31..20, 19..8, 7..0. Level 2 is narrow so that its fixed cost (clearing
- * and scanning the bins) stays small at small vocabularies.
+ * Bins per radix-select level over a weight's float64 bits: 1 = the exponent and the first 4 mantissa
+ * bits (see firstBin), 2 = the high word's bits 15..8, 3 = bits 7..0, 4..6 = the low word's bits
+ * 31..20, 19..8, 7..0.
  */
-const DIGIT_BINS = [0, 128, 256, 4096, 4096, 4096, 256] as const;
-const EXPONENT_BINS = 128;
-/** The exponent field of exponentBin's bin 0. */
-const EXPONENT_FIELD_BASE = 896;
+const DIGIT_BINS = [0, 2048, 256, 256, 4096, 4096, 256] as const;
+/** The high word's leading 16 bits (sign, exponent, 4 mantissa bits) of firstBin's bin 0. */
+const FIRST_BIN_BASE = 896 << 4;
 
 /**
- * Level-1 bin of a weight from its high word: the low 7 bits of the exponent field. Positive weights
- * lie in [e^-87, 1], exponent fields 897..1023, which this maps in order onto 1..127; weight 0 lands
- * in bin 0 and adds no mass.
+ * Level-1 bin of a weight from its high word: the low 7 bits of the exponent field and the first 4
+ * mantissa bits. Positive weights lie in [e^-87, 1], exponent fields 897..1023, which this maps in
+ * order onto bins 16..2047; weight 0 lands in bin 0 and adds no mass.
  */
-function exponentBin(hi: number): number {
-  return (hi >>> 20) & (EXPONENT_BINS - 1);
+function firstBin(hi: number): number {
+  return (hi >>> 16) & 0x7ff;
 }
 
 /** How the next token is chosen. temperature 0 (the default) is greedy decoding. */
@@ -101,8 +100,8 @@ export class Sampler {
   // Candidate weights e^((l - max) / T) and their bit patterns (non-negative float64s order like their bits).
   private readonly weights: Float64Array;
   private readonly words: Uint32Array;
-  // Radix select: weight per float64 exponent (four interleaved copies), per digit, and the boundary bucket.
-  private readonly massByExponent = new Float64Array(4 * EXPONENT_BINS);
+  // Radix select: weight per level-1 bin, per digit, and the boundary bucket.
+  private readonly massByBin = new Float64Array(DIGIT_BINS[1]);
   private readonly massByDigit: Float64Array;
   private readonly bucket: Int32Array;
   // The nucleus of the last row (see the class comment), and findNucleus' running mass.
@@ -218,20 +217,15 @@ export class Sampler {
   }
 
   /**
-   * Fills massByExponent: the weight per exponentBin. A pass of its own: reading a weight's bits back
-   * in the loop that writes it stalls on store forwarding in V8's code (measured 2x slower).
+   * Fills massByBin with the weight per firstBin. A pass of its own: reading a weight's bits back in the
+   * loop that writes it stalls on store forwarding (measured 2x slower).
    */
-  private histogramExponents(): void {
+  private histogramFirstBins(): void {
     const w = this.weights;
     const words = this.words;
-    const byExponent = this.massByExponent;
-    byExponent.fill(0);
-    // Four interleaved histograms: rows whose weights share one exponent would otherwise chain
-    // every addition on the one before it (a load-add-store through memory per candidate).
-    for (let i = 0; i < this.n; i++) byExponent[((i & 3) << 7) | exponentBin(words[2 * i + HI]!)] += w[i]!;
-    for (let b = 0; b < EXPONENT_BINS; b++) {
-      byExponent[b] = byExponent[b]! + byExponent[EXPONENT_BINS + b]! + byExponent[2 * EXPONENT_BINS + b]! + byExponent[3 * EXPONENT_BINS + b]!;
-    }
+    const byBin = this.massByBin;
+    byBin.fill(0);
+    for (let i = 0; i < this.n; i++) byBin[firstBin(words[2 * i + HI]!)] += w[i]!;
   }
 
   /** The limit of softmax as logits go to +Infinity: the +Infinity candidates share the mass equally. */
@@ -274,13 +268,12 @@ export class Sampler {
   /**
    * Finds the nucleus for an unnormalised mass `target` (topP times the total) without sorting: the
    * float64 bits of a non-negative weight order like the weight, so a histogram of mass per leading
-   * bits (the exponent, then 8, 12, 12, 12 and 8 more bits) locates the bucket where the descending
-   * cumulative mass crosses the target, each level looking only at the previous level's boundary
-   * bucket. Candidates strictly above the final bucket are all in the nucleus; the final bucket (at
-   * most SMALL_BUCKET candidates, or ones of equal weight) is ordered by weight, ties by id, and
-   * walked. Three light passes over all candidates (exponent histogram, 12-bit histogram within the
-   * boundary exponent, collecting the boundary bucket) whatever the shape of the row; the levels
-   * after that only see the boundary bucket.
+   * bits (the exponent with 4 mantissa bits, then 8, 8, 12, 12 and 8 more bits) locates the bucket
+   * where the descending cumulative mass crosses the target, each level after the first looking only
+   * at the previous level's boundary bucket. Candidates strictly above the final bucket are all in the
+   * nucleus; the final bucket (at most SMALL_BUCKET candidates, or ones of equal weight) is ordered by
+   * weight, ties by id, and walked. Two light passes over all candidates (the histogram, collecting
+   * the boundary bucket) whatever the shape of the row.
    */
   private findNucleus(target: number): void {
     const n = this.n;
@@ -288,20 +281,16 @@ export class Sampler {
     const words = this.words;
     const bucket = this.bucket;
     const byDigit = this.massByDigit;
-    this.histogramExponents();
-    const exponent = EXPONENT_FIELD_BASE + this.boundary(this.massByExponent, EXPONENT_BINS - 1, 0, target);
-    // Level 2: the next 8 bits of the weights with that exponent.
-    byDigit.fill(0, 0, 256);
-    for (let i = 0; i < n; i++) {
-      const hi = words[2 * i + HI]!;
-      if (hi >>> 20 === exponent) byDigit[(hi >>> 12) & 0xff] += w[i]!;
-    }
-    let digit = this.boundary(byDigit, 255, this.massAbove, target);
-    // The boundary bucket: candidates whose high word starts with those 20 bits (sign, exponent, digit).
-    const prefix = (exponent << 8) | digit;
+    this.histogramFirstBins();
+    // The boundary bucket: the candidates whose high word starts with the boundary bin's 16 bits.
+    // Collected without branches (a candidate's membership is a coin toss on some rows).
+    const prefix = FIRST_BIN_BASE + this.boundary(this.massByBin, DIGIT_BINS[1] - 1, 0, target);
     let c = 0;
-    for (let i = 0; i < n; i++) if (words[2 * i + HI]! >>> 12 === prefix) bucket[c++] = i;
-    let level = 2;
+    for (let i = 0; i < n; i++) {
+      bucket[c] = i;
+      c += (((words[2 * i + HI]! >>> 16) ^ prefix) - 1) >>> 31;
+    }
+    let level = 1;
     while (c > SMALL_BUCKET && level < 6 && !this.allEqual(c)) {
       level++;
       const bins = DIGIT_BINS[level]!;
@@ -310,10 +299,10 @@ export class Sampler {
         const i = bucket[j]!;
         byDigit[this.digitOf(i, level)] += w[i]!;
       }
-      digit = this.boundary(byDigit, bins - 1, this.massAbove, target);
-      c = this.keepDigit(c, level, digit);
+      c = this.keepDigit(c, level, this.boundary(byDigit, bins - 1, this.massAbove, target));
     }
-    // The bucket is in id order; a stable sort by descending weight orders it as the nucleus does.
+    // Order the small bucket by descending weight. Equal weights need no order among themselves: the
+    // nucleus takes the lowest ids of the boundary weight by count (cutTies).
     if (c <= SMALL_BUCKET) {
       for (let j = 1; j < c; j++) {
         const i = bucket[j]!;
@@ -361,11 +350,13 @@ export class Sampler {
     return found;
   }
 
-  /** Digit `level` (3..6) of candidate i's weight bits: see DIGIT_BINS. */
+  /** Digit `level` (2..6) of candidate i's weight bits: see DIGIT_BINS. */
   private digitOf(i: number, level: number): number {
     switch (level) {
+      case 2:
+        return (this.words[2 * i + HI]! >>> 8) & 0xff;
       case 3:
-        return this.words[2 * i + HI]! & 0xfff;
+        return this.words[2 * i + HI]! & 0xff;
       case 4:
         return this.words[2 * i + LO]! >>> 20;
       case 5:
