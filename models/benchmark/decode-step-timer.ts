@@ -59,9 +59,9 @@ function stepFetches(s: OnnxSession, f: GridFile, kvLength: number): Record<stri
 
 /**
  * What a per-model cost file samples from: logits that follow Zipf's law (token k of a random order
- * at -ln k), the unigram law of text. Sampling cost depends on how peaked the logits are (top-p keeps
- * fewer candidates of a peaked distribution): the near-uniform logits of a random-weight head cost 3x
- * the sampling of a trained model's (430 vs 140 us at 4,096 ids, the demo model, measured), Zipf's 154 us.
+ * at -ln k), the unigram law of text. The sort-based sampler's cost depended on how peaked the logits
+ * were (near-uniform 430 us against a trained model's 140 us at 4,096 ids); the radix-select sampler
+ * (models/runtime/sampling.ts) costs 43-74 us on flat, Zipf and peaked rows alike (bench/sampling.ts).
  */
 export class SamplingLoad {
   private readonly zipf: Float32Array;
