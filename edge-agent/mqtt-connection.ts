@@ -70,6 +70,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** Whether mqtt.js rejected a subscribe because its SUBACK carried a failure code (0x80: refused by policy). */
 function subackRefused(err: unknown): boolean {
   const granted = (err as { packet?: { granted?: unknown } } | null)?.packet?.granted;
   return Array.isArray(granted) && granted.some((g) => typeof g === 'number' && (g & 0x80) !== 0);
@@ -88,7 +89,8 @@ export class MqttConnection extends EventEmitter implements MqttTransport {
   private client: MqttClient | undefined;
   private isConnected = false;
   private stopped = true;
-  private attempt = 0;
+  /** Failed attempts in a row, for the backoff. */
+  private failures = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: MqttConnectionOptions) {
@@ -229,7 +231,7 @@ export class MqttConnection extends EventEmitter implements MqttTransport {
     }
     if (this.client !== client || this.stopped || attempt.closed) return;
     this.isConnected = true;
-    this.attempt = 0;
+    this.failures = 0;
     this.opts.log.info('mqtt connected', { host: this.opts.host, port: this.opts.port, tls: Boolean(this.opts.tls) });
     this.emit('connected');
   }
@@ -257,8 +259,8 @@ export class MqttConnection extends EventEmitter implements MqttTransport {
   private scheduleReconnect(): void {
     if (this.stopped) return;
     clearTimeout(this.timer);
-    const delay = backoffDelayMs(this.attempt++, this.opts.reconnectMinMs, this.opts.reconnectMaxMs);
-    this.opts.log.debug('mqtt reconnect scheduled', { delayMs: delay, attempt: this.attempt });
+    const delay = backoffDelayMs(this.failures++, this.opts.reconnectMinMs, this.opts.reconnectMaxMs);
+    this.opts.log.debug('mqtt reconnect scheduled', { delayMs: delay, attempt: this.failures });
     this.timer = setTimeout(() => this.connectOnce(), delay);
   }
 
