@@ -1,4 +1,4 @@
-// Test transport: the real aws-crt MQTT connection, with chosen incoming messages held back for a while.
+// Test transport: the agent's real MQTT connection (mqtt.js), with chosen incoming messages held back for a while.
 // Under load the broker and the hub answer concurrently, so replies and notifications can reach a
 // device out of order; this makes such an order happen on purpose.
 import { EventEmitter } from 'node:events';

@@ -1,5 +1,5 @@
 // Jobs-API races seen when many agents roll out at once, reproduced on purpose with one agent: the agent
-// runs in-process on the real aws-crt MQTT link to the local hub, with chosen replies held back.
+// runs in-process on its real MQTT link (mqtt.js) to the local hub, with chosen replies held back.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../../edge-agent/agent.ts';

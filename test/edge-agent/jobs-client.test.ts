@@ -1,4 +1,4 @@
-// The agent's IoT Jobs client against the local hub over real MQTT (aws-crt to aedes), with replies and
+// The agent's IoT Jobs client against the local hub over real MQTT (mqtt.js to aedes), with replies and
 // notifications delivered out of order the way a loaded broker delivers them.
 import { CreateJobCommand, CreateThingCommand, DescribeJobExecutionCommand, IoTClient } from '@aws-sdk/client-iot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
